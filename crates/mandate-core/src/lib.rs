@@ -1,0 +1,52 @@
+//! Mandate's use cases, over the storage ports.
+//!
+//! ```text
+//!   HTTP / CLI ──► Service::{authenticate, create_*, request_mandate, consent, complete, revoke, …}
+//!                     │  checks who may do what (Principal), validates input once,
+//!                     │  applies the lifecycle (mandate-domain), retries lost races
+//!                     ▼
+//!                  dyn Store (SQLite or PostgreSQL — this crate never knows which)
+//! ```
+//!
+//! Every operation takes the authenticated [`Principal`] and is scoped to its tenant: an
+//! id from another tenant is reported exactly like an id that does not exist.
+
+mod auth;
+mod catalog;
+mod directory;
+mod error;
+mod input;
+mod mandates;
+
+use std::sync::Arc;
+
+use mandate_store::Store;
+use mandate_types::Clock;
+
+pub use auth::{Bootstrap, IssuedToken, TOKEN_PREFIX};
+pub use error::CoreError;
+pub use input::{
+    AgentUpdate, ConsentRequest, EndRequest, NewAgent, NewHuman, NewTool, NewToolServer, ToolUpdate,
+};
+pub use mandates::MandateView;
+
+/// The use cases, bound to one store and one clock.
+#[derive(Debug, Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}

@@ -1,0 +1,93 @@
+//! Request parsing at the edge: credentials, bodies, queries and path ids become typed
+//! values here or the request ends with a problem response.
+
+use std::str::FromStr;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use mandate_domain::Principal;
+use mandate_types::IdError;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The authenticated caller of an admin-API request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(Problem::unauthenticated)?;
+        let value = header.to_str().map_err(|_| Problem::unauthenticated())?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(Problem::unauthenticated)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Problem::unauthenticated());
+        }
+        let principal = state.service.authenticate(token.trim()).await?;
+        Ok(Caller(principal))
+    }
+}
+
+/// A JSON body; its rejections are problem responses.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// An optional JSON body: absent when the request has no `Content-Type`.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Problem> {
+        let value =
+            <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+                .await?;
+        Ok(value.map(|axum::Json(v)| ApiJson(v)))
+    }
+}
+
+/// A query string; its rejections are problem responses.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// An id from the path. An id that cannot exist is reported as not found.
+pub fn path_id<T: FromStr<Err = IdError>>(raw: &str) -> Result<T, Problem> {
+    raw.parse()
+        .map_err(|e: IdError| Problem::not_found(e.to_string()))
+}
+
+/// An id from a query filter. Malformed filters are the caller's mistake.
+pub fn query_id<T: FromStr<Err = IdError>>(
+    field: &str,
+    raw: Option<&str>,
+) -> Result<Option<T>, Problem> {
+    raw.map(|s| {
+        s.parse()
+            .map_err(|e: IdError| Problem::bad_request(format!("`{field}`: {e}")))
+    })
+    .transpose()
+}

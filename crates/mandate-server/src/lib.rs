@@ -1,0 +1,119 @@
+//! Mandate's HTTP surface: the admin API, the ops endpoints and the OpenAPI document.
+//!
+//! ```text
+//!   request ─► metrics ─► body limit ─► route ─► extract (Caller, ApiJson, ApiQuery, path ids)
+//!                                                  │ parse once; reject with problem+json
+//!                                                  ▼
+//!                                            mandate_core::Service ─► dyn Store
+//!                                                  │
+//!   response ◄──────── Problem::from(CoreError) ◄──┘  (the one error mapping, problem.rs)
+//! ```
+//!
+//! The OpenAPI document is generated from the handlers' annotations and the types they
+//! take and return (`utoipa`), never written by hand.
+
+mod extract;
+mod metrics;
+mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use mandate_core::Service;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use metrics::Metrics;
+pub use problem::Problem;
+
+/// The largest request body the admin API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub metrics: Arc<Metrics>,
+    openapi: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mandate",
+        description = "Agents act for people under mandates: a human's consent bound to one task.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ops", description = "Health, readiness, metrics, this document"),
+        (name = "humans", description = "People: grantors, data owners, approvers"),
+        (name = "agents", description = "Workload identities acting for people"),
+        (name = "tools", description = "Tool servers and their tools"),
+        (name = "mandates", description = "Consent bound to one task, and its lifecycle"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document and the routes it describes, built from the same source.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::ops::routes())
+        .merge(routes::directory::routes())
+        .merge(routes::catalog::routes())
+        .merge(routes::mandates::routes())
+        .split_for_parts()
+}
+
+/// The served OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole HTTP application.
+pub fn app(service: Service, metrics: Arc<Metrics>) -> Router {
+    let (routes, doc) = api();
+    let openapi = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_owned()));
+    let state = AppState {
+        service,
+        metrics: metrics.clone(),
+        openapi,
+    };
+    routes
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not accept that method",
+            )
+            .into_response()
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::record,
+        ))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::{Migration, OpenError};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "directory_catalog_mandates",
+    sql: include_str!("../migrations/postgres/0001_directory_catalog_mandates.sql"),
+}];
+
+/// Serialises migrations across replicas starting at once ("mandate" in ASCII).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";
+
+/// The scale-out store: any number of stateless replicas share one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
+        let options: PgConnectOptions = url.parse().map_err(|source| OpenError::Connect {
+            location: redact_url(url),
+            source,
+        })?;
+        Self::connect_with(options).await
+    }
+
+    /// Connects with explicit options (tests use this to pin a `search_path`).
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, OpenError> {
+        let location = format!(
+            "postgres://{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|source| OpenError::Connect { location, source })?;
+        let store = Self { pool };
+        store
+            .run_migrations(MIGRATIONS, Some(MIGRATION_LOCK))
+            .await?;
+        Ok(store)
+    }
+
+    /// The connection pool, for the PostgreSQL-only features built on it (LISTEN/NOTIFY).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A database URL without its password, fit for a message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let (head, tail) = url.split_at(at);
+            let user_start = scheme + 3;
+            let userinfo = head.get(user_start..).unwrap_or_default();
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!(
+                "{}{}{}",
+                head.get(..user_start).unwrap_or_default(),
+                user,
+                tail
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://mandate:s3cret@db:5432/mandate"),
+            "postgres://mandate@db:5432/mandate"
+        );
+        assert_eq!(redact_url("postgres://db/mandate"), "postgres://db/mandate");
+    }
+}
+crate::repo::sql_store!(PostgresStore, sqlx::Postgres, "postgres");

@@ -1,0 +1,602 @@
+//! The statements both adapters run, written once.
+//!
+//! `sql_store!` expands to the port implementations for one adapter type. It is a macro
+//! rather than generic code because sqlx's per-database trait bounds would otherwise
+//! spread through every signature; the SQL text is the same for both backends.
+
+use chrono::{DateTime, Utc};
+use mandate_store::StoreError;
+use sqlx::error::ErrorKind;
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Maps a driver error to a port error; `what` names the thing a constraint protects.
+pub(crate) fn store_error(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => StoreError::Conflict {
+                what: what.to_owned(),
+            },
+            ErrorKind::ForeignKeyViolation => StoreError::Missing {
+                what: format!("a record referenced by this {what}"),
+            },
+            _ => StoreError::Unavailable(db.message().to_owned()),
+        },
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        _ => StoreError::Unavailable(err.to_string()),
+    }
+}
+
+pub(crate) fn limit_plus_one(page: &mandate_store::PageRequest) -> i64 {
+    i64::from(page.limit()) + 1
+}
+
+macro_rules! sql_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        use ::async_trait::async_trait;
+        use ::chrono::{DateTime, Utc};
+        use ::mandate_domain::{Agent, Consent, Human, Mandate, Tenant, Tool, ToolServer};
+        use ::mandate_store::{
+            AgentFilter, ApiToken, Catalog, Directory, HumanFilter, MandateFilter, Mandates, Page,
+            PageRequest, Store, StoreError, ToolFilter,
+        };
+        use ::mandate_types::{AgentId, HumanId, MandateId, TenantId, ToolId, ToolServerId};
+        use ::sqlx::types::Json;
+        use ::sqlx::Row as _;
+
+        use $crate::repo::{limit_plus_one, micros, store_error};
+
+        type DbRow = <$db as ::sqlx::Database>::Row;
+
+        fn doc<T: ::serde::de::DeserializeOwned>(row: &DbRow) -> Result<T, StoreError> {
+            row.try_get::<Json<T>, _>("doc")
+                .map(|json| json.0)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+
+        fn docs<T: ::serde::de::DeserializeOwned>(rows: &[DbRow]) -> Result<Vec<T>, StoreError> {
+            rows.iter().map(doc).collect()
+        }
+
+        fn unavailable(err: ::sqlx::Error) -> StoreError {
+            store_error(err, "record")
+        }
+
+        fn json_text<T: ::serde::Serialize>(value: &T) -> Option<String> {
+            ::serde_json::to_value(value)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        }
+
+        impl $store {
+            pub(crate) async fn run_migrations(
+                &self,
+                migrations: &[$crate::Migration],
+                lock: Option<&str>,
+            ) -> Result<(), $crate::OpenError> {
+                let known = migrations.last().map_or(0, |m| m.version);
+                let failed = |version, name, source| $crate::OpenError::Migration {
+                    version,
+                    name,
+                    source,
+                };
+                let mut tx = self.pool.begin().await.map_err(|e| failed(0, "begin", e))?;
+                if let Some(lock) = lock {
+                    ::sqlx::query(lock)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| failed(0, "lock", e))?;
+                }
+                ::sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS mandate_migrations (
+                        version BIGINT PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        applied_at BIGINT NOT NULL
+                    )",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| failed(0, "bookkeeping", e))?;
+                let applied: i64 = ::sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM mandate_migrations")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get("v"))
+                    .map_err(|e| failed(0, "bookkeeping", e))?;
+                if applied > known {
+                    return Err($crate::OpenError::TooNew { found: applied, known });
+                }
+                for m in migrations.iter().filter(|m| m.version > applied) {
+                    ::sqlx::raw_sql(m.sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| failed(m.version, m.name, e))?;
+                    ::sqlx::query("INSERT INTO mandate_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                        .bind(m.version)
+                        .bind(m.name)
+                        .bind(micros(Utc::now()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| failed(m.version, m.name, e))?;
+                    ::tracing::info!(version = m.version, name = m.name, backend = $backend, "applied migration");
+                }
+                tx.commit().await.map_err(|e| failed(known, "commit", e))
+            }
+        }
+
+        #[async_trait]
+        impl Directory for $store {
+            async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+                ::sqlx::query("INSERT INTO tenants (id, name, created_at, doc) VALUES ($1, $2, $3, $4)")
+                    .bind(tenant.id.to_string())
+                    .bind(&tenant.name)
+                    .bind(micros(tenant.created_at))
+                    .bind(Json(tenant))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error(e, "tenant"))?;
+                Ok(())
+            }
+
+            async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM tenants WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM tenants WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn create_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+                ::sqlx::query("INSERT INTO api_tokens (id, tenant_id, token_hash, doc) VALUES ($1, $2, $3, $4)")
+                    .bind(token.id.to_string())
+                    .bind(token.tenant_id.to_string())
+                    .bind(&token.token_hash)
+                    .bind(Json(token))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error(e, "API token"))?;
+                Ok(())
+            }
+
+            async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM api_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn create_human(&self, human: &Human) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                ::sqlx::query("INSERT INTO humans (id, tenant_id, email, doc) VALUES ($1, $2, $3, $4)")
+                    .bind(human.id.to_string())
+                    .bind(human.tenant_id.to_string())
+                    .bind(&human.email)
+                    .bind(Json(human))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| store_error(e, "human with this email"))?;
+                let groups: ::std::collections::BTreeSet<&String> = human.groups.iter().collect();
+                for group in groups {
+                    ::sqlx::query("INSERT INTO human_groups (human_id, group_name) VALUES ($1, $2)")
+                        .bind(human.id.to_string())
+                        .bind(group)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| store_error(e, "group membership"))?;
+                }
+                tx.commit().await.map_err(unavailable)
+            }
+
+            async fn human(&self, tenant: TenantId, id: HumanId) -> Result<Option<Human>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM humans WHERE id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn list_humans(
+                &self,
+                tenant: TenantId,
+                filter: &HumanFilter,
+                page: &PageRequest,
+            ) -> Result<Page<Human>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM humans h
+                     WHERE h.tenant_id = $1
+                       AND ($2 IS NULL OR h.id > $2)
+                       AND ($3 IS NULL OR h.email = $3)
+                       AND ($4 IS NULL OR EXISTS (
+                           SELECT 1 FROM human_groups g WHERE g.human_id = h.id AND g.group_name = $4))
+                     ORDER BY h.id LIMIT $5",
+                )
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(filter.email.as_deref())
+                .bind(filter.group.as_deref())
+                .bind(limit_plus_one(page))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(page.page(docs(&rows)?, |h: &Human| h.id.to_string()))
+            }
+
+            async fn create_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+                let fed = agent.credentials.federated.as_ref();
+                ::sqlx::query(
+                    "INSERT INTO agents (id, tenant_id, name, owner_id, status, spiffe_id, fed_issuer, fed_subject, doc)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(agent.id.to_string())
+                .bind(agent.tenant_id.to_string())
+                .bind(&agent.name)
+                .bind(agent.owner.to_string())
+                .bind(json_text(&agent.status))
+                .bind(agent.credentials.spiffe_id.as_deref())
+                .bind(fed.map(|f| f.issuer.as_str()))
+                .bind(fed.map(|f| f.subject.as_str()))
+                .bind(Json(agent))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
+                Ok(())
+            }
+
+            async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM agents WHERE id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+                let fed = agent.credentials.federated.as_ref();
+                let done = ::sqlx::query(
+                    "UPDATE agents SET name = $1, owner_id = $2, status = $3, spiffe_id = $4,
+                         fed_issuer = $5, fed_subject = $6, doc = $7
+                     WHERE id = $8 AND tenant_id = $9",
+                )
+                .bind(&agent.name)
+                .bind(agent.owner.to_string())
+                .bind(json_text(&agent.status))
+                .bind(agent.credentials.spiffe_id.as_deref())
+                .bind(fed.map(|f| f.issuer.as_str()))
+                .bind(fed.map(|f| f.subject.as_str()))
+                .bind(Json(agent))
+                .bind(agent.id.to_string())
+                .bind(agent.tenant_id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Missing { what: format!("agent `{}`", agent.id) });
+                }
+                Ok(())
+            }
+
+            async fn list_agents(
+                &self,
+                tenant: TenantId,
+                filter: &AgentFilter,
+                page: &PageRequest,
+            ) -> Result<Page<Agent>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM agents
+                     WHERE tenant_id = $1
+                       AND ($2 IS NULL OR id > $2)
+                       AND ($3 IS NULL OR owner_id = $3)
+                       AND ($4 IS NULL OR status = $4)
+                       AND ($5 IS NULL OR name = $5)
+                     ORDER BY id LIMIT $6",
+                )
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(filter.owner.map(|h| h.to_string()))
+                .bind(filter.status.as_ref().and_then(json_text))
+                .bind(filter.name.as_deref())
+                .bind(limit_plus_one(page))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(page.page(docs(&rows)?, |a: &Agent| a.id.to_string()))
+            }
+
+            async fn agent_by_spiffe_id(&self, spiffe_id: &str) -> Result<Option<Agent>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM agents WHERE spiffe_id = $1")
+                    .bind(spiffe_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn agent_by_federated(&self, issuer: &str, subject: &str) -> Result<Option<Agent>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM agents WHERE fed_issuer = $1 AND fed_subject = $2")
+                    .bind(issuer)
+                    .bind(subject)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl Catalog for $store {
+            async fn create_tool_server(&self, server: &ToolServer) -> Result<(), StoreError> {
+                ::sqlx::query("INSERT INTO tool_servers (id, tenant_id, name, doc) VALUES ($1, $2, $3, $4)")
+                    .bind(server.id.to_string())
+                    .bind(server.tenant_id.to_string())
+                    .bind(&server.name)
+                    .bind(Json(server))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| store_error(e, "tool server with this name"))?;
+                Ok(())
+            }
+
+            async fn tool_server(&self, tenant: TenantId, id: ToolServerId) -> Result<Option<ToolServer>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM tool_servers WHERE id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn list_tool_servers(&self, tenant: TenantId, page: &PageRequest) -> Result<Page<ToolServer>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM tool_servers WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(limit_plus_one(page))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(page.page(docs(&rows)?, |s: &ToolServer| s.id.to_string()))
+            }
+
+            async fn create_tool(&self, tool: &Tool) -> Result<(), StoreError> {
+                // The server must exist in the tool's own tenant, not merely somewhere.
+                let done = ::sqlx::query(
+                    "INSERT INTO tools (id, tenant_id, server_id, name, risk_tier, doc)
+                     SELECT $1, $2, $3, $4, $5, $6
+                     WHERE EXISTS (SELECT 1 FROM tool_servers WHERE id = $3 AND tenant_id = $2)",
+                )
+                .bind(tool.id.to_string())
+                .bind(tool.tenant_id.to_string())
+                .bind(tool.server_id.to_string())
+                .bind(&tool.name)
+                .bind(tool.risk_tier.as_str())
+                .bind(Json(tool))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(e, "tool with this name on this server"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Missing { what: format!("tool server `{}`", tool.server_id) });
+                }
+                Ok(())
+            }
+
+            async fn tool(&self, tenant: TenantId, id: ToolId) -> Result<Option<Tool>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM tools WHERE id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn update_tool(&self, tool: &Tool) -> Result<(), StoreError> {
+                let done = ::sqlx::query(
+                    "UPDATE tools SET risk_tier = $1, doc = $2 WHERE id = $3 AND tenant_id = $4",
+                )
+                .bind(tool.risk_tier.as_str())
+                .bind(Json(tool))
+                .bind(tool.id.to_string())
+                .bind(tool.tenant_id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Missing { what: format!("tool `{}`", tool.id) });
+                }
+                Ok(())
+            }
+
+            async fn list_tools(&self, tenant: TenantId, filter: &ToolFilter, page: &PageRequest) -> Result<Page<Tool>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM tools
+                     WHERE tenant_id = $1
+                       AND ($2 IS NULL OR id > $2)
+                       AND ($3 IS NULL OR server_id = $3)
+                       AND ($4 IS NULL OR risk_tier = $4)
+                     ORDER BY id LIMIT $5",
+                )
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(filter.server.map(|s| s.to_string()))
+                .bind(filter.risk_tier.map(|t| t.as_str()))
+                .bind(limit_plus_one(page))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(page.page(docs(&rows)?, |t: &Tool| t.id.to_string()))
+            }
+        }
+
+        fn version(m: &Mandate) -> Result<(i64, i64), StoreError> {
+            let new = i64::try_from(m.version).map_err(|_| StoreError::VersionConflict)?;
+            Ok((new, new - 1))
+        }
+
+        #[async_trait]
+        impl Mandates for $store {
+            async fn create_mandate(&self, mandate: &Mandate) -> Result<(), StoreError> {
+                let (version, _) = version(mandate)?;
+                ::sqlx::query(
+                    "INSERT INTO mandates (id, tenant_id, agent_id, human_id, status, expires_at, version, doc)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(mandate.id.to_string())
+                .bind(mandate.tenant_id.to_string())
+                .bind(mandate.terms.agent_id.to_string())
+                .bind(mandate.terms.human_id.to_string())
+                .bind(mandate.status.as_str())
+                .bind(micros(mandate.terms.expires_at))
+                .bind(version)
+                .bind(Json(mandate))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(e, "mandate"))?;
+                Ok(())
+            }
+
+            async fn mandate(&self, tenant: TenantId, id: MandateId) -> Result<Option<Mandate>, StoreError> {
+                let row = ::sqlx::query("SELECT doc FROM mandates WHERE id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(doc).transpose()
+            }
+
+            async fn list_mandates(&self, tenant: TenantId, filter: &MandateFilter, page: &PageRequest) -> Result<Page<Mandate>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM mandates
+                     WHERE tenant_id = $1
+                       AND ($2 IS NULL OR id > $2)
+                       AND ($3 IS NULL OR status = $3)
+                       AND ($4 IS NULL OR agent_id = $4)
+                       AND ($5 IS NULL OR human_id = $5)
+                     ORDER BY id LIMIT $6",
+                )
+                .bind(tenant.to_string())
+                .bind(page.after())
+                .bind(filter.status.map(|s| s.as_str()))
+                .bind(filter.agent.map(|a| a.to_string()))
+                .bind(filter.human.map(|h| h.to_string()))
+                .bind(limit_plus_one(page))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(page.page(docs(&rows)?, |m: &Mandate| m.id.to_string()))
+            }
+
+            async fn update_mandate(&self, mandate: &Mandate) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                update_mandate_in(&mut tx, mandate).await?;
+                tx.commit().await.map_err(unavailable)
+            }
+
+            async fn record_consent(&self, consent: &Consent, mandate: &Mandate) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                ::sqlx::query(
+                    "INSERT INTO consents (id, tenant_id, mandate_id, human_id, decided_at, doc)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(consent.id.to_string())
+                .bind(consent.tenant_id.to_string())
+                .bind(consent.mandate_id.to_string())
+                .bind(consent.human_id.to_string())
+                .bind(micros(consent.decided_at))
+                .bind(Json(consent))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| store_error(e, "answer from this human to this mandate"))?;
+                // Dropping `tx` on error rolls the consent back.
+                update_mandate_in(&mut tx, mandate).await?;
+                tx.commit().await.map_err(unavailable)
+            }
+
+            async fn consents(&self, tenant: TenantId, mandate: MandateId) -> Result<Vec<Consent>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM consents WHERE mandate_id = $1 AND tenant_id = $2 ORDER BY decided_at, id",
+                )
+                .bind(mandate.to_string())
+                .bind(tenant.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                docs(&rows)
+            }
+
+            async fn mandates_due_to_expire(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Mandate>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM mandates
+                     WHERE status IN ('requested', 'active') AND expires_at <= $1
+                     ORDER BY expires_at, id LIMIT $2",
+                )
+                .bind(micros(now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                docs(&rows)
+            }
+        }
+
+        async fn update_mandate_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            mandate: &Mandate,
+        ) -> Result<(), StoreError> {
+            let (new_version, read_version) = version(mandate)?;
+            let done = ::sqlx::query(
+                "UPDATE mandates SET status = $1, expires_at = $2, version = $3, doc = $4
+                 WHERE id = $5 AND tenant_id = $6 AND version = $7",
+            )
+            .bind(mandate.status.as_str())
+            .bind(micros(mandate.terms.expires_at))
+            .bind(new_version)
+            .bind(Json(mandate))
+            .bind(mandate.id.to_string())
+            .bind(mandate.tenant_id.to_string())
+            .bind(read_version)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::VersionConflict);
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                ::sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+                Ok(())
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

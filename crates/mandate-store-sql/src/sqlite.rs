@@ -1,0 +1,59 @@
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{Migration, OpenError};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "directory_catalog_mandates",
+    sql: include_str!("../migrations/sqlite/0001_directory_catalog_mandates.sql"),
+}];
+
+/// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `mandate.db` in `data_dir` and brings its schema up to date.
+    pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let file = data_dir.join("mandate.db");
+        let location = file.display().to_string();
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|source| OpenError::Connect {
+                location: location.clone(),
+                source,
+            })?
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|source| OpenError::Connect { location, source })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), OpenError> {
+        // SQLite serialises writers itself: the first write of the transaction below
+        // takes the database's write lock, and a second process waits for it.
+        self.run_migrations(MIGRATIONS, None).await
+    }
+}
+
+crate::repo::sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");

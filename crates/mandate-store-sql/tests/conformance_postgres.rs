@@ -1,0 +1,59 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a test fails loudly")]
+//! The store conformance suite against PostgreSQL: every case gets a schema of its own
+//! in the database named by `MANDATE_TEST_POSTGRES_URL` (default: the local `test`
+//! database), so concurrent runs never see each other.
+
+use std::sync::Arc;
+
+use mandate_store::Store;
+use mandate_store_sql::PostgresStore;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+async fn fresh() -> Arc<dyn Store> {
+    let url = std::env::var("MANDATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    let base: PgConnectOptions = url.parse().unwrap();
+    let schema = format!("mandate_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect_with(&base).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} is needed for these tests (set MANDATE_TEST_POSTGRES_URL): {e}")
+    });
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop_stale_schemas(&mut admin).await;
+    let options = base.options([("search_path", schema.as_str())]);
+    Arc::new(PostgresStore::connect_with(options).await.unwrap())
+}
+
+/// Schemas left by earlier runs (a UUIDv7 carries its creation time) older than an hour.
+async fn drop_stale_schemas(admin: &mut PgConnection) {
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'mandate\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (name,) in names {
+        let Some(hex) = name.strip_prefix("mandate_test_") else {
+            continue;
+        };
+        let Ok(uuid) = uuid::Uuid::try_parse(hex) else {
+            continue;
+        };
+        let Some(ts) = uuid.get_timestamp() else {
+            continue;
+        };
+        let (secs, _) = ts.to_unix();
+        if now_ms - i64::try_from(secs).unwrap() * 1000 > 3_600_000 {
+            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+mandate_store::store_conformance!(fresh);

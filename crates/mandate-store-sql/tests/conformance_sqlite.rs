@@ -1,0 +1,37 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a test fails loudly")]
+//! The store conformance suite against SQLite (a real file in WAL mode per case).
+
+use std::sync::Arc;
+
+use mandate_store::Store;
+use mandate_store_sql::SqliteStore;
+
+async fn fresh() -> Arc<dyn Store> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    // The directory must outlive the store; it is removed when the test process exits.
+    std::mem::forget(dir);
+    Arc::new(store)
+}
+
+mandate_store::store_conformance!(fresh);
+
+#[tokio::test]
+async fn reopening_keeps_data_and_does_not_rerun_migrations() {
+    use mandate_store::Directory as _;
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = mandate_domain::Tenant {
+        id: mandate_types::TenantId::generate(),
+        name: "default".into(),
+        created_at: chrono::Utc::now(),
+    };
+    {
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store.create_tenant(&tenant).await.unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(
+        store.tenant_by_name("default").await.unwrap().unwrap().id,
+        tenant.id
+    );
+}

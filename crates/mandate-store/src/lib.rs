@@ -1,0 +1,23 @@
+//! Storage ports: what the use cases need from a store, and nothing about SQL.
+//!
+//! ```text
+//!   mandate-core ──uses──► dyn Store ◄──implements── mandate-store-sql::{SqliteStore, PostgresStore}
+//!                                 ▲
+//!                 conformance ────┘  (one suite, run against every adapter)
+//! ```
+//!
+//! Every read is scoped by tenant: an id from another tenant is simply not found.
+//! Writes that race are settled here, not in the use cases: unique keys surface as
+//! [`StoreError::Conflict`], and a mandate is only updated if its `version` is the one
+//! the caller read ([`StoreError::VersionConflict`] otherwise).
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod page;
+mod ports;
+
+pub use page::{Cursor, Page, PageRequest, PageRequestError};
+pub use ports::{
+    AgentFilter, ApiToken, ApiTokenPrincipal, Catalog, Directory, HumanFilter, MandateFilter,
+    Mandates, Store, StoreError, ToolFilter,
+};

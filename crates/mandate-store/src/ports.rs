@@ -1,0 +1,189 @@
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mandate_domain::{
+    Agent, AgentStatus, Consent, Human, Mandate, MandateStatus, Tenant, Tool, ToolServer,
+};
+use mandate_types::{
+    AgentId, ApiTokenId, HumanId, MandateId, RiskTier, TenantId, ToolId, ToolServerId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Page, PageRequest};
+
+/// What went wrong in a store. No variant carries a secret or a full query.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (`what` names it, e.g. `agent name`).
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    /// A row the write depends on does not exist (e.g. a tool's server).
+    #[error("{what} does not exist")]
+    Missing { what: String },
+    /// The row changed since it was read; read it again and retry.
+    #[error("the record changed concurrently")]
+    VersionConflict,
+    /// The store cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not decode; never expected, always worth an alert.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Who an admin API token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApiTokenPrincipal {
+    Admin,
+    Human { id: HumanId },
+    Agent { id: AgentId },
+}
+
+/// A bearer credential for the API. Only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    pub tenant_id: TenantId,
+    pub principal: ApiTokenPrincipal,
+    /// Lowercase hex SHA-256 of the full token string.
+    pub token_hash: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HumanFilter {
+    pub email: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    pub owner: Option<HumanId>,
+    pub status: Option<AgentStatus>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolFilter {
+    pub server: Option<ToolServerId>,
+    pub risk_tier: Option<RiskTier>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MandateFilter {
+    pub status: Option<MandateStatus>,
+    pub agent: Option<AgentId>,
+    /// The grantor.
+    pub human: Option<HumanId>,
+}
+
+/// Tenants, the people and workloads in them, and their API credentials.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+
+    async fn create_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+    async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError>;
+
+    async fn create_human(&self, human: &Human) -> Result<(), StoreError>;
+    async fn human(&self, tenant: TenantId, id: HumanId) -> Result<Option<Human>, StoreError>;
+    async fn list_humans(
+        &self,
+        tenant: TenantId,
+        filter: &HumanFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Human>, StoreError>;
+
+    async fn create_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Replaces an agent's mutable fields (status, labels, credentials).
+    async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    async fn list_agents(
+        &self,
+        tenant: TenantId,
+        filter: &AgentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>, StoreError>;
+    /// The agent whose SPIFFE ID this is, in any tenant (a SPIFFE ID names one workload).
+    async fn agent_by_spiffe_id(&self, spiffe_id: &str) -> Result<Option<Agent>, StoreError>;
+    /// The agent a federated issuer + subject maps to, in any tenant.
+    async fn agent_by_federated(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Agent>, StoreError>;
+}
+
+/// Tool servers and their tools.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn create_tool_server(&self, server: &ToolServer) -> Result<(), StoreError>;
+    async fn tool_server(
+        &self,
+        tenant: TenantId,
+        id: ToolServerId,
+    ) -> Result<Option<ToolServer>, StoreError>;
+    async fn list_tool_servers(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<ToolServer>, StoreError>;
+
+    async fn create_tool(&self, tool: &Tool) -> Result<(), StoreError>;
+    async fn tool(&self, tenant: TenantId, id: ToolId) -> Result<Option<Tool>, StoreError>;
+    /// Replaces a tool's operator-set fields (tier, tags, data class, description).
+    async fn update_tool(&self, tool: &Tool) -> Result<(), StoreError>;
+    async fn list_tools(
+        &self,
+        tenant: TenantId,
+        filter: &ToolFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Tool>, StoreError>;
+}
+
+/// Mandates and the consents given to them.
+#[async_trait]
+pub trait Mandates: Send + Sync {
+    async fn create_mandate(&self, mandate: &Mandate) -> Result<(), StoreError>;
+    async fn mandate(&self, tenant: TenantId, id: MandateId)
+    -> Result<Option<Mandate>, StoreError>;
+    async fn list_mandates(
+        &self,
+        tenant: TenantId,
+        filter: &MandateFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Mandate>, StoreError>;
+    /// Stores `mandate` if the stored version is still `mandate.version - 1`.
+    async fn update_mandate(&self, mandate: &Mandate) -> Result<(), StoreError>;
+    /// Records `consent` and stores `mandate` (as [`Mandates::update_mandate`]) atomically:
+    /// both or neither. A second answer by the same human is a [`StoreError::Conflict`].
+    async fn record_consent(&self, consent: &Consent, mandate: &Mandate) -> Result<(), StoreError>;
+    /// Every answer given to a mandate, oldest first.
+    async fn consents(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+    ) -> Result<Vec<Consent>, StoreError>;
+    /// Live mandates (requested or active) whose expiry is at or before `now`, any tenant.
+    async fn mandates_due_to_expire(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Mandate>, StoreError>;
+}
+
+/// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
+#[async_trait]
+pub trait Store: Directory + Catalog + Mandates + fmt::Debug + Send + Sync + 'static {
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Which backend this is, for logs and metrics (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,262 @@
+//! `mandate serve` configuration: defaults, then a TOML file, then environment
+//! variables, then flags. Unknown keys are errors that name the key's path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
+pub const DEFAULT_DATA_DIR: &str = "./mandate-data";
+
+/// Where environment variables come from: the process, or a map in tests.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<&str, &str> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).map(|v| (*v).to_owned())
+    }
+}
+
+/// The configuration file's shape. Every table rejects unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    mandates: MandatesSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// A `tracing` filter, e.g. `info` or `mandate=debug,info`.
+    level: Option<String>,
+    /// `text` (default) or `json`.
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MandatesSection {
+    /// How often live mandates past their expiry are marked expired.
+    expiry_sweep_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The settled configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: the embedded SQLite store under `data_dir`.
+    pub database_url: Option<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub expiry_sweep_seconds: u64,
+}
+
+/// Flags given to `mandate serve`; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file `{path}`: key `{key}`: {message}")]
+    Key {
+        path: String,
+        key: String,
+        message: String,
+    },
+    #[error("config file `{path}`: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{origin}: `{value}` is not a socket address (e.g. `127.0.0.1:8731`)")]
+    Listen { origin: String, value: String },
+    #[error("{origin}: the database URL must start with `postgres://` or `postgresql://`")]
+    DatabaseUrl { origin: String },
+    #[error("{origin}: {message}")]
+    Value { origin: String, message: String },
+}
+
+impl Config {
+    pub fn load(flags: &Overrides, env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = match flags.config.as_deref() {
+            Some(path) => parse_file(path, &std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?)?,
+            None => FileConfig::default(),
+        };
+        // Later sources win: file < environment < flags.
+        let pick = |flag: Option<String>, var: &str, file: Option<String>, what: &str| {
+            flag.map(|v| (v, format!("--{what}")))
+                .or_else(|| env.var(var).map(|v| (v, var.to_owned())))
+                .or_else(|| file.map(|v| (v, format!("config key `{}`", what.replace('-', "_")))))
+        };
+
+        let (listen_text, listen_origin) = pick(flags.listen.clone(), "MANDATE_LISTEN", file.listen, "listen")
+            .unwrap_or_else(|| (DEFAULT_LISTEN.to_owned(), "default".to_owned()));
+        let listen = listen_text.parse().map_err(|_| ConfigError::Listen {
+            origin: listen_origin,
+            value: listen_text.clone(),
+        })?;
+
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| env.var("MANDATE_DATA").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+        let database_url = match pick(flags.database_url.clone(), "MANDATE_DATABASE_URL", file.database_url, "database-url") {
+            Some((url, origin)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::DatabaseUrl { origin });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+
+        let log_level = env
+            .var("MANDATE_LOG")
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".to_owned());
+        let log_format = match env.var("MANDATE_LOG_FORMAT") {
+            Some(v) => match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Value {
+                        origin: "MANDATE_LOG_FORMAT".to_owned(),
+                        message: format!("`{v}` is not `text` or `json`"),
+                    });
+                }
+            },
+            None => file.log.format.unwrap_or_default(),
+        };
+        let expiry_sweep_seconds = file.mandates.expiry_sweep_seconds.unwrap_or(5);
+        if expiry_sweep_seconds == 0 || expiry_sweep_seconds > 3_600 {
+            return Err(ConfigError::Value {
+                origin: "config key `mandates.expiry_sweep_seconds`".to_owned(),
+                message: "must be between 1 and 3600".to_owned(),
+            });
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            log_level,
+            log_format,
+            expiry_sweep_seconds,
+        })
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+        path: path.display().to_string(),
+        message: e.message().to_owned(),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().message().to_owned();
+        ConfigError::Key {
+            path: path.display().to_string(),
+            key,
+            message,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, text).unwrap();
+        let flags = Overrides { config: Some(path), ..Default::default() };
+        (dir, flags)
+    }
+
+    #[test]
+    fn no_flags_means_the_embedded_default() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.database_url, None);
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let (_dir, mut flags) = file("listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n[log]\nlevel = \"debug\"\n");
+        let env = BTreeMap::from([("MANDATE_LISTEN", "127.0.0.1:2"), ("MANDATE_DATABASE_URL", "postgres://db/m")]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.database_url.as_deref(), Some("postgres://db/m"));
+        assert_eq!(c.log_level, "debug");
+        flags.listen = Some("127.0.0.1:3".into());
+        assert_eq!(Config::load(&flags, &env).unwrap().listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let (_dir, flags) = file("[log]\nlevl = \"debug\"\n");
+        let err = Config::load(&flags, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("key `log.levl`"), "{err}");
+        let (_dir, flags) = file("[mandates]\nexpiry_sweep_seconds = \"soon\"\n");
+        let err = Config::load(&flags, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("mandates.expiry_sweep_seconds"), "{err}");
+        let (_dir, flags) = file("listen = [\n");
+        assert!(matches!(Config::load(&flags, &BTreeMap::new()), Err(ConfigError::Syntax { .. })));
+    }
+
+    #[test]
+    fn bad_values_name_their_origin() {
+        let env = BTreeMap::from([("MANDATE_LISTEN", "localhost")]);
+        let err = Config::load(&Overrides::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("MANDATE_LISTEN"), "{err}");
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL", "mysql://x")]);
+        let err = Config::load(&Overrides::default(), &env).unwrap_err().to_string();
+        assert!(err.contains("MANDATE_DATABASE_URL"), "{err}");
+        assert!(!err.contains("mysql://x"), "URLs may hold passwords: {err}");
+    }
+}

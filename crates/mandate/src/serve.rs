@@ -1,0 +1,121 @@
+//! `mandate serve`: the only place that chooses a store backend.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mandate_core::{Bootstrap, Service};
+use mandate_server::Metrics;
+use mandate_store::Store;
+use mandate_store_sql::{PostgresStore, SqliteStore};
+use mandate_types::SystemClock;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let service = Service::new(store.clone(), Arc::new(SystemClock));
+    announce_bootstrap(&service, &config.data_dir).await?;
+
+    let metrics = Metrics::new(store.backend());
+    let app = mandate_server::app(service.clone(), metrics);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
+    eprintln!("mandate: listening on http://{local} (store: {})", store.backend());
+
+    let sweeper = tokio::spawn(sweep_expired(service, Duration::from_secs(config.expiry_sweep_seconds)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    sweeper.abort();
+    tracing::info!("mandate stopped");
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url).await?),
+        None => Arc::new(SqliteStore::open(&config.data_dir).await?),
+    })
+}
+
+/// On the very first start, writes the admin token to `DATA/admin-token` (mode 0600)
+/// and says where it is. The token itself is never printed or logged.
+async fn announce_bootstrap(service: &Service, data_dir: &Path) -> anyhow::Result<()> {
+    match service.bootstrap().await? {
+        Bootstrap::Existing { .. } => Ok(()),
+        Bootstrap::Created { admin, .. } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let path = data_dir.join("admin-token");
+            write_private(&path, admin.secret.expose())?;
+            eprintln!(
+                "mandate: first start: an admin token was written to {} (readable by this user only; it is not shown again)",
+                path.display()
+            );
+            tracing::info!(path = %path.display(), "bootstrap admin token created");
+            Ok(())
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (remove a stale one first)", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn sweep_expired(service: Service, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match service.expire_due(500).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "expired mandates"),
+            Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
