@@ -1,4 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a test fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
 //! The store conformance suite against PostgreSQL: every case gets a schema of its own
 //! in the database named by `MANDATE_TEST_POSTGRES_URL` (default: the local `test`
 //! database), so concurrent runs never see each other.

@@ -16,7 +16,9 @@ impl Client {
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(anyhow!("MANDATE_URL must start with http:// or https://, got `{base}`"));
+            return Err(anyhow!(
+                "MANDATE_URL must start with http:// or https://, got `{base}`"
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -51,10 +53,12 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach Mandate at {} (is `mandate serve` running? set MANDATE_URL)", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach Mandate at {} (is `mandate serve` running? set MANDATE_URL)",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response.text().await.context("cannot read the response")?;
         if status.is_success() {
@@ -70,6 +74,10 @@ impl Client {
         } else {
             ""
         };
-        Err(anyhow!("{} {}: {detail}{hint}", status.as_u16(), status.canonical_reason().unwrap_or("error")))
+        Err(anyhow!(
+            "{} {}: {detail}{hint}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ))
     }
 }

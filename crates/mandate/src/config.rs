@@ -116,10 +116,13 @@ pub enum ConfigError {
 impl Config {
     pub fn load(flags: &Overrides, env: &dyn Env) -> Result<Self, ConfigError> {
         let file = match flags.config.as_deref() {
-            Some(path) => parse_file(path, &std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?)?,
+            Some(path) => parse_file(
+                path,
+                &std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )?,
             None => FileConfig::default(),
         };
         // Later sources win: file < environment < flags.
@@ -129,8 +132,13 @@ impl Config {
                 .or_else(|| file.map(|v| (v, format!("config key `{}`", what.replace('-', "_")))))
         };
 
-        let (listen_text, listen_origin) = pick(flags.listen.clone(), "MANDATE_LISTEN", file.listen, "listen")
-            .unwrap_or_else(|| (DEFAULT_LISTEN.to_owned(), "default".to_owned()));
+        let (listen_text, listen_origin) = pick(
+            flags.listen.clone(),
+            "MANDATE_LISTEN",
+            file.listen,
+            "listen",
+        )
+        .unwrap_or_else(|| (DEFAULT_LISTEN.to_owned(), "default".to_owned()));
         let listen = listen_text.parse().map_err(|_| ConfigError::Listen {
             origin: listen_origin,
             value: listen_text.clone(),
@@ -143,7 +151,12 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
 
-        let database_url = match pick(flags.database_url.clone(), "MANDATE_DATABASE_URL", file.database_url, "database-url") {
+        let database_url = match pick(
+            flags.database_url.clone(),
+            "MANDATE_DATABASE_URL",
+            file.database_url,
+            "database-url",
+        ) {
             Some((url, origin)) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError::DatabaseUrl { origin });
@@ -212,7 +225,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mandate.toml");
         std::fs::write(&path, text).unwrap();
-        let flags = Overrides { config: Some(path), ..Default::default() };
+        let flags = Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
         (dir, flags)
     }
 
@@ -226,36 +242,54 @@ mod tests {
 
     #[test]
     fn flags_beat_environment_beat_file() {
-        let (_dir, mut flags) = file("listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n[log]\nlevel = \"debug\"\n");
-        let env = BTreeMap::from([("MANDATE_LISTEN", "127.0.0.1:2"), ("MANDATE_DATABASE_URL", "postgres://db/m")]);
+        let (_dir, mut flags) =
+            file("listen = \"127.0.0.1:1\"\ndata_dir = \"/from/file\"\n[log]\nlevel = \"debug\"\n");
+        let env = BTreeMap::from([
+            ("MANDATE_LISTEN", "127.0.0.1:2"),
+            ("MANDATE_DATABASE_URL", "postgres://db/m"),
+        ]);
         let c = Config::load(&flags, &env).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:2");
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.database_url.as_deref(), Some("postgres://db/m"));
         assert_eq!(c.log_level, "debug");
         flags.listen = Some("127.0.0.1:3".into());
-        assert_eq!(Config::load(&flags, &env).unwrap().listen.to_string(), "127.0.0.1:3");
+        assert_eq!(
+            Config::load(&flags, &env).unwrap().listen.to_string(),
+            "127.0.0.1:3"
+        );
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_path() {
         let (_dir, flags) = file("[log]\nlevl = \"debug\"\n");
-        let err = Config::load(&flags, &BTreeMap::new()).unwrap_err().to_string();
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("key `log.levl`"), "{err}");
         let (_dir, flags) = file("[mandates]\nexpiry_sweep_seconds = \"soon\"\n");
-        let err = Config::load(&flags, &BTreeMap::new()).unwrap_err().to_string();
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mandates.expiry_sweep_seconds"), "{err}");
         let (_dir, flags) = file("listen = [\n");
-        assert!(matches!(Config::load(&flags, &BTreeMap::new()), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            Config::load(&flags, &BTreeMap::new()),
+            Err(ConfigError::Syntax { .. })
+        ));
     }
 
     #[test]
     fn bad_values_name_their_origin() {
         let env = BTreeMap::from([("MANDATE_LISTEN", "localhost")]);
-        let err = Config::load(&Overrides::default(), &env).unwrap_err().to_string();
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MANDATE_LISTEN"), "{err}");
         let env = BTreeMap::from([("MANDATE_DATABASE_URL", "mysql://x")]);
-        let err = Config::load(&Overrides::default(), &env).unwrap_err().to_string();
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MANDATE_DATABASE_URL"), "{err}");
         assert!(!err.contains("mysql://x"), "URLs may hold passwords: {err}");
     }

@@ -1,1 +1,111 @@
-fn main() {}
+//! `mandate`: the server (`mandate serve`) and a CLI over its admin API.
+
+mod cli;
+mod client;
+mod config;
+mod serve;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mandate",
+    version,
+    about = "Agents act for people under mandates: a human's consent bound to one task."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server. With no flags: embedded SQLite under ./mandate-data, on 127.0.0.1:8731.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A TOML config file (unknown keys are rejected).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: MANDATE_LISTEN] [default: 127.0.0.1:8731].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Data directory of the embedded store [env: MANDATE_DATA] [default: ./mandate-data].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Use PostgreSQL instead of the embedded store [env: MANDATE_DATABASE_URL].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mandate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Serve(flags) => serve_command(flags).await,
+            Command::Client(command) => command.run(args.connection).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`mandate … | head`): nothing more to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mandate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+async fn serve_command(flags: ServeArgs) -> anyhow::Result<()> {
+    let overrides = config::Overrides {
+        config: flags.config,
+        listen: flags.listen,
+        data_dir: flags.data,
+        database_url: flags.database_url,
+    };
+    let config = config::Config::load(&overrides, &config::ProcessEnv)?;
+    init_logging(&config)?;
+    serve::run(config).await
+}
+
+fn init_logging(config: &config::Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|e| anyhow::anyhow!("MANDATE_LOG / log.level `{}`: {e}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

@@ -27,9 +27,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
-    eprintln!("mandate: listening on http://{local} (store: {})", store.backend());
+    eprintln!(
+        "mandate: listening on http://{local} (store: {})",
+        store.backend()
+    );
 
-    let sweeper = tokio::spawn(sweep_expired(service, Duration::from_secs(config.expiry_sweep_seconds)));
+    let sweeper = tokio::spawn(sweep_expired(
+        service,
+        Duration::from_secs(config.expiry_sweep_seconds),
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -74,9 +80,12 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (remove a stale one first)", path.display()))?;
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (remove a stale one first)",
+            path.display()
+        )
+    })?;
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
