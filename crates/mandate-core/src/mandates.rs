@@ -97,18 +97,29 @@ impl Service {
         Ok(view(mandate, consents))
     }
 
-    /// Mandates the caller may see: all for an admin, its own for an agent, those they
-    /// granted for a human.
+    /// Mandates the caller may see: all for an admin, its own for an agent, and for a
+    /// human those they granted or must consent to as a named owner.
     pub async fn list_mandates(
         &self,
         caller: &Principal,
         mut filter: MandateFilter,
         page: PageRequest,
     ) -> Result<Page<Mandate>, CoreError> {
+        // The caller's own filters narrow what they may see; they never widen it.
         match caller {
             Principal::Admin { .. } => {}
-            Principal::Agent { id, .. } => filter.agent = Some(*id),
-            Principal::Human { id, .. } => filter.human = Some(*id),
+            Principal::Agent { id, .. } => {
+                if filter.agent.is_some_and(|asked| asked != *id) {
+                    return Ok(Page::empty());
+                }
+                filter.agent = Some(*id);
+            }
+            Principal::Human { id, .. } => {
+                if filter.consenter.is_some_and(|asked| asked != *id) {
+                    return Ok(Page::empty());
+                }
+                filter.consenter = Some(*id);
+            }
         }
         Ok(self
             .store

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use mandate_domain::Principal;
 use mandate_types::IdError;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -43,8 +44,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        decode(value).map(ApiJson)
     }
 }
 
@@ -54,10 +55,19 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Problem> {
         let value =
-            <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
+            <axum::Json<Value> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
                 .await?;
-        Ok(value.map(|axum::Json(v)| ApiJson(v)))
+        value
+            .map(|axum::Json(v)| decode(v).map(ApiJson))
+            .transpose()
     }
+}
+
+/// Two steps, so that the status says whose mistake it is: text that is not JSON at all
+/// was rejected above (400); JSON of the wrong shape is refused here (422), naming the
+/// path of the offending field.
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, Problem> {
+    Ok(serde_path_to_error::deserialize(value)?)
 }
 
 /// A query string; its rejections are problem responses.

@@ -114,6 +114,3 @@ pub fn app(service: Service, metrics: Arc<Metrics>) -> Router {
         ))
         .with_state(state)
 }
-
-#[cfg(test)]
-mod tests;

@@ -179,6 +179,23 @@ impl From<JsonRejection> for Problem {
     }
 }
 
+impl From<serde_path_to_error::Error<serde_json::Error>> for Problem {
+    fn from(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = err.path().to_string();
+        let detail = if path == "." {
+            err.inner().to_string()
+        } else {
+            format!("{path}: {}", err.inner())
+        };
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
+    }
+}
+
 impl From<QueryRejection> for Problem {
     fn from(rejection: QueryRejection) -> Self {
         Problem::bad_request(

@@ -457,6 +457,7 @@ macro_rules! sql_store {
         impl Mandates for $store {
             async fn create_mandate(&self, mandate: &Mandate) -> Result<(), StoreError> {
                 let (version, _) = version(mandate)?;
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO mandates (id, tenant_id, agent_id, human_id, status, expires_at, version, doc)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -469,10 +470,18 @@ macro_rules! sql_store {
                 .bind(micros(mandate.terms.expires_at))
                 .bind(version)
                 .bind(Json(mandate))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error(e, "mandate"))?;
-                Ok(())
+                for human in mandate.terms.required_consenters() {
+                    ::sqlx::query("INSERT INTO mandate_consenters (mandate_id, human_id) VALUES ($1, $2)")
+                        .bind(mandate.id.to_string())
+                        .bind(human.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| store_error(e, "human"))?;
+                }
+                tx.commit().await.map_err(unavailable)
             }
 
             async fn mandate(&self, tenant: TenantId, id: MandateId) -> Result<Option<Mandate>, StoreError> {
@@ -493,13 +502,15 @@ macro_rules! sql_store {
                        AND ($3 IS NULL OR status = $3)
                        AND ($4 IS NULL OR agent_id = $4)
                        AND ($5 IS NULL OR human_id = $5)
-                     ORDER BY id LIMIT $6",
+                       AND ($6 IS NULL OR id IN (SELECT mandate_id FROM mandate_consenters WHERE human_id = $6))
+                     ORDER BY id LIMIT $7",
                 )
                 .bind(tenant.to_string())
                 .bind(page.after())
                 .bind(filter.status.map(|s| s.as_str()))
                 .bind(filter.agent.map(|a| a.to_string()))
                 .bind(filter.human.map(|h| h.to_string()))
+                .bind(filter.consenter.map(|h| h.to_string()))
                 .bind(limit_plus_one(page))
                 .fetch_all(&self.pool)
                 .await

@@ -510,7 +510,7 @@ async fn seeded_mandate(store: &dyn Store, owners: usize) -> (Mandate, Vec<Human
 }
 
 pub async fn mandates_round_trip_and_filter(store: Arc<dyn Store>) {
-    let (m, _) = seeded_mandate(&*store, 1).await;
+    let (m, owners) = seeded_mandate(&*store, 1).await;
     let other = tenant(&*store, "other").await;
     assert_eq!(
         store.mandate(m.tenant_id, m.id).await.unwrap(),
@@ -527,6 +527,11 @@ pub async fn mandates_round_trip_and_filter(store: Arc<dyn Store>) {
         status,
         agent,
         human,
+        consenter: None,
+    };
+    let consenter = |h| MandateFilter {
+        consenter: Some(h),
+        ..Default::default()
     };
     let list = |filter: MandateFilter| {
         let store = store.clone();
@@ -564,6 +569,11 @@ pub async fn mandates_round_trip_and_filter(store: Arc<dyn Store>) {
             .await
             .is_empty()
     );
+    // Both the grantor and a named owner find it among the mandates they must answer.
+    assert_eq!(list(consenter(m.terms.human_id)).await, vec![m.clone()]);
+    assert_eq!(list(consenter(owners[0])).await, vec![m.clone()]);
+    assert!(list(f(None, None, Some(owners[0]))).await.is_empty());
+    assert!(list(consenter(HumanId::generate())).await.is_empty());
     assert!(
         store
             .list_mandates(other, &MandateFilter::default(), &page)

@@ -80,6 +80,8 @@ pub struct MandateFilter {
     pub agent: Option<AgentId>,
     /// The grantor.
     pub human: Option<HumanId>,
+    /// Someone who must consent: the grantor or a named owner.
+    pub consenter: Option<HumanId>,
 }
 
 /// Tenants, the people and workloads in them, and their API credentials.

@@ -132,6 +132,9 @@ pub enum MandateCommand {
         /// The grantor.
         #[arg(long)]
         human: Option<String>,
+        /// The grantor or a named owner: someone who must consent.
+        #[arg(long)]
+        consenter: Option<String>,
         #[command(flatten)]
         page: PageArgs,
     },
@@ -603,12 +606,14 @@ async fn mandate(command: MandateCommand, client: &Client, out: Output) -> anyho
             status,
             agent,
             human,
+            consenter,
             page,
         } => {
             let mut q = page.query();
             push(&mut q, "status", status);
             push(&mut q, "agent", agent);
             push(&mut q, "human", human);
+            push(&mut q, "consenter", consenter);
             let page = client.get("/v1/mandates", &q).await?;
             out.list(&page, &MANDATE_HEADERS, mandate_row)
         }

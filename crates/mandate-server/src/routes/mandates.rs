@@ -48,10 +48,14 @@ struct MandateQuery {
     #[param(value_type = Option<String>)]
     status: Option<MandateStatus>,
     agent: Option<String>,
+    /// The grantor.
     human: Option<String>,
+    /// Someone who must consent: the grantor or a named owner.
+    consenter: Option<String>,
 }
 
-/// List mandates (admin: all; an agent: its own; a human: those they granted).
+/// List mandates (admin: all; an agent: its own; a human: those they granted or must
+/// consent to as a named owner).
 #[utoipa::path(get, path = "/v1/mandates", tag = "mandates", security(("bearer" = [])),
     params(MandateQuery),
     responses(
@@ -72,6 +76,7 @@ async fn list_mandates(
         status: q.status,
         agent: query_id("agent", q.agent.as_deref())?,
         human: query_id("human", q.human.as_deref())?,
+        consenter: query_id("consenter", q.consenter.as_deref())?,
     };
     Ok(Json(
         state

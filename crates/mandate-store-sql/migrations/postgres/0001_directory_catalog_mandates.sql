@@ -79,6 +79,14 @@ CREATE INDEX mandates_by_agent ON mandates (tenant_id, agent_id, id);
 CREATE INDEX mandates_by_human ON mandates (tenant_id, human_id, id);
 CREATE INDEX mandates_by_expiry ON mandates (status, expires_at);
 
+-- Who must consent to a mandate (its grantor and every named owner); fixed with the terms.
+CREATE TABLE mandate_consenters (
+    mandate_id  TEXT NOT NULL REFERENCES mandates (id),
+    human_id    TEXT NOT NULL REFERENCES humans (id),
+    PRIMARY KEY (mandate_id, human_id)
+);
+CREATE INDEX mandate_consenters_by_human ON mandate_consenters (human_id, mandate_id);
+
 CREATE TABLE consents (
     id          TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL REFERENCES tenants (id),

@@ -1,0 +1,14 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! The admin API driven in-process against a real SQLite store: the mandate lifecycle,
+//! hostile input, and the ops endpoints. One test binary, so it links once.
+
+mod bad_input;
+mod lifecycle;
+mod ops;
+mod support;

@@ -1,0 +1,106 @@
+// Health, readiness, metrics and the generated OpenAPI document.
+
+use crate::support::Api;
+use axum::http::{Method, header};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let api = Api::new().await;
+    assert_eq!(
+        api.send(Method::GET, "/healthz", None, None).await.ok(200)["status"],
+        "ok"
+    );
+    let ready = api.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.ok(200)["status"], "ready");
+    assert_eq!(ready.body["store"], "sqlite");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_not_by_id() {
+    let api = Api::new().await;
+    api.get(
+        "/v1/mandates/mnd_01a2084501a2084501a2084501a20845",
+        &api.admin,
+    )
+    .await;
+    api.get(
+        "/v1/mandates/mnd_01a2084501a2084501a2084501a20846",
+        &api.admin,
+    )
+    .await;
+    let reply = api.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = reply.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"mandate_http_requests_total{method="GET",route="/v1/mandates/{id}",status="404"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("mnd_01a2084501a2084501a2084501a20845"));
+    assert!(text.contains("mandate_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let api = Api::new().await;
+    let doc = api
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .ok(200)
+        .clone();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/openapi.json", &["get"]),
+        ("/v1/humans", &["get", "post"]),
+        ("/v1/humans/{id}", &["get"]),
+        ("/v1/humans/{id}/tokens", &["post"]),
+        ("/v1/agents", &["get", "post"]),
+        ("/v1/agents/{id}", &["get", "patch"]),
+        ("/v1/agents/{id}/tokens", &["post"]),
+        ("/v1/tool-servers", &["get", "post"]),
+        ("/v1/tool-servers/{id}", &["get"]),
+        ("/v1/tools", &["get", "post"]),
+        ("/v1/tools/{id}", &["get", "patch"]),
+        ("/v1/mandates", &["get", "post"]),
+        ("/v1/mandates/{id}", &["get"]),
+        ("/v1/mandates/{id}/consent", &["post"]),
+        ("/v1/mandates/{id}/complete", &["post"]),
+        ("/v1/mandates/{id}/revoke", &["post"]),
+    ] {
+        let entry = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not documented"));
+        for m in methods {
+            assert!(entry.get(*m).is_some(), "{m} {path} is not documented");
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "MandateTerms",
+        "MandateView",
+        "Problem",
+        "Agent",
+        "Human",
+        "Tool",
+        "ToolServer",
+        "ConsentRequest",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    // The served document is the one generated from the code.
+    assert_eq!(
+        doc,
+        serde_json::to_value(mandate_server::openapi()).unwrap()
+    );
+}
