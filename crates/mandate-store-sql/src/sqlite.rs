@@ -20,9 +20,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `mandate.db` in `data_dir` and brings its schema up to date.
+    /// Opens (creating if needed) `mandate.db` in `data_dir` and brings its schema up to
+    /// date. A data directory it creates is private to this user (mode 0700).
     pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            dir.mode(0o700);
+        }
+        dir.create(data_dir).map_err(|source| OpenError::DataDir {
             path: data_dir.display().to_string(),
             source,
         })?;

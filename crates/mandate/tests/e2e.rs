@@ -1,0 +1,519 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! The real binary: `mandate serve` on the embedded store and on PostgreSQL, driven by
+//! the CLI and by HTTP, stopped with SIGTERM.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+
+/// A running `mandate serve`, killed if the test fails before stopping it.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env_remove("MANDATE_DATABASE_URL")
+            .env("MANDATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            url: String::new(),
+            stderr: rx,
+            log: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.url.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        server.url = rest.split_whitespace().next().unwrap().to_owned();
+                    }
+                    server.log.push(line);
+                }
+                Err(_) => panic!("mandate serve did not start:\n{}", server.log.join("\n")),
+            }
+        }
+        server
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "mandate serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        let log = self.log.join("\n");
+        assert!(exit.success(), "exit {exit:?}:\n{log}");
+        log
+    }
+
+    /// The CLI against this server, as `token`; returns its parsed `--json` output.
+    fn cli(&self, token: &str, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--json")
+            .env("MANDATE_URL", &self.url)
+            .env("MANDATE_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mandate {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The CLI's table output (no `--json`), and whether it succeeded.
+    fn cli_text(&self, token: &str, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("MANDATE_URL", &self.url)
+            .env("MANDATE_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn http(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_default_cli_flow_sigterm_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().join("mandate-data");
+    let server = Server::start(&data, &[]);
+
+    let health = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = reqwest::get(format!("{}/readyz", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"], "sqlite");
+
+    // The first start wrote an admin token, readable by this user only, and said where.
+    let admin = admin_token(&data);
+    assert!(admin.starts_with("mdt_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the data directory is private");
+    }
+    assert!(server.log.iter().any(|l| l.contains("admin-token")));
+
+    // People and an agent, through the CLI.
+    let alice = id(&server.cli(
+        &admin,
+        &[
+            "human",
+            "create",
+            "--name",
+            "Alice",
+            "--email",
+            "alice@example.com",
+        ],
+    ));
+    let bob = id(&server.cli(
+        &admin,
+        &[
+            "human",
+            "create",
+            "--name",
+            "Bob",
+            "--email",
+            "bob@example.com",
+            "--group",
+            "finance",
+        ],
+    ));
+    let agent = id(&server.cli(
+        &admin,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "travel-bot",
+            "--owner",
+            &alice,
+            "--spiffe-id",
+            "spiffe://example.org/travel-bot",
+        ],
+    ));
+    let token = |args: &[&str]| {
+        server.cli(&admin, args)["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let agent_token = token(&["agent", "token", &agent, "--label", "e2e"]);
+    let alice_token = token(&["human", "token", &alice]);
+    let bob_token = token(&["human", "token", &bob]);
+
+    // The agent requests a mandate for itself, naming Bob as an affected owner.
+    let requested = server.cli(
+        &agent_token,
+        &[
+            "mandate",
+            "request",
+            "--agent",
+            &agent,
+            "--human",
+            &alice,
+            "--intent",
+            "Book a flight to Lisbon",
+            "--tool",
+            "flights.search",
+            "--tool",
+            "flights.book",
+            "--owner",
+            &bob,
+            "--expires-in",
+            "2h",
+            "--max-calls",
+            "10",
+        ],
+    );
+    let mandate = id(&requested);
+    assert_eq!(requested["status"], "requested");
+    let get = |token: &str| server.cli(token, &["mandate", "get", &mandate]);
+    assert_eq!(get(&admin)["awaiting"].as_array().unwrap().len(), 2);
+
+    // Alice consents: still waiting for Bob. Bob consents: active.
+    assert_eq!(
+        server.cli(&alice_token, &["mandate", "consent", &mandate])["status"],
+        "requested"
+    );
+    assert_eq!(get(&agent_token)["awaiting"], json!([bob]));
+    let (ok, table, _) = server.cli_text(
+        &bob_token,
+        &["mandate", "consent", &mandate, "--comment", "ok"],
+    );
+    assert!(ok);
+    assert!(table.contains("You are answering these terms"), "{table}");
+    assert!(table.contains("Book a flight to Lisbon"));
+    let active = get(&bob_token);
+    assert_eq!(active["status"], "active");
+    assert_eq!(active["consents"].as_array().unwrap().len(), 2);
+
+    // Errors are readable and fail the command.
+    let (ok, _, err) = server.cli_text(&agent_token, &["mandate", "revoke", &mandate]);
+    assert!(!ok);
+    assert!(err.contains("403"), "{err}");
+    let (ok, _, err) = server.cli_text("mdt_wrong", &["mandate", "list"]);
+    assert!(!ok);
+    assert!(err.contains("401"), "{err}");
+
+    // The agent completes it; the listing shows it to Bob as well.
+    assert_eq!(
+        server.cli(
+            &agent_token,
+            &["mandate", "complete", &mandate, "--reason", "booked"]
+        )["status"],
+        "completed"
+    );
+    let (ok, listing, _) = server.cli_text(&bob_token, &["mandate", "list"]);
+    assert!(ok);
+    assert!(
+        listing.contains(&mandate) && listing.contains("completed"),
+        "{listing}"
+    );
+
+    // SIGTERM stops it cleanly; no log line ever carried a token.
+    let log = server.stop();
+    for secret in [&admin, &agent_token, &alice_token, &bob_token] {
+        assert!(!log.contains(secret.as_str()), "a token reached the log");
+    }
+
+    // A restart keeps everything and does not make a new admin token.
+    let again = Server::start(&data, &[]);
+    assert_eq!(admin_token(&data), admin);
+    assert!(!again.log.iter().any(|l| l.contains("first start")));
+    let (status, body) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/mandates/{mandate}", again.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["end_reason"], "booked");
+    again.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_is_refused_with_the_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\nfromat = \"json\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log.fromat"), "{err}");
+    assert!(
+        !dir.path().join("admin-token").exists(),
+        "nothing starts on a bad config"
+    );
+}
+
+/// Two replicas on one PostgreSQL database see each other's writes at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_one_postgres_database() {
+    let base = std::env::var("MANDATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let db = format!("mandate_e2e_{}", std::process::id());
+    let admin_url = base
+        .rsplit_once('/')
+        .map(|(server, _)| format!("{server}/postgres"))
+        .unwrap();
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([admin_url.as_str(), "-qtAc", sql])
+            .output()
+            .expect("psql is installed");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {db}"));
+    psql(&format!("CREATE DATABASE {db}"));
+    let url = base
+        .rsplit_once('/')
+        .map(|(server, _)| format!("{server}/{db}"))
+        .unwrap();
+
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Both start at once: migrations and the bootstrap happen exactly once.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start(dirs.0.path(), &["--database-url", &url]));
+        let b = s.spawn(|| Server::start(dirs.1.path(), &["--database-url", &url]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let tokens: Vec<PathBuf> = [dirs.0.path(), dirs.1.path()]
+        .iter()
+        .map(|d| d.join("admin-token"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(tokens.len(), 1, "exactly one replica bootstraps");
+    let admin = std::fs::read_to_string(&tokens[0])
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ready: Value = reqwest::get(format!("{}/readyz", b.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"], "postgres");
+
+    // Write on A, read on B — and the other way round.
+    let alice = id(&a.cli(
+        &admin,
+        &[
+            "human",
+            "create",
+            "--name",
+            "Alice",
+            "--email",
+            "alice@example.com",
+        ],
+    ));
+    assert_eq!(
+        b.cli(&admin, &["human", "get", &alice])["email"],
+        "alice@example.com"
+    );
+    let agent = id(&b.cli(
+        &admin,
+        &["agent", "create", "--name", "bot", "--owner", &alice],
+    ));
+    let alice_token = a.cli(&admin, &["human", "token", &alice])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mandate = id(&a.cli(
+        &alice_token,
+        &[
+            "mandate",
+            "request",
+            "--agent",
+            &agent,
+            "--human",
+            &alice,
+            "--intent",
+            "Reconcile invoices",
+            "--tool",
+            "ledger.*",
+        ],
+    ));
+    assert_eq!(
+        b.cli(&alice_token, &["mandate", "consent", &mandate])["status"],
+        "active"
+    );
+    assert_eq!(
+        a.cli(&admin, &["mandate", "get", &mandate])["status"],
+        "active"
+    );
+
+    // Concurrent consents on both replicas: exactly one wins, the other is told so.
+    let bob = id(&a.cli(
+        &admin,
+        &[
+            "human",
+            "create",
+            "--name",
+            "Bob",
+            "--email",
+            "bob@example.com",
+        ],
+    ));
+    let bob_token = b.cli(&admin, &["human", "token", &bob])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m2 = id(&a.cli(
+        &admin,
+        &[
+            "mandate",
+            "request",
+            "--agent",
+            &agent,
+            "--human",
+            &alice,
+            "--intent",
+            "Pay supplier",
+            "--tool",
+            "payments.send",
+            "--owner",
+            &bob,
+        ],
+    ));
+    let consent = |url: &str| {
+        let url = format!("{url}/v1/mandates/{m2}/consent");
+        let token = bob_token.clone();
+        async move {
+            http(
+                reqwest::Method::POST,
+                url,
+                &token,
+                Some(json!({"decision": "granted"})),
+            )
+            .await
+            .0
+        }
+    };
+    let (s1, s2) = tokio::join!(consent(&a.url), consent(&b.url));
+    let mut statuses = [s1, s2];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+
+    a.stop();
+    b.stop();
+    psql(&format!("DROP DATABASE IF EXISTS {db}"));
+}
