@@ -9,6 +9,7 @@
 //! hostile input, and the ops endpoints. One test binary, so it links once.
 
 mod bad_input;
+mod catalog;
 mod lifecycle;
 mod ops;
 mod support;
