@@ -1,13 +1,13 @@
 use std::collections::BTreeMap;
 
 use mandate_types::TenantId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{Checkpoint, Event, Head, PublicKey, SCHEMA_VERSION};
 
 /// Why the chain is not what it claims to be, at the first sequence number that shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
 #[error("the audit chain breaks at seq {seq}: {reason}")]
 pub struct Broken {
     pub seq: u64,
@@ -15,7 +15,7 @@ pub struct Broken {
 }
 
 /// The outcome of a verification that found nothing wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Verified {
     pub events: u64,
     pub checkpoints: u64,

@@ -16,6 +16,7 @@ mod catalog;
 mod directory;
 mod error;
 mod input;
+mod ledger;
 mod mandates;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use error::CoreError;
 pub use input::{
     AgentUpdate, ConsentRequest, EndRequest, NewAgent, NewHuman, NewTool, NewToolServer, ToolUpdate,
 };
+pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
 
 /// The use cases, bound to one store and one clock.

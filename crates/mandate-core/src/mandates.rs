@@ -1,6 +1,7 @@
+use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{
-    Consent, ConsentChannel, LifecycleError, Mandate, MandateEvent, MandateStatus, MandateTerms,
-    Principal, TermsHash,
+    Consent, ConsentChannel, ConsentDecision, LifecycleError, Mandate, MandateEvent, MandateStatus,
+    MandateTerms, Principal, TermsHash,
 };
 use mandate_store::{MandateFilter, Page, PageRequest, StoreError};
 use mandate_types::{ConsentId, HumanId, MandateId};
@@ -81,7 +82,20 @@ impl Service {
             }
         }
         let mandate = Mandate::request(tenant, terms, caller.label(), now);
-        self.store.create_mandate(&mandate).await?;
+        let requested = mandate_event(&mandate, EventKind::MandateRequested, caller.label())
+            .with("intent", mandate.terms.intent.clone())
+            .with(
+                "tools",
+                mandate
+                    .terms
+                    .scope
+                    .tools
+                    .iter()
+                    .map(|g| g.tool.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .with("expires_at", mandate.terms.expires_at.to_rfc3339());
+        self.store.create_mandate(&mandate, &[requested]).await?;
         tracing::info!(mandate = %mandate.id, by = %caller.label(), "mandate requested");
         Ok(view(mandate, Vec::new()))
     }
@@ -185,7 +199,24 @@ impl Service {
                 now,
             )?;
             next.version += 1;
-            match self.store.record_consent(&consent, &next).await {
+            let answered = match consent.decision {
+                ConsentDecision::Granted => EventKind::ConsentGranted,
+                ConsentDecision::Denied => EventKind::ConsentDenied,
+            };
+            let mut audit = vec![
+                mandate_event(&next, answered, caller.label())
+                    .human(*me)
+                    .with("consent_id", consent.id.to_string())
+                    .with("channel", channel_name(channel)),
+            ];
+            if next.status != mandate.status {
+                let kind = match next.status {
+                    MandateStatus::Active => EventKind::MandateActivated,
+                    _ => EventKind::MandateDenied,
+                };
+                audit.push(mandate_event(&next, kind, caller.label()));
+            }
+            match self.store.record_consent(&consent, &next, &audit).await {
                 Ok(()) => {
                     tracing::info!(mandate = %id, human = %me, decision = ?consent.decision, status = %next.status, "consent recorded");
                     let mut consents = prior;
@@ -274,7 +305,15 @@ impl Service {
             };
             next.apply(event, now)?;
             next.version += 1;
-            match self.store.update_mandate(&next).await {
+            let kind = match ending {
+                Ending::Complete => EventKind::MandateCompleted,
+                Ending::Revoke => EventKind::MandateRevoked,
+            };
+            let mut ended = mandate_event(&next, kind, caller.label());
+            if let Some(reason) = reason {
+                ended = ended.with("reason", reason);
+            }
+            match self.store.update_mandate(&next, &[ended]).await {
                 Ok(()) => {
                     tracing::info!(mandate = %id, by = %caller.label(), status = %next.status, "mandate ended");
                     let consents = self.store.consents(caller.tenant(), id).await?;
@@ -333,7 +372,8 @@ impl Service {
     ) -> Result<Option<Mandate>, CoreError> {
         mandate.apply(MandateEvent::Expire, now)?;
         mandate.version += 1;
-        match self.store.update_mandate(&mandate).await {
+        let expired = mandate_event(&mandate, EventKind::MandateExpired, "system");
+        match self.store.update_mandate(&mandate, &[expired]).await {
             Ok(()) => {
                 tracing::info!(mandate = %mandate.id, "mandate expired");
                 Ok(Some(mandate))
@@ -344,7 +384,26 @@ impl Service {
     }
 }
 
-fn visible_to(mandate: &Mandate, caller: &Principal) -> bool {
+/// An event about `mandate`, naming its agent and grantor, the terms it is bound to and
+/// the status it has after the change.
+fn mandate_event(mandate: &Mandate, kind: EventKind, actor: impl Into<String>) -> NewEvent {
+    NewEvent::new(mandate.tenant_id, kind, actor)
+        .mandate(mandate.id)
+        .agent(mandate.terms.agent_id)
+        .human(mandate.terms.human_id)
+        .with("terms_hash", mandate.terms_hash.0.clone())
+        .with("status", mandate.status.as_str())
+}
+
+fn channel_name(channel: ConsentChannel) -> &'static str {
+    match channel {
+        ConsentChannel::Api => "api",
+        ConsentChannel::Console => "console",
+        ConsentChannel::Oauth => "oauth",
+    }
+}
+
+pub(crate) fn visible_to(mandate: &Mandate, caller: &Principal) -> bool {
     match caller {
         Principal::Admin { .. } => true,
         Principal::Agent { id, .. } => mandate.terms.agent_id == *id,

@@ -55,6 +55,7 @@ pub struct AppState {
         (name = "agents", description = "Workload identities acting for people"),
         (name = "tools", description = "Tool servers and their tools"),
         (name = "mandates", description = "Consent bound to one task, and its lifecycle"),
+        (name = "audit", description = "The hash-chained audit ledger"),
     )
 )]
 struct ApiDoc;
@@ -79,6 +80,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::directory::routes())
         .merge(routes::catalog::routes())
         .merge(routes::mandates::routes())
+        .merge(routes::audit::routes())
         .split_for_parts()
 }
 

@@ -3,11 +3,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::{Migration, OpenError};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "directory_catalog_mandates",
-    sql: include_str!("../migrations/postgres/0001_directory_catalog_mandates.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "directory_catalog_mandates",
+        sql: include_str!("../migrations/postgres/0001_directory_catalog_mandates.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit_ledger",
+        sql: include_str!("../migrations/postgres/0002_audit_ledger.sql"),
+    },
+];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";

@@ -40,9 +40,11 @@ macro_rules! sql_store {
         use ::async_trait::async_trait;
         use ::chrono::{DateTime, Utc};
         use ::mandate_domain::{Agent, Consent, Human, Mandate, Tenant, Tool, ToolServer};
+        use ::mandate_audit::{Checkpoint, Event, Head, NewEvent, PublicKey, GENESIS_HASH};
         use ::mandate_store::{
-            AgentFilter, ApiToken, Catalog, Directory, HumanFilter, MandateFilter, Mandates, Page,
-            PageRequest, Store, StoreError, ToolFilter,
+            AgentFilter, ApiToken, AuditFilter, AuditLog, Catalog, Directory, HumanFilter,
+            MandateFilter, Mandates, Page, PageRequest, Store, StoreError, StoredRecord,
+            ToolFilter,
         };
         use ::mandate_types::{AgentId, HumanId, MandateId, TenantId, ToolId, ToolServerId};
         use ::sqlx::types::Json;
@@ -455,7 +457,7 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl Mandates for $store {
-            async fn create_mandate(&self, mandate: &Mandate) -> Result<(), StoreError> {
+            async fn create_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
                 let (version, _) = version(mandate)?;
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 ::sqlx::query(
@@ -481,6 +483,7 @@ macro_rules! sql_store {
                         .await
                         .map_err(|e| store_error(e, "human"))?;
                 }
+                append_in(&mut tx, audit, mandate.updated_at).await?;
                 tx.commit().await.map_err(unavailable)
             }
 
@@ -518,13 +521,14 @@ macro_rules! sql_store {
                 Ok(page.page(docs(&rows)?, |m: &Mandate| m.id.to_string()))
             }
 
-            async fn update_mandate(&self, mandate: &Mandate) -> Result<(), StoreError> {
+            async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 update_mandate_in(&mut tx, mandate).await?;
+                append_in(&mut tx, audit, mandate.updated_at).await?;
                 tx.commit().await.map_err(unavailable)
             }
 
-            async fn record_consent(&self, consent: &Consent, mandate: &Mandate) -> Result<(), StoreError> {
+            async fn record_consent(&self, consent: &Consent, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO consents (id, tenant_id, mandate_id, human_id, decided_at, doc)
@@ -541,6 +545,7 @@ macro_rules! sql_store {
                 .map_err(|e| store_error(e, "answer from this human to this mandate"))?;
                 // Dropping `tx` on error rolls the consent back.
                 update_mandate_in(&mut tx, mandate).await?;
+                append_in(&mut tx, audit, mandate.updated_at).await?;
                 tx.commit().await.map_err(unavailable)
             }
 
@@ -594,6 +599,226 @@ macro_rules! sql_store {
                 return Err(StoreError::VersionConflict);
             }
             Ok(())
+        }
+
+        /// Rows per multi-row INSERT: 9 parameters each stays far below both backends'
+        /// limits on bound parameters.
+        const AUDIT_ROWS_PER_INSERT: usize = 1_000;
+
+        fn seq_param(seq: u64) -> Result<i64, StoreError> {
+            i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("sequence number {seq} is out of range")))
+        }
+
+        fn seq_column(row: &DbRow) -> Result<u64, StoreError> {
+            let seq: i64 = row.try_get("seq").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))
+        }
+
+        fn records(rows: &[DbRow]) -> Result<Vec<StoredRecord>, StoreError> {
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredRecord {
+                        seq: seq_column(row)?,
+                        doc: row.try_get("doc").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                })
+                .collect()
+        }
+
+        fn text_doc<T: ::serde::de::DeserializeOwned>(row: &DbRow) -> Result<T, StoreError> {
+            let text: String = row.try_get("doc").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ::serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+
+        fn to_text<T: ::serde::Serialize>(value: &T) -> Result<String, StoreError> {
+            ::serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+
+        /// Chains and inserts `batch` inside `tx`. Each tenant's head row is locked first
+        /// (an UPDATE takes the row lock in PostgreSQL and the write lock in SQLite), in
+        /// tenant-id order so that two appenders never wait on each other in a cycle.
+        async fn append_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            batch: &[NewEvent],
+            at: DateTime<Utc>,
+        ) -> Result<Vec<Event>, StoreError> {
+            let mut tenants: Vec<TenantId> = batch.iter().map(|e| e.tenant_id).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            let mut placed: Vec<Option<Event>> = vec![None; batch.len()];
+            for tenant in tenants {
+                ::sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING")
+                    .bind(tenant.to_string())
+                    .bind(GENESIS_HASH)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+                let row = ::sqlx::query("UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 RETURNING seq, hash")
+                    .bind(tenant.to_string())
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+                let mut head = Head {
+                    seq: seq_column(&row)?,
+                    hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                };
+                let mut chained = Vec::new();
+                for (slot, new) in placed.iter_mut().zip(batch).filter(|(_, e)| e.tenant_id == tenant) {
+                    let event = Event::chain(&head, new.clone(), at);
+                    head = event.head();
+                    chained.push(event.clone());
+                    *slot = Some(event);
+                }
+                for chunk in chained.chunks(AUDIT_ROWS_PER_INSERT) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for e in chunk {
+                        rows.push((e, seq_param(e.seq)?, to_text(e)?));
+                    }
+                    let mut insert = ::sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) ",
+                    );
+                    insert.push_values(rows, |mut b, (e, seq, doc)| {
+                        b.push_bind(e.tenant_id.to_string())
+                            .push_bind(seq)
+                            .push_bind(micros(e.at))
+                            .push_bind(e.kind.as_str())
+                            .push_bind(e.mandate_id.map(|id| id.to_string()))
+                            .push_bind(e.agent_id.map(|id| id.to_string()))
+                            .push_bind(e.human_id.map(|id| id.to_string()))
+                            .push_bind(e.hash.clone())
+                            .push_bind(doc);
+                    });
+                    insert.build().execute(&mut **tx).await.map_err(|e| store_error(e, "audit event"))?;
+                }
+                ::sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
+                    .bind(seq_param(head.seq)?)
+                    .bind(&head.hash)
+                    .bind(tenant.to_string())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(placed.into_iter().flatten().collect())
+        }
+
+        #[async_trait]
+        impl AuditLog for $store {
+            async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let events = append_in(&mut tx, batch, at).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(events)
+            }
+
+            async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {
+                let rows = ::sqlx::query("SELECT tenant_id, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY tenant_id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter()
+                    .map(|row| {
+                        let tenant: String = row.try_get("tenant_id").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        Ok((
+                            tenant.parse().map_err(|e: ::mandate_types::IdError| StoreError::Corrupt(e.to_string()))?,
+                            Head {
+                                seq: seq_column(row)?,
+                                hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn audit_events(
+                &self,
+                tenant: TenantId,
+                filter: &AuditFilter,
+                after: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<Event>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT doc FROM audit_events
+                     WHERE tenant_id = $1
+                       AND seq > $2
+                       AND ($3 IS NULL OR mandate_id = $3)
+                       AND ($4 IS NULL OR agent_id = $4)
+                       AND ($5 IS NULL OR human_id = $5)
+                       AND ($6 IS NULL OR kind = $6)
+                       AND ($7 IS NULL OR at >= $7)
+                       AND ($8 IS NULL OR at < $8)
+                     ORDER BY seq LIMIT $9",
+                )
+                .bind(tenant.to_string())
+                .bind(seq_param(after.unwrap_or(0))?)
+                .bind(filter.mandate.map(|id| id.to_string()))
+                .bind(filter.agent.map(|id| id.to_string()))
+                .bind(filter.human.map(|id| id.to_string()))
+                .bind(filter.kind.map(|k| k.as_str()))
+                .bind(filter.since.map(micros))
+                .bind(filter.until.map(micros))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                rows.iter().map(text_doc).collect()
+            }
+
+            async fn audit_records(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT seq, doc FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(seq_param(after)?)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                records(&rows)
+            }
+
+            async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+                ::sqlx::query(
+                    "INSERT INTO audit_checkpoints (tenant_id, seq, doc) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant_id, seq) DO NOTHING",
+                )
+                .bind(checkpoint.tenant_id.to_string())
+                .bind(seq_param(checkpoint.seq)?)
+                .bind(to_text(checkpoint)?)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn checkpoint_records(&self, tenant: TenantId) -> Result<Vec<StoredRecord>, StoreError> {
+                let rows = ::sqlx::query("SELECT seq, doc FROM audit_checkpoints WHERE tenant_id = $1 ORDER BY seq")
+                    .bind(tenant.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                records(&rows)
+            }
+
+            async fn add_audit_key(&self, key: &PublicKey) -> Result<(), StoreError> {
+                ::sqlx::query("INSERT INTO audit_keys (key_id, doc) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING")
+                    .bind(&key.key_id)
+                    .bind(to_text(key)?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn audit_keys(&self) -> Result<Vec<PublicKey>, StoreError> {
+                let rows = ::sqlx::query("SELECT doc FROM audit_keys ORDER BY key_id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter().map(text_doc).collect()
+            }
         }
 
         #[async_trait]

@@ -7,11 +7,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::{Migration, OpenError};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "directory_catalog_mandates",
-    sql: include_str!("../migrations/sqlite/0001_directory_catalog_mandates.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "directory_catalog_mandates",
+        sql: include_str!("../migrations/sqlite/0001_directory_catalog_mandates.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit_ledger",
+        sql: include_str!("../migrations/sqlite/0002_audit_ledger.sql"),
+    },
+];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
 #[derive(Debug, Clone)]

@@ -18,6 +18,6 @@ mod ports;
 
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
-    AgentFilter, ApiToken, ApiTokenPrincipal, Catalog, Directory, HumanFilter, MandateFilter,
-    Mandates, Store, StoreError, ToolFilter,
+    AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory,
+    HumanFilter, MandateFilter, Mandates, Store, StoreError, StoredRecord, ToolFilter,
 };

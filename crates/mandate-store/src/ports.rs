@@ -2,6 +2,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use mandate_audit::{Checkpoint, Event, EventKind, Head, NewEvent, PublicKey};
 use mandate_domain::{
     Agent, AgentStatus, Consent, Human, Mandate, MandateStatus, Tenant, Tool, ToolServer,
 };
@@ -153,7 +154,9 @@ pub trait Catalog: Send + Sync {
 /// Mandates and the consents given to them.
 #[async_trait]
 pub trait Mandates: Send + Sync {
-    async fn create_mandate(&self, mandate: &Mandate) -> Result<(), StoreError>;
+    /// Stores a new mandate and appends `audit` to the ledger, atomically.
+    async fn create_mandate(&self, mandate: &Mandate, audit: &[NewEvent])
+    -> Result<(), StoreError>;
     async fn mandate(&self, tenant: TenantId, id: MandateId)
     -> Result<Option<Mandate>, StoreError>;
     async fn list_mandates(
@@ -162,11 +165,19 @@ pub trait Mandates: Send + Sync {
         filter: &MandateFilter,
         page: &PageRequest,
     ) -> Result<Page<Mandate>, StoreError>;
-    /// Stores `mandate` if the stored version is still `mandate.version - 1`.
-    async fn update_mandate(&self, mandate: &Mandate) -> Result<(), StoreError>;
-    /// Records `consent` and stores `mandate` (as [`Mandates::update_mandate`]) atomically:
-    /// both or neither. A second answer by the same human is a [`StoreError::Conflict`].
-    async fn record_consent(&self, consent: &Consent, mandate: &Mandate) -> Result<(), StoreError>;
+    /// Stores `mandate` if the stored version is still `mandate.version - 1`, and appends
+    /// `audit` to the ledger, atomically: a change is never stored without its events,
+    /// nor events without their change.
+    async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent])
+    -> Result<(), StoreError>;
+    /// Records `consent`, stores `mandate` (as [`Mandates::update_mandate`]) and appends
+    /// `audit`, atomically. A second answer by the same human is a [`StoreError::Conflict`].
+    async fn record_consent(
+        &self,
+        consent: &Consent,
+        mandate: &Mandate,
+        audit: &[NewEvent],
+    ) -> Result<(), StoreError>;
     /// Every answer given to a mandate, oldest first.
     async fn consents(
         &self,
@@ -181,9 +192,70 @@ pub trait Mandates: Send + Sync {
     ) -> Result<Vec<Mandate>, StoreError>;
 }
 
+/// Which audit events to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub mandate: Option<MandateId>,
+    pub agent: Option<AgentId>,
+    pub human: Option<HumanId>,
+    pub kind: Option<EventKind>,
+    /// At or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An event as stored, not yet trusted: verification parses it and checks its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub seq: u64,
+    pub doc: String,
+}
+
+/// The audit ledger: per-tenant hash chains of events, their signed checkpoints and the
+/// public keys that signed them. Append-only: nothing here updates or deletes an event.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends `batch` to the chains of their tenants in one transaction — all or none —
+    /// each event after its tenant's stored head, in batch order, at time `at`. Returns
+    /// the recorded events in batch order. Concurrent appenders (other replicas too) are
+    /// serialised per tenant, so a chain never forks.
+    async fn append_events(
+        &self,
+        batch: &[NewEvent],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Every tenant's chain head.
+    async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError>;
+    /// Events of `tenant` matching `filter`, in sequence order, after `after`.
+    async fn audit_events(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// The stored form of `tenant`'s events after `after`, in sequence order, unparsed.
+    async fn audit_records(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError>;
+    /// Stores a checkpoint (a second one for the same sequence number is ignored).
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// `tenant`'s checkpoints, stored form, in sequence order.
+    async fn checkpoint_records(&self, tenant: TenantId) -> Result<Vec<StoredRecord>, StoreError>;
+    /// Registers a checkpoint signing key's public half (idempotent).
+    async fn add_audit_key(&self, key: &PublicKey) -> Result<(), StoreError>;
+    async fn audit_keys(&self) -> Result<Vec<PublicKey>, StoreError>;
+}
+
 /// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
 #[async_trait]
-pub trait Store: Directory + Catalog + Mandates + fmt::Debug + Send + Sync + 'static {
+pub trait Store:
+    Directory + Catalog + Mandates + AuditLog + fmt::Debug + Send + Sync + 'static
+{
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Which backend this is, for logs and metrics (`sqlite`, `postgres`).

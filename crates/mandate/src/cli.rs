@@ -41,6 +41,9 @@ pub enum ClientCommand {
     /// Mandates: request, consent, complete, revoke.
     #[command(subcommand)]
     Mandate(MandateCommand),
+    /// The audit ledger: list, trace, verify, export.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,6 +275,7 @@ impl ClientCommand {
             ClientCommand::Human(c) => human(c, &client, out).await,
             ClientCommand::Agent(c) => agent(c, &client, out).await,
             ClientCommand::Mandate(c) => mandate(c, &client, out).await,
+            ClientCommand::Audit(c) => c.run(&client, out.json).await,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `mandate`: the server (`mandate serve`) and a CLI over its admin API.
 
+mod audit_cli;
 mod cli;
 mod client;
 mod config;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mandate_core::{Bootstrap, Service};
+use mandate_audit::SigningKey;
+use mandate_core::{Bootstrap, Ledger, LedgerConfig, Service};
 use mandate_server::Metrics;
 use mandate_store::Store;
 use mandate_store_sql::{PostgresStore, SqliteStore};
@@ -17,8 +18,17 @@ use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let service = Service::new(store.clone(), Arc::new(SystemClock));
+    let clock: Arc<dyn mandate_types::Clock> = Arc::new(SystemClock);
+    let service = Service::new(store.clone(), clock.clone());
     announce_bootstrap(&service, &config.data_dir).await?;
+    let signer = Arc::new(signing_key(&config.data_dir)?);
+    mandate_core::store_key(&*store, &signer).await?;
+    let ledger = Ledger::start(
+        store.clone(),
+        clock,
+        signer.clone(),
+        LedgerConfig::default(),
+    );
 
     let metrics = Metrics::new(store.backend());
     let app = mandate_server::app(service.clone(), metrics);
@@ -33,7 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let sweeper = tokio::spawn(sweep_expired(
-        service,
+        service.clone(),
         Duration::from_secs(config.expiry_sweep_seconds),
     ));
     axum::serve(listener, app)
@@ -41,11 +51,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("server failed")?;
     sweeper.abort();
+    drop(ledger);
+    // Seal what was written with a last checkpoint.
+    if let Err(e) = service.checkpoint_now(&signer).await {
+        tracing::warn!(error = %e, "final audit checkpoint failed");
+    }
     tracing::info!("mandate stopped");
     Ok(())
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &config.database_url {
         Some(url) => Arc::new(PostgresStore::connect(url).await?),
         None => Arc::new(SqliteStore::open(&config.data_dir).await?),
@@ -61,7 +76,7 @@ async fn announce_bootstrap(service: &Service, data_dir: &Path) -> anyhow::Resul
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
             let path = data_dir.join("admin-token");
-            write_private(&path, admin.secret.expose())?;
+            write_private(&path, format!("{}\n", admin.secret.expose()).as_bytes())?;
             eprintln!(
                 "mandate: first start: an admin token was written to {} (readable by this user only; it is not shown again)",
                 path.display()
@@ -72,7 +87,27 @@ async fn announce_bootstrap(service: &Service, data_dir: &Path) -> anyhow::Resul
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// The Ed25519 key that signs audit checkpoints: `DATA/audit-signing-key`, a PKCS#8
+/// document of mode 0600, created on first start. Each replica has its own; all their
+/// public halves are registered in the store.
+pub fn signing_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
+    let path = data_dir.join("audit-signing-key");
+    match std::fs::read(&path) {
+        Ok(bytes) => SigningKey::from_pkcs8(&bytes)
+            .with_context(|| format!("{} is not a valid signing key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let (key, pkcs8) = SigningKey::generate()?;
+            write_private(&path, &pkcs8)?;
+            tracing::info!(path = %path.display(), key_id = %key.public_key().key_id, "created the audit checkpoint signing key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -86,8 +121,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
             path.display()
         )
     })?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
 }

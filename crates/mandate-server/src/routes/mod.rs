@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod catalog;
 pub mod directory;
 pub mod mandates;

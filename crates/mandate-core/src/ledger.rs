@@ -1,0 +1,346 @@
+//! The audit ledger's writer (group commit), its checkpointer, and reading the ledger
+//! back: queries, traces and verification.
+//!
+//! ```text
+//!   append(e) ─┐                       ┌─► store.append_events(batch)  (one transaction,
+//!   append(e) ─┼─► channel ─► writer ──┤                                 one fsync)
+//!   append(e) ─┘   (bounded)  drains    └─► each appender is answered only after the
+//!                             up to N       commit: Ok(event) = durable; Err = nothing
+//!                                           was recorded, so the caller must not act
+//! ```
+//!
+//! Fail closed: an appender whose event could not be made durable gets an error and
+//! must not perform the action it describes. The writer keeps running; the next batch
+//! simply tries the store again, so the service recovers by itself when the store does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mandate_audit::{
+    Broken, ChainVerifier, Checkpoint, Event, Head, NewEvent, PublicKey, SigningKey, Verified,
+};
+use mandate_domain::Principal;
+use mandate_store::{AuditFilter, Store};
+use mandate_types::{Clock, MandateId, TenantId};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::{CoreError, Service};
+
+/// Tuning of the writer and the checkpointer.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// The most events one transaction carries.
+    pub max_batch: usize,
+    /// Appenders that may wait at once before `append` itself waits (back-pressure).
+    pub queue: usize,
+    /// A checkpoint is signed once this many events were appended since the last one…
+    pub checkpoint_every_events: u64,
+    /// …or this much time passed with new events.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            max_batch: 2_000,
+            queue: 65_536,
+            checkpoint_every_events: 10_000,
+            checkpoint_every: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Pending {
+    event: NewEvent,
+    done: oneshot::Sender<Result<Event, CoreError>>,
+}
+
+/// A handle for appending events; clones share one writer.
+#[derive(Clone)]
+pub struct Ledger {
+    queue: mpsc::Sender<Pending>,
+    since_checkpoint: Arc<AtomicU64>,
+    checkpoint_due: Arc<Notify>,
+    every_events: u64,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+fn unwritable() -> CoreError {
+    CoreError::Unavailable("the audit ledger cannot be written".to_owned())
+}
+
+impl Ledger {
+    /// Starts the writer and the checkpointer on the current runtime. They stop when
+    /// every `Ledger` handle is dropped.
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        signer: Arc<SigningKey>,
+        config: LedgerConfig,
+    ) -> Ledger {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let since_checkpoint = Arc::new(AtomicU64::new(0));
+        let checkpoint_due = Arc::new(Notify::new());
+        tokio::spawn(write(
+            store.clone(),
+            clock.clone(),
+            rx,
+            config.max_batch.max(1),
+        ));
+        tokio::spawn(checkpoint(
+            store,
+            clock,
+            signer,
+            checkpoint_due.clone(),
+            Arc::downgrade(&since_checkpoint),
+            config.checkpoint_every,
+        ));
+        Ledger {
+            queue: tx,
+            since_checkpoint,
+            checkpoint_due,
+            every_events: config.checkpoint_every_events.max(1),
+        }
+    }
+
+    /// Appends one event and returns once it is durable. An error means it was not
+    /// recorded: the caller must not go on with the action it describes.
+    pub async fn append(&self, event: NewEvent) -> Result<Event, CoreError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { event, done })
+            .await
+            .map_err(|_| unwritable())?;
+        let event = answer.await.map_err(|_| unwritable())??;
+        let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.every_events {
+            self.checkpoint_due.notify_one();
+        }
+        Ok(event)
+    }
+}
+
+async fn write(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        // INVARIANT: the answers below are sent only after the transaction committed.
+        let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        match store.append_events(&events, clock.now()).await {
+            Ok(recorded) if recorded.len() == batch.len() => {
+                for (pending, event) in batch.drain(..).zip(recorded) {
+                    let _ = pending.done.send(Ok(event));
+                }
+            }
+            Ok(_) => {
+                tracing::error!("the store recorded a different number of audit events");
+                for pending in batch.drain(..) {
+                    let _ = pending.done.send(Err(CoreError::Internal(
+                        "audit batch size mismatch".to_owned(),
+                    )));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = batch.len(), "audit ledger write failed; refusing the actions");
+                for pending in batch.drain(..) {
+                    let _ = pending.done.send(Err(unwritable()));
+                }
+            }
+        }
+    }
+}
+
+async fn checkpoint(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    signer: Arc<SigningKey>,
+    due: Arc<Notify>,
+    since: std::sync::Weak<AtomicU64>,
+    every: Duration,
+) {
+    let mut signed: std::collections::HashMap<TenantId, u64> = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            () = due.notified() => {}
+            () = tokio::time::sleep(every) => {}
+        }
+        // Every `Ledger` handle is gone: nothing more will be appended through it.
+        let Some(since) = since.upgrade() else { return };
+        since.store(0, Ordering::Relaxed);
+        if let Err(e) = sign_heads(&*store, &*clock, &signer, &mut signed).await {
+            tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+        }
+    }
+}
+
+/// Signs every tenant head that moved since its last checkpoint.
+pub(crate) async fn sign_heads(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    signer: &SigningKey,
+    signed: &mut std::collections::HashMap<TenantId, u64>,
+) -> Result<usize, CoreError> {
+    let mut made = 0;
+    for (tenant, head) in store.audit_heads().await? {
+        if signed.get(&tenant).is_some_and(|seq| *seq >= head.seq) {
+            continue;
+        }
+        store
+            .add_checkpoint(&signer.checkpoint(tenant, &head, clock.now()))
+            .await?;
+        signed.insert(tenant, head.seq);
+        made += 1;
+    }
+    Ok(made)
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Verification {
+    /// The whole chain and every checkpoint are intact.
+    Intact(Verified),
+    /// The first place where they are not.
+    Broken(Broken),
+}
+
+const VERIFY_PAGE: u32 = 5_000;
+
+impl Service {
+    /// Signs a checkpoint of every tenant's current head now (used at shutdown and by
+    /// `mandate audit checkpoint`).
+    pub async fn checkpoint_now(&self, signer: &SigningKey) -> Result<usize, CoreError> {
+        store_key(&*self.store, signer).await?;
+        sign_heads(
+            &*self.store,
+            &*self.clock,
+            signer,
+            &mut std::collections::HashMap::new(),
+        )
+        .await
+    }
+
+    /// Verifies the caller's tenant's ledger (admin).
+    pub async fn verify_audit_as(&self, caller: &Principal) -> Result<Verification, CoreError> {
+        let tenant = self.require_admin(caller)?;
+        self.verify_audit(tenant, None).await
+    }
+
+    /// Checks `tenant`'s whole chain and its checkpoints against the registered keys
+    /// (and, when given, only against `trusted` keys).
+    pub async fn verify_audit(
+        &self,
+        tenant: TenantId,
+        trusted: Option<&[PublicKey]>,
+    ) -> Result<Verification, CoreError> {
+        let keys = match trusted {
+            Some(keys) => keys.to_vec(),
+            None => self.store.audit_keys().await?,
+        };
+        let mut checkpoints = Vec::new();
+        for record in self.store.checkpoint_records(tenant).await? {
+            match serde_json::from_str::<Checkpoint>(&record.doc) {
+                Ok(cp) if cp.seq == record.seq && exact(&cp, &record.doc) => checkpoints.push(cp),
+                _ => {
+                    return Ok(Verification::Broken(Broken {
+                        seq: record.seq,
+                        reason: "the stored checkpoint is not the one that was signed".to_owned(),
+                    }));
+                }
+            }
+        }
+        let mut verifier = ChainVerifier::new(tenant, checkpoints.iter().map(|c| c.seq));
+        let mut after = 0;
+        loop {
+            let records = self.store.audit_records(tenant, after, VERIFY_PAGE).await?;
+            let Some(last) = records.last() else { break };
+            after = last.seq;
+            for record in &records {
+                let event = match serde_json::from_str::<Event>(&record.doc) {
+                    Ok(event) if event.seq == record.seq && exact(&event, &record.doc) => event,
+                    _ => {
+                        return Ok(Verification::Broken(Broken {
+                            seq: record.seq,
+                            reason: "the stored event is not the event that was written".to_owned(),
+                        }));
+                    }
+                };
+                if let Err(broken) = verifier.push(&event) {
+                    return Ok(Verification::Broken(broken));
+                }
+            }
+        }
+        Ok(match verifier.finish(&checkpoints, &keys) {
+            Ok(ok) => Verification::Intact(ok),
+            Err(broken) => Verification::Broken(broken),
+        })
+    }
+
+    /// Audit events the caller may read: an admin any of its tenant's; anyone else only
+    /// those of a mandate they can see, named in `filter.mandate`.
+    pub async fn audit_events(
+        &self,
+        caller: &Principal,
+        filter: AuditFilter,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, CoreError> {
+        if !matches!(caller, Principal::Admin { .. }) {
+            let Some(mandate) = filter.mandate else {
+                return Err(CoreError::Forbidden(
+                    "only an administrator may read the whole audit log; name a `mandate`"
+                        .to_owned(),
+                ));
+            };
+            self.visible_mandate(caller, mandate).await?;
+        }
+        Ok(self
+            .store
+            .audit_events(caller.tenant(), &filter, after, limit.clamp(1, 1_001))
+            .await?)
+    }
+
+    async fn visible_mandate(&self, caller: &Principal, id: MandateId) -> Result<(), CoreError> {
+        self.store
+            .mandate(caller.tenant(), id)
+            .await?
+            .filter(|m| crate::mandates::visible_to(m, caller))
+            .map(|_| ())
+            .ok_or_else(|| CoreError::not_found("mandate", id))
+    }
+
+    /// The current head of the caller's chain (admin).
+    pub async fn audit_head(&self, caller: &Principal) -> Result<Head, CoreError> {
+        let tenant = self.require_admin(caller)?;
+        Ok(self
+            .store
+            .audit_heads()
+            .await?
+            .into_iter()
+            .find(|(t, _)| *t == tenant)
+            .map(|(_, h)| h)
+            .unwrap_or_else(Head::genesis))
+    }
+}
+
+/// Whether `stored` is byte for byte the encoding the store was given. The hash covers
+/// the parsed content; this catches the rest (a change that parses to the same value,
+/// such as `Z` → `z` in a time), so that no stored byte can change unnoticed.
+fn exact<T: serde::Serialize>(value: &T, stored: &str) -> bool {
+    serde_json::to_string(value).is_ok_and(|encoded| encoded == stored)
+}
+
+/// Registers `signer`'s public key so that verifiers find it.
+pub async fn store_key(store: &dyn Store, signer: &SigningKey) -> Result<(), CoreError> {
+    Ok(store.add_audit_key(signer.public_key()).await?)
+}
