@@ -180,3 +180,43 @@ proptest! {
         prop_assert!(err.seq <= index as u64 + 2, "{err}");
     }
 }
+
+fn arb_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        "\\PC{0,8}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map("\\PC{0,6}", inner, 0..5)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// The hand-written canonical encoding is byte for byte the generic one.
+    #[test]
+    fn direct_and_generic_canonical_bytes_agree(
+        data in prop::collection::btree_map("\\PC{0,6}", arb_value(), 0..6),
+        actor in prop::collection::vec("\\PC{0,12}", 0..3),
+        with_ids in any::<(bool, bool, bool)>(),
+        nanos in 0i64..2_000_000_000,
+    ) {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap() + Duration::nanoseconds(nanos);
+        let mut new = NewEvent::new(TenantId::generate(), EventKind::ToolCalled, "x");
+        new.actor = actor;
+        new.data = data.into_iter().collect();
+        if with_ids.0 { new = new.mandate(MandateId::generate()); }
+        if with_ids.1 { new = new.agent(mandate_types::AgentId::generate()); }
+        if with_ids.2 { new = new.human(mandate_types::HumanId::generate()); }
+        let event = Event::chain(&Head::genesis(), new, t);
+        prop_assert_eq!(event.canonical_bytes(), event.canonical_bytes_generic());
+    }
+}

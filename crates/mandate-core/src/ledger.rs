@@ -9,6 +9,8 @@
 //!                                           was recorded, so the caller must not act
 //! ```
 //!
+//! A third task indexes recorded events for queries, in large chunks behind the writer.
+//!
 //! Fail closed: an appender whose event could not be made durable gets an error and
 //! must not perform the action it describes. The writer keeps running; the next batch
 //! simply tries the store again, so the service recovers by itself when the store does.
@@ -38,6 +40,8 @@ pub struct LedgerConfig {
     pub checkpoint_every_events: u64,
     /// …or this much time passed with new events.
     pub checkpoint_every: Duration,
+    /// Whether this process keeps the lookup index up to date (one replica is enough).
+    pub index: bool,
 }
 
 impl Default for LedgerConfig {
@@ -47,6 +51,7 @@ impl Default for LedgerConfig {
             queue: 65_536,
             checkpoint_every_events: 10_000,
             checkpoint_every: Duration::from_secs(10),
+            index: true,
         }
     }
 }
@@ -85,6 +90,7 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Ledger {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let store_for_index = store.clone();
         let since_checkpoint = Arc::new(AtomicU64::new(0));
         let checkpoint_due = Arc::new(Notify::new());
         tokio::spawn(write(
@@ -101,6 +107,9 @@ impl Ledger {
             Arc::downgrade(&since_checkpoint),
             config.checkpoint_every,
         ));
+        if config.index {
+            tokio::spawn(index(store_for_index, Arc::downgrade(&since_checkpoint)));
+        }
         Ledger {
             queue: tx,
             since_checkpoint,
@@ -134,26 +143,48 @@ async fn write(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        // INVARIANT: the answers below are sent only after the transaction committed.
-        let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let (events, answers): (Vec<NewEvent>, Vec<_>) =
+            batch.drain(..).map(|p| (p.event, p.done)).unzip();
+        // INVARIANT: appenders are answered only after the transaction committed.
         match store.append_events(&events, clock.now()).await {
-            Ok(recorded) if recorded.len() == batch.len() => {
-                for (pending, event) in batch.drain(..).zip(recorded) {
-                    let _ = pending.done.send(Ok(event));
+            Ok(recorded) if recorded.len() == answers.len() => {
+                for (answer, event) in answers.into_iter().zip(recorded) {
+                    let _ = answer.send(Ok(event));
                 }
             }
             Ok(_) => {
                 tracing::error!("the store recorded a different number of audit events");
-                for pending in batch.drain(..) {
-                    let _ = pending.done.send(Err(CoreError::Internal(
+                for answer in answers {
+                    let _ = answer.send(Err(CoreError::Internal(
                         "audit batch size mismatch".to_owned(),
                     )));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "audit ledger write failed; refusing the actions");
-                for pending in batch.drain(..) {
-                    let _ = pending.done.send(Err(unwritable()));
+                tracing::error!(error = %e, events = answers.len(), "audit ledger write failed; refusing the actions");
+                for answer in answers {
+                    let _ = answer.send(Err(unwritable()));
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the ledger's lookup index close behind the appenders, in large chunks.
+async fn index(store: Arc<dyn Store>, alive: std::sync::Weak<AtomicU64>) {
+    const CHUNK: u32 = 5_000;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        loop {
+            match store.index_audit(CHUNK).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit indexing failed; will retry");
+                    break;
                 }
             }
         }

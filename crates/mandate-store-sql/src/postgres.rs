@@ -12,7 +12,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         name: "audit_ledger",
-        sql: include_str!("../migrations/postgres/0002_audit_ledger.sql"),
+        sql: include_str!("../migrations/portable/0002_audit_ledger.sql"),
     },
 ];
 
@@ -26,6 +26,11 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// PostgreSQL takes concurrent writers as they come; row locks order them.
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Connects to `url` (`postgres://…`) and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, OpenError> {
         let options: PgConnectOptions = url.parse().map_err(|source| OpenError::Connect {

@@ -137,7 +137,7 @@ macro_rules! sql_store {
                     .bind(&tenant.name)
                     .bind(micros(tenant.created_at))
                     .bind(Json(tenant))
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(|e| store_error(e, "tenant"))?;
                 Ok(())
@@ -167,7 +167,7 @@ macro_rules! sql_store {
                     .bind(token.tenant_id.to_string())
                     .bind(&token.token_hash)
                     .bind(Json(token))
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(|e| store_error(e, "API token"))?;
                 Ok(())
@@ -183,7 +183,7 @@ macro_rules! sql_store {
             }
 
             async fn create_human(&self, human: &Human) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 ::sqlx::query("INSERT INTO humans (id, tenant_id, email, doc) VALUES ($1, $2, $3, $4)")
                     .bind(human.id.to_string())
                     .bind(human.tenant_id.to_string())
@@ -255,7 +255,7 @@ macro_rules! sql_store {
                 .bind(fed.map(|f| f.issuer.as_str()))
                 .bind(fed.map(|f| f.subject.as_str()))
                 .bind(Json(agent))
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
                 Ok(())
@@ -287,7 +287,7 @@ macro_rules! sql_store {
                 .bind(Json(agent))
                 .bind(agent.id.to_string())
                 .bind(agent.tenant_id.to_string())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
                 if done.rows_affected() == 0 {
@@ -351,7 +351,7 @@ macro_rules! sql_store {
                     .bind(server.tenant_id.to_string())
                     .bind(&server.name)
                     .bind(Json(server))
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(|e| store_error(e, "tool server with this name"))?;
                 Ok(())
@@ -393,7 +393,7 @@ macro_rules! sql_store {
                 .bind(&tool.name)
                 .bind(tool.risk_tier.as_str())
                 .bind(Json(tool))
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(|e| store_error(e, "tool with this name on this server"))?;
                 if done.rows_affected() == 0 {
@@ -420,7 +420,7 @@ macro_rules! sql_store {
                 .bind(Json(tool))
                 .bind(tool.id.to_string())
                 .bind(tool.tenant_id.to_string())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(unavailable)?;
                 if done.rows_affected() == 0 {
@@ -459,7 +459,7 @@ macro_rules! sql_store {
         impl Mandates for $store {
             async fn create_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
                 let (version, _) = version(mandate)?;
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO mandates (id, tenant_id, agent_id, human_id, status, expires_at, version, doc)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -522,14 +522,14 @@ macro_rules! sql_store {
             }
 
             async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 update_mandate_in(&mut tx, mandate).await?;
                 append_in(&mut tx, audit, mandate.updated_at).await?;
                 tx.commit().await.map_err(unavailable)
             }
 
             async fn record_consent(&self, consent: &Consent, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO consents (id, tenant_id, mandate_id, human_id, decided_at, doc)
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -634,6 +634,27 @@ macro_rules! sql_store {
             ::serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
 
+        /// Appends ` AND …` for each filter that is set, on columns prefixed by `table`.
+        fn push_audit_filter(q: &mut ::sqlx::QueryBuilder<'_, $db>, table: &str, filter: &AuditFilter) {
+            let ids = [
+                ("mandate_id", filter.mandate.map(|id| id.to_string())),
+                ("agent_id", filter.agent.map(|id| id.to_string())),
+                ("human_id", filter.human.map(|id| id.to_string())),
+                ("kind", filter.kind.map(|k| k.as_str().to_owned())),
+            ];
+            for (column, value) in ids {
+                if let Some(value) = value {
+                    q.push(format!(" AND {table}{column} = ")).push_bind(value);
+                }
+            }
+            if let Some(since) = filter.since {
+                q.push(format!(" AND {table}at >= ")).push_bind(micros(since));
+            }
+            if let Some(until) = filter.until {
+                q.push(format!(" AND {table}at < ")).push_bind(micros(until));
+            }
+        }
+
         /// Chains and inserts `batch` inside `tx`. Each tenant's head row is locked first
         /// (an UPDATE takes the row lock in PostgreSQL and the write lock in SQLite), in
         /// tenant-id order so that two appenders never wait on each other in a cycle.
@@ -707,7 +728,7 @@ macro_rules! sql_store {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let events = append_in(&mut tx, batch, at).await?;
                 tx.commit().await.map_err(unavailable)?;
                 Ok(events)
@@ -739,31 +760,91 @@ macro_rules! sql_store {
                 after: Option<u64>,
                 limit: u32,
             ) -> Result<Vec<Event>, StoreError> {
-                let rows = ::sqlx::query(
-                    "SELECT doc FROM audit_events
-                     WHERE tenant_id = $1
-                       AND seq > $2
-                       AND ($3 IS NULL OR mandate_id = $3)
-                       AND ($4 IS NULL OR agent_id = $4)
-                       AND ($5 IS NULL OR human_id = $5)
-                       AND ($6 IS NULL OR kind = $6)
-                       AND ($7 IS NULL OR at >= $7)
-                       AND ($8 IS NULL OR at < $8)
-                     ORDER BY seq LIMIT $9",
-                )
-                .bind(tenant.to_string())
-                .bind(seq_param(after.unwrap_or(0))?)
-                .bind(filter.mandate.map(|id| id.to_string()))
-                .bind(filter.agent.map(|id| id.to_string()))
-                .bind(filter.human.map(|id| id.to_string()))
-                .bind(filter.kind.map(|k| k.as_str()))
-                .bind(filter.since.map(micros))
-                .bind(filter.until.map(micros))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-                rows.iter().map(text_doc).collect()
+                let after = after.unwrap_or(0);
+                let indexed: u64 = match ::sqlx::query("SELECT indexed AS seq FROM audit_index_state WHERE tenant_id = $1")
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    Some(row) => seq_column(&row)?,
+                    None => 0,
+                };
+                let mut events = Vec::new();
+                // The indexed part, through audit_refs; only the filters given appear in
+                // the statement, so each can use its index.
+                if after < indexed {
+                    let mut q = ::sqlx::QueryBuilder::<$db>::new(
+                        "SELECT e.doc FROM audit_refs r JOIN audit_events e ON e.tenant_id = r.tenant_id AND e.seq = r.seq WHERE r.tenant_id = ",
+                    );
+                    q.push_bind(tenant.to_string());
+                    q.push(" AND r.seq > ").push_bind(seq_param(after)?);
+                    q.push(" AND r.seq <= ").push_bind(seq_param(indexed)?);
+                    push_audit_filter(&mut q, "r.", filter);
+                    q.push(" ORDER BY r.seq LIMIT ").push_bind(i64::from(limit));
+                    let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+                    for row in &rows {
+                        events.push(text_doc(row)?);
+                    }
+                }
+                // The tail the index has not reached yet.
+                let left = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(events.len());
+                if left > 0 {
+                    let mut q = ::sqlx::QueryBuilder::<$db>::new("SELECT doc FROM audit_events WHERE tenant_id = ");
+                    q.push_bind(tenant.to_string());
+                    q.push(" AND seq > ").push_bind(seq_param(after.max(indexed))?);
+                    push_audit_filter(&mut q, "", filter);
+                    q.push(" ORDER BY seq LIMIT ").push_bind(i64::try_from(left).unwrap_or(i64::MAX));
+                    let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+                    for row in &rows {
+                        events.push(text_doc(row)?);
+                    }
+                }
+                Ok(events)
+            }
+
+            async fn index_audit(&self, max: u32) -> Result<u64, StoreError> {
+                let mut done = 0u64;
+                for (tenant, head) in self.audit_heads().await? {
+                    let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                    ::sqlx::query("INSERT INTO audit_index_state (tenant_id, indexed) VALUES ($1, 0) ON CONFLICT (tenant_id) DO NOTHING")
+                        .bind(tenant.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    // Locks this tenant's index state: indexers on other replicas wait.
+                    let row = ::sqlx::query("UPDATE audit_index_state SET indexed = indexed WHERE tenant_id = $1 RETURNING indexed AS seq")
+                        .bind(tenant.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    let from = seq_column(&row)?;
+                    let upto = head.seq.min(from.saturating_add(u64::from(max)));
+                    if upto <= from {
+                        continue;
+                    }
+                    ::sqlx::query(
+                        "INSERT INTO audit_refs (tenant_id, seq, at, kind, mandate_id, agent_id, human_id)
+                         SELECT tenant_id, seq, at, kind, mandate_id, agent_id, human_id FROM audit_events
+                         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+                         ORDER BY mandate_id, seq",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(seq_param(from)?)
+                    .bind(seq_param(upto)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    ::sqlx::query("UPDATE audit_index_state SET indexed = $1 WHERE tenant_id = $2")
+                        .bind(seq_param(upto)?)
+                        .bind(tenant.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    tx.commit().await.map_err(unavailable)?;
+                    done += upto - from;
+                }
+                Ok(done)
             }
 
             async fn audit_records(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
@@ -787,7 +868,7 @@ macro_rules! sql_store {
                 .bind(checkpoint.tenant_id.to_string())
                 .bind(seq_param(checkpoint.seq)?)
                 .bind(to_text(checkpoint)?)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(unavailable)?;
                 Ok(())
@@ -806,7 +887,7 @@ macro_rules! sql_store {
                 ::sqlx::query("INSERT INTO audit_keys (key_id, doc) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING")
                     .bind(&key.key_id)
                     .bind(to_text(key)?)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(unavailable)?;
                 Ok(())

@@ -928,6 +928,17 @@ pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
         .await
         .unwrap();
 
+    // The same answers before the index is built, half built, and complete.
+    check_audit_filters(&store, &m, &owners).await;
+    assert_eq!(store.index_audit(5).await.unwrap(), 5);
+    check_audit_filters(&store, &m, &owners).await;
+    assert_eq!(store.index_audit(1_000).await.unwrap(), 7);
+    assert_eq!(store.index_audit(1_000).await.unwrap(), 0);
+    check_audit_filters(&store, &m, &owners).await;
+}
+
+async fn check_audit_filters(store: &Arc<dyn Store>, m: &Mandate, owners: &[HumanId]) {
+    let t = m.tenant_id;
     let read = |filter: AuditFilter, after: Option<u64>, limit: u32| {
         let store = store.clone();
         async move {
@@ -977,7 +988,7 @@ pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(read(after, None, 500).await.len(), 11);
-    let other = tenant(&*store, "other").await;
+    let other = TenantId::generate();
     assert!(
         store
             .audit_events(other, &AuditFilter::default(), None, 500)

@@ -227,6 +227,10 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<Vec<Event>, StoreError>;
     /// Every tenant's chain head.
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError>;
+    /// Brings the lookup index up to date behind the appenders, at most `max` events per
+    /// tenant per call; returns how many it indexed (0: caught up). Queries are correct
+    /// whether or not it ran; it only makes filtered reads fast.
+    async fn index_audit(&self, max: u32) -> Result<u64, StoreError>;
     /// Events of `tenant` matching `filter`, in sequence order, after `after`.
     async fn audit_events(
         &self,

@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use mandate_audit::{EventKind, NewEvent};
 use mandate_core::{Ledger, LedgerConfig, Service, Verification};
-use mandate_types::{SystemClock, TenantId};
+use mandate_types::{AgentId, MandateId, SystemClock, TenantId};
 use serde_json::Value;
 
 use crate::client::Client;
@@ -60,6 +60,9 @@ pub enum AuditCommand {
         /// Do not print acknowledgements (benchmarks).
         #[arg(long)]
         quiet: bool,
+        /// Do not keep the lookup index up to date while appending.
+        #[arg(long)]
+        no_index: bool,
     },
 }
 
@@ -227,7 +230,8 @@ impl AuditCommand {
                 concurrency,
                 tenants,
                 quiet,
-            } => load(&store, events, concurrency, tenants, quiet).await,
+                no_index,
+            } => load(&store, events, concurrency, tenants, quiet, !no_index).await,
         }
     }
 }
@@ -358,12 +362,16 @@ async fn verify_offline(
     Ok(results)
 }
 
+const ARGUMENTS_HASH: &str =
+    "sha256:9f2c4e0b1d7a6c5e3f8a2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f";
+
 async fn load(
     store: &StoreArgs,
     events: u64,
     concurrency: u64,
     tenants: usize,
     quiet: bool,
+    index: bool,
 ) -> anyhow::Result<()> {
     if !store.offline() {
         return Err(anyhow!(
@@ -374,12 +382,11 @@ async fn load(
     let store = serve::open_store(&config).await?;
     let signer = Arc::new(serve::signing_key(&config.data_dir)?);
     mandate_core::store_key(&*store, &signer).await?;
-    let ledger = Ledger::start(
-        store,
-        Arc::new(SystemClock),
-        signer,
-        LedgerConfig::default(),
-    );
+    let ledger_config = LedgerConfig {
+        index,
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::start(store, Arc::new(SystemClock), signer, ledger_config);
     let tenants: Vec<TenantId> = (0..tenants.max(1)).map(|_| TenantId::generate()).collect();
     let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<(TenantId, u64)>();
     let printer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
@@ -405,16 +412,23 @@ async fn load(
         let acks = acks.clone();
         let tenants = tenants.clone();
         let share = events / concurrency + u64::from(worker < events % concurrency);
+        let (mandate, agent) = (MandateId::generate(), AgentId::generate());
         tasks.push(tokio::spawn(async move {
             for i in 0..share {
                 let tenant = tenants
                     .get(usize::try_from(i).unwrap_or(0) % tenants.len())
                     .copied()
                     .unwrap_or_else(TenantId::generate);
-                let event =
-                    NewEvent::new(tenant, EventKind::Decision, format!("agent:load-{worker}"))
-                        .with("i", i)
-                        .with("decision", "allow");
+                // Shaped like a real decision: a mandate, an agent, the tool, the
+                // policies that decided, the hash of the arguments.
+                let event = NewEvent::new(tenant, EventKind::Decision, format!("agent:{agent}"))
+                    .mandate(mandate)
+                    .agent(agent)
+                    .with("tool", "bank.transfer")
+                    .with("decision", "allow")
+                    .with("policies", vec!["mandate.scope", "mandate.budget"])
+                    .with("arguments_hash", ARGUMENTS_HASH)
+                    .with("i", i);
                 let recorded = ledger.append(event).await.context("append")?;
                 let _ = acks.send((recorded.tenant_id, recorded.seq));
             }

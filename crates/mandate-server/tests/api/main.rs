@@ -8,6 +8,7 @@
 //! The admin API driven in-process against a real SQLite store: the mandate lifecycle,
 //! hostile input, and the ops endpoints. One test binary, so it links once.
 
+mod audit;
 mod bad_input;
 mod catalog;
 mod lifecycle;

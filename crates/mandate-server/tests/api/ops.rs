@@ -77,6 +77,8 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/mandates/{id}/consent", &["post"]),
         ("/v1/mandates/{id}/complete", &["post"]),
         ("/v1/mandates/{id}/revoke", &["post"]),
+        ("/v1/audit", &["get"]),
+        ("/v1/audit/verify", &["get"]),
     ] {
         let entry = paths
             .get(path)
@@ -95,6 +97,8 @@ async fn the_openapi_document_describes_every_route() {
         "Tool",
         "ToolServer",
         "ConsentRequest",
+        "Event",
+        "Verification",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }

@@ -1,0 +1,60 @@
+-- Portable SQL: the same migration for SQLite and PostgreSQL.
+-- The audit ledger: one hash chain per tenant. Events are only ever inserted.
+-- `doc` is the event's JSON exactly as written (TEXT, not JSONB, so its bytes are kept).
+-- Only the primary key is indexed here, so appends touch the right edge of one B-tree.
+CREATE TABLE audit_events (
+    tenant_id   TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    at          BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    mandate_id  TEXT,
+    agent_id    TEXT,
+    human_id    TEXT,
+    hash        TEXT NOT NULL,
+    doc         TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
+
+-- The lookup columns again, indexed by mandate (what traces and most queries ask for).
+-- Filled behind the appenders in chunks sorted by mandate (see `index_audit`): an index
+-- updated in every append's commit scattered its writes over the B-tree and cut the
+-- ledger's throughput about fourfold on SQLite. Queries read the indexed part here and
+-- scan the unindexed tail of audit_events. Agent, human, kind and time filters scan the
+-- compact rows of this table.
+CREATE TABLE audit_refs (
+    tenant_id   TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    at          BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    mandate_id  TEXT,
+    agent_id    TEXT,
+    human_id    TEXT,
+    PRIMARY KEY (tenant_id, seq)
+);
+CREATE INDEX audit_refs_by_mandate ON audit_refs (tenant_id, mandate_id, seq);
+
+-- How far each tenant's events are in audit_refs.
+CREATE TABLE audit_index_state (
+    tenant_id   TEXT PRIMARY KEY,
+    indexed     BIGINT NOT NULL
+);
+
+-- Each tenant's chain head; appenders lock its row, so chains never fork.
+CREATE TABLE audit_heads (
+    tenant_id   TEXT PRIMARY KEY,
+    seq         BIGINT NOT NULL,
+    hash        TEXT NOT NULL
+);
+
+CREATE TABLE audit_checkpoints (
+    tenant_id   TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    doc         TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, seq)
+);
+
+-- Public halves of checkpoint signing keys.
+CREATE TABLE audit_keys (
+    key_id      TEXT PRIMARY KEY,
+    doc         TEXT NOT NULL
+);
