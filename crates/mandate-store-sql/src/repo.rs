@@ -771,28 +771,33 @@ macro_rules! sql_store {
                     None => 0,
                 };
                 let mut events = Vec::new();
-                // The indexed part, through audit_refs; only the filters given appear in
-                // the statement, so each can use its index.
-                if after < indexed {
+                // Asked by mandate: the indexed part through audit_mandate_index first.
+                let mut scan_from = after;
+                if let Some(mandate) = filter.mandate
+                    && after < indexed
+                {
                     let mut q = ::sqlx::QueryBuilder::<$db>::new(
-                        "SELECT e.doc FROM audit_refs r JOIN audit_events e ON e.tenant_id = r.tenant_id AND e.seq = r.seq WHERE r.tenant_id = ",
+                        "SELECT e.doc FROM audit_mandate_index r JOIN audit_events e ON e.tenant_id = r.tenant_id AND e.seq = r.seq WHERE r.tenant_id = ",
                     );
                     q.push_bind(tenant.to_string());
+                    q.push(" AND r.mandate_id = ").push_bind(mandate.to_string());
                     q.push(" AND r.seq > ").push_bind(seq_param(after)?);
                     q.push(" AND r.seq <= ").push_bind(seq_param(indexed)?);
-                    push_audit_filter(&mut q, "r.", filter);
+                    push_audit_filter(&mut q, "e.", &AuditFilter { mandate: None, ..filter.clone() });
                     q.push(" ORDER BY r.seq LIMIT ").push_bind(i64::from(limit));
                     let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
                     for row in &rows {
                         events.push(text_doc(row)?);
                     }
+                    scan_from = indexed;
                 }
-                // The tail the index has not reached yet.
+                // The rest: the tail the index has not reached, or everything when no
+                // mandate is named.
                 let left = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(events.len());
                 if left > 0 {
                     let mut q = ::sqlx::QueryBuilder::<$db>::new("SELECT doc FROM audit_events WHERE tenant_id = ");
                     q.push_bind(tenant.to_string());
-                    q.push(" AND seq > ").push_bind(seq_param(after.max(indexed))?);
+                    q.push(" AND seq > ").push_bind(seq_param(scan_from)?);
                     push_audit_filter(&mut q, "", filter);
                     q.push(" ORDER BY seq LIMIT ").push_bind(i64::try_from(left).unwrap_or(i64::MAX));
                     let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
@@ -824,9 +829,9 @@ macro_rules! sql_store {
                         continue;
                     }
                     ::sqlx::query(
-                        "INSERT INTO audit_refs (tenant_id, seq, at, kind, mandate_id, agent_id, human_id)
-                         SELECT tenant_id, seq, at, kind, mandate_id, agent_id, human_id FROM audit_events
-                         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+                        "INSERT INTO audit_mandate_index (tenant_id, mandate_id, seq)
+                         SELECT tenant_id, mandate_id, seq FROM audit_events
+                         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 AND mandate_id IS NOT NULL
                          ORDER BY mandate_id, seq",
                     )
                     .bind(tenant.to_string())

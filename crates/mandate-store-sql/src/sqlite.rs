@@ -16,7 +16,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         name: "audit_ledger",
-        sql: include_str!("../migrations/portable/0002_audit_ledger.sql"),
+        sql: include_str!("../migrations/sqlite/0002_audit_ledger.sql"),
     },
 ];
 

@@ -1,4 +1,3 @@
--- Portable SQL: the same migration for SQLite and PostgreSQL.
 -- The audit ledger: one hash chain per tenant. Events are only ever inserted.
 -- `doc` is the event's JSON exactly as written (TEXT, not JSONB, so its bytes are kept).
 -- Only the primary key is indexed here, so appends touch the right edge of one B-tree.
@@ -15,23 +14,18 @@ CREATE TABLE audit_events (
     PRIMARY KEY (tenant_id, seq)
 );
 
--- The lookup columns again, indexed by mandate (what traces and most queries ask for).
--- Filled behind the appenders in chunks sorted by mandate (see `index_audit`): an index
--- updated in every append's commit scattered its writes over the B-tree and cut the
--- ledger's throughput about fourfold on SQLite. Queries read the indexed part here and
--- scan the unindexed tail of audit_events. Agent, human, kind and time filters scan the
--- compact rows of this table.
-CREATE TABLE audit_refs (
+-- Which events concern which mandate: what traces and most queries ask for. One
+-- B-tree, filled behind the appenders in chunks sorted
+-- by mandate (see `index_audit`): indexing in every append's commit scattered writes
+-- over the tree and cut the ledger's throughput about fourfold on SQLite. Queries by
+-- mandate read the indexed part here and scan the unindexed tail of audit_events;
+-- other filters scan audit_events.
+CREATE TABLE audit_mandate_index (
     tenant_id   TEXT NOT NULL,
+    mandate_id  TEXT NOT NULL,
     seq         BIGINT NOT NULL,
-    at          BIGINT NOT NULL,
-    kind        TEXT NOT NULL,
-    mandate_id  TEXT,
-    agent_id    TEXT,
-    human_id    TEXT,
-    PRIMARY KEY (tenant_id, seq)
+    PRIMARY KEY (tenant_id, mandate_id, seq)
 );
-CREATE INDEX audit_refs_by_mandate ON audit_refs (tenant_id, mandate_id, seq);
 
 -- How far each tenant's events are in audit_refs.
 CREATE TABLE audit_index_state (
