@@ -190,6 +190,11 @@ async fn embedded_default_cli_flow_sigterm_and_restart() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(data.join("audit-signing-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         let mode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "the data directory is private");
     }
@@ -312,6 +317,29 @@ async fn embedded_default_cli_flow_sigterm_and_restart() {
         "{listing}"
     );
 
+    // The ledger tells the story and verifies, through the API.
+    let (ok, tree, _) = server.cli_text(&admin, &["audit", "trace", &mandate]);
+    assert!(ok);
+    for kind in [
+        "mandate.requested",
+        "consent.granted",
+        "mandate.activated",
+        "mandate.completed",
+    ] {
+        assert!(tree.contains(kind), "{tree}");
+    }
+    let (ok, verified, _) = server.cli_text(&admin, &["audit", "verify"]);
+    assert!(ok && verified.contains("intact: 5 events"), "{verified}");
+    let (ok, lines, _) = server.cli_text(&admin, &["audit", "export", "--mandate", &mandate]);
+    assert!(ok);
+    assert_eq!(lines.lines().count(), 5);
+    for line in lines.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["mandate_id"], mandate.as_str());
+    }
+    let (ok, _, err) = server.cli_text(&bob_token, &["audit", "verify"]);
+    assert!(!ok && err.contains("403"), "{err}");
+
     // SIGTERM stops it cleanly; no log line ever carried a token.
     let log = server.stop();
     for secret in [&admin, &agent_token, &alice_token, &bob_token] {
@@ -333,6 +361,18 @@ async fn embedded_default_cli_flow_sigterm_and_restart() {
     assert_eq!(body["status"], "completed");
     assert_eq!(body["end_reason"], "booked");
     again.stop();
+    // Offline verification of the stopped store: the shutdown sealed it with a checkpoint.
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("intact: 5 events") && !report.contains(" 0 signed checkpoints"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
