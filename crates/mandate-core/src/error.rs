@@ -26,6 +26,9 @@ pub enum CoreError {
     /// The mandate's expiry has passed.
     #[error("mandate `{0}` has expired")]
     Expired(String),
+    /// A policy set that does not compile; the running set is unchanged.
+    #[error(transparent)]
+    PolicySet(#[from] mandate_policy::PolicySetError),
     /// The store cannot be reached; the operation did not happen.
     #[error("the store is unavailable")]
     Unavailable(String),

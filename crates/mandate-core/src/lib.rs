@@ -18,6 +18,7 @@ mod error;
 mod input;
 mod ledger;
 mod mandates;
+mod policies;
 
 use std::sync::Arc;
 
@@ -31,17 +32,34 @@ pub use input::{
 };
 pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
+pub use policies::{PolicyAdmin, PolicySummary};
 
 /// The use cases, bound to one store and one clock.
 #[derive(Debug, Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    policies: PolicyAdmin,
 }
 
 impl Service {
+    /// A service deciding with Mandate's built-in policies only.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            policies: PolicyAdmin::builtin(),
+        }
+    }
+
+    /// Decides with these policies instead.
+    pub fn with_policies(mut self, policies: PolicyAdmin) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    pub fn policies(&self) -> &PolicyAdmin {
+        &self.policies
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -38,8 +38,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub service: Service,
     pub metrics: Arc<Metrics>,
+    /// Where clients reach this server (discovery documents name it).
+    pub public_url: Arc<str>,
     openapi: Arc<String>,
 }
+
+/// The URL discovery documents use when none is configured.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8731";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +61,8 @@ pub struct AppState {
         (name = "tools", description = "Tool servers and their tools"),
         (name = "mandates", description = "Consent bound to one task, and its lifecycle"),
         (name = "audit", description = "The hash-chained audit ledger"),
+        (name = "policies", description = "The operator's Cedar policy set"),
+        (name = "authzen", description = "OpenID AuthZEN Authorization API 1.0"),
     )
 )]
 struct ApiDoc;
@@ -81,6 +88,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::catalog::routes())
         .merge(routes::mandates::routes())
         .merge(routes::audit::routes())
+        .merge(routes::policies::routes())
+        .merge(routes::authzen::routes())
+        .merge(routes::authzen::discovery_routes())
         .split_for_parts()
 }
 
@@ -89,13 +99,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, announcing [`DEFAULT_PUBLIC_URL`].
 pub fn app(service: Service, metrics: Arc<Metrics>) -> Router {
+    app_at(service, metrics, DEFAULT_PUBLIC_URL)
+}
+
+/// The whole HTTP application, reached by clients at `public_url`.
+pub fn app_at(service: Service, metrics: Arc<Metrics>, public_url: &str) -> Router {
     let (routes, doc) = api();
     let openapi = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_owned()));
     let state = AppState {
         service,
         metrics: metrics.clone(),
+        public_url: Arc::from(public_url),
         openapi,
     };
     routes

@@ -19,6 +19,10 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request, for a person to read.
     pub detail: String,
+    /// A refused policy set: every problem, located (file, line, column, policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub problems: Option<Vec<mandate_policy::Problem>>,
 }
 
 impl Problem {
@@ -33,6 +37,7 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            problems: None,
         }
     }
 
@@ -56,6 +61,11 @@ impl Problem {
             "Unauthenticated",
             CoreError::Unauthenticated.to_string(),
         )
+    }
+
+    /// An AuthZEN request the specification calls malformed.
+    pub fn authzen(err: mandate_policy::BadRequest) -> Self {
+        Problem::bad_request(err.0)
     }
 
     pub fn status(&self) -> StatusCode {
@@ -113,6 +123,15 @@ impl From<CoreError> for Problem {
             CoreError::Expired(_) => {
                 Problem::new(S::CONFLICT, "mandate-expired", "Mandate expired", detail)
             }
+            CoreError::PolicySet(e) => Problem {
+                problems: Some(e.problems),
+                ..Problem::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "invalid-policy-set",
+                    "Invalid policy set",
+                    detail,
+                )
+            },
             CoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 Problem::new(

@@ -44,6 +44,9 @@ pub enum ClientCommand {
     /// The audit ledger: list, trace, verify, export.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Policies as code, offline: validate a directory, run decision tests.
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +272,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl ClientCommand {
     pub async fn run(self, conn: Connection) -> anyhow::Result<()> {
+        if let ClientCommand::Policy(command) = self {
+            return command.run();
+        }
         let client = Client::new(&conn.url, conn.token.clone())?;
         let out = Output { json: conn.json };
         match self {
@@ -276,6 +282,7 @@ impl ClientCommand {
             ClientCommand::Agent(c) => agent(c, &client, out).await,
             ClientCommand::Mandate(c) => mandate(c, &client, out).await,
             ClientCommand::Audit(c) => c.run(&client, out.json).await,
+            ClientCommand::Policy(c) => c.run(),
         }
     }
 }

@@ -42,6 +42,19 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     mandates: MandatesSection,
+    #[serde(default)]
+    policies: PoliciesSection,
+    /// Where clients reach this server (discovery documents name it).
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoliciesSection {
+    /// The operator's policy directory (`*.cedar`, `*.cedarschema`, `entities.json`).
+    dir: Option<PathBuf>,
+    /// How often the directory is checked for changes.
+    reload_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +91,11 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub expiry_sweep_seconds: u64,
+    /// The operator's policy directory; default `DATA/policies`.
+    pub policies_dir: PathBuf,
+    pub policy_reload_seconds: u64,
+    /// Default `http://{listen}`.
+    pub public_url: String,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -87,6 +105,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub policies: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +209,33 @@ impl Config {
                 message: "must be between 1 and 3600".to_owned(),
             });
         }
+        let policies_dir = flags
+            .policies
+            .clone()
+            .or_else(|| env.var("MANDATE_POLICIES").map(PathBuf::from))
+            .or(file.policies.dir)
+            .unwrap_or_else(|| data_dir.join("policies"));
+        let policy_reload_seconds = file.policies.reload_seconds.unwrap_or(1);
+        if policy_reload_seconds == 0 || policy_reload_seconds > 3_600 {
+            return Err(ConfigError::Value {
+                origin: "config key `policies.reload_seconds`".to_owned(),
+                message: "must be between 1 and 3600".to_owned(),
+            });
+        }
+        let public_url = env
+            .var("MANDATE_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Value {
+                origin: "MANDATE_PUBLIC_URL / config key `public_url`".to_owned(),
+                message: format!("`{public_url}` must start with http:// or https://"),
+            });
+        }
         Ok(Config {
+            policies_dir,
+            policy_reload_seconds,
+            public_url,
             listen,
             data_dir,
             database_url,

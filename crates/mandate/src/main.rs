@@ -4,6 +4,7 @@ mod audit_cli;
 mod cli;
 mod client;
 mod config;
+mod policy_cli;
 mod serve;
 mod table;
 
@@ -47,6 +48,9 @@ struct ServeArgs {
     /// Use PostgreSQL instead of the embedded store [env: MANDATE_DATABASE_URL].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// The operator's policy directory, watched and hot-reloaded [env: MANDATE_POLICIES] [default: DATA/policies].
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,7 @@ async fn serve_command(flags: ServeArgs) -> anyhow::Result<()> {
         listen: flags.listen,
         data_dir: flags.data,
         database_url: flags.database_url,
+        policies: flags.policies,
     };
     let config = config::Config::load(&overrides, &config::ProcessEnv)?;
     init_logging(&config)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mandate_audit::SigningKey;
-use mandate_core::{Bootstrap, Ledger, LedgerConfig, Service};
+use mandate_core::{Bootstrap, Ledger, LedgerConfig, PolicyAdmin, Service};
 use mandate_server::Metrics;
 use mandate_store::Store;
 use mandate_store_sql::{PostgresStore, SqliteStore};
@@ -19,7 +19,13 @@ use crate::config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let clock: Arc<dyn mandate_types::Clock> = Arc::new(SystemClock);
-    let service = Service::new(store.clone(), clock.clone());
+    let policies = PolicyAdmin::from_dir(&config.policies_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy set in {} does not compile; refusing to start without it:\n{e}",
+            config.policies_dir.display()
+        )
+    })?;
+    let service = Service::new(store.clone(), clock.clone()).with_policies(policies.clone());
     announce_bootstrap(&service, &config.data_dir).await?;
     let signer = Arc::new(signing_key(&config.data_dir)?);
     mandate_core::store_key(&*store, &signer).await?;
@@ -31,7 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let metrics = Metrics::new(store.backend());
-    let app = mandate_server::app(service.clone(), metrics);
+    let app = mandate_server::app_at(service.clone(), metrics, &config.public_url);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -46,11 +52,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         service.clone(),
         Duration::from_secs(config.expiry_sweep_seconds),
     ));
+    let set = policies.pdp().current();
+    tracing::info!(
+        dir = %config.policies_dir.display(),
+        digest = set.digest(),
+        operator_policies = set.operator_policy_count(),
+        "policy set loaded"
+    );
+    let watcher = tokio::spawn(policies.watch(Duration::from_secs(config.policy_reload_seconds)));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
     sweeper.abort();
+    watcher.abort();
     drop(ledger);
     // Seal what was written with a last checkpoint.
     if let Err(e) = service.checkpoint_now(&signer).await {

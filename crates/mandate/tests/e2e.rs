@@ -557,3 +557,177 @@ async fn two_replicas_on_one_postgres_database() {
     b.stop();
     psql(&format!("DROP DATABASE IF EXISTS {db}"));
 }
+
+fn copy_world(world: &str, to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/authzen")
+        .join(world);
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["policies.cedar", "schema.cedarschema", "entities.json"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+/// Polls an AuthZEN evaluation until `check` holds (the watcher reloads every second).
+async fn eventually(
+    server: &Server,
+    token: &str,
+    body: &Value,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, reply) = http(
+            reqwest::Method::POST,
+            format!("{}/access/v1/evaluation", server.url),
+            token,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        if check(&reply) {
+            return reply;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the decision never changed: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_as_code_hot_reload_api_and_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = tmp.path().join("policies");
+    copy_world("records", &dir);
+    let dir_arg = dir.to_str().unwrap();
+
+    // Offline CLI, as a policy repository's CI would run it.
+    let out = Command::new(BIN)
+        .args(["policy", "validate", dir_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/authzen/records/policy-tests.json");
+    std::fs::copy(&tests, dir.join("policy-tests.json")).unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(dir.join("policy-tests.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 passed, 0 failed"));
+    let wrong = dir.join("wrong-tests.json");
+    std::fs::write(
+        &wrong,
+        r#"{"cases":[{"name":"bob writes","request":{"subject":{"type":"user","id":"bob"},"action":{"name":"write"},"resource":{"type":"record","id":"record-1"}},"decision":true}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  bob writes"));
+
+    let server = Server::start(&data, &["--policies", dir_arg]);
+    let token = admin_token(&data);
+    let write = json!({
+        "subject": { "type": "user", "id": "alice" },
+        "action": { "name": "write" },
+        "resource": { "type": "record", "id": "record-1" },
+    });
+    eventually(&server, &token, &write, |r| r["decision"] == true).await;
+
+    // A broken file is refused; the running set stays.
+    std::fs::write(
+        dir.join("zz-broken.cedar"),
+        "permit (principal, action, resource)\nwhen { principal.role == };\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    eventually(&server, &token, &write, |r| r["decision"] == true).await;
+    std::fs::remove_file(dir.join("zz-broken.cedar")).unwrap();
+
+    // A new forbid takes effect without a restart.
+    std::fs::write(
+        dir.join("zz-freeze.cedar"),
+        "@id(\"freeze\") @reason(\"writes are frozen\")\nforbid (principal, action == Action::\"write\", resource);\n",
+    )
+    .unwrap();
+    let denied = eventually(&server, &token, &write, |r| r["decision"] == false).await;
+    assert_eq!(denied["context"]["policies"], json!(["freeze"]), "{denied}");
+    assert_eq!(denied["context"]["reason"], "writes are frozen");
+
+    // The API replaces the set whole, writing the directory; a bad set is refused whole.
+    let (status, source) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/policies/source", server.url),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut without_freeze = source.clone();
+    without_freeze["policies"] = json!(
+        source["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["name"] != "zz-freeze.cedar")
+            .collect::<Vec<_>>()
+    );
+    let mut broken = without_freeze.clone();
+    broken["policies"].as_array_mut().unwrap().push(json!({ "name": "x.cedar", "text": "forbid (principal, action, resource)\nwhen { nonsense };" }));
+    let (status, problem) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/policies", server.url),
+        &token,
+        Some(broken),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["problems"][0]["file"], "x.cedar", "{problem}");
+    assert_eq!(problem["problems"][0]["line"], 2, "{problem}");
+    assert!(dir.join("zz-freeze.cedar").exists());
+    let (status, summary) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/policies", server.url),
+        &token,
+        Some(without_freeze),
+    )
+    .await;
+    assert_eq!(status, 200, "{summary}");
+    assert!(
+        !dir.join("zz-freeze.cedar").exists(),
+        "the API writes the directory"
+    );
+    eventually(&server, &token, &write, |r| r["decision"] == true).await;
+    server.stop();
+
+    // A directory that does not compile stops the server from starting: running
+    // without the operator's forbids would allow what they deny.
+    std::fs::write(dir.join("zz-broken.cedar"), "forbid (").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .args(["--policies", dir_arg])
+        .env_remove("MANDATE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zz-broken.cedar:1:"), "{stderr}");
+}

@@ -1,8 +1,10 @@
 pub mod audit;
+pub mod authzen;
 pub mod catalog;
 pub mod directory;
 pub mod mandates;
 pub mod ops;
+pub mod policies;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

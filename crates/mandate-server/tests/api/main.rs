@@ -13,4 +13,5 @@ mod bad_input;
 mod catalog;
 mod lifecycle;
 mod ops;
+mod policies;
 mod support;

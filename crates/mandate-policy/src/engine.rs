@@ -1,0 +1,221 @@
+//! Deciding: candidates from the index, Cedar on each, one combined answer.
+//!
+//! Cedar skips a policy whose evaluation fails. Here a failing `forbid` counts as
+//! satisfied — it might have denied — so an evaluation error can only ever deny.
+
+use std::collections::BTreeSet;
+
+use cedar_policy::{Authorizer, Decision as CedarDecision, Entities, PolicyId, Request};
+use serde::Serialize;
+
+use crate::compile::{CompiledSet, Remedy};
+use crate::index::{Bucket, Index};
+
+/// Whether to consult the index (always, in production) or evaluate every policy (the
+/// reference the index is tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Indexed,
+    Unindexed,
+}
+
+/// Which policies apply: Mandate's own requests see built-in and operator policies;
+/// AuthZEN callers see operator policies only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    Mandate,
+    Open,
+}
+
+/// An answer and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The policies that determined the answer: the permits that allowed it, or the
+    /// forbids (satisfied or failing) that denied it. Empty when nothing permitted it.
+    pub policies: Vec<String>,
+    /// For people: why.
+    pub reason: String,
+    /// What would lift this deny, when something would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
+    /// Policies that failed to evaluate, with Cedar's message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// A deny reached before any policy ran (a request that cannot be evaluated).
+    pub fn refused(reason: impl Into<String>) -> Decision {
+        Decision {
+            allowed: false,
+            policies: Vec::new(),
+            reason: reason.into(),
+            remedy: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    permits: BTreeSet<PolicyId>,
+    forbids: BTreeSet<PolicyId>,
+    failed_forbids: BTreeSet<PolicyId>,
+    errors: Vec<String>,
+}
+
+impl CompiledSet {
+    pub(crate) fn decide_request(
+        &self,
+        audience: Audience,
+        lookup: Lookup,
+        request: &Request,
+        entities: &Entities,
+    ) -> Decision {
+        let index: &Index = match audience {
+            Audience::Mandate => &self.mandate_index,
+            Audience::Open => &self.open_index,
+        };
+        let (Some(principal), Some(action), Some(resource)) =
+            (request.principal(), request.action(), request.resource())
+        else {
+            return Decision::refused("the request is incomplete");
+        };
+        let buckets: Vec<&Bucket> = match lookup {
+            Lookup::Indexed => index.candidates(principal, action, resource, entities),
+            Lookup::Unindexed => vec![index.everything()],
+        };
+        let authorizer = Authorizer::new();
+        let mut outcome = Outcome::default();
+        for bucket in buckets {
+            if bucket.has_forbids() {
+                let response = authorizer.is_authorized(request, &bucket.forbids, entities);
+                outcome
+                    .forbids
+                    .extend(response.diagnostics().reason().cloned());
+                for error in response.diagnostics().errors() {
+                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                    outcome.failed_forbids.insert(e.policy_id().clone());
+                    outcome
+                        .errors
+                        .push(format!("{}: {}", e.policy_id(), e.inner()));
+                }
+            }
+            if bucket.has_permits() {
+                let response = authorizer.is_authorized(request, &bucket.permits, entities);
+                if response.decision() == CedarDecision::Allow {
+                    outcome
+                        .permits
+                        .extend(response.diagnostics().reason().cloned());
+                }
+                for error in response.diagnostics().errors() {
+                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                    outcome
+                        .errors
+                        .push(format!("{}: {}", e.policy_id(), e.inner()));
+                }
+            }
+        }
+        outcome.errors.sort();
+        outcome.errors.dedup();
+        self.conclude(outcome)
+    }
+
+    fn conclude(&self, outcome: Outcome) -> Decision {
+        let Outcome {
+            permits,
+            forbids,
+            failed_forbids,
+            errors,
+        } = outcome;
+        if forbids.is_empty() && failed_forbids.is_empty() {
+            if permits.is_empty() {
+                return Decision {
+                    errors,
+                    ..Decision::refused("no policy permits this request")
+                };
+            }
+            let reason = self.reasons(&permits, "permitted by");
+            return Decision {
+                allowed: true,
+                policies: permits.iter().map(ToString::to_string).collect(),
+                reason,
+                remedy: None,
+                errors,
+            };
+        }
+        let mut reason = self.reasons(&forbids, "forbidden by");
+        if !failed_forbids.is_empty() {
+            let failed: Vec<String> = failed_forbids.iter().map(ToString::to_string).collect();
+            if !reason.is_empty() {
+                reason.push_str("; ");
+            }
+            reason.push_str(&format!(
+                "policy {} could not be evaluated, and a forbid that cannot be evaluated denies",
+                failed.join(", ")
+            ));
+        }
+        let remedy = if failed_forbids.is_empty() && !permits.is_empty() {
+            self.remedy_of(&forbids)
+        } else {
+            None
+        };
+        let policies = forbids
+            .iter()
+            .chain(&failed_forbids)
+            .map(ToString::to_string)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Decision {
+            allowed: false,
+            policies,
+            reason,
+            remedy,
+            errors,
+        }
+    }
+
+    /// The `@reason` of each policy, or "<verb> policy <id>" when it has none.
+    fn reasons(&self, ids: &BTreeSet<PolicyId>, verb: &str) -> String {
+        let mut seen = BTreeSet::new();
+        let mut parts = Vec::new();
+        for id in ids {
+            let text = match self.info(id).and_then(|i| i.reason.clone()) {
+                Some(reason) => reason,
+                None => format!("{verb} policy {id}"),
+            };
+            if seen.insert(text.clone()) {
+                parts.push(text);
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// A deny is liftable only when every forbid that holds names a remedy and the
+    /// remedies agree: approvals alone → approval; a proposal (which a human executes)
+    /// also settles an approval → recommend; consent alone → consent.
+    fn remedy_of(&self, forbids: &BTreeSet<PolicyId>) -> Option<Remedy> {
+        let mut remedies = BTreeSet::new();
+        for id in forbids {
+            let remedy = self.info(id)?.remedy?;
+            remedies.insert(remedy as u8);
+        }
+        let has = |r: Remedy| remedies.contains(&(r as u8));
+        let only = |allowed: &[Remedy]| {
+            remedies
+                .iter()
+                .all(|r| allowed.iter().any(|a| *a as u8 == *r))
+        };
+        if has(Remedy::Recommend) && only(&[Remedy::Recommend, Remedy::Approval]) {
+            Some(Remedy::Recommend)
+        } else if has(Remedy::Approval) && only(&[Remedy::Approval]) {
+            Some(Remedy::Approval)
+        } else if has(Remedy::Consent) && only(&[Remedy::Consent]) {
+            Some(Remedy::Consent)
+        } else {
+            None
+        }
+    }
+}

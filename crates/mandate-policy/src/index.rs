@@ -1,0 +1,179 @@
+//! The index: policies bucketed by what their scope pins down, so that a request
+//! evaluates only the policies that could apply to it.
+//!
+//! Each policy lands in the buckets named by its (principal, action, resource) scope:
+//! `== E` and `in E` under the entity `E`, `is T` under the type `T`, `is T in E`
+//! under `E` (Cedar still checks the type), no constraint under "any"; an action list
+//! puts the policy under each action. A request looks up every bucket its entities
+//! could match: "any", its own type, its own id and each ancestor's id — so a policy
+//! that could be satisfied is always a candidate. Cedar then evaluates the candidates
+//! exactly as it would the whole set. `tests/index_equivalence.rs` checks that with
+//! generated policy sets and requests.
+
+use std::collections::{HashMap, HashSet};
+
+use cedar_policy::{
+    ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, ResourceConstraint,
+};
+
+use crate::compile::PolicyInfo;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    Any,
+    Type(EntityTypeName),
+    Entity(EntityUid),
+}
+
+/// The policies of one bucket, split by effect: evaluating the permits alone tells
+/// which permits hold even when a forbid also holds (which is what a remedy needs).
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    pub(crate) permits: PolicySet,
+    pub(crate) forbids: PolicySet,
+    permit_count: usize,
+    forbid_count: usize,
+}
+
+impl Bucket {
+    pub(crate) fn has_permits(&self) -> bool {
+        self.permit_count > 0
+    }
+    pub(crate) fn has_forbids(&self) -> bool {
+        self.forbid_count > 0
+    }
+}
+
+type ByResource = HashMap<Key, Bucket>;
+type ByPrincipal = HashMap<Key, ByResource>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    by_action: HashMap<Key, ByPrincipal>,
+    /// The unindexed view: every policy in one bucket (tests and `--no-index` runs).
+    all: Bucket,
+}
+
+impl Index {
+    pub(crate) fn build<'a>(
+        policies: impl Iterator<Item = &'a Policy>,
+        info: &HashMap<PolicyId, PolicyInfo>,
+    ) -> Index {
+        let mut index = Index::default();
+        for policy in policies {
+            let forbid = info.get(policy.id()).is_some_and(PolicyInfo::is_forbid);
+            add(&mut index.all, policy, forbid);
+            let principal = principal_key(policy.principal_constraint());
+            let resource = resource_key(policy.resource_constraint());
+            for action in action_keys(policy.action_constraint()) {
+                let bucket = index
+                    .by_action
+                    .entry(action)
+                    .or_default()
+                    .entry(principal.clone())
+                    .or_default()
+                    .entry(resource.clone())
+                    .or_default();
+                add(bucket, policy, forbid);
+            }
+        }
+        index
+    }
+
+    /// The buckets whose policies could apply to a request, each once.
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        principal: &EntityUid,
+        action: &EntityUid,
+        resource: &EntityUid,
+        entities: &Entities,
+    ) -> Vec<&'a Bucket> {
+        let principals = keys_of(principal, entities);
+        let actions = keys_of(action, entities);
+        let resources = keys_of(resource, entities);
+        let mut found = Vec::new();
+        for a in &actions {
+            let Some(by_principal) = self.by_action.get(a) else {
+                continue;
+            };
+            for p in &principals {
+                let Some(by_resource) = by_principal.get(p) else {
+                    continue;
+                };
+                for r in &resources {
+                    if let Some(bucket) = by_resource.get(r) {
+                        found.push(bucket);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    pub(crate) fn everything(&self) -> &Bucket {
+        &self.all
+    }
+}
+
+fn add(bucket: &mut Bucket, policy: &Policy, forbid: bool) {
+    let (set, count) = if forbid {
+        (&mut bucket.forbids, &mut bucket.forbid_count)
+    } else {
+        (&mut bucket.permits, &mut bucket.permit_count)
+    };
+    // Ids are unique within a compiled set, and a policy is added to a bucket once.
+    if set.add(policy.clone()).is_ok() {
+        *count += 1;
+    }
+}
+
+/// Any, the entity's type, the entity, and each of its ancestors.
+fn keys_of(uid: &EntityUid, entities: &Entities) -> Vec<Key> {
+    let mut keys = vec![
+        Key::Any,
+        Key::Type(uid.type_name().clone()),
+        Key::Entity(uid.clone()),
+    ];
+    if let Some(ancestors) = entities.ancestors(uid) {
+        let mut seen = HashSet::new();
+        for ancestor in ancestors {
+            if seen.insert(ancestor) {
+                keys.push(Key::Entity(ancestor.clone()));
+            }
+        }
+    }
+    keys
+}
+
+fn principal_key(constraint: PrincipalConstraint) -> Key {
+    match constraint {
+        PrincipalConstraint::Any => Key::Any,
+        PrincipalConstraint::Is(t) => Key::Type(t),
+        PrincipalConstraint::Eq(e)
+        | PrincipalConstraint::In(e)
+        | PrincipalConstraint::IsIn(_, e) => Key::Entity(e),
+    }
+}
+
+fn resource_key(constraint: ResourceConstraint) -> Key {
+    match constraint {
+        ResourceConstraint::Any => Key::Any,
+        ResourceConstraint::Is(t) => Key::Type(t),
+        ResourceConstraint::Eq(e) | ResourceConstraint::In(e) | ResourceConstraint::IsIn(_, e) => {
+            Key::Entity(e)
+        }
+    }
+}
+
+fn action_keys(constraint: ActionConstraint) -> Vec<Key> {
+    match constraint {
+        ActionConstraint::Any => vec![Key::Any],
+        ActionConstraint::Eq(a) => vec![Key::Entity(a)],
+        ActionConstraint::In(list) => {
+            let mut keys: Vec<Key> = list.into_iter().map(Key::Entity).collect();
+            keys.dedup();
+            keys
+        }
+    }
+}
