@@ -14,6 +14,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_ledger",
         sql: include_str!("../migrations/postgres/0002_audit_ledger.sql"),
     },
+    Migration {
+        version: 3,
+        name: "policy_sets",
+        sql: include_str!("../migrations/postgres/0003_policy_sets.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

@@ -43,8 +43,8 @@ macro_rules! sql_store {
         use ::mandate_audit::{Checkpoint, Event, Head, NewEvent, PublicKey, GENESIS_HASH};
         use ::mandate_store::{
             AgentFilter, ApiToken, AuditFilter, AuditLog, Catalog, Directory, HumanFilter,
-            MandateFilter, Mandates, Page, PageRequest, Store, StoreError, StoredRecord,
-            ToolFilter,
+            MandateFilter, Mandates, Page, PageRequest, PolicySets, Store, StoreError,
+            StoredPolicySet, StoredRecord, ToolFilter,
         };
         use ::mandate_types::{AgentId, HumanId, MandateId, TenantId, ToolId, ToolServerId};
         use ::sqlx::types::Json;
@@ -66,6 +66,15 @@ macro_rules! sql_store {
 
         fn unavailable(err: ::sqlx::Error) -> StoreError {
             store_error(err, "record")
+        }
+
+        fn corrupt(err: ::sqlx::Error) -> StoreError {
+            StoreError::Corrupt(err.to_string())
+        }
+
+        fn from_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+            DateTime::<Utc>::from_timestamp_micros(us)
+                .ok_or_else(|| StoreError::Corrupt(format!("time {us} out of range")))
         }
 
         fn json_text<T: ::serde::Serialize>(value: &T) -> Option<String> {
@@ -904,6 +913,63 @@ macro_rules! sql_store {
                     .await
                     .map_err(unavailable)?;
                 rows.iter().map(text_doc).collect()
+            }
+        }
+
+        #[async_trait]
+        impl PolicySets for $store {
+            async fn put_policy_set(
+                &self,
+                digest: &str,
+                source: &str,
+                created_by: &str,
+                at: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                let row = ::sqlx::query(
+                    "INSERT INTO policy_sets (version, digest, source, created_by, created_at) \
+                     SELECT COALESCE(MAX(version), 0) + 1, $1, $2, $3, $4 FROM policy_sets \
+                     RETURNING version",
+                )
+                .bind(digest)
+                .bind(source)
+                .bind(created_by)
+                .bind(micros(at))
+                .fetch_one(self.writer())
+                .await
+                .map_err(|e| store_error(e, "policy set version"))?;
+                let version: i64 = row.try_get("version").map_err(corrupt)?;
+                u64::try_from(version).map_err(|_| StoreError::Corrupt("negative policy set version".into()))
+            }
+
+            async fn latest_policy_set(&self) -> Result<Option<StoredPolicySet>, StoreError> {
+                let row = ::sqlx::query(
+                    "SELECT version, digest, source, created_by, created_at FROM policy_sets \
+                     ORDER BY version DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let version: i64 = row.try_get("version").map_err(corrupt)?;
+                let created_at: i64 = row.try_get("created_at").map_err(corrupt)?;
+                Ok(Some(StoredPolicySet {
+                    version: u64::try_from(version).map_err(|_| StoreError::Corrupt("negative policy set version".into()))?,
+                    digest: row.try_get("digest").map_err(corrupt)?,
+                    source: row.try_get("source").map_err(corrupt)?,
+                    created_by: row.try_get("created_by").map_err(corrupt)?,
+                    created_at: from_micros(created_at)?,
+                }))
+            }
+
+            async fn policy_set_version(&self) -> Result<u64, StoreError> {
+                let row = ::sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM policy_sets")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let version: i64 = row.try_get("version").map_err(corrupt)?;
+                u64::try_from(version).map_err(|_| StoreError::Corrupt("negative policy set version".into()))
             }
         }
 

@@ -18,6 +18,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_ledger",
         sql: include_str!("../migrations/sqlite/0002_audit_ledger.sql"),
     },
+    Migration {
+        version: 3,
+        name: "policy_sets",
+        sql: include_str!("../migrations/sqlite/0003_policy_sets.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

@@ -52,6 +52,7 @@ macro_rules! store_conformance {
             concurrent_appenders_never_fork_a_chain,
             failed_lifecycle_writes_leave_no_event,
             checkpoints_and_keys,
+            policy_sets_are_versioned_newest_wins,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -1095,4 +1096,54 @@ pub async fn checkpoints_and_keys(store: Arc<dyn Store>) {
     assert!(back.verify(key.public_key()));
     let other = tenant(&*store, "b").await;
     assert!(store.checkpoint_records(other).await.unwrap().is_empty());
+}
+
+pub async fn policy_sets_are_versioned_newest_wins(store: Arc<dyn Store>) {
+    assert_eq!(store.policy_set_version().await.unwrap(), 0);
+    assert!(store.latest_policy_set().await.unwrap().is_none());
+    let v1 = store
+        .put_policy_set("sha256:aa", r#"{"policies":[]}"#, "admin", t0())
+        .await
+        .unwrap();
+    let v2 = store
+        .put_policy_set(
+            "sha256:bb",
+            r#"{"policies":[{"name":"a.cedar","text":"permit (principal, action, resource);"}]}"#,
+            "human:x",
+            t0() + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1, v2), (1, 2));
+    assert_eq!(store.policy_set_version().await.unwrap(), 2);
+    let latest = store.latest_policy_set().await.unwrap().unwrap();
+    assert_eq!(latest.version, 2);
+    assert_eq!(latest.digest, "sha256:bb");
+    assert!(latest.source.contains("permit (principal"));
+    assert_eq!(latest.created_by, "human:x");
+    assert_eq!(latest.created_at, t0() + Duration::seconds(1));
+
+    // Writers racing: every write gets its own version or a conflict, never a lost one.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_policy_set(&format!("sha256:{i}"), "{}", "admin", t0())
+                .await
+        }));
+    }
+    let mut won = BTreeSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(version) => assert!(won.insert(version), "version {version} given twice"),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(!won.is_empty());
+    assert_eq!(
+        store.policy_set_version().await.unwrap(),
+        2 + won.len() as u64
+    );
 }

@@ -19,5 +19,6 @@ mod ports;
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory,
-    HumanFilter, MandateFilter, Mandates, Store, StoreError, StoredRecord, ToolFilter,
+    HumanFilter, MandateFilter, Mandates, PolicySets, Store, StoreError, StoredPolicySet,
+    StoredRecord, ToolFilter,
 };

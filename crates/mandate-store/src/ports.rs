@@ -255,10 +255,43 @@ pub trait AuditLog: Send + Sync {
     async fn audit_keys(&self) -> Result<Vec<PublicKey>, StoreError>;
 }
 
+/// A version of the operator's policy set, kept in the store when the store (not a
+/// directory) is where policies live; deployment-wide, so every replica decides alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicySet {
+    /// 1, 2, …: the highest is in force.
+    pub version: u64,
+    /// `sha256:` of the files, as the policy crate computes it.
+    pub digest: String,
+    /// The files as JSON text (`PolicySource`).
+    pub source: String,
+    /// `admin`, `human:hum_…`.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Policy sets, newest wins. Versions only ever grow; old versions are kept.
+#[async_trait]
+pub trait PolicySets: Send + Sync {
+    /// Stores the next version and returns its number. Two writers racing for the
+    /// same number: one gets [`StoreError::Conflict`] and may retry.
+    async fn put_policy_set(
+        &self,
+        digest: &str,
+        source: &str,
+        created_by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// The version in force, if any was ever stored.
+    async fn latest_policy_set(&self) -> Result<Option<StoredPolicySet>, StoreError>;
+    /// The number of the version in force (0: none); cheap, for polling.
+    async fn policy_set_version(&self) -> Result<u64, StoreError>;
+}
+
 /// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
 #[async_trait]
 pub trait Store:
-    Directory + Catalog + Mandates + AuditLog + fmt::Debug + Send + Sync + 'static
+    Directory + Catalog + Mandates + AuditLog + PolicySets + fmt::Debug + Send + Sync + 'static
 {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -91,8 +91,8 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub expiry_sweep_seconds: u64,
-    /// The operator's policy directory; default `DATA/policies`.
-    pub policies_dir: PathBuf,
+    /// The operator's policy directory; `None`: policies live in the store.
+    pub policies_dir: Option<PathBuf>,
     pub policy_reload_seconds: u64,
     /// Default `http://{listen}`.
     pub public_url: String,
@@ -213,8 +213,7 @@ impl Config {
             .policies
             .clone()
             .or_else(|| env.var("MANDATE_POLICIES").map(PathBuf::from))
-            .or(file.policies.dir)
-            .unwrap_or_else(|| data_dir.join("policies"));
+            .or(file.policies.dir);
         let policy_reload_seconds = file.policies.reload_seconds.unwrap_or(1);
         if policy_reload_seconds == 0 || policy_reload_seconds > 3_600 {
             return Err(ConfigError::Value {

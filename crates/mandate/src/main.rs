@@ -48,7 +48,7 @@ struct ServeArgs {
     /// Use PostgreSQL instead of the embedded store [env: MANDATE_DATABASE_URL].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// The operator's policy directory, watched and hot-reloaded [env: MANDATE_POLICIES] [default: DATA/policies].
+    /// The operator's policy directory, watched and hot-reloaded [env: MANDATE_POLICIES] [default: policies live in the store, versioned].
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
 }

@@ -19,12 +19,19 @@ use crate::config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let clock: Arc<dyn mandate_types::Clock> = Arc::new(SystemClock);
-    let policies = PolicyAdmin::from_dir(&config.policies_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "the policy set in {} does not compile; refusing to start without it:\n{e}",
-            config.policies_dir.display()
-        )
-    })?;
+    let policies = match &config.policies_dir {
+        Some(dir) => PolicyAdmin::from_dir(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "the policy set in {} does not compile; refusing to start without it:\n{e}",
+                dir.display()
+            )
+        })?,
+        None => PolicyAdmin::from_store(store.clone()).await.map_err(|e| {
+            anyhow::anyhow!(
+                "the stored policy set cannot be loaded; refusing to start without it: {e}"
+            )
+        })?,
+    };
     let service = Service::new(store.clone(), clock.clone()).with_policies(policies.clone());
     announce_bootstrap(&service, &config.data_dir).await?;
     let signer = Arc::new(signing_key(&config.data_dir)?);
@@ -54,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let set = policies.pdp().current();
     tracing::info!(
-        dir = %config.policies_dir.display(),
+        home = %policies.home(),
         digest = set.digest(),
         operator_policies = set.operator_policy_count(),
         "policy set loaded"

@@ -553,6 +553,53 @@ async fn two_replicas_on_one_postgres_database() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409]);
 
+    // Policies live in the database: a set put on A is in force on B within seconds.
+    let world = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/authzen/records");
+    let text = |name: &str| std::fs::read_to_string(world.join(name)).unwrap();
+    let set = json!({
+        "policies": [{ "name": "policies.cedar", "text": text("policies.cedar") }],
+        "schemas": [{ "name": "schema.cedarschema", "text": text("schema.cedarschema") }],
+        "entities": { "name": "entities.json", "text": text("entities.json") },
+    });
+    let read = json!({
+        "subject": { "type": "user", "id": "alice" },
+        "action": { "name": "read" },
+        "resource": { "type": "record", "id": "record-1" },
+    });
+    let before = eventually(&b, &admin, &read, |_| true).await;
+    assert_eq!(
+        before["decision"], false,
+        "no operator policy yet: {before}"
+    );
+    let (status, summary) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/policies", a.url),
+        &admin,
+        Some(set),
+    )
+    .await;
+    assert_eq!(status, 200, "{summary}");
+    eventually(&b, &admin, &read, |r| r["decision"] == true).await;
+    let (_, seen_on_b) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/policies", b.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(seen_on_b["digest"], summary["digest"]);
+    let (_, events) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/audit?type=policy.changed", b.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        events["items"][0]["data"]["digest"], summary["digest"],
+        "{events}"
+    );
+
     a.stop();
     b.stop();
     psql(&format!("DROP DATABASE IF EXISTS {db}"));
