@@ -15,10 +15,12 @@
 //! becomes active when every required consenter agreed to the very terms it carries.
 
 pub mod canonical;
+mod grant;
 mod mandate;
 mod principal;
 mod tool;
 
+pub use grant::Grant;
 pub use mandate::{
     ApprovalRules, ArgumentConstraint, Budgets, Consent, ConsentChannel, ConsentDecision,
     LifecycleError, Mandate, MandateEvent, MandateStatus, MandateTerms, Scope, TermsError,

@@ -19,6 +19,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "policy_sets",
         sql: include_str!("../migrations/postgres/0003_policy_sets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "grants",
+        sql: include_str!("../migrations/postgres/0004_grants.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

@@ -23,6 +23,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "policy_sets",
         sql: include_str!("../migrations/sqlite/0003_policy_sets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "grants",
+        sql: include_str!("../migrations/sqlite/0004_grants.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

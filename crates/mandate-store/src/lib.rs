@@ -18,7 +18,7 @@ mod ports;
 
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
-    AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory,
+    AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory, Grants,
     HumanFilter, MandateFilter, Mandates, PolicySets, Store, StoreError, StoredPolicySet,
     StoredRecord, ToolFilter,
 };

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mandate_audit::{Checkpoint, Event, EventKind, Head, NewEvent, PublicKey};
 use mandate_domain::{
-    Agent, AgentStatus, Consent, Human, Mandate, MandateStatus, Tenant, Tool, ToolServer,
+    Agent, AgentStatus, Consent, Grant, Human, Mandate, MandateStatus, Tenant, Tool, ToolServer,
 };
 use mandate_types::{
     AgentId, ApiTokenId, HumanId, MandateId, RiskTier, TenantId, ToolId, ToolServerId,
@@ -167,7 +167,8 @@ pub trait Mandates: Send + Sync {
     ) -> Result<Page<Mandate>, StoreError>;
     /// Stores `mandate` if the stored version is still `mandate.version - 1`, and appends
     /// `audit` to the ledger, atomically: a change is never stored without its events,
-    /// nor events without their change.
+    /// nor events without their change. A mandate that reaches a final status revokes
+    /// every grant under it in the same transaction.
     async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent])
     -> Result<(), StoreError>;
     /// Records `consent`, stores `mandate` (as [`Mandates::update_mandate`]) and appends
@@ -255,6 +256,40 @@ pub trait AuditLog: Send + Sync {
     async fn audit_keys(&self) -> Result<Vec<PublicKey>, StoreError>;
 }
 
+/// Issued credentials and their revocation, and the one-time use of client assertions.
+#[async_trait]
+pub trait Grants: Send + Sync {
+    /// Records a grant. Its parent, when named, must exist in the same tenant and be
+    /// live, or the write is refused ([`StoreError::Missing`]): nothing is delegated from
+    /// a revoked grant, even by a replica that has not heard yet.
+    async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError>;
+    async fn grant(&self, tenant: TenantId, jti: &str) -> Result<Option<Grant>, StoreError>;
+    /// Revokes the grant and every grant delegated from it, at any depth; returns the
+    /// jtis revoked now (already revoked ones are left as they were).
+    async fn revoke_grant_tree(
+        &self,
+        tenant: TenantId,
+        jti: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Grants revoked at or after `since` (any tenant), oldest first: what a replica's
+    /// in-memory revocation list catches up on.
+    async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+    /// Records that `issuer` used assertion `jti`, valid until `expires_at`. `false`
+    /// when it was used before (a replay). Expired records are purged on the way.
+    async fn claim_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A version of the operator's policy set, kept in the store when the store (not a
 /// directory) is where policies live; deployment-wide, so every replica decides alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,7 +326,7 @@ pub trait PolicySets: Send + Sync {
 /// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
 #[async_trait]
 pub trait Store:
-    Directory + Catalog + Mandates + AuditLog + PolicySets + fmt::Debug + Send + Sync + 'static
+    Directory + Catalog + Mandates + AuditLog + PolicySets + Grants + fmt::Debug + Send + Sync + 'static
 {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
