@@ -8,6 +8,8 @@
 //! `Action::"name"`; its properties reach policies as `context.action_properties`.
 //! Request JSON is converted without a schema. Unknown fields are ignored.
 
+use std::borrow::Cow;
+
 use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid};
 use serde_json::{Map, Value};
 
@@ -367,6 +369,18 @@ pub fn parse_search(kind: SearchKind, value: &Value) -> Result<Search, BadReques
     })
 }
 
+/// The Cedar entity a subject or resource names.
+fn uid_of(target: &Target, what: &str) -> Result<EntityUid, String> {
+    let kind = target.kind.as_deref().unwrap_or_default();
+    let ty: EntityTypeName = kind
+        .parse()
+        .map_err(|_| format!("`{what}.type` `{kind}` is not a type any policy can name"))?;
+    Ok(EntityUid::from_type_name_and_id(
+        ty,
+        EntityId::new(target.id.as_deref().unwrap_or_default()),
+    ))
+}
+
 /// Page tokens are opaque to callers; here they are the next offset.
 fn encode_token(offset: usize) -> String {
     format!("o{offset}")
@@ -405,32 +419,32 @@ impl CompiledSet {
         }
     }
 
+    /// The Cedar request, and the entities to decide over: the stored ones as they are
+    /// unless the request overlays properties (only then are they copied).
     fn access_request(
         &self,
         r: &AccessRequest,
-    ) -> Result<(cedar_policy::Request, Entities), String> {
+    ) -> Result<(cedar_policy::Request, Cow<'_, Entities>), String> {
         let (Some(subject), Some(action), Some(resource)) = (&r.subject, &r.action, &r.resource)
         else {
             return Err("the request is incomplete".into());
         };
-        let principal = self.target_entity(subject, "subject")?;
-        let resource = if subject.kind == resource.kind && subject.id == resource.id {
+        let p_uid = uid_of(subject, "subject")?;
+        let r_uid = uid_of(resource, "resource")?;
+        let mut overlays = Vec::new();
+        if p_uid == r_uid {
             // One entity in both roles: the resource's properties over the subject's.
-            let mut both = subject.clone();
+            let mut merged = subject.properties.clone();
             if let Some(props) = &resource.properties {
-                let mut merged = subject.properties.clone().unwrap_or_default();
-                merged.extend(props.clone());
-                both.properties = Some(merged);
+                merged
+                    .get_or_insert_with(Default::default)
+                    .extend(props.clone());
             }
-            self.target_entity(&both, "resource")?
+            overlays.extend(self.overlay(&p_uid, merged.as_ref(), "resource")?);
         } else {
-            self.target_entity(resource, "resource")?
-        };
-        let principal = if principal.uid() == resource.uid() {
-            resource.clone()
-        } else {
-            principal
-        };
+            overlays.extend(self.overlay(&p_uid, subject.properties.as_ref(), "subject")?);
+            overlays.extend(self.overlay(&r_uid, resource.properties.as_ref(), "resource")?);
+        }
         let name = action.name.as_deref().unwrap_or_default();
         let action_uid = EntityUid::from_type_name_and_id(
             "Action".parse().map_err(|e| format!("{e}"))?,
@@ -442,47 +456,48 @@ impl CompiledSet {
         }
         let context = Context::from_json_value(Value::Object(context), None)
             .map_err(|e| format!("the context is not valid: {e}"))?;
-        let (p_uid, r_uid) = (principal.uid(), resource.uid());
-        let entities = self
-            .stored
-            .clone()
-            .upsert_entities([principal, resource], None)
-            .map_err(|e| format!("the entities are not valid: {e}"))?;
+        let entities = if overlays.is_empty() {
+            Cow::Borrowed(&self.stored)
+        } else {
+            Cow::Owned(
+                self.stored
+                    .clone()
+                    .upsert_entities(overlays, None)
+                    .map_err(|e| format!("the entities are not valid: {e}"))?,
+            )
+        };
         let request = cedar_policy::Request::new(p_uid, action_uid, r_uid, context, None)
             .map_err(|e| e.to_string())?;
         Ok((request, entities))
     }
 
-    /// The stored entity with the request's properties overlaid, or a new one.
-    fn target_entity(&self, target: &Target, what: &str) -> Result<Entity, String> {
-        let kind = target.kind.as_deref().unwrap_or_default();
-        let id = target.id.as_deref().unwrap_or_default();
-        let ty: EntityTypeName = kind
-            .parse()
-            .map_err(|_| format!("`{what}.type` `{kind}` is not a type any policy can name"))?;
-        let uid = EntityUid::from_type_name_and_id(ty, EntityId::new(id));
-        let stored = self.stored.get(&uid);
-        if target.properties.is_none() {
-            if let Some(entity) = stored {
-                return Ok(entity.clone());
-            }
-            return Ok(Entity::new_no_attrs(uid, Default::default()));
-        }
-        let mut json = match stored {
-            Some(entity) => entity.to_json_value().map_err(|e| e.to_string())?,
-            None => {
-                serde_json::json!({ "uid": { "type": kind, "id": id }, "attrs": {}, "parents": [] })
-            }
+    /// The stored entity with `properties` overlaid (each replaces the stored attribute
+    /// of that name), or a new one with just them; `None` without properties (an entity
+    /// that is not stored then simply has no attributes and no parents).
+    fn overlay(
+        &self,
+        uid: &EntityUid,
+        properties: Option<&Map<String, Value>>,
+        what: &str,
+    ) -> Result<Option<Entity>, String> {
+        let Some(props) = properties else {
+            return Ok(None);
         };
-        if let (Some(attrs), Some(props)) = (
-            json.get_mut("attrs").and_then(Value::as_object_mut),
-            &target.properties,
-        ) {
+        let mut json = match self.stored.get(uid) {
+            Some(entity) => entity.to_json_value().map_err(|e| e.to_string())?,
+            None => serde_json::json!({
+                "uid": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() },
+                "attrs": {},
+                "parents": [],
+            }),
+        };
+        if let Some(attrs) = json.get_mut("attrs").and_then(Value::as_object_mut) {
             for (k, v) in props {
                 attrs.insert(k.clone(), v.clone());
             }
         }
         Entity::from_json_value(json, None)
+            .map(Some)
             .map_err(|e| format!("`{what}.properties` are not valid: {e}"))
     }
 
