@@ -7,6 +7,7 @@
 //! operator policies name.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use chrono::{DateTime, Utc};
@@ -149,11 +150,37 @@ fn constraint_holds(constraint: &ArgumentConstraint, value: Option<&Value>) -> b
     true
 }
 
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let ty: EntityTypeName = type_name
-        .parse()
-        .map_err(|e| format!("entity type {type_name}: {e}"))?;
-    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+/// Mandate's entity type names, parsed once (Cedar's parser is not cheap).
+struct MandateTypes {
+    agent: EntityTypeName,
+    human: EntityTypeName,
+    mandate: EntityTypeName,
+    server: EntityTypeName,
+    tool: EntityTypeName,
+    action: EntityTypeName,
+}
+
+static TYPES: OnceLock<Result<MandateTypes, String>> = OnceLock::new();
+
+impl MandateTypes {
+    fn parse() -> Result<MandateTypes, String> {
+        let name = |n: &str| {
+            n.parse::<EntityTypeName>()
+                .map_err(|e| format!("entity type {n}: {e}"))
+        };
+        Ok(MandateTypes {
+            agent: name("Mandate::Agent")?,
+            human: name("Mandate::Human")?,
+            mandate: name("Mandate::Mandate")?,
+            server: name("Mandate::ToolServer")?,
+            tool: name("Mandate::Tool")?,
+            action: name("Mandate::Action")?,
+        })
+    }
+
+    fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
 }
 
 fn long(n: u64) -> RestrictedExpression {
@@ -214,14 +241,15 @@ impl CompiledSet {
         let name = tool_name(call.server, call.tool);
         let scope = match_scope(terms, &name, call.arguments);
 
-        let agent = uid("Mandate::Agent", &call.agent.id.to_string())?;
-        let human = uid("Mandate::Human", &terms.human_id.to_string())?;
-        let owner = uid("Mandate::Human", &call.agent.owner.to_string())?;
-        let mandate = uid("Mandate::Mandate", &call.mandate.id.to_string())?;
-        let grantee = uid("Mandate::Agent", &terms.agent_id.to_string())?;
-        let server = uid("Mandate::ToolServer", &call.server.name)?;
-        let tool = uid("Mandate::Tool", &name)?;
-        let action = uid("Mandate::Action", call.action.as_str())?;
+        let types = TYPES.get_or_init(MandateTypes::parse).as_ref()?;
+        let agent = types.uid(&types.agent, &call.agent.id.to_string());
+        let human = types.uid(&types.human, &terms.human_id.to_string());
+        let owner = types.uid(&types.human, &call.agent.owner.to_string());
+        let mandate = types.uid(&types.mandate, &call.mandate.id.to_string());
+        let grantee = types.uid(&types.agent, &terms.agent_id.to_string());
+        let server = types.uid(&types.server, &call.server.name);
+        let tool = types.uid(&types.tool, &name);
+        let action = types.uid(&types.action, call.action.as_str());
 
         let labels: Vec<String> = call
             .agent
@@ -300,11 +328,11 @@ impl CompiledSet {
                 tool_parents,
             )?,
         ];
-        let entities = self
-            .action_entities
-            .clone()
-            .add_entities(entities, None)
-            .map_err(|e| e.to_string())?;
+        let entities = match &self.action_entities {
+            Some(actions) => actions.clone().add_entities(entities, None),
+            None => cedar_policy::Entities::from_entities(entities, None),
+        }
+        .map_err(|e| e.to_string())?;
         let usage = &call.mandate.usage;
         let record = |pairs: Vec<(&str, RestrictedExpression)>| {
             RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))

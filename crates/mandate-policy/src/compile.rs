@@ -81,8 +81,10 @@ pub struct CompiledSet {
     pub(crate) open_index: Index,
     /// Stored entities and the schema's action entities.
     pub(crate) stored: Entities,
-    /// Just the schema's action entities (the base of a mandate request's entities).
-    pub(crate) action_entities: Entities,
+    /// The schema's action entities, when Mandate's actions form groups (the base of a
+    /// mandate request's entities); `None` when they do not, so that `action in [..]`
+    /// needs no action entities and a request's entities are just its own.
+    pub(crate) action_entities: Option<Entities>,
     /// Stored entity ids by type, sorted by id.
     pub(crate) by_type: BTreeMap<String, Vec<EntityUid>>,
     /// Where each action name is first declared in the operator's schema text.
@@ -96,7 +98,7 @@ impl CompiledSet {
     /// A set with no policies at all: it permits nothing. Only a fallback.
     pub fn empty() -> Self {
         CompiledSet {
-            action_entities: Entities::empty(),
+            action_entities: None,
             stored: Entities::empty(),
             schema: None,
             info: HashMap::new(),
@@ -195,7 +197,7 @@ impl CompiledSet {
             mandate_index,
             open_index,
             stored,
-            action_entities,
+            action_entities: mandate_action_groups(&action_entities).then_some(action_entities),
             by_type,
             operator_policies: operator.len(),
             source,
@@ -493,6 +495,21 @@ fn schema_tokens(text: &str) -> Vec<String> {
         }
     }
     tokens
+}
+
+/// Whether any of Mandate's own actions is in a group or is one.
+fn mandate_action_groups(actions: &Entities) -> bool {
+    actions.iter().any(|action| {
+        let uid = action.uid();
+        let ours = uid.type_name().to_string().starts_with("Mandate::");
+        let grouped = actions
+            .ancestors(&uid)
+            .is_some_and(|mut a| a.next().is_some())
+            || actions
+                .iter()
+                .any(|other| actions.is_ancestor_of(&uid, &other.uid()));
+        ours && grouped
+    })
 }
 
 fn digest_of(source: &PolicySource) -> String {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use cedar_policy::{Authorizer, Decision as CedarDecision, Entities, PolicyId, Request};
 use serde::Serialize;
 
-use crate::compile::{CompiledSet, Remedy};
+use crate::compile::{CompiledSet, PolicyInfo, Remedy};
 use crate::index::{Bucket, Index};
 
 /// Whether to consult the index (always, in production) or evaluate every policy (the
@@ -83,37 +83,41 @@ impl CompiledSet {
             return Decision::refused("the request is incomplete");
         };
         let buckets: Vec<&Bucket> = match lookup {
-            Lookup::Indexed => index.candidates(principal, action, resource, entities),
+            Lookup::Indexed => index.buckets(principal, action, resource, entities),
             Lookup::Unindexed => vec![index.everything()],
         };
         let authorizer = Authorizer::new();
         let mut outcome = Outcome::default();
-        for bucket in buckets {
-            if bucket.has_forbids() {
-                let response = authorizer.is_authorized(request, &bucket.forbids, entities);
-                outcome
-                    .forbids
-                    .extend(response.diagnostics().reason().cloned());
-                for error in response.diagnostics().errors() {
-                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-                    outcome.failed_forbids.insert(e.policy_id().clone());
-                    outcome
-                        .errors
-                        .push(format!("{}: {}", e.policy_id(), e.inner()));
-                }
+        for bucket in &buckets {
+            let response = authorizer.is_authorized(request, &bucket.all, entities);
+            let holding = response.diagnostics().reason().cloned();
+            if response.decision() == CedarDecision::Allow {
+                outcome.permits.extend(holding);
+            } else {
+                outcome.forbids.extend(holding);
             }
-            if bucket.has_permits() {
-                let response = authorizer.is_authorized(request, &bucket.permits, entities);
-                if response.decision() == CedarDecision::Allow {
+            for error in response.diagnostics().errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+                if self.info(e.policy_id()).is_some_and(PolicyInfo::is_forbid) {
+                    outcome.failed_forbids.insert(e.policy_id().clone());
+                }
+                outcome
+                    .errors
+                    .push(format!("{}: {}", e.policy_id(), e.inner()));
+            }
+        }
+        // Only a remedy needs to know whether a permit holds beneath the forbids (a
+        // bucket whose forbid held reports only that).
+        let liftable = !outcome.forbids.is_empty()
+            && outcome.failed_forbids.is_empty()
+            && self.remedy_of(&outcome.forbids).is_some();
+        if liftable {
+            for bucket in buckets.iter().filter(|b| b.has_permits()) {
+                let permits = authorizer.is_authorized(request, &bucket.permits, entities);
+                if permits.decision() == CedarDecision::Allow {
                     outcome
                         .permits
-                        .extend(response.diagnostics().reason().cloned());
-                }
-                for error in response.diagnostics().errors() {
-                    let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-                    outcome
-                        .errors
-                        .push(format!("{}: {}", e.policy_id(), e.inner()));
+                        .extend(permits.diagnostics().reason().cloned());
                 }
             }
         }

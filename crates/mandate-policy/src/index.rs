@@ -26,22 +26,19 @@ pub(crate) enum Key {
     Entity(EntityUid),
 }
 
-/// The policies of one bucket, split by effect: evaluating the permits alone tells
-/// which permits hold even when a forbid also holds (which is what a remedy needs).
+/// The policies of one bucket: all of them, for the one evaluation a bucket needs, and
+/// the permits alone, which tell whether a permit holds even when a forbid also holds
+/// (only a remedy needs that).
 #[derive(Debug, Default)]
 pub(crate) struct Bucket {
+    pub(crate) all: PolicySet,
     pub(crate) permits: PolicySet,
-    pub(crate) forbids: PolicySet,
     permit_count: usize,
-    forbid_count: usize,
 }
 
 impl Bucket {
     pub(crate) fn has_permits(&self) -> bool {
         self.permit_count > 0
-    }
-    pub(crate) fn has_forbids(&self) -> bool {
-        self.forbid_count > 0
     }
 }
 
@@ -82,7 +79,7 @@ impl Index {
     }
 
     /// The buckets whose policies could apply to a request, each once.
-    pub(crate) fn candidates<'a>(
+    pub(crate) fn buckets<'a>(
         &'a self,
         principal: &EntityUid,
         action: &EntityUid,
@@ -117,14 +114,12 @@ impl Index {
 }
 
 fn add(bucket: &mut Bucket, policy: &Policy, forbid: bool) {
-    let (set, count) = if forbid {
-        (&mut bucket.forbids, &mut bucket.forbid_count)
-    } else {
-        (&mut bucket.permits, &mut bucket.permit_count)
-    };
-    // Ids are unique within a compiled set, and a policy is added to a bucket once.
-    if set.add(policy.clone()).is_ok() {
-        *count += 1;
+    // Ids are unique within a compiled set: a policy already here is simply skipped.
+    if bucket.all.add(policy.clone()).is_err() {
+        return;
+    }
+    if !forbid && bucket.permits.add(policy.clone()).is_ok() {
+        bucket.permit_count += 1;
     }
 }
 
