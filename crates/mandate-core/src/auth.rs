@@ -1,5 +1,9 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use mandate_domain::{AgentStatus, Principal, Tenant, canonical};
 use mandate_store::{ApiToken, ApiTokenPrincipal, StoreError};
 use mandate_types::{AgentId, ApiTokenId, HumanId, Secret, TenantId};
@@ -31,6 +35,50 @@ pub enum Bootstrap {
     },
     /// The store was set up before (by this process or another replica).
     Existing { tenant: TenantId },
+}
+
+/// Admin tokens recently checked against the store, by hash: a policy enforcement
+/// point asking the PDP thousands of times a second should not cost a store read each
+/// time. Only admin tokens (whose standing depends on nothing else) are kept, for at
+/// most [`ADMIN_CACHE_TTL_SECONDS`] and never past their expiry; a token revoked in the
+/// store stops working within that time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AdminCache {
+    entries: Arc<RwLock<HashMap<String, CachedAdmin>>>,
+}
+
+/// A token hash's tenant, and until when it may be trusted without the store.
+type CachedAdmin = (TenantId, DateTime<Utc>);
+
+pub const ADMIN_CACHE_TTL_SECONDS: i64 = 5;
+const ADMIN_CACHE_MAX: usize = 10_000;
+
+impl AdminCache {
+    fn get(&self, hash: &str, now: DateTime<Utc>) -> Option<TenantId> {
+        let entries = self.entries.read().ok()?;
+        let (tenant, until) = entries.get(hash)?;
+        (now < *until).then_some(*tenant)
+    }
+
+    fn put(
+        &self,
+        hash: String,
+        tenant: TenantId,
+        expires: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        let ttl = now + chrono::Duration::seconds(ADMIN_CACHE_TTL_SECONDS);
+        let until = expires.map_or(ttl, |exp| exp.min(ttl));
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= ADMIN_CACHE_MAX {
+                entries.retain(|_, (_, until)| now < *until);
+                if entries.len() >= ADMIN_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(hash, (tenant, until));
+        }
+    }
 }
 
 fn hash_token(token: &str) -> String {
@@ -151,16 +199,23 @@ impl Service {
         {
             return Err(CoreError::Unauthenticated);
         }
-        let Some(token) = self.store.api_token_by_hash(&hash_token(bearer)).await? else {
+        let hash = hash_token(bearer);
+        let now = self.clock.now();
+        if let Some(tenant) = self.admins.get(&hash, now) {
+            return Ok(Principal::Admin { tenant });
+        }
+        let Some(token) = self.store.api_token_by_hash(&hash).await? else {
             return Err(CoreError::Unauthenticated);
         };
-        let now = self.clock.now();
         if token.revoked_at.is_some() || token.expires_at.is_some_and(|exp| exp <= now) {
             return Err(CoreError::Unauthenticated);
         }
         let tenant = token.tenant_id;
         match token.principal {
-            ApiTokenPrincipal::Admin => Ok(Principal::Admin { tenant }),
+            ApiTokenPrincipal::Admin => {
+                self.admins.put(hash, tenant, token.expires_at, now);
+                Ok(Principal::Admin { tenant })
+            }
             ApiTokenPrincipal::Human { id } => match self.store.human(tenant, id).await? {
                 Some(_) => Ok(Principal::Human { tenant, id }),
                 None => Err(CoreError::Unauthenticated),
@@ -188,6 +243,29 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_admins_last_five_seconds_and_never_past_expiry() {
+        use chrono::TimeZone as _;
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let tenant = TenantId::generate();
+        let cache = AdminCache::default();
+        assert_eq!(cache.get("h", t), None);
+        cache.put("h".into(), tenant, None, t);
+        assert_eq!(
+            cache.get("h", t + chrono::Duration::seconds(4)),
+            Some(tenant)
+        );
+        assert_eq!(cache.get("h", t + chrono::Duration::seconds(5)), None);
+        cache.put(
+            "e".into(),
+            tenant,
+            Some(t + chrono::Duration::seconds(1)),
+            t,
+        );
+        assert_eq!(cache.get("e", t + chrono::Duration::seconds(1)), None);
+        assert_eq!(cache.get("other", t), None);
+    }
 
     #[test]
     fn secrets_are_prefixed_random_and_hashed() {

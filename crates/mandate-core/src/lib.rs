@@ -40,6 +40,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     policies: PolicyAdmin,
+    admins: auth::AdminCache,
 }
 
 impl Service {
@@ -49,6 +50,7 @@ impl Service {
             store,
             clock,
             policies: PolicyAdmin::builtin(),
+            admins: auth::AdminCache::default(),
         }
     }
 

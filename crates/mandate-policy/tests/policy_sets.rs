@@ -189,3 +189,78 @@ fn a_bad_set_never_replaces_the_running_one() {
     assert_ne!(pdp.current().digest(), before);
     assert!(!ask(&pdp.current(), "bob", "read", "d1"));
 }
+
+fn ask_with(set: &CompiledSet, user: &str, context: serde_json::Value) -> mandate_policy::Decision {
+    let target = |kind: &str, id: &str| Target {
+        kind: Some(kind.into()),
+        id: Some(id.into()),
+        properties: None,
+    };
+    set.decide_access(&AccessRequest {
+        subject: Some(target("User", user)),
+        action: Some(ActionRef {
+            name: Some("read".into()),
+            properties: None,
+        }),
+        resource: Some(target("Doc", "d1")),
+        context: context.as_object().cloned(),
+    })
+}
+
+#[test]
+fn an_invalid_context_denies() {
+    let set = CompiledSet::compile(docs(
+        r#"permit (principal, action == Action::"read", resource);"#,
+    ))
+    .unwrap();
+    assert!(ask_with(&set, "bob", serde_json::json!({ "ok": 1 })).allowed);
+    for bad in [
+        serde_json::json!({ "ratio": 1.5 }),
+        serde_json::json!({ "nothing": null }),
+        serde_json::json!({ "list": [1, 2.5] }),
+    ] {
+        let d = ask_with(&set, "bob", bad.clone());
+        assert!(!d.allowed, "{bad}: {d:?}");
+        assert!(d.reason.contains("context"), "{bad}: {d:?}");
+    }
+}
+
+#[test]
+fn a_missing_entity_denies() {
+    // `mallory` is not stored: she has no role, so the permit cannot hold, and the
+    // forbid that reads her attribute without `has` fails — which denies too.
+    let set = CompiledSet::compile(docs(
+        r#"@id("admins") permit (principal, action == Action::"read", resource) when { principal.role == "admin" };
+           @id("viewers-out") forbid (principal, action == Action::"read", resource) when { principal.role == "viewer" };"#,
+    ))
+    .unwrap();
+    assert!(ask(&set, "alice", "read", "d1"));
+    let d = ask_with(&set, "mallory", serde_json::json!({}));
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(d.policies, ["viewers-out"], "{d:?}");
+    assert!(!d.errors.is_empty());
+}
+
+#[test]
+fn a_type_no_policy_can_name_denies() {
+    let set = CompiledSet::compile(docs(r#"permit (principal, action, resource);"#)).unwrap();
+    let d = set.decide_access(&AccessRequest {
+        subject: Some(Target {
+            kind: Some("not a type!".into()),
+            id: Some("x".into()),
+            properties: None,
+        }),
+        action: Some(ActionRef {
+            name: Some("read".into()),
+            properties: None,
+        }),
+        resource: Some(Target {
+            kind: Some("Doc".into()),
+            id: Some("d1".into()),
+            properties: None,
+        }),
+        context: None,
+    });
+    assert!(!d.allowed);
+    assert!(d.reason.contains("subject.type"), "{d:?}");
+}
