@@ -40,6 +40,16 @@ fn docs(policies: &str) -> PolicySource {
 }
 
 fn ask(set: &CompiledSet, user: &str, action: &str, doc: &str) -> bool {
+    decide(set, user, action, doc, serde_json::Value::Null).allowed
+}
+
+fn decide(
+    set: &CompiledSet,
+    user: &str,
+    action: &str,
+    doc: &str,
+    context: serde_json::Value,
+) -> mandate_policy::Decision {
     let target = |kind: &str, id: &str| Target {
         kind: Some(kind.into()),
         id: Some(id.into()),
@@ -52,9 +62,8 @@ fn ask(set: &CompiledSet, user: &str, action: &str, doc: &str) -> bool {
             properties: None,
         }),
         resource: Some(target("Doc", doc)),
-        context: None,
+        context: context.as_object().cloned(),
     })
-    .allowed
 }
 
 #[test]
@@ -191,20 +200,7 @@ fn a_bad_set_never_replaces_the_running_one() {
 }
 
 fn ask_with(set: &CompiledSet, user: &str, context: serde_json::Value) -> mandate_policy::Decision {
-    let target = |kind: &str, id: &str| Target {
-        kind: Some(kind.into()),
-        id: Some(id.into()),
-        properties: None,
-    };
-    set.decide_access(&AccessRequest {
-        subject: Some(target("User", user)),
-        action: Some(ActionRef {
-            name: Some("read".into()),
-            properties: None,
-        }),
-        resource: Some(target("Doc", "d1")),
-        context: context.as_object().cloned(),
-    })
+    decide(set, user, "read", "d1", context)
 }
 
 #[test]

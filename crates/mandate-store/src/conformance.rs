@@ -597,8 +597,9 @@ pub async fn mandates_round_trip_and_filter(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
-    let (m, _) = seeded_mandate(&*store, 0).await;
+/// A stored mandate with no owners, made active by its grantor's consent.
+async fn activated_mandate(store: &dyn Store) -> Mandate {
+    let (m, _) = seeded_mandate(store, 0).await;
     let consent = consent_for(&m, m.terms.human_id, ConsentDecision::Granted);
     let mut active = m.clone();
     active
@@ -612,6 +613,11 @@ pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
         .unwrap();
     active.version += 1;
     store.record_consent(&consent, &active, &[]).await.unwrap();
+    active
+}
+
+pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
+    let active = activated_mandate(&*store).await;
 
     let mut done = active.clone();
     done.apply(
@@ -635,7 +641,7 @@ pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
         Err(StoreError::VersionConflict)
     ));
     assert_eq!(
-        store.mandate(m.tenant_id, m.id).await.unwrap(),
+        store.mandate(active.tenant_id, active.id).await.unwrap(),
         Some(done.clone())
     );
     let completed = MandateFilter {
@@ -644,7 +650,7 @@ pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .list_mandates(m.tenant_id, &completed, &PageRequest::default())
+            .list_mandates(active.tenant_id, &completed, &PageRequest::default())
             .await
             .unwrap()
             .items,
@@ -654,7 +660,7 @@ pub async fn mandate_updates_are_compare_and_swap(store: Arc<dyn Store>) {
     let ghost = Mandate {
         id: mandate_types::MandateId::generate(),
         version: 1,
-        ..m
+        ..active.clone()
     };
     assert!(matches!(
         store.update_mandate(&ghost, &[]).await,
@@ -1167,20 +1173,7 @@ fn grant_under(m: &Mandate, jti: &str, parent: Option<&str>, depth: u8) -> Grant
 }
 
 pub async fn grants_revoke_down_the_delegation_tree_and_with_their_mandate(store: Arc<dyn Store>) {
-    let (m, _) = seeded_mandate(&*store, 0).await;
-    let consent = consent_for(&m, m.terms.human_id, ConsentDecision::Granted);
-    let mut active = m.clone();
-    active
-        .apply(
-            MandateEvent::Consent {
-                consent: &consent,
-                prior: &[],
-            },
-            t0(),
-        )
-        .unwrap();
-    active.version += 1;
-    store.record_consent(&consent, &active, &[]).await.unwrap();
+    let active = activated_mandate(&*store).await;
 
     let root = grant_under(&active, "jti-root", None, 0);
     store.insert_grant(&root).await.unwrap();
