@@ -6,14 +6,21 @@
 //! under `E` (Cedar still checks the type), no constraint under "any"; an action list
 //! puts the policy under each action. A request looks up every bucket its entities
 //! could match: "any", its own type, its own id and each ancestor's id — so a policy
-//! that could be satisfied is always a candidate. Cedar then evaluates the candidates
+//! that could be satisfied is always a candidate.
+//!
+//! Conditions pin too: a policy whose first condition starts with `resource.name ==
+//! "x"` (a tool's name) is filed under that name when its scope leaves the resource
+//! open. Being first, that test is what Cedar evaluates first: when it is false the
+//! policy neither holds nor errs, so skipping it changes nothing. A request whose
+//! resource has no string `name` (where that test would err) looks in every name
+//! bucket. Cedar then evaluates the candidates
 //! exactly as it would the whole set. `tests/index_equivalence.rs` checks that with
 //! generated policy sets and requests.
 
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
-    ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    ActionConstraint, Entities, EntityTypeName, EntityUid, EvalResult, Policy, PolicyId, PolicySet,
     PrincipalConstraint, ResourceConstraint,
 };
 
@@ -24,6 +31,8 @@ pub(crate) enum Key {
     Any,
     Type(EntityTypeName),
     Entity(EntityUid),
+    /// The resource's `name` attribute (resource dimension only).
+    Name(String),
 }
 
 /// The policies of one bucket: all of them, for the one evaluation a bucket needs, and
@@ -62,7 +71,10 @@ impl Index {
             let forbid = info.get(policy.id()).is_some_and(PolicyInfo::is_forbid);
             add(&mut index.all, policy, forbid);
             let principal = principal_key(policy.principal_constraint());
-            let resource = resource_key(policy.resource_constraint());
+            let resource = match resource_key(policy.resource_constraint()) {
+                open @ (Key::Any | Key::Type(_)) => name_pin(policy).map_or(open, Key::Name),
+                pinned => pinned,
+            };
             for action in action_keys(policy.action_constraint()) {
                 let bucket = index
                     .by_action
@@ -88,7 +100,11 @@ impl Index {
     ) -> Vec<&'a Bucket> {
         let principals = keys_of(principal, entities);
         let actions = keys_of(action, entities);
-        let resources = keys_of(resource, entities);
+        let mut resources = keys_of(resource, entities);
+        let name = resource_name(resource, entities);
+        if let Some(name) = &name {
+            resources.push(Key::Name(name.clone()));
+        }
         let mut found = Vec::new();
         for a in &actions {
             let Some(by_principal) = self.by_action.get(a) else {
@@ -102,6 +118,15 @@ impl Index {
                     if let Some(bucket) = by_resource.get(r) {
                         found.push(bucket);
                     }
+                }
+                if name.is_none() {
+                    // `resource.name` would err here: every name-pinned policy applies.
+                    found.extend(
+                        by_resource
+                            .iter()
+                            .filter(|(k, _)| matches!(k, Key::Name(_)))
+                            .map(|(_, bucket)| bucket),
+                    );
                 }
             }
         }
@@ -139,6 +164,49 @@ fn keys_of(uid: &EntityUid, entities: &Entities) -> Vec<Key> {
         }
     }
     keys
+}
+
+/// The resource's `name` attribute when it is a string.
+fn resource_name(resource: &EntityUid, entities: &Entities) -> Option<String> {
+    match entities.get(resource)?.attr("name")? {
+        Ok(EvalResult::String(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// `"x"` when the policy's first condition is `when` and its leftmost conjunct is
+/// `resource.name == "x"` (either way round).
+fn name_pin(policy: &Policy) -> Option<String> {
+    let json = policy.to_json().ok()?;
+    let first = json.get("conditions")?.as_array()?.first()?;
+    if first.get("kind")?.as_str()? != "when" {
+        return None;
+    }
+    let mut body = first.get("body")?;
+    while let Some(and) = body.get("&&") {
+        body = and.get("left")?;
+    }
+    let eq = body.get("==")?;
+    let (left, right) = (eq.get("left")?, eq.get("right")?);
+    let is_resource_name = |e: &serde_json::Value| {
+        e.get(".").is_some_and(|dot| {
+            dot.get("attr").and_then(|a| a.as_str()) == Some("name")
+                && dot
+                    .get("left")
+                    .and_then(|l| l.get("Var"))
+                    .and_then(|v| v.as_str())
+                    == Some("resource")
+        })
+    };
+    let literal =
+        |e: &serde_json::Value| e.get("Value").and_then(|v| v.as_str()).map(str::to_owned);
+    if is_resource_name(left) {
+        literal(right)
+    } else if is_resource_name(right) {
+        literal(left)
+    } else {
+        None
+    }
 }
 
 fn principal_key(constraint: PrincipalConstraint) -> Key {

@@ -21,7 +21,7 @@ const SCHEMA: &str = r#"
 entity Group;
 entity User in [Group] = { level: Long };
 entity Folder;
-entity Doc in [Folder] = { level: Long };
+entity Doc in [Folder] = { level: Long, name: String };
 type Ctx = { n: Long };
 action all;
 action read, write in [all] appliesTo { principal: [User], resource: [Doc], context: Ctx };
@@ -68,6 +68,12 @@ fn condition() -> impl Strategy<Value = String> {
             .prop_map(|k| format!(" unless {{ principal has level && principal.level >= {k} }}")),
         // Overflows (an evaluation error) whenever n > 1.
         Just(" when { context has n && context.n * 4611686018427387904 > 1 }".to_owned()),
+        // Pinned by the resource's name (the index files these by name) …
+        (0..3u8).prop_map(|i| format!(" when {{ resource.name == \"n{i}\" }}")),
+        (0..3u8).prop_map(|i| format!(" when {{ \"n{i}\" == resource.name && context has n && context.n * 4611686018427387904 > 1 }}")),
+        // … and not pinned: the name test is not what Cedar evaluates first.
+        (0..3u8).prop_map(|i| format!(" unless {{ resource.name == \"n{i}\" }}")),
+        (0..3u8).prop_map(|i| format!(" when {{ context has n && context.n * 4611686018427387904 > 1 && resource.name == \"n{i}\" }}")),
     ]
 }
 
@@ -82,6 +88,14 @@ fn policy() -> impl Strategy<Value = String> {
     )
         .prop_map(|(permit, p, a, r, c, remedy)| {
             let effect = if permit { "permit" } else { "forbid" };
+            // `resource.name` typechecks only for actions on documents.
+            let a =
+                if c.contains("resource.name") && !a.contains("\"read\"") && !a.contains("\"all\"")
+                {
+                    "action in Action::\"all\"".to_owned()
+                } else {
+                    a
+                };
             let annotation = match (permit, remedy) {
                 (false, Some(0)) => "@remedy(\"approval\") ",
                 (false, Some(1)) => "@remedy(\"recommend\") ",
@@ -111,7 +125,8 @@ fn entities(user_groups: &[u8], doc_folders: &[u8], levels: &[i64]) -> String {
             .map(|b| json!({ "type": "Folder", "id": format!("f{b}") }))
             .collect();
         let level = levels.get(i + 4).copied().unwrap_or(0);
-        all.push(json!({ "uid": { "type": "Doc", "id": format!("d{i}") }, "attrs": { "level": level }, "parents": parents }));
+        let name = format!("n{}", i % 3);
+        all.push(json!({ "uid": { "type": "Doc", "id": format!("d{i}") }, "attrs": { "level": level, "name": name }, "parents": parents }));
     }
     Value::Array(all).to_string()
 }

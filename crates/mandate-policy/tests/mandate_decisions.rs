@@ -501,3 +501,20 @@ fn a_set_that_fails_to_load_leaves_nothing_allowed_that_was_denied() {
     let d = empty.decide_call(&call(&w, "book", &args));
     assert!(!d.allowed, "{d:?}");
 }
+
+#[test]
+fn policies_pinned_by_tool_name_in_their_conditions_apply_to_that_tool_only() {
+    let set = with_operator(
+        r#"@id("big-bookings") forbid (principal, action == Mandate::Action::"call_tool", resource is Mandate::Tool)
+           when { resource.name == "flights.book" && context.amount > 100000 };"#,
+    );
+    let w = world();
+    let args = good_booking();
+    let mut big = call(&w, "book", &args);
+    big.amount = 100_001;
+    denied_by(&decide(&set, &big), "big-bookings");
+    let none = json!({});
+    let mut search = call(&w, "search", &none);
+    search.amount = 100_001;
+    assert!(decide(&set, &search).allowed);
+}
