@@ -86,7 +86,7 @@ impl<'de> Deserialize<'de> for Strict {
 }
 
 /// Parses one JSON document (UTF-8, nothing after it), refusing duplicate members.
-pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, JoseError> {
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, JoseError> {
     match serde_json::from_slice::<Strict>(bytes) {
         Ok(Strict(v)) => Ok(v),
         Err(e) if e.to_string().contains("duplicate object member") => Err(JoseError::Malformed(

@@ -31,6 +31,7 @@ mod signing;
 pub use alg::Alg;
 pub use b64::{b64url_decode, b64url_encode};
 pub use error::JoseError;
+pub use json::parse_strict as parse_json_strict;
 pub use jwk::Jwk;
 pub use jws::{Header, Rules, Verified, peek_header, verify};
 pub use signing::SigningKey;
