@@ -19,6 +19,7 @@ mod input;
 mod ledger;
 mod mandates;
 mod policies;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ pub use input::{
 pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
 pub use policies::{PolicyAdmin, PolicySummary};
+pub use tokens::{
+    Introspection, Presented, RevokeRequest, TokenConfig, TokenRequest, TokenResponse, TokenService,
+};
 
 /// The use cases, bound to one store and one clock.
 #[derive(Debug, Clone)]
@@ -41,6 +45,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     policies: PolicyAdmin,
     admins: auth::AdminCache,
+    tokens: Option<Arc<TokenService>>,
 }
 
 impl Service {
@@ -51,7 +56,19 @@ impl Service {
             clock,
             policies: PolicyAdmin::builtin(),
             admins: auth::AdminCache::default(),
+            tokens: None,
         }
+    }
+
+    /// Serves the token service beside the admin API.
+    pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The token service, when this server runs one.
+    pub fn tokens(&self) -> Option<&Arc<TokenService>> {
+        self.tokens.as_ref()
     }
 
     /// Decides with these policies instead.

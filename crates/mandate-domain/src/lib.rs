@@ -23,8 +23,8 @@ mod tool;
 pub use grant::Grant;
 pub use mandate::{
     ApprovalRules, ArgumentConstraint, Budgets, Consent, ConsentChannel, ConsentDecision,
-    LifecycleError, Mandate, MandateEvent, MandateStatus, MandateTerms, Scope, TermsError,
-    TermsHash, ToolGrant, Usage,
+    LifecycleError, MAX_DELEGATION_DEPTH, Mandate, MandateEvent, MandateStatus, MandateTerms,
+    Scope, TermsError, TermsHash, ToolGrant, Usage,
 };
 pub use principal::{
     Agent, AgentCredentials, AgentStatus, FederatedIdentity, Human, Principal, Tenant,

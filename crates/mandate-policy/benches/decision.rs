@@ -273,7 +273,7 @@ impl World {
             amount: call.amount,
             approved: call.approved,
             executing_proposal: false,
-            delegation_depth: 0,
+            delegation_chain: &[],
             dpop_bound: true,
             now: self.now,
         }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use chrono::{DateTime, Utc};
 use mandate_domain::{Agent, ArgumentConstraint, Mandate, MandateTerms, Tool, ToolServer};
+use mandate_types::AgentId;
 use serde_json::Value;
 
 use crate::compile::CompiledSet;
@@ -53,8 +54,9 @@ pub struct CallRequest<'a> {
     pub approved: bool,
     /// A human is executing a recorded proposal.
     pub executing_proposal: bool,
-    /// Hops below the mandate's grantee (0 for the grantee itself).
-    pub delegation_depth: u32,
+    /// The agents the caller's authority came through, the mandate's grantee first
+    /// (empty for the grantee itself); its length is the delegation depth.
+    pub delegation_chain: &'a [AgentId],
     pub dpop_bound: bool,
     pub now: DateTime<Utc>,
 }
@@ -151,13 +153,13 @@ fn constraint_holds(constraint: &ArgumentConstraint, value: Option<&Value>) -> b
 }
 
 /// Mandate's entity type names, parsed once (Cedar's parser is not cheap).
-struct MandateTypes {
-    agent: EntityTypeName,
-    human: EntityTypeName,
-    mandate: EntityTypeName,
-    server: EntityTypeName,
-    tool: EntityTypeName,
-    action: EntityTypeName,
+pub(crate) struct MandateTypes {
+    pub(crate) agent: EntityTypeName,
+    pub(crate) human: EntityTypeName,
+    pub(crate) mandate: EntityTypeName,
+    pub(crate) server: EntityTypeName,
+    pub(crate) tool: EntityTypeName,
+    pub(crate) action: EntityTypeName,
 }
 
 static TYPES: OnceLock<Result<MandateTypes, String>> = OnceLock::new();
@@ -178,33 +180,33 @@ impl MandateTypes {
         })
     }
 
-    fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
+    pub(crate) fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
         EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
     }
 }
 
-fn long(n: u64) -> RestrictedExpression {
+pub(crate) fn long(n: u64) -> RestrictedExpression {
     RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-fn string(s: &str) -> RestrictedExpression {
+pub(crate) fn string(s: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(s.to_owned())
 }
 
-fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
     RestrictedExpression::new_set(items.into_iter().map(string))
 }
 
-fn rank<T: PartialEq>(all: &[T], item: &T) -> RestrictedExpression {
+pub(crate) fn rank<T: PartialEq>(all: &[T], item: &T) -> RestrictedExpression {
     let position = all.iter().position(|x| x == item).unwrap_or(usize::MAX);
     RestrictedExpression::new_long(i64::try_from(position).unwrap_or(i64::MAX))
 }
 
-fn seconds(t: DateTime<Utc>) -> RestrictedExpression {
+pub(crate) fn seconds(t: DateTime<Utc>) -> RestrictedExpression {
     RestrictedExpression::new_long(t.timestamp())
 }
 
-fn entity(
+pub(crate) fn entity(
     uid: EntityUid,
     attrs: Vec<(&str, RestrictedExpression)>,
     parents: Vec<EntityUid>,
@@ -213,6 +215,121 @@ fn entity(
         attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let parents: HashSet<EntityUid> = parents.into_iter().collect();
     Entity::new(uid, attrs, parents).map_err(|e| e.to_string())
+}
+
+pub(crate) fn mandate_types() -> Result<&'static MandateTypes, String> {
+    TYPES
+        .get_or_init(MandateTypes::parse)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+pub(crate) fn record(
+    pairs: Vec<(&str, RestrictedExpression)>,
+) -> Result<RestrictedExpression, String> {
+    RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .map_err(|e| e.to_string())
+}
+
+/// The `delegation` context record: depth and the chain of agents above the caller.
+pub(crate) fn delegation(
+    types: &MandateTypes,
+    chain: &[AgentId],
+) -> Result<RestrictedExpression, String> {
+    let depth = u64::try_from(chain.len()).unwrap_or(u64::MAX);
+    record(vec![
+        ("depth", long(depth)),
+        (
+            "chain",
+            RestrictedExpression::new_set(chain.iter().map(|a| {
+                RestrictedExpression::new_entity_uid(types.uid(&types.agent, &a.to_string()))
+            })),
+        ),
+    ])
+}
+
+/// An agent as a Cedar entity.
+pub(crate) fn agent_entity(types: &MandateTypes, agent: &Agent) -> Result<Entity, String> {
+    let labels: Vec<String> = agent
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    entity(
+        types.uid(&types.agent, &agent.id.to_string()),
+        vec![
+            ("name", string(&agent.name)),
+            (
+                "owner",
+                RestrictedExpression::new_entity_uid(
+                    types.uid(&types.human, &agent.owner.to_string()),
+                ),
+            ),
+            ("labels", strings(labels.iter().map(String::as_str))),
+        ],
+        vec![],
+    )
+}
+
+/// A mandate as a Cedar entity: its status and terms.
+pub(crate) fn mandate_entity(types: &MandateTypes, mandate: &Mandate) -> Result<Entity, String> {
+    let terms = &mandate.terms;
+    let human = types.uid(&types.human, &terms.human_id.to_string());
+    let grantee = types.uid(&types.agent, &terms.agent_id.to_string());
+    let mut attrs = vec![
+        ("status", string(mandate.status.as_str())),
+        ("mode", string(terms.mode.as_str())),
+        ("human", RestrictedExpression::new_entity_uid(human)),
+        ("agent", RestrictedExpression::new_entity_uid(grantee)),
+        ("purpose", string(terms.purpose.as_deref().unwrap_or(""))),
+        (
+            "not_before",
+            seconds(terms.not_before.unwrap_or(mandate.created_at)),
+        ),
+        ("expires_at", seconds(terms.expires_at)),
+        ("data_ceiling", string(terms.data_ceiling.as_str())),
+        (
+            "data_ceiling_rank",
+            rank(mandate_types::DataClass::ALL, &terms.data_ceiling),
+        ),
+        (
+            "approval_tiers",
+            strings(terms.approval.tiers.iter().map(|t| t.as_str())),
+        ),
+        (
+            "approval_tags",
+            strings(terms.approval.tags.iter().map(String::as_str)),
+        ),
+        (
+            "max_delegation_depth",
+            long(u64::from(terms.max_delegation_depth)),
+        ),
+    ];
+    if let Some(max) = terms.budgets.max_calls {
+        attrs.push(("max_calls", long(max)));
+    }
+    if let Some(max) = terms.budgets.max_amount {
+        attrs.push(("max_amount", long(max)));
+    }
+    entity(
+        types.uid(&types.mandate, &mandate.id.to_string()),
+        attrs,
+        vec![],
+    )
+}
+
+impl CompiledSet {
+    /// The request's entities plus the schema's action entities (when validated).
+    pub(crate) fn with_actions(
+        &self,
+        entities: impl IntoIterator<Item = Entity>,
+    ) -> Result<cedar_policy::Entities, String> {
+        match &self.action_entities {
+            Some(actions) => actions.clone().add_entities(entities, None),
+            None => cedar_policy::Entities::from_entities(entities, None),
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 impl CompiledSet {
@@ -241,72 +358,20 @@ impl CompiledSet {
         let name = tool_name(call.server, call.tool);
         let scope = match_scope(terms, &name, call.arguments);
 
-        let types = TYPES.get_or_init(MandateTypes::parse).as_ref()?;
+        let types = mandate_types()?;
         let agent = types.uid(&types.agent, &call.agent.id.to_string());
-        let human = types.uid(&types.human, &terms.human_id.to_string());
-        let owner = types.uid(&types.human, &call.agent.owner.to_string());
         let mandate = types.uid(&types.mandate, &call.mandate.id.to_string());
-        let grantee = types.uid(&types.agent, &terms.agent_id.to_string());
         let server = types.uid(&types.server, &call.server.name);
         let tool = types.uid(&types.tool, &name);
         let action = types.uid(&types.action, call.action.as_str());
 
-        let labels: Vec<String> = call
-            .agent
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let mut mandate_attrs = vec![
-            ("status", string(call.mandate.status.as_str())),
-            ("mode", string(terms.mode.as_str())),
-            ("human", RestrictedExpression::new_entity_uid(human)),
-            ("agent", RestrictedExpression::new_entity_uid(grantee)),
-            ("purpose", string(terms.purpose.as_deref().unwrap_or(""))),
-            (
-                "not_before",
-                seconds(terms.not_before.unwrap_or(call.mandate.created_at)),
-            ),
-            ("expires_at", seconds(terms.expires_at)),
-            ("data_ceiling", string(terms.data_ceiling.as_str())),
-            (
-                "data_ceiling_rank",
-                rank(mandate_types::DataClass::ALL, &terms.data_ceiling),
-            ),
-            (
-                "approval_tiers",
-                strings(terms.approval.tiers.iter().map(|t| t.as_str())),
-            ),
-            (
-                "approval_tags",
-                strings(terms.approval.tags.iter().map(String::as_str)),
-            ),
-            (
-                "max_delegation_depth",
-                long(u64::from(terms.max_delegation_depth)),
-            ),
-        ];
-        if let Some(max) = terms.budgets.max_calls {
-            mandate_attrs.push(("max_calls", long(max)));
-        }
-        if let Some(max) = terms.budgets.max_amount {
-            mandate_attrs.push(("max_amount", long(max)));
-        }
         let mut tool_parents = vec![server.clone()];
         if scope.in_scope {
             tool_parents.push(mandate.clone());
         }
         let entities = [
-            entity(
-                agent.clone(),
-                vec![
-                    ("name", string(&call.agent.name)),
-                    ("owner", RestrictedExpression::new_entity_uid(owner)),
-                    ("labels", strings(labels.iter().map(String::as_str))),
-                ],
-                vec![],
-            )?,
-            entity(mandate.clone(), mandate_attrs, vec![])?,
+            agent_entity(types, call.agent)?,
+            mandate_entity(types, call.mandate)?,
             entity(
                 server.clone(),
                 vec![("name", string(&call.server.name))],
@@ -328,16 +393,8 @@ impl CompiledSet {
                 tool_parents,
             )?,
         ];
-        let entities = match &self.action_entities {
-            Some(actions) => actions.clone().add_entities(entities, None),
-            None => cedar_policy::Entities::from_entities(entities, None),
-        }
-        .map_err(|e| e.to_string())?;
+        let entities = self.with_actions(entities)?;
         let usage = &call.mandate.usage;
-        let record = |pairs: Vec<(&str, RestrictedExpression)>| {
-            RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
-                .map_err(|e| e.to_string())
-        };
         let context = Context::from_pairs([
             (
                 "mandate".to_owned(),
@@ -366,7 +423,7 @@ impl CompiledSet {
             ),
             (
                 "delegation".to_owned(),
-                record(vec![("depth", long(u64::from(call.delegation_depth)))])?,
+                delegation(types, call.delegation_chain)?,
             ),
             (
                 "dpop_bound".to_owned(),

@@ -15,6 +15,7 @@ mod authzen;
 mod call;
 mod compile;
 mod engine;
+mod grant;
 mod index;
 mod pdp;
 mod source;
@@ -28,5 +29,6 @@ pub use compile::{
     BUILTIN_POLICIES, BUILTIN_PREFIX, BUILTIN_SCHEMA, CompiledSet, PolicyInfo, Remedy,
 };
 pub use engine::{Decision, Lookup};
+pub use grant::{GrantAction, GrantRequest};
 pub use pdp::Pdp;
 pub use source::{MAX_FILE_BYTES, MAX_FILES, PolicySetError, PolicySource, Problem, SourceFile};

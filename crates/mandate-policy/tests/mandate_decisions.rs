@@ -19,7 +19,8 @@ use mandate_domain::{
     ToolServerTransport,
 };
 use mandate_policy::{
-    CallAction, CallRequest, CompiledSet, Decision, Lookup, PolicySource, Remedy, SourceFile,
+    CallAction, CallRequest, CompiledSet, Decision, GrantAction, GrantRequest, Lookup,
+    PolicySource, Remedy, SourceFile,
 };
 use mandate_types::{
     AgentId, DataClass, HumanId, MandateMode, RiskTier, TenantId, ToolId, ToolServerId,
@@ -197,7 +198,7 @@ fn call<'a>(w: &'a World, tool: &str, args: &'a Value) -> CallRequest<'a> {
         amount: 0,
         approved: false,
         executing_proposal: false,
-        delegation_depth: 0,
+        delegation_chain: &[],
         dpop_bound: true,
         now: now(),
     }
@@ -387,11 +388,76 @@ fn a_deny_with_no_remedy_is_not_liftable_by_one() {
 fn delegation_depth_is_bounded() {
     let w = world();
     let args = good_booking();
+    // A delegate of the grantee, one hop down: allowed; two hops: beyond the bound.
+    let mut delegate = w.agent.clone();
+    delegate.id = AgentId::generate();
+    let grantee = w.agent.id;
+    let middle = AgentId::generate();
+    let one = [grantee];
+    let two = [grantee, middle];
     let mut hop = call(&w, "book", &args);
-    hop.delegation_depth = 1;
+    hop.agent = &delegate;
+    hop.delegation_chain = &one;
     assert!(decide(&builtin(), &hop).allowed);
-    hop.delegation_depth = 2;
+    hop.delegation_chain = &two;
     denied_by(&decide(&builtin(), &hop), "mandate.delegation_depth");
+    // Without the grantee up its chain, the delegate holds nothing.
+    let stranger = [middle];
+    hop.delegation_chain = &stranger;
+    denied_by(&decide(&builtin(), &hop), "mandate.holder");
+    hop.delegation_chain = &[];
+    denied_by(&decide(&builtin(), &hop), "mandate.holder");
+}
+
+#[test]
+fn token_service_decisions() {
+    let w = world();
+    let set = builtin();
+    let ask = |agent, chain, action| GrantRequest {
+        action,
+        agent,
+        mandate: &w.mandate,
+        delegation_chain: chain,
+        now: now(),
+    };
+    assert!(
+        set.decide_grant(&ask(&w.agent, &[], GrantAction::ExchangeToken))
+            .allowed
+    );
+    let mut other = w.agent.clone();
+    other.id = AgentId::generate();
+    denied_by(
+        &set.decide_grant(&ask(&other, &[], GrantAction::ExchangeToken)),
+        "mandate.holder",
+    );
+    // The grantee may delegate to `other` (depth 1 = the bound) …
+    let to_other = GrantAction::Delegate { to: &other };
+    assert!(set.decide_grant(&ask(&w.agent, &[], to_other)).allowed);
+    let grantee = [w.agent.id];
+    assert!(
+        set.decide_grant(&ask(&other, &grantee, GrantAction::ExchangeToken))
+            .allowed
+    );
+    // … but `other` may not hand it on again (depth 2).
+    let third = w.agent.clone();
+    let to_third = GrantAction::Delegate { to: &third };
+    denied_by(
+        &set.decide_grant(&ask(&other, &grantee, to_third)),
+        "mandate.delegation_depth",
+    );
+    // Nothing is granted under a mandate that is not active, or past its window.
+    let mut ended = w.mandate.clone();
+    ended.status = MandateStatus::Completed;
+    let d = set.decide_grant(&GrantRequest {
+        mandate: &ended,
+        ..ask(&w.agent, &[], GrantAction::ExchangeToken)
+    });
+    denied_by(&d, "mandate.status");
+    let late = GrantRequest {
+        now: w.mandate.terms.expires_at,
+        ..ask(&w.agent, &[], GrantAction::ExchangeToken)
+    };
+    denied_by(&set.decide_grant(&late), "mandate.window");
 }
 
 #[test]

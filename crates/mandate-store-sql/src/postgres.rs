@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "grants",
         sql: include_str!("../migrations/postgres/0004_grants.sql"),
     },
+    Migration {
+        version: 5,
+        name: "token_keys",
+        sql: include_str!("../migrations/postgres/0005_token_keys.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).
@@ -74,6 +79,41 @@ impl PostgresStore {
     /// The connection pool, for the PostgreSQL-only features built on it (LISTEN/NOTIFY).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// The channel replicas listen on for revocations.
+const REVOCATIONS: &str = "mandate_revocations";
+
+/// Run in every transaction that revokes grants: PostgreSQL delivers the notification
+/// when (and only if) the transaction commits.
+pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_revocations', '')");
+
+impl PostgresStore {
+    pub(crate) async fn listen_revocations(
+        &self,
+    ) -> Result<Option<Box<dyn mandate_store::RevocationFeed>>, mandate_store::StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(|e| mandate_store::StoreError::Unavailable(e.to_string()))?;
+        listener
+            .listen(REVOCATIONS)
+            .await
+            .map_err(|e| mandate_store::StoreError::Unavailable(e.to_string()))?;
+        Ok(Some(Box::new(Feed(listener))))
+    }
+}
+
+struct Feed(sqlx::postgres::PgListener);
+
+#[async_trait::async_trait]
+impl mandate_store::RevocationFeed for Feed {
+    async fn next(&mut self) -> Result<(), mandate_store::StoreError> {
+        self.0
+            .recv()
+            .await
+            .map(|_| ())
+            .map_err(|e| mandate_store::StoreError::Unavailable(e.to_string()))
     }
 }
 

@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "grants",
         sql: include_str!("../migrations/sqlite/0004_grants.sql"),
     },
+    Migration {
+        version: 5,
+        name: "token_keys",
+        sql: include_str!("../migrations/sqlite/0005_token_keys.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
@@ -96,6 +101,18 @@ impl SqliteStore {
         // SQLite serialises writers itself: the first write of the transaction below
         // takes the database's write lock, and a second process waits for it.
         self.run_migrations(MIGRATIONS, None).await
+    }
+}
+
+/// SQLite has no notification channel: revocations are seen by polling (and, in the one
+/// process that owns the file, directly).
+pub(crate) const NOTIFY_REVOKED: Option<&str> = None;
+
+impl SqliteStore {
+    pub(crate) async fn listen_revocations(
+        &self,
+    ) -> Result<Option<Box<dyn mandate_store::RevocationFeed>>, mandate_store::StoreError> {
+        Ok(None)
     }
 }
 

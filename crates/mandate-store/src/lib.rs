@@ -19,6 +19,6 @@ mod ports;
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory, Grants,
-    HumanFilter, MandateFilter, Mandates, PolicySets, Store, StoreError, StoredPolicySet,
-    StoredRecord, ToolFilter,
+    HumanFilter, MandateFilter, Mandates, PolicySets, RevocationFeed, Store, StoreError,
+    StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
 };

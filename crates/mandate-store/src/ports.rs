@@ -115,6 +115,9 @@ pub trait Directory: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<Agent>, StoreError>;
     /// The agent whose SPIFFE ID this is, in any tenant (a SPIFFE ID names one workload).
+    /// An agent by its id in any tenant: only for authenticating a client, whose id
+    /// (`client_id`) is the agent id and carries no tenant.
+    async fn agent_by_client_id(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
     async fn agent_by_spiffe_id(&self, spiffe_id: &str) -> Result<Option<Agent>, StoreError>;
     /// The agent a federated issuer + subject maps to, in any tenant.
     async fn agent_by_federated(
@@ -288,6 +291,35 @@ pub trait Grants: Send + Sync {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Publishes the public half of a token-signing key (idempotent by `kid`).
+    async fn publish_token_key(&self, key: &TokenKey) -> Result<(), StoreError>;
+    /// Schedules a published key's removal from the key set at `at`.
+    async fn retire_token_key(&self, kid: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The published keys not retired at `now`, oldest first.
+    async fn token_keys(&self, now: DateTime<Utc>) -> Result<Vec<TokenKey>, StoreError>;
+    /// A feed that wakes when grants are revoked anywhere (PostgreSQL LISTEN/NOTIFY),
+    /// or `None` when the backend has no such channel (the caller polls).
+    async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError>;
+}
+
+/// The public half of a token-signing key, as every replica's verifier trusts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub kid: String,
+    /// The public JWK as JSON text (with `kid` and `alg`).
+    pub jwk: String,
+    pub created_at: DateTime<Utc>,
+    /// When it leaves the key set (set by a rotation, after the overlap window).
+    pub retire_at: Option<DateTime<Utc>>,
+}
+
+/// Wakes its holder when some replica revoked grants; the holder then reads
+/// [`Grants::revoked_since`]. A wake-up carries no data and may be spurious.
+#[async_trait]
+pub trait RevocationFeed: Send {
+    /// Waits for the next notification. An error means the channel broke: poll, and
+    /// ask for a new feed.
+    async fn next(&mut self) -> Result<(), StoreError>;
 }
 
 /// A version of the operator's policy set, kept in the store when the store (not a

@@ -1,18 +1,37 @@
 //! The token service's rules, without storage or HTTP serving.
 //!
 //! ```text
-//!   client assertion ─► assertion::{private_key_jwt, spiffe, federation} ─► which agent
+//!   client assertion ─► assertion / spiffe / federation ─► which agent
 //!   DPoP proof       ─► dpop::check (htm, htu, iat window, jti replay, ath, nonce) ─► jkt
-//!   task token       ◄─ keys::KeyRing::sign(profile::AccessClaims)   (RFC 9068, at+jwt)
-//!   presented token  ─► profile::verify (signature, typ, iss, aud, exp) ─► revocation list
+//!   task token       ◄─ keys::KeyRing::sign(profile::TaskToken)   (RFC 9068, at+jwt)
+//!   presented token  ─► KeyRing::verify + TaskToken::from_claims ─► RevocationList
 //! ```
 //!
 //! Every token is verified (signature with a pinned algorithm, via `mandate-jose`)
 //! before any of its claims is read.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod claims;
+pub mod dpop;
 pub mod error;
+pub mod federation;
+pub mod keys;
+pub mod profile;
+pub mod revocation;
+pub mod spiffe;
 
+pub use assertion::{Assertion, JWT_BEARER, unverified_issuer, verify_private_key_jwt};
 pub use claims::{ClaimError, Claims, TimeRules};
+pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_hash};
 pub use error::{TokenError, untrusted};
+pub use federation::{FederatedIssuer, Federation, FederationConfigError, FederationOptions};
+pub use keys::{KeyError, KeyRing, generate_signing_key, random_id};
+pub use profile::{
+    ACCESS_TOKEN_TYP, Expect, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
+    scope_is_subset,
+};
+pub use revocation::RevocationList;
+pub use spiffe::{
+    BundleError, JwtBundle, SpiffeId, SpiffeIdError, TrustBundles, TrustDomain, verify_jwt_svid,
+};

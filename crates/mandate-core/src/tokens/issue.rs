@@ -1,0 +1,720 @@
+//! `/oauth2/token`: client authentication and the grants.
+
+use std::str::FromStr;
+
+use mandate_audit::{EventKind, NewEvent};
+use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
+use mandate_policy::{GrantAction, GrantRequest};
+use mandate_token::{
+    DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
+    TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_jwt_svid,
+    verify_private_key_jwt,
+};
+use mandate_types::{AgentId, MandateId};
+use serde_json::{Value, json};
+
+use super::{TokenService, unavailable};
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token types we accept and issue.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A token request, as parsed from the form (each parameter at most once).
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub grant_type: String,
+    pub client_id: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+    pub scope: Option<String>,
+    pub authorization_details: Option<String>,
+    /// RFC 8707 `resource` values (may repeat).
+    pub resource: Vec<String>,
+    /// RFC 8693 `audience` values (may repeat).
+    pub audience: Vec<String>,
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    /// The `DPoP` header.
+    pub dpop: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// `DPoP` or `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Value>,
+}
+
+/// What the client asked for in `authorization_details`.
+struct MandateAsk {
+    mandate: MandateId,
+    tools: Option<Vec<String>>,
+}
+
+/// Longest value of any one parameter we read.
+const MAX_PARAM: usize = 16 * 1024;
+
+impl TokenService {
+    /// Handles a token request end to end. Every refusal is an OAuth error; nothing
+    /// is issued unless the grant is recorded and its audit event is durable.
+    pub async fn token(&self, req: &TokenRequest) -> Result<TokenResponse, TokenError> {
+        for (name, value) in [
+            ("client_assertion", &req.client_assertion),
+            ("scope", &req.scope),
+            ("authorization_details", &req.authorization_details),
+            ("subject_token", &req.subject_token),
+            ("actor_token", &req.actor_token),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
+                return Err(TokenError::InvalidRequest(format!("`{name}` is too long")));
+            }
+        }
+        let grant_type = req.grant_type.as_str();
+        if grant_type != "client_credentials" && grant_type != TOKEN_EXCHANGE {
+            return Err(TokenError::UnsupportedGrantType(format!(
+                "grant type {} is not supported (use client_credentials or token-exchange)",
+                untrusted(grant_type)
+            )));
+        }
+        let client = self.authenticate_client(req).await?;
+        let jkt = self.token_endpoint_dpop(req)?;
+        let audience = self.audience(req)?;
+        match grant_type {
+            "client_credentials" => self.client_credentials(req, &client, jkt, audience).await,
+            _ => self.exchange(req, &client, jkt, audience).await,
+        }
+    }
+
+    /// Client authentication: a JWT assertion (`private_key_jwt`, a JWT-SVID, or an
+    /// ID token of a federated issuer). The agent must exist and be active.
+    pub(crate) async fn authenticate_client(
+        &self,
+        req: &TokenRequest,
+    ) -> Result<Agent, TokenError> {
+        match req.client_assertion_type.as_deref() {
+            Some(JWT_BEARER) => {}
+            Some(other) => {
+                return Err(TokenError::InvalidClient(format!(
+                    "client_assertion_type {} is not supported",
+                    untrusted(other)
+                )));
+            }
+            None => {
+                return Err(TokenError::InvalidClient(
+                    "client authentication is required: private_key_jwt, a JWT-SVID or a federated ID token".into(),
+                ));
+            }
+        }
+        let assertion = req
+            .client_assertion
+            .as_deref()
+            .ok_or_else(|| TokenError::InvalidClient("`client_assertion` is missing".into()))?;
+        let agent = self.agent_for_assertion(assertion).await?;
+        if let Some(client_id) = &req.client_id
+            && client_id != &agent.id.to_string()
+        {
+            return Err(TokenError::InvalidClient(
+                "`client_id` does not match the client assertion".into(),
+            ));
+        }
+        Ok(agent)
+    }
+
+    /// Which agent an assertion authenticates, after verifying it.
+    pub(crate) async fn agent_for_assertion(&self, assertion: &str) -> Result<Agent, TokenError> {
+        let now = self.clock.now();
+        let endpoint = self.config.token_endpoint();
+        let audiences = [endpoint.as_str(), self.config.issuer.as_str()];
+        let issuer = unverified_issuer(assertion).ok();
+        let agent = if let Some(id) = issuer.as_deref().and_then(|i| AgentId::from_str(i).ok()) {
+            // private_key_jwt: iss = sub = the agent id.
+            let agent = self
+                .store
+                .agent_by_client_id(id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| TokenError::InvalidClient("unknown client".into()))?;
+            let verified = verify_private_key_jwt(
+                assertion,
+                &id.to_string(),
+                &agent.credentials.jwks,
+                &audiences,
+                now.timestamp(),
+            )?;
+            let expires = chrono::DateTime::from_timestamp(verified.expires_at, 0).unwrap_or(now);
+            let fresh = self
+                .store
+                .claim_jti(&verified.client_id, &verified.jti, expires, now)
+                .await
+                .map_err(unavailable)?;
+            if !fresh {
+                return Err(TokenError::InvalidClient(
+                    "the client assertion was used before (`jti` replay)".into(),
+                ));
+            }
+            agent
+        } else if let Some(federation) = self.federation.as_ref().filter(|f| {
+            issuer
+                .as_deref()
+                .is_some_and(|i| f.issuers().any(|x| x.issuer == i))
+        }) {
+            let (iss, sub) = federation.verify(assertion, now.timestamp()).await?;
+            self.store
+                .agent_by_federated(&iss, &sub)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    TokenError::InvalidClient(
+                        "no agent is registered for this federated identity".into(),
+                    )
+                })?
+        } else if !self.spiffe.is_empty() {
+            let id = verify_jwt_svid(assertion, &self.spiffe, &audiences, now.timestamp())?;
+            self.store
+                .agent_by_spiffe_id(&id.to_string())
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    TokenError::InvalidClient("no agent is registered for this SPIFFE ID".into())
+                })?
+        } else {
+            return Err(TokenError::InvalidClient(
+                "the client assertion names no known client or trusted issuer".into(),
+            ));
+        };
+        if agent.status != AgentStatus::Active {
+            return Err(TokenError::InvalidClient("the agent is disabled".into()));
+        }
+        Ok(agent)
+    }
+
+    /// The DPoP proof of a token request, if any: its key's thumbprint.
+    fn token_endpoint_dpop(&self, req: &TokenRequest) -> Result<Option<String>, TokenError> {
+        match req.dpop.as_deref() {
+            Some(proof) => {
+                let endpoint = self.config.token_endpoint();
+                let proof = self.dpop.check(
+                    proof,
+                    &DpopRequest {
+                        method: "POST",
+                        url: &endpoint,
+                        access_token: None,
+                        now: self.clock.now().timestamp(),
+                    },
+                )?;
+                Ok(Some(proof.jkt().to_owned()))
+            }
+            None if self.config.require_dpop => Err(TokenError::InvalidDpopProof(
+                "this server issues DPoP-bound tokens only: send a DPoP proof".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The audience: the `resource` / `audience` values asked for, each one we serve;
+    /// by default our first audience (the MCP gateway).
+    fn audience(&self, req: &TokenRequest) -> Result<Vec<String>, TokenError> {
+        let asked: Vec<&String> = req.resource.iter().chain(req.audience.iter()).collect();
+        if asked.is_empty() {
+            return Ok(self.config.audiences.iter().take(1).cloned().collect());
+        }
+        let mut out: Vec<String> = Vec::new();
+        for a in asked {
+            if !self.config.audiences.contains(a) {
+                return Err(TokenError::InvalidTarget(format!(
+                    "{} is not a resource this server issues tokens for",
+                    untrusted(a)
+                )));
+            }
+            if !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn client_credentials(
+        &self,
+        req: &TokenRequest,
+        agent: &Agent,
+        jkt: Option<String>,
+        audience: Vec<String>,
+    ) -> Result<TokenResponse, TokenError> {
+        let Some(ask) = parse_details(req.authorization_details.as_deref())? else {
+            // Without a mandate: a token that can only request mandates.
+            match req.scope.as_deref().map(str::trim) {
+                None | Some("") | Some(REQUEST_MANDATES_SCOPE) => {}
+                Some(_) => {
+                    return Err(TokenError::InvalidScope(format!(
+                        "without a mandate in `authorization_details` only `{REQUEST_MANDATES_SCOPE}` can be granted"
+                    )));
+                }
+            }
+            let issuer = self.config.issuer.clone();
+            let token = self.new_token(
+                agent.id.to_string(),
+                vec![],
+                vec![issuer],
+                vec![REQUEST_MANDATES_SCOPE.into()],
+                None,
+                None,
+                jkt,
+                agent,
+                self.clock.now() + self.config.max_lifetime,
+            )?;
+            return self
+                .record_and_sign(token, agent, None, None, EventKind::TokenIssued)
+                .await;
+        };
+        let mandate = self.load_mandate(agent, ask.mandate).await?;
+        let decision = self.policies.pdp().current().decide_grant(&GrantRequest {
+            action: GrantAction::ExchangeToken,
+            agent,
+            mandate: &mandate,
+            delegation_chain: &[],
+            now: self.clock.now(),
+        });
+        if !decision.allowed {
+            return Err(TokenError::AccessDenied(decision.reason));
+        }
+        let granted: Vec<String> = mandate
+            .terms
+            .scope
+            .tools
+            .iter()
+            .map(|t| t.tool.clone())
+            .collect();
+        let scope = narrow(&granted, ask.tools, req.scope.as_deref())?;
+        let expires = self.expiry(&mandate);
+        let details = mandate_details(&mandate, &scope);
+        let token = self.new_token(
+            mandate.terms.human_id.to_string(),
+            vec![agent.id],
+            audience,
+            scope,
+            Some(mandate.id),
+            Some(details),
+            jkt,
+            agent,
+            expires,
+        )?;
+        self.record_and_sign(token, agent, Some(&mandate), None, EventKind::TokenIssued)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        req: &TokenRequest,
+        agent: &Agent,
+        jkt: Option<String>,
+        audience: Vec<String>,
+    ) -> Result<TokenResponse, TokenError> {
+        if let Some(t) = req.requested_token_type.as_deref()
+            && t != ACCESS_TOKEN_TYPE
+        {
+            return Err(TokenError::InvalidRequest(format!(
+                "requested_token_type {} is not supported",
+                untrusted(t)
+            )));
+        }
+        let subject = req
+            .subject_token
+            .as_deref()
+            .ok_or_else(|| TokenError::InvalidRequest("`subject_token` is missing".into()))?;
+        match req.subject_token_type.as_deref() {
+            Some(ACCESS_TOKEN_TYPE) | Some(JWT_TOKEN_TYPE) => {}
+            _ => {
+                return Err(TokenError::InvalidRequest(format!(
+                    "`subject_token_type` must be {ACCESS_TOKEN_TYPE}"
+                )));
+            }
+        }
+        let parent = self.live_token(subject).await?;
+        let Some(mandate_id) = parent.mandate else {
+            return Err(TokenError::InvalidGrant(
+                "the subject token carries no mandate".into(),
+            ));
+        };
+        if parent.tenant != agent.tenant_id {
+            return Err(TokenError::InvalidGrant(
+                "the subject token is not valid here".into(),
+            ));
+        }
+        let mandate = self.load_mandate(agent, mandate_id).await?;
+        let holder = parent
+            .actor()
+            .ok_or_else(|| TokenError::InvalidGrant("the subject token names no actor".into()))?;
+        let renewal = holder == agent.id;
+        // The actor token: the receiving agent's own credential.
+        match (req.actor_token.as_deref(), req.actor_token_type.as_deref()) {
+            (Some(actor), Some(JWT_TOKEN_TYPE)) => {
+                let actor_agent = self.agent_for_assertion(actor).await.map_err(|e| {
+                    TokenError::InvalidGrant(format!(
+                        "the actor token is refused: {}",
+                        e.description()
+                    ))
+                })?;
+                if actor_agent.id != agent.id {
+                    return Err(TokenError::InvalidGrant(
+                        "the actor token does not identify the authenticated client".into(),
+                    ));
+                }
+            }
+            (Some(_), _) => {
+                return Err(TokenError::InvalidRequest(format!(
+                    "`actor_token_type` must be {JWT_TOKEN_TYPE}"
+                )));
+            }
+            (None, _) if renewal => {}
+            (None, _) => {
+                return Err(TokenError::InvalidRequest(
+                    "delegation needs an `actor_token`: the receiving agent's own credential"
+                        .into(),
+                ));
+            }
+        }
+        let parent_chain = parent.delegation_chain();
+        let now = self.clock.now();
+        let set = self.policies.pdp().current();
+        let (actors, chain, kind) = if renewal {
+            (parent.actors.clone(), parent_chain, EventKind::TokenRenewed)
+        } else {
+            let delegator = self
+                .store
+                .agent(agent.tenant_id, holder)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    TokenError::InvalidGrant("the delegating agent no longer exists".into())
+                })?;
+            let decision = set.decide_grant(&GrantRequest {
+                action: GrantAction::Delegate { to: agent },
+                agent: &delegator,
+                mandate: &mandate,
+                delegation_chain: &parent_chain,
+                now,
+            });
+            if !decision.allowed {
+                return Err(TokenError::AccessDenied(decision.reason));
+            }
+            let mut actors = vec![agent.id];
+            actors.extend(parent.actors.iter().copied());
+            let mut chain = parent_chain;
+            chain.push(holder);
+            (actors, chain, EventKind::TokenExchanged)
+        };
+        let decision = set.decide_grant(&GrantRequest {
+            action: GrantAction::ExchangeToken,
+            agent,
+            mandate: &mandate,
+            delegation_chain: &chain,
+            now,
+        });
+        if !decision.allowed {
+            return Err(TokenError::AccessDenied(decision.reason));
+        }
+        let ask = parse_details(req.authorization_details.as_deref())?;
+        if let Some(ask) = &ask
+            && ask.mandate != mandate.id
+        {
+            return Err(TokenError::InvalidAuthorizationDetails(
+                "`authorization_details` names another mandate than the subject token".into(),
+            ));
+        }
+        let scope = narrow(
+            &parent.scope,
+            ask.and_then(|a| a.tools),
+            req.scope.as_deref(),
+        )?;
+        let expires = self.expiry(&mandate);
+        let details = mandate_details(&mandate, &scope);
+        let token = self.new_token(
+            mandate.terms.human_id.to_string(),
+            actors,
+            audience,
+            scope,
+            Some(mandate.id),
+            Some(details),
+            jkt,
+            agent,
+            expires,
+        )?;
+        let mut response = self
+            .record_and_sign(token, agent, Some(&mandate), Some(&parent), kind)
+            .await?;
+        response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
+        Ok(response)
+    }
+
+    /// One of our tokens, verified, unexpired, and live in the store (the
+    /// authoritative check: a revocation this replica has not heard of yet counts).
+    pub(crate) async fn live_token(&self, token: &str) -> Result<TaskToken, TokenError> {
+        let claims = self
+            .verify_signature(token)
+            .await
+            .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        let parsed = TaskToken::from_claims(
+            &claims,
+            &Expect {
+                issuer: &self.config.issuer,
+                audience: None,
+                now: self.clock.now().timestamp(),
+                skew: self.config.skew_seconds,
+            },
+        )
+        .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        let grant = self
+            .store
+            .grant(parsed.tenant, &parsed.jti)
+            .await
+            .map_err(unavailable)?;
+        match grant {
+            Some(g) if g.is_live(self.clock.now()) => Ok(parsed),
+            Some(_) => Err(TokenError::InvalidGrant(
+                "the token has been revoked or has expired".into(),
+            )),
+            None => Err(TokenError::InvalidGrant("the token is unknown".into())),
+        }
+    }
+
+    async fn load_mandate(&self, agent: &Agent, id: MandateId) -> Result<Mandate, TokenError> {
+        self.store
+            .mandate(agent.tenant_id, id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                TokenError::InvalidAuthorizationDetails(format!("mandate {id} does not exist"))
+            })
+    }
+
+    /// Never past the mandate's end, never longer than the configured maximum.
+    fn expiry(&self, mandate: &Mandate) -> chrono::DateTime<chrono::Utc> {
+        (self.clock.now() + self.config.max_lifetime).min(mandate.terms.expires_at)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the claims of one token, named")]
+    fn new_token(
+        &self,
+        subject: String,
+        actors: Vec<AgentId>,
+        audience: Vec<String>,
+        scope: Vec<String>,
+        mandate: Option<MandateId>,
+        details: Option<Value>,
+        jkt: Option<String>,
+        agent: &Agent,
+        expires: chrono::DateTime<chrono::Utc>,
+    ) -> Result<TaskToken, TokenError> {
+        let now = self.clock.now().timestamp();
+        let expires_at = expires.timestamp();
+        if expires_at <= now {
+            return Err(TokenError::InvalidGrant("the mandate has expired".into()));
+        }
+        Ok(TaskToken {
+            issuer: self.config.issuer.clone(),
+            jti: random_id("t")?,
+            tenant: agent.tenant_id,
+            subject,
+            actors,
+            audience,
+            issued_at: now,
+            expires_at,
+            scope,
+            mandate,
+            authorization_details: details,
+            cnf_jkt: jkt,
+        })
+    }
+
+    /// Records the grant and its audit event (durable), then signs.
+    async fn record_and_sign(
+        &self,
+        token: TaskToken,
+        agent: &Agent,
+        mandate: Option<&Mandate>,
+        parent: Option<&TaskToken>,
+        kind: EventKind,
+    ) -> Result<TokenResponse, TokenError> {
+        let issued_at = chrono::DateTime::from_timestamp(token.issued_at, 0)
+            .unwrap_or_else(|| self.clock.now());
+        let expires_at = chrono::DateTime::from_timestamp(token.expires_at, 0).unwrap_or(issued_at);
+        let depth = u8::try_from(token.actors.len().saturating_sub(1)).unwrap_or(u8::MAX);
+        let grant = Grant {
+            jti: token.jti.clone(),
+            tenant_id: token.tenant,
+            mandate_id: token.mandate,
+            agent_id: agent.id,
+            parent_jti: parent.map(|p| p.jti.clone()),
+            depth,
+            scope: token.scope.clone(),
+            cnf_jkt: token.cnf_jkt.clone(),
+            issued_at,
+            expires_at,
+            revoked_at: None,
+        };
+        self.store.insert_grant(&grant).await.map_err(|e| match e {
+            mandate_store::StoreError::Missing { .. } => {
+                TokenError::InvalidGrant("the subject token has been revoked".into())
+            }
+            other => unavailable(other),
+        })?;
+        let mut event = NewEvent::new(token.tenant, kind, format!("agent:{}", agent.id))
+            .agent(agent.id)
+            .with("jti", token.jti.clone())
+            .with("scope", json!(token.scope))
+            .with("aud", json!(token.audience))
+            .with("expires_at", json!(expires_at))
+            .with("depth", depth)
+            .with("dpop_bound", token.cnf_jkt.is_some());
+        event.actor = token.actors.iter().map(|a| format!("agent:{a}")).collect();
+        if event.actor.is_empty() {
+            event.actor = vec![format!("agent:{}", agent.id)];
+        }
+        if let Some(m) = mandate {
+            event = event.mandate(m.id).human(m.terms.human_id);
+        }
+        if let Some(p) = parent {
+            event = event.with("parent_jti", p.jti.clone());
+        }
+        self.ledger.append(event).await.map_err(unavailable)?;
+        let access_token = self
+            .ring
+            .load()
+            .sign(mandate_token::ACCESS_TOKEN_TYP, &token.to_claims())?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: if token.cnf_jkt.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
+            expires_in: token.expires_at - token.issued_at,
+            scope: token.scope.join(" "),
+            issued_token_type: None,
+            authorization_details: token.authorization_details,
+        })
+    }
+}
+
+/// Reads `authorization_details` (RFC 9396): a JSON array; at most one entry of type
+/// `mandate`, naming `mandate_id` and optionally narrowing `tools`. Other types are
+/// refused (we would not honour them).
+fn parse_details(raw: Option<&str>) -> Result<Option<MandateAsk>, TokenError> {
+    let bad = |m: &str| TokenError::InvalidAuthorizationDetails(m.to_owned());
+    let Some(raw) = raw else { return Ok(None) };
+    let value: Value = mandate_jose::parse_json_strict(raw.as_bytes())
+        .map_err(|_| bad("`authorization_details` is not valid JSON"))?;
+    let Value::Array(items) = value else {
+        return Err(bad("`authorization_details` must be a JSON array"));
+    };
+    let mut found = None;
+    for item in &items {
+        let Value::Object(obj) = item else {
+            return Err(bad("each authorization detail must be an object"));
+        };
+        match obj.get("type").and_then(Value::as_str) {
+            Some(MANDATE_DETAILS_TYPE) => {}
+            Some(other) => {
+                return Err(TokenError::InvalidAuthorizationDetails(format!(
+                    "authorization detail type {} is not supported",
+                    untrusted(other)
+                )));
+            }
+            None => return Err(bad("an authorization detail has no `type`")),
+        }
+        for key in obj.keys() {
+            if !["type", "mandate_id", "tools", "locations", "actions"].contains(&key.as_str()) {
+                return Err(TokenError::InvalidAuthorizationDetails(format!(
+                    "unknown member {} in a mandate authorization detail",
+                    untrusted(key)
+                )));
+            }
+        }
+        if found.is_some() {
+            return Err(bad("name one mandate per request"));
+        }
+        let id = obj
+            .get("mandate_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("the mandate authorization detail needs `mandate_id`"))?;
+        let mandate =
+            MandateId::from_str(id).map_err(|_| bad("`mandate_id` is not a mandate id"))?;
+        let tools = match obj.get("tools") {
+            None => None,
+            Some(Value::Array(t)) => Some(
+                t.iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| bad("`tools` must hold strings"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(bad("`tools` must be an array of tool names")),
+        };
+        found = Some(MandateAsk { mandate, tools });
+    }
+    if found.is_none() {
+        return Err(bad("`authorization_details` names no mandate"));
+    }
+    Ok(found)
+}
+
+/// The scope granted: what the parent (or mandate) holds, narrowed by the tools
+/// asked for in `authorization_details` and by `scope`; asking for more is refused.
+fn narrow(
+    granted: &[String],
+    tools: Option<Vec<String>>,
+    scope: Option<&str>,
+) -> Result<Vec<String>, TokenError> {
+    let mut out = granted.to_vec();
+    if let Some(tools) = tools {
+        if !scope_is_subset(&tools, &out) {
+            return Err(TokenError::InvalidAuthorizationDetails(
+                "the tools asked for are not all within the granted scope".into(),
+            ));
+        }
+        out = tools;
+    }
+    if let Some(scope) = scope.map(str::trim).filter(|s| !s.is_empty()) {
+        let asked: Vec<String> = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !scope_is_subset(&asked, &out) {
+            return Err(TokenError::InvalidScope(
+                "the scope asked for is wider than the one granted".into(),
+            ));
+        }
+        out = asked;
+    }
+    Ok(out)
+}
+
+/// The `authorization_details` a token carries: the mandate's terms as they bind it.
+fn mandate_details(mandate: &Mandate, scope: &[String]) -> Value {
+    let t = &mandate.terms;
+    json!([{
+        "type": MANDATE_DETAILS_TYPE,
+        "mandate_id": mandate.id.to_string(),
+        "tools": scope,
+        "intent": t.intent,
+        "data_ceiling": t.data_ceiling.as_str(),
+        "mode": t.mode.as_str(),
+        "expires_at": t.expires_at,
+        "terms_hash": mandate.terms_hash.0,
+    }])
+}

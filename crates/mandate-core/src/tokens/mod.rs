@@ -1,0 +1,405 @@
+//! The token service's use cases: issue, exchange and renew task tokens, verify them
+//! for resources, introspect and revoke them, and keep every replica's revocation
+//! list and key set current.
+//!
+//! ```text
+//!   /oauth2/token ─► authenticate the client (private_key_jwt | JWT-SVID | federated OIDC)
+//!                 ─► DPoP proof (htm POST, htu = our token endpoint) ─► jkt
+//!                 ─► grant: client_credentials (+ authorization_details naming a mandate)
+//!                           or token-exchange (delegation, or renewal of one's own token)
+//!                 ─► policy decision (exchange_token, delegate) — never a blind refresh
+//!                 ─► grants row (parent = the token exchanged) ─► token.* audit event
+//!                 ─► sign (at+jwt)
+//!   resource      ─► verify_access: signature, typ, iss, aud, exp, revocation list,
+//!                    DPoP proof bound to cnf.jkt
+//! ```
+
+mod admin;
+mod issue;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration as StdDuration, Instant};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Duration, Utc};
+use mandate_jose::SigningKey;
+use mandate_store::{Store, TokenKey};
+use mandate_token::{
+    ACCESS_TOKEN_TYP, DpopConfig, DpopRequest, DpopVerifier, Expect, Federation, KeyError, KeyRing,
+    RevocationList, TaskToken, TokenError, TrustBundles,
+};
+use mandate_types::Clock;
+
+use crate::{Ledger, PolicyAdmin};
+
+pub use admin::{Introspection, RevokeRequest};
+pub use issue::{TokenRequest, TokenResponse};
+
+/// How the token service behaves.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Our issuer identifier: the public URL (no trailing slash).
+    pub issuer: String,
+    /// The resources tokens may be issued for (RFC 8707); the first is the default.
+    pub audiences: Vec<String>,
+    /// No token lives longer than this (and none outlives its mandate).
+    pub max_lifetime: Duration,
+    /// Clock difference tolerated on tokens and assertions, seconds.
+    pub skew_seconds: i64,
+    /// Refuse token requests without a DPoP proof.
+    pub require_dpop: bool,
+    /// Require server-issued DPoP nonces (RFC 9449 §8).
+    pub dpop_nonce: bool,
+    /// Shared by every replica so each accepts the others' nonces.
+    pub dpop_nonce_secret: [u8; 32],
+    /// How often the revocation list is caught up when no notification comes.
+    pub revocation_poll: StdDuration,
+}
+
+impl TokenConfig {
+    /// Defaults for a server reached at `public_url`: audiences `{url}/mcp`, `{url}`
+    /// and `{url}/proxy`; 5-minute tokens; DPoP optional, nonces off.
+    pub fn new(public_url: &str, dpop_nonce_secret: [u8; 32]) -> TokenConfig {
+        let issuer = public_url.trim_end_matches('/').to_owned();
+        TokenConfig {
+            audiences: vec![
+                format!("{issuer}/mcp"),
+                issuer.clone(),
+                format!("{issuer}/proxy"),
+            ],
+            issuer,
+            max_lifetime: Duration::minutes(5),
+            skew_seconds: 60,
+            require_dpop: false,
+            dpop_nonce: false,
+            dpop_nonce_secret,
+            revocation_poll: StdDuration::from_millis(500),
+        }
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.issuer)
+    }
+}
+
+/// How a presented access token arrived at a resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub token: &'a str,
+    /// `Authorization: DPoP …` (true) or `Bearer …` (false).
+    pub dpop_scheme: bool,
+    /// The `DPoP` header, if any.
+    pub proof: Option<&'a str>,
+    pub method: &'a str,
+    /// The request's full URL as clients address it.
+    pub url: &'a str,
+    /// The resource's identifier the token's `aud` must name.
+    pub audience: &'a str,
+}
+
+/// The token service of one replica.
+#[derive(Debug)]
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    policies: PolicyAdmin,
+    ledger: Ledger,
+    config: TokenConfig,
+    ring: ArcSwap<KeyRing>,
+    dpop: DpopVerifier,
+    revoked: RevocationList,
+    spiffe: TrustBundles,
+    federation: Option<Federation>,
+    last_key_refresh: Mutex<Option<Instant>>,
+}
+
+/// A store failure, as the OAuth client sees it.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> TokenError {
+    tracing::warn!(error = %e, "token service dependency failed");
+    TokenError::Unavailable(
+        "the token service cannot complete the request now; nothing was issued".into(),
+    )
+}
+
+impl TokenService {
+    /// Publishes `signer`'s public key and builds the service. Run
+    /// [`TokenService::follow_revocations`] beside it.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        policies: PolicyAdmin,
+        ledger: Ledger,
+        config: TokenConfig,
+        signer: SigningKey,
+    ) -> Result<TokenService, TokenError> {
+        let now = clock.now();
+        store
+            .publish_token_key(&TokenKey {
+                kid: signer.kid().to_owned(),
+                jwk: signer.public_jwk().to_public_json().to_string(),
+                created_at: now,
+                retire_at: None,
+            })
+            .await
+            .map_err(unavailable)?;
+        let signer = Arc::new(signer);
+        let published = published_keys(&*store, now).await?;
+        let mut dpop = DpopConfig::new(config.dpop_nonce_secret);
+        dpop.require_nonce = config.dpop_nonce;
+        let keep = config.max_lifetime + Duration::seconds(config.skew_seconds.max(0) * 2);
+        let service = TokenService {
+            ring: ArcSwap::from_pointee(KeyRing::new(signer, &published)),
+            dpop: DpopVerifier::new(dpop),
+            revoked: RevocationList::new(keep),
+            spiffe: TrustBundles::new(),
+            federation: None,
+            last_key_refresh: Mutex::new(None),
+            store,
+            clock,
+            policies,
+            ledger,
+            config,
+        };
+        service.catch_up_revocations().await?;
+        Ok(service)
+    }
+
+    /// Trusts JWT-SVIDs from these SPIFFE trust bundles.
+    pub fn with_spiffe(mut self, bundles: TrustBundles) -> Self {
+        self.spiffe = bundles;
+        self
+    }
+
+    /// Trusts ID tokens from these federated issuers.
+    pub fn with_federation(mut self, federation: Federation) -> Self {
+        self.federation = Some(federation);
+        self
+    }
+
+    pub fn config(&self) -> &TokenConfig {
+        &self.config
+    }
+
+    /// The JWK Set to publish.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.ring.load().jwks()
+    }
+
+    /// A fresh DPoP nonce (for `DPoP-Nonce` response headers).
+    pub fn dpop_nonce(&self) -> String {
+        self.dpop.nonce(self.clock.now().timestamp())
+    }
+
+    pub fn dpop_algs(&self) -> Vec<&'static str> {
+        self.dpop.config().algs.iter().map(|a| a.as_str()).collect()
+    }
+
+    /// Starts signing with `next`: its public key is published first; the current
+    /// key stays trusted for the longest token lifetime (plus skew), then retires.
+    pub async fn rotate(&self, next: SigningKey) -> Result<(), TokenError> {
+        let now = self.clock.now();
+        self.store
+            .publish_token_key(&TokenKey {
+                kid: next.kid().to_owned(),
+                jwk: next.public_jwk().to_public_json().to_string(),
+                created_at: now,
+                retire_at: None,
+            })
+            .await
+            .map_err(unavailable)?;
+        let old = self.ring.load().signer().kid().to_owned();
+        let overlap =
+            self.config.max_lifetime + Duration::seconds(self.config.skew_seconds.max(0) * 2);
+        self.store
+            .retire_token_key(&old, now + overlap)
+            .await
+            .map_err(unavailable)?;
+        let published = published_keys(&*self.store, now).await?;
+        self.ring
+            .store(Arc::new(KeyRing::new(Arc::new(next), &published)));
+        tracing::info!(retired = %old, "token signing key rotated");
+        Ok(())
+    }
+
+    /// Re-reads the published keys (another replica's new key, retirements).
+    pub async fn refresh_keys(&self) -> Result<(), TokenError> {
+        let now = self.clock.now();
+        let published = published_keys(&*self.store, now).await?;
+        let signer = self.ring.load().signer_arc();
+        self.ring.store(Arc::new(KeyRing::new(signer, &published)));
+        Ok(())
+    }
+
+    /// Verifies one of our tokens' signature, refreshing the key set at most once a
+    /// second when it names a key we have not seen (another replica's, or a rotation).
+    pub(crate) async fn verify_signature(
+        &self,
+        token: &str,
+    ) -> Result<mandate_token::Claims, TokenError> {
+        let first = self.ring.load().verify(token, ACCESS_TOKEN_TYP);
+        match first {
+            Ok(claims) => Ok(claims),
+            Err(KeyError::Rejected(m)) => Err(TokenError::InvalidToken(format!(
+                "the token is invalid: {m}"
+            ))),
+            Err(KeyError::UnknownKid) => {
+                let due = {
+                    let mut last = self
+                        .last_key_refresh
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let due = last.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(1));
+                    if due {
+                        *last = Some(Instant::now());
+                    }
+                    due
+                };
+                if due {
+                    self.refresh_keys().await?;
+                }
+                self.ring
+                    .load()
+                    .verify(token, ACCESS_TOKEN_TYP)
+                    .map_err(|e| match e {
+                        KeyError::UnknownKid => TokenError::InvalidToken(
+                            "the token was not signed by a key of this issuer".into(),
+                        ),
+                        KeyError::Rejected(m) => {
+                            TokenError::InvalidToken(format!("the token is invalid: {m}"))
+                        }
+                    })
+            }
+        }
+    }
+
+    /// Verifies an access token presented to a resource: signature (algorithm pinned
+    /// by our key), `typ`, issuer, audience, expiry, not revoked; a DPoP-bound token
+    /// must come with `Authorization: DPoP` and a proof by its key over this request
+    /// (with `ath`). Everything is in memory.
+    pub async fn verify_access(&self, presented: &Presented<'_>) -> Result<TaskToken, TokenError> {
+        let claims = self.verify_signature(presented.token).await?;
+        let now = self.clock.now().timestamp();
+        let token = TaskToken::from_claims(
+            &claims,
+            &Expect {
+                issuer: &self.config.issuer,
+                audience: Some(&[presented.audience]),
+                now,
+                skew: self.config.skew_seconds,
+            },
+        )?;
+        if self.revoked.is_revoked(&token.jti) {
+            return Err(TokenError::InvalidToken(
+                "the token has been revoked".into(),
+            ));
+        }
+        match (&token.cnf_jkt, presented.dpop_scheme) {
+            (Some(jkt), true) => {
+                let proof = presented.proof.ok_or_else(|| {
+                    TokenError::InvalidDpopProof("a DPoP-bound token needs a DPoP proof".into())
+                })?;
+                let proof = self.dpop.check(
+                    proof,
+                    &DpopRequest {
+                        method: presented.method,
+                        url: presented.url,
+                        access_token: Some(presented.token),
+                        now,
+                    },
+                )?;
+                self.dpop.check_bound(&proof, jkt)?;
+            }
+            (Some(_), false) => {
+                return Err(TokenError::InvalidToken(
+                    "a DPoP-bound token must be presented with the DPoP scheme".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(TokenError::InvalidToken(
+                    "the token is not DPoP-bound; present it as a Bearer token".into(),
+                ));
+            }
+            (None, false) => {}
+        }
+        Ok(token)
+    }
+
+    /// Whether `jti` is on this replica's revocation list.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.is_revoked(jti)
+    }
+
+    /// Reads revocations from the store since the list's watermark (less a margin for
+    /// transactions that committed out of timestamp order).
+    pub async fn catch_up_revocations(&self) -> Result<usize, TokenError> {
+        let now = self.clock.now();
+        let window =
+            self.config.max_lifetime + Duration::seconds(self.config.skew_seconds.max(0) * 2);
+        let mut since = match self.revoked.watermark() {
+            Some(w) => w - Duration::seconds(10),
+            None => now - window,
+        };
+        let mut total = 0;
+        loop {
+            let batch = self
+                .store
+                .revoked_since(since, 5_000)
+                .await
+                .map_err(unavailable)?;
+            let n = batch.len();
+            total += n;
+            self.revoked
+                .add(batch.iter().map(|(j, at)| (j.as_str(), *at)));
+            match batch.last() {
+                Some((_, at)) if n == 5_000 && *at > since => since = *at,
+                _ => break,
+            }
+        }
+        self.revoked.purge(now);
+        Ok(total)
+    }
+
+    /// Keeps the revocation list current until the process ends: wakes on the
+    /// store's notifications (PostgreSQL LISTEN/NOTIFY) and polls as a fallback.
+    pub async fn follow_revocations(self: Arc<Self>) {
+        let mut feed = None;
+        loop {
+            if feed.is_none() {
+                feed = match self.store.revocation_feed().await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for revocations; polling");
+                        None
+                    }
+                };
+            }
+            let poll = tokio::time::sleep(self.config.revocation_poll);
+            match feed.as_mut() {
+                Some(f) => {
+                    tokio::select! {
+                        r = f.next() => if let Err(e) = r {
+                            tracing::warn!(error = %e, "revocation channel broke; reconnecting");
+                            feed = None;
+                        },
+                        () = poll => {},
+                    }
+                }
+                None => poll.await,
+            }
+            if let Err(e) = self.catch_up_revocations().await {
+                tracing::warn!(error = %e, "revocation catch-up failed; will retry");
+            }
+        }
+    }
+}
+
+async fn published_keys(
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<serde_json::Value>, TokenError> {
+    let keys = store.token_keys(now).await.map_err(unavailable)?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| serde_json::from_str(&k.jwk).ok())
+        .collect())
+}
