@@ -230,6 +230,39 @@ impl Service {
         }
     }
 
+    /// Authenticates an agent by a task token of ours presented to the admin API: it
+    /// must be addressed to this server (`aud` = the issuer), carry the
+    /// `mandates:request` scope, pass every check of a resource (DPoP included), and
+    /// belong to an active agent.
+    pub async fn authenticate_task_token(
+        &self,
+        presented: &crate::Presented<'_>,
+    ) -> Result<Principal, CoreError> {
+        let tokens = self.tokens.as_ref().ok_or(CoreError::Unauthenticated)?;
+        let token = tokens.verify_access(presented).await.map_err(|e| match e {
+            mandate_token::TokenError::Unavailable(m) => CoreError::Unavailable(m),
+            _ => CoreError::Unauthenticated,
+        })?;
+        if !token
+            .scope
+            .iter()
+            .any(|s| s == mandate_token::REQUEST_MANDATES_SCOPE)
+        {
+            return Err(CoreError::Forbidden(
+                "this token is for tools, not the admin API".into(),
+            ));
+        }
+        let id = token.actor().ok_or(CoreError::Unauthenticated)?;
+        match self.store.agent(token.tenant, id).await? {
+            Some(agent) if agent.status == AgentStatus::Active => Ok(Principal::Agent {
+                tenant: token.tenant,
+                id,
+            }),
+            Some(_) => Err(CoreError::Forbidden(format!("agent `{id}` is disabled"))),
+            None => Err(CoreError::Unauthenticated),
+        }
+    }
+
     pub(crate) fn require_admin(&self, caller: &Principal) -> Result<TenantId, CoreError> {
         match caller {
             Principal::Admin { tenant } => Ok(*tenant),

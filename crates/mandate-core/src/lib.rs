@@ -35,7 +35,8 @@ pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{
-    Introspection, Presented, RevokeRequest, TokenConfig, TokenRequest, TokenResponse, TokenService,
+    ACCESS_TOKEN_TYPE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest, TOKEN_EXCHANGE,
+    TokenConfig, TokenRequest, TokenResponse, TokenService,
 };
 
 /// The use cases, bound to one store and one clock.

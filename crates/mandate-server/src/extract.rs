@@ -28,10 +28,35 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(Problem::unauthenticated)?;
         let value = header.to_str().map_err(|_| Problem::unauthenticated())?;
         let (scheme, token) = value.split_once(' ').ok_or_else(Problem::unauthenticated)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        let token = token.trim();
+        let dpop = scheme.eq_ignore_ascii_case("dpop");
+        if !dpop && !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Problem::unauthenticated());
         }
-        let principal = state.service.authenticate(token.trim()).await?;
+        if !dpop && token.starts_with(mandate_core::TOKEN_PREFIX) {
+            return Ok(Caller(state.service.authenticate(token).await?));
+        }
+        // A task token of ours (an agent asking for mandates).
+        let mut proofs = parts.headers.get_all("dpop").iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (Some(p), None) => Some(p.to_str().map_err(|_| Problem::unauthenticated())?),
+            (None, _) => None,
+            (Some(_), Some(_)) => return Err(Problem::unauthenticated()),
+        };
+        let url = format!(
+            "{}{}",
+            state.public_url.trim_end_matches('/'),
+            parts.uri.path()
+        );
+        let presented = mandate_core::Presented {
+            token,
+            dpop_scheme: dpop,
+            proof,
+            method: parts.method.as_str(),
+            url: &url,
+            audience: state.public_url.trim_end_matches('/'),
+        };
+        let principal = state.service.authenticate_task_token(&presented).await?;
         Ok(Caller(principal))
     }
 }

@@ -14,6 +14,7 @@
 
 mod extract;
 mod metrics;
+mod oauth_error;
 mod problem;
 mod routes;
 
@@ -28,6 +29,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use metrics::Metrics;
+pub use oauth_error::{At, OAuthError};
 pub use problem::Problem;
 
 /// The largest request body the admin API reads.
@@ -63,6 +65,7 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8731";
         (name = "audit", description = "The hash-chained audit ledger"),
         (name = "policies", description = "The operator's Cedar policy set"),
         (name = "authzen", description = "OpenID AuthZEN Authorization API 1.0"),
+        (name = "oauth", description = "The token service: metadata, JWKS, token, introspection, revocation"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +94,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::policies::routes())
         .merge(routes::authzen::routes())
         .merge(routes::authzen::discovery_routes())
+        .merge(routes::oauth::routes())
         .split_for_parts()
 }
 

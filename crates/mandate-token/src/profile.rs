@@ -240,7 +240,11 @@ mod tests {
             jti: "tabc".into(),
             tenant: TenantId::generate(),
             subject: "hum_1".into(),
-            actors: vec![AgentId::generate(), AgentId::generate(), AgentId::generate()],
+            actors: vec![
+                AgentId::generate(),
+                AgentId::generate(),
+                AgentId::generate(),
+            ],
             audience: vec!["https://as/mcp".into()],
             issued_at: 1000,
             expires_at: 1300,

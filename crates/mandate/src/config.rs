@@ -46,6 +46,63 @@ struct FileConfig {
     policies: PoliciesSection,
     /// Where clients reach this server (discovery documents name it).
     public_url: Option<String>,
+    #[serde(default)]
+    tokens: TokensSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensSection {
+    /// Longest task-token lifetime (default 300; 30 to 3600).
+    max_lifetime_seconds: Option<i64>,
+    /// `EdDSA` (default) or `ES256`.
+    signing_alg: Option<String>,
+    /// Rotate this replica's signing key after this many days (default 30).
+    rotate_days: Option<u64>,
+    /// Refuse token requests without a DPoP proof (default false).
+    require_dpop: Option<bool>,
+    /// Require server-issued DPoP nonces (default false). Replicas must then share
+    /// `DATA/dpop-nonce-key`.
+    dpop_nonce: Option<bool>,
+    /// `[[tokens.spiffe]]`: trust bundles whose JWT-SVIDs authenticate agents.
+    #[serde(default)]
+    spiffe: Vec<SpiffeBundleSetting>,
+    /// `[[tokens.federation]]`: OIDC issuers whose ID tokens authenticate agents.
+    #[serde(default)]
+    federation: Vec<FederationSetting>,
+}
+
+/// A SPIFFE trust domain and the file holding its bundle (SPIFFE bundle format or a
+/// plain JWK Set).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiffeBundleSetting {
+    pub trust_domain: String,
+    pub bundle: PathBuf,
+}
+
+/// A federated OIDC issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSetting {
+    pub issuer: String,
+    /// Accepted `aud` values of its tokens.
+    pub audiences: Vec<String>,
+    /// Its JWKS; by default found by OpenID discovery.
+    pub jwks_uri: Option<String>,
+}
+
+/// The token service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub max_lifetime_seconds: i64,
+    /// `EdDSA` or `ES256`.
+    pub signing_alg: String,
+    pub rotate_days: u64,
+    pub require_dpop: bool,
+    pub dpop_nonce: bool,
+    pub spiffe: Vec<SpiffeBundleSetting>,
+    pub federation: Vec<FederationSetting>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +153,7 @@ pub struct Config {
     pub policy_reload_seconds: u64,
     /// Default `http://{listen}`.
     pub public_url: String,
+    pub tokens: TokenSettings,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -231,7 +289,39 @@ impl Config {
                 message: format!("`{public_url}` must start with http:// or https://"),
             });
         }
+        let t = file.tokens;
+        let max_lifetime_seconds = t.max_lifetime_seconds.unwrap_or(300);
+        if !(30..=3_600).contains(&max_lifetime_seconds) {
+            return Err(ConfigError::Value {
+                origin: "config key `tokens.max_lifetime_seconds`".to_owned(),
+                message: "must be between 30 and 3600".to_owned(),
+            });
+        }
+        let signing_alg = t.signing_alg.unwrap_or_else(|| "EdDSA".to_owned());
+        if signing_alg != "EdDSA" && signing_alg != "ES256" {
+            return Err(ConfigError::Value {
+                origin: "config key `tokens.signing_alg`".to_owned(),
+                message: format!("`{signing_alg}` is not `EdDSA` or `ES256`"),
+            });
+        }
+        let rotate_days = t.rotate_days.unwrap_or(30);
+        if rotate_days == 0 || rotate_days > 365 {
+            return Err(ConfigError::Value {
+                origin: "config key `tokens.rotate_days`".to_owned(),
+                message: "must be between 1 and 365".to_owned(),
+            });
+        }
+        let tokens = TokenSettings {
+            max_lifetime_seconds,
+            signing_alg,
+            rotate_days,
+            require_dpop: t.require_dpop.unwrap_or(false),
+            dpop_nonce: t.dpop_nonce.unwrap_or(false),
+            spiffe: t.spiffe,
+            federation: t.federation,
+        };
         Ok(Config {
+            tokens,
             policies_dir,
             policy_reload_seconds,
             public_url,

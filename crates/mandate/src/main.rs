@@ -7,6 +7,7 @@ mod config;
 mod policy_cli;
 mod serve;
 mod table;
+mod token_keys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mandate_audit::SigningKey;
-use mandate_core::{Bootstrap, Ledger, LedgerConfig, PolicyAdmin, Service};
+use mandate_core::{
+    Bootstrap, Ledger, LedgerConfig, PolicyAdmin, Service, TokenConfig, TokenService,
+};
 use mandate_server::Metrics;
 use mandate_store::Store;
 use mandate_store_sql::{PostgresStore, SqliteStore};
@@ -38,10 +40,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     mandate_core::store_key(&*store, &signer).await?;
     let ledger = Ledger::start(
         store.clone(),
-        clock,
+        clock.clone(),
         signer.clone(),
         LedgerConfig::default(),
     );
+
+    let (tokens, rotation) = start_tokens(&config, &store, &clock, &policies, &ledger).await?;
+    let plain = service.clone();
+    let service = service.with_tokens(tokens.clone());
+    let follower = tokio::spawn(tokens.clone().follow_revocations());
 
     let metrics = Metrics::new(store.backend());
     let app = mandate_server::app_at(service.clone(), metrics, &config.public_url);
@@ -73,13 +80,100 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("server failed")?;
     sweeper.abort();
     watcher.abort();
+    follower.abort();
+    rotation.abort();
+    drop(service);
+    drop(tokens);
     drop(ledger);
     // Seal what was written with a last checkpoint.
-    if let Err(e) = service.checkpoint_now(&signer).await {
+    if let Err(e) = plain.checkpoint_now(&signer).await {
         tracing::warn!(error = %e, "final audit checkpoint failed");
     }
     tracing::info!("mandate stopped");
     Ok(())
+}
+
+/// The token service: this replica's signing key (rotated when due), trust in SPIFFE
+/// bundles and federated issuers, and the revocation follower.
+async fn start_tokens(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn mandate_types::Clock>,
+    policies: &PolicyAdmin,
+    ledger: &Ledger,
+) -> anyhow::Result<(Arc<TokenService>, tokio::task::JoinHandle<()>)> {
+    let settings = &config.tokens;
+    let max_age = chrono::Duration::days(i64::try_from(settings.rotate_days).unwrap_or(30));
+    let loaded = crate::token_keys::load_or_rotate(
+        &config.data_dir,
+        &settings.signing_alg,
+        max_age,
+        clock.now(),
+    )?;
+    let mut token_config = TokenConfig::new(
+        &config.public_url,
+        crate::token_keys::nonce_secret(&config.data_dir)?,
+    );
+    token_config.max_lifetime = chrono::Duration::seconds(settings.max_lifetime_seconds);
+    token_config.require_dpop = settings.require_dpop;
+    token_config.dpop_nonce = settings.dpop_nonce;
+    let overlap =
+        token_config.max_lifetime + chrono::Duration::seconds(token_config.skew_seconds * 2);
+    let replaced = loaded.replaced.clone();
+    let created_at = loaded.created_at;
+    let mut tokens = TokenService::start(
+        store.clone(),
+        clock.clone(),
+        policies.clone(),
+        ledger.clone(),
+        token_config,
+        loaded.key,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the token service cannot start: {e}"))?;
+    if let Some(old) = replaced {
+        store.retire_token_key(&old, clock.now() + overlap).await?;
+    }
+    if !settings.spiffe.is_empty() {
+        let mut bundles = mandate_token::TrustBundles::new();
+        for b in &settings.spiffe {
+            let domain = mandate_token::TrustDomain::parse(&b.trust_domain).map_err(|e| {
+                anyhow::anyhow!("tokens.spiffe trust_domain `{}`: {e}", b.trust_domain)
+            })?;
+            let bytes = std::fs::read(&b.bundle)
+                .with_context(|| format!("cannot read SPIFFE bundle {}", b.bundle.display()))?;
+            let bundle = mandate_token::JwtBundle::from_spiffe_bundle_json(domain.clone(), &bytes)
+                .or_else(|_| mandate_token::JwtBundle::from_jwks_json(domain, &bytes))
+                .map_err(|e| anyhow::anyhow!("SPIFFE bundle {}: {e}", b.bundle.display()))?;
+            bundles.insert(bundle);
+        }
+        tokens = tokens.with_spiffe(bundles);
+    }
+    if !settings.federation.is_empty() {
+        let issuers = settings
+            .federation
+            .iter()
+            .map(|f| {
+                let mut issuer =
+                    mandate_token::FederatedIssuer::new(f.issuer.clone(), f.audiences.clone());
+                issuer.jwks_uri = f.jwks_uri.clone();
+                issuer
+            })
+            .collect();
+        let federation =
+            mandate_token::Federation::new(issuers, mandate_token::FederationOptions::default())
+                .map_err(|e| anyhow::anyhow!("tokens.federation: {e}"))?;
+        tokens = tokens.with_federation(federation);
+    }
+    let tokens = Arc::new(tokens);
+    let rotation = tokio::spawn(crate::token_keys::rotate_when_due(
+        tokens.clone(),
+        config.data_dir.clone(),
+        settings.signing_alg.clone(),
+        max_age,
+        created_at,
+    ));
+    Ok((tokens, rotation))
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -129,7 +223,7 @@ pub fn signing_key(data_dir: &Path) -> anyhow::Result<SigningKey> {
     }
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -33,7 +33,7 @@ use mandate_types::Clock;
 use crate::{Ledger, PolicyAdmin};
 
 pub use admin::{Introspection, RevokeRequest};
-pub use issue::{TokenRequest, TokenResponse};
+pub use issue::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest, TokenResponse};
 
 /// How the token service behaves.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@ pub mod authzen;
 pub mod catalog;
 pub mod directory;
 pub mod mandates;
+pub mod oauth;
 pub mod ops;
 pub mod policies;
 

@@ -1,0 +1,281 @@
+//! The OAuth authorization server: metadata (RFC 8414), JWKS, the token endpoint
+//! (client_credentials with RFC 9396 details, RFC 8693 token exchange; RFC 7523
+//! client assertions; RFC 9449 DPoP), introspection (RFC 7662) and revocation
+//! (RFC 7009). Bodies are `application/x-www-form-urlencoded`; every parameter but
+//! `resource` and `audience` may appear once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::{RevokeRequest, TokenRequest, TokenService};
+use mandate_token::TokenError;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::oauth_error::OAuthError;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata))
+        .routes(routes!(jwks))
+        .routes(routes!(token))
+        .routes(routes!(introspect))
+        .routes(routes!(revoke))
+}
+
+fn service(state: &AppState) -> Result<&Arc<TokenService>, OAuthError> {
+    state.service.tokens().ok_or_else(|| {
+        OAuthError::token(TokenError::Unavailable(
+            "this server does not run the token service".into(),
+        ))
+    })
+}
+
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, body = Object, description = "RFC 8414 metadata")))]
+async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthError> {
+    let tokens = service(&state)?;
+    let issuer = &tokens.config().issuer;
+    let auth_algs = ["EdDSA", "ES256", "RS256", "PS256"];
+    Ok(Json(json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "jwks_uri": format!("{issuer}/oauth2/jwks"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials", mandate_core::TOKEN_EXCHANGE],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": auth_algs,
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": auth_algs,
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "dpop_signing_alg_values_supported": tokens.dpop_algs(),
+        "authorization_details_types_supported": [mandate_token::MANDATE_DETAILS_TYPE],
+        "scopes_supported": [mandate_token::REQUEST_MANDATES_SCOPE],
+        "resource_indicators_supported": true,
+        "token_types_supported": [mandate_core::ACCESS_TOKEN_TYPE],
+    })))
+}
+
+/// The public keys tokens are signed with (every replica's, during rotation overlap).
+#[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth",
+    responses((status = 200, body = Object, description = "JWK Set")))]
+async fn jwks(State(state): State<AppState>) -> Result<Response, OAuthError> {
+    let tokens = service(&state)?;
+    let mut response = Json(tokens.jwks()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(response)
+}
+
+/// Parsed form parameters: each name once, but for the repeatable ones.
+struct Form {
+    single: Vec<(String, String)>,
+    resource: Vec<String>,
+    audience: Vec<String>,
+}
+
+impl Form {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, TokenError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(TokenError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let mut form = Form {
+            single: Vec::new(),
+            resource: Vec::new(),
+            audience: Vec::new(),
+        };
+        for (name, value) in form_urlencoded::parse(body) {
+            let (name, value) = (name.into_owned(), value.into_owned());
+            match name.as_str() {
+                "resource" => form.resource.push(value),
+                "audience" => form.audience.push(value),
+                _ if value.is_empty() => {}
+                _ => {
+                    if form.single.iter().any(|(n, _)| n == &name) {
+                        return Err(TokenError::InvalidRequest(format!(
+                            "parameter {} appears more than once",
+                            mandate_token::untrusted(&name)
+                        )));
+                    }
+                    form.single.push((name, value));
+                }
+            }
+        }
+        Ok(form)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.single
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn token_request(&self, headers: &HeaderMap) -> Result<TokenRequest, TokenError> {
+        let mut proofs = headers.get_all("dpop").iter();
+        let dpop = match (proofs.next(), proofs.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(
+                v.to_str()
+                    .map_err(|_| {
+                        TokenError::InvalidDpopProof("the DPoP header is not ASCII".into())
+                    })?
+                    .to_owned(),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(TokenError::InvalidDpopProof(
+                    "send exactly one DPoP header".into(),
+                ));
+            }
+        };
+        Ok(TokenRequest {
+            grant_type: self.get("grant_type").unwrap_or_default(),
+            client_id: self.get("client_id"),
+            client_assertion_type: self.get("client_assertion_type"),
+            client_assertion: self.get("client_assertion"),
+            scope: self.get("scope"),
+            authorization_details: self.get("authorization_details"),
+            resource: self.resource.clone(),
+            audience: self.audience.clone(),
+            subject_token: self.get("subject_token"),
+            subject_token_type: self.get("subject_token_type"),
+            actor_token: self.get("actor_token"),
+            actor_token_type: self.get("actor_token_type"),
+            requested_token_type: self.get("requested_token_type"),
+            dpop,
+        })
+    }
+}
+
+fn no_store(value: Value) -> Response {
+    let mut response = Json(value).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The token endpoint.
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "grant_type, client_assertion_type, client_assertion, scope, authorization_details, resource, subject_token, actor_token, …"),
+    responses(
+        (status = 200, body = Object, description = "access_token, token_type (DPoP or Bearer), expires_in, scope, authorization_details"),
+        (status = "4XX", body = Object, description = "OAuth error: {error, error_description}"),
+    ))]
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let tokens = service(&state)?;
+    let form = Form::parse(&headers, &body)?;
+    let request = form.token_request(&headers)?;
+    let issued = tokens.token(&request).await?;
+    let value = serde_json::to_value(&issued)
+        .map_err(|_| TokenError::Unavailable("the response cannot be encoded".into()))?;
+    Ok(no_store(value))
+}
+
+/// Token introspection for resource servers (an admin bearer token).
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth", security(("bearer" = [])),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token"),
+    responses((status = 200, body = Object, description = "`{active: false}` or the token's claims")))]
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let tokens = service(&state)?;
+    let caller = api_caller(&state, &headers).await?.ok_or_else(|| {
+        TokenError::InvalidClient("introspection needs an admin bearer token".into())
+    })?;
+    let form = Form::parse(&headers, &body)?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
+    let answer = tokens.introspect(&caller, &token).await?;
+    Ok(no_store(Value::Object(answer.0)))
+}
+
+/// Token revocation: by the client holding the token (or one it was delegated
+/// from), with a client assertion, or by an API caller. Always 200 for a token that
+/// is unknown or not the caller's to revoke (RFC 7009 §2.2).
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, client_assertion_type, client_assertion"),
+    responses((status = 200, description = "revoked (or nothing to revoke)")))]
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let tokens = service(&state)?;
+    let form = Form::parse(&headers, &body)?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
+    if let Some(hint) = form.get("token_type_hint")
+        && hint != "access_token"
+    {
+        return Err(
+            TokenError::UnsupportedTokenType("only access tokens are issued here".into()).into(),
+        );
+    }
+    match api_caller(&state, &headers).await? {
+        Some(caller) => tokens.revoke(RevokeRequest::Api(&caller), &token).await?,
+        None => {
+            let request = form.token_request(&headers)?;
+            tokens
+                .revoke(RevokeRequest::Client(&request), &token)
+                .await?;
+        }
+    }
+    Ok(no_store(json!({})))
+}
+
+/// An admin-API bearer token in `Authorization`, if one is sent.
+async fn api_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<mandate_domain::Principal>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| TokenError::InvalidClient("the Authorization header is not ASCII".into()))?;
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Err(
+            TokenError::InvalidClient("the Authorization header is malformed".into()).into(),
+        );
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(
+            TokenError::InvalidClient("only Bearer API tokens are accepted here".into()).into(),
+        );
+    }
+    state
+        .service
+        .authenticate(token.trim())
+        .await
+        .map(Some)
+        .map_err(|_| TokenError::InvalidClient("the API token is not valid".into()).into())
+}
