@@ -265,7 +265,7 @@ impl TokenService {
             let issuer = self.config.issuer.clone();
             let token = self.new_token(
                 agent.id.to_string(),
-                vec![],
+                vec![agent.id],
                 vec![issuer],
                 vec![REQUEST_MANDATES_SCOPE.into()],
                 None,

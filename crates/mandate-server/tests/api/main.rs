@@ -15,3 +15,4 @@ mod lifecycle;
 mod ops;
 mod policies;
 mod support;
+mod tokens;

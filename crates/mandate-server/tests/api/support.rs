@@ -66,13 +66,47 @@ pub fn start_time() -> DateTime<Utc> {
 
 impl Api {
     pub async fn new() -> Api {
+        Api::build(false).await
+    }
+
+    /// With the token service (and the audit ledger it writes to).
+    pub async fn with_tokens() -> Api {
+        Api::build(true).await
+    }
+
+    async fn build(tokens: bool) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let store: Arc<dyn mandate_store::Store> =
+            Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let clock = FixedClock::new(start_time());
-        let service = Service::new(store, Arc::new(clock.clone()));
+        let mut service = Service::new(store.clone(), Arc::new(clock.clone()));
         let Bootstrap::Created { admin, .. } = service.bootstrap().await.unwrap() else {
             panic!("a new store bootstraps");
         };
+        if tokens {
+            let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
+            let ledger = mandate_core::Ledger::start(
+                store.clone(),
+                Arc::new(clock.clone()),
+                Arc::new(audit_key),
+                mandate_core::LedgerConfig::default(),
+            );
+            let config =
+                mandate_core::TokenConfig::new(mandate_server::DEFAULT_PUBLIC_URL, [7; 32]);
+            let key =
+                mandate_jose::SigningKey::generate(mandate_jose::Alg::EdDSA, "k1".into()).unwrap();
+            let tokens = mandate_core::TokenService::start(
+                store,
+                Arc::new(clock.clone()),
+                service.policies().clone(),
+                ledger,
+                config,
+                key,
+            )
+            .await
+            .unwrap();
+            service = service.with_tokens(Arc::new(tokens));
+        }
         let app = mandate_server::app(service.clone(), Metrics::new("sqlite"));
         Api {
             app,

@@ -1,0 +1,471 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! The token service across two replicas of the real binary on one PostgreSQL
+//! database: a token issued by one is accepted by the other (the signing keys are
+//! published in the store), and a revocation — of the token itself, or by ending its
+//! mandate — at one is enforced by the other. Functional only: the bounds are
+//! generous; `bench/revocation-propagation.sh` measures the delay.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mandate_jose::{Alg, SigningKey};
+use serde_json::{Map, Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+/// Both replicas' public URL: one issuer, whichever replica signs.
+const PUBLIC_URL: &str = "http://mandate.replicas.test";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How long a replica may take to enforce another's revocation here (the target is
+/// far lower; this only proves that it happens).
+const GENEROUS: Duration = Duration::from_secs(5);
+
+/// A running `mandate serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path, database_url: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(["--database-url", database_url])
+            .env("MANDATE_PUBLIC_URL", PUBLIC_URL)
+            .env("MANDATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let url = rest.split_whitespace().next().unwrap().to_owned();
+                        // Keep draining stderr so the server never blocks on it.
+                        std::thread::spawn(move || while rx.recv().is_ok() {});
+                        return Server { child, url };
+                    }
+                    log.push(line);
+                }
+                Err(_) => panic!("mandate serve did not start:\n{}", log.join("\n")),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh database on the test PostgreSQL server, dropped when done.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let base = std::env::var("MANDATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let name = format!("mandate_tokens_{}", std::process::id());
+        let db = Database {
+            admin_url: format!("{server}/postgres"),
+            url: format!("{server}/{name}"),
+            name,
+        };
+        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name));
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = Command::new("psql")
+            .args([self.admin_url.as_str(), "-qtAc", sql])
+            .output()
+            .expect("psql is installed");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-qtAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+/// An admin-API call: (status, JSON body).
+async fn api(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A form POST to an OAuth endpoint, with an optional admin bearer: (status, JSON body).
+async fn oauth(url: String, bearer: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(url).form(form);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn created(reply: (u16, Value)) -> String {
+    assert_eq!(reply.0, 201, "{}", reply.1);
+    reply.1["id"].as_str().unwrap().to_owned()
+}
+
+/// A `private_key_jwt` assertion for `agent`, with a fresh `jti`.
+fn assertion(agent: &str, key: &SigningKey) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let jti = format!("{now}-{}", uuid_like());
+    let claims = json!({
+        "iss": agent, "sub": agent, "aud": format!("{PUBLIC_URL}/oauth2/token"),
+        "iat": now, "exp": now + 60, "jti": jti,
+    });
+    key.sign(Map::new(), &serde_json::to_vec(&claims).unwrap())
+        .unwrap()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A task token from `server`: mandate-less, or bound to `mandate`.
+async fn task_token(
+    server: &Server,
+    agent: &str,
+    key: &SigningKey,
+    mandate: Option<&str>,
+) -> Value {
+    let assertion = assertion(agent, key);
+    let details = mandate.map(|m| json!([{"type": "mandate", "mandate_id": m}]).to_string());
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ];
+    if let Some(d) = &details {
+        form.push(("authorization_details", d.as_str()));
+    }
+    let (status, body) = oauth(format!("{}/oauth2/token", server.url), None, &form).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn introspect(server: &Server, admin: &str, token: &str) -> Value {
+    let (status, body) = oauth(
+        format!("{}/oauth2/introspect", server.url),
+        Some(admin),
+        &[("token", token)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `GET /v1/mandates` with a task token: the status.
+async fn list_with(server: &Server, token: &str) -> u16 {
+    api(
+        reqwest::Method::GET,
+        format!("{}/v1/mandates", server.url),
+        token,
+        None,
+    )
+    .await
+    .0
+}
+
+/// Waits (up to [`GENEROUS`]) until `check` holds, polling every 20 ms.
+async fn within_generous_bound<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + GENEROUS;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {GENEROUS:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_revocations_cross_replicas() {
+    let db = Database::create();
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::start(dirs.0.path(), &db.url));
+        let b = s.spawn(|| Server::start(dirs.1.path(), &db.url));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let tokens: Vec<PathBuf> = [dirs.0.path(), dirs.1.path()]
+        .iter()
+        .map(|d| d.join("admin-token"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(tokens.len(), 1, "exactly one replica bootstraps");
+    let admin = std::fs::read_to_string(&tokens[0])
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Both replicas publish their own signing key: each serves both.
+    let (_, jwks) = api(
+        reqwest::Method::GET,
+        format!("{}/oauth2/jwks", b.url),
+        &admin,
+        None,
+    )
+    .await;
+    let kids = |jwks: &Value| {
+        let mut k: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        k.sort();
+        k
+    };
+    let (_, jwks_a) = api(
+        reqwest::Method::GET,
+        format!("{}/oauth2/jwks", a.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert!(kids(&jwks).len() >= 2 || kids(&jwks_a).len() >= 2, "{jwks}");
+
+    // A human, an agent with a registered key, a consented mandate — set up on A.
+    let post = |server: &Server, path: &str, token: &str, body: Value| {
+        api(
+            reqwest::Method::POST,
+            format!("{}{path}", server.url),
+            token,
+            Some(body),
+        )
+    };
+    let alice = created(
+        post(
+            &a,
+            "/v1/humans",
+            &admin,
+            json!({"display_name": "Alice", "email": "alice@example.com"}),
+        )
+        .await,
+    );
+    let (status, alice_token) = post(
+        &a,
+        &format!("/v1/humans/{alice}/tokens"),
+        &admin,
+        json!({"label": "test"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{alice_token}");
+    let alice_token = alice_token["token"].as_str().unwrap().to_owned();
+    let key = SigningKey::generate(Alg::EdDSA, "bot-key-1".into()).unwrap();
+    let agent = created(
+        post(
+            &a,
+            "/v1/agents",
+            &admin,
+            json!({
+                "name": "crm-bot",
+                "owner": alice,
+                "credentials": {"jwks": [key.public_jwk().to_public_json()]},
+            }),
+        )
+        .await,
+    );
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let mandate = created(
+        post(
+            &a,
+            "/v1/mandates",
+            &admin,
+            json!({
+                "agent_id": agent,
+                "human_id": alice,
+                "intent": "Tidy the CRM",
+                "scope": {"tools": [{"tool": "crm.read"}, {"tool": "crm.update"}]},
+                "data_ceiling": "internal",
+                "mode": "execute",
+                "expires_at": expires,
+            }),
+        )
+        .await,
+    );
+    let (status, consented) = post(
+        &b,
+        &format!("/v1/mandates/{mandate}/consent"),
+        &alice_token,
+        json!({"decision": "granted"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{consented}");
+    assert_eq!(consented["status"], "active");
+
+    // 1. A mandate-less task token issued by A is accepted by B (B learns A's key from
+    //    the store), at the admin API and by introspection.
+    let issued = task_token(&a, &agent, &key, None).await;
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(issued["scope"], "mandates:request", "{issued}");
+    within_generous_bound("B accepts A's task token at the admin API", || async {
+        list_with(&b, &token).await == 200
+    })
+    .await;
+    let seen = introspect(&b, &admin, &token).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["iss"], PUBLIC_URL, "{seen}");
+
+    // 2. Revoked at A: B refuses it (its in-memory list, fed by NOTIFY or the poll).
+    let (status, body) = oauth(
+        format!("{}/oauth2/revoke", a.url),
+        Some(&admin),
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    within_generous_bound("B refuses a token revoked at A", || async {
+        list_with(&b, &token).await == 401
+    })
+    .await;
+    assert_eq!(introspect(&b, &admin, &token).await["active"], false);
+    // And the other way round: issued by B, revoked at B, refused by A.
+    let other = task_token(&b, &agent, &key, None).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    within_generous_bound("A accepts B's task token", || async {
+        list_with(&a, &other).await == 200
+    })
+    .await;
+    let (status, _) = oauth(
+        format!("{}/oauth2/revoke", b.url),
+        Some(&admin),
+        &[("token", other.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    within_generous_bound("A refuses a token revoked at B", || async {
+        list_with(&a, &other).await == 401
+    })
+    .await;
+
+    // 3. A mandate-bound token issued by A: active at B; completing the mandate at A
+    //    ends it everywhere (introspection on B: inactive), and exchanging it at B is
+    //    refused.
+    let bound = task_token(&a, &agent, &key, Some(&mandate)).await;
+    let bound = bound["access_token"].as_str().unwrap().to_owned();
+    let seen = introspect(&b, &admin, &bound).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["mandate"], mandate.as_str(), "{seen}");
+    assert_eq!(
+        list_with(&b, &bound).await,
+        403,
+        "a mandate-bound token is for tools, not the admin API"
+    );
+    let (status, ended) = post(
+        &a,
+        &format!("/v1/mandates/{mandate}/complete"),
+        &admin,
+        json!({"reason": "done"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["status"], "completed");
+    within_generous_bound(
+        "B reports the token of a completed mandate inactive",
+        || async { introspect(&b, &admin, &bound).await["active"] == false },
+    )
+    .await;
+    let renewal = assertion(&agent, &key);
+    let (status, refused) = oauth(
+        format!("{}/oauth2/token", b.url),
+        None,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", renewal.as_str()),
+            ("subject_token", bound.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+    // B's in-memory list knows too (the mandate's grants were revoked with it).
+    within_generous_bound(
+        "B's revocation list holds the completed mandate's token",
+        || async {
+            // The admin API refuses it as revoked (401) rather than as the wrong kind (403).
+            list_with(&b, &bound).await == 401
+        },
+    )
+    .await;
+
+    drop((a, b));
+    drop(db);
+}
