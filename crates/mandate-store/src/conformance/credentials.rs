@@ -234,3 +234,60 @@ pub async fn client_assertion_jtis_are_accepted_once(store: Arc<dyn Store>) {
     }
     assert_eq!(wins, 1);
 }
+
+pub async fn token_keys_are_published_retired_and_revocations_announced(store: Arc<dyn Store>) {
+    let key = |kid: &str| TokenKey {
+        kid: kid.to_owned(),
+        jwk: format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"x","kid":"{kid}","alg":"EdDSA"}}"#),
+        created_at: t0(),
+        retire_at: None,
+    };
+    store.publish_token_key(&key("k1")).await.unwrap();
+    store.publish_token_key(&key("k2")).await.unwrap();
+    store.publish_token_key(&key("k1")).await.unwrap();
+    let kids = |keys: Vec<TokenKey>| keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    assert_eq!(kids(store.token_keys(t0()).await.unwrap()), ["k1", "k2"]);
+    store
+        .retire_token_key("k1", t0() + Duration::minutes(5))
+        .await
+        .unwrap();
+    let during = store.token_keys(t0() + Duration::minutes(4)).await.unwrap();
+    assert_eq!(during[0].retire_at, Some(t0() + Duration::minutes(5)));
+    assert_eq!(kids(during), ["k1", "k2"]);
+    assert_eq!(
+        kids(store.token_keys(t0() + Duration::minutes(5)).await.unwrap()),
+        ["k2"]
+    );
+
+    // Agents are found by client id in any tenant (authentication only).
+    let active = activated_mandate(&*store).await;
+    let agent = store
+        .agent_by_client_id(active.terms.agent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(agent.tenant_id, active.tenant_id);
+    assert!(
+        store
+            .agent_by_client_id(AgentId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Where the backend has a notification channel, a revocation wakes its listeners.
+    if let Some(mut feed) = store.revocation_feed().await.unwrap() {
+        store
+            .insert_grant(&grant_under(&active, "jti-feed", None, 0))
+            .await
+            .unwrap();
+        store
+            .revoke_grant_tree(active.tenant_id, "jti-feed", t0())
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("no notification within 5 s"))
+            .unwrap();
+    }
+}

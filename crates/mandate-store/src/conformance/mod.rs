@@ -38,7 +38,7 @@ pub use mandates::*;
 
 use crate::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, HumanFilter, MandateFilter, PageRequest,
-    Store, StoreError, ToolFilter,
+    Store, StoreError, TokenKey, ToolFilter,
 };
 
 /// Generates one test per conformance case. `$fresh` is an `async fn() -> Arc<dyn Store>`
@@ -65,6 +65,7 @@ macro_rules! store_conformance {
             policy_sets_are_versioned_newest_wins,
             grants_revoke_down_the_delegation_tree_and_with_their_mandate,
             client_assertion_jtis_are_accepted_once,
+            token_keys_are_published_retired_and_revocations_announced,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
