@@ -66,15 +66,34 @@ pub fn start_time() -> DateTime<Utc> {
 
 impl Api {
     pub async fn new() -> Api {
-        Api::build(false).await
+        Api::build(None).await
     }
 
     /// With the token service (and the audit ledger it writes to).
     pub async fn with_tokens() -> Api {
-        Api::build(true).await
+        Api::with_tokens_as(|_| {}, |t| t).await
     }
 
-    async fn build(tokens: bool) -> Api {
+    /// With the token service, configured and extended by the caller.
+    pub async fn with_tokens_as(
+        configure: impl FnOnce(&mut mandate_core::TokenConfig),
+        extend: impl FnOnce(mandate_core::TokenService) -> mandate_core::TokenService + 'static,
+    ) -> Api {
+        let mut config =
+            mandate_core::TokenConfig::new(mandate_server::DEFAULT_PUBLIC_URL, [7; 32]);
+        configure(&mut config);
+        let extend: Box<dyn FnOnce(mandate_core::TokenService) -> mandate_core::TokenService> =
+            Box::new(extend);
+        Api::build(Some((config, extend))).await
+    }
+
+    #[allow(clippy::type_complexity, reason = "test support")]
+    async fn build(
+        tokens: Option<(
+            mandate_core::TokenConfig,
+            Box<dyn FnOnce(mandate_core::TokenService) -> mandate_core::TokenService>,
+        )>,
+    ) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn mandate_store::Store> =
             Arc::new(SqliteStore::open(dir.path()).await.unwrap());
@@ -83,7 +102,7 @@ impl Api {
         let Bootstrap::Created { admin, .. } = service.bootstrap().await.unwrap() else {
             panic!("a new store bootstraps");
         };
-        if tokens {
+        if let Some((config, extend)) = tokens {
             let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
             let ledger = mandate_core::Ledger::start(
                 store.clone(),
@@ -91,8 +110,6 @@ impl Api {
                 Arc::new(audit_key),
                 mandate_core::LedgerConfig::default(),
             );
-            let config =
-                mandate_core::TokenConfig::new(mandate_server::DEFAULT_PUBLIC_URL, [7; 32]);
             let key =
                 mandate_jose::SigningKey::generate(mandate_jose::Alg::EdDSA, "k1".into()).unwrap();
             let tokens = mandate_core::TokenService::start(
@@ -105,7 +122,7 @@ impl Api {
             )
             .await
             .unwrap();
-            service = service.with_tokens(Arc::new(tokens));
+            service = service.with_tokens(Arc::new(extend(tokens)));
         }
         let app = mandate_server::app(service.clone(), Metrics::new("sqlite"));
         Api {

@@ -41,7 +41,10 @@ fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
 
 impl Setup {
     async fn new() -> Setup {
-        let api = Api::with_tokens().await;
+        Setup::on(Api::with_tokens().await).await
+    }
+
+    async fn on(api: Api) -> Setup {
         let alice = api
             .post(
                 "/v1/humans",
@@ -874,4 +877,178 @@ async fn a_rotated_key_keeps_verifying_through_the_overlap_then_retires() {
     let jwks = s.api.send(Method::GET, "/oauth2/jwks", None, None).await;
     assert_eq!(jwks.ok(200)["keys"].as_array().unwrap().len(), 1);
     assert_eq!(s.introspect(&old).await["active"], false);
+}
+
+/// Registers an agent with these credentials; returns its id.
+async fn agent_with(s: &Setup, name: &str, credentials: Value) -> String {
+    s.api
+        .post(
+            "/v1/agents",
+            &s.api.admin,
+            &json!({"name": name, "owner": s.alice, "credentials": credentials}),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn mandate_less(s: &Setup, assertion: &str) -> Reply {
+    s.form(
+        "/oauth2/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", assertion),
+        ],
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn spiffe_workloads_authenticate_with_jwt_svids_from_a_trusted_bundle() {
+    let key = SigningKey::generate(Alg::ES256, "svid-1".into()).unwrap();
+    let jwks = json!({"keys": [key.public_jwk().to_public_json()]}).to_string();
+    let domain = mandate_token::TrustDomain::parse("example.org").unwrap();
+    let bundle = mandate_token::JwtBundle::from_jwks_json(domain, jwks.as_bytes()).unwrap();
+    let mut bundles = mandate_token::TrustBundles::new();
+    bundles.insert(bundle);
+    let s = Setup::on(Api::with_tokens_as(|_| {}, move |t| t.with_spiffe(bundles)).await).await;
+    let spiffe_id = "spiffe://example.org/ns/prod/sa/planner";
+    let id = agent_with(&s, "svid-planner", json!({"spiffe_id": spiffe_id})).await;
+    let t = now(&s.api);
+    let svid = |sub: &str, signer: &SigningKey| {
+        sign(
+            signer,
+            json!({"typ": "JWT"}),
+            json!({"sub": sub, "aud": [format!("{ISSUER}/oauth2/token")], "exp": t + 300, "iat": t}),
+        )
+    };
+    let reply = mandate_less(&s, &svid(spiffe_id, &key)).await;
+    let token = reply.ok(200)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&token).1["act"], json!({"sub": id}));
+    // Another workload of the trust domain is not an agent; another domain is not trusted;
+    // a key outside the bundle proves nothing.
+    for (what, assertion) in [
+        (
+            "unregistered",
+            svid("spiffe://example.org/ns/prod/sa/other", &key),
+        ),
+        (
+            "untrusted domain",
+            svid("spiffe://evil.example/sa/planner", &key),
+        ),
+        (
+            "foreign key",
+            svid(
+                spiffe_id,
+                &SigningKey::generate(Alg::ES256, "svid-1".into()).unwrap(),
+            ),
+        ),
+    ] {
+        let reply = mandate_less(&s, &assertion).await;
+        assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.body);
+        assert_eq!(reply.body["error"], "invalid_client", "{what}");
+    }
+}
+
+#[tokio::test]
+async fn federated_issuers_authenticate_agents_by_issuer_and_subject() {
+    use axum::routing::get;
+    // A real OIDC issuer on loopback: discovery and JWKS over HTTP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let key = SigningKey::generate(Alg::EdDSA, "ci-1".into()).unwrap();
+    let jwks = json!({"keys": [key.public_jwk().to_public_json()]});
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { axum::Json(discovery) }),
+        )
+        .route("/jwks", get(move || async move { axum::Json(jwks) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let federation = mandate_token::Federation::new(
+        vec![mandate_token::FederatedIssuer::new(
+            issuer.clone(),
+            vec!["mandate".into()],
+        )],
+        mandate_token::FederationOptions {
+            dangerous_allow_insecure_loopback: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let s =
+        Setup::on(Api::with_tokens_as(|_| {}, move |t| t.with_federation(federation)).await).await;
+    let subject = "repo:acme/deploy:ref:refs/heads/main";
+    let id = agent_with(
+        &s,
+        "ci-deployer",
+        json!({"federated": {"issuer": issuer, "subject": subject}}),
+    )
+    .await;
+    let t = now(&s.api);
+    let id_token = |sub: &str, aud: &str| {
+        sign(
+            &key,
+            json!({"typ": "JWT"}),
+            json!({"iss": issuer, "sub": sub, "aud": aud, "exp": t + 300, "iat": t}),
+        )
+    };
+    let reply = mandate_less(&s, &id_token(subject, "mandate")).await;
+    let token = reply.ok(200)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&token).1["act"], json!({"sub": id}));
+    for (what, assertion) in [
+        (
+            "other subject",
+            id_token("repo:acme/other:ref:refs/heads/main", "mandate"),
+        ),
+        ("other audience", id_token(subject, "someone-else")),
+    ] {
+        let reply = mandate_less(&s, &assertion).await;
+        assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.body);
+        assert_eq!(reply.body["error"], "invalid_client", "{what}");
+    }
+}
+
+#[tokio::test]
+async fn server_nonces_are_required_when_configured() {
+    let s = Setup::on(Api::with_tokens_as(|c| c.dpop_nonce = true, |t| t).await).await;
+    let key = SigningKey::generate(Alg::EdDSA, "dpop".into()).unwrap();
+    let htu = format!("{ISSUER}/oauth2/token");
+    let ask = |proof: String, jti: &'static str| {
+        let s = &s;
+        async move {
+            let assertion = s.assertion(0, jti);
+            s.form(
+                "/oauth2/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", BEARER),
+                    ("client_assertion", &assertion),
+                ],
+                &[("DPoP", &proof)],
+            )
+            .await
+        }
+    };
+    let first = ask(s.proof(&key, "POST", &htu, None), "n1").await;
+    oauth_error(&first, 400, "use_dpop_nonce");
+    let nonce = first.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let with_nonce = sign(
+        &key,
+        json!({"typ": "dpop+jwt", "jwk": key.public_jwk().to_public_json()}),
+        json!({"jti": "p-nonce", "htm": "POST", "htu": htu, "iat": now(&s.api), "nonce": nonce}),
+    );
+    let second = ask(with_nonce, "n2").await;
+    assert_eq!(second.ok(200)["token_type"], "DPoP");
+    let forged = sign(
+        &key,
+        json!({"typ": "dpop+jwt", "jwk": key.public_jwk().to_public_json()}),
+        json!({"jti": "p-forged", "htm": "POST", "htu": htu, "iat": now(&s.api), "nonce": "made-up"}),
+    );
+    oauth_error(&ask(forged, "n3").await, 400, "use_dpop_nonce");
 }
