@@ -23,9 +23,6 @@ pub enum TokenError {
     /// `unsupported_grant_type`.
     #[error("unsupported_grant_type: {0}")]
     UnsupportedGrantType(String),
-    /// `unsupported_token_type` (RFC 7009 §2.2.1).
-    #[error("unsupported_token_type: {0}")]
-    UnsupportedTokenType(String),
     /// `invalid_scope`: the scope asked for is wider than allowed.
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
@@ -61,7 +58,6 @@ impl TokenError {
             TokenError::InvalidGrant(_) => "invalid_grant",
             TokenError::UnauthorizedClient(_) => "unauthorized_client",
             TokenError::UnsupportedGrantType(_) => "unsupported_grant_type",
-            TokenError::UnsupportedTokenType(_) => "unsupported_token_type",
             TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
             TokenError::InvalidTarget(_) => "invalid_target",
@@ -81,7 +77,6 @@ impl TokenError {
             | TokenError::InvalidGrant(m)
             | TokenError::UnauthorizedClient(m)
             | TokenError::UnsupportedGrantType(m)
-            | TokenError::UnsupportedTokenType(m)
             | TokenError::InvalidScope(m)
             | TokenError::InvalidAuthorizationDetails(m)
             | TokenError::InvalidTarget(m)

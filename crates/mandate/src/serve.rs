@@ -19,6 +19,15 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut config = config;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    // Asked for any free port: announce the one bound, not `:0`.
+    if config.public_url == format!("http://{}", config.listen) && config.listen.port() == 0 {
+        config.public_url = format!("http://{local}");
+    }
     let store = open_store(&config).await?;
     let clock: Arc<dyn mandate_types::Clock> = Arc::new(SystemClock);
     let policies = match &config.policies_dir {
@@ -52,10 +61,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new(store.backend());
     let app = mandate_server::app_at(service.clone(), metrics, &config.public_url);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
     eprintln!(
         "mandate: listening on http://{local} (store: {})",

@@ -149,6 +149,17 @@ async fn api(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// An admin-API POST with a JSON body.
+async fn post(server: &Server, path: &str, token: &str, body: Value) -> (u16, Value) {
+    api(
+        reqwest::Method::POST,
+        format!("{}{path}", server.url),
+        token,
+        Some(body),
+    )
+    .await
+}
+
 /// A form POST to an OAuth endpoint, with an optional admin bearer: (status, JSON body).
 async fn oauth(url: String, bearer: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(url).form(form);
@@ -202,7 +213,11 @@ async fn task_token(
         ("client_assertion", assertion.as_str()),
     ];
     if let Some(d) = &details {
+        // Addressed to the admin API (the issuer), so that a replica's answer there
+        // shows how it reads the token: 403 while live (a token for tools), 401 once
+        // on its revocation list.
         form.push(("authorization_details", d.as_str()));
+        form.push(("resource", PUBLIC_URL));
     }
     let (status, body) = oauth(format!("{}/oauth2/token", server.url), None, &form).await;
     assert_eq!(status, 200, "{body}");
@@ -293,14 +308,6 @@ async fn tokens_and_revocations_cross_replicas() {
     assert!(kids(&jwks).len() >= 2 || kids(&jwks_a).len() >= 2, "{jwks}");
 
     // A human, an agent with a registered key, a consented mandate — set up on A.
-    let post = |server: &Server, path: &str, token: &str, body: Value| {
-        api(
-            reqwest::Method::POST,
-            format!("{}{path}", server.url),
-            token,
-            Some(body),
-        )
-    };
     let alice = created(
         post(
             &a,

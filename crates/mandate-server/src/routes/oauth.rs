@@ -232,13 +232,7 @@ async fn revoke(
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
-    if let Some(hint) = form.get("token_type_hint")
-        && hint != "access_token"
-    {
-        return Err(
-            TokenError::UnsupportedTokenType("only access tokens are issued here".into()).into(),
-        );
-    }
+    // `token_type_hint` is only a hint (RFC 7009 §2.1): every token here is an access token.
     match api_caller(&state, &headers).await? {
         Some(caller) => tokens.revoke(RevokeRequest::Api(&caller), &token).await?,
         None => {

@@ -411,12 +411,13 @@ async fn revoking_a_grant_revokes_what_was_delegated_from_it_only() {
         .as_str()
         .unwrap()
         .to_owned();
-    // B revokes its own token, authenticated as itself.
+    // B revokes its own token, authenticated as itself (a wrong hint is only a hint).
     let assertion = s.assertion(1, "rv1");
     s.form(
         "/oauth2/revoke",
         &[
             ("token", &b),
+            ("token_type_hint", "refresh_token"),
             ("client_assertion_type", BEARER),
             ("client_assertion", &assertion),
         ],
