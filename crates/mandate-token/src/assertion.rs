@@ -9,8 +9,10 @@ use crate::error::{TokenError, untrusted};
 
 /// The `client_assertion_type` for JWT assertions.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Longest assertion lifetime we accept (`exp` − now), seconds.
-pub const MAX_ASSERTION_LIFETIME: i64 = 300;
+/// Longest assertion lifetime we accept (`exp` − now), seconds: an hour, what stock
+/// clients such as authlib sign (their `jti` is remembered until `exp`, so a longer
+/// lifetime never opens a replay).
+pub const MAX_ASSERTION_LIFETIME: i64 = 3_600;
 /// Longest assertion we read, bytes.
 pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
 
