@@ -81,9 +81,10 @@ for _ in $(seq 1 300); do
 done
 store=$(curl -sf "$base/readyz" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("store", "?"))')
 
-echo "== token issuance: store $store, $connections keep-alive connections, $agents agents, $duration s ${flags[*]:-}"
-echo "   command: bash bench/token-issuance.sh $duration $connections $agents ${flags[*]:-}${database_url:+ --database-url $database_url}"
-echo "   generator: $load --url $base --admin-token @DATA/admin-token --seconds $duration --connections $connections --agents $agents ${flags[*]:-} --server-pid $server"
+extra="${flags[*]:+ ${flags[*]}}"
+echo "== token issuance: store $store, $connections keep-alive connections, $agents agents, $duration s$extra"
+echo "   command: bash bench/token-issuance.sh $duration $connections $agents$extra${database_url:+ --database-url $database_url}"
+echo "   generator: $load --url $base --admin-token @DATA/admin-token --seconds $duration --connections $connections --agents $agents$extra --server-pid $server"
 "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$duration" \
   --connections "$connections" --agents "$agents" "${flags[@]}" --server-pid "$server"
 echo "   machine: $(nproc) cores; $(uname -sr)"

@@ -46,8 +46,13 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        // Owned by a `Server` at once: killed and reaped on every path, panics included.
+        let mut server = Server {
+            child,
+            url: String::new(),
+        };
+        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -63,10 +68,10 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on ").nth(1) {
-                        let url = rest.split_whitespace().next().unwrap().to_owned();
+                        server.url = rest.split_whitespace().next().unwrap().to_owned();
                         // Keep draining stderr so the server never blocks on it.
                         std::thread::spawn(move || while rx.recv().is_ok() {});
-                        return Server { child, url };
+                        return server;
                     }
                     log.push(line);
                 }
@@ -298,14 +303,35 @@ async fn tokens_and_revocations_cross_replicas() {
         k.sort();
         k
     };
-    let (_, jwks_a) = api(
-        reqwest::Method::GET,
-        format!("{}/oauth2/jwks", a.url),
-        &admin,
-        None,
-    )
-    .await;
-    assert!(kids(&jwks).len() >= 2 || kids(&jwks_a).len() >= 2, "{jwks}");
+    // A replica that started first learns the other's key by re-reading the store
+    // (every 10 s), without waiting for a token signed with it.
+    let mut jwks = jwks;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, jwks_a) = api(
+            reqwest::Method::GET,
+            format!("{}/oauth2/jwks", a.url),
+            &admin,
+            None,
+        )
+        .await;
+        if kids(&jwks_a).len() == 2 && kids(&jwks_a) == kids(&jwks) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica A never listed B's key: {jwks_a}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        jwks = api(
+            reqwest::Method::GET,
+            format!("{}/oauth2/jwks", b.url),
+            &admin,
+            None,
+        )
+        .await
+        .1;
+    }
 
     // A human, an agent with a registered key, a consented mandate — set up on A.
     let alice = created(

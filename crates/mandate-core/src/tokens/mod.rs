@@ -361,9 +361,19 @@ impl TokenService {
 
     /// Keeps the revocation list current until the process ends: wakes on the
     /// store's notifications (PostgreSQL LISTEN/NOTIFY) and polls as a fallback.
+    /// Also re-reads the published signing keys every 10 s, so `/oauth2/jwks` lists
+    /// keys other replicas published (and drops retired ones) without waiting for a
+    /// token signed by one of them.
     pub async fn follow_revocations(self: Arc<Self>) {
         let mut feed = None;
+        let mut keys_read = Instant::now();
         loop {
+            if keys_read.elapsed() >= StdDuration::from_secs(10) {
+                keys_read = Instant::now();
+                if let Err(e) = self.refresh_keys().await {
+                    tracing::warn!(error = %e, "re-reading the published token keys failed; will retry");
+                }
+            }
             if feed.is_none() {
                 feed = match self.store.revocation_feed().await {
                     Ok(f) => f,
