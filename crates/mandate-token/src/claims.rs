@@ -34,14 +34,6 @@ impl Claims {
         Claims(map)
     }
 
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
-    pub fn into_map(self) -> Map<String, Value> {
-        self.0
-    }
-
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
     }

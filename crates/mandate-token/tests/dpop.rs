@@ -8,18 +8,18 @@
 //! RFC 9449 DPoP proof checks: the RFC's example proofs, then hostile proofs, each of
 //! which must be refused for the reason the test names.
 
-mod dpop_common;
+mod common;
 
 use std::sync::Arc;
 
-use dpop_common::{claims, dpop_header, key, sign, sign_raw, with};
+use common::{claims, dpop_header, forge, key, sign, with};
 use mandate_jose::{Alg, SigningKey, b64url_decode, b64url_encode};
 use mandate_token::{
     DpopConfig, DpopProof, DpopRequest, DpopVerifier, TokenError, access_token_hash,
 };
 use serde_json::{Value, json};
 
-const VECTORS: &str = "rfc9449_example_proofs.json";
+const VECTORS: &str = "dpop/rfc9449_example_proofs.json";
 const NOW: i64 = 1_700_000_000;
 const URL: &str = "https://as.example.com/oauth2/token";
 const SECRET: [u8; 32] = [7; 32];
@@ -77,9 +77,9 @@ fn asks_for_nonce(result: Result<DpopProof, TokenError>, want: &str) {
 
 #[test]
 fn vendored_copy_matches_the_shared_source() {
-    let ours = std::fs::read(dpop_common::vendored_dir().join(VECTORS)).unwrap();
+    let ours = std::fs::read(common::vendored_dir().join(VECTORS)).unwrap();
     assert!(!ours.is_empty());
-    let source = dpop_common::shared_dir().join(VECTORS);
+    let source = common::shared_dir().join(VECTORS);
     if source.is_file() {
         let theirs = std::fs::read(&source).unwrap();
         assert!(
@@ -120,7 +120,7 @@ fn vector_request(v: &Value) -> (String, String, Option<String>) {
 
 #[test]
 fn rfc9449_example_proofs() {
-    let doc = dpop_common::load(VECTORS);
+    let doc = common::load(VECTORS);
     let vectors = doc["vectors"].as_array().unwrap();
     assert!(!vectors.is_empty());
     let (mut passed, mut failed) = (0, 0);
@@ -182,7 +182,7 @@ fn fresh_check(v: &Value, req: &DpopRequest<'_>) -> Result<DpopProof, TokenError
 
 #[test]
 fn rfc_example_is_refused_outside_its_window_and_request() {
-    let doc = dpop_common::load(VECTORS);
+    let doc = common::load(VECTORS);
     let v = &doc["vectors"][0];
     let proof = v["dpop_proof"].as_str().unwrap();
     let iat = v["claims"]["iat"].as_i64().unwrap();
@@ -272,7 +272,7 @@ fn alg_none_hs256_and_unlisted_algorithms_are_refused() {
     };
     refused(check(&verifier(), &unsigned("none")), "none");
     refused(check(&verifier(), &unsigned("NONE")), "none");
-    let hs = sign_raw(
+    let hs = forge(
         &k,
         &json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": jwk}),
         &body,
@@ -283,7 +283,7 @@ fn alg_none_hs256_and_unlisted_algorithms_are_refused() {
     cfg.algs.push(Alg::HS256);
     refused(DpopVerifier::new(cfg).check(&hs, &post(NOW)), "asymmetric");
     // Supported by the JOSE layer but not configured for DPoP.
-    let es384 = sign_raw(
+    let es384 = forge(
         &k,
         &json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": jwk}),
         &body,
@@ -306,7 +306,7 @@ fn alg_that_does_not_fit_the_jwk_is_refused() {
     let ec = key(Alg::ES256);
     let body = claims("j", "POST", URL, NOW);
     // Header says ES256, key is Ed25519 (signed by the Ed25519 key).
-    let proof = sign_raw(
+    let proof = forge(
         &ed,
         &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": ed.public_jwk().to_public_json()}),
         &body,
@@ -315,7 +315,7 @@ fn alg_that_does_not_fit_the_jwk_is_refused() {
     // Header says EdDSA, key is P-256 without an `alg` of its own.
     let mut jwk = ec.public_jwk().to_public_json();
     jwk.as_object_mut().unwrap().remove("alg");
-    let proof = sign_raw(
+    let proof = forge(
         &ed,
         &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk}),
         &body,
@@ -354,7 +354,7 @@ fn jwk_must_be_present_public_and_the_signing_key() {
     let sk = SigningKey::from_ed25519_seed("k".into(), &seed).unwrap();
     let mut private = sk.public_jwk().to_public_json();
     private["d"] = json!(b64url_encode(&seed));
-    let proof = sign_raw(
+    let proof = forge(
         &sk,
         &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": private}),
         &body,
@@ -363,7 +363,7 @@ fn jwk_must_be_present_public_and_the_signing_key() {
 
     // Someone else's key in the header, signed with ours.
     let other = key(Alg::EdDSA);
-    let proof = sign_raw(
+    let proof = forge(
         &k,
         &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": other.public_jwk().to_public_json()}),
         &body,
@@ -371,13 +371,13 @@ fn jwk_must_be_present_public_and_the_signing_key() {
     refused(check(&verifier(), &proof), "bad signature");
 
     // A jwk that is not an object, and a symmetric key.
-    let proof = sign_raw(
+    let proof = forge(
         &k,
         &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": "key"}),
         &body,
     );
     assert!(check(&verifier(), &proof).is_err());
-    let proof = sign_raw(
+    let proof = forge(
         &k,
         &json!({"typ": "dpop+jwt", "alg": "EdDSA",
                 "jwk": {"kty": "oct", "k": b64url_encode(&[1u8; 32])}}),

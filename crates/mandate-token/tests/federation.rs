@@ -8,7 +8,7 @@
 //! Federated OIDC issuers against a real local HTTP issuer (axum on 127.0.0.1:0)
 //! that counts its fetches. Time is the `now` passed to `verify`.
 
-mod spiffe_common;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,6 @@ use mandate_jose::{Alg, SigningKey};
 use mandate_token::TokenError;
 use mandate_token::federation::{FederatedIssuer, Federation, FederationOptions};
 use serde_json::{Value, json};
-use spiffe_common as common;
 
 const T0: i64 = 1_750_000_000;
 const AUD: &str = "mandate";

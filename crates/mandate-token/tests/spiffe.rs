@@ -7,13 +7,12 @@
 )]
 //! SPIFFE IDs, bundles (go-spiffe's fixtures) and JWT-SVID client assertions.
 
-mod spiffe_common;
+mod common;
 
 use mandate_jose::{Alg, SigningKey};
 use mandate_token::TokenError;
 use mandate_token::spiffe::{JwtBundle, SpiffeId, TrustBundles, TrustDomain, verify_jwt_svid};
 use serde_json::{Value, json};
-use spiffe_common as common;
 
 const NOW: i64 = 1_750_000_000;
 const AUD: &str = "https://mandate.example/oauth2/token";
@@ -38,10 +37,10 @@ const VENDORED: [&str; 12] = [
 fn vendored_copies_exist_and_match_the_source() {
     let mut compared = 0;
     for rel in VENDORED {
-        let ours = std::fs::read(common::vendored_dir().join(rel))
+        let ours = std::fs::read(common::vendored_dir().join("spiffe").join(rel))
             .unwrap_or_else(|e| panic!("vendored {rel} missing: {e}"));
         assert!(!ours.is_empty(), "{rel}");
-        let source = common::shared_dir().join(rel);
+        let source = common::shared_dir().join("spiffe").join(rel);
         if source.is_file() {
             let theirs = std::fs::read(&source).unwrap();
             assert!(ours == theirs, "{rel} differs from {}", source.display());
@@ -140,7 +139,7 @@ fn go_spiffe_bundle_fixtures() {
     ];
     let (mut passed, mut failed) = (0, 0);
     for (rel, spiffe, expect) in &cases {
-        let bytes = common::read(rel);
+        let bytes = common::spiffe(rel);
         let domain = td("domain.test");
         let got = if *spiffe {
             JwtBundle::from_spiffe_bundle_json(domain, &bytes)
@@ -181,7 +180,7 @@ fn go_spiffe_bundle_fixtures() {
     // The fixtures' keys are addressable by kid.
     let b = JwtBundle::from_spiffe_bundle_json(
         td("domain.test"),
-        &common::read(&format!("{sb}spiffebundle_valid_1.json")),
+        &common::spiffe(&format!("{sb}spiffebundle_valid_1.json")),
     )
     .unwrap();
     assert!(b.key("C6vs25welZOx6WksNYfbMfiw9l96pMnD").is_some());
@@ -189,7 +188,7 @@ fn go_spiffe_bundle_fixtures() {
 }
 
 fn x5c_from_fixture() -> Value {
-    let doc: Value = serde_json::from_slice(&common::read(
+    let doc: Value = serde_json::from_slice(&common::spiffe(
         "go-spiffe/bundle/spiffebundle/testdata/spiffebundle_valid_1.json",
     ))
     .unwrap();

@@ -13,91 +13,18 @@
 //! The Python packages are a test dependency: when they are missing the test fails
 //! and says how to install them (CI installs them in `.ci/run`).
 
-use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+mod common;
+
+use common::Server;
 const INSTALL: &str = "pip install -r crates/mandate/tests/python/requirements.txt";
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oauth_clients.py")
-}
-
-/// A running `mandate serve`, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Starts on a free loopback port chosen up front: the issuer, the assertion
-    /// audience and the DPoP `htu` are all derived from the public URL, which must
-    /// therefore name the real port (`--listen 127.0.0.1:0` would advertise port 0).
-    fn start(data: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", &listen, "--data"])
-            .arg(data)
-            .env_remove("MANDATE_DATABASE_URL")
-            .env_remove("MANDATE_PUBLIC_URL")
-            .env("MANDATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("listening on ") => break,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("mandate serve did not start:\n{}", seen.join("\n")),
-            }
-        }
-        Server {
-            child,
-            url: format!("http://{listen}"),
-            log: rx,
-        }
-    }
-
-    fn log(&self) -> String {
-        let mut lines = Vec::new();
-        while let Ok(line) = self.log.try_recv() {
-            lines.push(line);
-        }
-        lines.join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Fails (never skips) when python3 or the client packages are not installed.
@@ -156,7 +83,7 @@ async fn python_oauth_clients_get_exchange_verify_and_revoke_tokens() {
     assert!(jwks["a"].get("d").is_none() && jwks["b"].get("d").is_none());
 
     let data = dir.path().join("data");
-    let server = Server::start(&data);
+    let mut server = Server::start(&data, &[]);
     let admin = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
@@ -293,7 +220,7 @@ async fn python_oauth_clients_get_exchange_verify_and_revoke_tokens() {
         out.status.success(),
         "oauth_clients.py failed ({}):\n{stdout}\n{stderr}\n--- server log ---\n{}",
         out.status,
-        server.log()
+        server.drain_log()
     );
     assert!(stdout.contains("all OAuth client steps passed"), "{stdout}");
 }

@@ -11,82 +11,22 @@
 //! mandate — at one is enforced by the other. Functional only: the bounds are
 //! generous; `bench/revocation-propagation.sh` measures the delay.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mandate_jose::{Alg, SigningKey};
 use serde_json::{Map, Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+mod common;
+
+use common::Server;
 /// Both replicas' public URL: one issuer, whichever replica signs.
 const PUBLIC_URL: &str = "http://mandate.replicas.test";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How long a replica may take to enforce another's revocation here (the target is
 /// far lower; this only proves that it happens).
 const GENEROUS: Duration = Duration::from_secs(5);
-
-/// A running `mandate serve`, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data: &Path, database_url: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(["--database-url", database_url])
-            .env("MANDATE_PUBLIC_URL", PUBLIC_URL)
-            .env("MANDATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        // Owned by a `Server` at once: killed and reaped on every path, panics included.
-        let mut server = Server {
-            child,
-            url: String::new(),
-        };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut log = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        server.url = rest.split_whitespace().next().unwrap().to_owned();
-                        // Keep draining stderr so the server never blocks on it.
-                        std::thread::spawn(move || while rx.recv().is_ok() {});
-                        return server;
-                    }
-                    log.push(line);
-                }
-                Err(_) => panic!("mandate serve did not start:\n{}", log.join("\n")),
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A fresh database on the test PostgreSQL server, dropped when done.
 struct Database {
@@ -270,8 +210,20 @@ async fn tokens_and_revocations_cross_replicas() {
     let db = Database::create();
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| Server::start(dirs.0.path(), &db.url));
-        let b = s.spawn(|| Server::start(dirs.1.path(), &db.url));
+        let a = s.spawn(|| {
+            Server::start_with_env(
+                dirs.0.path(),
+                &["--database-url", &db.url],
+                &[("MANDATE_PUBLIC_URL", PUBLIC_URL)],
+            )
+        });
+        let b = s.spawn(|| {
+            Server::start_with_env(
+                dirs.1.path(),
+                &["--database-url", &db.url],
+                &[("MANDATE_PUBLIC_URL", PUBLIC_URL)],
+            )
+        });
         (a.join().unwrap(), b.join().unwrap())
     });
     let tokens: Vec<PathBuf> = [dirs.0.path(), dirs.1.path()]

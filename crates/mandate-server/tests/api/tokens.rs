@@ -160,26 +160,37 @@ impl Setup {
         self.api.raw(request.body(Body::from(body)).unwrap()).await
     }
 
+    /// `client_credentials` with this assertion and, if given, `authorization_details`.
+    async fn client_credentials(&self, assertion: &str, details: Option<&str>) -> Reply {
+        self.client_credentials_with(assertion, details, None).await
+    }
+
+    /// The same, with a DPoP proof.
+    async fn client_credentials_with(
+        &self,
+        assertion: &str,
+        details: Option<&str>,
+        proof: Option<&str>,
+    ) -> Reply {
+        let mut params = vec![
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", assertion),
+        ];
+        if let Some(d) = details {
+            params.push(("authorization_details", d));
+        }
+        let extra: Vec<(&str, &str)> = proof.map(|p| ("DPoP", p)).into_iter().collect();
+        self.form("/oauth2/token", &params, &extra).await
+    }
+
     /// A task token for agent 0 under `mandate` (with a DPoP proof by `dpop`, if any).
     async fn issue(&self, mandate: &str, jti: &str, dpop: Option<&SigningKey>) -> Reply {
         let assertion = self.assertion(0, jti);
         let details = json!([{"type": "mandate", "mandate_id": mandate}]).to_string();
         let proof = dpop.map(|k| self.proof(k, "POST", &format!("{ISSUER}/oauth2/token"), None));
-        let mut extra = Vec::new();
-        if let Some(p) = &proof {
-            extra.push(("DPoP", p.as_str()));
-        }
-        self.form(
-            "/oauth2/token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", BEARER),
-                ("client_assertion", &assertion),
-                ("authorization_details", &details),
-            ],
-            &extra,
-        )
-        .await
+        self.client_credentials_with(&assertion, Some(&details), proof.as_deref())
+            .await
     }
 
     /// Agent `to` exchanges `subject` (delegation), optionally narrowing `scope`.
@@ -524,18 +535,7 @@ async fn client_authentication_is_strict() {
         ),
     ];
     for (what, assertion) in cases {
-        let reply = s
-            .form(
-                "/oauth2/token",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_assertion_type", BEARER),
-                    ("client_assertion", &assertion),
-                    ("authorization_details", &details),
-                ],
-                &[],
-            )
-            .await;
+        let reply = s.client_credentials(&assertion, Some(&details)).await;
         assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.body);
         assert_eq!(reply.body["error"], "invalid_client", "{what}");
     }
@@ -569,36 +569,14 @@ async fn mandates_that_are_not_the_agents_or_not_active_grant_nothing() {
     // The outsider names agent 0's mandate.
     let assertion = s.assertion(3, "o1");
     let details = json!([{"type": "mandate", "mandate_id": mandate}]).to_string();
-    let reply = s
-        .form(
-            "/oauth2/token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", BEARER),
-                ("client_assertion", &assertion),
-                ("authorization_details", &details),
-            ],
-            &[],
-        )
-        .await;
+    let reply = s.client_credentials(&assertion, Some(&details)).await;
     let why = oauth_error(&reply, 403, "access_denied");
     assert!(why.contains("not granted to this agent"), "{why}");
     // Asking for a tool outside the mandate.
     let assertion = s.assertion(0, "o2");
     let details =
         json!([{"type": "mandate", "mandate_id": mandate, "tools": ["mail.send"]}]).to_string();
-    let reply = s
-        .form(
-            "/oauth2/token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", BEARER),
-                ("client_assertion", &assertion),
-                ("authorization_details", &details),
-            ],
-            &[],
-        )
-        .await;
+    let reply = s.client_credentials(&assertion, Some(&details)).await;
     oauth_error(&reply, 400, "invalid_authorization_details");
     // A token never outlives its mandate: 2 minutes before the end, it lives 2 minutes.
     s.api
@@ -895,19 +873,6 @@ async fn agent_with(s: &Setup, name: &str, credentials: Value) -> String {
         .to_owned()
 }
 
-async fn mandate_less(s: &Setup, assertion: &str) -> Reply {
-    s.form(
-        "/oauth2/token",
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", BEARER),
-            ("client_assertion", assertion),
-        ],
-        &[],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn spiffe_workloads_authenticate_with_jwt_svids_from_a_trusted_bundle() {
     let key = SigningKey::generate(Alg::ES256, "svid-1".into()).unwrap();
@@ -927,7 +892,7 @@ async fn spiffe_workloads_authenticate_with_jwt_svids_from_a_trusted_bundle() {
             json!({"sub": sub, "aud": [format!("{ISSUER}/oauth2/token")], "exp": t + 300, "iat": t}),
         )
     };
-    let reply = mandate_less(&s, &svid(spiffe_id, &key)).await;
+    let reply = s.client_credentials(&svid(spiffe_id, &key), None).await;
     let token = reply.ok(200)["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims(&token).1["act"], json!({"sub": id}));
     // Another workload of the trust domain is not an agent; another domain is not trusted;
@@ -949,7 +914,7 @@ async fn spiffe_workloads_authenticate_with_jwt_svids_from_a_trusted_bundle() {
             ),
         ),
     ] {
-        let reply = mandate_less(&s, &assertion).await;
+        let reply = s.client_credentials(&assertion, None).await;
         assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.body);
         assert_eq!(reply.body["error"], "invalid_client", "{what}");
     }
@@ -999,7 +964,9 @@ async fn federated_issuers_authenticate_agents_by_issuer_and_subject() {
             json!({"iss": issuer, "sub": sub, "aud": aud, "exp": t + 300, "iat": t}),
         )
     };
-    let reply = mandate_less(&s, &id_token(subject, "mandate")).await;
+    let reply = s
+        .client_credentials(&id_token(subject, "mandate"), None)
+        .await;
     let token = reply.ok(200)["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims(&token).1["act"], json!({"sub": id}));
     for (what, assertion) in [
@@ -1009,7 +976,7 @@ async fn federated_issuers_authenticate_agents_by_issuer_and_subject() {
         ),
         ("other audience", id_token(subject, "someone-else")),
     ] {
-        let reply = mandate_less(&s, &assertion).await;
+        let reply = s.client_credentials(&assertion, None).await;
         assert_eq!(reply.status.as_u16(), 401, "{what}: {}", reply.body);
         assert_eq!(reply.body["error"], "invalid_client", "{what}");
     }

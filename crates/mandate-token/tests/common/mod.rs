@@ -1,6 +1,6 @@
-//! Shared by the SPIFFE and federation tests: where the SPIFFE fixtures live
-//! (`shared/conformance/spiffe/` beside the repository when it is there, else the
-//! vendored copy in `tests/vectors/spiffe/`), and token minting.
+//! Shared by the token tests: where the outside vectors live
+//! (`shared/conformance/` beside the repository when it is there, else the vendored
+//! copies in `tests/vectors/`), and token and proof builders.
 #![allow(dead_code, reason = "each test binary uses a subset")]
 #![allow(
     clippy::unwrap_used,
@@ -12,21 +12,21 @@
 
 use std::path::{Path, PathBuf};
 
-use mandate_jose::{SigningKey, b64url_encode};
-use serde_json::{Map, Value};
+use mandate_jose::{Alg, SigningKey, b64url_encode};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-/// The shared conformance directory (`<repo>/../shared/conformance/spiffe`).
+/// The shared conformance directory (`<repo>/../shared/conformance`).
 pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/spiffe")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
 }
 
-/// The vendored copy.
+/// The vendored copies.
 pub fn vendored_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/spiffe")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-/// The path of a fixture, preferring the shared copy.
+/// The path of a fixture (`dpop/…`, `spiffe/…`), preferring the shared copy.
 pub fn fixture(rel: &str) -> PathBuf {
     let shared = shared_dir().join(rel);
     if shared.is_file() {
@@ -42,6 +42,18 @@ pub fn read(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// A SPIFFE fixture's bytes (`rel` under `spiffe/`).
+pub fn spiffe(rel: &str) -> Vec<u8> {
+    read(&format!("spiffe/{rel}"))
+}
+
+/// A JSON fixture, parsed.
+pub fn load(rel: &str) -> Value {
+    let path = fixture(rel);
+    eprintln!("reading {}", path.display());
+    serde_json::from_slice(&read(rel)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -50,8 +62,8 @@ fn object(v: Value) -> Map<String, Value> {
 }
 
 /// A token signed by `key` (which sets `alg` and `kid`), with extra header members.
-pub fn sign(key: &SigningKey, header: Value, claims: &Value) -> String {
-    key.sign(object(header), claims.to_string().as_bytes())
+pub fn sign(key: &SigningKey, header: impl Into<Value>, claims: &Value) -> String {
+    key.sign(object(header.into()), claims.to_string().as_bytes())
         .unwrap()
 }
 
@@ -134,4 +146,36 @@ pub fn public_jwk(key: &SigningKey, use_: Option<&str>) -> Value {
 pub fn ed25519_x(key: &SigningKey) -> Vec<u8> {
     let v = key.public_jwk().to_public_json();
     mandate_jose::b64url_decode(v["x"].as_str().unwrap()).unwrap()
+}
+
+pub fn key(alg: Alg) -> SigningKey {
+    SigningKey::generate(alg, "client-key".into()).unwrap()
+}
+
+/// The header a well-behaved client sends.
+pub fn dpop_header(key: &SigningKey) -> Map<String, Value> {
+    let Value::Object(h) = json!({
+        "typ": "dpop+jwt",
+        "jwk": key.public_jwk().to_public_json(),
+    }) else {
+        unreachable!()
+    };
+    h
+}
+
+/// The claims of a proof for `method url` at `iat`.
+pub fn claims(jti: &str, method: &str, url: &str, iat: i64) -> Value {
+    json!({"jti": jti, "htm": method, "htu": url, "iat": iat})
+}
+
+/// Sets or removes (`Value::Null`) a member of a JSON object.
+pub fn with(mut v: Value, name: &str, value: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        if value.is_null() {
+            m.remove(name);
+        } else {
+            m.insert(name.into(), value);
+        }
+    }
+    v
 }

@@ -1,0 +1,174 @@
+//! The real binary, spawned for a test: `mandate serve` on a temporary data directory,
+//! its log, SIGTERM, the CLI against it, and plain HTTP calls.
+#![allow(dead_code, reason = "each test binary uses a subset")]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+
+/// A running `mandate serve`, killed if the test fails before stopping it.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    stderr: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data, extra, &[])
+    }
+
+    /// Starts with these environment variables set (`MANDATE_DATABASE_URL` and
+    /// `MANDATE_PUBLIC_URL` are otherwise cleared, so the caller's shell never leaks in).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env_remove("MANDATE_DATABASE_URL")
+            .env_remove("MANDATE_PUBLIC_URL")
+            .env("MANDATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let (tx, rx) = mpsc::channel();
+        // Owned by a `Server` at once: killed and reaped on every path, panics included.
+        let mut server = Server {
+            child: command.spawn().unwrap(),
+            url: String::new(),
+            stderr: rx,
+            log: Vec::new(),
+        };
+        let stderr = server.child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.url.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        server.url = rest.split_whitespace().next().unwrap().to_owned();
+                    }
+                    server.log.push(line);
+                }
+                Err(_) => panic!("mandate serve did not start:\n{}", server.log.join("\n")),
+            }
+        }
+        server
+    }
+
+    /// What the server wrote to stderr since the last call (or since it started).
+    pub fn drain_log(&mut self) -> String {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns everything it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "mandate serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        let log = self.log.join("\n");
+        assert!(exit.success(), "exit {exit:?}:\n{log}");
+        log
+    }
+
+    /// The CLI against this server, as `token`; returns its parsed `--json` output.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--json")
+            .env("MANDATE_URL", &self.url)
+            .env("MANDATE_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mandate {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The CLI's table output (no `--json`), and whether it succeeded.
+    pub fn cli_text(&self, token: &str, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("MANDATE_URL", &self.url)
+            .env("MANDATE_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn http(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
