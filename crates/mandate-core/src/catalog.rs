@@ -76,6 +76,9 @@ impl Service {
         if let Some(c) = &new.compensating_tool {
             check_label("compensating_tool", c, true)?;
         }
+        if let Some(pointer) = &new.amount_argument {
+            check_pointer("amount_argument", pointer)?;
+        }
         if self
             .store
             .tool_server(tenant, new.server_id)
@@ -100,6 +103,7 @@ impl Service {
             annotations: new.annotations,
             tags: new.tags,
             data_class: new.data_class.unwrap_or(DataClass::Internal),
+            amount_argument: new.amount_argument,
             compensating_tool: new.compensating_tool,
             created_at: self.clock.now(),
         };
@@ -136,6 +140,14 @@ impl Service {
             check_text("description", &description, 4096)?;
             tool.description = description;
         }
+        if let Some(pointer) = update.amount_argument {
+            if pointer.is_empty() {
+                tool.amount_argument = None;
+            } else {
+                check_pointer("amount_argument", &pointer)?;
+                tool.amount_argument = Some(pointer);
+            }
+        }
         self.store.update_tool(&tool).await?;
         Ok(tool)
     }
@@ -149,4 +161,26 @@ impl Service {
         let tenant = self.require_admin(caller)?;
         Ok(self.store.list_tools(tenant, &filter, &page).await?)
     }
+}
+
+/// A JSON pointer (RFC 6901): empty, or `/`-separated tokens with `~0`/`~1` escapes only.
+pub(crate) fn check_pointer(field: &str, pointer: &str) -> Result<(), CoreError> {
+    let bad = || {
+        CoreError::invalid(format!(
+            "`{field}` must be a JSON pointer such as `/amount`"
+        ))
+    };
+    if pointer.len() > 256 || !pointer.starts_with('/') {
+        return Err(bad());
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c.is_control() {
+            return Err(bad());
+        }
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }

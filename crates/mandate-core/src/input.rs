@@ -75,6 +75,8 @@ pub struct NewTool {
     pub tags: BTreeSet<String>,
     /// Defaults to `internal`.
     pub data_class: Option<DataClass>,
+    /// A JSON pointer to the call's spend in its arguments (e.g. `/amount_cents`).
+    pub amount_argument: Option<String>,
     pub compensating_tool: Option<String>,
 }
 
@@ -86,6 +88,8 @@ pub struct ToolUpdate {
     pub tags: Option<BTreeSet<String>>,
     pub data_class: Option<DataClass>,
     pub description: Option<String>,
+    /// A JSON pointer to the call's spend in its arguments; `""` clears it.
+    pub amount_argument: Option<String>,
 }
 
 /// A consenter's answer to a mandate.

@@ -14,12 +14,14 @@
 //! canonical JSON encoding ([`canonical`]); a consent records that hash, and a mandate only
 //! becomes active when every required consenter agreed to the very terms it carries.
 
+mod approval;
 pub mod canonical;
 mod grant;
 mod mandate;
 mod principal;
 mod tool;
 
+pub use approval::{Approval, ApprovalStatus, HeldCall, Proposal, ProposalStatus};
 pub use grant::Grant;
 pub use mandate::{
     ApprovalRules, ArgumentConstraint, Budgets, Consent, ConsentChannel, ConsentDecision,

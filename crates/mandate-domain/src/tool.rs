@@ -84,6 +84,10 @@ pub struct Tool {
     #[serde(default)]
     pub tags: BTreeSet<String>,
     pub data_class: DataClass,
+    /// Where the call's spend is in its arguments (a JSON pointer such as
+    /// `/amount_cents`), counted against the mandate's amount budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_argument: Option<String>,
     /// A tool that undoes this one, for rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensating_tool: Option<String>,

@@ -154,6 +154,7 @@ impl World {
                         DataClass::Confidential,
                     ][k % 3]
                 },
+                amount_argument: None,
                 compensating_tool: None,
                 created_at: now,
             })

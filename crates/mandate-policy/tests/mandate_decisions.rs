@@ -50,6 +50,7 @@ fn tool(server: &ToolServer, name: &str, tier: RiskTier, class: DataClass, tags:
         risk_tier: tier,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         data_class: class,
+        amount_argument: None,
         compensating_tool: None,
         created_at: now(),
     }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "token_keys",
         sql: include_str!("../migrations/postgres/0005_token_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "calls",
+        sql: include_str!("../migrations/postgres/0006_calls.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

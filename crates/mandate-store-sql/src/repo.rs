@@ -468,6 +468,17 @@ macro_rules! sql_store {
             }
         }
 
+        /// A mandate with what the gateway has spent of its budgets (kept apart, in
+        /// `mandate_usage`, so spending never races the mandate's own updates).
+        fn mandate_row(row: &DbRow) -> Result<Mandate, StoreError> {
+            let mut mandate: Mandate = doc(row)?;
+            let calls: Option<i64> = row.try_get("calls").map_err(corrupt)?;
+            let amount: Option<i64> = row.try_get("amount").map_err(corrupt)?;
+            mandate.usage.calls = u64::try_from(calls.unwrap_or(0)).unwrap_or(0);
+            mandate.usage.amount = u64::try_from(amount.unwrap_or(0)).unwrap_or(0);
+            Ok(mandate)
+        }
+
         fn version(m: &Mandate) -> Result<(i64, i64), StoreError> {
             let new = i64::try_from(m.version).map_err(|_| StoreError::VersionConflict)?;
             Ok((new, new - 1))
@@ -506,25 +517,30 @@ macro_rules! sql_store {
             }
 
             async fn mandate(&self, tenant: TenantId, id: MandateId) -> Result<Option<Mandate>, StoreError> {
-                let row = ::sqlx::query("SELECT doc FROM mandates WHERE id = $1 AND tenant_id = $2")
-                    .bind(id.to_string())
-                    .bind(tenant.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(unavailable)?;
-                row.as_ref().map(doc).transpose()
+                let row = ::sqlx::query(
+                    "SELECT m.doc, u.calls, u.amount FROM mandates m
+                     LEFT JOIN mandate_usage u ON u.mandate_id = m.id
+                     WHERE m.id = $1 AND m.tenant_id = $2",
+                )
+                .bind(id.to_string())
+                .bind(tenant.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                row.as_ref().map(mandate_row).transpose()
             }
 
             async fn list_mandates(&self, tenant: TenantId, filter: &MandateFilter, page: &PageRequest) -> Result<Page<Mandate>, StoreError> {
                 let rows = ::sqlx::query(
-                    "SELECT doc FROM mandates
-                     WHERE tenant_id = $1
-                       AND ($2 IS NULL OR id > $2)
-                       AND ($3 IS NULL OR status = $3)
-                       AND ($4 IS NULL OR agent_id = $4)
-                       AND ($5 IS NULL OR human_id = $5)
-                       AND ($6 IS NULL OR id IN (SELECT mandate_id FROM mandate_consenters WHERE human_id = $6))
-                     ORDER BY id LIMIT $7",
+                    "SELECT m.doc, u.calls, u.amount FROM mandates m
+                     LEFT JOIN mandate_usage u ON u.mandate_id = m.id
+                     WHERE m.tenant_id = $1
+                       AND ($2 IS NULL OR m.id > $2)
+                       AND ($3 IS NULL OR m.status = $3)
+                       AND ($4 IS NULL OR m.agent_id = $4)
+                       AND ($5 IS NULL OR m.human_id = $5)
+                       AND ($6 IS NULL OR m.id IN (SELECT mandate_id FROM mandate_consenters WHERE human_id = $6))
+                     ORDER BY m.id LIMIT $7",
                 )
                 .bind(tenant.to_string())
                 .bind(page.after())
@@ -536,7 +552,8 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-                Ok(page.page(docs(&rows)?, |m: &Mandate| m.id.to_string()))
+                let mandates = rows.iter().map(mandate_row).collect::<Result<Vec<_>, _>>()?;
+                Ok(page.page(mandates, |m: &Mandate| m.id.to_string()))
             }
 
             async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
@@ -949,6 +966,7 @@ macro_rules! sql_store {
         }
 
         $crate::grants::sql_grants!($store, $db);
+        $crate::calls::sql_calls!($store, $db);
 
         #[async_trait]
         impl PolicySets for $store {

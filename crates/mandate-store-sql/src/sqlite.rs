@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "token_keys",
         sql: include_str!("../migrations/sqlite/0005_token_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "calls",
+        sql: include_str!("../migrations/sqlite/0006_calls.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

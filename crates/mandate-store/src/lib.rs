@@ -11,11 +11,13 @@
 //! [`StoreError::Conflict`], and a mandate is only updated if its `version` is the one
 //! the caller read ([`StoreError::VersionConflict`] otherwise).
 
+mod calls;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod page;
 mod ports;
 
+pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory, Grants,

@@ -358,7 +358,17 @@ pub trait PolicySets: Send + Sync {
 /// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
 #[async_trait]
 pub trait Store:
-    Directory + Catalog + Mandates + AuditLog + PolicySets + Grants + fmt::Debug + Send + Sync + 'static
+    Directory
+    + Catalog
+    + Mandates
+    + AuditLog
+    + PolicySets
+    + Grants
+    + crate::Calls
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

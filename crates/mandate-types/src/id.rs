@@ -139,6 +139,14 @@ id_type!(
     /// A bearer credential for the admin API (only its hash is stored).
     ApiTokenId, "tok", "API token"
 );
+id_type!(
+    /// A held tool call waiting for (or carrying) a human's approval of its exact arguments.
+    ApprovalId, "apr", "approval"
+);
+id_type!(
+    /// A tool call a recommend-only mandate turned into a proposal for a human to execute.
+    ProposalId, "prp", "proposal"
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,8 @@ mod secret;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{
-    AgentId, ApiTokenId, ConsentId, HumanId, IdError, MandateId, TenantId, ToolId, ToolServerId,
+    AgentId, ApiTokenId, ApprovalId, ConsentId, HumanId, IdError, MandateId, ProposalId, TenantId,
+    ToolId, ToolServerId,
 };
 pub use levels::{DataClass, MandateMode, RiskTier, UnknownLevel};
 pub use secret::Secret;

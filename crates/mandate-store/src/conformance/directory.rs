@@ -305,6 +305,7 @@ pub async fn tool_servers_and_tools(store: Arc<dyn Store>) {
         risk_tier: tier,
         tags: BTreeSet::from(["financial".to_owned()]),
         data_class: DataClass::Confidential,
+        amount_argument: None,
         compensating_tool: None,
         created_at: t0(),
     };

@@ -27,11 +27,13 @@ use mandate_types::{
 use mandate_audit::{ChainVerifier, Checkpoint, Event, EventKind, Head, NewEvent, SigningKey};
 
 mod audit;
+mod calls;
 mod credentials;
 mod directory;
 mod mandates;
 
 pub use audit::*;
+pub use calls::*;
 pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
@@ -66,6 +68,7 @@ macro_rules! store_conformance {
             grants_revoke_down_the_delegation_tree_and_with_their_mandate,
             client_assertion_jtis_are_accepted_once,
             token_keys_are_published_retired_and_revocations_announced,
+            budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {

@@ -1,0 +1,273 @@
+//! JSON-RPC 2.0 messages, kept as JSON so that what the gateway forwards is exactly
+//! what it received. Batches are refused (MCP dropped them in 2025-06-18).
+
+use serde_json::{Map, Value, json};
+
+/// Error codes the gateway answers with.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// Also the fail-closed answer: the decision or its audit record could not be made.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Mandate's policy refused the call (COAZ-MCP binding).
+    pub const DENIED: i64 = -32001;
+    /// The upstream did not answer, or answered with something that is not MCP.
+    pub const UPSTREAM_UNAVAILABLE: i64 = -32002;
+    /// MCP 2026-07-28: request headers disagree with the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+}
+
+/// One parsed message. Requests and notifications keep their params as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request {
+        id: Value,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
+    /// A response: `Ok(result)` or `Err(error object)`.
+    Response {
+        id: Value,
+        outcome: Result<Value, Value>,
+    },
+}
+
+/// Why a body is not a JSON-RPC message, with the code to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Malformed {
+    pub code: i64,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> Malformed {
+    Malformed {
+        code: code::INVALID_REQUEST,
+        message: message.into(),
+    }
+}
+
+/// A request id: a string or an integer (JSON-RPC allows null, MCP does not).
+fn valid_id(id: &Value) -> bool {
+    match id {
+        Value::String(s) => s.len() <= 256,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
+impl Message {
+    /// Parses one message from a body.
+    pub fn parse(body: &[u8]) -> Result<Message, Malformed> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| Malformed {
+            code: code::PARSE_ERROR,
+            message: format!("the body is not JSON: {e}"),
+        })?;
+        Message::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Message, Malformed> {
+        let Value::Object(mut map) = value else {
+            return Err(invalid(
+                "a message must be one JSON-RPC object (batches are not supported)",
+            ));
+        };
+        if map.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(invalid("`jsonrpc` must be \"2.0\""));
+        }
+        let id = map.remove("id");
+        if let Some(method) = map.remove("method") {
+            let Value::String(method) = method else {
+                return Err(invalid("`method` must be a string"));
+            };
+            if method.is_empty() || method.len() > 128 {
+                return Err(invalid("`method` must be 1 to 128 characters"));
+            }
+            let params = map.remove("params");
+            if let Some(p) = &params
+                && !(p.is_object() || p.is_array())
+            {
+                return Err(invalid("`params` must be an object"));
+            }
+            return Ok(match id {
+                None => Message::Notification { method, params },
+                Some(id) if valid_id(&id) => Message::Request { id, method, params },
+                Some(_) => return Err(invalid("`id` must be a string or an integer")),
+            });
+        }
+        let Some(id) = id.filter(valid_id) else {
+            return Err(invalid("a response needs a string or integer `id`"));
+        };
+        let outcome = match (map.remove("result"), map.remove("error")) {
+            (Some(result), None) => Ok(result),
+            (None, Some(error)) if error.is_object() => Err(error),
+            _ => {
+                return Err(invalid(
+                    "a response has exactly one of `result` and `error`",
+                ));
+            }
+        };
+        Ok(Message::Response { id, outcome })
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Message::Request { method, .. } | Message::Notification { method, .. } => Some(method),
+            Message::Response { .. } => None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            Message::Request { id, method, params } => {
+                let mut m = Map::new();
+                m.insert("jsonrpc".into(), json!("2.0"));
+                m.insert("id".into(), id.clone());
+                m.insert("method".into(), json!(method));
+                if let Some(p) = params {
+                    m.insert("params".into(), p.clone());
+                }
+                Value::Object(m)
+            }
+            Message::Notification { method, params } => {
+                let mut m = Map::new();
+                m.insert("jsonrpc".into(), json!("2.0"));
+                m.insert("method".into(), json!(method));
+                if let Some(p) = params {
+                    m.insert("params".into(), p.clone());
+                }
+                Value::Object(m)
+            }
+            Message::Response { id, outcome } => response(id.clone(), outcome.clone()),
+        }
+    }
+}
+
+/// A response message.
+pub fn response(id: Value, outcome: Result<Value, Value>) -> Value {
+    match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
+    }
+}
+
+/// An error object.
+pub fn error_object(code: i64, message: impl Into<String>, data: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("code".into(), json!(code));
+    m.insert("message".into(), json!(message.into()));
+    if let Some(data) = data {
+        m.insert("data".into(), data);
+    }
+    Value::Object(m)
+}
+
+/// An error response (`id` is `null` when the request's id could not be read).
+pub fn error_response(
+    id: Value,
+    code: i64,
+    message: impl Into<String>,
+    data: Option<Value>,
+) -> Value {
+    response(id, Err(error_object(code, message, data)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_classified_and_hostile_ones_refused() {
+        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        assert!(matches!(m, Message::Request { ref method, .. } if method == "tools/list"));
+        let n =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert!(matches!(n, Message::Notification { .. }));
+        let r = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+        assert!(matches!(r, Message::Response { outcome: Ok(_), .. }));
+        let e = Message::parse(br#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"x"}}"#)
+            .unwrap();
+        assert!(matches!(
+            e,
+            Message::Response {
+                outcome: Err(_),
+                ..
+            }
+        ));
+
+        let refused: &[(&[u8], i64)] = &[
+            (b"{", code::PARSE_ERROR),
+            (b"", code::PARSE_ERROR),
+            (b"[]", code::INVALID_REQUEST),
+            (
+                br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+                code::INVALID_REQUEST,
+            ),
+            (br#"{"id":1,"method":"ping"}"#, code::INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":""}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+                code::INVALID_REQUEST,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1}"#, code::INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+                code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"error":"x"}"#,
+                code::INVALID_REQUEST,
+            ),
+            (br#""just a string""#, code::INVALID_REQUEST),
+        ];
+        for (body, code) in refused {
+            let err = Message::parse(body).unwrap_err();
+            assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(body));
+        }
+        let long = format!(
+            r#"{{"jsonrpc":"2.0","id":"{}","method":"ping"}}"#,
+            "x".repeat(300)
+        );
+        assert!(Message::parse(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","arguments":{"x":1}}});
+        let m = Message::from_value(body.clone()).unwrap();
+        assert_eq!(m.to_value(), body);
+        assert_eq!(
+            error_response(json!(1), code::DENIED, "no", None),
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"no"}})
+        );
+    }
+}

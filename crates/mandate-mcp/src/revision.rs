@@ -1,0 +1,195 @@
+//! Protocol revisions and the request headers each one requires.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+pub const V2025_06_18: &str = "2025-06-18";
+pub const V2025_11_25: &str = "2025-11-25";
+/// Stateless: no `initialize`, no sessions; metadata on every request.
+pub const V2026_07_28: &str = "2026-07-28";
+
+/// What the gateway speaks with clients, newest first.
+pub const SUPPORTED: &[&str] = &[V2026_07_28, V2025_11_25, V2025_06_18];
+
+/// The newest revision that still has the `initialize` handshake.
+pub const LATEST_SESSION: &str = V2025_11_25;
+
+/// The `_meta` key carrying the revision on stateless requests.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+pub fn is_supported(version: &str) -> bool {
+    SUPPORTED.contains(&version)
+}
+
+pub fn is_stateless(version: &str) -> bool {
+    version == V2026_07_28
+}
+
+/// The revision to answer an `initialize` with: the client's when we speak it, else our
+/// newest session-based one.
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    match requested {
+        Some(v) if v == V2025_06_18 => V2025_06_18,
+        _ => LATEST_SESSION,
+    }
+}
+
+/// Decodes a header value that may use the `=?base64?…?=` sentinel (2026-07-28).
+pub fn decode_header_value(raw: &str) -> Option<String> {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(raw.to_owned()),
+    }
+}
+
+/// Why a stateless request's headers were refused (answered with 400 and -32020).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header mismatch: {0}")]
+pub struct HeaderMismatch(pub String);
+
+/// The headers of a stateless (2026-07-28) request, as sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHeaders<'a> {
+    pub protocol_version: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// Checks a stateless request: the protocol version header equals the body's `_meta`
+/// revision, `Mcp-Method` equals `method`, and `Mcp-Name` equals `params.name` (or
+/// `params.uri`) for the methods that name something.
+pub fn check_stateless_headers(
+    headers: &RequestHeaders<'_>,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), HeaderMismatch> {
+    let meta_version = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    if meta_version != headers.protocol_version {
+        return Err(HeaderMismatch(format!(
+            "MCP-Protocol-Version header {:?} does not match the body's {:?}",
+            headers.protocol_version, meta_version
+        )));
+    }
+    match headers.method {
+        None => return Err(HeaderMismatch("the Mcp-Method header is missing".into())),
+        Some(m) if m != method => {
+            return Err(HeaderMismatch(format!(
+                "Mcp-Method header `{}` does not match the body's `{}`",
+                truncate(m),
+                truncate(method)
+            )));
+        }
+        Some(_) => {}
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => params.and_then(|p| p.get("name")),
+        "resources/read" => params.and_then(|p| p.get("uri")),
+        _ => return Ok(()),
+    }
+    .and_then(Value::as_str);
+    let Some(raw) = headers.name else {
+        return Err(HeaderMismatch("the Mcp-Name header is missing".into()));
+    };
+    let decoded = decode_header_value(raw)
+        .ok_or_else(|| HeaderMismatch("the Mcp-Name header is not valid base64 UTF-8".into()))?;
+    if Some(decoded.as_str()) != named {
+        return Err(HeaderMismatch(format!(
+            "Mcp-Name header `{}` does not match the body",
+            truncate(&decoded)
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(name: &str) -> Value {
+        json!({"name": name, "_meta": {META_PROTOCOL_VERSION: V2026_07_28}})
+    }
+
+    #[test]
+    fn stateless_headers_must_agree_with_the_body() {
+        let ok = RequestHeaders {
+            protocol_version: Some(V2026_07_28),
+            method: Some("tools/call"),
+            name: Some("get_weather"),
+        };
+        check_stateless_headers(&ok, "tools/call", Some(&params("get_weather"))).unwrap();
+        let encoded = RequestHeaders {
+            name: Some("=?base64?SGVsbG8sIOS4lueVjA==?="),
+            ..ok
+        };
+        check_stateless_headers(&encoded, "tools/call", Some(&params("Hello, 世界"))).unwrap();
+
+        let bad = [
+            RequestHeaders {
+                name: Some("other"),
+                ..ok
+            },
+            RequestHeaders { name: None, ..ok },
+            RequestHeaders {
+                method: Some("tools/list"),
+                ..ok
+            },
+            RequestHeaders { method: None, ..ok },
+            RequestHeaders {
+                protocol_version: Some(V2025_11_25),
+                ..ok
+            },
+            RequestHeaders {
+                name: Some("=?base64?!!!?="),
+                ..ok
+            },
+            RequestHeaders {
+                name: Some("=?base64?/w==?="),
+                ..ok
+            },
+        ];
+        for headers in bad {
+            assert!(
+                check_stateless_headers(&headers, "tools/call", Some(&params("get_weather")))
+                    .is_err(),
+                "{headers:?}"
+            );
+        }
+        // `tools/list` names nothing, so no Mcp-Name is needed.
+        let list = RequestHeaders {
+            method: Some("tools/list"),
+            name: None,
+            ..ok
+        };
+        check_stateless_headers(
+            &list,
+            "tools/list",
+            Some(&json!({"_meta": {META_PROTOCOL_VERSION: V2026_07_28}})),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn negotiation_prefers_the_clients_session_revision() {
+        assert_eq!(negotiate(Some(V2025_06_18)), V2025_06_18);
+        assert_eq!(negotiate(Some(V2025_11_25)), V2025_11_25);
+        assert_eq!(negotiate(Some("1999-01-01")), V2025_11_25);
+        assert_eq!(negotiate(None), V2025_11_25);
+        assert!(is_stateless(V2026_07_28));
+    }
+}

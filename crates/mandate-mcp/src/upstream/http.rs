@@ -1,0 +1,332 @@
+//! An upstream over Streamable HTTP (revisions 2025-06-18 and 2025-11-25): one shared
+//! session, started lazily and restarted when the server answers 404 to its id.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc};
+
+use super::{Limits, Outcome, Upstream, UpstreamError, initialize_params, negotiated_version};
+use crate::jsonrpc::Message;
+use crate::sse::SseParser;
+
+/// Headers added to each request (credentials are marked sensitive by whoever builds them).
+pub type ExtraHeaders = HeaderMap;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+#[derive(Debug, Clone)]
+struct Session {
+    id: Option<HeaderValue>,
+    version: String,
+    info: Value,
+}
+
+#[derive(Debug)]
+pub struct HttpUpstream {
+    name: String,
+    url: String,
+    client: reqwest::Client,
+    limits: Limits,
+    session: Mutex<Option<Session>>,
+    next_id: AtomicI64,
+}
+
+impl HttpUpstream {
+    /// `name` is what errors call it (the tool server's name), never the URL's secrets.
+    pub fn new(name: &str, url: &str, limits: Limits) -> Result<Self, UpstreamError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| UpstreamError::Protocol(format!("upstream `{name}`: bad URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(UpstreamError::Protocol(format!(
+                "upstream `{name}`: the URL must be http or https"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| UpstreamError::Unavailable(format!("upstream `{name}`: {e}")))?;
+        Ok(HttpUpstream {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            client,
+            limits,
+            session: Mutex::new(None),
+            next_id: AtomicI64::new(1),
+        })
+    }
+
+    fn unavailable(&self, what: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Unavailable(format!("upstream `{}` {what}", self.name))
+    }
+
+    fn protocol(&self, what: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::Protocol(format!("upstream `{}` {what}", self.name))
+    }
+
+    async fn session(&self, extra: &ExtraHeaders) -> Result<Session, UpstreamError> {
+        let mut guard = self.session.lock().await;
+        if let Some(session) = guard.as_ref() {
+            return Ok(session.clone());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = Message::Request {
+            id: Value::from(id),
+            method: "initialize".into(),
+            params: Some(initialize_params()),
+        }
+        .to_value();
+        let response = self.post(&body, None, None, extra).await?;
+        let session_id = response.headers().get(SESSION_HEADER).cloned();
+        let outcome = self.read_response(response, &Value::from(id), None).await?;
+        let info = outcome.map_err(|e| self.protocol(format!("refused initialize: {e}")))?;
+        let version = negotiated_version(&info)?;
+        let session = Session {
+            id: session_id,
+            version,
+            info,
+        };
+        let initialized = Message::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        }
+        .to_value();
+        let ack = self.post(&initialized, Some(&session), None, extra).await?;
+        if !ack.status().is_success() {
+            return Err(self.protocol(format!(
+                "refused notifications/initialized with HTTP {}",
+                ack.status().as_u16()
+            )));
+        }
+        *guard = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn forget(&self, stale: &Session) {
+        let mut guard = self.session.lock().await;
+        if guard.as_ref().map(|s| &s.id) == Some(&stale.id) {
+            *guard = None;
+        }
+    }
+
+    async fn post(
+        &self,
+        body: &Value,
+        session: Option<&Session>,
+        _events: Option<()>,
+        extra: &ExtraHeaders,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(http::header::ACCEPT, "application/json, text/event-stream")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(session) = session {
+            request = request.header(VERSION_HEADER, session.version.as_str());
+            if let Some(id) = &session.id {
+                request = request.header(SESSION_HEADER, id.clone());
+            }
+        }
+        for (name, value) in extra {
+            request = request.header(name, value);
+        }
+        let bytes = serde_json::to_vec(body).map_err(|e| self.protocol(e))?;
+        request.body(bytes).send().await.map_err(|e| {
+            if e.is_connect() {
+                self.unavailable("is unreachable")
+            } else if e.is_timeout() {
+                self.unavailable("timed out")
+            } else {
+                self.unavailable("failed")
+            }
+        })
+    }
+
+    /// Reads a response to the request `id`: one JSON message, or an SSE stream whose
+    /// other messages go to `events` until the response arrives.
+    async fn read_response(
+        &self,
+        mut response: reqwest::Response,
+        id: &Value,
+        events: Option<&mpsc::Sender<Value>>,
+    ) -> Result<Outcome, UpstreamError> {
+        let status = response.status();
+        if !status.is_success() {
+            // A JSON-RPC error body (e.g. 400 with -32602) is still the server's answer.
+            let body = read_limited(&mut response, self.limits.max_message_bytes)
+                .await
+                .unwrap_or_default();
+            if let Ok(Message::Response { outcome, .. }) = Message::parse(&body) {
+                return Ok(outcome);
+            }
+            return Err(self.unavailable(format!("answered HTTP {}", status.as_u16())));
+        }
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            let mut parser = SseParser::new(self.limits.max_message_bytes);
+            loop {
+                let chunk = response
+                    .chunk()
+                    .await
+                    .map_err(|_| self.unavailable("broke off its event stream"))?;
+                let Some(chunk) = chunk else {
+                    return Err(self.unavailable("closed its event stream without a response"));
+                };
+                for event in parser.push(&chunk).map_err(|e| self.protocol(e))? {
+                    let value: Value = serde_json::from_str(&event.data)
+                        .map_err(|_| self.protocol("sent an event that is not JSON"))?;
+                    let message = Message::from_value(value.clone())
+                        .map_err(|e| self.protocol(format!("sent a bad message: {e}")))?;
+                    match message {
+                        Message::Response { id: rid, outcome } if &rid == id => {
+                            return Ok(outcome);
+                        }
+                        Message::Response { .. } => {}
+                        _ => {
+                            if let Some(events) = events {
+                                // A caller that went away no longer wants the events.
+                                let _ = events.send(value).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if content_type.starts_with("application/json") {
+            let body = read_limited(&mut response, self.limits.max_message_bytes)
+                .await
+                .map_err(|e| self.protocol(e))?;
+            return match Message::parse(&body) {
+                Ok(Message::Response { id: rid, outcome }) if &rid == id => Ok(outcome),
+                Ok(_) => Err(self.protocol("answered with a message that is not our response")),
+                Err(e) => Err(self.protocol(format!("answered with a bad message: {e}"))),
+            };
+        }
+        Err(self.protocol("answered with neither JSON nor an event stream"))
+    }
+
+    async fn send_once(
+        &self,
+        message: &Value,
+        id: Option<&Value>,
+        extra: &ExtraHeaders,
+        events: Option<&mpsc::Sender<Value>>,
+    ) -> Result<Option<Outcome>, Retry> {
+        let session = self.session(extra).await.map_err(Retry::No)?;
+        let response = self
+            .post(message, Some(&session), None, extra)
+            .await
+            .map_err(Retry::No)?;
+        if response.status() == StatusCode::NOT_FOUND && session.id.is_some() {
+            // The server forgot our session: start a new one and try again, once.
+            self.forget(&session).await;
+            return Err(Retry::Yes);
+        }
+        match id {
+            Some(id) => self
+                .read_response(response, id, events)
+                .await
+                .map(Some)
+                .map_err(Retry::No),
+            None if response.status().is_success() => Ok(None),
+            None => Err(Retry::No(self.unavailable(format!(
+                "refused a notification with HTTP {}",
+                response.status().as_u16()
+            )))),
+        }
+    }
+
+    async fn send(
+        &self,
+        message: Value,
+        id: Option<&Value>,
+        extra: &ExtraHeaders,
+        events: Option<&mpsc::Sender<Value>>,
+    ) -> Result<Option<Outcome>, UpstreamError> {
+        match self.send_once(&message, id, extra, events).await {
+            Ok(outcome) => Ok(outcome),
+            Err(Retry::No(e)) => Err(e),
+            Err(Retry::Yes) => match self.send_once(&message, id, extra, events).await {
+                Ok(outcome) => Ok(outcome),
+                Err(Retry::No(e)) => Err(e),
+                Err(Retry::Yes) => Err(self.unavailable("keeps forgetting its session")),
+            },
+        }
+    }
+}
+
+enum Retry {
+    Yes,
+    No(UpstreamError),
+}
+
+async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > max {
+            return Err(format!("sent a response larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[async_trait]
+impl Upstream for HttpUpstream {
+    async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        extra: &ExtraHeaders,
+        events: Option<mpsc::Sender<Value>>,
+    ) -> Result<Outcome, UpstreamError> {
+        let id = Value::from(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let message = Message::Request {
+            id: id.clone(),
+            method: method.to_owned(),
+            params,
+        }
+        .to_value();
+        self.send(message, Some(&id), extra, events.as_ref())
+            .await?
+            .ok_or_else(|| self.protocol("did not answer"))
+    }
+
+    async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        extra: &ExtraHeaders,
+    ) -> Result<(), UpstreamError> {
+        let message = Message::Notification {
+            method: method.to_owned(),
+            params,
+        }
+        .to_value();
+        self.send(message, None, extra, None).await.map(|_| ())
+    }
+
+    async fn respond(
+        &self,
+        id: Value,
+        outcome: Outcome,
+        extra: &ExtraHeaders,
+    ) -> Result<(), UpstreamError> {
+        let message = Message::Response { id, outcome }.to_value();
+        self.send(message, None, extra, None).await.map(|_| ())
+    }
+
+    async fn server_info(&self, extra: &ExtraHeaders) -> Result<Value, UpstreamError> {
+        Ok(self.session(extra).await?.info)
+    }
+}

@@ -1,0 +1,243 @@
+//! Budgets spent, approvals and proposals: each once-only change happens once.
+
+use mandate_domain::{Approval, ApprovalStatus, HeldCall, Proposal, ProposalStatus};
+use mandate_types::{ApprovalId, ProposalId};
+use serde_json::json;
+
+use super::*;
+use crate::{ApprovalFilter, CallKey, ProposalFilter};
+
+fn held(m: &Mandate, args: serde_json::Value) -> HeldCall {
+    HeldCall {
+        tenant_id: m.tenant_id,
+        mandate_id: m.id,
+        agent_id: m.terms.agent_id,
+        human_id: m.terms.human_id,
+        delegation_chain: Vec::new(),
+        tool: "bank.transfer".into(),
+        risk_tier: RiskTier::HighImpact,
+        arguments_hash: mandate_domain::canonical::sha256_hex(&args),
+        arguments: args,
+        reason: "needs approval".into(),
+    }
+}
+
+fn pending(call: HeldCall, expires: DateTime<Utc>) -> Approval {
+    Approval {
+        id: ApprovalId::generate(),
+        call,
+        status: ApprovalStatus::Pending,
+        created_at: t0(),
+        expires_at: expires,
+        decided_by: None,
+        decided_at: None,
+        comment: None,
+        used_at: None,
+    }
+}
+
+pub async fn budgets_are_spent_atomically_and_approvals_and_proposals_used_once(
+    store: Arc<dyn Store>,
+) {
+    let m = activated_mandate(&*store).await;
+    let limits = Budgets {
+        max_calls: Some(10),
+        max_amount: Some(1_000),
+        currency: Some("EUR".into()),
+    };
+    // 16 concurrent spenders of 1 call and 100 each: exactly 10 win (the amount bound
+    // also allows exactly 10).
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let limits = limits.clone();
+        let (tenant, id) = (m.tenant_id, m.id);
+        tasks.push(tokio::spawn(async move {
+            store.spend(tenant, id, 1, 100, &limits).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap().is_some() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 10);
+    let read = store.mandate(m.tenant_id, m.id).await.unwrap().unwrap();
+    assert_eq!((read.usage.calls, read.usage.amount), (10, 1_000));
+    let unlimited = Budgets::default();
+    let usage = store
+        .spend(m.tenant_id, m.id, 1, 5, &unlimited)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((usage.calls, usage.amount), (11, 1_005));
+
+    // Approvals: one live approval per exact call.
+    let args = json!({"to": "bob", "amount": 5});
+    let expires = t0() + Duration::minutes(10);
+    let first = store
+        .hold_for_approval(&pending(held(&m, args.clone()), expires), t0())
+        .await
+        .unwrap();
+    let again = store
+        .hold_for_approval(&pending(held(&m, args.clone()), expires), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.id, again.id,
+        "a second identical call reuses the pending approval"
+    );
+    let other = store
+        .hold_for_approval(&pending(held(&m, json!({"to": "eve"})), expires), t0())
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    let key = CallKey {
+        tenant: m.tenant_id,
+        mandate: m.id,
+        agent: m.terms.agent_id,
+        tool: "bank.transfer",
+        arguments_hash: &first.call.arguments_hash,
+    };
+    assert!(store.approved_call(&key, t0()).await.unwrap().is_none());
+    let listed = store
+        .list_approvals(
+            m.tenant_id,
+            &ApprovalFilter {
+                status: Some(ApprovalStatus::Pending),
+                mandate: Some(m.id),
+            },
+            &PageRequest::new(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+
+    let approved = store
+        .decide_approval(m.tenant_id, first.id, true, "human:x", Some("ok"), t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.status, ApprovalStatus::Approved);
+    assert!(matches!(
+        store
+            .decide_approval(m.tenant_id, first.id, false, "human:y", None, t0())
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    let found = store.approved_call(&key, t0()).await.unwrap().unwrap();
+    assert_eq!(found.id, first.id);
+    // Concurrent retries: exactly one uses it.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let (tenant, id) = (m.tenant_id, first.id);
+        tasks.push(tokio::spawn(async move {
+            store.use_approval(tenant, id, t0()).await.unwrap()
+        }));
+    }
+    let mut used = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            used += 1;
+        }
+    }
+    assert_eq!(used, 1);
+    assert!(store.approved_call(&key, t0()).await.unwrap().is_none());
+    let after = store
+        .approval(m.tenant_id, first.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, ApprovalStatus::Used);
+    // Used: the same call now needs a new approval.
+    let fresh = store
+        .hold_for_approval(&pending(held(&m, args.clone()), expires), t0())
+        .await
+        .unwrap();
+    assert_ne!(fresh.id, first.id);
+    // Expired approvals cannot be decided and make way for a new one.
+    let late = t0() + Duration::minutes(11);
+    assert!(matches!(
+        store
+            .decide_approval(m.tenant_id, fresh.id, true, "human:x", None, late)
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    let renewed = store
+        .hold_for_approval(
+            &pending(held(&m, args.clone()), late + Duration::minutes(10)),
+            late,
+        )
+        .await
+        .unwrap();
+    assert_ne!(renewed.id, fresh.id);
+    let expired = store
+        .approval(m.tenant_id, fresh.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expired.status, ApprovalStatus::Expired);
+    // Another tenant sees nothing.
+    let b = tenant(&*store, "b").await;
+    assert!(store.approval(b, first.id).await.unwrap().is_none());
+
+    // Proposals: executed once.
+    let proposal = Proposal {
+        id: ProposalId::generate(),
+        call: held(&m, args),
+        status: ProposalStatus::Recorded,
+        created_at: t0(),
+        executed_by: None,
+        executed_at: None,
+        outcome: None,
+    };
+    store.record_proposal(&proposal).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let (tenant, id) = (m.tenant_id, proposal.id);
+        tasks.push(tokio::spawn(async move {
+            store
+                .start_proposal(tenant, id, "human:x", false, t0())
+                .await
+        }));
+    }
+    let mut started = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Some(p)) => {
+                assert_eq!(p.status, ProposalStatus::Executing);
+                started += 1;
+            }
+            Err(StoreError::VersionConflict) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+    store
+        .finish_proposal(m.tenant_id, proposal.id, true, &json!({"content": []}))
+        .await
+        .unwrap();
+    let done = store
+        .proposal(m.tenant_id, proposal.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, ProposalStatus::Executed);
+    assert_eq!(done.outcome, Some(json!({"content": []})));
+    let listed = store
+        .list_proposals(
+            m.tenant_id,
+            &ProposalFilter {
+                status: Some(ProposalStatus::Executed),
+                mandate: None,
+            },
+            &PageRequest::new(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(store.proposal(b, proposal.id).await.unwrap().is_none());
+}
