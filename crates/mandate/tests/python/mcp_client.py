@@ -83,8 +83,8 @@ class StatusRecorder:
 
 
 def error_obj(exc: BaseException, status: StatusRecorder) -> dict[str, Any]:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    while getattr(exc, "exceptions", None):  # an (anyio) exception group: report its first leaf
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
     if isinstance(exc, MCPError):
         err: dict[str, Any] = {"code": exc.code, "message": exc.message, "data": exc.data}
     else:

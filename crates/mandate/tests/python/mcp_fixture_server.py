@@ -9,7 +9,8 @@ tests/node/package.json), written from the scenario descriptions:
              test_embedded_resource, test_multiple_content_types,
              test_tool_with_logging, test_error_handling, test_tool_with_progress,
              test_sampling, test_elicitation, test_elicitation_sep1034_defaults,
-             test_elicitation_sep1330_enums, json_schema_2020_12_tool
+             test_elicitation_sep1330_enums, json_schema_2020_12_tool,
+             test_reconnection
              plus two plain tools for gateway tests:
              echo (readOnlyHint) and delete_everything (destructiveHint)
   resources  test://static-text, test://static-binary, test://watched-resource,
@@ -24,6 +25,10 @@ Usage:
                                    `LISTENING http://127.0.0.1:PORT/mcp` on stdout once
                                    the socket is listening.
   mcp_fixture_server.py --stdio    the same server over stdin/stdout.
+  --resumable (HTTP)               keep SSE events in memory for Last-Event-ID resumption,
+                                   send priming events with `retry: 500`, and let
+                                   test_reconnection close its SSE stream mid-call (the
+                                   pending server-sse-polling scenario). Off by default.
 
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
@@ -148,6 +153,11 @@ TOOLS: list[types.Tool] = [
     types.Tool(
         name="test_elicitation_sep1330_enums",
         description="Elicits a form with the five enum schema variants (SEP-1330)",
+        input_schema=NO_ARGS,
+    ),
+    types.Tool(
+        name="test_reconnection",
+        description="Closes its SSE stream mid-call (with --resumable) and answers after the client reconnects",
         input_schema=NO_ARGS,
     ),
     types.Tool(
@@ -366,6 +376,15 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         content = json.dumps(result.content, separators=(",", ":")) if result.content is not None else "{}"
         prefix = "User response" if name == "test_elicitation" else "Elicitation completed"
         return types.CallToolResult(content=[_text(f"{prefix}: action={result.action}, content={content}")])
+    if name == "test_reconnection":
+        # With an event store (--resumable) the transport hands us a callback that ends
+        # this request's SSE stream; the result is then stored and replayed when the
+        # client reconnects with Last-Event-ID. Without one this is a plain tool.
+        if ctx.close_sse_stream is not None:
+            await asyncio.sleep(0.05)
+            await ctx.close_sse_stream()
+            await asyncio.sleep(0.2)
+        return types.CallToolResult(content=[_text("Reconnection test completed")])
     if name == "json_schema_2020_12_tool":
         return types.CallToolResult(content=[_text(json.dumps(args, separators=(",", ":")))])
     if name == "echo":
@@ -582,10 +601,44 @@ LOCAL_SECURITY = TransportSecuritySettings(
 )
 
 
-async def serve_http(port: int) -> None:
+class MemoryEventStore:
+    """Keeps every SSE event in memory so a client can resume a stream (SEP-1699)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[str, str, Any]] = []  # (event id, stream id, message or None)
+        self._counter = 0
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        self._counter += 1
+        event_id = f"{stream_id}:{self._counter}"
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        from mcp.server.streamable_http import EventMessage
+
+        index = next((i for i, e in enumerate(self._events) if e[0] == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self._events[index][1]
+        for event_id, sid, message in self._events[index + 1 :]:
+            if sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
+async def serve_http(port: int, resumable: bool = False) -> None:
     import uvicorn
 
-    app = build_server().streamable_http_app(streamable_http_path="/mcp", transport_security=LOCAL_SECURITY)
+    extra: dict[str, Any] = {}
+    if resumable:
+        from mcp.server.streamable_http import EventStore
+
+        EventStore.register(MemoryEventStore)
+        extra = {"event_store": MemoryEventStore(), "retry_interval": 500}
+    app = build_server().streamable_http_app(
+        streamable_http_path="/mcp", transport_security=LOCAL_SECURITY, **extra
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -610,12 +663,18 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--port", type=int, help="serve Streamable HTTP on 127.0.0.1:PORT/mcp (0 = any free port)")
     mode.add_argument("--stdio", action="store_true", help="serve over stdin/stdout")
+    parser.add_argument(
+        "--resumable",
+        action="store_true",
+        help="HTTP only: keep SSE events in memory, send priming events with retry: 500 and "
+        "let test_reconnection close its stream mid-call (for the server-sse-polling scenario)",
+    )
     args = parser.parse_args()
     try:
         if args.stdio:
             asyncio.run(serve_stdio())
         else:
-            asyncio.run(serve_http(args.port))
+            asyncio.run(serve_http(args.port, args.resumable))
     except KeyboardInterrupt:
         pass
 
