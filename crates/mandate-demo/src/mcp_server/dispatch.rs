@@ -52,11 +52,6 @@ pub(crate) async fn dispatch(
             add_cache_hints(&mut result);
             result
         }
-        "initialize" => {
-            return Err(RpcError::InvalidRequest(
-                "`initialize` opens a session; this request already has one".into(),
-            ));
-        }
         other => return Err(RpcError::MethodNotFound(other.to_owned())),
     };
     if modern && let Some(object) = result.as_object_mut() {
