@@ -9,25 +9,51 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn discover_list_and_call_without_initialize() {
     let server = Server::start().await;
-    let discover = server.modern("server/discover", json!({})).send().await.unwrap();
+    let discover = server
+        .modern("server/discover", json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(discover.status(), StatusCode::OK);
     assert!(discover.headers().get("mcp-session-id").is_none());
     let discover: Value = discover.json().await.unwrap();
     let result = &discover["result"];
-    assert_eq!(result["supportedVersions"], json!(["2026-07-28", "2025-11-25", "2025-06-18"]));
+    assert_eq!(
+        result["supportedVersions"],
+        json!(["2026-07-28", "2025-11-25", "2025-06-18"])
+    );
     assert_eq!(result["capabilities"]["tools"]["listChanged"], false);
     assert_eq!(result["resultType"], "complete");
-    assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mandate-demo");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mandate-demo"
+    );
     assert!(result["ttlMs"].is_u64());
 
-    let list: Value = server.modern("tools/list", json!({})).send().await.unwrap().json().await.unwrap();
+    let list: Value = server
+        .modern("tools/list", json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 6);
     assert_eq!(list["result"]["resultType"], "complete");
 
-    let ping: Value = server.modern("ping", json!({})).send().await.unwrap().json().await.unwrap();
+    let ping: Value = server
+        .modern("ping", json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ping["result"]["resultType"], "complete");
 
-    let result = server.call_tool("get_balance", json!({ "account": "alice-checking" })).await;
+    let result = server
+        .call_tool("get_balance", json!({ "account": "alice-checking" }))
+        .await;
     assert_eq!(result["structuredContent"]["balance_cents"], 250_000);
     assert_eq!(result["resultType"], "complete");
     server.shutdown().await;
@@ -56,24 +82,55 @@ async fn header_body_mismatch_is_32020() {
     };
     let cases = [
         // Mcp-Name names another tool than the body.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").header("mcp-name", "read_file").json(&call("get_balance")),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "read_file")
+            .json(&call("get_balance")),
         // Mcp-Method disagrees with the body.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/list").header("mcp-name", "get_balance").json(&call("get_balance")),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/list")
+            .header("mcp-name", "get_balance")
+            .json(&call("get_balance")),
         // Mcp-Method missing.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-name", "get_balance").json(&call("get_balance")),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-name", "get_balance")
+            .json(&call("get_balance")),
         // Mcp-Name missing on tools/call.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").json(&call("get_balance")),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .json(&call("get_balance")),
         // Body version disagrees with the header.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "ping").json(&json!({
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "ping")
+            .json(&json!({
             "jsonrpc": "2.0", "id": 4, "method": "ping",
             "params": { "_meta": { "io.modelcontextprotocol/protocolVersion": "2025-11-25" } } })),
         // Body lacks the version.
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "ping").json(&json!({ "jsonrpc": "2.0", "id": 5, "method": "ping" })),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "ping")
+            .json(&json!({ "jsonrpc": "2.0", "id": 5, "method": "ping" })),
         // The body says modern but the header is missing.
         server.post().header("mcp-method", "ping").json(&json!({
             "jsonrpc": "2.0", "id": 6, "method": "ping", "params": { "_meta": meta } })),
         // Sentinel-encoded Mcp-Name that decodes to another name ("read_file").
-        server.post().header("mcp-protocol-version", MODERN).header("mcp-method", "tools/call").header("mcp-name", "=?base64?cmVhZF9maWxl?=").json(&call("get_balance")),
+        server
+            .post()
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "=?base64?cmVhZF9maWxl?=")
+            .json(&call("get_balance")),
     ];
     for (index, request) in cases.into_iter().enumerate() {
         let response = request.send().await.unwrap();
@@ -122,12 +179,23 @@ async fn unsupported_version_and_unknown_method() {
     assert_eq!(body["error"]["code"], -32022);
     assert_eq!(body["error"]["data"]["requested"], "1900-01-01");
 
-    let unknown = server.modern("resources/list", json!({})).send().await.unwrap();
+    let unknown = server
+        .modern("resources/list", json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32601);
 
-    let unknown_tool = server.modern("tools/call", json!({ "name": "format_disk", "arguments": {} })).send().await.unwrap();
+    let unknown_tool = server
+        .modern(
+            "tools/call",
+            json!({ "name": "format_disk", "arguments": {} }),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown_tool.status(), StatusCode::OK);
     let body: Value = unknown_tool.json().await.unwrap();
     assert_eq!(body["error"]["code"], -32602);
@@ -144,6 +212,7 @@ async fn unsupported_version_and_unknown_method() {
 }
 
 /// Parses an SSE body into its `data:` messages.
+#[expect(clippy::unwrap_used, reason = "a malformed event should fail the test")]
 fn events(body: &str) -> Vec<Value> {
     body.split("\n\n")
         .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
@@ -175,8 +244,17 @@ async fn progress_arrives_as_sse_before_the_result() {
     }
     let last = &messages[3];
     assert_eq!(last["id"], 7);
-    assert_eq!(last["result"]["structuredContent"]["deleted"].as_array().unwrap().len(), 2);
-    assert_eq!(last["result"]["structuredContent"]["missing"], json!(["/nope"]));
+    assert_eq!(
+        last["result"]["structuredContent"]["deleted"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        last["result"]["structuredContent"]["missing"],
+        json!(["/nope"])
+    );
     assert!(!server.bank.files().contains_key("/home/alice/todo.txt"));
     server.shutdown().await;
 }

@@ -1,5 +1,10 @@
 //! One in-process server per test, on 127.0.0.1:0, and request builders for both eras.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a subset")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a failure should fail the test loudly"
+)]
 
 use std::sync::Arc;
 
@@ -64,12 +69,18 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let body: Value = response.json().await.unwrap();
         let initialized = self
             .post()
             .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", body["result"]["protocolVersion"].as_str().unwrap())
+            .header(
+                "mcp-protocol-version",
+                body["result"]["protocolVersion"].as_str().unwrap(),
+            )
             .json(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
             .send()
             .await
@@ -106,7 +117,10 @@ impl Server {
     /// Modern tools/call, returning the JSON-RPC `result`.
     pub async fn call_tool(&self, name: &str, arguments: Value) -> Value {
         let response = self
-            .modern("tools/call", json!({ "name": name, "arguments": arguments }))
+            .modern(
+                "tools/call",
+                json!({ "name": name, "arguments": arguments }),
+            )
             .send()
             .await
             .unwrap();
@@ -117,5 +131,8 @@ impl Server {
 }
 
 pub fn text_of(result: &Value) -> String {
-    result["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
