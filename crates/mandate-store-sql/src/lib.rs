@@ -17,6 +17,7 @@ mod grants;
 mod postgres;
 mod repo;
 mod sqlite;
+mod vault;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

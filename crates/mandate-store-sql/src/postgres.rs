@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "token_keys",
         sql: include_str!("../migrations/postgres/0005_token_keys.sql"),
     },
+    // 6 is reserved for a change being made in parallel; versions only ascend.
+    Migration {
+        version: 7,
+        name: "vault",
+        sql: include_str!("../migrations/postgres/0007_vault.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

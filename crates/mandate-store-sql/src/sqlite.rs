@@ -33,6 +33,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "token_keys",
         sql: include_str!("../migrations/sqlite/0005_token_keys.sql"),
     },
+    // 6 is reserved for a change being made in parallel; versions only ascend.
+    Migration {
+        version: 7,
+        name: "vault",
+        sql: include_str!("../migrations/sqlite/0007_vault.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

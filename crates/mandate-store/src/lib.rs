@@ -15,6 +15,7 @@
 pub mod conformance;
 mod page;
 mod ports;
+mod vault;
 
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
@@ -22,3 +23,4 @@ pub use ports::{
     HumanFilter, MandateFilter, Mandates, PolicySets, RevocationFeed, Store, StoreError,
     StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
 };
+pub use vault::{SecretCursor, SecretMeta, StoredSecret, Vault};

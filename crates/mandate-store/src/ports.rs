@@ -11,7 +11,7 @@ use mandate_types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Page, PageRequest};
+use crate::{Page, PageRequest, Vault};
 
 /// What went wrong in a store. No variant carries a secret or a full query.
 #[derive(Debug, thiserror::Error)]
@@ -358,7 +358,17 @@ pub trait PolicySets: Send + Sync {
 /// Everything Mandate keeps. Implemented by each adapter; chosen only by the binary.
 #[async_trait]
 pub trait Store:
-    Directory + Catalog + Mandates + AuditLog + PolicySets + Grants + fmt::Debug + Send + Sync + 'static
+    Directory
+    + Catalog
+    + Mandates
+    + AuditLog
+    + PolicySets
+    + Grants
+    + Vault
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -30,11 +30,13 @@ mod audit;
 mod credentials;
 mod directory;
 mod mandates;
+mod vault;
 
 pub use audit::*;
 pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
+pub use vault::*;
 
 use crate::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, HumanFilter, MandateFilter, PageRequest,
@@ -66,6 +68,8 @@ macro_rules! store_conformance {
             grants_revoke_down_the_delegation_tree_and_with_their_mandate,
             client_assertion_jtis_are_accepted_once,
             token_keys_are_published_retired_and_revocations_announced,
+            vault_secrets_are_tenant_scoped_upserted_and_listed,
+            vault_pages_across_tenants_and_reseals_by_compare_and_swap,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
