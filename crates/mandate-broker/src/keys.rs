@@ -231,7 +231,9 @@ impl MasterKeys {
             path: shown.clone(),
             source,
         };
-        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        // Checked on the opened file, so the file read is the file checked.
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let metadata = file.metadata().map_err(read_error)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -242,7 +244,9 @@ impl MasterKeys {
         }
         #[cfg(not(unix))]
         let _ = metadata;
-        let text = Secret::new(std::fs::read_to_string(path).map_err(read_error)?);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(read_error)?;
+        let text = Secret::new(text);
         let entries = text
             .expose()
             .lines()
@@ -251,7 +255,8 @@ impl MasterKeys {
         Self::parse_entries(entries, &format!("`{shown}`"))
     }
 
-    /// Parses the inline format: entries separated by commas, newest first.
+    /// Parses the inline format: entries separated by commas (or newlines), newest
+    /// first. `source_name` names where the text came from in errors.
     pub fn parse_list(value: &str, source_name: &str) -> Result<Self, KeyError> {
         let entries = value
             .split([',', '\n'])

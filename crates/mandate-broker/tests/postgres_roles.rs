@@ -261,3 +261,29 @@ async fn hostile_ids_and_role_names_inject_nothing() {
     f.cleanup().await;
     assert!(f.roles_left().await.is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_creates_for_one_mandate_make_one_role() {
+    let f = fixture().await;
+    let mandate = format!("man_{}", uuid::Uuid::now_v7().simple());
+    let until = in_an_hour();
+    let (a, b) = tokio::join!(
+        f.roles.create_for_mandate(&mandate, until, &[]),
+        f.roles.create_for_mandate(&mandate, until, &[]),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.username, b.username);
+    assert_eq!(f.roles_left().await, std::slice::from_ref(&a.username));
+    // Dropping while another drop runs: one drops, the other finds nothing.
+    let (x, y) = tokio::join!(
+        f.roles.drop_for_mandate(&mandate),
+        f.roles.drop_for_mandate(&mandate),
+    );
+    assert_eq!(
+        usize::from(x.unwrap()) + usize::from(y.unwrap()),
+        1,
+        "exactly one drop finds the role"
+    );
+    f.cleanup().await;
+    assert!(f.roles_left().await.is_empty());
+}
