@@ -18,6 +18,7 @@ mod grants;
 mod postgres;
 mod repo;
 mod sqlite;
+mod vault;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "calls",
         sql: include_str!("../migrations/postgres/0006_calls.sql"),
     },
+    Migration {
+        version: 7,
+        name: "vault",
+        sql: include_str!("../migrations/postgres/0007_vault.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

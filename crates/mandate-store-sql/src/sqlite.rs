@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "calls",
         sql: include_str!("../migrations/sqlite/0006_calls.sql"),
     },
+    Migration {
+        version: 7,
+        name: "vault",
+        sql: include_str!("../migrations/sqlite/0007_vault.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

@@ -16,6 +16,7 @@ mod calls;
 pub mod conformance;
 mod page;
 mod ports;
+mod vault;
 
 pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
@@ -24,3 +25,4 @@ pub use ports::{
     HumanFilter, MandateFilter, Mandates, PolicySets, RevocationFeed, Store, StoreError,
     StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
 };
+pub use vault::{SecretCursor, SecretMeta, StoredSecret, Vault};

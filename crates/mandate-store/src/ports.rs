@@ -11,7 +11,7 @@ use mandate_types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Page, PageRequest};
+use crate::{Page, PageRequest, Vault};
 
 /// What went wrong in a store. No variant carries a secret or a full query.
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +365,7 @@ pub trait Store:
     + PolicySets
     + Grants
     + crate::Calls
+    + crate::Vault
     + fmt::Debug
     + Send
     + Sync

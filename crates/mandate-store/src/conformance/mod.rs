@@ -31,12 +31,14 @@ mod calls;
 mod credentials;
 mod directory;
 mod mandates;
+mod vault;
 
 pub use audit::*;
 pub use calls::*;
 pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
+pub use vault::*;
 
 use crate::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, HumanFilter, MandateFilter, PageRequest,
@@ -69,6 +71,8 @@ macro_rules! store_conformance {
             client_assertion_jtis_are_accepted_once,
             token_keys_are_published_retired_and_revocations_announced,
             budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
+            vault_secrets_are_tenant_scoped_upserted_and_listed,
+            vault_pages_across_tenants_and_reseals_by_compare_and_swap,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
