@@ -69,7 +69,7 @@ pub struct HeldCall {
     /// The namespaced tool name (`server.tool`).
     pub tool: String,
     pub risk_tier: RiskTier,
-    /// The arguments as the agent sent them, redacted by the operator's capture rules.
+    /// The arguments as the agent sent them (API views apply the redaction rules).
     #[schema(value_type = Object)]
     pub arguments: Value,
     /// `sha256:` of the canonical encoding of the arguments as sent (before redaction).

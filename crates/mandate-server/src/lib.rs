@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where clients reach this server (discovery documents name it).
     pub public_url: Arc<str>,
+    /// The MCP / HTTP gateway, when this server runs one (it needs the token service).
+    pub gateway: Option<mandate_gateway::Gateway>,
     openapi: Arc<String>,
 }
 
@@ -66,6 +68,7 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8731";
         (name = "policies", description = "The operator's Cedar policy set"),
         (name = "authzen", description = "OpenID AuthZEN Authorization API 1.0"),
         (name = "oauth", description = "The token service: metadata, JWKS, token, introspection, revocation"),
+        (name = "approvals", description = "Calls held for a human: approvals and proposals"),
     )
 )]
 struct ApiDoc;
@@ -95,6 +98,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::authzen::routes())
         .merge(routes::authzen::discovery_routes())
         .merge(routes::oauth::routes())
+        .merge(routes::held::routes())
         .split_for_parts()
 }
 
@@ -110,14 +114,26 @@ pub fn app(service: Service, metrics: Arc<Metrics>) -> Router {
 
 /// The whole HTTP application, reached by clients at `public_url`.
 pub fn app_at(service: Service, metrics: Arc<Metrics>, public_url: &str) -> Router {
+    app_with_gateway(service, metrics, public_url, None)
+}
+
+/// The whole HTTP application with the gateway's routes (`/mcp`, `/proxy`) beside it.
+pub fn app_with_gateway(
+    service: Service,
+    metrics: Arc<Metrics>,
+    public_url: &str,
+    gateway: Option<mandate_gateway::Gateway>,
+) -> Router {
     let (routes, doc) = api();
     let openapi = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_owned()));
     let state = AppState {
         service,
         metrics: metrics.clone(),
         public_url: Arc::from(public_url),
+        gateway: gateway.clone(),
         openapi,
     };
+    let gateway_routes = gateway.map(|g| g.router()).unwrap_or_default();
     routes
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -130,9 +146,10 @@ pub fn app_at(service: Service, metrics: Arc<Metrics>, public_url: &str) -> Rout
             .into_response()
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+        .merge(gateway_routes)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::record,
         ))
-        .with_state(state)
 }

@@ -11,7 +11,7 @@ use mandate_types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Page, PageRequest, Vault};
+use crate::{Page, PageRequest};
 
 /// What went wrong in a store. No variant carries a secret or a full query.
 #[derive(Debug, thiserror::Error)]

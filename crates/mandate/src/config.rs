@@ -48,6 +48,117 @@ struct FileConfig {
     public_url: Option<String>,
     #[serde(default)]
     tokens: TokensSection,
+    #[serde(default)]
+    gateway: GatewaySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySection {
+    /// How long a held call waits for a human (default 900; 10 to 604800).
+    approval_ttl_seconds: Option<u64>,
+    /// How long an upstream may take to answer one call (default 60; 1 to 3600).
+    call_timeout_seconds: Option<u64>,
+    /// Largest request body from a client (default 1048576; 1024 to 67108864).
+    max_body_bytes: Option<usize>,
+    /// Calls in flight per upstream (default 64).
+    max_concurrent_per_upstream: Option<usize>,
+    /// Record tool arguments (after redaction) in decision events (default false: hash only).
+    capture_arguments: Option<bool>,
+    /// JSON pointers redacted wherever arguments are kept or shown.
+    #[serde(default)]
+    redact: Vec<String>,
+    /// Browser origins allowed besides the public URL's and loopback.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    /// POSTed a signed notification of every new approval.
+    webhook_url: Option<String>,
+    /// A file holding the webhook's HMAC secret (required with `webhook_url`).
+    webhook_secret_file: Option<PathBuf>,
+}
+
+/// The gateway's settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GatewaySettings {
+    pub approval_ttl_seconds: u64,
+    pub call_timeout_seconds: u64,
+    pub max_body_bytes: usize,
+    pub max_concurrent_per_upstream: usize,
+    pub capture_arguments: bool,
+    pub redact: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl GatewaySection {
+    fn settle(self) -> Result<GatewaySettings, ConfigError> {
+        let bad = |key: &str, message: &str| ConfigError::Value {
+            origin: format!("config key `gateway.{key}`"),
+            message: message.to_owned(),
+        };
+        let approval_ttl_seconds = self.approval_ttl_seconds.unwrap_or(900);
+        if !(10..=604_800).contains(&approval_ttl_seconds) {
+            return Err(bad("approval_ttl_seconds", "must be between 10 and 604800"));
+        }
+        let call_timeout_seconds = self.call_timeout_seconds.unwrap_or(60);
+        if !(1..=3_600).contains(&call_timeout_seconds) {
+            return Err(bad("call_timeout_seconds", "must be between 1 and 3600"));
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(bad("max_body_bytes", "must be between 1024 and 67108864"));
+        }
+        let max_concurrent_per_upstream = self.max_concurrent_per_upstream.unwrap_or(64);
+        if !(1..=10_000).contains(&max_concurrent_per_upstream) {
+            return Err(bad(
+                "max_concurrent_per_upstream",
+                "must be between 1 and 10000",
+            ));
+        }
+        for pointer in &self.redact {
+            if !pointer.starts_with('/') {
+                return Err(bad(
+                    "redact",
+                    &format!("`{pointer}` is not a JSON pointer (e.g. `/card/number`)"),
+                ));
+            }
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(bad(
+                    "allowed_origins",
+                    &format!("`{origin}` is not an http(s) origin"),
+                ));
+            }
+        }
+        if let Some(url) = &self.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad("webhook_url", "must start with http:// or https://"));
+            }
+            if self.webhook_secret_file.is_none() {
+                return Err(bad(
+                    "webhook_secret_file",
+                    "is required with `webhook_url` (the body is signed)",
+                ));
+            }
+        }
+        Ok(GatewaySettings {
+            approval_ttl_seconds,
+            call_timeout_seconds,
+            max_body_bytes,
+            max_concurrent_per_upstream,
+            capture_arguments: self.capture_arguments.unwrap_or(false),
+            redact: self.redact,
+            allowed_origins: self
+                .allowed_origins
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            webhook_url: self.webhook_url,
+            webhook_secret_file: self.webhook_secret_file,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +265,7 @@ pub struct Config {
     /// Default `http://{listen}`.
     pub public_url: String,
     pub tokens: TokenSettings,
+    pub gateway: GatewaySettings,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -320,8 +432,10 @@ impl Config {
             spiffe: t.spiffe,
             federation: t.federation,
         };
+        let gateway = file.gateway.settle()?;
         Ok(Config {
             tokens,
+            gateway,
             policies_dir,
             policy_reload_seconds,
             public_url,

@@ -59,8 +59,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = service.with_tokens(tokens.clone());
     let follower = tokio::spawn(tokens.clone().follow_revocations());
 
+    let gateway = build_gateway(&config, &service, &ledger, &tokens)?;
     let metrics = Metrics::new(store.backend());
-    let app = mandate_server::app_at(service.clone(), metrics, &config.public_url);
+    let app = mandate_server::app_with_gateway(
+        service.clone(),
+        metrics,
+        &config.public_url,
+        Some(gateway),
+    );
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
     eprintln!(
         "mandate: listening on http://{local} (store: {})",
@@ -179,6 +185,48 @@ async fn start_tokens(
         created_at,
     ));
     Ok((tokens, rotation))
+}
+
+/// The MCP / HTTP gateway, with the credential broker when a master key is configured.
+fn build_gateway(
+    config: &Config,
+    service: &Service,
+    ledger: &Ledger,
+    tokens: &Arc<TokenService>,
+) -> anyhow::Result<mandate_gateway::Gateway> {
+    let g = &config.gateway;
+    let mut settings = mandate_gateway::GatewayConfig::new(&config.public_url);
+    settings.approval_ttl = Duration::from_secs(g.approval_ttl_seconds);
+    settings.call_timeout = Duration::from_secs(g.call_timeout_seconds);
+    settings.max_body_bytes = g.max_body_bytes;
+    settings.max_concurrent_per_upstream = g.max_concurrent_per_upstream;
+    settings.capture_arguments = g.capture_arguments;
+    settings.redact = g.redact.clone();
+    settings.allowed_origins = g.allowed_origins.clone();
+    if let (Some(url), Some(file)) = (&g.webhook_url, &g.webhook_secret_file) {
+        let secret = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the webhook secret {}", file.display()))?;
+        let secret = secret.trim().to_owned();
+        if secret.len() < 16 {
+            anyhow::bail!(
+                "the webhook secret in {} is shorter than 16 characters",
+                file.display()
+            );
+        }
+        settings.webhook = Some(mandate_gateway::Webhook {
+            url: url.clone(),
+            secret: mandate_types::Secret::new(secret),
+        });
+    }
+    let credentials: Arc<dyn mandate_gateway::Credentials> =
+        Arc::new(mandate_gateway::NoCredentials);
+    Ok(mandate_gateway::Gateway::new(
+        service.clone(),
+        ledger.clone(),
+        tokens.clone(),
+        settings,
+        credentials,
+    ))
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod authzen;
 pub mod catalog;
 pub mod directory;
+pub mod held;
 pub mod mandates;
 pub mod oauth;
 pub mod ops;

@@ -172,3 +172,147 @@ pub async fn http(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// `http` for a path on `server` that must answer 201: the new object's id.
+pub async fn created(server: &Server, path: &str, token: &str, body: Value) -> String {
+    let (status, reply) = http(
+        reqwest::Method::POST,
+        format!("{}{path}", server.url),
+        token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "POST {path}: {reply}");
+    id(&reply)
+}
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A `private_key_jwt` assertion by `agent` for the token endpoint of `issuer`.
+pub fn assertion(issuer: &str, agent: &str, key: &mandate_jose::SigningKey) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let now = chrono::Utc::now().timestamp();
+    let jti = format!(
+        "{now}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let claims = serde_json::json!({
+        "iss": agent, "sub": agent, "aud": format!("{issuer}/oauth2/token"),
+        "iat": now, "exp": now + 60, "jti": jti,
+    });
+    key.sign(
+        serde_json::Map::new(),
+        &serde_json::to_vec(&claims).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A bearer task token for `agent` under `mandate`, for `resource`.
+pub async fn task_token(
+    server: &Server,
+    agent: &str,
+    key: &mandate_jose::SigningKey,
+    mandate: &str,
+    resource: &str,
+) -> String {
+    let assertion = assertion(&server.url, agent, key);
+    let details = serde_json::json!([{"type": "mandate", "mandate_id": mandate}]).to_string();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+        ("authorization_details", details.as_str()),
+        ("resource", resource),
+    ];
+    let response = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", server.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "token request: {body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The Python test scripts' directory.
+pub fn python_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// The MCP fixture upstream (`tests/python/mcp_fixture_server.py`) on a free port.
+pub struct Fixture {
+    child: Child,
+    pub url: String,
+}
+
+impl Fixture {
+    pub fn start() -> Fixture {
+        let mut child = Command::new("python3")
+            .arg(python_dir().join("mcp_fixture_server.py"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 must be installed (see .ci/run)");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("LISTENING ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => panic!(
+                    "the MCP fixture did not start; install its packages: pip install -r crates/mandate/tests/python/requirements.txt"
+                ),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Fixture { child, url }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the Python `mcp` client with `steps` against `url`: one JSON value per step.
+pub fn mcp_client(url: &str, token: Option<&str>, steps: &Value) -> Vec<Value> {
+    let mut command = Command::new("python3");
+    command.arg(python_dir().join("mcp_client.py")).arg(url);
+    if let Some(token) = token {
+        command.args(["--header", &format!("Authorization: Bearer {token}")]);
+    }
+    let mut child = command
+        .args(["--script", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(steps.to_string().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "mcp_client.py printed nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines
+}

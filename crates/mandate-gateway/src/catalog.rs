@@ -1,0 +1,408 @@
+//! What each tenant's upstreams offer, and the connections to them.
+//!
+//! A snapshot per tenant maps namespaced names (`server.tool`) to the catalog entry
+//! (risk tier, data class — what policy reads) and the upstream's own definition (what
+//! clients are shown). Snapshots are rebuilt when older than `catalog_ttl`; an upstream
+//! that cannot be listed contributes nothing until it can.
+//!
+//! Resources and prompts are authorised per server, through catalog entries named
+//! [`RESOURCES`] and [`PROMPTS`] (`files./resources`); plain HTTP servers through
+//! [`HTTP`] with the method and path as arguments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mandate_domain::{Mandate, Tool, ToolAnnotations, ToolServer, ToolServerTransport};
+use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
+use mandate_store::{PageRequest, Store, ToolFilter};
+use mandate_types::{DataClass, RiskTier, TenantId, ToolId, ToolServerId};
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::{Gateway, GatewayConfig, GatewayError};
+
+/// The catalog entry that authorises reading a server's resources.
+pub const RESOURCES: &str = "/resources";
+/// The catalog entry that authorises a server's prompts.
+pub const PROMPTS: &str = "/prompts";
+/// The catalog entry that authorises requests to a plain HTTP API.
+pub const HTTP: &str = "/http";
+
+/// One callable thing: its server, its catalog entry, and how the upstream describes it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub server: ToolServer,
+    pub tool: Tool,
+    /// The upstream's tool definition (`Value::Null` for the `/` entries).
+    pub definition: Value,
+}
+
+/// A tenant's catalog as of `at`.
+#[derive(Debug)]
+pub struct Snapshot {
+    at: Instant,
+    pub servers: BTreeMap<String, ToolServer>,
+    /// By namespaced name.
+    pub tools: BTreeMap<String, Listing>,
+    /// Each MCP server's `initialize` result (capabilities), when it could be reached.
+    pub info: BTreeMap<String, Value>,
+}
+
+impl Snapshot {
+    pub fn listing(&self, name: &str) -> Option<&Listing> {
+        self.tools.get(name)
+    }
+
+    /// The entry that authorises `entry` (`/resources`, …) on `server`.
+    pub fn special(&self, server: &str, entry: &str) -> Option<&Listing> {
+        self.tools.get(&format!("{server}.{entry}"))
+    }
+}
+
+#[derive(Debug)]
+struct Connection {
+    transport: ToolServerTransport,
+    upstream: Arc<dyn Upstream>,
+    permits: Arc<Semaphore>,
+}
+
+/// Upstream connections and per-tenant snapshots.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    config: GatewayConfig,
+    connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
+    snapshots: Mutex<HashMap<TenantId, Arc<Snapshot>>>,
+}
+
+/// An upstream with its concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub upstream: Arc<dyn Upstream>,
+    pub permits: Arc<Semaphore>,
+}
+
+impl Catalog {
+    pub(crate) fn new(store: Arc<dyn Store>, config: GatewayConfig) -> Catalog {
+        Catalog {
+            store,
+            config,
+            connections: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The connection to an MCP server, made (or remade, when its transport changed).
+    pub async fn connect(&self, server: &ToolServer) -> Result<Connected, GatewayError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(c) = connections.get(&server.id)
+            && c.transport == server.transport
+        {
+            return Ok(Connected {
+                upstream: c.upstream.clone(),
+                permits: c.permits.clone(),
+            });
+        }
+        let upstream: Arc<dyn Upstream> = match &server.transport {
+            ToolServerTransport::McpHttp { url } => {
+                Arc::new(HttpUpstream::new(&server.name, url, Limits::default())?)
+            }
+            ToolServerTransport::McpStdio { command, args } => Arc::new(StdioUpstream::spawn(
+                &server.name,
+                StdioOptions {
+                    command: command.clone(),
+                    args: args.clone(),
+                    env: Vec::new(),
+                    limits: Limits::default(),
+                    max_backoff: std::time::Duration::from_secs(30),
+                },
+            )),
+            ToolServerTransport::Http { .. } => {
+                return Err(GatewayError::Invalid(format!(
+                    "tool server `{}` is a plain HTTP API; reach it at /proxy/{}/",
+                    server.name, server.name
+                )));
+            }
+        };
+        let connection = Arc::new(Connection {
+            transport: server.transport.clone(),
+            upstream,
+            permits: Arc::new(Semaphore::new(self.config.max_concurrent_per_upstream)),
+        });
+        connections.insert(server.id, connection.clone());
+        Ok(Connected {
+            upstream: connection.upstream.clone(),
+            permits: connection.permits.clone(),
+        })
+    }
+
+    /// Forgets a tenant's snapshot (after the operator changed the catalog).
+    pub async fn invalidate(&self, tenant: TenantId) {
+        self.snapshots.lock().await.remove(&tenant);
+    }
+
+    async fn cached(&self, tenant: TenantId) -> Option<Arc<Snapshot>> {
+        let snapshots = self.snapshots.lock().await;
+        snapshots
+            .get(&tenant)
+            .filter(|s| s.at.elapsed() < self.config.catalog_ttl)
+            .cloned()
+    }
+
+    async fn all_servers(&self, tenant: TenantId) -> Result<Vec<ToolServer>, GatewayError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        for _ in 0..100 {
+            let page = PageRequest::new(after, Some(PageRequest::MAX_LIMIT))
+                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+            let got = self.store.list_tool_servers(tenant, &page).await?;
+            out.extend(got.items);
+            match got.next {
+                Some(cursor) => after = Some(cursor.0),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn catalogued(&self, server: &ToolServer) -> Result<HashMap<String, Tool>, GatewayError> {
+        let mut out = HashMap::new();
+        let mut after = None;
+        for _ in 0..100 {
+            let page = PageRequest::new(after, Some(PageRequest::MAX_LIMIT))
+                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+            let filter = ToolFilter {
+                server: Some(server.id),
+                risk_tier: None,
+            };
+            let got = self
+                .store
+                .list_tools(server.tenant_id, &filter, &page)
+                .await?;
+            out.extend(got.items.into_iter().map(|t| (t.name.clone(), t)));
+            match got.next {
+                Some(cursor) => after = Some(cursor.0),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes sure the catalog has an entry for a listed tool; a changed annotation only
+    /// ever raises the tier the operator left.
+    async fn ensure(
+        &self,
+        server: &ToolServer,
+        known: &HashMap<String, Tool>,
+        name: &str,
+        definition: &Value,
+        tier_floor: Option<RiskTier>,
+    ) -> Result<Tool, GatewayError> {
+        let annotations: ToolAnnotations = definition
+            .get("annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
+        let implied = tier_floor.unwrap_or_else(|| annotations.default_tier());
+        if let Some(tool) = known.get(name) {
+            if tier_floor.is_none() && tool.annotations != annotations && implied > tool.risk_tier {
+                let mut raised = tool.clone();
+                raised.annotations = annotations;
+                raised.risk_tier = implied;
+                self.store.update_tool(&raised).await?;
+                return Ok(raised);
+            }
+            return Ok(tool.clone());
+        }
+        let tool = Tool {
+            id: ToolId::generate(),
+            tenant_id: server.tenant_id,
+            server_id: server.id,
+            name: name.to_owned(),
+            description: definition
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .chars()
+                .take(4096)
+                .collect(),
+            input_schema: definition
+                .get("inputSchema")
+                .cloned()
+                .unwrap_or(Value::Null),
+            annotations,
+            risk_tier: implied,
+            tags: Default::default(),
+            data_class: DataClass::Internal,
+            amount_argument: None,
+            compensating_tool: None,
+            created_at: chrono::Utc::now(),
+        };
+        match self.store.create_tool(&tool).await {
+            Ok(()) => Ok(tool),
+            // Another replica catalogued it first: use theirs.
+            Err(mandate_store::StoreError::Conflict { .. }) => {
+                self.catalogued(server).await?.remove(name).ok_or_else(|| {
+                    GatewayError::Unavailable("the catalog changed concurrently".into())
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn valid_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl Gateway {
+    /// The caller's tenant's catalog, rebuilt from the upstreams when stale.
+    pub async fn snapshot(&self, mandate: &Mandate) -> Result<Arc<Snapshot>, GatewayError> {
+        let tenant = mandate.tenant_id;
+        if let Some(s) = self.catalog.cached(tenant).await {
+            return Ok(s);
+        }
+        let mut snapshot = Snapshot {
+            at: Instant::now(),
+            servers: BTreeMap::new(),
+            tools: BTreeMap::new(),
+            info: BTreeMap::new(),
+        };
+        for server in self.catalog.all_servers(tenant).await? {
+            let known = self.catalog.catalogued(&server).await?;
+            if let ToolServerTransport::Http { .. } = server.transport {
+                let tool = self
+                    .catalog
+                    .ensure(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
+                    .await?;
+                snapshot.tools.insert(
+                    format!("{}.{HTTP}", server.name),
+                    Listing {
+                        server: server.clone(),
+                        tool,
+                        definition: Value::Null,
+                    },
+                );
+            } else {
+                match self.list_upstream(&server, mandate).await {
+                    Ok((info, definitions)) => {
+                        for (entry, capability) in [(RESOURCES, "resources"), (PROMPTS, "prompts")]
+                        {
+                            if info
+                                .get("capabilities")
+                                .and_then(|c| c.get(capability))
+                                .is_some()
+                            {
+                                let tool = self
+                                    .catalog
+                                    .ensure(
+                                        &server,
+                                        &known,
+                                        entry,
+                                        &Value::Null,
+                                        Some(RiskTier::Read),
+                                    )
+                                    .await?;
+                                snapshot.tools.insert(
+                                    format!("{}.{entry}", server.name),
+                                    Listing {
+                                        server: server.clone(),
+                                        tool,
+                                        definition: Value::Null,
+                                    },
+                                );
+                            }
+                        }
+                        for definition in definitions {
+                            let Some(name) = definition.get("name").and_then(Value::as_str) else {
+                                continue;
+                            };
+                            if !valid_tool_name(name) {
+                                tracing::warn!(server = %server.name, "upstream listed a tool with an unusable name; skipped");
+                                continue;
+                            }
+                            let tool = self
+                                .catalog
+                                .ensure(&server, &known, name, &definition, None)
+                                .await?;
+                            snapshot.tools.insert(
+                                format!("{}.{name}", server.name),
+                                Listing {
+                                    server: server.clone(),
+                                    tool,
+                                    definition,
+                                },
+                            );
+                        }
+                        snapshot.info.insert(server.name.clone(), info);
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %server.name, error = %e, "cannot list an upstream's tools; its tools are unavailable until it answers");
+                    }
+                }
+            }
+            snapshot.servers.insert(server.name.clone(), server);
+        }
+        let snapshot = Arc::new(snapshot);
+        self.catalog
+            .snapshots
+            .lock()
+            .await
+            .insert(tenant, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// An upstream's `initialize` result and its tools (all pages, at most 50).
+    async fn list_upstream(
+        &self,
+        server: &ToolServer,
+        mandate: &Mandate,
+    ) -> Result<(Value, Vec<Value>), GatewayError> {
+        let connected = self.catalog.connect(server).await?;
+        let headers = self.credentials.headers(server, mandate).await?;
+        let deadline = self.config.call_timeout;
+        let work = async {
+            let info = connected.upstream.server_info(&headers).await?;
+            let mut tools = Vec::new();
+            if info
+                .get("capabilities")
+                .and_then(|c| c.get("tools"))
+                .is_none()
+            {
+                return Ok::<_, GatewayError>((info, tools));
+            }
+            let mut cursor: Option<Value> = None;
+            for _ in 0..50 {
+                let params = cursor.take().map(|c| serde_json::json!({"cursor": c}));
+                let result = connected
+                    .upstream
+                    .request("tools/list", params, &headers, None)
+                    .await?
+                    .map_err(|e| {
+                        GatewayError::Upstream(mandate_mcp::UpstreamError::Protocol(format!(
+                            "upstream `{}` refused tools/list: {e}",
+                            server.name
+                        )))
+                    })?;
+                if let Some(list) = result.get("tools").and_then(Value::as_array) {
+                    tools.extend(list.iter().cloned());
+                }
+                match result.get("nextCursor") {
+                    Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                    _ => break,
+                }
+            }
+            Ok((info, tools))
+        };
+        tokio::time::timeout(deadline, work).await.map_err(|_| {
+            GatewayError::Upstream(mandate_mcp::UpstreamError::Unavailable(format!(
+                "upstream `{}` did not list its tools in time",
+                server.name
+            )))
+        })?
+    }
+}

@@ -1,0 +1,355 @@
+//! The human side of held calls, as use cases: list, approve and deny approvals; list,
+//! execute and reject proposals. An administrator of the tenant, or a human who must
+//! consent to the call's mandate (its grantor or a named owner), may decide.
+//! Arguments leave here with the operator's redaction rules applied.
+
+use mandate_audit::{EventKind, NewEvent};
+use mandate_core::CoreError;
+use mandate_domain::{Approval, Mandate, Principal, Proposal};
+use mandate_policy::CallAction;
+use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, StoreError};
+use mandate_types::{ApprovalId, ProposalId};
+use serde_json::{Value, json};
+
+use crate::enforce::{Caller, Execution, Target, Verdict, obj, redact};
+use crate::{Gateway, GatewayError};
+
+fn core(e: GatewayError) -> CoreError {
+    match e {
+        GatewayError::Unauthenticated { .. } => CoreError::Unauthenticated,
+        GatewayError::Unavailable(m) => CoreError::Unavailable(m),
+        GatewayError::Upstream(e) => CoreError::Unavailable(e.to_string()),
+        GatewayError::Invalid(m) => CoreError::invalid(m),
+    }
+}
+
+impl Gateway {
+    fn shown_approval(&self, mut a: Approval) -> Approval {
+        a.call.arguments = redact(&a.call.arguments, &self.config.redact);
+        a.status = a.status_at(self.service.clock().now());
+        a
+    }
+
+    fn shown_proposal(&self, mut p: Proposal) -> Proposal {
+        p.call.arguments = redact(&p.call.arguments, &self.config.redact);
+        p
+    }
+
+    /// Whether `caller` may decide on calls under `mandate`.
+    fn may_decide(&self, caller: &Principal, mandate: &Mandate) -> bool {
+        match caller {
+            Principal::Admin { tenant } => *tenant == mandate.tenant_id,
+            Principal::Human { tenant, id } => {
+                *tenant == mandate.tenant_id && mandate.terms.required_consenters().contains(id)
+            }
+            Principal::Agent { .. } => false,
+        }
+    }
+
+    async fn mandate_of(
+        &self,
+        caller: &Principal,
+        id: mandate_types::MandateId,
+    ) -> Result<Mandate, CoreError> {
+        self.store()
+            .mandate(caller.tenant(), id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("mandate", id))
+    }
+
+    pub async fn list_approvals(
+        &self,
+        caller: &Principal,
+        filter: ApprovalFilter,
+        page: PageRequest,
+    ) -> Result<Page<Approval>, CoreError> {
+        if matches!(caller, Principal::Agent { .. }) {
+            return Err(CoreError::Forbidden("agents cannot list approvals".into()));
+        }
+        let mut listed = self
+            .store()
+            .list_approvals(caller.tenant(), &filter, &page)
+            .await?;
+        if let Principal::Human { id, .. } = caller {
+            // A human sees the approvals of mandates they must consent to.
+            let mut mine = Vec::new();
+            for a in listed.items {
+                let mandate = self.mandate_of(caller, a.call.mandate_id).await?;
+                if mandate.terms.required_consenters().contains(id) {
+                    mine.push(a);
+                }
+            }
+            listed.items = mine;
+        }
+        listed.items = listed
+            .items
+            .into_iter()
+            .map(|a| self.shown_approval(a))
+            .collect();
+        Ok(listed)
+    }
+
+    pub async fn approval(
+        &self,
+        caller: &Principal,
+        id: ApprovalId,
+    ) -> Result<Approval, CoreError> {
+        let approval = self
+            .store()
+            .approval(caller.tenant(), id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("approval", id))?;
+        let mandate = self.mandate_of(caller, approval.call.mandate_id).await?;
+        if !self.may_decide(caller, &mandate) {
+            return Err(CoreError::not_found("approval", id));
+        }
+        Ok(self.shown_approval(approval))
+    }
+
+    /// Approves or denies a pending approval; the agent's retry then passes (once) or
+    /// keeps being refused.
+    pub async fn decide_approval(
+        &self,
+        caller: &Principal,
+        id: ApprovalId,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Result<Approval, CoreError> {
+        if let Some(c) = &comment
+            && c.chars().count() > 1000
+        {
+            return Err(CoreError::invalid(
+                "`comment` is longer than 1000 characters",
+            ));
+        }
+        let current = self.approval(caller, id).await?;
+        let now = self.service.clock().now();
+        let decided = match self
+            .store()
+            .decide_approval(
+                caller.tenant(),
+                id,
+                approve,
+                &caller.label(),
+                comment.as_deref(),
+                now,
+            )
+            .await
+        {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(CoreError::not_found("approval", id)),
+            Err(StoreError::VersionConflict) => {
+                return Err(CoreError::Conflict(format!(
+                    "approval `{id}` is {} and can no longer be decided",
+                    current.status.as_str()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let event = NewEvent {
+            tenant_id: decided.call.tenant_id,
+            kind: if approve {
+                EventKind::ApprovalGranted
+            } else {
+                EventKind::ApprovalDenied
+            },
+            mandate_id: Some(decided.call.mandate_id),
+            agent_id: Some(decided.call.agent_id),
+            human_id: match caller {
+                Principal::Human { id, .. } => Some(*id),
+                _ => Some(decided.call.human_id),
+            },
+            actor: vec![caller.label()],
+            data: obj(json!({
+                "approval_id": decided.id,
+                "tool": decided.call.tool,
+                "arguments_hash": decided.call.arguments_hash,
+                "comment_given": decided.comment.is_some(),
+            })),
+        };
+        self.append(event).await.map_err(core)?;
+        Ok(self.shown_approval(decided))
+    }
+
+    pub async fn list_proposals(
+        &self,
+        caller: &Principal,
+        filter: ProposalFilter,
+        page: PageRequest,
+    ) -> Result<Page<Proposal>, CoreError> {
+        if matches!(caller, Principal::Agent { .. }) {
+            return Err(CoreError::Forbidden("agents cannot list proposals".into()));
+        }
+        let mut listed = self
+            .store()
+            .list_proposals(caller.tenant(), &filter, &page)
+            .await?;
+        if let Principal::Human { id, .. } = caller {
+            let mut mine = Vec::new();
+            for p in listed.items {
+                let mandate = self.mandate_of(caller, p.call.mandate_id).await?;
+                if mandate.terms.required_consenters().contains(id) {
+                    mine.push(p);
+                }
+            }
+            listed.items = mine;
+        }
+        listed.items = listed
+            .items
+            .into_iter()
+            .map(|p| self.shown_proposal(p))
+            .collect();
+        Ok(listed)
+    }
+
+    pub async fn proposal(
+        &self,
+        caller: &Principal,
+        id: ProposalId,
+    ) -> Result<Proposal, CoreError> {
+        let proposal = self
+            .store()
+            .proposal(caller.tenant(), id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("proposal", id))?;
+        let mandate = self.mandate_of(caller, proposal.call.mandate_id).await?;
+        if !self.may_decide(caller, &mandate) {
+            return Err(CoreError::not_found("proposal", id));
+        }
+        Ok(self.shown_proposal(proposal))
+    }
+
+    /// Executes a recorded proposal through the same enforcement path as an agent's
+    /// call (decided again now, budget spent, decision recorded), once.
+    pub async fn execute_proposal(
+        &self,
+        caller: &Principal,
+        id: ProposalId,
+        reject: bool,
+    ) -> Result<Proposal, CoreError> {
+        self.proposal(caller, id).await?;
+        let now = self.service.clock().now();
+        let started = match self
+            .store()
+            .start_proposal(caller.tenant(), id, &caller.label(), reject, now)
+            .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(CoreError::not_found("proposal", id)),
+            Err(StoreError::VersionConflict) => {
+                return Err(CoreError::Conflict(format!(
+                    "proposal `{id}` was already executed or rejected"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if reject {
+            return Ok(self.shown_proposal(started));
+        }
+        let (succeeded, outcome) = match self.run_proposal(caller, &started).await {
+            Ok(Ok(result)) => (
+                !result
+                    .get("isError")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                json!({"result": result}),
+            ),
+            Ok(Err(error)) => (false, json!({"error": error})),
+            Err(e) => (false, json!({"error": {"message": e.to_string()}})),
+        };
+        self.store()
+            .finish_proposal(caller.tenant(), id, succeeded, &outcome)
+            .await?;
+        let event = NewEvent {
+            tenant_id: started.call.tenant_id,
+            kind: EventKind::ProposalExecuted,
+            mandate_id: Some(started.call.mandate_id),
+            agent_id: Some(started.call.agent_id),
+            human_id: Some(started.call.human_id),
+            actor: vec![caller.label()],
+            data: obj(json!({
+                "proposal_id": id,
+                "tool": started.call.tool,
+                "arguments_hash": started.call.arguments_hash,
+                "succeeded": succeeded,
+            })),
+        };
+        self.append(event).await.map_err(core)?;
+        let done = self
+            .store()
+            .proposal(caller.tenant(), id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("proposal", id))?;
+        Ok(self.shown_proposal(done))
+    }
+
+    async fn run_proposal(
+        &self,
+        caller: &Principal,
+        proposal: &Proposal,
+    ) -> Result<mandate_mcp::Outcome, GatewayError> {
+        let call = &proposal.call;
+        let store = self.store();
+        let mandate = store
+            .mandate(call.tenant_id, call.mandate_id)
+            .await?
+            .ok_or_else(|| {
+                GatewayError::Invalid("the proposal's mandate no longer exists".into())
+            })?;
+        let agent = store
+            .agent(call.tenant_id, call.agent_id)
+            .await?
+            .ok_or_else(|| GatewayError::Invalid("the proposing agent no longer exists".into()))?;
+        let snapshot = self.snapshot(&mandate).await?;
+        let Some(listing) = snapshot.listing(&call.tool).cloned() else {
+            return Ok(Err(
+                json!({"code": mandate_mcp::code::DENIED, "message": "the tool is no longer available"}),
+            ));
+        };
+        let mut actor = vec![caller.label()];
+        actor.extend(call.delegation_chain.iter().map(|a| format!("agent:{a}")));
+        actor.push(format!("agent:{}", call.agent_id));
+        let executor = Caller {
+            agent,
+            mandate,
+            chain: call.delegation_chain.clone(),
+            scope: None,
+            jti: None,
+            dpop_bound: false,
+            actor,
+        };
+        let verdict = self
+            .authorize(
+                &executor,
+                CallAction::CallTool,
+                Target {
+                    server: &listing.server,
+                    tool: &listing.tool,
+                },
+                Some(&call.arguments),
+                Execution::Proposal(proposal.id),
+            )
+            .await?;
+        match verdict {
+            Verdict::Allow { .. } => {
+                let params = json!({"name": listing.tool.name, "arguments": call.arguments});
+                self.call_upstream(
+                    &listing,
+                    &executor.mandate,
+                    "tools/call",
+                    Some(params),
+                    None,
+                )
+                .await
+            }
+            Verdict::Deny { reason, .. } => Ok(Err(json!({
+                "code": mandate_mcp::code::DENIED,
+                "message": format!("denied at execution: {reason}"),
+            }))),
+            Verdict::Approval(_) | Verdict::Proposal(_) => Ok(Err(json!({
+                "code": mandate_mcp::code::DENIED,
+                "message": "the call still needs an approval",
+            }))),
+        }
+    }
+}

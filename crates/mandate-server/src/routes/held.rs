@@ -1,0 +1,251 @@
+//! Held calls: approvals (`/v1/approvals`) and proposals (`/v1/proposals`). The
+//! decisions run in the gateway, which executes a proposal through its own enforcement
+//! path.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use mandate_domain::{Approval, ApprovalStatus, Proposal, ProposalStatus};
+use mandate_gateway::Gateway;
+use mandate_store::{ApprovalFilter, ProposalFilter};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{PageBody, Paging};
+use crate::AppState;
+use crate::extract::{ApiJson, ApiQuery, Caller, path_id, query_id};
+use crate::problem::{ApiResult, Problem};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_approvals))
+        .routes(routes!(get_approval))
+        .routes(routes!(approve))
+        .routes(routes!(deny))
+        .routes(routes!(list_proposals))
+        .routes(routes!(get_proposal))
+        .routes(routes!(execute))
+        .routes(routes!(reject))
+}
+
+fn gateway(state: &AppState) -> Result<&Gateway, Problem> {
+    state.gateway.as_ref().ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "gateway-not-running",
+            "The gateway is not running",
+            "this server runs without the gateway (no token service)",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct HeldQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+    /// `pending`, `approved`, `denied`, `used`, `expired` (approvals) or `recorded`,
+    /// `executing`, `executed`, `failed`, `rejected` (proposals).
+    status: Option<String>,
+    mandate: Option<String>,
+}
+
+/// A decision's optional comment.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Up to 1000 characters, kept with the approval.
+    pub comment: Option<String>,
+}
+
+/// List approvals (admin: all; a human: those under mandates they must consent to).
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", security(("bearer" = [])),
+    params(HeldQuery),
+    responses(
+        (status = 200, body = PageBody<Approval>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_approvals(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<HeldQuery>,
+) -> ApiResult<Json<PageBody<Approval>>> {
+    let page = Paging {
+        after: q.after,
+        limit: q.limit,
+    }
+    .request()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "`status`: `{}` is not an approval status",
+                s.chars().take(32).collect::<String>()
+            ))
+        })?),
+    };
+    let filter = ApprovalFilter {
+        status,
+        mandate: query_id("mandate", q.mandate.as_deref())?,
+    };
+    Ok(Json(
+        gateway(&state)?
+            .list_approvals(&caller, filter, page)
+            .await?
+            .into(),
+    ))
+}
+
+/// Get an approval: the tool, its tier, the arguments (redactions applied), the mandate.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Approval id")),
+    responses(
+        (status = 200, body = Approval),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_approval(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Approval>> {
+    Ok(Json(
+        gateway(&state)?.approval(&caller, path_id(&id)?).await?,
+    ))
+}
+
+/// Approve a pending call: the agent's retry with identical arguments then passes, once.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Approval id")),
+    request_body(content = Option<DecisionBody>),
+    responses(
+        (status = 200, body = Approval),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn approve(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Option<ApiJson<DecisionBody>>,
+) -> ApiResult<Json<Approval>> {
+    let comment = body.and_then(|b| b.0.comment);
+    Ok(Json(
+        gateway(&state)?
+            .decide_approval(&caller, path_id(&id)?, true, comment)
+            .await?,
+    ))
+}
+
+/// Deny a pending call.
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Approval id")),
+    request_body(content = Option<DecisionBody>),
+    responses(
+        (status = 200, body = Approval),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn deny(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Option<ApiJson<DecisionBody>>,
+) -> ApiResult<Json<Approval>> {
+    let comment = body.and_then(|b| b.0.comment);
+    Ok(Json(
+        gateway(&state)?
+            .decide_approval(&caller, path_id(&id)?, false, comment)
+            .await?,
+    ))
+}
+
+/// List proposals recorded by recommend-only mandates.
+#[utoipa::path(get, path = "/v1/proposals", tag = "approvals", security(("bearer" = [])),
+    params(HeldQuery),
+    responses(
+        (status = 200, body = PageBody<Proposal>),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_proposals(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<HeldQuery>,
+) -> ApiResult<Json<PageBody<Proposal>>> {
+    let page = Paging {
+        after: q.after,
+        limit: q.limit,
+    }
+    .request()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ProposalStatus::parse(s).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "`status`: `{}` is not a proposal status",
+                s.chars().take(32).collect::<String>()
+            ))
+        })?),
+    };
+    let filter = ProposalFilter {
+        status,
+        mandate: query_id("mandate", q.mandate.as_deref())?,
+    };
+    Ok(Json(
+        gateway(&state)?
+            .list_proposals(&caller, filter, page)
+            .await?
+            .into(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Proposal id")),
+    responses(
+        (status = 200, body = Proposal),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_proposal(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Proposal>> {
+    Ok(Json(
+        gateway(&state)?.proposal(&caller, path_id(&id)?).await?,
+    ))
+}
+
+/// Execute a proposal through the gateway's enforcement path (decided again now), once.
+#[utoipa::path(post, path = "/v1/proposals/{id}/execute", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Proposal id")),
+    responses(
+        (status = 200, body = Proposal),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn execute(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Proposal>> {
+    Ok(Json(
+        gateway(&state)?
+            .execute_proposal(&caller, path_id(&id)?, false)
+            .await?,
+    ))
+}
+
+/// Reject a proposal: it is never executed.
+#[utoipa::path(post, path = "/v1/proposals/{id}/reject", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Proposal id")),
+    responses(
+        (status = 200, body = Proposal),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn reject(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Proposal>> {
+    Ok(Json(
+        gateway(&state)?
+            .execute_proposal(&caller, path_id(&id)?, true)
+            .await?,
+    ))
+}

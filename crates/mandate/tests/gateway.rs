@@ -1,0 +1,531 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! The MCP gateway end to end: the real binary in front of a real MCP server (the
+//! Python fixture, over Streamable HTTP), called by a real MCP client (the Python `mcp`
+//! package). A mandate's scope decides what the agent sees and may call; a
+//! high-impact call is held for approval and passes once after it; a recommend-only
+//! mandate turns calls into proposals a human executes; revoking the mandate stops the
+//! next call; the ledger records decisions with argument hashes, never the arguments.
+
+use mandate_jose::{Alg, SigningKey};
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{Fixture, Server, admin_token, created, http, mcp_client, task_token};
+
+struct World {
+    server: Server,
+    admin: String,
+    alice_token: String,
+    agent: String,
+    key: SigningKey,
+    _fixture: Fixture,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let fixture = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let admin = admin_token(dir.path());
+    created(
+        &server,
+        "/v1/tool-servers",
+        &admin,
+        json!({"name": "fx", "transport": {"kind": "mcp_http", "url": fixture.url}}),
+    )
+    .await;
+    let alice = created(
+        &server,
+        "/v1/humans",
+        &admin,
+        json!({"display_name": "Alice", "email": "alice@example.com"}),
+    )
+    .await;
+    let (status, token) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/humans/{alice}/tokens", server.url),
+        &admin,
+        Some(json!({"label": "test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let key = SigningKey::generate(Alg::EdDSA, "k1".into()).unwrap();
+    let agent = created(
+        &server,
+        "/v1/agents",
+        &admin,
+        json!({
+            "name": "helper",
+            "owner": alice,
+            "credentials": {"jwks": [key.public_jwk().to_public_json()]},
+        }),
+    )
+    .await;
+    World {
+        alice_token: token["token"].as_str().unwrap().to_owned(),
+        server,
+        admin,
+        agent,
+        key,
+        _fixture: fixture,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// A consented mandate with these terms (agent and grantor filled in).
+    async fn mandate(&self, mut terms: Value) -> String {
+        let (_, me) = http(
+            reqwest::Method::GET,
+            format!("{}/v1/agents/{}", self.server.url, self.agent),
+            &self.admin,
+            None,
+        )
+        .await;
+        terms["agent_id"] = json!(self.agent);
+        terms["human_id"] = me["owner"].clone();
+        terms["expires_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+        let id = created(&self.server, "/v1/mandates", &self.admin, terms).await;
+        let (status, body) = http(
+            reqwest::Method::POST,
+            format!("{}/v1/mandates/{id}/consent", self.server.url),
+            &self.alice_token,
+            Some(json!({"decision": "granted"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    async fn token(&self, mandate: &str) -> String {
+        let resource = format!("{}/mcp", self.server.url);
+        task_token(&self.server, &self.agent, &self.key, mandate, &resource).await
+    }
+
+    fn mcp(&self, path: &str, token: &str, steps: Value) -> Vec<Value> {
+        mcp_client(&format!("{}{path}", self.server.url), Some(token), &steps)
+    }
+
+    async fn as_alice(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        http(
+            method,
+            format!("{}{path}", self.server.url),
+            &self.alice_token,
+            body,
+        )
+        .await
+    }
+}
+
+fn tool_names(result: &Value) -> Vec<String> {
+    let mut names: Vec<String> = result["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {result}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn denied(step: &Value) -> &Value {
+    assert_eq!(step["error"]["code"], -32001, "expected a denial: {step}");
+    &step["error"]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Answer with the fixture's tools",
+            "scope": {"tools": [
+                {"tool": "fx.echo"},
+                {"tool": "fx.test_simple_text"},
+                {"tool": "fx.delete_everything"},
+                {"tool": "fx./resources"},
+                {"tool": "fx./prompts"},
+            ]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+            "approval": {"tiers": ["high_impact"]},
+            "budgets": {"max_calls": 50},
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+
+    let steps = w.mcp(
+        "/mcp/fx",
+        &token,
+        json!([
+            {"op": "list_tools"},
+            {"op": "call_tool", "name": "echo", "arguments": {"text": "hello"}},
+            {"op": "call_tool", "name": "test_image_content", "arguments": {}},
+            {"op": "call_tool", "name": "no_such_tool", "arguments": {}},
+            {"op": "call_tool", "name": "delete_everything", "arguments": {"confirm": true}},
+            {"op": "read_resource", "uri": "test://static-text"},
+            {"op": "get_prompt", "name": "test_simple_prompt", "arguments": {}},
+            {"op": "ping"},
+        ]),
+    );
+    assert_eq!(
+        tool_names(&steps[0]),
+        ["delete_everything", "echo", "test_simple_text"],
+        "only the tools in scope are listed"
+    );
+    let echoed = &steps[1]["result"];
+    assert_eq!(echoed["content"][0]["text"], "hello", "{}", steps[1]);
+    // Out of scope and nonexistent look the same.
+    let out_of_scope = denied(&steps[2]);
+    let unknown = denied(&steps[3]);
+    assert!(
+        out_of_scope["message"]
+            .as_str()
+            .unwrap()
+            .contains("not available")
+    );
+    assert_eq!(
+        out_of_scope["message"]
+            .as_str()
+            .unwrap()
+            .replace("test_image_content", "X"),
+        unknown["message"]
+            .as_str()
+            .unwrap()
+            .replace("no_such_tool", "X")
+    );
+    // High impact: held for approval.
+    let held = denied(&steps[4]);
+    let approval = held["data"]["approval_id"].as_str().unwrap().to_owned();
+    assert!(approval.starts_with("apr_"), "{held}");
+    assert!(
+        held["data"]["approval_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&approval)
+    );
+    assert!(
+        steps[5]["result"]["contents"][0]["text"].is_string(),
+        "{}",
+        steps[5]
+    );
+    assert!(steps[6]["result"]["messages"].is_array(), "{}", steps[6]);
+    assert!(steps[7].get("error").is_none(), "{}", steps[7]);
+
+    // The grantor sees the exact call and approves it.
+    let (status, listed) = w
+        .as_alice(reqwest::Method::GET, "/v1/approvals?status=pending", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"][0]["id"], approval.as_str());
+    assert_eq!(listed["items"][0]["tool"], "fx.delete_everything");
+    assert_eq!(listed["items"][0]["arguments"], json!({"confirm": true}));
+    assert_eq!(listed["items"][0]["risk_tier"], "high_impact");
+    let (status, decided) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/approvals/{approval}/approve"),
+            Some(json!({"comment": "go ahead"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["status"], "approved");
+    let (status, again) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/approvals/{approval}/deny"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 409,
+        "a decided approval cannot be decided again: {again}"
+    );
+
+    // Different arguments are a different call; the same ones pass exactly once.
+    let steps = w.mcp(
+        "/mcp/fx",
+        &token,
+        json!([
+            {"op": "call_tool", "name": "delete_everything", "arguments": {"confirm": false}},
+            {"op": "call_tool", "name": "delete_everything", "arguments": {"confirm": true}},
+            {"op": "call_tool", "name": "delete_everything", "arguments": {"confirm": true}},
+        ]),
+    );
+    let other = denied(&steps[0]);
+    assert_ne!(other["data"]["approval_id"], approval.as_str());
+    assert!(
+        steps[1]["result"]["content"].is_array(),
+        "approved call passes: {}",
+        steps[1]
+    );
+    let third = denied(&steps[2]);
+    assert_ne!(
+        third["data"]["approval_id"],
+        approval.as_str(),
+        "an approval is used once"
+    );
+
+    // The aggregated endpoint namespaces names.
+    let steps = w.mcp("/mcp", &token, json!([{"op": "list_tools"}, {"op": "call_tool", "name": "fx.echo", "arguments": {"text": "x"}}]));
+    assert_eq!(
+        tool_names(&steps[0]),
+        ["fx.delete_everything", "fx.echo", "fx.test_simple_text"]
+    );
+    assert_eq!(
+        steps[1]["result"]["content"][0]["text"], "x",
+        "{}",
+        steps[1]
+    );
+
+    // The ledger has the decisions, with the arguments' hash and never the arguments.
+    let (status, audit) = http(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
+            w.server.url
+        ),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    let events = audit["items"].as_array().unwrap();
+    assert!(events.len() >= 8, "{audit}");
+    let text = audit.to_string();
+    assert!(text.contains("sha256:"), "argument hashes are recorded");
+    assert!(
+        !text.contains("hello"),
+        "arguments are not recorded by default"
+    );
+    assert!(!text.contains(&token), "the token is never recorded");
+    for kind in ["approval.requested", "approval.granted", "tool.called"] {
+        let (_, found) = http(
+            reqwest::Method::GET,
+            format!("{}/v1/audit?mandate={mandate}&type={kind}", w.server.url),
+            &w.admin,
+            None,
+        )
+        .await;
+        assert!(
+            !found["items"].as_array().unwrap().is_empty(),
+            "no {kind} event"
+        );
+    }
+
+    // Revoking the mandate stops the next call.
+    let (status, body) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/mandates/{mandate}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut refused = false;
+    for _ in 0..50 {
+        let response = reqwest::Client::new()
+            .post(format!("{}/mcp/fx", w.server.url))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a revoked mandate's token keeps working");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recommend_only_mandates_record_proposals_a_human_executes_once() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Suggest what to echo",
+            "scope": {"tools": [{"tool": "fx.echo"}]},
+            "data_ceiling": "internal",
+            "mode": "recommend",
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let steps = w.mcp(
+        "/mcp/fx",
+        &token,
+        json!([{"op": "call_tool", "name": "echo", "arguments": {"text": "proposed"}}]),
+    );
+    let error = denied(&steps[0]);
+    let proposal = error["data"]["proposal_id"].as_str().unwrap().to_owned();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was executed")
+    );
+
+    let (status, listed) = w
+        .as_alice(reqwest::Method::GET, "/v1/proposals", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"][0]["id"], proposal.as_str());
+    assert_eq!(listed["items"][0]["status"], "recorded");
+    let (status, executed) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/proposals/{proposal}/execute"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{executed}");
+    assert_eq!(executed["status"], "executed", "{executed}");
+    assert_eq!(
+        executed["outcome"]["result"]["content"][0]["text"],
+        "proposed"
+    );
+    let (status, twice) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/proposals/{proposal}/execute"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a proposal executes once: {twice}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_challenges_without_a_token_and_checks_origins() {
+    let w = world().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/mcp", w.server.url))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let metadata_url = format!("{}/.well-known/oauth-protected-resource/mcp", w.server.url);
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{challenge}"
+    );
+    let response = client.get(&metadata_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let metadata: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(metadata["resource"], format!("{}/mcp", w.server.url));
+    assert_eq!(metadata["authorization_servers"][0], w.server.url);
+
+    // A token for another audience (the admin API) is refused at /mcp.
+    let mandate = w
+        .mandate(json!({
+            "intent": "x", "scope": {"tools": [{"tool": "fx.echo"}]},
+            "data_ceiling": "internal", "mode": "execute",
+        }))
+        .await;
+    let wrong = task_token(&w.server, &w.agent, &w.key, &mandate, &w.server.url).await;
+    let response = client
+        .post(format!("{}/mcp", w.server.url))
+        .bearer_auth(&wrong)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "audience is checked");
+
+    // DNS rebinding: a foreign Origin is refused before anything else.
+    let token = w.token(&mandate).await;
+    let response = client
+        .post(format!("{}/mcp", w.server.url))
+        .bearer_auth(&token)
+        .header("origin", "http://evil.example")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // Hostile bodies: not JSON, a batch, a huge body.
+    for (body, status) in [
+        ("{".to_owned(), 400),
+        (
+            "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]".to_owned(),
+            400,
+        ),
+        (
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+                "a".repeat(2 * 1024 * 1024)
+            ),
+            413,
+        ),
+    ] {
+        // A fresh connection each: the server closes one whose body it refused unread.
+        let response = reqwest::Client::new()
+            .post(format!("{}/mcp", w.server.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
+    // Stateless revision: headers must agree with the body.
+    let response = client
+        .post(format!("{}/mcp/fx", w.server.url))
+        .bearer_auth(&token)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "other")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "echo", "arguments": {"text": "x"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020, "{body}");
+    let response = client
+        .post(format!("{}/mcp/fx", w.server.url))
+        .bearer_auth(&token)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "echo", "arguments": {"text": "stateless"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["content"][0]["text"], "stateless", "{body}");
+}
