@@ -3,13 +3,16 @@
 use base64::Engine as _;
 use serde_json::Value;
 
+/// Accepted from clients that still send it (Streamable HTTP began here); batches,
+/// which it allowed, are not supported.
+pub const V2025_03_26: &str = "2025-03-26";
 pub const V2025_06_18: &str = "2025-06-18";
 pub const V2025_11_25: &str = "2025-11-25";
 /// Stateless: no `initialize`, no sessions; metadata on every request.
 pub const V2026_07_28: &str = "2026-07-28";
 
 /// What the gateway speaks with clients, newest first.
-pub const SUPPORTED: &[&str] = &[V2026_07_28, V2025_11_25, V2025_06_18];
+pub const SUPPORTED: &[&str] = &[V2026_07_28, V2025_11_25, V2025_06_18, V2025_03_26];
 
 /// The newest revision that still has the `initialize` handshake.
 pub const LATEST_SESSION: &str = V2025_11_25;
@@ -30,6 +33,7 @@ pub fn is_stateless(version: &str) -> bool {
 pub fn negotiate(requested: Option<&str>) -> &'static str {
     match requested {
         Some(v) if v == V2025_06_18 => V2025_06_18,
+        Some(v) if v == V2025_03_26 => V2025_03_26,
         _ => LATEST_SESSION,
     }
 }
