@@ -197,6 +197,8 @@ impl PostgresRoles {
             }
         };
 
+        // `query` (not `raw_sql`) for the statements built below: `raw_sql`'s futures are
+        // not `Send` for every lifetime, which callers behind trait objects need.
         let mut tx = self.pool.begin().await.map_err(db_error("create"))?;
         // Serialise concurrent calls for one mandate (two replicas, a retry) so the
         // existence check below holds until commit.
@@ -212,12 +214,12 @@ impl PostgresRoles {
                 .await
                 .map_err(db_error("look up"))?;
         if exists {
-            sqlx::raw_sql(&format!("ALTER ROLE {ident} WITH {attributes}"))
+            sqlx::query(&format!("ALTER ROLE {ident} WITH {attributes}"))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error("alter"))?;
             if !groups.is_empty() {
-                sqlx::raw_sql(&format!("GRANT {} TO {ident}", groups.join(", ")))
+                sqlx::query(&format!("GRANT {} TO {ident}", groups.join(", ")))
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error("grant memberships to"))?;
@@ -228,7 +230,7 @@ impl PostgresRoles {
             } else {
                 format!(" IN ROLE {}", groups.join(", "))
             };
-            sqlx::raw_sql(&format!("CREATE ROLE {ident} WITH {attributes}{in_role}"))
+            sqlx::query(&format!("CREATE ROLE {ident} WITH {attributes}{in_role}"))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error("create"))?;
@@ -273,7 +275,7 @@ impl PostgresRoles {
             }
             // First no new sessions, then end the open ones: a session cannot slip in
             // between.
-            sqlx::raw_sql(&format!("ALTER ROLE {ident} WITH NOLOGIN"))
+            sqlx::query(&format!("ALTER ROLE {ident} WITH NOLOGIN"))
                 .execute(&mut *conn)
                 .await
                 .map_err(db_error("disable"))?;
@@ -286,12 +288,16 @@ impl PostgresRoles {
             .execute(&mut *conn)
             .await
             .map_err(db_error("terminate the sessions of"))?;
-            sqlx::raw_sql(&format!(
-                "REASSIGN OWNED BY {ident} TO CURRENT_USER; DROP OWNED BY {ident}; DROP ROLE IF EXISTS {ident}"
-            ))
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error("drop"))?;
+            for statement in [
+                format!("REASSIGN OWNED BY {ident} TO CURRENT_USER"),
+                format!("DROP OWNED BY {ident}"),
+                format!("DROP ROLE IF EXISTS {ident}"),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error("drop"))?;
+            }
             Ok(true)
         }
         .await;

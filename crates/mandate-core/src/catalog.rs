@@ -28,7 +28,12 @@ impl Service {
             }
         }
         if let Some(r) = &new.credential_ref {
-            check_label("credential_ref", r, true)?;
+            // `secret:NAME`, `postgres-role:ROLE`, or a bare secret name.
+            let name = r
+                .strip_prefix("secret:")
+                .or_else(|| r.strip_prefix("postgres-role:"))
+                .unwrap_or(r);
+            check_label("credential_ref", name, true)?;
         }
         let server = ToolServer {
             id: ToolServerId::generate(),

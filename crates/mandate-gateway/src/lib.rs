@@ -40,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use catalog::{Catalog, HTTP, Listing, PROMPTS, RESOURCES, Snapshot};
-pub use credentials::{Credentials, NoCredentials};
+pub use credentials::{Broker, Credentials, NoCredentials, SecretInput};
 pub use enforce::{Caller, Execution, Target, Verdict, arguments_hash, redact, scope_covers};
 pub use error::GatewayError;
 pub use webhook::Webhook;
@@ -121,6 +121,7 @@ pub struct Inner {
     catalog: Catalog,
     sessions: sessions::Sessions,
     credentials: Arc<dyn Credentials>,
+    broker: Option<Arc<Broker>>,
     http: reqwest::Client,
 }
 
@@ -138,8 +139,12 @@ impl Gateway {
         ledger: Ledger,
         tokens: Arc<TokenService>,
         config: GatewayConfig,
-        credentials: Arc<dyn Credentials>,
+        broker: Option<Arc<Broker>>,
     ) -> Gateway {
+        let credentials: Arc<dyn Credentials> = match &broker {
+            Some(b) => b.clone(),
+            None => Arc::new(NoCredentials),
+        };
         let catalog = Catalog::new(service.store().clone(), config.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -155,6 +160,7 @@ impl Gateway {
                 catalog,
                 sessions: sessions::Sessions::default(),
                 credentials,
+                broker,
                 http,
             }),
         }
@@ -164,6 +170,11 @@ impl Gateway {
     /// protected-resource metadata documents.
     pub fn router(&self) -> axum::Router {
         mcp::routes(self.clone()).merge(proxy::routes(self.clone()))
+    }
+
+    /// The credential broker, when a master key is configured.
+    pub fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.as_ref()
     }
 
     pub fn config(&self) -> &GatewayConfig {

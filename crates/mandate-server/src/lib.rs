@@ -99,6 +99,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::authzen::discovery_routes())
         .merge(routes::oauth::routes())
         .merge(routes::held::routes())
+        .merge(routes::secrets::routes())
         .split_for_parts()
 }
 

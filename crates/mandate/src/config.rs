@@ -75,6 +75,9 @@ struct GatewaySection {
     webhook_url: Option<String>,
     /// A file holding the webhook's HMAC secret (required with `webhook_url`).
     webhook_secret_file: Option<PathBuf>,
+    /// A PostgreSQL URL (a role with CREATEROLE) where tool servers whose credential is
+    /// `postgres-role:ROLE` get a login role per mandate.
+    postgres_roles_url: Option<String>,
 }
 
 /// The gateway's settings, checked.
@@ -89,6 +92,7 @@ pub struct GatewaySettings {
     pub allowed_origins: Vec<String>,
     pub webhook_url: Option<String>,
     pub webhook_secret_file: Option<PathBuf>,
+    pub postgres_roles_url: Option<String>,
 }
 
 impl GatewaySection {
@@ -132,6 +136,14 @@ impl GatewaySection {
                 ));
             }
         }
+        if let Some(url) = &self.postgres_roles_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "postgres_roles_url",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
         if let Some(url) = &self.webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(bad("webhook_url", "must start with http:// or https://"));
@@ -157,6 +169,7 @@ impl GatewaySection {
                 .collect(),
             webhook_url: self.webhook_url,
             webhook_secret_file: self.webhook_secret_file,
+            postgres_roles_url: self.postgres_roles_url,
         })
     }
 }

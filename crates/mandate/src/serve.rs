@@ -59,13 +59,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = service.with_tokens(tokens.clone());
     let follower = tokio::spawn(tokens.clone().follow_revocations());
 
-    let gateway = build_gateway(&config, &service, &ledger, &tokens)?;
+    let gateway = build_gateway(&config, &service, &ledger, &tokens).await?;
+    let role_sweeper = gateway.broker().cloned().map(|broker| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let dropped = broker.drop_ended().await;
+                if dropped > 0 {
+                    tracing::info!(
+                        count = dropped,
+                        "dropped the PostgreSQL roles of ended mandates"
+                    );
+                }
+            }
+        })
+    });
     let metrics = Metrics::new(store.backend());
     let app = mandate_server::app_with_gateway(
         service.clone(),
         metrics,
         &config.public_url,
-        Some(gateway),
+        Some(gateway.clone()),
     );
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
     eprintln!(
@@ -91,6 +106,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("server failed")?;
     sweeper.abort();
     watcher.abort();
+    if let Some(s) = role_sweeper {
+        s.abort();
+    }
     follower.abort();
     rotation.abort();
     drop(service);
@@ -188,7 +206,7 @@ async fn start_tokens(
 }
 
 /// The MCP / HTTP gateway, with the credential broker when a master key is configured.
-fn build_gateway(
+async fn build_gateway(
     config: &Config,
     service: &Service,
     ledger: &Ledger,
@@ -218,14 +236,50 @@ fn build_gateway(
             secret: mandate_types::Secret::new(secret),
         });
     }
-    let credentials: Arc<dyn mandate_gateway::Credentials> =
-        Arc::new(mandate_gateway::NoCredentials);
+    let broker = match mandate_broker::MasterKeys::from_env()
+        .map_err(|e| anyhow::anyhow!("credential broker: {e}"))?
+    {
+        Some(keys) => {
+            let roles = match &g.postgres_roles_url {
+                Some(url) => Some(
+                    mandate_broker::postgres_roles::PostgresRoles::connect(
+                        url,
+                        mandate_broker::postgres_roles::RoleOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("gateway.postgres_roles_url: {e}"))?,
+                ),
+                None => None,
+            };
+            let broker = Arc::new(mandate_gateway::Broker::new(
+                service.store().clone(),
+                keys,
+                roles,
+            ));
+            let resealed = broker.reseal_all().await.map_err(|e| {
+                anyhow::anyhow!("credential broker: resealing under the newest key: {e}")
+            })?;
+            if resealed > 0 {
+                tracing::info!(
+                    count = resealed,
+                    "secrets resealed under the newest master key"
+                );
+            }
+            Some(broker)
+        }
+        None => {
+            tracing::info!(
+                "no MANDATE_MASTER_KEY / MANDATE_MASTER_KEY_FILE: the credential broker is off; tool servers that name a credential are refused"
+            );
+            None
+        }
+    };
     Ok(mandate_gateway::Gateway::new(
         service.clone(),
         ledger.clone(),
         tokens.clone(),
         settings,
-        credentials,
+        broker,
     ))
 }
 

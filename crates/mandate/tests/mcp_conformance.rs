@@ -45,11 +45,10 @@ fn run_conformance(url: &str, token: Option<&str>, scenarios: Option<&str>) -> V
         "run_conformance.py failed (is the runner installed? npm ci --prefix crates/mandate/tests/node): {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary = stdout
+    stdout
         .lines()
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .unwrap_or_else(|| panic!("no summary: {stdout}"));
-    summary
+        .unwrap_or_else(|| panic!("no summary: {stdout}"))
 }
 
 fn names(summary: &Value, key: &str) -> BTreeSet<String> {
@@ -125,13 +124,14 @@ async fn conformance_scenarios_pass_through_the_gateway_as_they_do_directly() {
     let token = task_token(&server, &agent, &key, &mandate, &resource).await;
     let through = run_conformance(&gateway_url, Some(&token), None);
     let (d_pass, g_pass) = (names(&direct, "passed"), names(&through, "passed"));
-    println!(
-        "mcp conformance: direct {} passed, {} failed; through the gateway {} passed, {} failed",
+    let mut report = format!(
+        "mcp conformance: direct {} passed, {} failed; through the gateway {} passed, {} failed\n",
         d_pass.len(),
         names(&direct, "failed").len(),
         g_pass.len(),
         names(&through, "failed").len()
     );
+    print!("{report}");
     let lost: Vec<_> = d_pass.difference(&g_pass).collect();
     assert!(
         lost.is_empty(),
@@ -160,11 +160,18 @@ async fn conformance_scenarios_pass_through_the_gateway_as_they_do_directly() {
     let sample = "tools-call-simple-text,tools-call-image,tools-call-embedded-resource,tools-list,resources-read-text,prompts-get-simple";
     let denied = run_conformance(&gateway_url, Some(&token), Some(sample));
     let (passed, failed) = (names(&denied, "passed"), names(&denied, "failed"));
-    println!(
-        "mcp conformance with a deny rule on test_simple_text: {} passed, {} failed ({:?})",
+    let line = format!(
+        "mcp conformance with a deny rule on test_simple_text: {} passed, {} failed ({:?})\n",
         passed.len(),
         failed.len(),
         failed
+    );
+    print!("{line}");
+    report.push_str(&line);
+    // For .ci/run, which prints it rather than running this test twice.
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-conformance.txt"),
+        &report,
     );
     assert_eq!(
         failed,

@@ -1,0 +1,291 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! The credential broker end to end: a secret stored through the API is injected into
+//! upstream requests (here through `/proxy/{server}/…`) and appears nowhere else — not
+//! in any API response, not in the server's log at debug level, not in the audit
+//! ledger, not in the database file (it is sealed). A `postgres-role:` credential makes
+//! a login role per mandate on the local PostgreSQL, valid until the mandate expires,
+//! and drops it when the mandate is revoked.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use mandate_jose::{Alg, SigningKey};
+use serde_json::json;
+
+mod common;
+
+use common::{Server, admin_token, created, http, task_token};
+
+const PLANTED: &str = "sk-live-PLANTED-7f3a9c1e5b2d";
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// An HTTP upstream that remembers the Authorization headers it was sent.
+async fn capturing_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let store = store.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            store.lock().unwrap().push(auth);
+            axum::Json(json!({"ok": true}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+fn psql(sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([ADMIN_URL, "-qtAc", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_mandate() {
+    let (upstream, seen) = capturing_upstream().await;
+    let group = format!("mt_group_{}", std::process::id());
+    psql(&format!(
+        "DROP ROLE IF EXISTS {group}; CREATE ROLE {group} NOLOGIN"
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\npostgres_roles_url = \"{ADMIN_URL}\"\n"),
+    )
+    .unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let data = dir.path().join("data");
+    let server = Server::start_with_env(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
+            ("MANDATE_LOG", "debug"),
+        ],
+    );
+    let admin = admin_token(&data);
+    let mut responses = Vec::new();
+
+    // The secret goes in; what comes back is its name and key id only.
+    let (status, stored) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/secrets/api-key", server.url),
+        &admin,
+        Some(json!({"value": PLANTED, "inject": {"kind": "bearer"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["key_id"], "k1");
+    responses.push(stored);
+    let (status, bad) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/secrets/bad", server.url),
+        &admin,
+        Some(json!({"value": "a\r\nX-Injected: 1", "inject": {"kind": "bearer"}})),
+    )
+    .await;
+    assert_eq!(
+        status, 422,
+        "a secret that cannot be a header value is refused: {bad}"
+    );
+
+    created(
+        &server,
+        "/v1/tool-servers",
+        &admin,
+        json!({"name": "api", "transport": {"kind": "http", "base_url": upstream},
+               "credential_ref": "secret:api-key"}),
+    )
+    .await;
+    created(
+        &server,
+        "/v1/tool-servers",
+        &admin,
+        json!({"name": "db", "transport": {"kind": "http", "base_url": upstream},
+               "credential_ref": format!("postgres-role:{group}")}),
+    )
+    .await;
+    let human = created(
+        &server,
+        "/v1/humans",
+        &admin,
+        json!({"display_name": "Hu", "email": "hu@example.com"}),
+    )
+    .await;
+    let (_, human_token) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/humans/{human}/tokens", server.url),
+        &admin,
+        Some(json!({"label": "t"})),
+    )
+    .await;
+    let human_token = human_token["token"].as_str().unwrap().to_owned();
+    let signing = SigningKey::generate(Alg::EdDSA, "k".into()).unwrap();
+    let agent = created(
+        &server,
+        "/v1/agents",
+        &admin,
+        json!({"name": "a", "owner": human, "credentials": {"jwks": [signing.public_jwk().to_public_json()]}}),
+    )
+    .await;
+    let expires = chrono::Utc::now() + chrono::Duration::hours(2);
+    let mandate = created(
+        &server,
+        "/v1/mandates",
+        &admin,
+        json!({"agent_id": agent, "human_id": human, "intent": "call the API",
+               "scope": {"tools": [{"tool": "api./http"}, {"tool": "db./http"}]},
+               "data_ceiling": "internal", "mode": "execute",
+               "expires_at": expires.to_rfc3339()}),
+    )
+    .await;
+    let (status, body) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/mandates/{mandate}/consent", server.url),
+        &human_token,
+        Some(json!({"decision": "granted"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = task_token(
+        &server,
+        &agent,
+        &signing,
+        &mandate,
+        &format!("{}/proxy", server.url),
+    )
+    .await;
+
+    // Injected upstream, instead of the agent's own credential.
+    let (status, body) = http(
+        reqwest::Method::GET,
+        format!("{}/proxy/api/v1/things?x=1", server.url),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    responses.push(body);
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &format!("Bearer {PLANTED}")
+    );
+
+    // A dynamic credential: a login role for this mandate.
+    let (status, body) = http(
+        reqwest::Method::POST,
+        format!("{}/proxy/db/query", server.url),
+        &token,
+        Some(json!({"sql": "select 1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let basic = seen.lock().unwrap().last().unwrap().clone();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    let (role, password) = decoded.split_once(':').unwrap();
+    assert!(!password.is_empty());
+    let until = psql(&format!(
+        "SELECT extract(epoch from rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'"
+    ));
+    assert_eq!(
+        until.parse::<i64>().unwrap(),
+        expires.timestamp(),
+        "VALID UNTIL the mandate's expiry"
+    );
+    let member = psql(&format!(
+        "SELECT pg_has_role('{role}', '{group}', 'member')"
+    ));
+    assert_eq!(member, "t");
+
+    // Revoking the mandate drops the role (the sweeper runs every 5 s).
+    let (status, body) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/mandates/{mandate}/revoke", server.url),
+        &human_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while psql(&format!(
+        "SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"
+    )) != "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the role outlived its mandate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    psql(&format!("DROP ROLE IF EXISTS {group}"));
+
+    // Nowhere else: API responses, the audit ledger, the log, the database file.
+    let (_, listing) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/secrets", server.url),
+        &admin,
+        None,
+    )
+    .await;
+    responses.push(listing);
+    let (_, audit) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/audit?limit=500", server.url),
+        &admin,
+        None,
+    )
+    .await;
+    assert!(audit["items"].as_array().unwrap().len() > 5);
+    responses.push(audit);
+    for response in &responses {
+        let text = response.to_string();
+        assert!(
+            !text.contains(PLANTED),
+            "a response carries the secret: {text}"
+        );
+        assert!(
+            !text.contains(password),
+            "a response carries the role password"
+        );
+    }
+    let log = server.stop();
+    assert!(!log.contains(PLANTED), "the log carries the secret");
+    assert!(!log.contains(password), "the log carries the role password");
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&data).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files.iter().filter(|f| f.is_file()) {
+        let bytes = std::fs::read(file).unwrap();
+        let found = bytes
+            .windows(PLANTED.len())
+            .any(|w| w == PLANTED.as_bytes());
+        assert!(!found, "{} holds the secret in clear", file.display());
+    }
+}
