@@ -566,6 +566,11 @@ impl Exchange<'_> {
         let gateway = self.gateway;
         match method {
             "ping" => Ok(Plan::Local(Ok(json!({})))),
+            "server/discover" => Ok(Plan::Local(Ok(json!({
+                "supportedVersions": revision::SUPPORTED,
+                "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
+                "serverInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
+            })))),
             "tools/list" => {
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
                 let candidates: Vec<&Listing> = self

@@ -12,9 +12,6 @@
 //! a login role per mandate on the local PostgreSQL, valid until the mandate expires,
 //! and drops it when the mandate is revoked.
 
-use std::sync::{Arc, Mutex};
-
-use axum::http::HeaderMap;
 use base64::Engine as _;
 use mandate_jose::{Alg, SigningKey};
 use serde_json::json;
@@ -25,28 +22,6 @@ use common::{Server, admin_token, created, http, task_token};
 
 const PLANTED: &str = "sk-live-PLANTED-7f3a9c1e5b2d";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// An HTTP upstream that remembers the Authorization headers it was sent.
-async fn capturing_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
-        let store = store.clone();
-        async move {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            store.lock().unwrap().push(auth);
-            axum::Json(json!({"ok": true}))
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
 
 fn psql(sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -63,7 +38,17 @@ fn psql(sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_mandate() {
-    let (upstream, seen) = capturing_upstream().await;
+    let (upstream, seen) = common::capture().await;
+    let auth = |seen: &std::sync::Mutex<Vec<common::Captured>>| {
+        let seen = seen.lock().unwrap();
+        let last = seen.last().unwrap();
+        last.headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     let group = format!("mt_group_{}", std::process::id());
     psql(&format!(
         "DROP ROLE IF EXISTS {group}; CREATE ROLE {group} NOLOGIN"
@@ -189,10 +174,7 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     .await;
     assert_eq!(status, 200, "{body}");
     responses.push(body);
-    assert_eq!(
-        seen.lock().unwrap().last().unwrap(),
-        &format!("Bearer {PLANTED}")
-    );
+    assert_eq!(auth(&seen), format!("Bearer {PLANTED}"));
 
     // A dynamic credential: a login role for this mandate.
     let (status, body) = http(
@@ -203,7 +185,7 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let basic = seen.lock().unwrap().last().unwrap().clone();
+    let basic = auth(&seen);
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(basic.strip_prefix("Basic ").unwrap())
         .unwrap();
@@ -211,7 +193,7 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     let (role, password) = decoded.split_once(':').unwrap();
     assert!(!password.is_empty());
     let until = psql(&format!(
-        "SELECT extract(epoch from rolvaliduntil)::bigint FROM pg_roles WHERE rolname = '{role}'"
+        "SELECT floor(extract(epoch from rolvaliduntil))::bigint FROM pg_roles WHERE rolname = '{role}'"
     ));
     assert_eq!(
         until.parse::<i64>().unwrap(),

@@ -30,9 +30,16 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+/// A world whose server reads `config` (TOML) as its configuration file.
+async fn world_with(config: &str) -> World {
     let fixture = Fixture::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let file = dir.path().join("mandate.toml");
+    std::fs::write(&file, config).unwrap();
+    let server = Server::start(dir.path(), &["--config", file.to_str().unwrap()]);
     let admin = admin_token(dir.path());
     created(
         &server,
@@ -528,4 +535,257 @@ async fn the_gateway_challenges_without_a_token_and_checks_origins() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["content"][0]["text"], "stateless", "{body}");
+}
+
+/// A raw JSON-RPC call to the gateway (no session: each POST stands alone).
+async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_upstreams_restart_budgets_hold_under_concurrency_and_a_dead_upstream_stalls_nothing()
+{
+    let w = world().await;
+    let fixture = common::python_dir().join("mcp_fixture_server.py");
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": "local", "transport": {"kind": "mcp_stdio", "command": "python3",
+               "args": [fixture.to_str().unwrap(), "--stdio"]}}),
+    )
+    .await;
+    // Nothing listens on this port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/mcp", dead.local_addr().unwrap());
+    drop(dead);
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": "gone", "transport": {"kind": "mcp_http", "url": dead_url}}),
+    )
+    .await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Echo a little",
+            "scope": {"tools": [{"tool": "local.echo"}, {"tool": "fx.echo"}, {"tool": "gone.*"}]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+            "budgets": {"max_calls": 6},
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let mcp = format!("{}/mcp", w.server.url);
+
+    // Over stdio.
+    let reply = rpc(
+        &format!("{mcp}/local"),
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "via stdio"}}),
+    )
+    .await;
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "via stdio",
+        "{reply}"
+    );
+    // The aggregated list still answers with a dead upstream in the tenant.
+    let started = std::time::Instant::now();
+    let listed = rpc(&mcp, &token, "tools/list", json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"local.echo") && names.contains(&"fx.echo"),
+        "{listed}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let gone = rpc(
+        &format!("{mcp}/gone"),
+        &token,
+        "tools/call",
+        json!({"name": "anything", "arguments": {}}),
+    )
+    .await;
+    assert!(gone.get("error").is_some(), "{gone}");
+
+    // The stdio server dies: the supervisor restarts it, and calls work again.
+    let pattern = format!("{} --stdio", fixture.display());
+    let killed = std::process::Command::new("pkill")
+        .args(["-f", &pattern])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the stdio upstream was not running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let reply = rpc(
+            &format!("{mcp}/local"),
+            &token,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "again"}}),
+        )
+        .await;
+        if reply["result"]["content"][0]["text"] == "again" {
+            break;
+        }
+        assert!(reply["error"].is_object(), "{reply}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stdio upstream never came back: {reply}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Budget: 6 calls in all; 2 used above (plus any refused while restarting, which
+    // spent too). 12 concurrent calls: never more than the budget in total.
+    let (_, before) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/mandates/{mandate}", w.server.url),
+        &w.admin,
+        None,
+    )
+    .await;
+    let used = before["mandate"]["usage"]["calls"]
+        .as_u64()
+        .or_else(|| before["usage"]["calls"].as_u64())
+        .unwrap();
+    let mut calls = Vec::new();
+    for i in 0..12 {
+        let (url, token) = (format!("{mcp}/fx"), token.clone());
+        calls.push(tokio::spawn(async move {
+            rpc(
+                &url,
+                &token,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("n{i}")}}),
+            )
+            .await
+        }));
+    }
+    let mut passed = 0;
+    for call in calls {
+        let reply = call.await.unwrap();
+        if reply.get("result").is_some() {
+            passed += 1;
+        } else {
+            assert_eq!(reply["error"]["code"], -32001, "{reply}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("budget"),
+                "{reply}"
+            );
+        }
+    }
+    assert_eq!(
+        passed,
+        6u64.saturating_sub(used),
+        "exactly the rest of the budget passes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_approvals_fire_a_signed_webhook() {
+    let (receiver, seen) = common::capture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "a-webhook-secret-of-some-length").unwrap();
+    let w = world_with(&format!(
+        "[gateway]\nwebhook_url = \"{receiver}/hook\"\nwebhook_secret_file = \"{}\"\ncapture_arguments = true\nredact = [\"/secret\"]\n",
+        secret_file.display()
+    ))
+    .await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Delete carefully",
+            "scope": {"tools": [{"tool": "fx.delete_everything"}]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+            "approval": {"tiers": ["high_impact"]},
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let reply = rpc(
+        &url,
+        &token,
+        "tools/call",
+        json!({"name": "delete_everything", "arguments": {"secret": "hunter2", "n": 1}}),
+    )
+    .await;
+    let approval = reply["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let hook = loop {
+        if let Some(c) = seen.lock().unwrap().first().cloned() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no webhook");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(hook.path, "/hook");
+    let body: Value = serde_json::from_str(&hook.body).unwrap();
+    assert_eq!(body["type"], "approval.requested");
+    assert_eq!(body["approval_id"], approval.as_str());
+    assert!(
+        !hook.body.contains("hunter2"),
+        "the webhook carries no arguments"
+    );
+    // Mandate-Signature: t=<unix>,v1=<hex HMAC-SHA256 over "t.body">.
+    let signature = hook
+        .headers
+        .get("mandate-signature")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (t, v1) = signature.split_once(',').unwrap();
+    let t = t.strip_prefix("t=").unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"a-webhook-secret-of-some-length");
+    let expected = ring::hmac::sign(&key, format!("{t}.{}", hook.body).as_bytes());
+    let hex: String = expected
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, format!("v1={hex}"));
+
+    // Arguments captured in decision events, with the redaction applied; and the
+    // approval shows them redacted too.
+    let (_, audit) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/audit?mandate={mandate}&type=decision", w.server.url),
+        &w.admin,
+        None,
+    )
+    .await;
+    let text = audit.to_string();
+    assert!(
+        text.contains("[redacted]") && !text.contains("hunter2"),
+        "{text}"
+    );
+    let (_, shown) = w
+        .as_alice(
+            reqwest::Method::GET,
+            &format!("/v1/approvals/{approval}"),
+            None,
+        )
+        .await;
+    assert_eq!(shown["arguments"], json!({"secret": "[redacted]", "n": 1}));
 }

@@ -316,3 +316,36 @@ pub fn mcp_client(url: &str, token: Option<&str>, steps: &Value) -> Vec<Value> {
     );
     lines
 }
+
+/// One request a [`capture`] server received.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+/// An HTTP server on loopback that answers `{"ok": true}` to anything and remembers
+/// what it was sent (an upstream, a webhook receiver).
+pub async fn capture() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captured>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Captured>>> = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(Captured {
+                    path: uri.to_string(),
+                    headers,
+                    body,
+                });
+                axum::Json(serde_json::json!({"ok": true}))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
