@@ -244,6 +244,8 @@ struct Exchange<'a> {
     /// `Some` on `/mcp/{server}`.
     server: Option<&'a str>,
     session: Option<String>,
+    /// The client offered URL elicitation (2025-11-25) when it initialized.
+    url_elicitation: bool,
     stateless: bool,
     accepts_sse: bool,
 }
@@ -307,20 +309,21 @@ async fn serve(
     let stateless = version.is_some_and(revision::is_stateless);
     let accepts_sse = header("accept").is_some_and(|a| a.contains("text/event-stream"));
     let mut session = None;
+    let mut url_elicitation = false;
     if !stateless && let Some(id) = header(SESSION_HEADER) {
-        if gateway
+        let Some((_, capabilities)) = gateway
             .sessions
             .touch(id, caller.agent.id, caller.mandate.id)
             .await
-            .is_none()
-        {
+        else {
             return rpc_error(
                 StatusCode::NOT_FOUND,
                 Value::Null,
                 code::INVALID_REQUEST,
                 "unknown session; initialize again",
             );
-        }
+        };
+        url_elicitation = capabilities.pointer("/elicitation/url").is_some();
         session = Some(id.to_owned());
     }
     if let (true, Message::Request { method, params, id }) = (stateless, &message)
@@ -346,6 +349,7 @@ async fn serve(
         caller: &caller,
         server: server.as_deref(),
         session,
+        url_elicitation,
         stateless,
         accepts_sse,
     };
@@ -701,19 +705,36 @@ impl Exchange<'_> {
                 &format!("denied by the mandate's policy: {reason}"),
                 json!({"reason": reason}),
             ),
-            Verdict::Approval(a) => denied(
-                &format!(
+            Verdict::Approval(a) => {
+                let message = format!(
                     "this call needs a human's approval; approval {} is pending — retry with the same arguments once it is approved",
                     a.id
-                ),
-                json!({
+                );
+                let url = format!("{public}/ui/approvals/{}", a.id);
+                let mut data = json!({
                     "remedy": "approval",
                     "approval_id": a.id,
-                    "approval_url": format!("{public}/ui/approvals/{}", a.id),
+                    "approval_url": url,
                     "status": a.status,
                     "expires_at": a.expires_at,
-                }),
-            ),
+                });
+                if self.url_elicitation {
+                    // MCP 2025-11-25 URL elicitation: the client may open the page
+                    // where the human decides, then retry.
+                    set(
+                        &mut data,
+                        "elicitations",
+                        json!([{"mode": "url", "elicitationId": a.id, "url": url, "message": message}]),
+                    );
+                    Err(error_object(
+                        code::URL_ELICITATION_REQUIRED,
+                        message,
+                        Some(data),
+                    ))
+                } else {
+                    denied(&message, data)
+                }
+            }
             Verdict::Proposal(p) => denied(
                 &format!(
                     "the mandate is recommend-only: the call was recorded as proposal {} for a human to execute; nothing was executed",

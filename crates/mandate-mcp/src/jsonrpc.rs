@@ -15,6 +15,8 @@ pub mod code {
     pub const DENIED: i64 = -32001;
     /// The upstream did not answer, or answered with something that is not MCP.
     pub const UPSTREAM_UNAVAILABLE: i64 = -32002;
+    /// MCP 2025-11-25: the client should open a URL (here: where a human approves).
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
     /// MCP 2026-07-28: request headers disagree with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
 }

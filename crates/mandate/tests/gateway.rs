@@ -766,6 +766,52 @@ async fn new_approvals_fire_a_signed_webhook() {
         .collect();
     assert_eq!(v1, format!("v1={hex}"));
 
+    // A client that offers URL elicitation is asked to open the approval page (-32042).
+    let client = reqwest::Client::new();
+    let init = client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "clientInfo": {"name": "t", "version": "1"},
+            "capabilities": {"elicitation": {"url": {}, "form": {}}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let asked: Value = client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "delete_everything", "arguments": {"secret": "hunter2", "n": 1}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(asked["error"]["code"], -32042, "{asked}");
+    let elicitation = &asked["error"]["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert_eq!(
+        elicitation["elicitationId"],
+        approval.as_str(),
+        "the same call reuses its approval"
+    );
+    assert!(elicitation["url"].as_str().unwrap().ends_with(&approval));
+
     // Arguments captured in decision events, with the redaction applied; and the
     // approval shows them redacted too.
     let (_, audit) = http(
