@@ -144,6 +144,25 @@ impl Gateway {
         arguments: Option<&Value>,
         execution: Execution,
     ) -> Result<Verdict, GatewayError> {
+        let verdict = self
+            .decide_and_record(caller, action, target, arguments, execution)
+            .await?;
+        if let Verdict::Deny { hidden, .. } = &verdict
+            && execution == Execution::Agent
+        {
+            self.count_refusal(caller, *hidden).await;
+        }
+        Ok(verdict)
+    }
+
+    async fn decide_and_record(
+        &self,
+        caller: &Caller,
+        action: CallAction,
+        target: Target<'_>,
+        arguments: Option<&Value>,
+        execution: Execution,
+    ) -> Result<Verdict, GatewayError> {
         let name = tool_name(target.server, target.tool);
         let hash = arguments.map(arguments_hash);
         let now = self.service.clock().now();
@@ -300,6 +319,27 @@ impl Gateway {
         };
         self.append(record(&verdict, Some(&decision))).await?;
         Ok(verdict)
+    }
+
+    /// Records and counts a call on a tool that is not in the catalog at all (refused
+    /// exactly like one out of scope).
+    pub async fn refuse_unknown(&self, caller: &Caller, name: &str) -> Result<(), GatewayError> {
+        let verdict = Verdict::Deny {
+            reason: "no such tool".into(),
+            hidden: true,
+        };
+        let event = self.decision_event(
+            caller,
+            CallAction::CallTool,
+            name,
+            None,
+            None,
+            &verdict,
+            None,
+        );
+        self.append(event).await?;
+        self.count_refusal(caller, true).await;
+        Ok(())
     }
 
     fn held_call(

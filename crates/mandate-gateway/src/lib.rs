@@ -20,6 +20,7 @@
 
 mod catalog;
 mod credentials;
+mod drift;
 mod enforce;
 mod error;
 mod held;
@@ -41,6 +42,7 @@ use tokio::sync::mpsc;
 
 pub use catalog::{Catalog, HTTP, Listing, PROMPTS, RESOURCES, Snapshot};
 pub use credentials::{Broker, Credentials, NoCredentials, SecretInput};
+pub use drift::DriftPolicy;
 pub use enforce::{Caller, Execution, Target, Verdict, arguments_hash, redact, scope_covers};
 pub use error::GatewayError;
 pub use webhook::Webhook;
@@ -70,6 +72,8 @@ pub struct GatewayConfig {
     pub webhook: Option<Webhook>,
     /// How long upstream tool lists are cached.
     pub catalog_ttl: Duration,
+    /// When refused attempts raise a drift alert.
+    pub drift: DriftPolicy,
 }
 
 impl GatewayConfig {
@@ -85,6 +89,10 @@ impl GatewayConfig {
             allowed_origins: Vec::new(),
             webhook: None,
             catalog_ttl: Duration::from_secs(30),
+            drift: DriftPolicy {
+                threshold: 0,
+                revoke: false,
+            },
         }
     }
 
@@ -122,6 +130,7 @@ pub struct Inner {
     sessions: sessions::Sessions,
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
+    drift: drift::DriftCounts,
     http: reqwest::Client,
 }
 
@@ -161,6 +170,7 @@ impl Gateway {
                 sessions: sessions::Sessions::default(),
                 credentials,
                 broker,
+                drift: drift::DriftCounts::default(),
                 http,
             }),
         }

@@ -616,6 +616,7 @@ impl Exchange<'_> {
                 }
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
                 let Some(listing) = self.resolve(&snapshot, name) else {
+                    gateway.refuse_unknown(self.caller, name).await?;
                     return Ok(Plan::Local(hidden(name)));
                 };
                 let verdict = gateway

@@ -30,10 +30,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 impl Gateway {
     /// Fires the approval webhook in the background (a slow receiver never holds a call).
     pub(crate) fn notify_approval(&self, approval: &Approval) {
-        let Some(hook) = self.config.webhook.clone() else {
-            return;
-        };
-        let body = json!({
+        self.notify(json!({
             "type": "approval.requested",
             "approval_id": approval.id,
             "tenant_id": approval.call.tenant_id,
@@ -45,8 +42,15 @@ impl Gateway {
             "arguments_hash": approval.call.arguments_hash,
             "expires_at": approval.expires_at,
             "url": format!("{}/ui/approvals/{}", self.config.public_url, approval.id),
-        })
-        .to_string();
+        }));
+    }
+
+    /// POSTs `body`, signed, to the webhook (if one is configured), in the background.
+    pub(crate) fn notify(&self, body: serde_json::Value) {
+        let Some(hook) = self.config.webhook.clone() else {
+            return;
+        };
+        let body = body.to_string();
         let client = self.http.clone();
         let timestamp = self.service.clock().now().timestamp();
         tokio::spawn(async move {
@@ -61,8 +65,8 @@ impl Gateway {
                 .await;
             match sent {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(status = r.status().as_u16(), "approval webhook refused"),
-                Err(e) => tracing::warn!(error = %e.without_url(), "approval webhook failed"),
+                Ok(r) => tracing::warn!(status = r.status().as_u16(), "webhook refused"),
+                Err(e) => tracing::warn!(error = %e.without_url(), "webhook failed"),
             }
         });
     }

@@ -75,6 +75,11 @@ struct GatewaySection {
     webhook_url: Option<String>,
     /// A file holding the webhook's HMAC secret (required with `webhook_url`).
     webhook_secret_file: Option<PathBuf>,
+    /// Refused (denied or out-of-scope) attempts per mandate that raise a `drift.alert`
+    /// (default 0: off).
+    drift_threshold: Option<u32>,
+    /// Revoke the mandate when its drift alert is raised (default false).
+    drift_revoke: Option<bool>,
     /// A PostgreSQL URL (a role with CREATEROLE) where tool servers whose credential is
     /// `postgres-role:ROLE` get a login role per mandate.
     postgres_roles_url: Option<String>,
@@ -93,6 +98,8 @@ pub struct GatewaySettings {
     pub webhook_url: Option<String>,
     pub webhook_secret_file: Option<PathBuf>,
     pub postgres_roles_url: Option<String>,
+    pub drift_threshold: u32,
+    pub drift_revoke: bool,
 }
 
 impl GatewaySection {
@@ -170,6 +177,8 @@ impl GatewaySection {
             webhook_url: self.webhook_url,
             webhook_secret_file: self.webhook_secret_file,
             postgres_roles_url: self.postgres_roles_url,
+            drift_threshold: self.drift_threshold.unwrap_or(0),
+            drift_revoke: self.drift_revoke.unwrap_or(false),
         })
     }
 }

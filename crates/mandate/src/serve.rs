@@ -221,6 +221,10 @@ async fn build_gateway(
     settings.capture_arguments = g.capture_arguments;
     settings.redact = g.redact.clone();
     settings.allowed_origins = g.allowed_origins.clone();
+    settings.drift = mandate_gateway::DriftPolicy {
+        threshold: g.drift_threshold,
+        revoke: g.drift_revoke,
+    };
     if let (Some(url), Some(file)) = (&g.webhook_url, &g.webhook_secret_file) {
         let secret = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the webhook secret {}", file.display()))?;

@@ -835,3 +835,61 @@ async fn new_approvals_fire_a_signed_webhook() {
         .await;
     assert_eq!(shown["arguments"], json!({"secret": "[redacted]", "n": 1}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
+    let w = world_with("[gateway]\ndrift_threshold = 3\ndrift_revoke = true\n").await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Only echo",
+            "scope": {"tools": [{"tool": "fx.echo"}]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let ok = rpc(
+        &url,
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "fine"}}),
+    )
+    .await;
+    assert_eq!(ok["result"]["content"][0]["text"], "fine");
+    for name in ["delete_everything", "test_image_content", "no_such_tool"] {
+        let reply = rpc(
+            &url,
+            &token,
+            "tools/call",
+            json!({"name": name, "arguments": {}}),
+        )
+        .await;
+        assert_eq!(reply["error"]["code"], -32001, "{reply}");
+    }
+    let (_, alerts) = http(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/audit?mandate={mandate}&type=drift.alert",
+            w.server.url
+        ),
+        &w.admin,
+        None,
+    )
+    .await;
+    let alert = &alerts["items"][0];
+    assert_eq!(alert["data"]["out_of_scope"], 3, "{alerts}");
+    assert_eq!(alert["data"]["action"], "revoke");
+    let (_, view) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/mandates/{mandate}", w.server.url),
+        &w.admin,
+        None,
+    )
+    .await;
+    let status = view["mandate"]["status"]
+        .as_str()
+        .or_else(|| view["status"].as_str())
+        .unwrap();
+    assert_eq!(status, "revoked", "{view}");
+}
