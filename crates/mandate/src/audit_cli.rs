@@ -39,10 +39,14 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Write events as JSON Lines to stdout.
+    /// Write events as JSON Lines to stdout, or with --otlp send them to an
+    /// OpenTelemetry collector as logs (OTLP/HTTP JSON, batches of 500).
     Export {
         #[command(flatten)]
         filter: FilterArgs,
+        /// The collector's logs endpoint, e.g. `http://127.0.0.1:4318/v1/logs`.
+        #[arg(long)]
+        otlp: Option<String>,
     },
     /// Append synthetic events through the group-commit writer, printing `tenant seq` for
     /// each acknowledged (durable) event. For crash tests and benchmarks.
@@ -160,23 +164,37 @@ impl AuditCommand {
                 }
                 Ok(table::emit(&trace(&mandate, &events))?)
             }
-            AuditCommand::Export { filter } => {
+            AuditCommand::Export { filter, otlp } => {
                 let mut stdout = std::io::stdout().lock();
+                let http = reqwest::Client::new();
                 let mut after: Option<u64> = None;
+                let mut sent = 0usize;
                 loop {
                     let mut q = filter.query();
-                    q.push(("limit", "1000".to_owned()));
+                    q.push(("limit", "500".to_owned()));
                     if let Some(a) = after {
                         q.push(("after", a.to_string()));
                     }
                     let page = client.get("/v1/audit", &q).await?;
-                    for event in items(&page) {
-                        writeln!(stdout, "{}", serde_json::to_string(&event)?)?;
+                    let events = items(&page);
+                    match &otlp {
+                        Some(url) => {
+                            crate::otlp::send(&http, url, &events).await?;
+                            sent += events.len();
+                        }
+                        None => {
+                            for event in &events {
+                                writeln!(stdout, "{}", serde_json::to_string(event)?)?;
+                            }
+                        }
                     }
                     match page.get("next").and_then(Value::as_u64) {
                         Some(next) => after = Some(next),
                         None => break,
                     }
+                }
+                if let Some(url) = &otlp {
+                    eprintln!("exported {sent} events to {url}");
                 }
                 Ok(stdout.flush()?)
             }

@@ -4,6 +4,7 @@ mod audit_cli;
 mod cli;
 mod client;
 mod config;
+mod otlp;
 mod policy_cli;
 mod serve;
 mod table;

@@ -892,4 +892,64 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
         .or_else(|| view["status"].as_str())
         .unwrap();
     assert_eq!(status, "revoked", "{view}");
+
+    // The ledger exported to an OpenTelemetry collector (OTLP/HTTP JSON logs); each
+    // batch must parse as an ExportLogsServiceRequest (opentelemetry-proto, strict).
+    let (collector, batches) = common::capture().await;
+    let out = std::process::Command::new(common::BIN)
+        .args(["audit", "export", "--otlp", &format!("{collector}/v1/logs")])
+        .env("MANDATE_URL", &w.server.url)
+        .env("MANDATE_TOKEN", &w.admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, all) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/audit?limit=500", w.server.url),
+        &w.admin,
+        None,
+    )
+    .await;
+    let expected = all["items"].as_array().unwrap().len();
+    let batches = batches.lock().unwrap().clone();
+    assert!(!batches.is_empty());
+    let mut records = 0;
+    for batch in &batches {
+        assert_eq!(batch.path, "/v1/logs");
+        let parsed = std::process::Command::new("python3")
+            .args(["-c", "import sys\nfrom google.protobuf import json_format\nfrom opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest as R\nm = json_format.Parse(sys.stdin.read(), R())\nprint(sum(len(s.log_records) for r in m.resource_logs for s in r.scope_logs))"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            parsed
+                .stdin
+                .as_ref()
+                .unwrap()
+                .write_all(batch.body.as_bytes())
+                .unwrap();
+        }
+        let out = parsed.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "not OTLP: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        records += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .unwrap();
+    }
+    assert!(
+        records >= expected,
+        "{records} records for {expected} events"
+    );
+    assert!(batches.iter().any(|b| b.body.contains("drift.alert")));
 }
