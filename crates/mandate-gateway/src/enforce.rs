@@ -294,7 +294,16 @@ impl Gateway {
             return Ok(verdict);
         }
 
+        let budgets = &caller.mandate.terms.budgets;
+        let limited = budgets.max_calls.is_some() || budgets.max_amount.is_some();
+        if action == CallAction::CallTool && !limited {
+            // Nothing to refuse: the use is counted in memory and written in batches,
+            // off the call's path (the decision's own durable write is the only one a
+            // call waits for).
+            self.usage.add(self, caller.mandate.tenant_id, caller.mandate.id, amount);
+        }
         if action == CallAction::CallTool
+            && limited
             && self
                 .store()
                 .spend(
@@ -302,7 +311,7 @@ impl Gateway {
                     caller.mandate.id,
                     1,
                     amount,
-                    &caller.mandate.terms.budgets,
+                    budgets,
                 )
                 .await?
                 .is_none()

@@ -27,6 +27,7 @@ mod held;
 mod mcp;
 mod proxy;
 mod sessions;
+mod usage;
 mod webhook;
 
 use std::sync::Arc;
@@ -131,6 +132,7 @@ pub struct Inner {
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
     drift: drift::DriftCounts,
+    usage: usage::UsageCounter,
     http: reqwest::Client,
 }
 
@@ -171,6 +173,7 @@ impl Gateway {
                 credentials,
                 broker,
                 drift: drift::DriftCounts::default(),
+                usage: usage::UsageCounter::default(),
                 http,
             }),
         }
