@@ -39,7 +39,10 @@ use clap::Parser;
 use mandate_jose::{Alg, SigningKey};
 use serde_json::{Map, Value, json};
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+mod support;
+
+use support::{Api, JWT_BEARER, admin_token, assertion, cpu_seconds, quantile_ms};
+
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -90,10 +93,7 @@ async fn main() {
         .unwrap_or_else(|| url.clone())
         .trim_end_matches('/')
         .to_owned();
-    let admin = match args.admin_token.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).unwrap().trim().to_owned(),
-        None => args.admin_token.clone(),
-    };
+    let admin = admin_token(&args.admin_token);
     let setup_started = Instant::now();
     let agents = Arc::new(setup(&url, &admin, args.agents).await);
     println!(
@@ -131,7 +131,7 @@ async fn main() {
                 let (agent_index, form) = match (&held, exchange) {
                     (Some((i, subject)), true) => {
                         let agent = &agents[*i];
-                        let assertion = assertion(agent, &audience, &jti);
+                        let assertion = assertion(&agent.id, &agent.key, &audience, &jti);
                         (
                             *i,
                             vec![
@@ -153,7 +153,10 @@ async fn main() {
                             vec![
                                 ("grant_type", "client_credentials".to_owned()),
                                 ("client_assertion_type", JWT_BEARER.to_owned()),
-                                ("client_assertion", assertion(agent, &audience, &jti)),
+                                (
+                                    "client_assertion",
+                                    assertion(&agent.id, &agent.key, &audience, &jti),
+                                ),
                                 ("authorization_details", details.to_string()),
                             ],
                         )
@@ -214,11 +217,7 @@ async fn main() {
     }
     latencies.sort();
     let n = latencies.len();
-    let q = |p: f64| {
-        latencies
-            .get(((n.saturating_sub(1)) as f64 * p).round() as usize)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-    };
+    let q = |p: f64| quantile_ms(&latencies, p);
     let what = match (args.exchange, args.dpop) {
         (false, false) => "client_credentials + authorization_details, private_key_jwt",
         (false, true) => "client_credentials + authorization_details, private_key_jwt, DPoP",
@@ -252,22 +251,6 @@ async fn main() {
     }
 }
 
-/// A `private_key_jwt` client assertion (RFC 7523) with a fresh `jti`.
-fn assertion(agent: &Agent, audience: &str, jti: &AtomicU64) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let n = jti.fetch_add(1, Ordering::Relaxed);
-    let claims = json!({
-        "iss": agent.id, "sub": agent.id, "aud": audience,
-        "iat": now, "exp": now + 60, "jti": format!("a-{now}-{n}"),
-    });
-    let mut header = Map::new();
-    header.insert("typ".into(), json!("JWT"));
-    agent
-        .key
-        .sign(header, &serde_json::to_vec(&claims).unwrap())
-        .unwrap()
-}
-
 /// A DPoP proof (RFC 9449) for `POST url`.
 fn proof(key: &SigningKey, url: &str, jti: &AtomicU64) -> String {
     let now = chrono::Utc::now().timestamp();
@@ -282,49 +265,13 @@ fn proof(key: &SigningKey, url: &str, jti: &AtomicU64) -> String {
 
 /// The human, the catalog, the agents and their consented mandates.
 async fn setup(url: &str, admin: &str, count: usize) -> Vec<Agent> {
-    let api = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: Value| {
-        let request = api
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            assert!(status == 200 || status == 201, "{status}: {body}");
-            body
-        }
-    };
+    let api = Api::new(url);
     let run = chrono::Utc::now().timestamp_millis();
-    let human = post(
-        "/v1/humans",
-        admin,
-        json!({"display_name": "Load Owner", "email": format!("owner-{run}@example.com")}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let human_token = post(
-        &format!("/v1/humans/{human}/tokens"),
-        admin,
-        json!({"label": "token-load"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let human = api.human(admin, run, "token-load").await;
     let server_name = format!("crm{run}");
-    let server = post(
-        "/v1/tool-servers",
-        admin,
-        json!({"name": server_name, "transport": {"kind": "mcp_http", "url": "http://127.0.0.1:9/mcp"}}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let server = api
+        .mcp_tool_server(admin, &server_name, "http://127.0.0.1:9/mcp")
+        .await;
     let mut tools = Vec::new();
     for (name, hints) in [
         ("read", json!({"readOnlyHint": true})),
@@ -333,7 +280,7 @@ async fn setup(url: &str, admin: &str, count: usize) -> Vec<Agent> {
             json!({"readOnlyHint": false, "destructiveHint": false}),
         ),
     ] {
-        post(
+        api.post(
             "/v1/tools",
             admin,
             json!({"server_id": server, "name": name, "annotations": hints}),
@@ -341,64 +288,22 @@ async fn setup(url: &str, admin: &str, count: usize) -> Vec<Agent> {
         .await;
         tools.push(format!("{server_name}.{name}"));
     }
-    let expires = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
     let mut agents = Vec::with_capacity(count);
     for i in 0..count {
         let key = SigningKey::generate(Alg::EdDSA, format!("load-{i}")).unwrap();
-        let id = post(
-            "/v1/agents",
-            admin,
-            json!({
-                "name": format!("load-{run}-{i}"),
-                "owner": human,
-                "credentials": {"jwks": [key.public_jwk().to_public_json()]},
-            }),
-        )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let scope: Vec<Value> = tools.iter().map(|t| json!({"tool": t})).collect();
-        let mandate = post(
-            "/v1/mandates",
-            admin,
-            json!({
-                "agent_id": id,
-                "human_id": human,
-                "intent": "Keep the CRM tidy (token load test)",
-                "scope": {"tools": scope},
-                "data_ceiling": "internal",
-                "mode": "execute",
-                "expires_at": expires,
-            }),
-        )
-        .await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let consented = post(
-            &format!("/v1/mandates/{mandate}/consent"),
-            &human_token,
-            json!({"decision": "granted"}),
-        )
-        .await;
-        assert_eq!(consented["status"], "active", "{consented}");
+        let id = api
+            .agent(admin, &format!("load-{run}-{i}"), &human.id, &key)
+            .await;
+        let mandate = api
+            .consented_mandate(
+                admin,
+                &human,
+                &id,
+                &tools,
+                "Keep the CRM tidy (token load test)",
+            )
+            .await;
         agents.push(Agent { id, key, mandate });
     }
     agents
-}
-
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
