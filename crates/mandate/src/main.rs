@@ -4,6 +4,7 @@ mod audit_cli;
 mod cli;
 mod client;
 mod config;
+mod demo;
 mod otlp;
 mod policy_cli;
 mod serve;
@@ -32,6 +33,8 @@ struct Args {
 enum Command {
     /// Run the server. With no flags: embedded SQLite under ./mandate-data, on 127.0.0.1:8731.
     Serve(ServeArgs),
+    /// Watch Mandate work: a throwaway server, a fake bank and scripted agents, as a timeline.
+    Demo(demo::DemoArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Serve(flags) => serve_command(flags).await,
+            Command::Demo(flags) => demo::run(flags).await,
             Command::Client(command) => command.run(args.connection).await,
         }
     });

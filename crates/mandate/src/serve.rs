@@ -1,5 +1,6 @@
 //! `mandate serve`: the only place that chooses a store backend.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,10 +16,57 @@ use mandate_store::Store;
 use mandate_store_sql::{PostgresStore, SqliteStore};
 use mandate_types::SystemClock;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
+/// `mandate serve`: starts, then stops gracefully on Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    start(config, Announce::Stderr)
+        .await?
+        .stop_on(shutdown_signal())
+        .await
+}
+
+/// Whether a starting server tells the terminal where it listens and where the first
+/// admin token went (`mandate serve`), or keeps quiet (`mandate demo` prints its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    Stderr,
+    Silent,
+}
+
+/// A server started in this process: where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The URL clients use (`public_url`, with the bound port when asked for `:0`).
+    pub public_url: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Finishes in-flight requests, stops the background tasks and seals the ledger
+    /// with a last checkpoint.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        // The receiver is gone only when the server already stopped; `task` says why.
+        let _ = self.stop.send(());
+        self.task.await.context("the server task failed")?
+    }
+
+    /// Runs until `signal` completes (then stops) or the server fails.
+    async fn stop_on(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            () = signal => self.stop().await,
+            done = &mut self.task => done.context("the server task failed")?,
+        }
+    }
+}
+
+/// Opens the store, loads policies and keys, binds `config.listen` and serves in a
+/// background task until [`Running::stop`].
+pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running> {
     let mut config = config;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -44,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?,
     };
     let service = Service::new(store.clone(), clock.clone()).with_policies(policies.clone());
-    announce_bootstrap(&service, &config.data_dir).await?;
+    announce_bootstrap(&service, &config.data_dir, announce).await?;
     let signer = Arc::new(signing_key(&config.data_dir)?);
     mandate_core::store_key(&*store, &signer).await?;
     let ledger = Ledger::start(
@@ -83,10 +131,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(gateway.clone()),
     );
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
-    eprintln!(
-        "mandate: listening on http://{local} (store: {})",
-        store.backend()
-    );
+    if announce == Announce::Stderr {
+        eprintln!(
+            "mandate: listening on http://{local} (store: {})",
+            store.backend()
+        );
+    }
 
     let sweeper = tokio::spawn(sweep_expired(
         service.clone(),
@@ -100,26 +150,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "policy set loaded"
     );
     let watcher = tokio::spawn(policies.watch(Duration::from_secs(config.policy_reload_seconds)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    sweeper.abort();
-    watcher.abort();
-    if let Some(s) = role_sweeper {
-        s.abort();
-    }
-    follower.abort();
-    rotation.abort();
-    drop(service);
-    drop(tokens);
-    drop(ledger);
-    // Seal what was written with a last checkpoint.
-    if let Err(e) = plain.checkpoint_now(&signer).await {
-        tracing::warn!(error = %e, "final audit checkpoint failed");
-    }
-    tracing::info!("mandate stopped");
-    Ok(())
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // A dropped sender stops the server too.
+                let _ = stopped.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await
+            .context("server failed");
+        sweeper.abort();
+        watcher.abort();
+        if let Some(s) = role_sweeper {
+            s.abort();
+        }
+        follower.abort();
+        rotation.abort();
+        drop(service);
+        drop(tokens);
+        drop(ledger);
+        // Seal what was written with a last checkpoint.
+        if let Err(e) = plain.checkpoint_now(&signer).await {
+            tracing::warn!(error = %e, "final audit checkpoint failed");
+        }
+        tracing::info!("mandate stopped");
+        served
+    });
+    Ok(Running {
+        public_url: config.public_url,
+        stop,
+        task,
+    })
 }
 
 /// The token service: this replica's signing key (rotated when due), trust in SPIFFE
@@ -296,7 +358,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// On the very first start, writes the admin token to `DATA/admin-token` (mode 0600)
 /// and says where it is. The token itself is never printed or logged.
-async fn announce_bootstrap(service: &Service, data_dir: &Path) -> anyhow::Result<()> {
+async fn announce_bootstrap(
+    service: &Service,
+    data_dir: &Path,
+    announce: Announce,
+) -> anyhow::Result<()> {
     match service.bootstrap().await? {
         Bootstrap::Existing { .. } => Ok(()),
         Bootstrap::Created { admin, .. } => {
@@ -304,10 +370,12 @@ async fn announce_bootstrap(service: &Service, data_dir: &Path) -> anyhow::Resul
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
             let path = data_dir.join("admin-token");
             write_private(&path, format!("{}\n", admin.secret.expose()).as_bytes())?;
-            eprintln!(
-                "mandate: first start: an admin token was written to {} (readable by this user only; it is not shown again)",
-                path.display()
-            );
+            if announce == Announce::Stderr {
+                eprintln!(
+                    "mandate: first start: an admin token was written to {} (readable by this user only; it is not shown again)",
+                    path.display()
+                );
+            }
             tracing::info!(path = %path.display(), "bootstrap admin token created");
             Ok(())
         }
@@ -387,5 +455,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
