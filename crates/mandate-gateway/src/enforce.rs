@@ -300,7 +300,8 @@ impl Gateway {
             // Nothing to refuse: the use is counted in memory and written in batches,
             // off the call's path (the decision's own durable write is the only one a
             // call waits for).
-            self.usage.add(self, caller.mandate.tenant_id, caller.mandate.id, amount);
+            self.usage
+                .add(self, caller.mandate.tenant_id, caller.mandate.id, amount);
         }
         if action == CallAction::CallTool
             && limited

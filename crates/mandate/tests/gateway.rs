@@ -953,3 +953,77 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
     );
     assert!(batches.iter().any(|b| b.body.contains("drift.alert")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_that_cannot_be_written_stops_every_call_and_the_gateway_recovers() {
+    let db = common::Database::create("mandate_gateway_fail");
+    let (upstream, seen) = common::capture().await;
+    let w = world_with(&format!("database_url = \"{}\"\n", db.url)).await;
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": "api", "transport": {"kind": "http", "base_url": upstream}}),
+    )
+    .await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Echo and call the API",
+            "scope": {"tools": [{"tool": "fx.echo"}, {"tool": "api./http"}]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+        }))
+        .await;
+    let mcp_token = w.token(&mandate).await;
+    let proxy_token = task_token(
+        &w.server,
+        &w.agent,
+        &w.key,
+        &mandate,
+        &format!("{}/proxy", w.server.url),
+    )
+    .await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let echo = json!({"name": "echo", "arguments": {"text": "up"}});
+    let reply = rpc(&url, &mcp_token, "tools/call", echo.clone()).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "up", "{reply}");
+    let proxied = || async {
+        http(
+            reqwest::Method::GET,
+            format!("{}/proxy/api/x", w.server.url),
+            &proxy_token,
+            None,
+        )
+        .await
+        .0
+    };
+    assert_eq!(proxied().await, 200);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // The ledger cannot be written: nothing is forwarded, and the agent is told so.
+    db.psql_in("ALTER TABLE audit_events RENAME TO audit_events_away");
+    let reply = rpc(&url, &mcp_token, "tools/call", echo.clone()).await;
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    assert_eq!(proxied().await, 503);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a call was forwarded without its decision on record"
+    );
+
+    // The store comes back: so does the gateway, by itself.
+    db.psql_in("ALTER TABLE audit_events_away RENAME TO audit_events");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let reply = rpc(&url, &mcp_token, "tools/call", echo.clone()).await;
+        if reply["result"]["content"][0]["text"] == "up" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {reply}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(proxied().await, 200);
+}

@@ -28,54 +28,6 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 /// far lower; this only proves that it happens).
 const GENEROUS: Duration = Duration::from_secs(5);
 
-/// A fresh database on the test PostgreSQL server, dropped when done.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> Database {
-        let base = std::env::var("MANDATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let (server, _) = base.rsplit_once('/').unwrap();
-        let name = format!("mandate_tokens_{}", std::process::id());
-        let db = Database {
-            admin_url: format!("{server}/postgres"),
-            url: format!("{server}/{name}"),
-            name,
-        };
-        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name));
-        db.psql(&format!("CREATE DATABASE {}", db.name));
-        db
-    }
-
-    fn psql(&self, sql: &str) {
-        let out = Command::new("psql")
-            .args([self.admin_url.as_str(), "-qtAc", sql])
-            .output()
-            .expect("psql is installed");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                self.admin_url.as_str(),
-                "-qtAc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
-
 /// An admin-API call: (status, JSON body).
 async fn api(
     method: reqwest::Method,
@@ -207,7 +159,7 @@ where
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_and_revocations_cross_replicas() {
-    let db = Database::create();
+    let db = common::Database::create("mandate_tokens");
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| {

@@ -349,3 +349,66 @@ pub async fn capture() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captured>
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
 }
+
+/// A fresh database on the test PostgreSQL server, dropped when done.
+pub struct Database {
+    pub admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl Database {
+    /// `prefix` names it (with this process's id).
+    pub fn create(prefix: &str) -> Database {
+        let base = std::env::var("MANDATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let name = format!("{prefix}_{}", std::process::id());
+        let db = Database {
+            admin_url: format!("{server}/postgres"),
+            url: format!("{server}/{name}"),
+            name,
+        };
+        db.psql(&format!("DROP DATABASE IF EXISTS {}", db.name));
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    /// Runs SQL in this database.
+    pub fn psql_in(&self, sql: &str) {
+        let out = Command::new("psql")
+            .args([self.url.as_str(), "-qtAc", sql])
+            .output()
+            .expect("psql is installed");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL as the server's administrator, on the server's `postgres` database.
+    pub fn psql(&self, sql: &str) {
+        let out = Command::new("psql")
+            .args([self.admin_url.as_str(), "-qtAc", sql])
+            .output()
+            .expect("psql is installed");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-qtAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
