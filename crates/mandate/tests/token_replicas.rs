@@ -12,7 +12,6 @@
 //! generous; `bench/revocation-propagation.sh` measures the delay.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mandate_jose::{Alg, SigningKey};
