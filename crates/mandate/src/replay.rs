@@ -624,3 +624,62 @@ fn print_json(report: &Report) -> anyhow::Result<()> {
     out.push('\n');
     Ok(table::emit(&out)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use mandate_audit::{Head, NewEvent};
+
+    use super::*;
+
+    fn event(data: Value) -> Event {
+        let mut new = NewEvent::new(TenantId::generate(), EventKind::Decision, "agent:x")
+            .mandate(MandateId::generate())
+            .agent(AgentId::generate());
+        if let Value::Object(map) = data {
+            new.data = map;
+        }
+        Event::chain(&Head::genesis(), new, Utc::now())
+    }
+
+    #[test]
+    fn what_is_replayed_and_what_is_skipped() {
+        let skip = |data: Value| Recorded::parse(&event(data)).err();
+        assert_eq!(
+            skip(json!({"action": "list_tools", "allowed": true})),
+            Some(Skip::ListTools)
+        );
+        assert_eq!(
+            skip(
+                json!({"action": "call_tool", "tool": "fx.a", "allowed": false, "reason": "outside the token's scope"})
+            ),
+            Some(Skip::BeforePolicy)
+        );
+        assert_eq!(
+            skip(json!({"action": "call_tool", "tool": "fx.a"})),
+            Some(Skip::Unreadable)
+        );
+        assert_eq!(
+            skip(
+                json!({"action": "call_tool", "tool": "fx.a", "allowed": true, "policies": [], "delegation_chain": ["nope"]})
+            ),
+            Some(Skip::Unreadable)
+        );
+        let e = event(json!({
+            "action": "call_tool", "tool": "fx.a", "allowed": true, "policies": [],
+            "approval_id": "apr_1", "arguments": {"card": "[redacted]"},
+        }));
+        let recorded = Recorded::parse(&e)
+            .ok()
+            .unwrap_or_else(|| panic!("replayable"));
+        assert!(recorded.approved, "allowed on a used approval");
+        assert!(recorded.arguments.is_some_and(has_redacted));
+        let denied = event(
+            json!({"action": "get_prompt", "tool": "fx./prompts", "allowed": false, "policies": ["p"]}),
+        );
+        let recorded = Recorded::parse(&denied)
+            .ok()
+            .unwrap_or_else(|| panic!("replayable"));
+        assert_eq!(recorded.action, CallAction::GetPrompt);
+        assert!(!recorded.approved);
+    }
+}
