@@ -119,11 +119,15 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn offline(&self) -> bool {
+    pub(crate) fn offline(&self) -> bool {
         self.data.is_some() || self.database_url.is_some()
     }
 
-    fn config(&self) -> anyhow::Result<Config> {
+    pub(crate) fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data.as_deref()
+    }
+
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let overrides = Overrides {
             data_dir: self.data.clone(),
             database_url: self.database_url.clone(),

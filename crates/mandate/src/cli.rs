@@ -44,7 +44,8 @@ pub enum ClientCommand {
     /// The audit ledger: list, trace, verify, export.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
-    /// Policies as code, offline: validate a directory, run decision tests.
+    /// Policies as code, offline: validate a directory, run decision tests, replay
+    /// recorded decisions under a candidate set.
     #[command(subcommand)]
     Policy(crate::policy_cli::PolicyCommand),
 }
@@ -273,7 +274,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl ClientCommand {
     pub async fn run(self, conn: Connection) -> anyhow::Result<()> {
         if let ClientCommand::Policy(command) = self {
-            return command.run();
+            return command.run(conn.json).await;
         }
         let client = Client::new(&conn.url, conn.token.clone())?;
         let out = Output { json: conn.json };
@@ -282,7 +283,7 @@ impl ClientCommand {
             ClientCommand::Agent(c) => agent(c, &client, out).await,
             ClientCommand::Mandate(c) => mandate(c, &client, out).await,
             ClientCommand::Audit(c) => c.run(&client, out.json).await,
-            ClientCommand::Policy(c) => c.run(),
+            ClientCommand::Policy(c) => c.run(out.json).await,
         }
     }
 }

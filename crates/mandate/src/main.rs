@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod otlp;
 mod policy_cli;
+mod replay;
 mod serve;
 mod table;
 mod token_keys;
@@ -81,6 +82,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`mandate … | head`): nothing more to say.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // Input the command cannot work with (`policy replay`): told apart from failure.
+        Err(e) if e.downcast_ref::<replay::BadInput>().is_some() => {
+            eprintln!("mandate: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("mandate: {e:#}");
             ExitCode::FAILURE

@@ -1,6 +1,7 @@
 //! `mandate policy validate DIR` and `mandate policy test FILE`: offline, for a policy
 //! repository's CI. Both compile the set exactly as the server does (Mandate's schema
-//! and built-ins plus the directory's files).
+//! and built-ins plus the directory's files). `mandate policy replay` (in
+//! [`crate::replay`]) decides recorded decisions again under a candidate set.
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +21,14 @@ pub enum PolicyCommand {
     /// case's `policies`, when given, must all be among the determining ones.
     /// Exits non-zero on any mismatch.
     Test { file: PathBuf },
+    /// Decide every recorded decision since TIME again under the candidate set in DIR
+    /// (offline, from the store: --data or --database-url) and list each whose answer
+    /// would change. Exits 0 (a report), 2 on bad input.
+    Replay(crate::replay::ReplayArgs),
 }
 
 impl PolicyCommand {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, json: bool) -> anyhow::Result<()> {
         match self {
             PolicyCommand::Validate { dir } => {
                 let set = compile(&dir)?;
@@ -36,11 +41,12 @@ impl PolicyCommand {
                 Ok(())
             }
             PolicyCommand::Test { file } => test(&file),
+            PolicyCommand::Replay(args) => crate::replay::run(args, json).await,
         }
     }
 }
 
-fn compile(dir: &Path) -> anyhow::Result<CompiledSet> {
+pub(crate) fn compile(dir: &Path) -> anyhow::Result<CompiledSet> {
     let source = PolicySource::from_dir(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     CompiledSet::compile(source).map_err(|e| {
         for problem in &e.problems {
