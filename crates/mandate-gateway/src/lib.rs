@@ -26,6 +26,7 @@ mod error;
 mod held;
 mod mcp;
 mod proxy;
+mod relay;
 mod sessions;
 mod usage;
 mod webhook;

@@ -16,18 +16,18 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mandate_audit::{EventKind, NewEvent};
 use mandate_core::Presented;
+use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, Message, code, error_object};
 use mandate_mcp::revision::{self, RequestHeaders};
-use mandate_mcp::{Outcome, sse};
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::catalog::{Listing, PROMPTS, RESOURCES, Snapshot};
-use crate::enforce::{Caller, Execution, Target, Verdict, obj};
+use crate::enforce::{Caller, Execution, Target, Verdict};
 use crate::error::unauthorized;
+use crate::relay::{ChannelStream, Relay, record_outcome};
 use crate::{Gateway, GatewayError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -1053,51 +1053,13 @@ impl Exchange<'_> {
     }
 }
 
-fn record_outcome(
-    gateway: &Gateway,
-    caller: &Caller,
-    listing: &Listing,
-    tool_name: Option<&str>,
-    outcome: &Result<Outcome, GatewayError>,
-    started: Instant,
-) {
-    let Some(name) = tool_name else {
-        return;
-    };
-    let (result, is_error) = match outcome {
-        Ok(Ok(r)) => (
-            "ok",
-            r.get("isError").and_then(Value::as_bool).unwrap_or(false),
-        ),
-        Ok(Err(_)) => ("error", true),
-        Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true),
-        Err(_) => ("failed", true),
-    };
-    gateway.append_later(NewEvent {
-        tenant_id: caller.mandate.tenant_id,
-        kind: EventKind::ToolCalled,
-        mandate_id: Some(caller.mandate.id),
-        agent_id: Some(caller.agent.id),
-        human_id: Some(caller.mandate.terms.human_id),
-        actor: caller.actor(),
-        data: obj(json!({
-            "tool": format!("{}.{}", listing.server.name, listing.tool.name),
-            "called_as": name,
-            "jti": caller.jti,
-            "result": result,
-            "is_error": is_error,
-            "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })),
-    });
-}
-
 fn flatten(
     done: Result<Result<Outcome, GatewayError>, tokio::task::JoinError>,
 ) -> Result<Outcome, GatewayError> {
     done.unwrap_or_else(|_| Err(GatewayError::Unavailable("the call was interrupted".into())))
 }
 
-fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Value {
+pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Value {
     match outcome {
         Ok(outcome) => jsonrpc::response(id, outcome),
         Err(e) => {
@@ -1113,96 +1075,8 @@ struct OwnedExchange {
     caller: Caller,
 }
 
-/// Relays what an upstream sends during a call onto the client's SSE stream.
-struct Relay {
-    gateway: Gateway,
-    session: Option<String>,
-    listing: Listing,
-    caller: Caller,
-}
-
-impl Relay {
-    /// Sends one upstream message; `false` when the client went away.
-    async fn send(&self, tx: &mpsc::Sender<Result<Bytes, Infallible>>, mut event: Value) -> bool {
-        let is_request = event.get("method").is_some() && event.get("id").is_some();
-        if is_request {
-            let upstream_id = event.get("id").cloned().unwrap_or(Value::Null);
-            let connected = self.gateway.catalog.connect(&self.listing.server).await;
-            let headers = self
-                .gateway
-                .credentials
-                .headers(&self.listing.server, &self.caller.mandate)
-                .await;
-            match (&self.session, connected, headers) {
-                (Some(session), Ok(connected), Ok(headers)) => {
-                    let ours = self
-                        .gateway
-                        .sessions
-                        .relay(session, (connected.upstream, upstream_id, headers))
-                        .await;
-                    set(&mut event, "id", ours);
-                }
-                (_, connected, headers) => {
-                    // No session to answer in: refuse on the client's behalf.
-                    if let (Ok(connected), Ok(headers)) = (connected, headers) {
-                        let refusal = Err(error_object(
-                            code::METHOD_NOT_FOUND,
-                            "the client has no session to answer requests in",
-                            None,
-                        ));
-                        let _ = connected
-                            .upstream
-                            .respond(upstream_id, refusal, &headers)
-                            .await;
-                    }
-                    return true;
-                }
-            }
-        }
-        let frame = sse::encode_message(&event.to_string());
-        tx.send(Ok(Bytes::from(frame))).await.is_ok()
-    }
-
-    async fn finish(
-        &self,
-        tx: &mpsc::Sender<Result<Bytes, Infallible>>,
-        id: Value,
-        outcome: Result<Outcome, GatewayError>,
-        tool_name: Option<&str>,
-        started: Instant,
-    ) {
-        record_outcome(
-            &self.gateway,
-            &self.caller,
-            &self.listing,
-            tool_name,
-            &outcome,
-            started,
-        );
-        let frame = sse::encode_message(&to_response(id, outcome).to_string());
-        let _ = tx.send(Ok(Bytes::from(frame))).await;
-    }
-}
-
-/// An mpsc receiver as a body stream of data frames.
-struct ChannelStream(mpsc::Receiver<Result<Bytes, Infallible>>);
-
-impl http_body::Body for ChannelStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(http_body::Frame::data)))
-    }
-}
-
 /// Sets `key` on a JSON object (anything else is left as it is).
-fn set(value: &mut Value, key: &str, new: Value) {
+pub(crate) fn set(value: &mut Value, key: &str, new: Value) {
     if let Some(map) = value.as_object_mut() {
         map.insert(key.to_owned(), new);
     }

@@ -1,0 +1,148 @@
+//! Relaying a forwarded call: what the upstream sends meanwhile onto the client's SSE
+//! stream (requests for the client get ids of our own), the final answer, and the
+//! call's outcome event.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use mandate_audit::{EventKind, NewEvent};
+use mandate_mcp::jsonrpc::{code, error_object};
+use mandate_mcp::{Outcome, sse};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::catalog::Listing;
+use crate::enforce::{Caller, obj};
+use crate::mcp::{set, to_response};
+use crate::{Gateway, GatewayError};
+
+pub(crate) fn record_outcome(
+    gateway: &Gateway,
+    caller: &Caller,
+    listing: &Listing,
+    tool_name: Option<&str>,
+    outcome: &Result<Outcome, GatewayError>,
+    started: Instant,
+) {
+    let Some(name) = tool_name else {
+        return;
+    };
+    let (result, is_error) = match outcome {
+        Ok(Ok(r)) => (
+            "ok",
+            r.get("isError").and_then(Value::as_bool).unwrap_or(false),
+        ),
+        Ok(Err(_)) => ("error", true),
+        Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true),
+        Err(_) => ("failed", true),
+    };
+    gateway.append_later(NewEvent {
+        tenant_id: caller.mandate.tenant_id,
+        kind: EventKind::ToolCalled,
+        mandate_id: Some(caller.mandate.id),
+        agent_id: Some(caller.agent.id),
+        human_id: Some(caller.mandate.terms.human_id),
+        actor: caller.actor(),
+        data: obj(json!({
+            "tool": format!("{}.{}", listing.server.name, listing.tool.name),
+            "called_as": name,
+            "jti": caller.jti,
+            "result": result,
+            "is_error": is_error,
+            "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })),
+    });
+}
+
+/// Relays what an upstream sends during a call onto the client's SSE stream.
+pub(crate) struct Relay {
+    pub(crate) gateway: Gateway,
+    pub(crate) session: Option<String>,
+    pub(crate) listing: Listing,
+    pub(crate) caller: Caller,
+}
+
+impl Relay {
+    /// Sends one upstream message; `false` when the client went away.
+    pub(crate) async fn send(
+        &self,
+        tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+        mut event: Value,
+    ) -> bool {
+        let is_request = event.get("method").is_some() && event.get("id").is_some();
+        if is_request {
+            let upstream_id = event.get("id").cloned().unwrap_or(Value::Null);
+            let connected = self.gateway.catalog.connect(&self.listing.server).await;
+            let headers = self
+                .gateway
+                .credentials
+                .headers(&self.listing.server, &self.caller.mandate)
+                .await;
+            match (&self.session, connected, headers) {
+                (Some(session), Ok(connected), Ok(headers)) => {
+                    let ours = self
+                        .gateway
+                        .sessions
+                        .relay(session, (connected.upstream, upstream_id, headers))
+                        .await;
+                    set(&mut event, "id", ours);
+                }
+                (_, connected, headers) => {
+                    // No session to answer in: refuse on the client's behalf.
+                    if let (Ok(connected), Ok(headers)) = (connected, headers) {
+                        let refusal = Err(error_object(
+                            code::METHOD_NOT_FOUND,
+                            "the client has no session to answer requests in",
+                            None,
+                        ));
+                        let _ = connected
+                            .upstream
+                            .respond(upstream_id, refusal, &headers)
+                            .await;
+                    }
+                    return true;
+                }
+            }
+        }
+        let frame = sse::encode_message(&event.to_string());
+        tx.send(Ok(Bytes::from(frame))).await.is_ok()
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+        id: Value,
+        outcome: Result<Outcome, GatewayError>,
+        tool_name: Option<&str>,
+        started: Instant,
+    ) {
+        record_outcome(
+            &self.gateway,
+            &self.caller,
+            &self.listing,
+            tool_name,
+            &outcome,
+            started,
+        );
+        let frame = sse::encode_message(&to_response(id, outcome).to_string());
+        let _ = tx.send(Ok(Bytes::from(frame))).await;
+    }
+}
+
+/// An mpsc receiver as a body stream of data frames.
+pub(crate) struct ChannelStream(pub(crate) mpsc::Receiver<Result<Bytes, Infallible>>);
+
+impl http_body::Body for ChannelStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(http_body::Frame::data)))
+    }
+}
