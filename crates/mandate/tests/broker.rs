@@ -13,7 +13,6 @@
 //! and drops it when the mandate is revoked.
 
 use base64::Engine as _;
-use mandate_jose::{Alg, SigningKey};
 use serde_json::json;
 
 mod common;
@@ -113,52 +112,23 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
                "credential_ref": format!("postgres-role:{group}")}),
     )
     .await;
-    let human = created(
-        &server,
-        "/v1/humans",
-        &admin,
-        json!({"display_name": "Hu", "email": "hu@example.com"}),
-    )
-    .await;
-    let (_, human_token) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/humans/{human}/tokens", server.url),
-        &admin,
-        Some(json!({"label": "t"})),
-    )
-    .await;
-    let human_token = human_token["token"].as_str().unwrap().to_owned();
-    let signing = SigningKey::generate(Alg::EdDSA, "k".into()).unwrap();
-    let agent = created(
-        &server,
-        "/v1/agents",
-        &admin,
-        json!({"name": "a", "owner": human, "credentials": {"jwks": [signing.public_jwk().to_public_json()]}}),
-    )
-    .await;
+    let who = common::human_and_agent(&server, &admin).await;
+    let (agent, signing, human_token) = (&who.agent, &who.key, &who.human_token);
     let expires = chrono::Utc::now() + chrono::Duration::hours(2);
-    let mandate = created(
+    let mandate = common::consented_mandate(
         &server,
-        "/v1/mandates",
         &admin,
-        json!({"agent_id": agent, "human_id": human, "intent": "call the API",
+        &who,
+        json!({"intent": "call the API",
                "scope": {"tools": [{"tool": "api./http"}, {"tool": "db./http"}]},
                "data_ceiling": "internal", "mode": "execute",
                "expires_at": expires.to_rfc3339()}),
     )
     .await;
-    let (status, body) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/mandates/{mandate}/consent", server.url),
-        &human_token,
-        Some(json!({"decision": "granted"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
     let token = task_token(
         &server,
-        &agent,
-        &signing,
+        agent,
+        signing,
         &mandate,
         &format!("{}/proxy", server.url),
     )
@@ -209,7 +179,7 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     let (status, body) = http(
         reqwest::Method::POST,
         format!("{}/v1/mandates/{mandate}/revoke", server.url),
-        &human_token,
+        human_token,
         None,
     )
     .await;

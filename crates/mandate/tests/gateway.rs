@@ -12,7 +12,6 @@
 //! mandate turns calls into proposals a human executes; revoking the mandate stops the
 //! next call; the ledger records decisions with argument hashes, never the arguments.
 
-use mandate_jose::{Alg, SigningKey};
 use serde_json::{Value, json};
 
 mod common;
@@ -20,11 +19,9 @@ mod common;
 use common::{Fixture, Server, admin_token, created, http, mcp_client, task_token};
 
 struct World {
+    who: common::Actors,
     server: Server,
     admin: String,
-    alice_token: String,
-    agent: String,
-    key: SigningKey,
     _fixture: Fixture,
     _dir: tempfile::TempDir,
 }
@@ -48,39 +45,11 @@ async fn world_with(config: &str) -> World {
         json!({"name": "fx", "transport": {"kind": "mcp_http", "url": fixture.url}}),
     )
     .await;
-    let alice = created(
-        &server,
-        "/v1/humans",
-        &admin,
-        json!({"display_name": "Alice", "email": "alice@example.com"}),
-    )
-    .await;
-    let (status, token) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/humans/{alice}/tokens", server.url),
-        &admin,
-        Some(json!({"label": "test"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{token}");
-    let key = SigningKey::generate(Alg::EdDSA, "k1".into()).unwrap();
-    let agent = created(
-        &server,
-        "/v1/agents",
-        &admin,
-        json!({
-            "name": "helper",
-            "owner": alice,
-            "credentials": {"jwks": [key.public_jwk().to_public_json()]},
-        }),
-    )
-    .await;
+    let who = common::human_and_agent(&server, &admin).await;
     World {
-        alice_token: token["token"].as_str().unwrap().to_owned(),
+        who,
         server,
         admin,
-        agent,
-        key,
         _fixture: fixture,
         _dir: dir,
     }
@@ -88,32 +57,20 @@ async fn world_with(config: &str) -> World {
 
 impl World {
     /// A consented mandate with these terms (agent and grantor filled in).
-    async fn mandate(&self, mut terms: Value) -> String {
-        let (_, me) = http(
-            reqwest::Method::GET,
-            format!("{}/v1/agents/{}", self.server.url, self.agent),
-            &self.admin,
-            None,
-        )
-        .await;
-        terms["agent_id"] = json!(self.agent);
-        terms["human_id"] = me["owner"].clone();
-        terms["expires_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
-        let id = created(&self.server, "/v1/mandates", &self.admin, terms).await;
-        let (status, body) = http(
-            reqwest::Method::POST,
-            format!("{}/v1/mandates/{id}/consent", self.server.url),
-            &self.alice_token,
-            Some(json!({"decision": "granted"})),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        id
+    async fn mandate(&self, terms: Value) -> String {
+        common::consented_mandate(&self.server, &self.admin, &self.who, terms).await
     }
 
     async fn token(&self, mandate: &str) -> String {
         let resource = format!("{}/mcp", self.server.url);
-        task_token(&self.server, &self.agent, &self.key, mandate, &resource).await
+        task_token(
+            &self.server,
+            &self.who.agent,
+            &self.who.key,
+            mandate,
+            &resource,
+        )
+        .await
     }
 
     fn mcp(&self, path: &str, token: &str, steps: Value) -> Vec<Value> {
@@ -129,7 +86,7 @@ impl World {
         http(
             method,
             format!("{}{path}", self.server.url),
-            &self.alice_token,
+            &self.who.human_token,
             body,
         )
         .await
@@ -453,7 +410,7 @@ async fn the_gateway_challenges_without_a_token_and_checks_origins() {
             "data_ceiling": "internal", "mode": "execute",
         }))
         .await;
-    let wrong = task_token(&w.server, &w.agent, &w.key, &mandate, &w.server.url).await;
+    let wrong = task_token(&w.server, &w.who.agent, &w.who.key, &mandate, &w.server.url).await;
     let response = client
         .post(format!("{}/mcp", w.server.url))
         .bearer_auth(&wrong)
@@ -977,8 +934,8 @@ async fn a_ledger_that_cannot_be_written_stops_every_call_and_the_gateway_recove
     let mcp_token = w.token(&mandate).await;
     let proxy_token = task_token(
         &w.server,
-        &w.agent,
-        &w.key,
+        &w.who.agent,
+        &w.who.key,
         &mandate,
         &format!("{}/proxy", w.server.url),
     )

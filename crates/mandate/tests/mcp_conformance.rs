@@ -19,7 +19,6 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use mandate_jose::{Alg, SigningKey};
 use serde_json::{Value, json};
 
 mod common;
@@ -73,55 +72,24 @@ async fn conformance_scenarios_pass_through_the_gateway_as_they_do_directly() {
         json!({"name": "conformance", "transport": {"kind": "mcp_http", "url": fixture.url}}),
     )
     .await;
-    let human = created(
+    let who = common::human_and_agent(&server, &admin).await;
+    let (agent, key) = (who.agent.clone(), &who.key);
+    let mandate = common::consented_mandate(
         &server,
-        "/v1/humans",
         &admin,
-        json!({"display_name": "Operator", "email": "op@example.com"}),
-    )
-    .await;
-    let (_, human_token) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/humans/{human}/tokens", server.url),
-        &admin,
-        Some(json!({"label": "test"})),
-    )
-    .await;
-    let key = SigningKey::generate(Alg::EdDSA, "k1".into()).unwrap();
-    let agent = created(
-        &server,
-        "/v1/agents",
-        &admin,
-        json!({"name": "runner", "owner": human,
-               "credentials": {"jwks": [key.public_jwk().to_public_json()]}}),
-    )
-    .await;
-    let mandate = created(
-        &server,
-        "/v1/mandates",
-        &admin,
+        &who,
         json!({
-            "agent_id": agent, "human_id": human,
             "intent": "Run the MCP conformance scenarios",
             "scope": {"tools": [{"tool": "conformance.*"}]},
             "data_ceiling": "restricted", "mode": "execute",
-            "expires_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
         }),
     )
     .await;
-    let (status, body) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/mandates/{mandate}/consent", server.url),
-        human_token["token"].as_str().unwrap(),
-        Some(json!({"decision": "granted"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
     let resource = format!("{}/mcp", server.url);
     let gateway_url = format!("{}/mcp/conformance", server.url);
 
     let direct = run_conformance(&fixture.url, None, None);
-    let token = task_token(&server, &agent, &key, &mandate, &resource).await;
+    let token = task_token(&server, &agent, key, &mandate, &resource).await;
     let through = run_conformance(&gateway_url, Some(&token), None);
     let (d_pass, g_pass) = (names(&direct, "passed"), names(&through, "passed"));
     let mut report = format!(
@@ -150,7 +118,7 @@ async fn conformance_scenarios_pass_through_the_gateway_as_they_do_directly() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let token = task_token(&server, &agent, &key, &mandate, &resource).await;
+    let token = task_token(&server, &agent, key, &mandate, &resource).await;
     let steps = mcp_client(
         &gateway_url,
         Some(&token),

@@ -14,12 +14,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mandate_jose::{Alg, SigningKey};
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, Fixture, Server, admin_token, created, http, mcp_client, task_token};
+use common::{BIN, Fixture, Server, admin_token, created, mcp_client, task_token};
 
 const FORBID_ECHO: &str = "@id(\"no-echo\")\n@reason(\"echo is switched off\")\nforbid (principal, action == Mandate::Action::\"call_tool\", resource == Mandate::Tool::\"fx.echo\");\n";
 
@@ -47,43 +46,14 @@ async fn record_calls(server: &Server, dir: &Path, fixture: &Fixture) -> String 
         json!({"name": "fx", "transport": {"kind": "mcp_http", "url": fixture.url}}),
     )
     .await;
-    let alice = created(
+    let who = common::human_and_agent(server, &admin).await;
+    let (agent, key) = (&who.agent, &who.key);
+    let mandate = common::consented_mandate(
         server,
-        "/v1/humans",
         &admin,
-        json!({"display_name": "Alice", "email": "alice@example.com"}),
-    )
-    .await;
-    let (status, token) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/humans/{alice}/tokens", server.url),
-        &admin,
-        Some(json!({"label": "test"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{token}");
-    let alice_token = token["token"].as_str().unwrap().to_owned();
-    let key = SigningKey::generate(Alg::EdDSA, "k1".into()).unwrap();
-    let agent = created(
-        server,
-        "/v1/agents",
-        &admin,
-        json!({
-            "name": "helper",
-            "owner": alice,
-            "credentials": {"jwks": [key.public_jwk().to_public_json()]},
-        }),
-    )
-    .await;
-    let mandate = created(
-        server,
-        "/v1/mandates",
-        &admin,
+        &who,
         json!({
             "intent": "Answer with the fixture's tools",
-            "agent_id": agent,
-            "human_id": alice,
-            "expires_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
             "scope": {"tools": [
                 {"tool": "fx.echo"},
                 {"tool": "fx./resources"},
@@ -96,22 +66,7 @@ async fn record_calls(server: &Server, dir: &Path, fixture: &Fixture) -> String 
         }),
     )
     .await;
-    let (status, body) = http(
-        reqwest::Method::POST,
-        format!("{}/v1/mandates/{mandate}/consent", server.url),
-        &alice_token,
-        Some(json!({"decision": "granted"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token = task_token(
-        server,
-        &agent,
-        &key,
-        &mandate,
-        &format!("{}/mcp", server.url),
-    )
-    .await;
+    let token = task_token(server, agent, key, &mandate, &format!("{}/mcp", server.url)).await;
 
     let since = chrono::Utc::now().to_rfc3339();
     let steps = mcp_client(

@@ -81,7 +81,7 @@ impl HttpUpstream {
             params: Some(initialize_params()),
         }
         .to_value();
-        let response = self.post(&body, None, None, extra).await?;
+        let response = self.post(&body, None, extra).await?;
         let session_id = response.headers().get(SESSION_HEADER).cloned();
         let outcome = self.read_response(response, &Value::from(id), None).await?;
         let info = outcome.map_err(|e| self.protocol(format!("refused initialize: {e}")))?;
@@ -96,7 +96,7 @@ impl HttpUpstream {
             params: None,
         }
         .to_value();
-        let ack = self.post(&initialized, Some(&session), None, extra).await?;
+        let ack = self.post(&initialized, Some(&session), extra).await?;
         if !ack.status().is_success() {
             return Err(self.protocol(format!(
                 "refused notifications/initialized with HTTP {}",
@@ -118,7 +118,6 @@ impl HttpUpstream {
         &self,
         body: &Value,
         session: Option<&Session>,
-        _events: Option<()>,
         extra: &ExtraHeaders,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
@@ -224,7 +223,7 @@ impl HttpUpstream {
     ) -> Result<Option<Outcome>, Retry> {
         let session = self.session(extra).await.map_err(Retry::No)?;
         let response = self
-            .post(message, Some(&session), None, extra)
+            .post(message, Some(&session), extra)
             .await
             .map_err(Retry::No)?;
         if response.status() == StatusCode::NOT_FOUND && session.id.is_some() {

@@ -51,6 +51,32 @@ struct HeldQuery {
     mandate: Option<String>,
 }
 
+impl HeldQuery {
+    /// The page, the status (`what` names its kind in the error) and the mandate.
+    fn read<S>(self, parse: fn(&str) -> Option<S>, what: &str) -> Result<HeldRead<S>, Problem> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(s) => Some(parse(s).ok_or_else(|| {
+                let s: String = s.chars().take(32).collect();
+                Problem::bad_request(format!("`status`: `{s}` is not {what} status"))
+            })?),
+        };
+        let mandate = query_id("mandate", self.mandate.as_deref())?;
+        let page = Paging {
+            after: self.after,
+            limit: self.limit,
+        }
+        .request()?;
+        Ok((page, status, mandate))
+    }
+}
+
+type HeldRead<S> = (
+    mandate_store::PageRequest,
+    Option<S>,
+    Option<mandate_types::MandateId>,
+);
+
 /// A decision's optional comment.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,24 +97,8 @@ async fn list_approvals(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<HeldQuery>,
 ) -> ApiResult<Json<PageBody<Approval>>> {
-    let page = Paging {
-        after: q.after,
-        limit: q.limit,
-    }
-    .request()?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request(format!(
-                "`status`: `{}` is not an approval status",
-                s.chars().take(32).collect::<String>()
-            ))
-        })?),
-    };
-    let filter = ApprovalFilter {
-        status,
-        mandate: query_id("mandate", q.mandate.as_deref())?,
-    };
+    let (page, status, mandate) = q.read(ApprovalStatus::parse, "an approval")?;
+    let filter = ApprovalFilter { status, mandate };
     Ok(Json(
         gateway(&state)?
             .list_approvals(&caller, filter, page)
@@ -170,24 +180,8 @@ async fn list_proposals(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<HeldQuery>,
 ) -> ApiResult<Json<PageBody<Proposal>>> {
-    let page = Paging {
-        after: q.after,
-        limit: q.limit,
-    }
-    .request()?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(ProposalStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request(format!(
-                "`status`: `{}` is not a proposal status",
-                s.chars().take(32).collect::<String>()
-            ))
-        })?),
-    };
-    let filter = ProposalFilter {
-        status,
-        mandate: query_id("mandate", q.mandate.as_deref())?,
-    };
+    let (page, status, mandate) = q.read(ProposalStatus::parse, "a proposal")?;
+    let filter = ProposalFilter { status, mandate };
     Ok(Json(
         gateway(&state)?
             .list_proposals(&caller, filter, page)

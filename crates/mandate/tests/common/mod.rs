@@ -412,3 +412,73 @@ impl Drop for Database {
             .output();
     }
 }
+
+/// A human with an API token, and an agent they own with a registered Ed25519 key.
+pub struct Actors {
+    pub human: String,
+    pub human_token: String,
+    pub agent: String,
+    pub key: mandate_jose::SigningKey,
+}
+
+pub async fn human_and_agent(server: &Server, admin: &str) -> Actors {
+    let human = created(
+        server,
+        "/v1/humans",
+        admin,
+        serde_json::json!({"display_name": "Alice", "email": "alice@example.com"}),
+    )
+    .await;
+    let (status, token) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/humans/{human}/tokens", server.url),
+        admin,
+        Some(serde_json::json!({"label": "test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let key = mandate_jose::SigningKey::generate(mandate_jose::Alg::EdDSA, "k1".into()).unwrap();
+    let agent = created(
+        server,
+        "/v1/agents",
+        admin,
+        serde_json::json!({
+            "name": "helper",
+            "owner": human,
+            "credentials": {"jwks": [key.public_jwk().to_public_json()]},
+        }),
+    )
+    .await;
+    Actors {
+        human,
+        human_token: token["token"].as_str().unwrap().to_owned(),
+        agent,
+        key,
+    }
+}
+
+/// A mandate of the actors' agent for their human on `terms` (agent, human and a
+/// one-hour expiry filled in unless given), consented by the human: its id.
+pub async fn consented_mandate(
+    server: &Server,
+    admin: &str,
+    who: &Actors,
+    mut terms: Value,
+) -> String {
+    terms["agent_id"] = serde_json::json!(who.agent);
+    terms["human_id"] = serde_json::json!(who.human);
+    if terms.get("expires_at").is_none() {
+        terms["expires_at"] =
+            serde_json::json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    }
+    let id = created(server, "/v1/mandates", admin, terms).await;
+    let (status, body) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/mandates/{id}/consent", server.url),
+        &who.human_token,
+        Some(serde_json::json!({"decision": "granted"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    id
+}
