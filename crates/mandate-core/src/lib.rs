@@ -11,6 +11,7 @@
 //! Every operation takes the authenticated [`Principal`] and is scoped to its tenant: an
 //! id from another tenant is reported exactly like an id that does not exist.
 
+mod accounts;
 mod auth;
 mod catalog;
 mod directory;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use mandate_store::Store;
 use mandate_types::Clock;
 
+pub use accounts::{ADMIN_GROUP, LOCK_AFTER_FAILURES, SignedIn};
 pub use auth::{Bootstrap, IssuedToken, TOKEN_PREFIX};
 pub use error::CoreError;
 pub use input::{

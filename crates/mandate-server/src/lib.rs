@@ -134,6 +134,11 @@ pub fn app_with_gateway(
         gateway: gateway.clone(),
         openapi,
     };
+    let console = mandate_console::router(mandate_console::Console::new(
+        state.service.clone(),
+        gateway.clone(),
+        public_url,
+    ));
     let gateway_routes = gateway.map(|g| g.router()).unwrap_or_default();
     routes
         .fallback(|| async { Problem::not_found("no such endpoint") })
@@ -149,6 +154,7 @@ pub fn app_with_gateway(
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .merge(gateway_routes)
+        .merge(console)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::record,

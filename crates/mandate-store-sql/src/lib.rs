@@ -13,6 +13,7 @@
 //! lock that serialises migrations — lives in each adapter's module. Times are stored as
 //! microseconds since the Unix epoch.
 
+mod accounts;
 mod calls;
 mod grants;
 mod postgres;

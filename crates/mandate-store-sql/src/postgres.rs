@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "vault",
         sql: include_str!("../migrations/postgres/0007_vault.sql"),
     },
+    Migration {
+        version: 8,
+        name: "console",
+        sql: include_str!("../migrations/postgres/0008_console.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

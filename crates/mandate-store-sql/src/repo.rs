@@ -968,6 +968,7 @@ macro_rules! sql_store {
         $crate::grants::sql_grants!($store, $db);
         $crate::calls::sql_calls!($store, $db);
         $crate::vault::sql_vault!($store, $db);
+        $crate::accounts::sql_accounts!($store, $db);
 
         #[async_trait]
         impl PolicySets for $store {

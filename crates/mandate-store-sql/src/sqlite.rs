@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "vault",
         sql: include_str!("../migrations/sqlite/0007_vault.sql"),
     },
+    Migration {
+        version: 8,
+        name: "console",
+        sql: include_str!("../migrations/sqlite/0008_console.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

@@ -11,6 +11,7 @@
 //! [`StoreError::Conflict`], and a mandate is only updated if its `version` is the one
 //! the caller read ([`StoreError::VersionConflict`] otherwise).
 
+mod accounts;
 mod calls;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -18,6 +19,7 @@ mod page;
 mod ports;
 mod vault;
 
+pub use accounts::{Account, Accounts, ConsoleSession};
 pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{

@@ -366,6 +366,7 @@ pub trait Store:
     + Grants
     + crate::Calls
     + crate::Vault
+    + crate::Accounts
     + fmt::Debug
     + Send
     + Sync

@@ -152,6 +152,8 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
     let watcher = tokio::spawn(policies.watch(Duration::from_secs(config.policy_reload_seconds)));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // The peer address lets the console rate-limit sign-ins per client.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 // A dropped sender stops the server too.

@@ -19,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_human, list_humans))
         .routes(routes!(get_human))
         .routes(routes!(create_human_token))
+        .routes(routes!(set_password))
         .routes(routes!(create_agent, list_agents))
         .routes(routes!(get_agent, update_agent))
         .routes(routes!(create_agent_token))
@@ -38,6 +39,40 @@ async fn create_human(
 ) -> ApiResult<(StatusCode, Json<Human>)> {
     let human = state.service.create_human(&caller, new).await?;
     Ok((StatusCode::CREATED, Json(human)))
+}
+
+/// A console password. It is hashed (Argon2id) and never returned or logged.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    #[schema(format = Password, min_length = 10)]
+    password: String,
+}
+
+/// Set a human's console password (admin, or the human themself); their console
+/// sessions end.
+#[utoipa::path(put, path = "/v1/humans/{id}/password", tag = "humans", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = NewPassword,
+    responses(
+        (status = 204),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn set_password(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .set_password(
+            &caller,
+            path_id(&id)?,
+            mandate_types::Secret::new(body.password),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -11,6 +11,7 @@
 mod audit;
 mod bad_input;
 mod catalog;
+mod console;
 mod lifecycle;
 mod ops;
 mod policies;

@@ -26,6 +26,7 @@ use mandate_types::{
 
 use mandate_audit::{ChainVerifier, Checkpoint, Event, EventKind, Head, NewEvent, SigningKey};
 
+mod accounts;
 mod audit;
 mod calls;
 mod credentials;
@@ -33,6 +34,7 @@ mod directory;
 mod mandates;
 mod vault;
 
+pub use accounts::*;
 pub use audit::*;
 pub use calls::*;
 pub use credentials::*;
@@ -73,6 +75,7 @@ macro_rules! store_conformance {
             budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
             vault_secrets_are_tenant_scoped_upserted_and_listed,
             vault_pages_across_tenants_and_reseals_by_compare_and_swap,
+            accounts_lock_after_failures_and_sessions_expire,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {

@@ -1,0 +1,123 @@
+//! The console at `/ui/`: HTML rendered by the binary itself (no build step, nothing
+//! fetched from elsewhere), for the humans who consent, approve and review, and for the
+//! operators of a tenant.
+//!
+//! ```text
+//!   browser ─► security headers ─► route ─► Session (cookie ─► store) ─► CSRF check (POST)
+//!                                             │ the signed-in human is the Principal
+//!                                             ▼
+//!                      mandate_core::Service / mandate_gateway::Gateway (the same use
+//!                      cases and permission checks as the admin API)
+//!                                             │
+//!   page ◄── layout::page(...) ◄──────────────┘   errors: UiError, rendered in one place
+//! ```
+//!
+//! The console never holds more authority than the API would give the same human: it
+//! calls the use cases with `Principal::Human`, or with the tenant's `Principal::Admin`
+//! only for humans in the `mandate-admins` group.
+
+#![forbid(unsafe_code)]
+
+mod approvals;
+mod error;
+mod form;
+mod layout;
+mod login;
+mod mandates;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use mandate_core::Service;
+use mandate_gateway::Gateway;
+
+pub use error::UiError;
+pub use form::Form;
+pub use layout::{Flash, page};
+pub use session::{Session, csrf_field};
+
+/// What every console page can reach.
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub service: Service,
+    pub gateway: Option<Gateway>,
+    /// Where browsers reach this server, e.g. `https://mandate.example.com`.
+    pub public_url: Arc<str>,
+    limiter: Arc<login::Limiter>,
+}
+
+impl Console {
+    pub fn new(service: Service, gateway: Option<Gateway>, public_url: &str) -> Self {
+        Self {
+            service,
+            gateway,
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+            limiter: Arc::new(login::Limiter::default()),
+        }
+    }
+
+    /// Cookies are `Secure` (and `__Host-` named) when browsers reach us over HTTPS.
+    pub fn secure(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The origin forms must come from.
+    pub fn origin(&self) -> &str {
+        origin_of(&self.public_url)
+    }
+}
+
+fn origin_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path_at = rest
+        .find('/')
+        .map_or(url.len(), |i| url.len() - rest.len() + i);
+    url.get(..path_at).unwrap_or(url)
+}
+
+/// The console's routes, to merge beside the API.
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::to("/ui/") }),
+        )
+        .route("/ui/", get(mandates::home))
+        .route("/ui/assets/console.css", get(layout::stylesheet))
+        .route("/ui/assets/console.js", get(layout::script))
+        .route("/ui/login", get(login::form).post(login::submit))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/approvals", get(approvals::inbox))
+        .route("/ui/approvals/live", get(approvals::live))
+        .route("/ui/approvals/{id}", get(approvals::show))
+        .route("/ui/approvals/{id}/decide", post(approvals::decide))
+        .route("/ui/proposals/{id}", get(approvals::proposal))
+        .route(
+            "/ui/proposals/{id}/decide",
+            post(approvals::decide_proposal),
+        )
+        .route("/ui/mandates", get(mandates::list))
+        .route("/ui/mandates/{id}", get(mandates::show))
+        .route("/ui/mandates/{id}/consent", post(mandates::consent))
+        .route("/ui/mandates/{id}/end", post(mandates::end))
+        .route("/ui/{*rest}", get(|| async { UiError::NotFound }))
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            session::guard,
+        ))
+        .with_state(console)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin_of("http://127.0.0.1:8731"), "http://127.0.0.1:8731");
+        assert_eq!(origin_of("https://m.example/base"), "https://m.example");
+        assert_eq!(origin_of("weird"), "weird");
+    }
+}

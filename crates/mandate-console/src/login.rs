@@ -1,0 +1,275 @@
+//! Sign-in and sign-out. Attempts are rate-limited here (per sign-in name and per
+//! client address, in this replica) and accounts lock in the store after repeated
+//! failures (every replica).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Redirect, Response};
+use mandate_core::CoreError;
+use mandate_types::Secret;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::layout::{Flash, bare, flash_box};
+use crate::session::{cookie, cookie_name, same, set_cookie};
+use crate::{Console, Form, Session, UiError};
+
+const LOGIN_COOKIE: &str = "mandate_login";
+const ATTEMPTS_PER_MINUTE: u32 = 10;
+const MAX_TRACKED: usize = 10_000;
+
+/// Sign-in attempts per key in the current minute.
+#[derive(Debug, Default)]
+pub(crate) struct Limiter {
+    seen: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl Limiter {
+    /// Counts an attempt under every key; false when any is over its budget.
+    fn allow(&self, keys: &[String]) -> bool {
+        let now = Instant::now();
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        if seen.len() > MAX_TRACKED {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let mut allowed = true;
+        for key in keys {
+            let entry = seen.entry(key.clone()).or_insert((now, 0));
+            if now.duration_since(entry.0) >= Duration::from_secs(60) {
+                *entry = (now, 0);
+            }
+            entry.1 = entry.1.saturating_add(1);
+            allowed &= entry.1 <= ATTEMPTS_PER_MINUTE;
+        }
+        allowed
+    }
+}
+
+/// The client's address, when the server recorded it.
+#[derive(Debug)]
+pub(crate) struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Next {
+    next: Option<String>,
+}
+
+/// Only a path of this console: never another site, never a scheme-relative URL.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if (n.starts_with("/ui/") || n == "/ui" || n.starts_with("/oauth2/"))
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && n.len() <= 4096 =>
+        {
+            n.to_owned()
+        }
+        _ => "/ui/".to_owned(),
+    }
+}
+
+fn random() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn login_page(next: &str, email: &str, token: &str, problem: Option<&Flash>) -> Markup {
+    bare(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            @if let Some(f) = problem { (flash_box(f)) }
+            form method="post" action="/ui/login" {
+                input type="hidden" name="csrf" value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="email" { "Email" }
+                input id="email" type="email" name="email" value=(email) autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input id="password" type="password" name="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// The form, with a fresh pre-session token in a cookie of its own (login CSRF).
+fn render(
+    console: &Console,
+    status: axum::http::StatusCode,
+    next: &str,
+    email: &str,
+    problem: Option<&Flash>,
+) -> Response {
+    let token = random();
+    let mut response = (status, login_page(next, email, &token, problem)).into_response();
+    response
+        .headers_mut()
+        .append(SET_COOKIE, set_cookie(console, LOGIN_COOKIE, &token, 600));
+    response
+}
+
+pub(crate) async fn form(State(console): State<Console>, Query(q): Query<Next>) -> Response {
+    let next = safe_next(q.next.as_deref());
+    render(&console, axum::http::StatusCode::OK, &next, "", None)
+}
+
+pub(crate) async fn submit(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    form: Form,
+) -> Result<Response, UiError> {
+    let next = safe_next(form.get("next"));
+    let email: String = form.get("email").unwrap_or("").chars().take(254).collect();
+    let token_ok = match (cookie(&headers, LOGIN_COOKIE), form.raw("csrf")) {
+        (Some(c), Some(f)) => same(c, f),
+        _ => false,
+    };
+    if !token_ok {
+        let f = Flash::Error(
+            "This sign-in form expired. Please enter your email and password again.".to_owned(),
+        );
+        return Ok(render(
+            &console,
+            axum::http::StatusCode::FORBIDDEN,
+            &next,
+            &email,
+            Some(&f),
+        ));
+    }
+    let (Some(_), Some(password)) = (form.get("email"), form.raw("password")) else {
+        let f = Flash::Error("Enter your email and your password.".to_owned());
+        return Ok(render(
+            &console,
+            axum::http::StatusCode::BAD_REQUEST,
+            &next,
+            &email,
+            Some(&f),
+        ));
+    };
+    let mut keys = vec![format!("name:{}", email.to_ascii_lowercase())];
+    if let Some(addr) = peer {
+        keys.push(format!("addr:{}", addr.ip()));
+    }
+    if !console.limiter.allow(&keys) {
+        let f = Flash::Error(UiError::TooManyAttempts.shown().1);
+        return Ok(render(
+            &console,
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &email,
+            Some(&f),
+        ));
+    }
+    match console
+        .service
+        .sign_in(&email, Secret::new(password.to_owned()))
+        .await
+    {
+        Ok((secret, signed)) => {
+            let ttl = (signed.expires_at - console.service.clock().now()).num_seconds();
+            let mut response = Redirect::to(&next).into_response();
+            let h = response.headers_mut();
+            h.append(
+                SET_COOKIE,
+                set_cookie(&console, cookie_name(&console), secret.expose(), ttl),
+            );
+            h.append(SET_COOKIE, set_cookie(&console, LOGIN_COOKIE, "", 0));
+            Ok(response)
+        }
+        Err(CoreError::Unauthenticated) => {
+            let f = Flash::Error(
+                "Wrong email or password, or the account is locked for a while after repeated failures."
+                    .to_owned(),
+            );
+            Ok(render(
+                &console,
+                axum::http::StatusCode::UNAUTHORIZED,
+                &next,
+                &email,
+                Some(&f),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn logout(
+    State(console): State<Console>,
+    session: Session,
+    form: Form,
+) -> Result<Response, UiError> {
+    session.check(&form)?;
+    console.service.sign_out(&session.secret).await?;
+    let mut response = Redirect::to("/ui/login").into_response();
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(&console, cookie_name(&console), "", 0),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_console() {
+        assert_eq!(safe_next(Some("/ui/mandates/mdt_1")), "/ui/mandates/mdt_1");
+        assert_eq!(
+            safe_next(Some("/oauth2/authorize?x=1")),
+            "/oauth2/authorize?x=1"
+        );
+        for hostile in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui//evil.example",
+            "/\\evil.example",
+            "/ui/\u{0}",
+            "javascript:alert(1)",
+            "/v1/agents",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/ui/", "{hostile}");
+        }
+        assert_eq!(safe_next(None), "/ui/");
+    }
+
+    #[test]
+    fn attempts_are_limited_per_key() {
+        let l = Limiter::default();
+        let keys = vec!["name:a".to_owned()];
+        for _ in 0..ATTEMPTS_PER_MINUTE {
+            assert!(l.allow(&keys));
+        }
+        assert!(!l.allow(&keys));
+        assert!(l.allow(&["name:b".to_owned()]));
+    }
+}

@@ -1,0 +1,490 @@
+//! Mandates as their humans see them: what awaits consent, a filterable list, and one
+//! mandate's page (terms, consent record, budget used, timeline, delegation tree) with
+//! the buttons to consent, complete and revoke.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use mandate_audit::Event;
+use mandate_core::{ConsentRequest, CoreError, EndRequest, MandateView};
+use mandate_domain::{ConsentChannel, ConsentDecision, Mandate, MandateStatus, Principal};
+use mandate_store::{AuditFilter, MandateFilter, PageRequest};
+use mandate_types::{AgentId, MandateId};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::approvals::agent_label;
+use crate::layout::{Flash, badge, page, when};
+use crate::{Console, Form, Session, UiError, csrf_field};
+
+fn mandate_rows(mandates: &[Mandate]) -> Markup {
+    html! {
+        @if mandates.is_empty() {
+            p class="muted" { "No mandates here." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Intent" } th scope="col" { "Agent" } th scope="col" { "Status" } th scope="col" { "Calls used" } th scope="col" { "Expires" } } }
+                tbody {
+                    @for m in mandates {
+                        tr {
+                            td { a href={ "/ui/mandates/" (m.id) } { (m.terms.intent) } }
+                            td { code { (m.terms.agent_id) } }
+                            td { (badge(m.status.as_str())) }
+                            td { (m.usage.calls) @if let Some(max) = m.terms.budgets.max_calls { " / " (max) } }
+                            td { (when(m.terms.expires_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn home(
+    State(console): State<Console>,
+    session: Session,
+) -> Result<Markup, UiError> {
+    let me = session.principal();
+    let awaiting = console
+        .service
+        .list_mandates(
+            &me,
+            MandateFilter {
+                status: Some(MandateStatus::Requested),
+                ..MandateFilter::default()
+            },
+            PageRequest::first(50),
+        )
+        .await?
+        .items;
+    let active = console
+        .service
+        .list_mandates(
+            &me,
+            MandateFilter {
+                status: Some(MandateStatus::Active),
+                ..MandateFilter::default()
+            },
+            PageRequest::first(50),
+        )
+        .await?
+        .items;
+    Ok(page(
+        "Console",
+        &session,
+        None,
+        html! {
+            h1 { "Hello, " (session.signed.human.display_name) }
+            p { a href="/ui/approvals" { "Open the approvals inbox" } }
+            h2 { "Waiting for your consent" }
+            (mandate_rows(&awaiting))
+            h2 { "Your active mandates" }
+            (mandate_rows(&active))
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    agent: Option<String>,
+    after: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(console): State<Console>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, UiError> {
+    let mut problems = Vec::new();
+    let status = match q.status.as_deref().map(str::trim) {
+        None | Some("") | Some("all") => None,
+        Some(s) => match MandateStatus::ALL.iter().find(|v| v.as_str() == s) {
+            Some(v) => Some(*v),
+            None => {
+                problems.push("Unknown status.".to_owned());
+                None
+            }
+        },
+    };
+    let agent = match q.agent.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(a) => match a.parse::<AgentId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                problems.push("The agent filter must be an agent id (agt_…).".to_owned());
+                None
+            }
+        },
+    };
+    let page_req = PageRequest::new(q.after.clone(), Some(50))
+        .map_err(|e| CoreError::invalid(e.to_string()))?;
+    let found = if problems.is_empty() {
+        console
+            .service
+            .list_mandates(
+                &session.viewer(),
+                MandateFilter {
+                    status,
+                    agent,
+                    ..MandateFilter::default()
+                },
+                page_req,
+            )
+            .await?
+    } else {
+        mandate_store::Page::empty()
+    };
+    let flash = (!problems.is_empty()).then(|| Flash::Error(problems.join(" ")));
+    let status_text = q.status.clone().unwrap_or_default();
+    let body = page(
+        "Mandates",
+        &session,
+        flash.as_ref(),
+        html! {
+            h1 { "Mandates" }
+            form method="get" action="/ui/mandates" class="filters" {
+                div {
+                    label for="status" { "Status" }
+                    select id="status" name="status" {
+                        option value="all" { "all" }
+                        @for s in MandateStatus::ALL {
+                            option value=(s.as_str()) selected[s.as_str() == status_text] { (s.as_str()) }
+                        }
+                    }
+                }
+                div {
+                    label for="agent" { "Agent id" }
+                    input id="agent" type="text" name="agent" value=(q.agent.clone().unwrap_or_default()) placeholder="agt_…";
+                }
+                button type="submit" class="secondary" { "Filter" }
+            }
+            (mandate_rows(&found.items))
+            @if let Some(next) = &found.next {
+                p { a href={ "/ui/mandates?status=" (status_text) "&after=" (next.0) } { "Next page" } }
+            }
+        },
+    );
+    let code = if flash.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((code, body).into_response())
+}
+
+/// How deep an event sits in the mandate's story, for the timeline's indentation.
+fn depth(kind: &str) -> u8 {
+    match kind {
+        "token.issued" | "token.renewed" | "token.revoked" | "approval.requested"
+        | "approval.granted" | "approval.denied" | "proposal.recorded" | "proposal.executed"
+        | "drift.alert" => 1,
+        "token.exchanged" | "decision" | "approval.used" => 2,
+        "tool.called" | "secret.used" => 3,
+        _ => 0,
+    }
+}
+
+fn timeline(events: &[Event]) -> Markup {
+    html! {
+        @if events.is_empty() {
+            p class="muted" { "No events yet." }
+        } @else {
+            ol class="timeline" {
+                @for e in events {
+                    li class={ "d" (depth(e.kind.as_str())) } {
+                        (when(e.at)) " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
+                        @for key in ["tool", "decision", "outcome", "reason", "channel", "status"] {
+                            @if let Some(v) = e.data.get(key) {
+                                " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ShowQuery {
+    done: Option<String>,
+}
+
+async fn mandate_for(
+    console: &Console,
+    session: &Session,
+    id: &str,
+) -> Result<(MandateView, Principal), UiError> {
+    let id: MandateId = id.parse().map_err(|_| UiError::NotFound)?;
+    let me = session.principal();
+    match console.service.mandate(&me, id).await {
+        Ok(v) => Ok((v, me)),
+        Err(CoreError::NotFound { .. }) if session.admin().is_some() => {
+            let admin = session.viewer();
+            Ok((console.service.mandate(&admin, id).await?, admin))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn show(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Markup, UiError> {
+    let (view, viewer) = mandate_for(&console, &session, &id).await?;
+    let flash = match q.done.as_deref() {
+        Some("granted") => Some(Flash::Done(
+            "You consented. The mandate is active once every required person has.".to_owned(),
+        )),
+        Some("denied") => Some(Flash::Done(
+            "You refused; the mandate is denied.".to_owned(),
+        )),
+        Some("completed") => Some(Flash::Done(
+            "Completed. Every token below it is revoked.".to_owned(),
+        )),
+        Some("revoked") => Some(Flash::Done(
+            "Revoked. Every token below it is revoked.".to_owned(),
+        )),
+        _ => None,
+    };
+    render(&console, &session, &viewer, &view, flash).await
+}
+
+async fn render(
+    console: &Console,
+    session: &Session,
+    viewer: &Principal,
+    view: &MandateView,
+    flash: Option<Flash>,
+) -> Result<Markup, UiError> {
+    let m = &view.mandate;
+    let t = &m.terms;
+    let events = console
+        .service
+        .audit_events(
+            viewer,
+            AuditFilter {
+                mandate: Some(m.id),
+                ..AuditFilter::default()
+            },
+            None,
+            1000,
+        )
+        .await?;
+    let agent = agent_label(console, m.tenant_id, t.agent_id).await;
+    let me = session.signed.human.id;
+    let my_turn = m.status == MandateStatus::Requested && view.awaiting.contains(&me);
+    Ok(page(
+        &format!("Mandate {}", m.id),
+        session,
+        flash.as_ref(),
+        html! {
+            h1 { "Mandate " (badge(m.status.as_str())) }
+            p class="muted" { code { (m.id) } }
+            h2 { "Terms" }
+            dl class="terms" {
+                dt { "Intent" } dd { (t.intent) }
+                @if let Some(p) = &t.purpose { dt { "Purpose" } dd { (p) } }
+                dt { "Agent" } dd { (agent) }
+                dt { "On behalf of" } dd { code { (t.human_id) } }
+                dt { "Tools" } dd {
+                    ul { @for g in &t.scope.tools {
+                        li { code { (g.tool) }
+                            @if !g.constraints.is_empty() { " — " (serde_json::to_string(&g.constraints).unwrap_or_default()) } }
+                    } }
+                }
+                dt { "Data up to" } dd { (t.data_ceiling.as_str()) }
+                dt { "Mode" } dd { (t.mode.as_str()) @if t.mode == mandate_types::MandateMode::Recommend { " (calls become proposals)" } }
+                dt { "Per-action approval" } dd {
+                    @if t.approval.tiers.is_empty() && t.approval.tags.is_empty() { "none" }
+                    @for tier in &t.approval.tiers { (badge(tier.as_str())) " " }
+                    @for tag in &t.approval.tags { code { (tag) } " " }
+                }
+                dt { "Budget used" } dd {
+                    (m.usage.calls) " calls" @if let Some(max) = t.budgets.max_calls { " of " (max) }
+                    @if t.budgets.max_amount.is_some() || m.usage.amount > 0 {
+                        "; amount " (m.usage.amount) @if let Some(max) = t.budgets.max_amount { " of " (max) } @if let Some(c) = &t.budgets.currency { " " (c) }
+                    }
+                }
+                @if !t.owners.is_empty() { dt { "Data owners" } dd { @for o in &t.owners { code { (o) } " " } } }
+                @if let Some(nb) = t.not_before { dt { "Not before" } dd { (when(nb)) } }
+                dt { "Expires" } dd { (when(t.expires_at)) }
+                dt { "Delegation depth" } dd { (t.max_delegation_depth) }
+                dt { "Requested by" } dd { (m.requested_by) " at " (when(m.created_at)) }
+                @if let Some(r) = &m.end_reason { dt { "Ended because" } dd { (r) } }
+                dt { "Terms hash" } dd { code { (m.terms_hash.0) } }
+            }
+            @if my_turn {
+                h2 { "Your consent" }
+                form method="post" action={ "/ui/mandates/" (m.id) "/consent" } {
+                    (csrf_field(session))
+                    input type="hidden" name="terms_hash" value=(m.terms_hash.0);
+                    label for="consent-comment" { "Comment (optional)" }
+                    textarea id="consent-comment" name="comment" rows="2" maxlength="1000" {}
+                    button type="submit" name="decision" value="granted" { "Consent" }
+                    button type="submit" name="decision" value="denied" class="danger" { "Refuse" }
+                }
+            }
+            h2 { "Consent record" }
+            @if view.consents.is_empty() { p class="muted" { "Nobody has answered yet." } }
+            @else {
+                table {
+                    thead { tr { th scope="col" { "Who" } th scope="col" { "Answer" } th scope="col" { "Channel" } th scope="col" { "When" } th scope="col" { "Comment" } } }
+                    tbody { @for c in &view.consents {
+                        tr {
+                            td { code { (c.human_id) } }
+                            td { (badge(match c.decision { ConsentDecision::Granted => "granted", ConsentDecision::Denied => "denied" })) }
+                            td { (match c.channel { ConsentChannel::Api => "api", ConsentChannel::Console => "console", ConsentChannel::Oauth => "oauth" }) }
+                            td { (when(c.decided_at)) }
+                            td { (c.comment.clone().unwrap_or_default()) }
+                        }
+                    } }
+                }
+            }
+            @if !view.awaiting.is_empty() {
+                p { "Still waiting for: " @for h in &view.awaiting { code { (h) } " " } }
+            }
+            @if m.status == MandateStatus::Active {
+                h2 { "End it" }
+                form method="post" action={ "/ui/mandates/" (m.id) "/end" } {
+                    (csrf_field(session))
+                    label for="end-reason" { "Reason (optional)" }
+                    input id="end-reason" type="text" name="reason" maxlength="500";
+                    button type="submit" name="ending" value="complete" class="secondary" { "Complete" }
+                    button type="submit" name="ending" value="revoke" class="danger" { "Revoke" }
+                }
+            }
+            h2 { "Timeline" }
+            (timeline(&events))
+        },
+    ))
+}
+
+async fn rerender_with(
+    console: &Console,
+    session: &Session,
+    id: &str,
+    e: CoreError,
+) -> Result<Response, UiError> {
+    let (status, message) = UiError::Core(e).shown();
+    let (view, viewer) = mandate_for(console, session, id).await?;
+    let body = render(
+        console,
+        session,
+        &viewer,
+        &view,
+        Some(Flash::Error(message)),
+    )
+    .await?;
+    Ok((status, body).into_response())
+}
+
+pub(crate) async fn consent(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, UiError> {
+    session.check(&form)?;
+    let decision = match form.get("decision") {
+        Some("granted") => ConsentDecision::Granted,
+        Some("denied") => ConsentDecision::Denied,
+        _ => {
+            return rerender_with(
+                &console,
+                &session,
+                &id,
+                CoreError::invalid("Choose Consent or Refuse."),
+            )
+            .await;
+        }
+    };
+    let (view, _) = mandate_for(&console, &session, &id).await?;
+    let request = ConsentRequest {
+        decision,
+        terms_hash: form.get("terms_hash").map(str::to_owned),
+        comment: form.get("comment").map(str::to_owned),
+    };
+    match console
+        .service
+        .consent(
+            &session.principal(),
+            view.mandate.id,
+            request,
+            ConsentChannel::Console,
+        )
+        .await
+    {
+        Ok(_) => {
+            let done = match decision {
+                ConsentDecision::Granted => "granted",
+                ConsentDecision::Denied => "denied",
+            };
+            Ok(
+                Redirect::to(&format!("/ui/mandates/{}?done={done}", view.mandate.id))
+                    .into_response(),
+            )
+        }
+        Err(
+            e @ (CoreError::Invalid { .. }
+            | CoreError::Conflict(_)
+            | CoreError::Lifecycle(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Expired(_)),
+        ) => rerender_with(&console, &session, &id, e).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn end(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, UiError> {
+    session.check(&form)?;
+    let (view, viewer) = mandate_for(&console, &session, &id).await?;
+    let request = EndRequest {
+        reason: form.get("reason").map(str::to_owned),
+    };
+    let (result, done) = match form.get("ending") {
+        Some("complete") => (
+            console
+                .service
+                .complete(&viewer, view.mandate.id, request)
+                .await,
+            "completed",
+        ),
+        Some("revoke") => (
+            console
+                .service
+                .revoke(&viewer, view.mandate.id, request)
+                .await,
+            "revoked",
+        ),
+        _ => {
+            return rerender_with(
+                &console,
+                &session,
+                &id,
+                CoreError::invalid("Choose Complete or Revoke."),
+            )
+            .await;
+        }
+    };
+    match result {
+        Ok(_) => Ok(
+            Redirect::to(&format!("/ui/mandates/{}?done={done}", view.mandate.id)).into_response(),
+        ),
+        Err(
+            e @ (CoreError::Invalid { .. }
+            | CoreError::Conflict(_)
+            | CoreError::Lifecycle(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Expired(_)),
+        ) => rerender_with(&console, &session, &id, e).await,
+        Err(e) => Err(e.into()),
+    }
+}
