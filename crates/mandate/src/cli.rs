@@ -79,6 +79,9 @@ pub enum HumanCommand {
         #[arg(long, default_value = "cli")]
         label: String,
     },
+    /// Set a person's console password (admin, or the person). The password is read
+    /// from standard input (its first line), never from the command line.
+    Password { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,6 +415,26 @@ async fn human(command: HumanCommand, client: &Client, out: Output) -> anyhow::R
                 )
                 .await?;
             out.show(&v, token_issued)
+        }
+        HumanCommand::Password { id } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(anyhow!(
+                    "no password on standard input (e.g. `mandate human password ID < file`)"
+                ));
+            }
+            client
+                .put(
+                    &format!("/v1/humans/{}/password", seg(&id)?),
+                    &json!({"password": password}),
+                )
+                .await?;
+            println!("password set; the person's console sessions were ended");
+            Ok(())
         }
     }
 }

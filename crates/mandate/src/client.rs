@@ -34,6 +34,10 @@ impl Client {
         self.send(Method::POST, path, &[], Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(Method::PATCH, path, &[], Some(body)).await
     }
@@ -61,6 +65,9 @@ impl Client {
         })?;
         let status = response.status();
         let text = response.text().await.context("cannot read the response")?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
         if status.is_success() {
             return serde_json::from_str(&text).context("the response is not JSON");
         }
