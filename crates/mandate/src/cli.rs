@@ -41,6 +41,28 @@ pub enum ClientCommand {
     /// Mandates: request, consent, complete, revoke.
     #[command(subcommand)]
     Mandate(MandateCommand),
+    /// Calls held for a person's approval: list them (`--status`, `--mandate`).
+    Approvals {
+        /// `pending` (the default), `approved`, `denied`, `used`, `expired`.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        #[arg(long)]
+        mandate: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Approve a held call: the agent's identical retry then runs, once.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a held call: the agent's retry stays refused.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// The audit ledger: list, trace, verify, export.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
@@ -285,10 +307,68 @@ impl ClientCommand {
             ClientCommand::Human(c) => human(c, &client, out).await,
             ClientCommand::Agent(c) => agent(c, &client, out).await,
             ClientCommand::Mandate(c) => mandate(c, &client, out).await,
+            ClientCommand::Approvals {
+                status,
+                mandate,
+                page,
+            } => {
+                let mut q = page.query();
+                push(&mut q, "status", Some(status));
+                push(&mut q, "mandate", mandate);
+                let page = client.get("/v1/approvals", &q).await?;
+                out.list(&page, &APPROVAL_HEADERS, approval_row)
+            }
+            ClientCommand::Approve { id, comment } => {
+                decide(&client, out, &id, "approve", comment).await
+            }
+            ClientCommand::Deny { id, comment } => decide(&client, out, &id, "deny", comment).await,
             ClientCommand::Audit(c) => c.run(&client, out.json).await,
             ClientCommand::Policy(c) => c.run(out.json).await,
         }
     }
+}
+
+const APPROVAL_HEADERS: [&str; 6] = ["id", "tool", "tier", "status", "mandate", "expires"];
+
+fn approval_row(a: &Value) -> Vec<String> {
+    ["id", "tool", "risk_tier", "status", "mandate_id", "expires_at"]
+        .iter()
+        .map(|k| text(a, k))
+        .collect()
+}
+
+fn approval_detail(a: &Value) -> String {
+    let mut out = fields(
+        a,
+        &[
+            "id", "status", "tool", "risk_tier", "mandate_id", "agent_id", "reason",
+            "decided_by", "decided_at", "comment", "expires_at",
+        ],
+    );
+    let arguments = a.get("arguments").cloned().unwrap_or(Value::Null);
+    out.push_str(&format!(
+        "arguments ({}):\n{}\n",
+        text(a, "arguments_hash"),
+        serde_json::to_string_pretty(&arguments).unwrap_or_default()
+    ));
+    out
+}
+
+/// `mandate approve|deny ID`: the API's decision, then the approval as it now stands.
+async fn decide(
+    client: &Client,
+    out: Output,
+    id: &str,
+    verb: &str,
+    comment: Option<String>,
+) -> anyhow::Result<()> {
+    let v = client
+        .post(
+            &format!("/v1/approvals/{}/{verb}", seg(id)?),
+            &json!({"comment": comment}),
+        )
+        .await?;
+    out.show(&v, approval_detail)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 pub struct Browser {
     child: Child,
-    input: ChildStdin,
+    input: Option<ChildStdin>,
     output: BufReader<ChildStdout>,
     pub shots: PathBuf,
 }
@@ -41,7 +41,7 @@ impl Browser {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("node runs (apt nodejs; .ci/run installs it)");
-        let input = child.stdin.take().unwrap();
+        let input = child.stdin.take();
         let output = BufReader::new(child.stdout.take().unwrap());
         Browser {
             child,
@@ -53,8 +53,9 @@ impl Browser {
 
     /// Runs one step; its answer, whether it worked or not.
     pub fn try_step(&mut self, command: Value) -> Value {
-        writeln!(self.input, "{command}").unwrap();
-        self.input.flush().unwrap();
+        let input = self.input.as_mut().unwrap();
+        writeln!(input, "{command}").unwrap();
+        input.flush().unwrap();
         let mut line = String::new();
         self.output.read_line(&mut line).unwrap();
         assert!(!line.is_empty(), "the browser driver died at {command}");
@@ -118,7 +119,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = writeln!(self.input, "{}", json!({"do": "quit"}));
+        if let Some(mut input) = self.input.take() {
+            let _ = writeln!(input, "{}", json!({"do": "quit"}));
+            // Closing our end lets the driver see the end of its input, whatever it does.
+        }
         let _ = self.child.wait();
     }
 }
