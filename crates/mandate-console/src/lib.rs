@@ -25,6 +25,7 @@ mod layout;
 mod login;
 mod mandates;
 mod session;
+mod tree;
 
 use std::sync::Arc;
 
