@@ -17,7 +17,7 @@ use crate::layout::{Flash, badge, page, when};
 use crate::tree::{Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
-fn mandate_rows(mandates: &[Mandate]) -> Markup {
+pub(crate) fn mandate_rows(mandates: &[Mandate]) -> Markup {
     html! {
         @if mandates.is_empty() {
             p class="muted" { "No mandates here." }
