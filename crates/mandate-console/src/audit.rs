@@ -284,4 +284,18 @@ mod tests {
         let (_, _, problems) = filter_of(&bad);
         assert_eq!(problems.len(), 4, "{problems:?}");
     }
+
+    #[test]
+    fn a_broken_chain_names_its_first_bad_seq() {
+        let broken = Verification::Broken(mandate_audit::Broken {
+            seq: 42,
+            reason: "the hash does not match <b>".into(),
+        });
+        let out = verification(&broken).into_string();
+        assert!(out.contains("role=\"alert\""), "{out}");
+        assert!(
+            out.contains("fails at seq 42: the hash does not match &lt;b&gt;"),
+            "{out}"
+        );
+    }
 }

@@ -116,6 +116,7 @@ fn render(
         dl class="terms" {
             dt { "Digest" } dd { code { (summary.digest) } }
             dt { "Kept in" } dd { (home) }
+            @if let Some(v) = console.service.policies().version() { dt { "Version" } dd { (v) } }
             dt { "Operator policies" } dd { (summary.operator_policies) }
             dt { "All policies" } dd { (summary.policies.len()) }
         }

@@ -364,6 +364,25 @@ async fn the_tool_form_sets_tier_tags_and_class_or_says_why_not() {
         assert!(page.contains("Nothing was changed"));
         assert_eq!(a.tool().await, tool, "nothing changed for {fields:?}");
     }
+    // A body over the form limit is refused whole.
+    let huge = "t".repeat(70 * 1024);
+    let (r, page) = olga
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("risk_tier", "read"),
+                ("data_class", "public"),
+                ("tags", &huge),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("role=\"alert\"") && page.contains("too large"),
+        "{page}"
+    );
+    assert_eq!(a.tool().await, tool);
     // A forged token changes nothing either.
     let (r, _) = olga
         .post(
@@ -538,6 +557,24 @@ async fn policies_are_validated_with_located_problems_and_requests_tested() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(page.contains("The subject id is required"), "{page}");
+    let long = "a".repeat(2000);
+    let fields: Vec<(&str, &str)> = request("read", "", &csrf)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "subject_id" {
+                (k, long.as_str())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let (r, page) = olga.post("/ui/policies/test", &fields).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("longer than 1024 characters"), "{page}");
+    let (r, _) = olga
+        .post("/ui/policies/test", &request("read", "", "forged"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     let (r, _) = olga
         .post(
             "/ui/policies/validate",
