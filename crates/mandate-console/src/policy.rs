@@ -145,7 +145,7 @@ fn render(
         }
 
         h2 id="validate" { "Validate a candidate" }
-        p class="muted" { "The candidate replaces the operator's files as a whole (Mandate's schema and built-in policies stay). It is compiled exactly as the server would, and never installed from here." }
+        p class="muted" { "The candidate file replaces the operator's policy files as a whole; the running set's schema fragments and entities are kept unless you paste a schema fragment below (Mandate's own schema and built-in policies always stay). It is compiled exactly as the server would, and never installed from here." }
         (result_of("validate"))
         form method="post" action="/ui/policies/validate" {
             (csrf_field(session))
@@ -153,6 +153,8 @@ fn render(
             input id="file" type="text" name="file" value=(sent(form, "file", "candidate.cedar")) maxlength="255";
             label for="text" { "Cedar policies" }
             textarea id="text" name="text" rows="12" spellcheck="false" { (sent(form, "text", "")) }
+            label for="schema" { "Schema fragment (optional; replaces the running set's fragments)" }
+            textarea id="schema" name="schema" rows="4" spellcheck="false" { (sent(form, "schema", "")) }
             button type="submit" { "Validate" }
         }
 
@@ -218,9 +220,18 @@ pub(crate) async fn validate(
     session.check(&form)?;
     let name = form.get("file").unwrap_or("candidate.cedar").to_owned();
     let text = form.raw("text").unwrap_or_default().to_owned();
+    let running = console.service.policy_source(&admin)?;
+    let schemas = match form.get("schema") {
+        Some(schema) => vec![SourceFile {
+            name: "candidate.cedarschema".to_owned(),
+            text: schema.to_owned(),
+        }],
+        None => running.schemas,
+    };
     let candidate = PolicySource {
         policies: vec![SourceFile { name, text }],
-        ..PolicySource::default()
+        schemas,
+        entities: running.entities,
     };
     let outcome = match console.service.validate_policies(&admin, candidate) {
         Ok(summary) => Outcome::Valid(summary),

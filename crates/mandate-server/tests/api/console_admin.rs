@@ -511,6 +511,35 @@ async fn policies_are_validated_with_located_problems_and_requests_tested() {
         )
         .await
         .ok(200);
+    // A candidate is checked against the running set's schema fragments, or a pasted one.
+    let uses_docs =
+        "@id(\"docs-only\") permit (principal, action == Action::\"read\", resource is Doc);";
+    let (r, page) = olga
+        .post(
+            "/ui/policies/validate",
+            &[("csrf", &csrf), ("text", uses_docs)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    assert!(page.contains("Valid: 1 operator policies"), "{page}");
+    let (r, page) = olga
+        .post(
+            "/ui/policies/validate",
+            &[
+                ("csrf", &csrf),
+                ("text", uses_docs),
+                (
+                    "schema",
+                    "entity Page; action view appliesTo { principal: [Page], resource: [Page] };",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(
+        page.contains("<code>docs-only</code>"),
+        "the policy is named: {page}"
+    );
     let (_, page) = olga.get("/ui/policies").await;
     assert!(
         page.contains("all-read") && page.contains("docs.cedar") && page.contains("entity Doc;"),
@@ -633,6 +662,32 @@ async fn audit_search_filters_pages_and_verify_reports_the_chain() {
         .replace("&amp;", "&");
     let (_, page) = olga.get(&next).await;
     assert_eq!(page.matches(&row("mandate.requested")).count(), 2, "{page}");
+
+    // A call recorded with its (partly redacted) arguments: the row names the tool and
+    // the outcome, never the arguments.
+    let store = a.w.api.service.store().clone();
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap().id;
+    let call = mandate_audit::NewEvent::new(
+        tenant,
+        mandate_audit::EventKind::ToolCalled,
+        format!("agent:{}", a.w.agent),
+    )
+    .with("tool", "bank.transfer")
+    .with("outcome", "ok")
+    .with(
+        "arguments",
+        json!({"iban": "DE89370400440532013000", "pin": "[redacted]"}),
+    );
+    store.append_events(&[call], start_time()).await.unwrap();
+    let (_, page) = olga.get("/ui/audit?type=tool.called").await;
+    assert!(
+        page.contains("tool=bank.transfer") && page.contains("outcome=ok"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("DE89370400440532013000") && !page.contains("iban"),
+        "{page}"
+    );
 
     let csrf = olga.csrf().await;
     let (r, _) = olga.post("/ui/audit/verify", &[("csrf", "forged")]).await;
