@@ -96,7 +96,7 @@ pub(crate) async fn list(
             }
             h2 { "Tools" }
             @if tools.items.is_empty() {
-                p class="muted" { "No tools registered." }
+                p class="muted" { @if q.after.is_some() { "No more tools." } @else { "No tools registered." } }
             } @else {
                 table {
                     thead { tr {

@@ -221,6 +221,20 @@ async fn admins_see_every_operator_page_and_no_secret() {
     }
     let (r, _) = olga.get("/ui/agents?status=bogus").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Hostile paging and filters: refused visibly or ignored, never a 500.
+    for path in [
+        "/ui/agents?after=%00garbage",
+        "/ui/audit?after=99999999999999999999999",
+        "/ui/audit?mandate=%3Cscript%3E",
+    ] {
+        let (r, page) = olga.get(path).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {page}");
+        assert!(!page.contains("<script>"), "{path}");
+    }
+    // A cursor the store does not know is a position past every tool.
+    let (r, page) = olga.get("/ui/tools?after=zzz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(page.contains("No more tools."), "{page}");
 }
 
 #[tokio::test]
