@@ -18,13 +18,19 @@
 
 #![forbid(unsafe_code)]
 
+mod agents;
 mod approvals;
+mod audit;
 mod error;
 mod form;
 mod layout;
 mod login;
 mod mandates;
+mod operators;
+mod policy;
 mod session;
+mod tools;
+mod tree;
 
 use std::sync::Arc;
 
@@ -102,6 +108,17 @@ pub fn router(console: Console) -> Router {
         .route("/ui/mandates/{id}", get(mandates::show))
         .route("/ui/mandates/{id}/consent", post(mandates::consent))
         .route("/ui/mandates/{id}/end", post(mandates::end))
+        // The operators' pages: the tenant's admins only; anyone else sees "nothing here".
+        .route("/ui/agents", get(agents::list))
+        .route("/ui/agents/{id}", get(agents::show))
+        .route("/ui/agents/{id}/status", post(agents::set_status))
+        .route("/ui/tools", get(tools::list))
+        .route("/ui/tools/{id}", get(tools::show).post(tools::update))
+        .route("/ui/policies", get(policy::show))
+        .route("/ui/policies/validate", post(policy::validate))
+        .route("/ui/policies/test", post(policy::test))
+        .route("/ui/audit", get(audit::search))
+        .route("/ui/audit/verify", post(audit::verify))
         .route("/ui/{*rest}", get(|| async { UiError::NotFound }))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use mandate_audit::Event;
+use mandate_audit::{Event, EventKind};
 use mandate_core::{ConsentRequest, CoreError, EndRequest, MandateView};
 use mandate_domain::{ConsentChannel, ConsentDecision, Mandate, MandateStatus, Principal};
 use mandate_store::{AuditFilter, MandateFilter, PageRequest};
@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 use crate::approvals::agent_label;
 use crate::layout::{Flash, badge, page, when};
+use crate::tree::{Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
-fn mandate_rows(mandates: &[Mandate]) -> Markup {
+pub(crate) fn mandate_rows(mandates: &[Mandate]) -> Markup {
     html! {
         @if mandates.is_empty() {
             p class="muted" { "No mandates here." }
@@ -274,6 +275,7 @@ async fn render(
         )
         .await?;
     let agent = agent_label(console, m.tenant_id, t.agent_id).await;
+    let tree = delegation_tree(console, m, &events).await;
     let me = session.signed.human.id;
     let my_turn = m.status == MandateStatus::Requested && view.awaiting.contains(&me);
     Ok(page(
@@ -356,10 +358,42 @@ async fn render(
                     button type="submit" name="ending" value="revoke" class="danger" { "Revoke" }
                 }
             }
+            h2 { "Delegation tree" }
+            (tree)
             h2 { "Timeline" }
             (timeline(&events))
         },
     ))
+}
+
+/// Who received a token from whom under this mandate, from its token events.
+async fn delegation_tree(console: &Console, m: &Mandate, events: &[Event]) -> Markup {
+    let mut tree = Tree::from_chains(
+        events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TokenIssued | EventKind::TokenExchanged | EventKind::TokenRenewed
+                )
+            })
+            .map(|e| e.actor.iter().map(String::as_str)),
+    );
+    if tree.is_empty() {
+        return html! { p class="muted" { "No token has been issued under this mandate yet." } };
+    }
+    // The agents are named only after the viewer was allowed to see the mandate.
+    for node in &mut tree.nodes {
+        if let Ok(id) = node.agent.parse::<AgentId>()
+            && let Ok(Some(a)) = console.service.store().agent(m.tenant_id, id).await
+        {
+            node.label = a.name;
+        }
+    }
+    html! {
+        (svg(&tree, "Delegation tree of this mandate"))
+        p class="muted" { "Each box is an agent holding tokens under this mandate; a line runs from the agent that delegated to the one that received." }
+    }
 }
 
 async fn rerender_with(

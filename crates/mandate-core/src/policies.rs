@@ -117,6 +117,11 @@ impl PolicyAdmin {
         }
     }
 
+    /// The version of the running set when the store keeps it (each put is the next).
+    pub fn version(&self) -> Option<u64> {
+        matches!(self.home, Home::Store(_)).then(|| self.version.load(Ordering::Acquire))
+    }
+
     /// Re-reads the directory, or the store's newest version; swaps in the set if it
     /// compiles and differs. Returns whether the running set changed.
     pub async fn reload(&self) -> Result<bool, CoreError> {

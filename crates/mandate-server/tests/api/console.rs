@@ -13,23 +13,27 @@ use serde_json::json;
 
 use crate::support::{Api, Reply, World, start_time};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A browser's cookie jar over the in-process app.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     api: &'a Api,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(api: &'a Api) -> Self {
+    pub(crate) fn new(api: &'a Api) -> Self {
         Self {
             api,
             cookies: BTreeMap::new(),
         }
     }
 
-    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> (Reply, String) {
+    pub(crate) async fn send(
+        &mut self,
+        request: axum::http::request::Builder,
+        body: Body,
+    ) -> (Reply, String) {
         let jar: Vec<String> = self
             .cookies
             .iter()
@@ -55,15 +59,15 @@ impl<'a> Browser<'a> {
         (reply, html)
     }
 
-    async fn get(&mut self, path: &str) -> (Reply, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (Reply, String) {
         self.send(Request::builder().uri(path), Body::empty()).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
         self.post_from(path, fields, None).await
     }
 
-    async fn post_from(
+    pub(crate) async fn post_from(
         &mut self,
         path: &str,
         fields: &[(&str, &str)],
@@ -83,7 +87,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The value of a hidden field named `name` on a page.
-    fn hidden(html: &str, name: &str) -> String {
+    pub(crate) fn hidden(html: &str, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let at = html
             .find(&marker)
@@ -92,7 +96,7 @@ impl<'a> Browser<'a> {
         rest[..rest.find('"').unwrap()].to_owned()
     }
 
-    async fn sign_in(&mut self, email: &str, password: &str) -> (Reply, String) {
+    pub(crate) async fn sign_in(&mut self, email: &str, password: &str) -> (Reply, String) {
         let (_, page) = self.get("/ui/login?next=/ui/").await;
         let csrf = Self::hidden(&page, "csrf");
         self.post(
@@ -108,13 +112,13 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the signed-in session, read off a page.
-    async fn csrf(&mut self) -> String {
+    pub(crate) async fn csrf(&mut self) -> String {
         let (_, page) = self.get("/ui/").await;
         Self::hidden(&page, "csrf")
     }
 }
 
-fn location(reply: &Reply) -> &str {
+pub(crate) fn location(reply: &Reply) -> &str {
     reply
         .headers
         .get(header::LOCATION)
@@ -122,7 +126,7 @@ fn location(reply: &Reply) -> &str {
         .unwrap_or_default()
 }
 
-async fn with_password(w: &World, human: &str) {
+pub(crate) async fn with_password(w: &World, human: &str) {
     w.api
         .send(
             Method::PUT,

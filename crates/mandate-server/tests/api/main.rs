@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod catalog;
 mod console;
+mod console_admin;
 mod lifecycle;
 mod ops;
 mod policies;

@@ -16,16 +16,16 @@ const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-struct Agent {
-    id: String,
+pub(crate) struct Agent {
+    pub(crate) id: String,
     key: SigningKey,
 }
 
-struct Setup {
-    api: Api,
-    alice: String,
+pub(crate) struct Setup {
+    pub(crate) api: Api,
+    pub(crate) alice: String,
     alice_token: String,
-    agents: Vec<Agent>,
+    pub(crate) agents: Vec<Agent>,
 }
 
 fn now(api: &Api) -> i64 {
@@ -40,7 +40,7 @@ fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         Setup::on(Api::with_tokens().await).await
     }
 
@@ -94,7 +94,7 @@ impl Setup {
     }
 
     /// A mandate for agent 0, granted by Alice: three tools, delegation two hops deep.
-    async fn mandate(&self) -> String {
+    pub(crate) async fn mandate(&self) -> String {
         let agent = &self.agents[0];
         let token = self
             .api
@@ -185,7 +185,7 @@ impl Setup {
     }
 
     /// A task token for agent 0 under `mandate` (with a DPoP proof by `dpop`, if any).
-    async fn issue(&self, mandate: &str, jti: &str, dpop: Option<&SigningKey>) -> Reply {
+    pub(crate) async fn issue(&self, mandate: &str, jti: &str, dpop: Option<&SigningKey>) -> Reply {
         let assertion = self.assertion(0, jti);
         let details = json!([{"type": "mandate", "mandate_id": mandate}]).to_string();
         let proof = dpop.map(|k| self.proof(k, "POST", &format!("{ISSUER}/oauth2/token"), None));
@@ -194,7 +194,13 @@ impl Setup {
     }
 
     /// Agent `to` exchanges `subject` (delegation), optionally narrowing `scope`.
-    async fn exchange(&self, to: usize, subject: &str, scope: Option<&str>, jti: &str) -> Reply {
+    pub(crate) async fn exchange(
+        &self,
+        to: usize,
+        subject: &str,
+        scope: Option<&str>,
+        jti: &str,
+    ) -> Reply {
         let client = self.assertion(to, &format!("{jti}-client"));
         let actor = self.assertion(to, &format!("{jti}-actor"));
         let mut params = vec![
