@@ -242,6 +242,38 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
         "an approval is used once"
     );
 
+    // The CLI lists what waits and decides it: `mandate approvals`, `mandate deny ID`.
+    let other = other["data"]["approval_id"].as_str().unwrap();
+    let listed = w.server.cli(&w.who.human_token, &["approvals"]);
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&other), "{listed}");
+    let (ok, table, _) = w.server.cli_text(&w.who.human_token, &["approvals"]);
+    assert!(
+        ok && table.contains(other) && table.contains("high_impact"),
+        "{table}"
+    );
+    let denied_now = w.server.cli(
+        &w.who.human_token,
+        &["deny", other, "--comment", "not that one"],
+    );
+    assert_eq!(denied_now["status"], "denied", "{denied_now}");
+    assert_eq!(denied_now["comment"], "not that one");
+    let (ok, _, err) = w.server.cli_text(&w.who.human_token, &["approve", other]);
+    assert!(
+        !ok && err.contains("409"),
+        "a denied approval stays denied: {err}"
+    );
+    let (ok, _, err) = w.server.cli_text(&w.who.human_token, &["approve", "../x"]);
+    assert!(
+        !ok && !err.is_empty(),
+        "a hostile id is refused before any request"
+    );
+
     // The aggregated endpoint namespaces names.
     let steps = w.mcp("/mcp", &token, json!([{"op": "list_tools"}, {"op": "call_tool", "name": "fx.echo", "arguments": {"text": "x"}}]));
     assert_eq!(
