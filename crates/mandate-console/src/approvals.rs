@@ -8,7 +8,7 @@ use mandate_core::CoreError;
 use mandate_domain::{Approval, ApprovalStatus, HeldCall, Principal, Proposal};
 use mandate_gateway::Gateway;
 use mandate_store::{ApprovalFilter, PageRequest};
-use mandate_types::{AgentId, ApprovalId, MandateId, ProposalId, TenantId};
+use mandate_types::{AgentId, ApprovalId, HumanId, MandateId, ProposalId, TenantId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -44,6 +44,14 @@ fn status_of(q: &InboxQuery) -> Result<Option<ApprovalStatus>, UiError> {
 pub(crate) async fn agent_label(console: &Console, tenant: TenantId, id: AgentId) -> String {
     match console.service.store().agent(tenant, id).await {
         Ok(Some(a)) => format!("{} ({id})", a.name),
+        _ => id.to_string(),
+    }
+}
+
+/// A person's name where the store has it, with their id.
+pub(crate) async fn human_label(console: &Console, tenant: TenantId, id: HumanId) -> String {
+    match console.service.store().human(tenant, id).await {
+        Ok(Some(h)) => format!("{} ({id})", h.display_name),
         _ => id.to_string(),
     }
 }

@@ -12,7 +12,7 @@ use mandate_types::{AgentId, MandateId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::approvals::agent_label;
+use crate::approvals::{agent_label, human_label};
 use crate::layout::{Flash, badge, page, when};
 use crate::tree::{Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
@@ -275,6 +275,11 @@ async fn render(
         )
         .await?;
     let agent = agent_label(console, m.tenant_id, t.agent_id).await;
+    let grantor = human_label(console, m.tenant_id, t.human_id).await;
+    let mut consenters = Vec::with_capacity(view.consents.len());
+    for c in &view.consents {
+        consenters.push(human_label(console, m.tenant_id, c.human_id).await);
+    }
     let tree = delegation_tree(console, m, &events).await;
     let me = session.signed.human.id;
     let my_turn = m.status == MandateStatus::Requested && view.awaiting.contains(&me);
@@ -290,7 +295,7 @@ async fn render(
                 dt { "Intent" } dd { (t.intent) }
                 @if let Some(p) = &t.purpose { dt { "Purpose" } dd { (p) } }
                 dt { "Agent" } dd { (agent) }
-                dt { "On behalf of" } dd { code { (t.human_id) } }
+                dt { "On behalf of" } dd { (grantor) }
                 dt { "Tools" } dd {
                     ul { @for g in &t.scope.tools {
                         li { code { (g.tool) }
@@ -305,7 +310,7 @@ async fn render(
                     @for tag in &t.approval.tags { code { (tag) } " " }
                 }
                 dt { "Budget used" } dd {
-                    (m.usage.calls) " calls" @if let Some(max) = t.budgets.max_calls { " of " (max) }
+                    (m.usage.calls) @if m.usage.calls == 1 { " call" } @else { " calls" } @if let Some(max) = t.budgets.max_calls { " of " (max) }
                     @if t.budgets.max_amount.is_some() || m.usage.amount > 0 {
                         "; amount " (m.usage.amount) @if let Some(max) = t.budgets.max_amount { " of " (max) } @if let Some(c) = &t.budgets.currency { " " (c) }
                     }
@@ -334,9 +339,9 @@ async fn render(
             @else {
                 table {
                     thead { tr { th scope="col" { "Who" } th scope="col" { "Answer" } th scope="col" { "Channel" } th scope="col" { "When" } th scope="col" { "Comment" } } }
-                    tbody { @for c in &view.consents {
+                    tbody { @for (c, who) in view.consents.iter().zip(&consenters) {
                         tr {
-                            td { code { (c.human_id) } }
+                            td { (who) }
                             td { (badge(match c.decision { ConsentDecision::Granted => "granted", ConsentDecision::Denied => "denied" })) }
                             td { (match c.channel { ConsentChannel::Api => "api", ConsentChannel::Console => "console", ConsentChannel::Oauth => "oauth" }) }
                             td { (when(c.decided_at)) }
