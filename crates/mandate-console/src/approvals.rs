@@ -181,15 +181,9 @@ async fn approval_for(
     session: &Session,
     id: ApprovalId,
 ) -> Result<(Approval, Principal), UiError> {
-    let me = session.principal();
-    match gateway.approval(&me, id).await {
-        Ok(a) => Ok((a, me)),
-        Err(CoreError::NotFound { .. }) if session.admin().is_some() => {
-            let admin = session.viewer();
-            Ok((gateway.approval(&admin, id).await?, admin))
-        }
-        Err(e) => Err(e.into()),
-    }
+    session
+        .seen_by(|p| async move { gateway.approval(&p, id).await })
+        .await
 }
 
 fn parse<T: std::str::FromStr>(raw: &str) -> Result<T, UiError> {
@@ -326,15 +320,9 @@ async fn proposal_for(
     session: &Session,
     id: ProposalId,
 ) -> Result<(Proposal, Principal), UiError> {
-    let me = session.principal();
-    match gateway.proposal(&me, id).await {
-        Ok(p) => Ok((p, me)),
-        Err(CoreError::NotFound { .. }) if session.admin().is_some() => {
-            let admin = session.viewer();
-            Ok((gateway.proposal(&admin, id).await?, admin))
-        }
-        Err(e) => Err(e.into()),
-    }
+    session
+        .seen_by(|p| async move { gateway.proposal(&p, id).await })
+        .await
 }
 
 pub(crate) async fn proposal(

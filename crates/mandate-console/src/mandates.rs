@@ -217,15 +217,9 @@ async fn mandate_for(
     id: &str,
 ) -> Result<(MandateView, Principal), UiError> {
     let id: MandateId = id.parse().map_err(|_| UiError::NotFound)?;
-    let me = session.principal();
-    match console.service.mandate(&me, id).await {
-        Ok(v) => Ok((v, me)),
-        Err(CoreError::NotFound { .. }) if session.admin().is_some() => {
-            let admin = session.viewer();
-            Ok((console.service.mandate(&admin, id).await?, admin))
-        }
-        Err(e) => Err(e.into()),
-    }
+    session
+        .seen_by(|p| async move { console.service.mandate(&p, id).await })
+        .await
 }
 
 pub(crate) async fn show(

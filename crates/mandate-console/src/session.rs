@@ -57,6 +57,27 @@ impl Session {
     pub fn viewer(&self) -> mandate_domain::Principal {
         self.admin().unwrap_or_else(|| self.principal())
     }
+
+    /// One thing as this human may see it; where the human finds nothing and is an
+    /// admin, as the tenant's admin. The answer says which principal saw it, so that
+    /// what follows (a decision, a consent) is done as that same principal.
+    pub(crate) async fn seen_by<T, Fut>(
+        &self,
+        look: impl Fn(mandate_domain::Principal) -> Fut,
+    ) -> Result<(T, mandate_domain::Principal), UiError>
+    where
+        Fut: std::future::Future<Output = Result<T, mandate_core::CoreError>>,
+    {
+        let me = self.principal();
+        match look(me).await {
+            Ok(found) => Ok((found, me)),
+            Err(mandate_core::CoreError::NotFound { .. }) if self.admin().is_some() => {
+                let admin = self.viewer();
+                Ok((look(admin).await?, admin))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Constant-time comparison of two tokens (by their hashes, so lengths leak nothing).
