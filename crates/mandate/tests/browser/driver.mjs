@@ -55,6 +55,7 @@ async function crawl(forbidden) {
       if (secret && html.includes(secret)) leaks.push({ path, secret: secret.slice(0, 6) + '…' });
     }
     if (!response || response.headers()['content-type']?.startsWith('text/html') !== true) continue;
+    await shot(`crawl${path.split('?')[0]}`);
     const links = await page.$$eval('a[href]', (as) => as.map((a) => a.getAttribute('href')));
     for (const href of links) {
       const u = new URL(href, page.url());
