@@ -331,18 +331,34 @@ impl ClientCommand {
 const APPROVAL_HEADERS: [&str; 6] = ["id", "tool", "tier", "status", "mandate", "expires"];
 
 fn approval_row(a: &Value) -> Vec<String> {
-    ["id", "tool", "risk_tier", "status", "mandate_id", "expires_at"]
-        .iter()
-        .map(|k| text(a, k))
-        .collect()
+    [
+        "id",
+        "tool",
+        "risk_tier",
+        "status",
+        "mandate_id",
+        "expires_at",
+    ]
+    .iter()
+    .map(|k| text(a, k))
+    .collect()
 }
 
 fn approval_detail(a: &Value) -> String {
     let mut out = fields(
         a,
         &[
-            "id", "status", "tool", "risk_tier", "mandate_id", "agent_id", "reason",
-            "decided_by", "decided_at", "comment", "expires_at",
+            "id",
+            "status",
+            "tool",
+            "risk_tier",
+            "mandate_id",
+            "agent_id",
+            "reason",
+            "decided_by",
+            "decided_at",
+            "comment",
+            "expires_at",
         ],
     );
     let arguments = a.get("arguments").cloned().unwrap_or(Value::Null);

@@ -131,7 +131,10 @@ async fn consent_approve_and_revoke_in_the_browser() {
     alice.see("Wrong email or password");
     alice.fill("Password", PASSWORD);
     alice.click("button", "Sign in");
-    assert!(alice.url().ends_with("/ui/mandates"), "back where she was going");
+    assert!(
+        alice.url().ends_with("/ui/mandates"),
+        "back where she was going"
+    );
     alice.goto("/ui/");
     alice.see("Waiting for your consent");
     alice.click("link", "Tidy the fixture's test data");
@@ -145,15 +148,29 @@ async fn consent_approve_and_revoke_in_the_browser() {
         None,
     )
     .await;
-    assert_eq!(view["mandate"]["status"].as_str().or(view["status"].as_str()), Some("active"), "{view}");
+    assert_eq!(
+        view["mandate"]["status"]
+            .as_str()
+            .or(view["status"].as_str()),
+        Some("active"),
+        "{view}"
+    );
 
     // The inbox is open when the agent's high-impact call is held: it appears live.
     let resource = format!("{}/mcp", server.url);
     let token = task_token(&server, &who.agent, &who.key, &mandate, &resource).await;
     alice.goto("/ui/approvals");
     alice.see("No approvals here.");
-    let held = call(&server, &token, "delete_everything", json!({"confirm": true}));
-    let approval = held["error"]["data"]["approval_id"].as_str().unwrap_or_else(|| panic!("held: {held}")).to_owned();
+    let held = call(
+        &server,
+        &token,
+        "delete_everything",
+        json!({"confirm": true}),
+    );
+    let approval = held["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("held: {held}"))
+        .to_owned();
     alice.see("fx.delete_everything");
     assert!(!alice.url().contains(&approval), "no reload, no navigation");
     alice.click("link", "fx.delete_everything");
@@ -164,8 +181,16 @@ async fn consent_approve_and_revoke_in_the_browser() {
     alice.see("Approved.");
 
     // The agent's identical retry goes through, once; the console shows it used.
-    let passed = call(&server, &token, "delete_everything", json!({"confirm": true}));
-    assert!(passed["result"]["content"].is_array(), "approved call passes: {passed}");
+    let passed = call(
+        &server,
+        &token,
+        "delete_everything",
+        json!({"confirm": true}),
+    );
+    assert!(
+        passed["result"]["content"].is_array(),
+        "approved call passes: {passed}"
+    );
     alice.goto(&format!("/ui/approvals/{approval}"));
     alice.see("used");
 

@@ -89,7 +89,9 @@ impl Browser {
 
     #[track_caller]
     pub fn click(&mut self, role: &str, name: &str) {
-        self.step(json!({"do": "click", "role": role, "name": name, "shot": format!("click {name}")}));
+        self.step(
+            json!({"do": "click", "role": role, "name": name, "shot": format!("click {name}")}),
+        );
     }
 
     /// Waits (up to the step timeout) until `text` is visible.
@@ -103,7 +105,10 @@ impl Browser {
     }
 
     pub fn text(&mut self) -> String {
-        self.step(json!({"do": "text"})).as_str().unwrap().to_owned()
+        self.step(json!({"do": "text"}))
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Signs in through the form, from wherever the console sent us.
