@@ -131,6 +131,7 @@ pub fn router(console: Console) -> Router {
         .route("/ui/policies", get(policy::show))
         .route("/ui/policies/validate", post(policy::validate))
         .route("/ui/policies/test", post(policy::test))
+        .route("/ui/policies/replay", post(policy::replay))
         .route("/ui/audit", get(audit::search))
         .route("/ui/audit/verify", post(audit::verify))
         .route("/ui/{*rest}", get(|| async { UiError::NotFound }))
