@@ -236,7 +236,7 @@ fn render(
         form method="post" action="/ui/policies/replay" {
             (csrf_field(session))
             label for="replay_text" { "Candidate Cedar policies" }
-            textarea id="replay_text" name="text" rows="12" spellcheck="false" { (sent(form, "text", "")) }
+            textarea id="replay_text" name="candidate" rows="12" spellcheck="false" { (sent(form, "candidate", "")) }
             label for="since" { "Since (RFC 3339, UTC)" }
             input id="since" type="text" name="since" value=(sent(form, "since", "")) placeholder="2026-01-31T09:00:00Z" maxlength="64";
             button type="submit" { "Replay" }
@@ -345,7 +345,7 @@ pub(crate) async fn replay(
             let candidate = PolicySource {
                 policies: vec![SourceFile {
                     name: "candidate.cedar".to_owned(),
-                    text: form.raw("text").unwrap_or_default().to_owned(),
+                    text: form.raw("candidate").unwrap_or_default().to_owned(),
                 }],
                 schemas: running.schemas,
                 entities: running.entities,

@@ -934,7 +934,7 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
     let (r, page) = olga
         .post(
             "/ui/policies/replay",
-            &[("csrf", &csrf), ("text", forbid), ("since", &since)],
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &since)],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{page}");
@@ -956,7 +956,7 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
     let (_, page) = olga
         .post(
             "/ui/policies/replay",
-            &[("csrf", &csrf), ("text", forbid), ("since", &later)],
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &later)],
         )
         .await;
     assert!(page.contains("Replayed 0 decisions"), "{page}");
@@ -965,7 +965,11 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
     let (r, page) = olga
         .post(
             "/ui/policies/replay",
-            &[("csrf", &csrf), ("text", forbid), ("since", "yesterday")],
+            &[
+                ("csrf", &csrf),
+                ("candidate", forbid),
+                ("since", "yesterday"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{page}");
@@ -975,7 +979,7 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
             "/ui/policies/replay",
             &[
                 ("csrf", &csrf),
-                ("text", "forbid (principal"),
+                ("candidate", "forbid (principal"),
                 ("since", &since),
             ],
         )
@@ -985,7 +989,7 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
     let (r, _) = olga
         .post(
             "/ui/policies/replay",
-            &[("csrf", "forged"), ("text", forbid), ("since", &since)],
+            &[("csrf", "forged"), ("candidate", forbid), ("since", &since)],
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -996,7 +1000,7 @@ async fn a_candidate_is_replayed_against_recorded_decisions() {
     let (r, page) = alice
         .post(
             "/ui/policies/replay",
-            &[("csrf", &csrf), ("text", forbid), ("since", &since)],
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &since)],
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{page}");
