@@ -23,10 +23,11 @@ use crate::config::Config;
 
 /// `mandate serve`: starts, then stops gracefully on Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    start(config, Announce::Stderr)
-        .await?
-        .stop_on(shutdown_signal())
-        .await
+    // Listening for SIGTERM before start-up: one that arrives while starting (a
+    // supervisor, a quick test) stops the server gracefully once it is up, instead of
+    // killing it with the default disposition.
+    let signal = shutdown_signal();
+    start(config, Announce::Stderr).await?.stop_on(signal).await
 }
 
 /// Whether a starting server tells the terminal where it listens and where the first
@@ -476,25 +477,31 @@ async fn sweep_expired(service: Service, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

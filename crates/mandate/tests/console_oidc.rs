@@ -232,7 +232,5 @@ async fn a_callback_without_a_started_sign_in_is_refused() {
         .unwrap();
     assert!(login.contains("Sign in with Test IdP"), "{login}");
     assert!(!login.contains("evil.example"), "{login}");
-    // Killed on drop, not stopped: `mandate serve` installs its SIGTERM handler only
-    // after start-up returns, and a test this short can signal before that.
-    drop(server);
+    server.stop();
 }
