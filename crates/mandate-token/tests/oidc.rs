@@ -29,6 +29,8 @@ const NONCE: &str = "n-0S6_WzA2Mj";
 struct Idp {
     base: String,
     jwks: Value,
+    /// The ID token the token endpoint hands out for the code `good-code`.
+    id_token: std::sync::Mutex<String>,
 }
 
 async fn discovery(State(p): State<Arc<Idp>>) -> Json<Value> {
@@ -44,21 +46,69 @@ async fn jwks(State(p): State<Arc<Idp>>) -> Json<Value> {
     Json(p.jwks.clone())
 }
 
+/// A token endpoint that accepts `mandate-console` / `s3cret` by Basic or in the body,
+/// and the code `good-code` with the verifier `v` only.
+async fn token(
+    State(p): State<Arc<Idp>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> (axum::http::StatusCode, Json<Value>) {
+    use base64::Engine as _;
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    let by_basic = basic.as_deref() == Some(b"mandate-console:s3cret".as_slice());
+    let by_post = form.get("client_id").map(String::as_str) == Some(CLIENT)
+        && form.get("client_secret").map(String::as_str) == Some("s3cret");
+    let bad = |e: &str| {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(json!({"error": e})),
+        )
+    };
+    if by_basic == by_post {
+        return bad("invalid_client");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code")
+        || form.get("code").map(String::as_str) != Some("good-code")
+        || form.get("code_verifier").map(String::as_str) != Some("v")
+        || !form.contains_key("redirect_uri")
+    {
+        return bad("invalid_grant");
+    }
+    let id_token = p.id_token.lock().unwrap().clone();
+    (
+        axum::http::StatusCode::OK,
+        Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token})),
+    )
+}
+
 async fn idp(key: &SigningKey) -> Arc<Idp> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let idp = Arc::new(Idp {
         base: format!("http://{}", listener.local_addr().unwrap()),
         jwks: json!({"keys": [common::public_jwk(key, Some("sig"))]}),
+        id_token: std::sync::Mutex::new(String::new()),
     });
     let app = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
+        .route("/token", axum::routing::post(token))
         .with_state(idp.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     idp
 }
 
 fn relying_party(idp: &Idp) -> RelyingParty {
+    relying_party_with(idp, ClientAuth::SecretBasic)
+}
+
+fn relying_party_with(idp: &Idp, client_auth: ClientAuth) -> RelyingParty {
     RelyingParty::new(
         RelyingPartyConfig {
             issuer: idp.base.clone(),
@@ -66,7 +116,7 @@ fn relying_party(idp: &Idp) -> RelyingParty {
             client_secret: Secret::new("s3cret".into()),
             redirect_uri: "http://127.0.0.1:8731/ui/login/oidc/callback".into(),
             scopes: vec!["email".into()],
-            client_auth: ClientAuth::SecretBasic,
+            client_auth,
         },
         FederationOptions {
             dangerous_allow_insecure_loopback: true,
@@ -231,4 +281,37 @@ async fn hostile_id_tokens_are_refused() {
     let no_email = signed(&w(good, "email", Value::Null));
     let token = rp.verify_id_token(&no_email, NONCE, now).await.unwrap();
     refused(token.verified_email("email"), "email");
+}
+
+#[tokio::test]
+async fn the_code_is_redeemed_with_either_client_authentication() {
+    let key = common::key(Alg::ES256);
+    let idp = idp(&key).await;
+    *idp.id_token.lock().unwrap() = common::sign(&key, json!({}), &claims(&idp));
+    let (verifier, nonce) = (Secret::new("v".to_owned()), Secret::new(NONCE.to_owned()));
+    for auth in [ClientAuth::SecretBasic, ClientAuth::SecretPost] {
+        let rp = relying_party_with(&idp, auth);
+        let token = rp
+            .finish("good-code", &verifier, &nonce, T0 + 5)
+            .await
+            .unwrap();
+        assert_eq!(token.subject(), "248289761001", "{auth:?}");
+        // A wrong code: the provider's error code, nothing more.
+        match rp.finish("stolen", &verifier, &nonce, T0 + 5).await {
+            Err(OidcError::Refused(m)) => assert!(m.contains("invalid_grant"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // The right code with another verifier (PKCE): refused too.
+        let other = Secret::new("w".to_owned());
+        assert!(matches!(
+            rp.finish("good-code", &other, &nonce, T0 + 5).await,
+            Err(OidcError::Refused(_))
+        ));
+        // The provider's ID token with another browser's nonce: refused.
+        let theirs = Secret::new("another-nonce".to_owned());
+        assert!(matches!(
+            rp.finish("good-code", &verifier, &theirs, T0 + 5).await,
+            Err(OidcError::IdToken(_))
+        ));
+    }
 }
