@@ -26,6 +26,7 @@ mod form;
 mod layout;
 mod login;
 mod mandates;
+mod oidc;
 mod operators;
 mod policy;
 mod session;
@@ -42,6 +43,7 @@ use mandate_gateway::Gateway;
 pub use error::UiError;
 pub use form::Form;
 pub use layout::{Flash, page};
+pub use oidc::OidcLogin;
 pub use session::{Session, csrf_field};
 
 /// What every console page can reach.
@@ -52,6 +54,8 @@ pub struct Console {
     /// Where browsers reach this server, e.g. `https://mandate.example.com`.
     pub public_url: Arc<str>,
     limiter: Arc<login::Limiter>,
+    /// "Sign in with …", when an external identity provider is configured.
+    oidc: Option<Arc<OidcLogin>>,
 }
 
 impl Console {
@@ -61,7 +65,15 @@ impl Console {
             gateway,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             limiter: Arc::new(login::Limiter::default()),
+            oidc: None,
         }
+    }
+
+    /// Offers sign-in with an external OpenID Provider beside the password form.
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: OidcLogin) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
     }
 
     /// Cookies are `Secure` (and `__Host-` named) when browsers reach us over HTTPS.
@@ -94,6 +106,8 @@ pub fn router(console: Console) -> Router {
         .route("/ui/assets/console.css", get(layout::stylesheet))
         .route("/ui/assets/console.js", get(layout::script))
         .route("/ui/login", get(login::form).post(login::submit))
+        .route("/ui/login/oidc", get(oidc::start))
+        .route("/ui/login/oidc/callback", get(oidc::callback))
         .route("/ui/logout", post(login::logout))
         .route("/ui/approvals", get(approvals::inbox))
         .route("/ui/approvals/live", get(approvals::live))
@@ -117,6 +131,7 @@ pub fn router(console: Console) -> Router {
         .route("/ui/policies", get(policy::show))
         .route("/ui/policies/validate", post(policy::validate))
         .route("/ui/policies/test", post(policy::test))
+        .route("/ui/policies/replay", post(policy::replay))
         .route("/ui/audit", get(audit::search))
         .route("/ui/audit/verify", post(audit::verify))
         .route("/ui/{*rest}", get(|| async { UiError::NotFound }))

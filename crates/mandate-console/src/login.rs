@@ -20,7 +20,7 @@ use crate::layout::{Flash, bare, flash_box};
 use crate::session::{cookie, cookie_name, same, set_cookie};
 use crate::{Console, Form, Session, UiError};
 
-const LOGIN_COOKIE: &str = "mandate_login";
+pub(crate) const LOGIN_COOKIE: &str = "mandate_login";
 const ATTEMPTS_PER_MINUTE: u32 = 10;
 const MAX_TRACKED: usize = 10_000;
 
@@ -32,7 +32,7 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     /// Counts an attempt under every key; false when any is over its budget.
-    fn allow(&self, keys: &[String]) -> bool {
+    pub(crate) fn allow(&self, keys: &[String]) -> bool {
         let now = Instant::now();
         let Ok(mut seen) = self.seen.lock() else {
             return false;
@@ -55,7 +55,7 @@ impl Limiter {
 
 /// The client's address, when the server recorded it.
 #[derive(Debug)]
-pub(crate) struct Peer(Option<SocketAddr>);
+pub(crate) struct Peer(pub(crate) Option<SocketAddr>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
@@ -79,7 +79,7 @@ pub(crate) struct Next {
 }
 
 /// Only a path of this console: never another site, never a scheme-relative URL.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if (n.starts_with("/ui/") || n == "/ui" || n.starts_with("/oauth2/"))
@@ -94,14 +94,20 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn random() -> String {
+pub(crate) fn random() -> String {
     use rand::RngCore as _;
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn login_page(next: &str, email: &str, token: &str, problem: Option<&Flash>) -> Markup {
+fn login_page(
+    next: &str,
+    email: &str,
+    token: &str,
+    problem: Option<&Flash>,
+    provider: Option<&str>,
+) -> Markup {
     bare(
         "Sign in",
         html! {
@@ -116,12 +122,21 @@ fn login_page(next: &str, email: &str, token: &str, problem: Option<&Flash>) -> 
                 input id="password" type="password" name="password" autocomplete="current-password" required;
                 button type="submit" { "Sign in" }
             }
+            @if let Some(name) = provider {
+                // A link, not a form: `form-action 'self'` would stop the redirect to
+                // the provider.
+                p class="oidc" {
+                    a href=(format!("/ui/login/oidc?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())) {
+                        "Sign in with " (name)
+                    }
+                }
+            }
         },
     )
 }
 
 /// The form, with a fresh pre-session token in a cookie of its own (login CSRF).
-fn render(
+pub(crate) fn render(
     console: &Console,
     status: axum::http::StatusCode,
     next: &str,
@@ -129,7 +144,8 @@ fn render(
     problem: Option<&Flash>,
 ) -> Response {
     let token = random();
-    let mut response = (status, login_page(next, email, &token, problem)).into_response();
+    let provider = console.oidc.as_ref().map(|o| o.display_name());
+    let mut response = (status, login_page(next, email, &token, problem, provider)).into_response();
     response
         .headers_mut()
         .append(SET_COOKIE, set_cookie(console, LOGIN_COOKIE, &token, 600));

@@ -2,10 +2,13 @@
 //! files), validating a candidate file without installing it (each problem located by
 //! file, line, column and policy), and testing an AuthZEN request against the running
 //! set — the request shape `mandate policy test` takes — to see allow or deny and the
-//! policies that determined it.
+//! policies that determined it; and replaying the gateway's recorded decisions under a
+//! candidate file (`mandate_core::replay`, as `mandate policy replay` does).
 
 use axum::extract::State;
 use axum::response::Response;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use mandate_core::replay::ReplayReport;
 use mandate_core::{CoreError, PolicySummary};
 use mandate_policy::{
     Decision, PolicySetError, PolicySource, Remedy, SourceFile, parse_evaluation,
@@ -26,6 +29,7 @@ enum Outcome {
     Valid(PolicySummary),
     Invalid(PolicySetError),
     Decided(Decision),
+    Replayed(ReplayReport),
     /// Bad input to one of the forms: shown with the form, answered with 400.
     Refused(String),
 }
@@ -81,6 +85,73 @@ fn decision(d: &Decision) -> Markup {
     }
 }
 
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
+}
+
+fn replayed(r: &ReplayReport) -> Markup {
+    let to_deny = r.changed.iter().filter(|c| c.recorded).count();
+    let to_allow = r.changed.len() - to_deny;
+    let skipped: usize = r.skipped.values().sum();
+    html! {
+        div role="status" class="result" {
+            p {
+                "Replayed " (r.replayed) " decisions: " strong { (r.changed.len()) " would change" }
+                " (" (to_deny) " allow → deny, " (to_allow) " deny → allow), " (skipped) " skipped."
+                " Nothing was installed."
+            }
+            @if !r.skipped.is_empty() {
+                ul { @for (why, n) in &r.skipped { li { (n) " " (why.as_str()) } } }
+            }
+            @if r.truncated {
+                p class="flash error" { "Only the oldest " (mandate_core::replay::CONSOLE_MAX_EVENTS) " decisions were replayed; choose a later time, or run " code { "mandate policy replay" } " for all of them." }
+            }
+            @if r.unreproduced > 0 {
+                p class="muted" { "The running set answers " (r.unreproduced) " replayed decision(s) differently from the record: policies changed since, or those requests cannot be rebuilt exactly (see the Running column)." }
+            }
+            @if !r.changed.is_empty() {
+                table {
+                    thead { tr {
+                        th scope="col" { "Seq" } th scope="col" { "Time" } th scope="col" { "Mandate" }
+                        th scope="col" { "Agent" } th scope="col" { "Tool" } th scope="col" { "Recorded → candidate" }
+                        th scope="col" { "Running" } th scope="col" { "Reason" }
+                    } }
+                    tbody { @for c in &r.changed {
+                        tr {
+                            td { (c.seq) }
+                            td { (c.at.to_rfc3339_opts(SecondsFormat::Secs, true)) }
+                            td { a href={ "/ui/mandates/" (c.mandate) } { code { (c.mandate) } } }
+                            td { a href={ "/ui/agents/" (c.agent) } { code { (c.agent) } } }
+                            td { code { (c.tool) } }
+                            td { (verdict(c.recorded)) " → " strong { (verdict(c.candidate.allowed)) } }
+                            td { (verdict(c.current.allowed)) }
+                            td {
+                                (c.candidate.reason)
+                                @for p in &c.candidate.policies { " " code { (p) } }
+                                @for n in &c.notes { br; span class="muted" { (n) } }
+                            }
+                        }
+                    } }
+                }
+            }
+        }
+    }
+}
+
+/// An RFC 3339 time, or a browser's `datetime-local` value (read as UTC).
+fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err("The time is not an RFC 3339 time (e.g. 2026-01-31T09:00:00Z).".to_owned())
+}
+
 /// A form field as sent, or its default.
 fn sent<'a>(form: Option<&'a Form>, name: &str, default: &'a str) -> &'a str {
     form.and_then(|f| f.raw(name)).unwrap_or(default)
@@ -104,6 +175,7 @@ fn render(
                 },
                 Outcome::Invalid(e) => problems(e),
                 Outcome::Decided(d) => decision(d),
+                Outcome::Replayed(r) => replayed(r),
                 Outcome::Refused(m) => html! { p class="flash error" role="alert" { (m) } },
             },
             _ => html! {},
@@ -156,6 +228,18 @@ fn render(
             label for="schema" { "Schema fragment (optional; replaces the running set's fragments)" }
             textarea id="schema" name="schema" rows="4" spellcheck="false" { (sent(form, "schema", "")) }
             button type="submit" { "Validate" }
+        }
+
+        h2 id="replay" { "Replay recorded decisions" }
+        p class="muted" { "The gateway's decisions since the time given are decided again under the candidate file (with the running set's schema fragments and entities), as " code { "mandate policy replay" } " does; each decision that would change is listed. Nothing is installed." }
+        (result_of("replay"))
+        form method="post" action="/ui/policies/replay" {
+            (csrf_field(session))
+            label for="replay_text" { "Candidate Cedar policies" }
+            textarea id="replay_text" name="candidate" rows="12" spellcheck="false" { (sent(form, "candidate", "")) }
+            label for="since" { "Since (RFC 3339, UTC)" }
+            input id="since" type="text" name="since" value=(sent(form, "since", "")) placeholder="2026-01-31T09:00:00Z" maxlength="64";
+            button type="submit" { "Replay" }
         }
 
         h2 id="test" { "Test a request" }
@@ -247,6 +331,39 @@ pub(crate) async fn validate(
     .await
 }
 
+pub(crate) async fn replay(
+    State(console): State<Console>,
+    session: Session,
+    form: Form,
+) -> Result<Response, UiError> {
+    let admin = admin_of(&session)?;
+    session.check(&form)?;
+    let outcome = match parse_since(form.get("since").unwrap_or("")) {
+        Err(message) => Outcome::Refused(message),
+        Ok(since) => {
+            let running = console.service.policy_source(&admin)?;
+            let candidate = PolicySource {
+                policies: vec![SourceFile {
+                    name: "candidate.cedar".to_owned(),
+                    text: form.raw("candidate").unwrap_or_default().to_owned(),
+                }],
+                schemas: running.schemas,
+                entities: running.entities,
+            };
+            match console
+                .service
+                .replay_policies(&admin, candidate, since)
+                .await
+            {
+                Ok(report) => Outcome::Replayed(report),
+                Err(CoreError::PolicySet(e)) => Outcome::Invalid(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    respond(&console, &session, Some(&form), Some(("replay", &outcome))).await
+}
+
 /// The AuthZEN evaluation request the form describes.
 fn request_of(form: &Form) -> Result<Value, String> {
     let field = |name: &str, what: &str| -> Result<String, String> {
@@ -294,6 +411,22 @@ pub(crate) async fn test(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn replay_times() {
+        assert_eq!(
+            parse_since("2026-01-31T09:00:00+01:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-01-31T08:00:00+00:00"
+        );
+        assert_eq!(
+            parse_since("2026-01-31T09:00").unwrap().to_rfc3339(),
+            "2026-01-31T09:00:00+00:00"
+        );
+        assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("").is_err());
+    }
 
     #[test]
     fn the_test_form_becomes_an_authzen_request() {

@@ -234,6 +234,65 @@ impl Service {
             .await?
             .ok_or(CoreError::Unauthenticated)?;
         self.store.sign_in_succeeded(account.human_id).await?;
+        let opened = self.open_session(human).await?;
+        tracing::info!(human = %opened.1.human.id, "console sign-in");
+        Ok(opened)
+    }
+
+    /// Opens a session for the human of tenant `tenant` (by name) whose email is
+    /// `email` (compared case-insensitively), vouched for by an external identity
+    /// provider the caller has already verified. Refused alike
+    /// ([`CoreError::Unauthenticated`]) when there is no such human or the human's
+    /// local account is locked. Never creates a human.
+    pub async fn sign_in_external(
+        &self,
+        tenant: &str,
+        email: &str,
+        provider: &str,
+    ) -> Result<(Secret<String>, SignedIn), CoreError> {
+        let email = email.trim().to_ascii_lowercase();
+        if email.is_empty() || email.len() > 254 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let Some(tenant) = self.store.tenant_by_name(tenant).await? else {
+            tracing::warn!(
+                provider,
+                "external console sign-in refused: the configured tenant does not exist"
+            );
+            return Err(CoreError::Unauthenticated);
+        };
+        let filter = mandate_store::HumanFilter {
+            email: Some(email.clone()),
+            group: None,
+        };
+        // Emails are unique in a tenant (and stored lower-cased): one page of one.
+        let page = mandate_store::PageRequest::new(None, Some(1))
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let found = self.store.list_humans(tenant.id, &filter, &page).await?;
+        let Some(human) = found.items.into_iter().next() else {
+            tracing::info!(
+                provider,
+                "external console sign-in refused: no human has this email"
+            );
+            return Err(CoreError::Unauthenticated);
+        };
+        if let Some(account) = self.store.account_by_login(&email).await?
+            && account.human_id == human.id
+            && account
+                .locked_until
+                .is_some_and(|until| self.clock.now() < until)
+        {
+            tracing::warn!(human = %human.id, provider, "external console sign-in refused: account locked");
+            return Err(CoreError::Unauthenticated);
+        }
+        let opened = self.open_session(human).await?;
+        tracing::info!(human = %opened.1.human.id, provider, "console sign-in");
+        Ok(opened)
+    }
+
+    /// A new session for `human`: the cookie's value (shown once, stored as a hash).
+    async fn open_session(&self, human: Human) -> Result<(Secret<String>, SignedIn), CoreError> {
+        let now = self.clock.now();
         let secret = format!("{SESSION_PREFIX}{}", random_token());
         let session = ConsoleSession {
             id_hash: session_hash(&secret),
@@ -244,7 +303,6 @@ impl Service {
             expires_at: now + Duration::hours(SESSION_HOURS),
         };
         self.store.create_session(&session).await?;
-        tracing::info!(human = %human.id, "console sign-in");
         Ok((
             Secret::new(secret),
             SignedIn {

@@ -20,6 +20,7 @@ mod input;
 mod ledger;
 mod mandates;
 mod policies;
+pub mod replay;
 mod tokens;
 
 use std::sync::Arc;

@@ -125,6 +125,18 @@ pub fn app_with_gateway(
     public_url: &str,
     gateway: Option<mandate_gateway::Gateway>,
 ) -> Router {
+    app_with_console(service, metrics, public_url, gateway, None)
+}
+
+/// [`app_with_gateway`], the console also offering sign-in with an external OpenID
+/// Provider when `oidc` is given.
+pub fn app_with_console(
+    service: Service,
+    metrics: Arc<Metrics>,
+    public_url: &str,
+    gateway: Option<mandate_gateway::Gateway>,
+    oidc: Option<mandate_console::OidcLogin>,
+) -> Router {
     let (routes, doc) = api();
     let openapi = Arc::new(doc.to_json().unwrap_or_else(|_| "{}".to_owned()));
     let state = AppState {
@@ -134,11 +146,12 @@ pub fn app_with_gateway(
         gateway: gateway.clone(),
         openapi,
     };
-    let console = mandate_console::router(mandate_console::Console::new(
-        state.service.clone(),
-        gateway.clone(),
-        public_url,
-    ));
+    let mut console =
+        mandate_console::Console::new(state.service.clone(), gateway.clone(), public_url);
+    if let Some(oidc) = oidc {
+        console = console.with_oidc(oidc);
+    }
+    let console = mandate_console::router(console);
     let gateway_routes = gateway.map(|g| g.router()).unwrap_or_default();
     routes
         .fallback(|| async { Problem::not_found("no such endpoint") })

@@ -105,8 +105,14 @@ impl Default for FederationOptions {
 #[error("{0}")]
 pub struct FederationConfigError(String);
 
+impl FederationConfigError {
+    pub(crate) fn new(msg: impl Into<String>) -> FederationConfigError {
+        FederationConfigError(msg.into())
+    }
+}
+
 fn config_err(msg: impl Into<String>) -> FederationConfigError {
-    FederationConfigError(msg.into())
+    FederationConfigError::new(msg)
 }
 
 /// The trusted issuers and their key caches. Cheap to share behind an `Arc`;
@@ -253,6 +259,21 @@ impl Federation {
     /// Errors are `invalid_client`, except `temporarily_unavailable` when the
     /// issuer's keys cannot be had at all.
     pub async fn verify(&self, token: &str, now: i64) -> Result<(String, String), TokenError> {
+        let (issuer, claims) = self.verify_claims(token, now).await?;
+        let sub = claims
+            .required_str("sub")
+            .map_err(|e| invalid(format!("the token: {e}")))?;
+        Ok((issuer, sub.to_owned()))
+    }
+
+    /// The checks of [`Federation::verify`] except `sub`: signature, `iss`, `aud` and
+    /// times. Returns the issuer and the verified claims, for callers with checks of
+    /// their own (an OpenID Connect ID token's `nonce`, `azp`, `email`).
+    pub async fn verify_claims(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(String, Claims), TokenError> {
         if token.len() > TOKEN_MAX {
             return Err(invalid("the token is too large"));
         }
@@ -296,8 +317,24 @@ impl Federation {
         let audiences: Vec<&str> = state.config.audiences.iter().map(String::as_str).collect();
         claims.expect_audience(&audiences).map_err(claim_err)?;
         claims.check_times(&TimeRules::at(now)).map_err(claim_err)?;
-        let sub = claims.required_str("sub").map_err(claim_err)?;
-        Ok((state.config.issuer.clone(), sub.to_owned()))
+        Ok((state.config.issuer.clone(), claims))
+    }
+
+    /// The OpenID Connect Discovery document of a configured issuer, fetched now
+    /// (under the same limits as keys); its `issuer` equals the configured one.
+    pub async fn discovery(&self, issuer: &str) -> Result<serde_json::Map<String, Value>, String> {
+        let state = self
+            .issuers
+            .iter()
+            .find(|s| s.config.issuer == issuer)
+            .ok_or_else(|| format!("the issuer {} is not configured", untrusted(issuer)))?;
+        self.discovery_document(state).await
+    }
+
+    /// Whether `url` may be fetched or visited under these options: `https`, or
+    /// `http` to a loopback IP literal when insecure loopback is allowed.
+    pub fn check_endpoint(&self, url: &str) -> Result<Url, String> {
+        check_url(url, self.options.dangerous_allow_insecure_loopback)
     }
 
     /// The key named `kid`, from the cache or after one (rate-limited) fetch.
@@ -362,8 +399,22 @@ impl Federation {
         parse_jwks(&body).map_err(|m| format!("{jwks_uri}: {m}"))
     }
 
-    /// Reads `jwks_uri` from the discovery document, whose `issuer` must be ours.
+    /// Reads `jwks_uri` from the discovery document.
     async fn discover(&self, state: &IssuerState) -> Result<Url, String> {
+        let uri = &state.discovery_uri;
+        let doc = self.discovery_document(state).await?;
+        let Some(Value::String(jwks_uri)) = doc.get("jwks_uri") else {
+            return Err(format!("{uri}: the discovery document has no `jwks_uri`"));
+        };
+        check_url(jwks_uri, self.options.dangerous_allow_insecure_loopback)
+            .map_err(|m| format!("{uri}: jwks_uri: {m}"))
+    }
+
+    /// The discovery document, whose `issuer` must be ours.
+    async fn discovery_document(
+        &self,
+        state: &IssuerState,
+    ) -> Result<serde_json::Map<String, Value>, String> {
         let uri = &state.discovery_uri;
         let body = self.get(uri).await?;
         let Ok(Value::Object(doc)) = mandate_jose::parse_json_strict(&body) else {
@@ -381,11 +432,7 @@ impl Federation {
             }
             _ => return Err(format!("{uri}: the discovery document has no `issuer`")),
         }
-        let Some(Value::String(jwks_uri)) = doc.get("jwks_uri") else {
-            return Err(format!("{uri}: the discovery document has no `jwks_uri`"));
-        };
-        check_url(jwks_uri, self.options.dangerous_allow_insecure_loopback)
-            .map_err(|m| format!("{uri}: jwks_uri: {m}"))
+        Ok(doc)
     }
 
     /// GET with the size cap; only `200 OK` is accepted.

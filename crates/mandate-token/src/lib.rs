@@ -5,6 +5,7 @@
 //!   DPoP proof       ─► dpop::check (htm, htu, iat window, jti replay, ath, nonce) ─► jkt
 //!   task token       ◄─ keys::KeyRing::sign(profile::TaskToken)   (RFC 9068, at+jwt)
 //!   presented token  ─► KeyRing::verify + TaskToken::from_claims ─► RevocationList
+//!   console sign-in  ─► oidc::RelyingParty (code + PKCE) ─► federation keys ─► VerifiedIdToken
 //! ```
 //!
 //! Every token is verified (signature with a pinned algorithm, via `mandate-jose`)
@@ -17,6 +18,7 @@ pub mod dpop;
 pub mod error;
 pub mod federation;
 pub mod keys;
+pub mod oidc;
 pub mod profile;
 pub mod revocation;
 pub mod spiffe;
@@ -27,6 +29,9 @@ pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_ha
 pub use error::{TokenError, untrusted};
 pub use federation::{FederatedIssuer, Federation, FederationConfigError, FederationOptions};
 pub use keys::{KeyError, KeyRing, generate_signing_key, random_id};
+pub use oidc::{
+    Authorization, ClientAuth, OidcError, RelyingParty, RelyingPartyConfig, VerifiedIdToken,
+};
 pub use profile::{
     ACCESS_TOKEN_TYP, Expect, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
     scope_is_subset,

@@ -50,6 +50,142 @@ struct FileConfig {
     tokens: TokensSection,
     #[serde(default)]
     gateway: GatewaySection,
+    #[serde(default)]
+    console: ConsoleSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleSection {
+    /// `[console.oidc]`: sign-in with an external OpenID Provider.
+    oidc: Option<OidcSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcSection {
+    /// The provider's exact issuer URL (`https`; discovery is read from it).
+    issuer: Option<String>,
+    client_id: Option<String>,
+    /// A file holding the client secret (or `MANDATE_CONSOLE_OIDC_CLIENT_SECRET`).
+    client_secret_file: Option<PathBuf>,
+    /// Shown as "Sign in with …" (default "single sign-on").
+    display_name: Option<String>,
+    /// Default `["openid", "email"]`.
+    scopes: Option<Vec<String>>,
+    /// The ID token claim holding the human's email (default `email`).
+    email_claim: Option<String>,
+    /// The tenant whose humans sign in this way (default `default`).
+    tenant: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    client_auth: Option<String>,
+    /// Allow an `http://` issuer on a loopback IP literal (tests). Default false.
+    dangerous_allow_insecure_loopback: Option<bool>,
+}
+
+/// How the console authenticates at the provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OidcClientAuth {
+    SecretBasic,
+    SecretPost,
+}
+
+/// `[console.oidc]`, checked; the secret already read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleOidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: mandate_types::Secret<String>,
+    pub display_name: String,
+    pub scopes: Vec<String>,
+    pub email_claim: String,
+    pub tenant: String,
+    pub client_auth: OidcClientAuth,
+    pub dangerous_allow_insecure_loopback: bool,
+}
+
+impl OidcSection {
+    /// Environment variables win over the file, key by key.
+    fn settle(self, env: &dyn Env) -> Result<ConsoleOidcSettings, ConfigError> {
+        let bad = |key: &str, message: &str| ConfigError::Value {
+            origin: format!("config key `console.oidc.{key}`"),
+            message: message.to_owned(),
+        };
+        let issuer = env
+            .var("MANDATE_CONSOLE_OIDC_ISSUER")
+            .or(self.issuer)
+            .ok_or_else(|| bad("issuer", "is required"))?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(bad("issuer", "must be an https URL"));
+        }
+        let client_id = env
+            .var("MANDATE_CONSOLE_OIDC_CLIENT_ID")
+            .or(self.client_id)
+            .ok_or_else(|| bad("client_id", "is required"))?;
+        let file = env
+            .var("MANDATE_CONSOLE_OIDC_CLIENT_SECRET_FILE")
+            .map(PathBuf::from)
+            .or(self.client_secret_file);
+        let secret = match (env.var("MANDATE_CONSOLE_OIDC_CLIENT_SECRET"), file) {
+            (Some(s), _) => s,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    bad(
+                        "client_secret_file",
+                        &format!("cannot read `{}`: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                return Err(bad(
+                    "client_secret_file",
+                    "is required (or MANDATE_CONSOLE_OIDC_CLIENT_SECRET)",
+                ));
+            }
+        };
+        if secret.is_empty() {
+            return Err(bad("client_secret_file", "the client secret is empty"));
+        }
+        let client_auth = match self.client_auth.as_deref() {
+            None | Some("client_secret_basic") => OidcClientAuth::SecretBasic,
+            Some("client_secret_post") => OidcClientAuth::SecretPost,
+            Some(other) => {
+                return Err(bad(
+                    "client_auth",
+                    &format!("`{other}` is not `client_secret_basic` or `client_secret_post`"),
+                ));
+            }
+        };
+        let scopes = self
+            .scopes
+            .unwrap_or_else(|| vec!["openid".to_owned(), "email".to_owned()]);
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(bad("scopes", "a scope is one non-empty word"));
+        }
+        let display_name = self
+            .display_name
+            .unwrap_or_else(|| "single sign-on".to_owned());
+        if display_name.is_empty() || display_name.chars().count() > 60 {
+            return Err(bad("display_name", "must be 1 to 60 characters"));
+        }
+        Ok(ConsoleOidcSettings {
+            issuer,
+            client_id,
+            client_secret: mandate_types::Secret::new(secret),
+            display_name,
+            scopes,
+            email_claim: self.email_claim.unwrap_or_else(|| "email".to_owned()),
+            tenant: self.tenant.unwrap_or_else(|| "default".to_owned()),
+            client_auth,
+            dangerous_allow_insecure_loopback: self
+                .dangerous_allow_insecure_loopback
+                .unwrap_or(false),
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -288,6 +424,8 @@ pub struct Config {
     pub public_url: String,
     pub tokens: TokenSettings,
     pub gateway: GatewaySettings,
+    /// Console sign-in with an external OpenID Provider; `None`: passwords only.
+    pub console_oidc: Option<ConsoleOidcSettings>,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -455,7 +593,15 @@ impl Config {
             federation: t.federation,
         };
         let gateway = file.gateway.settle()?;
+        let console_oidc = match file.console.oidc {
+            Some(section) => Some(section.settle(env)?),
+            None if env.var("MANDATE_CONSOLE_OIDC_ISSUER").is_some() => {
+                Some(OidcSection::default().settle(env)?)
+            }
+            None => None,
+        };
         Ok(Config {
+            console_oidc,
             tokens,
             gateway,
             policies_dir,
@@ -547,6 +693,59 @@ mod tests {
             Config::load(&flags, &BTreeMap::new()),
             Err(ConfigError::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn console_oidc_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret-from-file\n").unwrap();
+        let (_d, flags) = file(&format!(
+            "[console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"mandate\"\nclient_secret_file = {:?}\ndisplay_name = \"Example SSO\"\n",
+            secret.display().to_string()
+        ));
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        let o = c.console_oidc.unwrap();
+        assert_eq!(o.issuer, "https://idp.example");
+        assert_eq!(o.client_secret.expose(), "s3cret-from-file");
+        assert_eq!(o.scopes, ["openid", "email"]);
+        assert_eq!(
+            (o.tenant.as_str(), o.email_claim.as_str()),
+            ("default", "email")
+        );
+        assert_eq!(o.client_auth, OidcClientAuth::SecretBasic);
+        assert!(!o.dangerous_allow_insecure_loopback);
+        assert!(
+            !format!("{o:?}").contains("s3cret"),
+            "the secret never prints"
+        );
+
+        let env = BTreeMap::from([
+            ("MANDATE_CONSOLE_OIDC_ISSUER", "https://other.example"),
+            ("MANDATE_CONSOLE_OIDC_CLIENT_SECRET", "from-env"),
+        ]);
+        let o = Config::load(&flags, &env).unwrap().console_oidc.unwrap();
+        assert_eq!(o.issuer, "https://other.example");
+        assert_eq!(o.client_secret.expose(), "from-env");
+
+        let (_d, flags) =
+            file("[console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"m\"\n");
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client_secret_file"), "{err}");
+        let (_d, flags) =
+            file("[console.oidc]\nissuer = \"https://idp.example\"\nclient_secret = \"inline\"\n");
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("console.oidc.client_secret"), "{err}");
+        assert!(
+            Config::load(&Overrides::default(), &BTreeMap::new())
+                .unwrap()
+                .console_oidc
+                .is_none()
+        );
     }
 
     #[test]

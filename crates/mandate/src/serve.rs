@@ -23,10 +23,11 @@ use crate::config::Config;
 
 /// `mandate serve`: starts, then stops gracefully on Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    start(config, Announce::Stderr)
-        .await?
-        .stop_on(shutdown_signal())
-        .await
+    // Listening for SIGTERM before start-up: one that arrives while starting (a
+    // supervisor, a quick test) stops the server gracefully once it is up, instead of
+    // killing it with the default disposition.
+    let signal = shutdown_signal();
+    start(config, Announce::Stderr).await?.stop_on(signal).await
 }
 
 /// Whether a starting server tells the terminal where it listens and where the first
@@ -124,11 +125,13 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
         })
     });
     let metrics = Metrics::new(store.backend());
-    let app = mandate_server::app_with_gateway(
+    let oidc = console_oidc(&config)?;
+    let app = mandate_server::app_with_console(
         service.clone(),
         metrics,
         &config.public_url,
         Some(gateway.clone()),
+        oidc,
     );
     tracing::info!(listen = %local, store = store.backend(), "mandate is serving");
     if announce == Announce::Stderr {
@@ -267,6 +270,44 @@ async fn start_tokens(
         created_at,
     ));
     Ok((tokens, rotation))
+}
+
+/// The console's "Sign in with …", when `[console.oidc]` is configured. Nothing is
+/// fetched from the provider until someone signs in.
+fn console_oidc(config: &Config) -> anyhow::Result<Option<mandate_console::OidcLogin>> {
+    let Some(o) = &config.console_oidc else {
+        return Ok(None);
+    };
+    let relying_party = mandate_token::RelyingParty::new(
+        mandate_token::RelyingPartyConfig {
+            issuer: o.issuer.clone(),
+            client_id: o.client_id.clone(),
+            client_secret: o.client_secret.clone(),
+            redirect_uri: format!(
+                "{}/ui/login/oidc/callback",
+                config.public_url.trim_end_matches('/')
+            ),
+            scopes: o.scopes.clone(),
+            client_auth: match o.client_auth {
+                crate::config::OidcClientAuth::SecretBasic => {
+                    mandate_token::ClientAuth::SecretBasic
+                }
+                crate::config::OidcClientAuth::SecretPost => mandate_token::ClientAuth::SecretPost,
+            },
+        },
+        mandate_token::FederationOptions {
+            dangerous_allow_insecure_loopback: o.dangerous_allow_insecure_loopback,
+            ..mandate_token::FederationOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("console.oidc: {e}"))?;
+    tracing::info!(issuer = %o.issuer, tenant = %o.tenant, "console sign-in with an external OpenID Provider is on");
+    Ok(Some(mandate_console::OidcLogin::new(
+        relying_party,
+        &o.display_name,
+        &o.tenant,
+        &o.email_claim,
+    )))
 }
 
 /// The MCP / HTTP gateway, with the credential broker when a master key is configured.
@@ -436,25 +477,31 @@ async fn sweep_expired(service: Service, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

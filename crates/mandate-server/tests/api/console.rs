@@ -477,3 +477,55 @@ async fn nobody_sees_another_humans_or_tenants_mandates() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(page.contains("Unknown status") && page.contains("agent id"));
 }
+
+/// The session an external identity provider vouches for: the tenant's human with that
+/// email (any case), never a new one, never a locked account.
+#[tokio::test]
+async fn an_external_sign_in_opens_a_session_only_for_an_existing_unlocked_human() {
+    let w = World::new().await;
+    let service = &w.api.service;
+    let (secret, signed) = service
+        .sign_in_external("default", " Alice@Example.COM ", "https://idp.example")
+        .await
+        .unwrap();
+    assert_eq!(signed.human.id.to_string(), w.alice);
+    let again = service
+        .console_session(secret.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.human.id.to_string(), w.alice);
+
+    for (tenant, email) in [
+        ("default", "nobody@example.com"),
+        ("no-such-tenant", "alice@example.com"),
+        ("default", ""),
+    ] {
+        assert!(
+            matches!(
+                service
+                    .sign_in_external(tenant, email, "https://idp.example")
+                    .await,
+                Err(mandate_core::CoreError::Unauthenticated)
+            ),
+            "{tenant} {email}"
+        );
+    }
+
+    // Bob's local account locks after repeated wrong passwords: the IdP cannot unlock it.
+    with_password(&w, &w.bob).await;
+    for _ in 0..mandate_core::LOCK_AFTER_FAILURES {
+        let _ = service
+            .sign_in(
+                "bob@example.com",
+                mandate_types::Secret::new("wrong password!".into()),
+            )
+            .await;
+    }
+    assert!(matches!(
+        service
+            .sign_in_external("default", "bob@example.com", "https://idp.example")
+            .await,
+        Err(mandate_core::CoreError::Unauthenticated)
+    ));
+}

@@ -868,3 +868,140 @@ async fn with_password_of(s: &Setup) {
         .await
         .ok(204);
 }
+
+#[tokio::test]
+async fn a_candidate_is_replayed_against_recorded_decisions() {
+    let a = Admin::new().await;
+    let flights = a
+        .w
+        .api
+        .post(
+            "/v1/tool-servers",
+            &a.w.api.admin,
+            &json!({"name": "flights", "transport": {"kind": "mcp_http", "url": "https://flights.example/mcp"}}),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.w.api
+        .post(
+            "/v1/tools",
+            &a.w.api.admin,
+            &json!({"server_id": flights, "name": "search", "description": "Find flights"}),
+        )
+        .await
+        .ok(201);
+    let mandate = a.w.active().await;
+    // What the gateway recorded: an allowed search, and a listing (never replayed).
+    let store = a.w.api.service.store().clone();
+    let tenant = store.tenant_by_name("default").await.unwrap().unwrap().id;
+    let decision = |data: Value| {
+        let mut e = mandate_audit::NewEvent::new(
+            tenant,
+            mandate_audit::EventKind::Decision,
+            format!("agent:{}", a.w.agent),
+        )
+        .mandate(mandate.parse().unwrap())
+        .agent(a.w.agent.parse().unwrap());
+        if let Value::Object(map) = data {
+            e.data = map;
+        }
+        e
+    };
+    store
+        .append_events(
+            &[
+                decision(json!({"action": "call_tool", "tool": "flights.search", "allowed": true, "policies": []})),
+                decision(json!({"action": "list_tools", "allowed": true})),
+            ],
+            start_time() + Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+
+    let mut olga = a.browser("olga@example.com").await;
+    let csrf = olga.csrf().await;
+    let since = (start_time() - Duration::hours(1)).to_rfc3339();
+    let (r, page) = olga.get("/ui/policies").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(page.contains("action=\"/ui/policies/replay\""), "{page}");
+    labelled(&page, "/ui/policies");
+
+    // A candidate that forbids searching: the recorded allow would become a deny.
+    let forbid = "@id(\"no-search\")\nforbid (principal, action == Mandate::Action::\"call_tool\", resource == Mandate::Tool::\"flights.search\");";
+    let (r, page) = olga
+        .post(
+            "/ui/policies/replay",
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &since)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    assert!(page.contains("Replayed 1 decisions"), "{page}");
+    assert!(page.contains("1 would change"), "{page}");
+    assert!(page.contains("1 list_tools summaries"), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/ui/mandates/{mandate}\"")),
+        "{page}"
+    );
+    assert!(page.contains("allow → <strong>deny</strong>"), "{page}");
+    assert!(page.contains("<code>no-search</code>"), "{page}");
+    assert!(page.contains("Nothing was installed"), "{page}");
+    let (_, running) = olga.get("/ui/policies").await;
+    assert!(!running.contains("no-search"), "never installed");
+
+    // Since after the call: nothing to replay.
+    let later = (start_time() + Duration::hours(2)).to_rfc3339();
+    let (_, page) = olga
+        .post(
+            "/ui/policies/replay",
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &later)],
+        )
+        .await;
+    assert!(page.contains("Replayed 0 decisions"), "{page}");
+
+    // Bad input is shown beside the form.
+    let (r, page) = olga
+        .post(
+            "/ui/policies/replay",
+            &[
+                ("csrf", &csrf),
+                ("candidate", forbid),
+                ("since", "yesterday"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("not an RFC 3339 time"), "{page}");
+    let (r, page) = olga
+        .post(
+            "/ui/policies/replay",
+            &[
+                ("csrf", &csrf),
+                ("candidate", "forbid (principal"),
+                ("since", &since),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("Not valid"), "{page}");
+    let (r, _) = olga
+        .post(
+            "/ui/policies/replay",
+            &[("csrf", "forged"), ("candidate", forbid), ("since", &since)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Not an admin: nothing here.
+    let mut alice = a.browser("alice@example.com").await;
+    let csrf = alice.csrf().await;
+    let (r, page) = alice
+        .post(
+            "/ui/policies/replay",
+            &[("csrf", &csrf), ("candidate", forbid), ("since", &since)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{page}");
+}

@@ -5,7 +5,7 @@
 //
 //   node driver.mjs BASE_URL SCREENSHOT_DIR
 //
-// Commands: {"do":"goto","path"} {"do":"fill","label","value"} {"do":"check","label"}
+// Commands: {"do":"goto","path"} {"do":"fill","label"|"placeholder","value"} {"do":"check","label"}
 // {"do":"select","label","value"} {"do":"click","role","name"} {"do":"see","text"}
 // {"do":"url"} {"do":"text"} {"do":"crawl","forbidden":[...]} {"do":"quit"}
 import { chromium } from 'playwright-core';
@@ -70,7 +70,9 @@ async function crawl(forbidden) {
 async function run(c) {
   switch (c.do) {
     case 'goto': await page.goto(c.path); break;
-    case 'fill': await page.getByLabel(c.label, { exact: true }).fill(c.value); break;
+    case 'fill': await (c.placeholder
+      ? page.getByPlaceholder(c.placeholder, { exact: true })
+      : page.getByLabel(c.label, { exact: true })).fill(c.value); break;
     case 'check': await page.getByLabel(c.label, { exact: true }).check(); break;
     case 'uncheck': await page.getByLabel(c.label, { exact: true }).uncheck(); break;
     case 'select': await page.getByLabel(c.label, { exact: true }).selectOption(c.value); break;

@@ -1,0 +1,236 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! Console sign-in with an external OpenID Provider, end to end: the real binary with
+//! `[console.oidc]`, oidc-provider (npm, pinned in `tests/oidc`) on loopback, and a real
+//! browser through the provider's own login and consent screens. A person whose email
+//! is a human's lands in the console signed in as that human; a person whose email is
+//! no one's is refused and gets no session; the client secret never reaches the log.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::browser::Browser;
+use common::{Server, admin_token, created};
+
+const CLIENT_SECRET: &str = "oidc-client-secret-never-shown-0123456789";
+
+/// oidc-provider on 127.0.0.1:`port`, killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+    // Kept open: the provider writes nothing more, but a closed pipe would kill it.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Provider {
+    fn start(port: u16, redirect_uri: &str) -> Provider {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run `npm ci --prefix crates/mandate/tests/oidc` (.ci/run does)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .args(["--port", &port.to_string()])
+            .args(["--redirect-uri", redirect_uri])
+            .args(["--client-secret", CLIENT_SECRET])
+            .args(["--account", "alice=Alice@Example.COM"])
+            .args(["--account", "mallory=mallory@elsewhere.example"])
+            .args(["--account", "eve=alice@example.com"])
+            .args(["--unverified", "eve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let started: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("oidc-provider did not start ({e}): {line:?}"));
+        Provider {
+            child,
+            issuer: started["issuer"].as_str().unwrap().to_owned(),
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Through the provider's development screens: any password, then consent.
+fn sign_in_at_provider(browser: &mut Browser, login: &str) {
+    browser.goto("/ui/");
+    browser.see("Sign in with Test IdP");
+    browser.click("link", "Sign in with Test IdP");
+    browser.step(json!({"do": "fill", "placeholder": "Enter any login", "value": login}));
+    browser.step(json!({"do": "fill", "placeholder": "and password", "value": "whatever"}));
+    browser.click("button", "Sign-in");
+    browser.click("button", "Continue");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_with_an_external_openid_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let secret_file = dir.path().join("oidc-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console.oidc]\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"mandate-console\"\n\
+             client_secret_file = {:?}\ndisplay_name = \"Test IdP\"\n\
+             dangerous_allow_insecure_loopback = true\n",
+            secret_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &["--config", config.to_str().unwrap()]);
+    let provider = Provider::start(port, &format!("{}/ui/login/oidc/callback", server.url));
+    assert_eq!(provider.issuer, format!("http://127.0.0.1:{port}"));
+    let admin = admin_token(&data);
+    created(
+        &server,
+        "/v1/humans",
+        &admin,
+        json!({"display_name": "Alice Liddell", "email": "alice@example.com"}),
+    )
+    .await;
+
+    // Alice: her IdP email differs only in case from the human's.
+    let mut browser = Browser::open(&server.url, "console-oidc-alice");
+    sign_in_at_provider(&mut browser, "alice");
+    browser.see("Hello, Alice Liddell");
+    assert!(browser.url().starts_with(&format!("{}/ui/", server.url)));
+    browser.goto("/ui/mandates");
+    browser.see("Mandates");
+    drop(browser);
+
+    // Mallory: a real IdP account, but no human has this email.
+    let mut browser = Browser::open(&server.url, "console-oidc-unknown");
+    sign_in_at_provider(&mut browser, "mallory");
+    browser.see("no one in this console has that email");
+    browser.goto("/ui/mandates");
+    browser.see("Password");
+    assert!(browser.url().contains("/ui/login"), "no session");
+    drop(browser);
+
+    // Eve: the human's email, but the provider says it is not verified.
+    let mut browser = Browser::open(&server.url, "console-oidc-unverified");
+    sign_in_at_provider(&mut browser, "eve");
+    browser.see("did not complete");
+    browser.goto("/ui/");
+    browser.see("Password");
+    assert!(browser.url().contains("/ui/login"), "no session");
+    drop(browser);
+
+    let log = server.drain_log();
+    assert!(log.contains("console sign-in"), "{log}");
+    assert!(log.contains("email is not verified"), "{log}");
+    assert!(
+        !log.contains(CLIENT_SECRET),
+        "the client secret reached the log"
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_without_a_started_sign_in_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console.oidc]\nissuer = \"http://127.0.0.1:{}\"\nclient_id = \"c\"\n\
+             display_name = \"Test IdP\"\ndangerous_allow_insecure_loopback = true\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with_env(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[("MANDATE_CONSOLE_OIDC_CLIENT_SECRET", CLIENT_SECRET)],
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A forged callback (no flow cookie): the sign-in page, a message, no session.
+    let response = client
+        .get(format!(
+            "{}/ui/login/oidc/callback?code=stolen&state=guess",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !cookies
+            .iter()
+            .any(|c| c.starts_with("mandate_session=mds_")),
+        "{cookies:?}"
+    );
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("expired or was started in another browser"),
+        "{page}"
+    );
+    // The provider is down: starting a sign-in says so, on our page.
+    let response = client
+        .get(format!("{}/ui/login/oidc?next=/ui/mandates", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("Test IdP cannot be reached right now"),
+        "{page}"
+    );
+    // An open redirect through `next` is not possible: it is checked like the form's.
+    let login = client
+        .get(format!("{}/ui/login?next=//evil.example/", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("Sign in with Test IdP"), "{login}");
+    assert!(!login.contains("evil.example"), "{login}");
+    server.stop();
+}
