@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod authorize;
 mod error;
 mod form;
 mod layout;
@@ -102,6 +103,10 @@ pub fn router(console: Console) -> Router {
         .route("/ui/mandates/{id}", get(mandates::show))
         .route("/ui/mandates/{id}/consent", post(mandates::consent))
         .route("/ui/mandates/{id}/end", post(mandates::end))
+        .route(
+            "/oauth2/authorize",
+            get(authorize::show).post(authorize::answer),
+        )
         .route("/ui/{*rest}", get(|| async { UiError::NotFound }))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -19,6 +19,7 @@ mod error;
 mod input;
 mod ledger;
 mod mandates;
+mod oauth;
 mod policies;
 mod tokens;
 
@@ -35,10 +36,15 @@ pub use input::{
 };
 pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
+pub use oauth::{
+    AuthorizeError, AuthorizeParams, CODE_TTL_SECONDS, ClientMetadata, ConsentChoices,
+    MAX_MANDATE_HOURS, MAX_REGISTRATION_BYTES, OfferedTool, PendingAuthorization, RegisteredClient,
+    RegistrationError, ValidAuthorization, level, redirect_with,
+};
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{
-    ACCESS_TOKEN_TYPE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest, TOKEN_EXCHANGE,
-    TokenConfig, TokenRequest, TokenResponse, TokenService,
+    ACCESS_TOKEN_TYPE, AUTHORIZATION_CODE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest,
+    TOKEN_EXCHANGE, TokenConfig, TokenRequest, TokenResponse, TokenService,
 };
 
 /// The use cases, bound to one store and one clock.
