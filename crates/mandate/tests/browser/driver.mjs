@@ -100,3 +100,5 @@ for await (const line of lines) {
   }
 }
 await browser.close();
+// stdin may stay open after `quit` (the test still holds it): end here.
+process.exit(0);
