@@ -55,6 +55,7 @@ pub struct Service {
     policies: PolicyAdmin,
     admins: auth::AdminCache,
     tokens: Option<Arc<TokenService>>,
+    client_documents: Option<Arc<mandate_token::ClientMetadataFetcher>>,
 }
 
 impl Service {
@@ -66,6 +67,7 @@ impl Service {
             policies: PolicyAdmin::builtin(),
             admins: auth::AdminCache::default(),
             tokens: None,
+            client_documents: None,
         }
     }
 
@@ -73,6 +75,20 @@ impl Service {
     pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
         self.tokens = Some(tokens);
         self
+    }
+
+    /// Accepts `client_id`s that are Client ID Metadata Document URLs, fetched this way.
+    pub fn with_client_metadata_documents(
+        mut self,
+        fetcher: Arc<mandate_token::ClientMetadataFetcher>,
+    ) -> Self {
+        self.client_documents = Some(fetcher);
+        self
+    }
+
+    /// Whether Client ID Metadata Documents are accepted.
+    pub fn client_metadata_documents(&self) -> bool {
+        self.client_documents.is_some()
     }
 
     /// The token service, when this server runs one.

@@ -241,10 +241,15 @@ impl Service {
         let client_id = p.client_id.as_deref().ok_or_else(|| {
             AuthorizeError::Page("The request names no client (`client_id`).".into())
         })?;
-        let client = self
-            .oauth_client(client_id)
-            .await?
-            .ok_or_else(|| AuthorizeError::Page("The client is not registered here.".into()))?;
+        let client = if self.names_client_document(client_id) {
+            self.document_client(client_id).await.map_err(|e| {
+                AuthorizeError::Page(format!("The client's metadata document is refused: {e}."))
+            })?
+        } else {
+            self.oauth_client(client_id)
+                .await?
+                .ok_or_else(|| AuthorizeError::Page("The client is not registered here.".into()))?
+        };
         let redirect_uri = match p.redirect_uri.as_deref() {
             Some(uri) if client.metadata.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
             Some(_) => {

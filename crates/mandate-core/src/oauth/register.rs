@@ -126,6 +126,38 @@ impl Service {
         })
     }
 
+    /// The client a Client ID Metadata Document describes: fetched (bounded, cached),
+    /// naming itself, and validated like a registration. Its tenant is the default one.
+    pub async fn document_client(&self, client_id: &str) -> Result<RegisteredClient, String> {
+        let Some(fetcher) = &self.client_documents else {
+            return Err("client metadata documents are not accepted here".into());
+        };
+        let doc = fetcher.fetch(client_id).await?;
+        let metadata = parse_metadata(&doc).map_err(|e| e.to_string())?;
+        let tenant = self
+            .store
+            .tenant_by_name(DEFAULT_TENANT)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "store unavailable");
+                "the store is unavailable".to_owned()
+            })?
+            .ok_or_else(|| "no default tenant yet".to_owned())?;
+        Ok(RegisteredClient {
+            client_id: client_id.to_owned(),
+            tenant_id: tenant.id,
+            metadata,
+            issued_at: self.clock.now(),
+        })
+    }
+
+    /// Whether `client_id` names a Client ID Metadata Document we would fetch.
+    pub fn names_client_document(&self, client_id: &str) -> bool {
+        self.client_documents
+            .as_ref()
+            .is_some_and(|f| f.names_a_document(client_id))
+    }
+
     /// A registered client, if `client_id` names one.
     pub async fn oauth_client(
         &self,
