@@ -13,6 +13,7 @@ mod bad_input;
 mod catalog;
 mod console;
 mod lifecycle;
+mod oauth_authorize;
 mod ops;
 mod policies;
 mod support;
