@@ -539,6 +539,17 @@ mod tests {
     }
 
     #[test]
+    fn http_client_metadata_documents_are_off_unless_asked_for() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert!(!c.tokens.dangerous_allow_http_client_metadata);
+        let (_dir, flags) = file("[tokens]\ndangerous_allow_http_client_metadata = true\n");
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        assert!(c.tokens.dangerous_allow_http_client_metadata);
+        let (_dir, flags) = file("[tokens]\nallow_http_client_metadata = true\n");
+        assert!(Config::load(&flags, &BTreeMap::new()).is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_path() {
         let (_dir, flags) = file("[log]\nlevl = \"debug\"\n");
         let err = Config::load(&flags, &BTreeMap::new())
