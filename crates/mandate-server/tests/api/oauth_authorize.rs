@@ -888,3 +888,27 @@ async fn client_id_metadata_documents_are_fetched_checked_and_used() {
         .await;
     assert_eq!(issued.ok(200)["scope"], "fx.echo");
 }
+
+#[tokio::test]
+async fn registrations_are_rate_limited() {
+    let api = Api::with_tokens().await;
+    let metadata = json!({"redirect_uris": [REDIRECT]});
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(register(&api, &metadata).await.status.as_u16());
+    }
+    // REGISTRATIONS_PER_MINUTE, as documented.
+    let allowed = 20;
+    assert!(
+        statuses[..allowed].iter().all(|s| *s == 201),
+        "{statuses:?}"
+    );
+    let refused = register(&api, &metadata).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body["error"], "temporarily_unavailable");
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        statuses[allowed..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+}
