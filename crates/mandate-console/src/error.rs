@@ -18,7 +18,22 @@ pub enum UiError {
     /// A form without this session's token, or posted from another origin.
     Csrf,
     TooManyAttempts,
+    /// An OAuth authorization request whose client or redirect URI cannot be trusted:
+    /// shown here, never redirected.
+    OAuthPage(String),
+    /// An OAuth error for the client, at its registered redirect URI (RFC 6749 §4.1.2.1).
+    OAuthRedirect(String),
     Core(CoreError),
+}
+
+impl From<mandate_core::AuthorizeError> for UiError {
+    fn from(e: mandate_core::AuthorizeError) -> Self {
+        match e {
+            mandate_core::AuthorizeError::Page(m) => UiError::OAuthPage(m),
+            mandate_core::AuthorizeError::Redirect(to) => UiError::OAuthRedirect(to),
+            mandate_core::AuthorizeError::Core(c) => UiError::Core(c),
+        }
+    }
 }
 
 impl From<CoreError> for UiError {
@@ -45,6 +60,8 @@ impl UiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many sign-in attempts. Wait a minute and try again.".to_owned(),
             ),
+            UiError::OAuthPage(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            UiError::OAuthRedirect(_) => (StatusCode::SEE_OTHER, String::new()),
             UiError::Core(e) => match e {
                 CoreError::Unauthenticated => {
                     (StatusCode::UNAUTHORIZED, "Please sign in again.".to_owned())
@@ -85,6 +102,9 @@ impl IntoResponse for UiError {
                 form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
             );
             return Redirect::to(&target).into_response();
+        }
+        if let UiError::OAuthRedirect(to) = &self {
+            return Redirect::to(to).into_response();
         }
         let (status, message) = self.shown();
         let title = status.canonical_reason().unwrap_or("Error");

@@ -21,6 +21,7 @@
 mod agents;
 mod approvals;
 mod audit;
+mod authorize;
 mod error;
 mod form;
 mod layout;
@@ -134,6 +135,10 @@ pub fn router(console: Console) -> Router {
         .route("/ui/policies/replay", post(policy::replay))
         .route("/ui/audit", get(audit::search))
         .route("/ui/audit/verify", post(audit::verify))
+        .route(
+            "/oauth2/authorize",
+            get(authorize::show).post(authorize::answer),
+        )
         .route("/ui/{*rest}", get(|| async { UiError::NotFound }))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

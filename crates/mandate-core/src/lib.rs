@@ -19,6 +19,7 @@ mod error;
 mod input;
 mod ledger;
 mod mandates;
+mod oauth;
 mod policies;
 pub mod replay;
 mod tokens;
@@ -36,10 +37,15 @@ pub use input::{
 };
 pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;
+pub use oauth::{
+    AuthorizeError, AuthorizeParams, CODE_TTL_SECONDS, ClientMetadata, ConsentChoices,
+    MAX_MANDATE_HOURS, MAX_REGISTRATION_BYTES, OfferedTool, PendingAuthorization, RegisteredClient,
+    RegistrationError, ValidAuthorization, level, redirect_with,
+};
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{
-    ACCESS_TOKEN_TYPE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest, TOKEN_EXCHANGE,
-    TokenConfig, TokenRequest, TokenResponse, TokenService,
+    ACCESS_TOKEN_TYPE, AUTHORIZATION_CODE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest,
+    TOKEN_EXCHANGE, TokenConfig, TokenRequest, TokenResponse, TokenService,
 };
 
 /// The use cases, bound to one store and one clock.
@@ -50,6 +56,7 @@ pub struct Service {
     policies: PolicyAdmin,
     admins: auth::AdminCache,
     tokens: Option<Arc<TokenService>>,
+    client_documents: Option<Arc<mandate_token::ClientMetadataFetcher>>,
 }
 
 impl Service {
@@ -61,6 +68,7 @@ impl Service {
             policies: PolicyAdmin::builtin(),
             admins: auth::AdminCache::default(),
             tokens: None,
+            client_documents: None,
         }
     }
 
@@ -68,6 +76,20 @@ impl Service {
     pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
         self.tokens = Some(tokens);
         self
+    }
+
+    /// Accepts `client_id`s that are Client ID Metadata Document URLs, fetched this way.
+    pub fn with_client_metadata_documents(
+        mut self,
+        fetcher: Arc<mandate_token::ClientMetadataFetcher>,
+    ) -> Self {
+        self.client_documents = Some(fetcher);
+        self
+    }
+
+    /// Whether Client ID Metadata Documents are accepted.
+    pub fn client_metadata_documents(&self) -> bool {
+        self.client_documents.is_some()
     }
 
     /// The token service, when this server runs one.

@@ -386,7 +386,11 @@ impl Service {
 
 /// An event about `mandate`, naming its agent and grantor, the terms it is bound to and
 /// the status it has after the change.
-fn mandate_event(mandate: &Mandate, kind: EventKind, actor: impl Into<String>) -> NewEvent {
+pub(crate) fn mandate_event(
+    mandate: &Mandate,
+    kind: EventKind,
+    actor: impl Into<String>,
+) -> NewEvent {
     NewEvent::new(mandate.tenant_id, kind, actor)
         .mandate(mandate.id)
         .agent(mandate.terms.agent_id)

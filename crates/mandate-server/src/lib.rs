@@ -44,6 +44,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// The MCP / HTTP gateway, when this server runs one (it needs the token service).
     pub gateway: Option<mandate_gateway::Gateway>,
+    /// Client registrations per address (`POST /oauth2/register`).
+    pub registrations: Arc<routes::register::RegistrationLimiter>,
     openapi: Arc<String>,
 }
 
@@ -98,6 +100,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::authzen::routes())
         .merge(routes::authzen::discovery_routes())
         .merge(routes::oauth::routes())
+        .merge(routes::register::routes())
         .merge(routes::held::routes())
         .merge(routes::secrets::routes())
         .split_for_parts()
@@ -144,6 +147,7 @@ pub fn app_with_console(
         metrics: metrics.clone(),
         public_url: Arc::from(public_url),
         gateway: gateway.clone(),
+        registrations: Arc::default(),
         openapi,
     };
     let mut console =

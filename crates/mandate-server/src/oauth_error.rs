@@ -88,3 +88,39 @@ impl IntoResponse for OAuthError {
         response
     }
 }
+
+/// A refused client registration (RFC 7591 §3.2.2).
+#[derive(Debug)]
+pub enum RegistrationRefused {
+    Refused(mandate_core::RegistrationError),
+    TooMany,
+}
+
+impl IntoResponse for RegistrationRefused {
+    fn into_response(self) -> Response {
+        let (status, code, description) = match &self {
+            RegistrationRefused::TooMany => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many registrations from this address; wait a minute".to_owned(),
+            ),
+            RegistrationRefused::Refused(e @ mandate_core::RegistrationError::Core(core)) => {
+                tracing::warn!(error = %core, "client registration failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    e.code(),
+                    "the client cannot be registered now; nothing was stored".to_owned(),
+                )
+            }
+            RegistrationRefused::Refused(e) => (StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        };
+        let body = json!({ "error": code, "error_description": description });
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status != StatusCode::BAD_REQUEST {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        response
+    }
+}

@@ -16,6 +16,7 @@
 mod accounts;
 mod calls;
 mod grants;
+mod oauth;
 mod postgres;
 mod repo;
 mod sqlite;

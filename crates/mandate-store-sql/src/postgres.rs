@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "console",
         sql: include_str!("../migrations/postgres/0008_console.sql"),
     },
+    Migration {
+        version: 9,
+        name: "oauth",
+        sql: include_str!("../migrations/postgres/0009_oauth.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

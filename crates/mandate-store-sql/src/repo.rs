@@ -969,6 +969,7 @@ macro_rules! sql_store {
         $crate::calls::sql_calls!($store, $db);
         $crate::vault::sql_vault!($store, $db);
         $crate::accounts::sql_accounts!($store, $db);
+        $crate::oauth::sql_oauth!($store, $db);
 
         #[async_trait]
         impl PolicySets for $store {

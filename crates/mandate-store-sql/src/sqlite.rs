@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "console",
         sql: include_str!("../migrations/sqlite/0008_console.sql"),
     },
+    Migration {
+        version: 9,
+        name: "oauth",
+        sql: include_str!("../migrations/sqlite/0009_oauth.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

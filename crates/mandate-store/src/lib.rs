@@ -15,12 +15,14 @@ mod accounts;
 mod calls;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod oauth;
 mod page;
 mod ports;
 mod vault;
 
 pub use accounts::{Account, Accounts, ConsoleSession};
 pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
+pub use oauth::{OAuthClientRecord, OAuthClients, OnceKind, OnceRecord};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory, Grants,

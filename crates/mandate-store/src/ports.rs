@@ -367,6 +367,7 @@ pub trait Store:
     + crate::Calls
     + crate::Vault
     + crate::Accounts
+    + crate::OAuthClients
     + fmt::Debug
     + Send
     + Sync

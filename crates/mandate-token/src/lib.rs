@@ -14,6 +14,7 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod client_metadata;
 pub mod dpop;
 pub mod error;
 pub mod federation;
@@ -25,6 +26,7 @@ pub mod spiffe;
 
 pub use assertion::{Assertion, JWT_BEARER, unverified_issuer, verify_private_key_jwt};
 pub use claims::{ClaimError, Claims, TimeRules};
+pub use client_metadata::{ClientMetadataFetcher, ClientMetadataOptions};
 pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_hash};
 pub use error::{TokenError, untrusted};
 pub use federation::{FederatedIssuer, Federation, FederationConfigError, FederationOptions};

@@ -333,6 +333,9 @@ struct TokensSection {
     /// Require server-issued DPoP nonces (default false). Replicas must then share
     /// `DATA/dpop-nonce-key`.
     dpop_nonce: Option<bool>,
+    /// Accept `http://` Client ID Metadata Document URLs on loopback addresses
+    /// (default false; tests only — production client ids are https URLs).
+    dangerous_allow_http_client_metadata: Option<bool>,
     /// `[[tokens.spiffe]]`: trust bundles whose JWT-SVIDs authenticate agents.
     #[serde(default)]
     spiffe: Vec<SpiffeBundleSetting>,
@@ -370,6 +373,8 @@ pub struct TokenSettings {
     pub rotate_days: u64,
     pub require_dpop: bool,
     pub dpop_nonce: bool,
+    /// Client ID Metadata Documents over http on loopback (tests only).
+    pub dangerous_allow_http_client_metadata: bool,
     pub spiffe: Vec<SpiffeBundleSetting>,
     pub federation: Vec<FederationSetting>,
 }
@@ -589,6 +594,9 @@ impl Config {
             rotate_days,
             require_dpop: t.require_dpop.unwrap_or(false),
             dpop_nonce: t.dpop_nonce.unwrap_or(false),
+            dangerous_allow_http_client_metadata: t
+                .dangerous_allow_http_client_metadata
+                .unwrap_or(false),
             spiffe: t.spiffe,
             federation: t.federation,
         };
@@ -674,6 +682,17 @@ mod tests {
             Config::load(&flags, &env).unwrap().listen.to_string(),
             "127.0.0.1:3"
         );
+    }
+
+    #[test]
+    fn http_client_metadata_documents_are_off_unless_asked_for() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert!(!c.tokens.dangerous_allow_http_client_metadata);
+        let (_dir, flags) = file("[tokens]\ndangerous_allow_http_client_metadata = true\n");
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        assert!(c.tokens.dangerous_allow_http_client_metadata);
+        let (_dir, flags) = file("[tokens]\nallow_http_client_metadata = true\n");
+        assert!(Config::load(&flags, &BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -105,7 +105,15 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
 
     let (tokens, rotation) = start_tokens(&config, &store, &clock, &policies, &ledger).await?;
     let plain = service.clone();
-    let service = service.with_tokens(tokens.clone());
+    let documents =
+        mandate_token::ClientMetadataFetcher::new(mandate_token::ClientMetadataOptions {
+            dangerous_allow_http_loopback: config.tokens.dangerous_allow_http_client_metadata,
+            ..mandate_token::ClientMetadataOptions::default()
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let service = service
+        .with_tokens(tokens.clone())
+        .with_client_metadata_documents(Arc::new(documents));
     let follower = tokio::spawn(tokens.clone().follow_revocations());
 
     let gateway = build_gateway(&config, &service, &ledger, &tokens).await?;

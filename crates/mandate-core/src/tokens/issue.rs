@@ -39,6 +39,10 @@ pub struct TokenRequest {
     pub actor_token: Option<String>,
     pub actor_token_type: Option<String>,
     pub requested_token_type: Option<String>,
+    /// `authorization_code`: the code, the PKCE verifier and the redirect URI.
+    pub code: Option<String>,
+    pub code_verifier: Option<String>,
+    pub redirect_uri: Option<String>,
     /// The `DPoP` header.
     pub dpop: Option<String>,
 }
@@ -76,15 +80,21 @@ impl TokenService {
             ("authorization_details", &req.authorization_details),
             ("subject_token", &req.subject_token),
             ("actor_token", &req.actor_token),
+            ("code", &req.code),
+            ("code_verifier", &req.code_verifier),
+            ("redirect_uri", &req.redirect_uri),
         ] {
             if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
                 return Err(TokenError::InvalidRequest(format!("`{name}` is too long")));
             }
         }
         let grant_type = req.grant_type.as_str();
+        if grant_type == super::AUTHORIZATION_CODE {
+            return self.authorization_code(req).await;
+        }
         if grant_type != "client_credentials" && grant_type != TOKEN_EXCHANGE {
             return Err(TokenError::UnsupportedGrantType(format!(
-                "grant type {} is not supported (use client_credentials or token-exchange)",
+                "grant type {} is not supported (use authorization_code, client_credentials or token-exchange)",
                 untrusted(grant_type)
             )));
         }
@@ -201,7 +211,10 @@ impl TokenService {
     }
 
     /// The DPoP proof of a token request, if any: its key's thumbprint.
-    fn token_endpoint_dpop(&self, req: &TokenRequest) -> Result<Option<String>, TokenError> {
+    pub(super) fn token_endpoint_dpop(
+        &self,
+        req: &TokenRequest,
+    ) -> Result<Option<String>, TokenError> {
         match req.dpop.as_deref() {
             Some(proof) => {
                 let endpoint = self.config.token_endpoint();
@@ -500,12 +513,12 @@ impl TokenService {
     }
 
     /// Never past the mandate's end, never longer than the configured maximum.
-    fn expiry(&self, mandate: &Mandate) -> chrono::DateTime<chrono::Utc> {
+    pub(super) fn expiry(&self, mandate: &Mandate) -> chrono::DateTime<chrono::Utc> {
         (self.clock.now() + self.config.max_lifetime).min(mandate.terms.expires_at)
     }
 
     #[allow(clippy::too_many_arguments, reason = "the claims of one token, named")]
-    fn new_token(
+    pub(super) fn new_token(
         &self,
         subject: String,
         actors: Vec<AgentId>,
@@ -539,7 +552,7 @@ impl TokenService {
     }
 
     /// Records the grant and its audit event (durable), then signs.
-    async fn record_and_sign(
+    pub(super) async fn record_and_sign(
         &self,
         token: TaskToken,
         agent: &Agent,
@@ -674,7 +687,7 @@ fn parse_details(raw: Option<&str>) -> Result<Option<MandateAsk>, TokenError> {
 
 /// The scope granted: what the parent (or mandate) holds, narrowed by the tools
 /// asked for in `authorization_details` and by `scope`; asking for more is refused.
-fn narrow(
+pub(super) fn narrow(
     granted: &[String],
     tools: Option<Vec<String>>,
     scope: Option<&str>,
@@ -705,7 +718,7 @@ fn narrow(
 }
 
 /// The `authorization_details` a token carries: the mandate's terms as they bind it.
-fn mandate_details(mandate: &Mandate, scope: &[String]) -> Value {
+pub(super) fn mandate_details(mandate: &Mandate, scope: &[String]) -> Value {
     let t = &mandate.terms;
     json!([{
         "type": MANDATE_DETAILS_TYPE,

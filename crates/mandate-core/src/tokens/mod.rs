@@ -15,6 +15,7 @@
 //! ```
 
 mod admin;
+mod code;
 mod issue;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +34,7 @@ use mandate_types::Clock;
 use crate::{Ledger, PolicyAdmin};
 
 pub use admin::{Introspection, RevokeRequest};
+pub use code::AUTHORIZATION_CODE;
 pub use issue::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest, TokenResponse};
 
 /// How the token service behaves.

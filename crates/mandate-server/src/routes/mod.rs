@@ -7,6 +7,7 @@ pub mod mandates;
 pub mod oauth;
 pub mod ops;
 pub mod policies;
+pub mod register;
 pub mod secrets;
 
 use serde::{Deserialize, Serialize};

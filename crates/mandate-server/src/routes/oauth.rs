@@ -1,7 +1,8 @@
 //! The OAuth authorization server: metadata (RFC 8414), JWKS, the token endpoint
 //! (client_credentials with RFC 9396 details, RFC 8693 token exchange; RFC 7523
 //! client assertions; RFC 9449 DPoP), introspection (RFC 7662) and revocation
-//! (RFC 7009). Bodies are `application/x-www-form-urlencoded`; every parameter but
+//! (RFC 7009), and the `authorization_code` grant of public clients (PKCE S256; the
+//! authorization endpoint itself is the console's consent screen). Bodies are `application/x-www-form-urlencoded`; every parameter but
 //! `resource` and `audience` may appear once.
 
 use std::sync::Arc;
@@ -50,9 +51,18 @@ async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthErr
         "jwks_uri": format!("{issuer}/oauth2/jwks"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials", mandate_core::TOKEN_EXCHANGE],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
+        "registration_endpoint": format!("{issuer}/oauth2/register"),
+        "grant_types_supported": [
+            mandate_core::AUTHORIZATION_CODE,
+            "client_credentials",
+            mandate_core::TOKEN_EXCHANGE,
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "client_id_metadata_document_supported": state.service.client_metadata_documents(),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": auth_algs,
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
         "revocation_endpoint_auth_signing_alg_values_supported": auth_algs,
@@ -160,6 +170,9 @@ impl Form {
             actor_token: self.get("actor_token"),
             actor_token_type: self.get("actor_token_type"),
             requested_token_type: self.get("requested_token_type"),
+            code: self.get("code"),
+            code_verifier: self.get("code_verifier"),
+            redirect_uri: self.get("redirect_uri"),
             dpop,
         })
     }
@@ -176,7 +189,7 @@ fn no_store(value: Value) -> Response {
 /// The token endpoint.
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "grant_type, client_assertion_type, client_assertion, scope, authorization_details, resource, subject_token, actor_token, …"),
+        description = "grant_type, client_assertion_type, client_assertion, scope, authorization_details, resource, subject_token, actor_token, code, code_verifier, redirect_uri, client_id, …"),
     responses(
         (status = 200, body = Object, description = "access_token, token_type (DPoP or Bearer), expires_in, scope, authorization_details"),
         (status = "4XX", body = Object, description = "OAuth error: {error, error_description}"),

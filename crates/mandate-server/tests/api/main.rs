@@ -14,6 +14,7 @@ mod catalog;
 mod console;
 mod console_admin;
 mod lifecycle;
+mod oauth_authorize;
 mod ops;
 mod policies;
 mod support;

@@ -287,11 +287,12 @@ async fn metadata_and_jwks_describe_the_service() {
     }
     assert_eq!(
         m["grant_types_supported"],
-        json!(["client_credentials", EXCHANGE])
+        json!(["authorization_code", "client_credentials", EXCHANGE])
     );
+    // Agents authenticate with keys; public MCP clients (authorization code) with none.
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
-        json!(["private_key_jwt"])
+        json!(["private_key_jwt", "none"])
     );
     assert_eq!(
         m["dpop_signing_alg_values_supported"],

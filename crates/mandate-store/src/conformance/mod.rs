@@ -32,6 +32,7 @@ mod calls;
 mod credentials;
 mod directory;
 mod mandates;
+mod oauth;
 mod vault;
 
 pub use accounts::*;
@@ -40,6 +41,7 @@ pub use calls::*;
 pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
+pub use oauth::*;
 pub use vault::*;
 
 use crate::{
@@ -76,6 +78,7 @@ macro_rules! store_conformance {
             vault_secrets_are_tenant_scoped_upserted_and_listed,
             vault_pages_across_tenants_and_reseals_by_compare_and_swap,
             accounts_lock_after_failures_and_sessions_expire,
+            oauth_clients_agents_and_once_only_records,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {

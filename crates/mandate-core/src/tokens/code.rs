@@ -1,0 +1,224 @@
+//! The `authorization_code` grant (RFC 6749 §4.1.3) for public clients, with PKCE
+//! (RFC 7636, S256) and the resource bound at authorization (RFC 8707).
+//!
+//! A code is used once: the store's conditional write lets exactly one redemption
+//! through. A second redemption revokes the mandate the code created, and with it
+//! every token the first one obtained (RFC 6749 §4.1.2).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mandate_audit::EventKind;
+use mandate_domain::{AgentStatus, MandateEvent, MandateStatus};
+use mandate_policy::{GrantAction, GrantRequest};
+use mandate_store::{OnceKind, StoreError};
+use mandate_token::TokenError;
+use mandate_types::{MandateId, TenantId};
+use sha2::{Digest, Sha256};
+
+use super::issue::{mandate_details, narrow};
+use super::{TokenService, unavailable};
+use crate::oauth::{CodeGrant, sha256_hex};
+use crate::{TokenRequest, TokenResponse};
+
+/// RFC 6749 grant type.
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
+
+/// A PKCE verifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+fn is_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl TokenService {
+    pub(crate) async fn authorization_code(
+        &self,
+        req: &TokenRequest,
+    ) -> Result<TokenResponse, TokenError> {
+        if req.client_assertion.is_some() || req.client_assertion_type.is_some() {
+            return Err(TokenError::InvalidClient(
+                "authorization codes are issued to public clients: send `client_id`, no assertion"
+                    .into(),
+            ));
+        }
+        let client_id = req
+            .client_id
+            .as_deref()
+            .ok_or_else(|| TokenError::InvalidRequest("`client_id` is missing".into()))?;
+        let code = req
+            .code
+            .as_deref()
+            .ok_or_else(|| TokenError::InvalidRequest("`code` is missing".into()))?;
+        let verifier = req.code_verifier.as_deref().ok_or_else(|| {
+            TokenError::InvalidRequest("`code_verifier` is missing (PKCE)".into())
+        })?;
+        if !is_verifier(verifier) {
+            return Err(TokenError::InvalidRequest(
+                "`code_verifier` must be 43 to 128 unreserved characters".into(),
+            ));
+        }
+        if code.len() > 128 {
+            return Err(TokenError::InvalidGrant("the code is unknown".into()));
+        }
+        let now = self.clock.now();
+        let (record, first) = self
+            .store
+            .use_once(OnceKind::AuthorizationCode, &sha256_hex(code), now)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| TokenError::InvalidGrant("the code is unknown".into()))?;
+        let grant: CodeGrant = serde_json::from_str(&record.data).map_err(unavailable)?;
+        if !first {
+            if record.used_at.is_some() {
+                tracing::warn!(mandate = %grant.mandate_id, "authorization code used twice; revoking its mandate");
+                self.revoke_replayed(record.tenant_id, grant.mandate_id)
+                    .await?;
+                return Err(TokenError::InvalidGrant(
+                    "the code was used before; everything it granted is revoked".into(),
+                ));
+            }
+            return Err(TokenError::InvalidGrant("the code has expired".into()));
+        }
+        // The code is spent from here on, whatever follows: a wrong guess burns it.
+        if grant.client_id != client_id {
+            return Err(TokenError::InvalidGrant(
+                "the code was issued to another client".into(),
+            ));
+        }
+        if req.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+            return Err(TokenError::InvalidGrant(
+                "`redirect_uri` differs from the authorization request's".into(),
+            ));
+        }
+        let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        if !same(&computed, &grant.code_challenge) {
+            return Err(TokenError::InvalidGrant(
+                "the code_verifier does not match the code_challenge".into(),
+            ));
+        }
+        match req.resource.as_slice() {
+            [] => {}
+            [r] if *r == grant.resource => {}
+            _ => {
+                return Err(TokenError::InvalidTarget(
+                    "`resource` differs from the one authorized".into(),
+                ));
+            }
+        }
+        if !req.audience.is_empty() {
+            return Err(TokenError::InvalidRequest(
+                "`audience` is not used with authorization codes; the resource was authorized"
+                    .into(),
+            ));
+        }
+        let agent = self
+            .store
+            .agent(record.tenant_id, grant.agent_id)
+            .await
+            .map_err(unavailable)?
+            .filter(|a| a.status == AgentStatus::Active)
+            .ok_or_else(|| TokenError::InvalidGrant("the client's agent is disabled".into()))?;
+        let mandate = self
+            .store
+            .mandate(record.tenant_id, grant.mandate_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| TokenError::InvalidGrant("the mandate no longer exists".into()))?;
+        if mandate.terms.human_id != grant.human_id || mandate.terms.agent_id != agent.id {
+            return Err(TokenError::InvalidGrant(
+                "the code does not match its mandate".into(),
+            ));
+        }
+        let decision = self.policies.pdp().current().decide_grant(&GrantRequest {
+            action: GrantAction::ExchangeToken,
+            agent: &agent,
+            mandate: &mandate,
+            delegation_chain: &[],
+            now,
+        });
+        if !decision.allowed {
+            return Err(TokenError::AccessDenied(decision.reason));
+        }
+        let jkt = self.token_endpoint_dpop(req)?;
+        let granted: Vec<String> = mandate
+            .terms
+            .scope
+            .tools
+            .iter()
+            .map(|t| t.tool.clone())
+            .collect();
+        let scope = narrow(&granted, None, None)?;
+        // The gateway accepts `{public}/mcp` on every MCP path; a per-server resource is
+        // named beside it.
+        let mcp = format!("{}/mcp", self.config.issuer);
+        let mut audience = vec![mcp.clone()];
+        if grant.resource != mcp {
+            audience.push(grant.resource.clone());
+        }
+        let expires = self.expiry(&mandate);
+        let details = mandate_details(&mandate, &scope);
+        let token = self.new_token(
+            mandate.terms.human_id.to_string(),
+            vec![agent.id],
+            audience,
+            scope,
+            Some(mandate.id),
+            Some(details),
+            jkt,
+            &agent,
+            expires,
+        )?;
+        self.record_and_sign(token, &agent, Some(&mandate), None, EventKind::TokenIssued)
+            .await
+    }
+
+    /// Ends the mandate a replayed code created: every grant under it is revoked in
+    /// the same transaction.
+    async fn revoke_replayed(&self, tenant: TenantId, id: MandateId) -> Result<(), TokenError> {
+        for _ in 0..5 {
+            let Some(mandate) = self.store.mandate(tenant, id).await.map_err(unavailable)? else {
+                return Ok(());
+            };
+            if mandate.status != MandateStatus::Active && mandate.status != MandateStatus::Requested
+            {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            let mut next = mandate.clone();
+            let reason = "its authorization code was used twice";
+            if next
+                .apply(
+                    MandateEvent::Revoke {
+                        reason: Some(reason),
+                    },
+                    now,
+                )
+                .is_err()
+            {
+                return Ok(());
+            }
+            next.version += 1;
+            let event =
+                crate::mandates::mandate_event(&next, EventKind::MandateRevoked, "system:oauth")
+                    .with("reason", reason);
+            match self.store.update_mandate(&next, &[event]).await {
+                Ok(()) => {
+                    self.catch_up_revocations().await?;
+                    return Ok(());
+                }
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(unavailable("the mandate kept changing"))
+    }
+}

@@ -1,0 +1,128 @@
+//! `POST /oauth2/register`: dynamic client registration (RFC 7591) for public MCP
+//! clients, rate-limited per client address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::RegistrationError;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::oauth_error::RegistrationRefused;
+
+/// Registrations one client address may make per minute (in this replica).
+pub const REGISTRATIONS_PER_MINUTE: u32 = 20;
+const MAX_TRACKED: usize = 10_000;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(register))
+}
+
+/// Registrations per client address in the current minute.
+#[derive(Debug, Default)]
+pub struct RegistrationLimiter {
+    seen: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
+}
+
+impl RegistrationLimiter {
+    fn allow(&self, addr: Option<IpAddr>) -> bool {
+        let now = Instant::now();
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        if seen.len() > MAX_TRACKED {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = seen.entry(addr).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 <= REGISTRATIONS_PER_MINUTE
+    }
+}
+
+/// Registers a public client (`token_endpoint_auth_method` `none`) of the default
+/// tenant. Unknown metadata is ignored (RFC 7591 §2); `refresh_token` may be asked for
+/// but only `authorization_code` is granted.
+#[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
+    request_body(content = Object, content_type = "application/json",
+        description = "RFC 7591 client metadata: redirect_uris (required; https, or http on loopback), client_name, token_endpoint_auth_method (none), grant_types, response_types, scope, …"),
+    responses(
+        (status = 201, body = Object, description = "client_id, client_id_issued_at and the registered metadata"),
+        (status = 400, body = Object, description = "invalid_redirect_uri or invalid_client_metadata"),
+        (status = 429, body = Object, description = "too many registrations from this address"),
+    ))]
+async fn register(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, RegistrationRefused> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let headers: HeaderMap = request.headers().clone();
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(RegistrationRefused::Refused(
+            RegistrationError::InvalidClientMetadata(
+                "the registration request must be application/json".into(),
+            ),
+        ));
+    }
+    if !state.registrations.allow(peer) {
+        return Err(RegistrationRefused::TooMany);
+    }
+    let body: Bytes = axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            RegistrationRefused::Refused(RegistrationError::InvalidClientMetadata(
+                "the registration request is too large".into(),
+            ))
+        })?;
+    let client = state
+        .service
+        .register_oauth_client(&body)
+        .await
+        .map_err(RegistrationRefused::Refused)?;
+    let m = &client.metadata;
+    let mut answer = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.issued_at.timestamp(),
+        "redirect_uris": m.redirect_uris,
+        "token_endpoint_auth_method": "none",
+        "grant_types": [mandate_core::AUTHORIZATION_CODE],
+        "response_types": ["code"],
+    });
+    for (name, value) in [
+        ("client_name", &m.client_name),
+        ("client_uri", &m.client_uri),
+        ("scope", &m.scope),
+        ("software_id", &m.software_id),
+        ("software_version", &m.software_version),
+        ("application_type", &m.application_type),
+    ] {
+        if let (Some(v), Value::Object(o)) = (value, &mut answer) {
+            o.insert(name.to_owned(), Value::String(v.clone()));
+        }
+    }
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
