@@ -210,16 +210,22 @@ fn consent_page(
                 }
                 fieldset {
                     legend { "Mode" }
-                    input type="radio" id="mode-execute" name="mode" value="execute" checked[d.mode == MandateMode::Execute];
-                    label for="mode-execute" { "Execute calls" }
-                    input type="radio" id="mode-recommend" name="mode" value="recommend" checked[d.mode == MandateMode::Recommend];
-                    label for="mode-recommend" { "Recommend only (calls become proposals)" }
+                    div class="choice" {
+                        input type="radio" id="mode-execute" name="mode" value="execute" checked[d.mode == MandateMode::Execute];
+                        label for="mode-execute" { "Execute calls" }
+                    }
+                    div class="choice" {
+                        input type="radio" id="mode-recommend" name="mode" value="recommend" checked[d.mode == MandateMode::Recommend];
+                        label for="mode-recommend" { "Recommend only (calls become proposals)" }
+                    }
                 }
                 fieldset {
                     legend { "Ask me before each call of these tiers" }
                     @for tier in RiskTier::ALL {
-                        input type="checkbox" id={ "approve-" (tier.as_str()) } name="approve" value=(tier.as_str()) checked[d.approve.contains(tier)];
-                        label for={ "approve-" (tier.as_str()) } { "Approve each " (tier.as_str()) " call" @if !tiers.contains(tier) { " (none requested)" } }
+                        div class="choice" {
+                            input type="checkbox" id={ "approve-" (tier.as_str()) } name="approve" value=(tier.as_str()) checked[d.approve.contains(tier)];
+                            label for={ "approve-" (tier.as_str()) } { "Approve each " (tier.as_str()) " call" @if !tiers.contains(tier) { " (none requested)" } }
+                        }
                     }
                 }
                 button type="submit" name="decision" value="grant" { "Grant" }

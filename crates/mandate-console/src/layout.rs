@@ -132,6 +132,7 @@ label { display:block; font-weight:600; margin-top:.75rem; }
 input[type=text], input[type=email], input[type=password], input[type=number], input[type=datetime-local], select, textarea { width:100%; padding:.4rem; font:inherit; border:1px solid #767676; border-radius:3px; }
 fieldset { border:1px solid var(--line); margin:1rem 0; padding:.5rem 1rem 1rem; } legend { font-weight:600; }
 fieldset label { font-weight:400; display:flex; gap:.5rem; align-items:baseline; margin-top:.35rem; }
+.choice { display:flex; gap:.5rem; align-items:baseline; margin-top:.35rem; } .choice label, td label { margin:0; }
 button { font:inherit; padding:.45rem 1rem; margin:.75rem .5rem 0 0; border:1px solid var(--accent); background:var(--accent); color:#fff; border-radius:3px; cursor:pointer; }
 button.secondary { background:#fff; color:var(--accent); } button.danger { background:var(--bad); border-color:var(--bad); }
 .flash { padding:.6rem .8rem; border-radius:3px; } .flash.done { background:#e8f5e9; color:var(--good); } .flash.error, .error { background:#fdecea; color:var(--bad); padding:.4rem .6rem; }
