@@ -30,6 +30,8 @@ const args = [
 const browser = await chromium.launch({ executablePath, args, headless: true });
 const context = await browser.newContext({ baseURL: base });
 const page = await context.newPage();
+// What the page's console says (CSP refusals, script errors) goes to the test's output.
+page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`browser ${m.type()}: ${m.text()}`); });
 page.setDefaultTimeout(Number(process.env.STEP_TIMEOUT_MS || 15000));
 let step = 0;
 
