@@ -58,7 +58,8 @@ impl Default for LedgerConfig {
 
 struct Pending {
     event: NewEvent,
-    done: oneshot::Sender<Result<Event, CoreError>>,
+    /// `None`: nobody waits (an outcome recorded after the fact); a failure is logged.
+    done: Option<oneshot::Sender<Result<Event, CoreError>>>,
 }
 
 /// A handle for appending events; clones share one writer.
@@ -123,15 +124,46 @@ impl Ledger {
     pub async fn append(&self, event: NewEvent) -> Result<Event, CoreError> {
         let (done, answer) = oneshot::channel();
         self.queue
-            .send(Pending { event, done })
+            .send(Pending {
+                event,
+                done: Some(done),
+            })
             .await
             .map_err(|_| unwritable())?;
         let event = answer.await.map_err(|_| unwritable())??;
+        self.count_one();
+        Ok(event)
+    }
+
+    /// Appends one event in the next batch without waiting for it: for what is recorded
+    /// after the fact (a call's outcome), where nothing waits on its durability. A
+    /// failure is logged by the writer, never lost silently.
+    pub fn append_detached(&self, event: NewEvent) {
+        let pending = Pending { event, done: None };
+        match self.queue.try_send(pending) {
+            Ok(()) => self.count_one(),
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                // Back-pressure: queue behind the waiting appenders instead of dropping.
+                let ledger = self.clone();
+                tokio::spawn(async move {
+                    if ledger.queue.send(pending).await.is_ok() {
+                        ledger.count_one();
+                    } else {
+                        tracing::error!("audit ledger closed; an outcome was not recorded");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("audit ledger closed; an outcome was not recorded");
+            }
+        }
+    }
+
+    fn count_one(&self) {
         let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.every_events {
             self.checkpoint_due.notify_one();
         }
-        Ok(event)
     }
 }
 
@@ -149,12 +181,14 @@ async fn write(
         match store.append_events(&events, clock.now()).await {
             Ok(recorded) if recorded.len() == answers.len() => {
                 for (answer, event) in answers.into_iter().zip(recorded) {
-                    let _ = answer.send(Ok(event));
+                    if let Some(answer) = answer {
+                        let _ = answer.send(Ok(event));
+                    }
                 }
             }
             Ok(_) => {
                 tracing::error!("the store recorded a different number of audit events");
-                for answer in answers {
+                for answer in answers.into_iter().flatten() {
                     let _ = answer.send(Err(CoreError::Internal(
                         "audit batch size mismatch".to_owned(),
                     )));
@@ -162,7 +196,7 @@ async fn write(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = answers.len(), "audit ledger write failed; refusing the actions");
-                for answer in answers {
+                for answer in answers.into_iter().flatten() {
                     let _ = answer.send(Err(unwritable()));
                 }
             }

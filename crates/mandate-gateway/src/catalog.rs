@@ -10,7 +10,7 @@
 //! [`HTTP`] with the method and path as arguments.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use mandate_domain::{Mandate, Tool, ToolAnnotations, ToolServer, ToolServerTransport};
@@ -18,7 +18,7 @@ use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
 use mandate_store::{PageRequest, Store, ToolFilter};
 use mandate_types::{DataClass, RiskTier, TenantId, ToolId, ToolServerId};
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::{Gateway, GatewayConfig, GatewayError};
 
@@ -42,20 +42,22 @@ pub struct Listing {
 #[derive(Debug)]
 pub struct Snapshot {
     at: Instant,
+    /// The store's catalog generation it was built at: a change made since rebuilds it.
+    generation: u64,
     pub servers: BTreeMap<String, ToolServer>,
     /// By namespaced name.
-    pub tools: BTreeMap<String, Listing>,
+    pub tools: BTreeMap<String, Arc<Listing>>,
     /// Each MCP server's `initialize` result (capabilities), when it could be reached.
     pub info: BTreeMap<String, Value>,
 }
 
 impl Snapshot {
-    pub fn listing(&self, name: &str) -> Option<&Listing> {
+    pub fn listing(&self, name: &str) -> Option<&Arc<Listing>> {
         self.tools.get(name)
     }
 
     /// The entry that authorises `entry` (`/resources`, …) on `server`.
-    pub fn special(&self, server: &str, entry: &str) -> Option<&Listing> {
+    pub fn special(&self, server: &str, entry: &str) -> Option<&Arc<Listing>> {
         self.tools.get(&format!("{server}.{entry}"))
     }
 }
@@ -73,7 +75,7 @@ pub struct Catalog {
     store: Arc<dyn Store>,
     config: GatewayConfig,
     connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
-    snapshots: Mutex<HashMap<TenantId, Arc<Snapshot>>>,
+    snapshots: RwLock<HashMap<TenantId, Arc<Snapshot>>>,
 }
 
 /// An upstream with its concurrency limit.
@@ -89,13 +91,16 @@ impl Catalog {
             store,
             config,
             connections: Mutex::new(HashMap::new()),
-            snapshots: Mutex::new(HashMap::new()),
+            snapshots: RwLock::new(HashMap::new()),
         }
     }
 
     /// The connection to an MCP server, made (or remade, when its transport changed).
     pub async fn connect(&self, server: &ToolServer) -> Result<Connected, GatewayError> {
-        let mut connections = self.connections.lock().await;
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = connections.get(&server.id)
             && c.transport == server.transport
         {
@@ -138,16 +143,32 @@ impl Catalog {
     }
 
     /// Forgets a tenant's snapshot (after the operator changed the catalog).
-    pub async fn invalidate(&self, tenant: TenantId) {
-        self.snapshots.lock().await.remove(&tenant);
+    pub fn invalidate(&self, tenant: TenantId) {
+        self.snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tenant);
     }
 
-    async fn cached(&self, tenant: TenantId) -> Option<Arc<Snapshot>> {
-        let snapshots = self.snapshots.lock().await;
+    /// The tenant's snapshot unless it is older than the TTL or the catalog changed
+    /// since it was built.
+    fn cached(&self, tenant: TenantId) -> Option<Arc<Snapshot>> {
+        let generation = self.store.catalog_generation();
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         snapshots
             .get(&tenant)
-            .filter(|s| s.at.elapsed() < self.config.catalog_ttl)
+            .filter(|s| s.generation == generation && s.at.elapsed() < self.config.catalog_ttl)
             .cloned()
+    }
+
+    fn keep(&self, tenant: TenantId, snapshot: Arc<Snapshot>) {
+        self.snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant, snapshot);
     }
 
     async fn all_servers(&self, tenant: TenantId) -> Result<Vec<ToolServer>, GatewayError> {
@@ -263,11 +284,14 @@ impl Gateway {
     /// The caller's tenant's catalog, rebuilt from the upstreams when stale.
     pub async fn snapshot(&self, mandate: &Mandate) -> Result<Arc<Snapshot>, GatewayError> {
         let tenant = mandate.tenant_id;
-        if let Some(s) = self.catalog.cached(tenant).await {
+        if let Some(s) = self.catalog.cached(tenant) {
             return Ok(s);
         }
         let mut snapshot = Snapshot {
             at: Instant::now(),
+            // Read before the upstreams are listed: a change made while they are is
+            // not lost (at worst the next request builds once more).
+            generation: self.store().catalog_generation(),
             servers: BTreeMap::new(),
             tools: BTreeMap::new(),
             info: BTreeMap::new(),
@@ -281,11 +305,11 @@ impl Gateway {
                     .await?;
                 snapshot.tools.insert(
                     format!("{}.{HTTP}", server.name),
-                    Listing {
+                    Arc::new(Listing {
                         server: server.clone(),
                         tool,
                         definition: Value::Null,
-                    },
+                    }),
                 );
             } else {
                 match self.list_upstream(&server, mandate).await {
@@ -309,11 +333,11 @@ impl Gateway {
                                     .await?;
                                 snapshot.tools.insert(
                                     format!("{}.{entry}", server.name),
-                                    Listing {
+                                    Arc::new(Listing {
                                         server: server.clone(),
                                         tool,
                                         definition: Value::Null,
-                                    },
+                                    }),
                                 );
                             }
                         }
@@ -331,11 +355,11 @@ impl Gateway {
                                 .await?;
                             snapshot.tools.insert(
                                 format!("{}.{name}", server.name),
-                                Listing {
+                                Arc::new(Listing {
                                     server: server.clone(),
                                     tool,
                                     definition,
-                                },
+                                }),
                             );
                         }
                         snapshot.info.insert(server.name.clone(), info);
@@ -348,11 +372,7 @@ impl Gateway {
             snapshot.servers.insert(server.name.clone(), server);
         }
         let snapshot = Arc::new(snapshot);
-        self.catalog
-            .snapshots
-            .lock()
-            .await
-            .insert(tenant, snapshot.clone());
+        self.catalog.keep(tenant, snapshot.clone());
         Ok(snapshot)
     }
 

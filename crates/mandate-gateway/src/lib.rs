@@ -135,6 +135,8 @@ pub struct Inner {
     drift: drift::DriftCounts,
     usage: usage::UsageCounter,
     http: reqwest::Client,
+    /// The public URL's host, parsed once (the DNS-rebinding check reads it per request).
+    public_host: Option<String>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -165,6 +167,9 @@ impl Gateway {
             .unwrap_or_default();
         Gateway {
             inner: Arc::new(Inner {
+                public_host: reqwest::Url::parse(&config.public_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned)),
                 service,
                 ledger,
                 tokens,
@@ -213,12 +218,7 @@ impl Gateway {
 
     /// Appends an event without waiting (outcomes recorded after the call returned).
     pub(crate) fn append_later(&self, event: NewEvent) {
-        let ledger = self.ledger.clone();
-        tokio::spawn(async move {
-            if let Err(e) = ledger.append(event).await {
-                tracing::error!(error = %e, "audit ledger refused a call outcome");
-            }
-        });
+        self.ledger.append_detached(event);
     }
 
     /// Verifies a task token for `audience` and reads its agent and mandate as they
@@ -248,6 +248,16 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Unauthenticated {
                 description: Some("the token's mandate is unknown".into()),
             })?;
+        // A mandate that ended stops its tokens here, before the revocation list has
+        // heard of them (the replica that ended it evicted its cached copy at once).
+        let now = self.service.clock().now();
+        if mandate.status != mandate_domain::MandateStatus::Active
+            || now >= mandate.terms.expires_at
+        {
+            return Err(GatewayError::Unauthenticated {
+                description: Some("the token's mandate is no longer active".into()),
+            });
+        }
         Ok(Caller::from_token(&token, agent, mandate))
     }
 

@@ -8,6 +8,7 @@
 //! request ids of our own.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -153,10 +154,8 @@ pub(crate) fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
-    let public = reqwest::Url::parse(&gateway.config.public_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned));
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || public.as_deref() == Some(name)
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+        || gateway.public_host.as_deref() == Some(name)
 }
 
 /// The token, as the request presents it.
@@ -240,7 +239,7 @@ async fn delete(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap) ->
 /// One request's context.
 struct Exchange<'a> {
     gateway: &'a Gateway,
-    caller: &'a Caller,
+    caller: &'a Arc<Caller>,
     /// `Some` on `/mcp/{server}`.
     server: Option<&'a str>,
     session: Option<String>,
@@ -276,7 +275,7 @@ async fn serve(
     }
     let audience = gateway.config.mcp_resource();
     let caller = match caller(&gateway, &method, &uri, &headers, &audience).await {
-        Ok(c) => c,
+        Ok(c) => Arc::new(c),
         Err(r) => return r,
     };
     let message = match Message::parse(&body) {
@@ -366,7 +365,7 @@ enum Plan {
     Local(Outcome),
     /// Forwarded to one upstream after the decision allowed it.
     Forward {
-        listing: Box<Listing>,
+        listing: Arc<Listing>,
         method: String,
         params: Option<Value>,
         tool_name: Option<String>,
@@ -444,7 +443,7 @@ impl Exchange<'_> {
                 method,
                 params,
                 tool_name,
-            } => self.forward(id, *listing, &method, params, tool_name).await,
+            } => self.forward(id, listing, &method, params, tool_name).await,
         }
     }
 
@@ -540,7 +539,7 @@ impl Exchange<'_> {
     fn in_view<'s>(
         &self,
         snapshot: &'s Snapshot,
-    ) -> impl Iterator<Item = (&'s String, &'s Listing)> {
+    ) -> impl Iterator<Item = (&'s String, &'s Arc<Listing>)> {
         let only = self.server.map(str::to_owned);
         snapshot
             .tools
@@ -556,7 +555,7 @@ impl Exchange<'_> {
         }
     }
 
-    fn resolve<'s>(&self, snapshot: &'s Snapshot, name: &str) -> Option<&'s Listing> {
+    fn resolve<'s>(&self, snapshot: &'s Snapshot, name: &str) -> Option<&'s Arc<Listing>> {
         let full = match self.server {
             Some(server) => format!("{server}.{name}"),
             None => name.to_owned(),
@@ -577,7 +576,7 @@ impl Exchange<'_> {
             })))),
             "tools/list" => {
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
-                let candidates: Vec<&Listing> = self
+                let candidates: Vec<&Arc<Listing>> = self
                     .in_view(&snapshot)
                     .map(|(_, l)| l)
                     .filter(|l| !l.tool.name.starts_with('/'))
@@ -601,23 +600,22 @@ impl Exchange<'_> {
                 Ok(Plan::Local(Ok(json!({"tools": tools}))))
             }
             "tools/call" => {
-                let params = params.unwrap_or_else(|| json!({}));
+                let mut params = params.unwrap_or_else(|| json!({}));
                 let Some(name) = params.get("name").and_then(Value::as_str) else {
                     return Err(GatewayError::Invalid("tools/call needs a `name`".into()));
                 };
-                let arguments = params
-                    .get("arguments")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                let name = name.to_owned();
+                let no_arguments = json!({});
+                let arguments = params.get("arguments").unwrap_or(&no_arguments);
                 if !arguments.is_object() {
                     return Err(GatewayError::Invalid(
                         "`arguments` must be an object".into(),
                     ));
                 }
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
-                let Some(listing) = self.resolve(&snapshot, name) else {
-                    gateway.refuse_unknown(self.caller, name).await?;
-                    return Ok(Plan::Local(hidden(name)));
+                let Some(listing) = self.resolve(&snapshot, &name) else {
+                    gateway.refuse_unknown(self.caller, &name).await?;
+                    return Ok(Plan::Local(hidden(&name)));
                 };
                 let verdict = gateway
                     .authorize(
@@ -627,22 +625,23 @@ impl Exchange<'_> {
                             server: &listing.server,
                             tool: &listing.tool,
                         },
-                        Some(&arguments),
+                        Some(arguments),
                         Execution::Agent,
                     )
                     .await?;
                 match verdict {
                     Verdict::Allow { .. } => {
-                        let mut forwarded = params.clone();
-                        set(&mut forwarded, "name", json!(listing.tool.name));
+                        // The upstream knows the tool by its own name; the arguments go
+                        // on exactly as decided (the request is moved, not copied).
+                        set(&mut params, "name", json!(listing.tool.name));
                         Ok(Plan::Forward {
-                            listing: Box::new(listing.clone()),
+                            listing: listing.clone(),
                             method: method.to_owned(),
-                            params: Some(forwarded),
-                            tool_name: Some(name.to_owned()),
+                            params: Some(params),
+                            tool_name: Some(name),
                         })
                     }
-                    other => Ok(Plan::Local(self.refusal(name, other))),
+                    other => Ok(Plan::Local(self.refusal(&name, other))),
                 }
             }
             "resources/list" | "resources/templates/list" | "prompts/list" => {
@@ -679,7 +678,7 @@ impl Exchange<'_> {
                         return Ok(Plan::Local(hidden(server)));
                     };
                     Ok(Plan::Forward {
-                        listing: Box::new(listing),
+                        listing,
                         method: method.to_owned(),
                         params,
                         tool_name: None,
@@ -806,7 +805,7 @@ impl Exchange<'_> {
             .await?;
         match verdict {
             Verdict::Allow { .. } => Ok(Plan::Forward {
-                listing: Box::new(listing.clone()),
+                listing: listing.clone(),
                 method: method.to_owned(),
                 params,
                 tool_name: None,
@@ -866,7 +865,7 @@ impl Exchange<'_> {
             }
             _ => (RESOURCES, CallAction::ReadResource, "resources"),
         };
-        let listings: Vec<&Listing> = self
+        let listings: Vec<&Arc<Listing>> = self
             .in_view(&snapshot)
             .map(|(_, l)| l)
             .filter(|l| l.tool.name == entry)
@@ -892,7 +891,7 @@ impl Exchange<'_> {
             if self.server.is_some() {
                 // One server: its answer as it is (pagination included).
                 return Ok(Plan::Forward {
-                    listing: Box::new(listing.clone()),
+                    listing: listing.clone(),
                     method: method.to_owned(),
                     params,
                     tool_name: None,
@@ -936,7 +935,7 @@ impl Exchange<'_> {
     async fn forward(
         &self,
         id: Value,
-        listing: Listing,
+        listing: Arc<Listing>,
         method: &str,
         params: Option<Value>,
         tool_name: Option<String>,
@@ -944,18 +943,17 @@ impl Exchange<'_> {
         let (events_tx, mut events) = mpsc::channel::<Value>(64);
         let wants_events = self.accepts_sse && !self.stateless;
         let started = Instant::now();
-        let exchange_owned = OwnedExchange {
-            gateway: self.gateway.clone(),
-            caller: self.caller.clone(),
-        };
+        // The upstream call runs in a task of its own: a client that goes away does not
+        // cancel a call already forwarded.
+        let gateway = self.gateway.clone();
+        let caller = self.caller.clone();
         let method_owned = method.to_owned();
         let listing_for_call = listing.clone();
         let mut call = tokio::spawn(async move {
-            exchange_owned
-                .gateway
+            gateway
                 .call_upstream(
                     &listing_for_call,
-                    &exchange_owned.caller.mandate,
+                    &caller.mandate,
                     &method_owned,
                     params,
                     wants_events.then_some(events_tx),
@@ -965,16 +963,15 @@ impl Exchange<'_> {
         // Whichever comes first: the answer (JSON) or an event (switch to SSE).
         let first = tokio::select! {
             biased;
-            done = &mut call => Err(done),
+            done = &mut call => Err(flatten(done)),
             event = events.recv() => match event {
                 Some(event) => Ok(event),
                 // No events will come (the client takes none): wait for the answer.
-                None => Err((&mut call).await),
+                None => Err(flatten((&mut call).await)),
             },
         };
         match first {
-            Err(done) => {
-                let outcome = flatten(done);
+            Err(outcome) => {
                 self.record_outcome(&listing, tool_name.as_deref(), &outcome, started);
                 json_response(StatusCode::OK, &to_response(id, outcome), None)
             }
@@ -1067,12 +1064,6 @@ pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> 
             jsonrpc::error_response(id, code, message, None)
         }
     }
-}
-
-/// The parts of an exchange a spawned call needs.
-struct OwnedExchange {
-    gateway: Gateway,
-    caller: Caller,
 }
 
 /// Sets `key` on a JSON object (anything else is left as it is).

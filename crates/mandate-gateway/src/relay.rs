@@ -59,8 +59,8 @@ pub(crate) fn record_outcome(
 pub(crate) struct Relay {
     pub(crate) gateway: Gateway,
     pub(crate) session: Option<String>,
-    pub(crate) listing: Listing,
-    pub(crate) caller: Caller,
+    pub(crate) listing: std::sync::Arc<Listing>,
+    pub(crate) caller: std::sync::Arc<Caller>,
 }
 
 impl Relay {

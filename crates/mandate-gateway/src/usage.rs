@@ -1,10 +1,10 @@
 //! Use of mandates without budget limits, counted in memory and written in batches
-//! (at most one write per mandate per second), so such calls never wait for a write of
+//! (at most one write per mandate per second, within a second of the call), so such calls never wait for a write of
 //! their own. Mandates with limits spend atomically on the call's path instead
 //! (`Calls::spend`), where a refusal is possible.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mandate_domain::Budgets;
@@ -23,7 +23,9 @@ pub(crate) struct UsageCounter {
 struct State {
     pending: HashMap<MandateId, (TenantId, u64, u64)>,
     last_flush: Instant,
-    flushing: bool,
+    /// A flusher task is running: it writes what is pending every second until a
+    /// second passes with nothing to write.
+    flusher: bool,
 }
 
 impl Default for UsageCounter {
@@ -32,43 +34,56 @@ impl Default for UsageCounter {
             state: Mutex::new(State {
                 pending: HashMap::new(),
                 last_flush: Instant::now(),
-                flushing: false,
+                flusher: false,
             }),
         }
     }
 }
 
 impl UsageCounter {
-    /// Counts one call; starts a flush when the last one is a second old.
+    /// Counts one call; the count is written within a second (a flusher task runs
+    /// while there is anything to write).
     pub(crate) fn add(&self, gateway: &Gateway, tenant: TenantId, mandate: MandateId, amount: u64) {
-        let batch = {
-            let Ok(mut state) = self.state.lock() else {
-                return;
-            };
+        let first_wait = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let entry = state.pending.entry(mandate).or_insert((tenant, 0, 0));
             entry.1 += 1;
             entry.2 = entry.2.saturating_add(amount);
-            if state.flushing || state.last_flush.elapsed() < FLUSH_EVERY {
+            if state.flusher {
                 return;
             }
-            state.flushing = true;
-            state.last_flush = Instant::now();
-            std::mem::take(&mut state.pending)
+            state.flusher = true;
+            FLUSH_EVERY.saturating_sub(state.last_flush.elapsed())
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
-            let unlimited = Budgets::default();
-            for (mandate, (tenant, calls, amount)) in batch {
-                if let Err(e) = gateway
-                    .store()
-                    .spend(tenant, mandate, calls, amount, &unlimited)
-                    .await
-                {
-                    tracing::warn!(error = %e, %mandate, calls, "usage of an unlimited mandate not counted");
+            let mut wait = first_wait;
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = FLUSH_EVERY;
+                let batch = {
+                    let mut state = gateway
+                        .usage
+                        .state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state.last_flush = Instant::now();
+                    if state.pending.is_empty() {
+                        state.flusher = false;
+                        return;
+                    }
+                    std::mem::take(&mut state.pending)
+                };
+                let unlimited = Budgets::default();
+                for (mandate, (tenant, calls, amount)) in batch {
+                    if let Err(e) = gateway
+                        .store()
+                        .spend(tenant, mandate, calls, amount, &unlimited)
+                        .await
+                    {
+                        tracing::warn!(error = %e, %mandate, calls, "usage of an unlimited mandate not counted");
+                    }
                 }
-            }
-            if let Ok(mut state) = gateway.usage.state.lock() {
-                state.flushing = false;
             }
         });
     }

@@ -66,6 +66,18 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Tells every replica's feed that something they may hold in memory changed (an
+    /// agent, a tool server or tool). Sent after the write committed; if it cannot be
+    /// sent, the write stands and the other replicas' caches age out on their own.
+    pub(crate) async fn changed(&self) {
+        if let Err(e) = sqlx::query("SELECT pg_notify('mandate_revocations', 'changed')")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not notify other replicas of a change");
+        }
+    }
+
     /// Connects to `url` (`postgres://…`) and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, OpenError> {
         let options: PgConnectOptions = url.parse().map_err(|source| OpenError::Connect {

@@ -302,6 +302,7 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Missing { what: format!("agent `{}`", agent.id) });
                 }
+                self.changed().await;
                 Ok(())
             }
 
@@ -372,6 +373,7 @@ macro_rules! sql_store {
                     .execute(self.writer())
                     .await
                     .map_err(|e| store_error(e, "tool server with this name"))?;
+                self.changed().await;
                 Ok(())
             }
 
@@ -417,6 +419,7 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Missing { what: format!("tool server `{}`", tool.server_id) });
                 }
+                self.changed().await;
                 Ok(())
             }
 
@@ -444,6 +447,7 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Missing { what: format!("tool `{}`", tool.id) });
                 }
+                self.changed().await;
                 Ok(())
             }
 

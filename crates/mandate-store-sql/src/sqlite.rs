@@ -70,6 +70,9 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// One process owns an SQLite database: there is no other replica to tell.
+    pub(crate) async fn changed(&self) {}
+
     /// Opens (creating if needed) `mandate.db` in `data_dir` and brings its schema up to
     /// date. A data directory it creates is private to this user (mode 0700).
     pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {

@@ -63,3 +63,4 @@ async fn drop_stale_schemas(admin: &mut PgConnection) {
 }
 
 mandate_store::store_conformance!(fresh);
+mandate_store::cached_store_conformance!(fresh);

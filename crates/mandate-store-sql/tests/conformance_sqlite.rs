@@ -21,6 +21,19 @@ async fn fresh() -> Arc<dyn Store> {
 }
 
 mandate_store::store_conformance!(fresh);
+mandate_store::cached_store_conformance!(fresh);
+
+/// The whole suite again through the cache the server runs with: it must not change
+/// what any port promises.
+mod through_the_cache {
+    use super::*;
+
+    async fn cached() -> Arc<dyn Store> {
+        Arc::new(mandate_store::CachedStore::new(fresh().await))
+    }
+
+    mandate_store::store_conformance!(cached);
+}
 
 #[tokio::test]
 async fn reopening_keeps_data_and_does_not_rerun_migrations() {

@@ -12,6 +12,7 @@
 //! the caller read ([`StoreError::VersionConflict`] otherwise).
 
 mod accounts;
+mod cached;
 mod calls;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -21,6 +22,7 @@ mod ports;
 mod vault;
 
 pub use accounts::{Account, Accounts, ConsoleSession};
+pub use cached::{CachedStore, DEFAULT_TTL as DEFAULT_CACHE_TTL};
 pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
 pub use oauth::{OAuthClientRecord, OAuthClients, OnceKind, OnceRecord};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};

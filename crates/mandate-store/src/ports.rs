@@ -297,8 +297,10 @@ pub trait Grants: Send + Sync {
     async fn retire_token_key(&self, kid: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// The published keys not retired at `now`, oldest first.
     async fn token_keys(&self, now: DateTime<Utc>) -> Result<Vec<TokenKey>, StoreError>;
-    /// A feed that wakes when grants are revoked anywhere (PostgreSQL LISTEN/NOTIFY),
-    /// or `None` when the backend has no such channel (the caller polls).
+    /// A feed that wakes when grants are revoked, or an agent, tool server or tool
+    /// changed, anywhere (PostgreSQL LISTEN/NOTIFY), or `None` when the backend has no
+    /// such channel (the caller polls). [`crate::CachedStore`] always has one: it adds
+    /// this replica's own revocations, and clears its cache on the inner feed's wake-ups.
     async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError>;
 }
 
@@ -377,4 +379,11 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Which backend this is, for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
+    /// A number that changes whenever this replica learns that tool servers or tools
+    /// may have changed (its own write, or another replica's notification), so that
+    /// what is built from the catalog can be rebuilt at once. A store that does not
+    /// track it answers 0, and such caches fall back to their own expiry.
+    fn catalog_generation(&self) -> u64 {
+        0
+    }
 }

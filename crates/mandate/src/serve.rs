@@ -77,7 +77,10 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
     if config.public_url == format!("http://{}", config.listen) && config.listen.port() == 0 {
         config.public_url = format!("http://{local}");
     }
-    let store = open_store(&config).await?;
+    // The hot paths read agents and mandates from this replica's memory; every write
+    // goes through the decorator, other replicas' changes arrive by the store's feed.
+    let store: Arc<dyn Store> =
+        Arc::new(mandate_store::CachedStore::new(open_store(&config).await?));
     let clock: Arc<dyn mandate_types::Clock> = Arc::new(SystemClock);
     let policies = match &config.policies_dir {
         Some(dir) => PolicyAdmin::from_dir(dir).map_err(|e| {

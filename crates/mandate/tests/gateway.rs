@@ -22,7 +22,7 @@ struct World {
     who: common::Actors,
     server: Server,
     admin: String,
-    _fixture: Fixture,
+    fixture: Fixture,
     _dir: tempfile::TempDir,
 }
 
@@ -50,7 +50,7 @@ async fn world_with(config: &str) -> World {
         who,
         server,
         admin,
-        _fixture: fixture,
+        fixture,
         _dir: dir,
     }
 }
@@ -330,23 +330,88 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut refused = false;
-    for _ in 0..50 {
-        let response = reqwest::Client::new()
-            .post(format!("{}/mcp/fx", w.server.url))
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 401 {
-            refused = true;
-            break;
+    // The very next request, on the replica that revoked: 401, not an empty list.
+    let response = reqwest::Client::new()
+        .post(format!("{}/mcp/fx", w.server.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "a revoked mandate's token keeps working"
+    );
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_changes_and_unlimited_usage_are_seen_at_once() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Echo through two servers",
+            "scope": {"tools": [{"tool": "fx.echo"}, {"tool": "fx2.echo"}]},
+            "data_ceiling": "internal", "mode": "execute",
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    // The tenant's tool list is built now, without `fx2`.
+    let listed = rpc(
+        &format!("{}/mcp", w.server.url),
+        &token,
+        "tools/list",
+        json!({}),
+    )
+    .await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fx.echo"], "{listed}");
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": "fx2", "transport": {"kind": "mcp_http", "url": w.fixture.url}}),
+    )
+    .await;
+    // The next request sees the new server (it used to wait for the list's expiry).
+    let called = rpc(
+        &format!("{}/mcp/fx2", w.server.url),
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "again"}}),
+    )
+    .await;
+    assert!(called["error"].is_null(), "{called}");
+    assert_eq!(called["result"]["content"][0]["text"], "again", "{called}");
+
+    // A mandate without a call budget shows its use within a second.
+    let started = std::time::Instant::now();
+    let used = loop {
+        let (_, view) = w
+            .as_alice(
+                reqwest::Method::GET,
+                &format!("/v1/mandates/{mandate}"),
+                None,
+            )
+            .await;
+        let calls = view["usage"]["calls"].as_u64().unwrap_or(0);
+        if calls >= 1 || started.elapsed() > std::time::Duration::from_secs(5) {
+            break calls;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(refused, "a revoked mandate's token keeps working");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(used, 1, "the call was not counted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

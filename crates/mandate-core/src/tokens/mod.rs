@@ -17,6 +17,7 @@
 mod admin;
 mod code;
 mod issue;
+mod verified;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration as StdDuration, Instant};
@@ -32,6 +33,7 @@ use mandate_token::{
 use mandate_types::Clock;
 
 use crate::{Ledger, PolicyAdmin};
+use verified::VerifiedTokens;
 
 pub use admin::{Introspection, RevokeRequest};
 pub use code::AUTHORIZATION_CODE;
@@ -113,6 +115,7 @@ pub struct TokenService {
     spiffe: TrustBundles,
     federation: Option<Federation>,
     last_key_refresh: Mutex<Option<Instant>>,
+    verified: VerifiedTokens,
 }
 
 /// A store failure, as the OAuth client sees it.
@@ -156,6 +159,7 @@ impl TokenService {
             spiffe: TrustBundles::new(),
             federation: None,
             last_key_refresh: Mutex::new(None),
+            verified: VerifiedTokens::default(),
             store,
             clock,
             policies,
@@ -279,17 +283,24 @@ impl TokenService {
     /// must come with `Authorization: DPoP` and a proof by its key over this request
     /// (with `ath`). Everything is in memory.
     pub async fn verify_access(&self, presented: &Presented<'_>) -> Result<TaskToken, TokenError> {
-        let claims = self.verify_signature(presented.token).await?;
         let now = self.clock.now().timestamp();
-        let token = TaskToken::from_claims(
-            &claims,
-            &Expect {
-                issuer: &self.config.issuer,
-                audience: Some(&[presented.audience]),
-                now,
-                skew: self.config.skew_seconds,
-            },
-        )?;
+        let token = match self.verified.get(presented, now, self.config.skew_seconds) {
+            Some(token) => token,
+            None => {
+                let claims = self.verify_signature(presented.token).await?;
+                let token = Arc::new(TaskToken::from_claims(
+                    &claims,
+                    &Expect {
+                        issuer: &self.config.issuer,
+                        audience: Some(&[presented.audience]),
+                        now,
+                        skew: self.config.skew_seconds,
+                    },
+                )?);
+                self.verified.put(presented.token, token.clone(), now);
+                token
+            }
+        };
         if self.revoked.is_revoked(&token.jti) {
             return Err(TokenError::InvalidToken(
                 "the token has been revoked".into(),
@@ -323,7 +334,7 @@ impl TokenService {
             }
             (None, false) => {}
         }
-        Ok(token)
+        Ok(TaskToken::clone(&token))
     }
 
     /// Whether `jti` is on this replica's revocation list.

@@ -5,6 +5,7 @@
 
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
     reason = "test support: a failed assertion is how a case reports"
@@ -28,6 +29,7 @@ use mandate_audit::{ChainVerifier, Checkpoint, Event, EventKind, Head, NewEvent,
 
 mod accounts;
 mod audit;
+mod cached;
 mod calls;
 mod credentials;
 mod directory;
@@ -37,6 +39,7 @@ mod vault;
 
 pub use accounts::*;
 pub use audit::*;
+pub use cached::*;
 pub use calls::*;
 pub use credentials::*;
 pub use directory::*;
