@@ -154,8 +154,7 @@ pub(crate) fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
-        || gateway.public_host.as_deref() == Some(name)
+    mandate_types::net::is_loopback_host(name) || gateway.public_host.as_deref() == Some(name)
 }
 
 /// The token, as the request presents it.

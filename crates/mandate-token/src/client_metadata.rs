@@ -9,7 +9,6 @@
 //! egress-filter the server.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -150,14 +149,8 @@ impl ClientMetadataFetcher {
 }
 
 fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    url.host_str()
+        .is_some_and(mandate_types::net::is_loopback_literal)
 }
 
 #[cfg(test)]

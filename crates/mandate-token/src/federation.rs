@@ -22,7 +22,6 @@
 //! The cache's clock is the `now` given to [`Federation::verify`], so tests move time
 //! by passing a different number.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -524,14 +523,8 @@ fn check_url(s: &str, insecure_loopback: bool) -> Result<Url, String> {
 }
 
 fn is_loopback_literal(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    url.host_str()
+        .is_some_and(mandate_types::net::is_loopback_literal)
 }
 
 #[cfg(test)]

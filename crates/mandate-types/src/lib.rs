@@ -12,6 +12,7 @@
 mod clock;
 mod id;
 mod levels;
+pub mod net;
 mod secret;
 
 pub use clock::{Clock, FixedClock, SystemClock};
