@@ -95,11 +95,12 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 extra="${flags[*]:+ ${flags[*]}}"
 echo "######## one run: $connections connections, $duration s each; $(nproc) cores, $(uname -sr)"
-echo "   command                          bash bench/peers.sh $duration $connections $agents$extra"
+row() { printf '   %-36s %s\n' "$1" "$2"; }
+row command "bash bench/peers.sh $duration $connections $agents$extra"
 echo "   ${version:-OpenBao}"
 grep '^SUMMARY' "$work/openbao.out" | sed 's/^/   /'
-echo "   OpenBao token/create, audit on   $bao_on tokens/s"
-echo "   OpenBao token/create, audit off  $bao_off tokens/s"
-echo "   Mandate (store ${store:-?})          $mandate tokens/s"
-echo "   Mandate / OpenBao with audit     $(ratio "$mandate" "$bao_on")"
-echo "   Mandate / OpenBao without audit  $(ratio "$mandate" "$bao_off")"
+row "OpenBao token/create, audit on" "$bao_on tokens/s"
+row "OpenBao token/create, audit off" "$bao_off tokens/s"
+row "Mandate (store ${store:-?})" "$mandate tokens/s"
+row "Mandate / OpenBao with audit" "$(ratio "$mandate" "$bao_on")"
+row "Mandate / OpenBao without audit" "$(ratio "$mandate" "$bao_off")"
