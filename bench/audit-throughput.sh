@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-200000}
 concurrency=${2:-1024}
+target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p mandate
-bin=target/release/mandate
+bin=$target/release/mandate
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -8,6 +8,22 @@ macro_rules! sql_grants {
         impl Grants for $store {
             async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                // The mandate first (the order a mandate's final-state update locks in:
+                // the mandate, then its grants): it must be live, checked in this
+                // transaction, serialised against the update that ends it, which revokes
+                // every grant committed before it.
+                if let Some(mandate) = grant.mandate_id {
+                    let live = ::sqlx::query(LIVE_MANDATE)
+                        .bind(mandate.to_string())
+                        .bind(grant.tenant_id.to_string())
+                        .bind(micros(grant.issued_at))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    if live.is_none() {
+                        return Err(StoreError::Missing { what: "live mandate".into() });
+                    }
+                }
                 if let Some(parent) = &grant.parent_jti {
                     // Locks the parent (so a concurrent revocation waits for us, or we
                     // for it) and checks that it is live, in one statement.

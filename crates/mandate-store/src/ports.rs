@@ -265,6 +265,15 @@ pub trait Grants: Send + Sync {
     /// Records a grant. Its parent, when named, must exist in the same tenant and be
     /// live, or the write is refused ([`StoreError::Missing`]): nothing is delegated from
     /// a revoked grant, even by a replica that has not heard yet.
+    ///
+    /// Its mandate, when named, must exist in the same tenant, be `active` and not have
+    /// expired at the grant's `issued_at`, or the write is refused
+    /// ([`StoreError::Missing`], `live mandate`). The check is made in the transaction
+    /// that writes the grant and is serialised against the mandate's final-state update
+    /// ([`Mandates::update_mandate`], which revokes every grant under the mandate): the
+    /// grant commits before that update and is revoked by it, or is refused after it.
+    /// So once a revocation (completion, expiry) is acknowledged, no grant of the
+    /// mandate is live on any replica, whenever it was asked for.
     async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError>;
     async fn grant(&self, tenant: TenantId, jti: &str) -> Result<Option<Grant>, StoreError>;
     /// Revokes the grant and every grant delegated from it, at any depth; returns the

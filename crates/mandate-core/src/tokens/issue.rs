@@ -577,9 +577,17 @@ impl TokenService {
             expires_at,
             revoked_at: None,
         };
+        // The store checks the mandate (and the parent) again in the transaction that
+        // writes the grant: one that ended since we read it refuses, and nothing is
+        // issued.
         self.store.insert_grant(&grant).await.map_err(|e| match e {
+            mandate_store::StoreError::Missing { .. } if parent.is_some() => {
+                TokenError::InvalidGrant(
+                    "the subject token has been revoked or its mandate has ended".into(),
+                )
+            }
             mandate_store::StoreError::Missing { .. } => {
-                TokenError::InvalidGrant("the subject token has been revoked".into())
+                TokenError::InvalidGrant("the mandate is no longer active".into())
             }
             other => unavailable(other),
         })?;

@@ -17,5 +17,6 @@ mod lifecycle;
 mod oauth_authorize;
 mod ops;
 mod policies;
+mod revocation_race;
 mod support;
 mod tokens;

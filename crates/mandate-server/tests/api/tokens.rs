@@ -11,10 +11,10 @@ use serde_json::{Map, Value, json};
 use crate::support::{Api, Reply, start_time};
 
 const ISSUER: &str = mandate_server::DEFAULT_PUBLIC_URL;
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 pub(crate) struct Agent {
     pub(crate) id: String,
@@ -24,7 +24,7 @@ pub(crate) struct Agent {
 pub(crate) struct Setup {
     pub(crate) api: Api,
     pub(crate) alice: String,
-    alice_token: String,
+    pub(crate) alice_token: String,
     pub(crate) agents: Vec<Agent>,
 }
 
@@ -135,7 +135,7 @@ impl Setup {
         id
     }
 
-    fn assertion(&self, agent: usize, jti: &str) -> String {
+    pub(crate) fn assertion(&self, agent: usize, jti: &str) -> String {
         let a = &self.agents[agent];
         let t = now(&self.api);
         sign(
@@ -146,7 +146,12 @@ impl Setup {
         )
     }
 
-    async fn form(&self, path: &str, params: &[(&str, &str)], extra: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn form(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .finish();
@@ -231,7 +236,7 @@ impl Setup {
         )
     }
 
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let auth = format!("Bearer {}", self.api.admin);
         self.form(
             "/oauth2/introspect",

@@ -291,3 +291,199 @@ pub async fn token_keys_are_published_retired_and_revocations_announced(store: A
             .unwrap();
     }
 }
+
+/// The mandate `like` was made for (same tenant, grantor and agent) once more, active.
+async fn another_active_mandate(store: &dyn Store, like: &Mandate) -> Mandate {
+    let m = Mandate::request(
+        like.tenant_id,
+        like.terms.clone(),
+        format!("agent:{}", like.terms.agent_id),
+        t0(),
+    );
+    store
+        .create_mandate(&m, &[note(&m, EventKind::MandateRequested)])
+        .await
+        .unwrap();
+    let consent = consent_for(&m, m.terms.human_id, ConsentDecision::Granted);
+    let mut active = m.clone();
+    active
+        .apply(
+            MandateEvent::Consent {
+                consent: &consent,
+                prior: &[],
+            },
+            t0(),
+        )
+        .unwrap();
+    active.version += 1;
+    store.record_consent(&consent, &active, &[]).await.unwrap();
+    active
+}
+
+/// `m` moved to a final state by `event` at `at`, stored.
+async fn end_mandate(store: &dyn Store, m: &Mandate, event: MandateEvent<'_>, at: DateTime<Utc>) {
+    let mut ended = m.clone();
+    ended.apply(event, at).unwrap();
+    ended.version += 1;
+    store.update_mandate(&ended, &[]).await.unwrap();
+}
+
+pub async fn grants_are_refused_under_a_mandate_that_is_not_live(store: Arc<dyn Store>) {
+    let first = activated_mandate(&*store).await;
+    store
+        .insert_grant(&grant_under(&first, "jti-live", None, 0))
+        .await
+        .unwrap();
+
+    // Revoked, completed: no grant of its own, none delegated from one issued before.
+    let revoked = another_active_mandate(&*store, &first).await;
+    store
+        .insert_grant(&grant_under(&revoked, "jti-r0", None, 0))
+        .await
+        .unwrap();
+    let at = t0() + Duration::minutes(1);
+    end_mandate(&*store, &revoked, MandateEvent::Revoke { reason: None }, at).await;
+    let completed = another_active_mandate(&*store, &first).await;
+    end_mandate(
+        &*store,
+        &completed,
+        MandateEvent::Complete { reason: None },
+        at,
+    )
+    .await;
+    for (m, jti, parent) in [
+        (&revoked, "jti-r1", None),
+        (&revoked, "jti-r2", Some("jti-r0")),
+        (&completed, "jti-c1", None),
+    ] {
+        let mut g = grant_under(m, jti, parent, u8::from(parent.is_some()));
+        g.issued_at = at + Duration::seconds(1);
+        g.expires_at = at + Duration::minutes(5);
+        assert!(
+            matches!(
+                store.insert_grant(&g).await,
+                Err(StoreError::Missing { .. })
+            ),
+            "{jti}"
+        );
+        assert!(
+            store.grant(m.tenant_id, jti).await.unwrap().is_none(),
+            "{jti}"
+        );
+    }
+
+    // Still `active` in the store, but past its expiry when the grant is issued.
+    let mut late = grant_under(&first, "jti-late", None, 0);
+    late.issued_at = first.terms.expires_at;
+    late.expires_at = first.terms.expires_at + Duration::minutes(5);
+    assert!(matches!(
+        store.insert_grant(&late).await,
+        Err(StoreError::Missing { .. })
+    ));
+    let mut late_child = grant_under(&first, "jti-late-child", Some("jti-live"), 1);
+    late_child.issued_at = first.terms.expires_at + Duration::seconds(1);
+    assert!(matches!(
+        store.insert_grant(&late_child).await,
+        Err(StoreError::Missing { .. })
+    ));
+
+    // Another tenant's mandate, or one that does not exist, is not live either.
+    let other = tenant(&*store, "other").await;
+    let mut foreign = grant_under(&first, "jti-foreign", None, 0);
+    foreign.tenant_id = other;
+    assert!(matches!(
+        store.insert_grant(&foreign).await,
+        Err(StoreError::Missing { .. })
+    ));
+    let mut unknown = grant_under(&first, "jti-unknown", None, 0);
+    unknown.mandate_id = Some(mandate_types::MandateId::generate());
+    assert!(matches!(
+        store.insert_grant(&unknown).await,
+        Err(StoreError::Missing { .. })
+    ));
+
+    // A grant without a mandate (it may only request mandates) needs none.
+    let mut no_mandate = grant_under(&first, "jti-none", None, 0);
+    no_mandate.mandate_id = None;
+    store.insert_grant(&no_mandate).await.unwrap();
+}
+
+/// Rounds of [`revocation_wins_every_race`]: `MANDATE_RACE_ROUNDS`, default 20.
+fn race_rounds() -> usize {
+    std::env::var("MANDATE_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Each round: grants for one mandate (new ones and ones delegated from a grant issued
+/// before) written concurrently with the mandate's revocation. Once the revocation is
+/// acknowledged, every grant of the mandate is revoked: each write either committed
+/// before the revocation (and was revoked by it) or was refused.
+pub async fn revocation_wins_every_race(store: Arc<dyn Store>) {
+    const WRITERS: usize = 8;
+    let rounds = race_rounds();
+    let first = activated_mandate(&*store).await;
+    let (mut before, mut refused) = (0usize, 0usize);
+    for round in 0..rounds {
+        let m = another_active_mandate(&*store, &first).await;
+        let root = grant_under(&m, &format!("root-{round}"), None, 0);
+        store.insert_grant(&root).await.unwrap();
+        let start = Arc::new(tokio::sync::Barrier::new(WRITERS + 1));
+        let mut writers = Vec::new();
+        for i in 0..WRITERS {
+            let parent = (i % 2 == 1).then_some(root.jti.as_str());
+            let grant = grant_under(
+                &m,
+                &format!("g-{round}-{i}"),
+                parent,
+                u8::from(parent.is_some()),
+            );
+            let (store, start) = (store.clone(), start.clone());
+            writers.push(tokio::spawn(async move {
+                start.wait().await;
+                // Some writers start a little after the revocation.
+                for _ in 0..(i % 4) {
+                    tokio::task::yield_now().await;
+                }
+                let result = store.insert_grant(&grant).await;
+                (grant.jti, result)
+            }));
+        }
+        start.wait().await;
+        end_mandate(
+            &*store,
+            &m,
+            MandateEvent::Revoke { reason: None },
+            t0() + Duration::minutes(1),
+        )
+        .await;
+        // The revocation is acknowledged: no grant of this mandate is live, whenever
+        // its write is answered.
+        for writer in writers {
+            let (jti, result) = writer.await.unwrap();
+            let stored = store.grant(m.tenant_id, &jti).await.unwrap();
+            match result {
+                Ok(()) => {
+                    let g = stored.unwrap_or_else(|| panic!("round {round}: {jti} was not stored"));
+                    assert!(
+                        g.revoked_at.is_some(),
+                        "round {round}: {jti} is live after its mandate was revoked"
+                    );
+                    before += 1;
+                }
+                Err(StoreError::Missing { .. }) => {
+                    assert!(stored.is_none(), "round {round}: {jti} refused yet stored");
+                    refused += 1;
+                }
+                Err(e) => panic!("round {round}: {jti}: unexpected error: {e}"),
+            }
+        }
+        let root = store.grant(m.tenant_id, &root.jti).await.unwrap().unwrap();
+        assert!(root.revoked_at.is_some(), "round {round}: the root is live");
+    }
+    eprintln!(
+        "revocation race: {rounds} rounds, {before} grants written before the revocation \
+         (and revoked by it), {refused} refused after it"
+    );
+}

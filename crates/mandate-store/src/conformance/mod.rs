@@ -75,6 +75,8 @@ macro_rules! store_conformance {
             checkpoints_and_keys,
             policy_sets_are_versioned_newest_wins,
             grants_revoke_down_the_delegation_tree_and_with_their_mandate,
+            grants_are_refused_under_a_mandate_that_is_not_live,
+            revocation_wins_every_race,
             client_assertion_jtis_are_accepted_once,
             token_keys_are_published_retired_and_revocations_announced,
             budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
