@@ -13,6 +13,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cache::EntityCache;
 use crate::index::Index;
 use crate::source::{PolicySetError, PolicySource, Problem, SourceFile};
 
@@ -92,6 +93,9 @@ pub struct CompiledSet {
     source: PolicySource,
     digest: String,
     operator_policies: usize,
+    /// The entities of Mandate's call decisions, built once per (agent, mandate, tool)
+    /// content and reused while this set decides (`cache.rs`).
+    pub(crate) call_cache: EntityCache,
 }
 
 impl CompiledSet {
@@ -109,6 +113,7 @@ impl CompiledSet {
             source: PolicySource::default(),
             digest: String::new(),
             operator_policies: 0,
+            call_cache: EntityCache::default(),
         }
     }
 
@@ -202,6 +207,7 @@ impl CompiledSet {
             operator_policies: operator.len(),
             source,
             digest,
+            call_cache: EntityCache::default(),
         })
     }
 

@@ -1,0 +1,285 @@
+//! The entities of Mandate's own call decisions, built once and reused.
+//!
+//! Building a call's Cedar entities (agent, mandate, tool server, tool and the
+//! transitive closure Cedar computes over them) cost more than deciding. They depend
+//! only on a few facts of the agent, the mandate and the tool, never on the call's
+//! arguments, amount or time, so they are kept per (agent, mandate, tool, server) and
+//! reused; only the request context is built per call.
+//!
+//! Why an entry can never be stale: the entities are built *from* a [`CallFacts`]
+//! value and nothing else, and the entry keeps an owned copy of those facts. A lookup
+//! compares the request's facts with the entry's field by field; any difference (a
+//! new status, other terms, a changed tool tier or agent label, a different scope
+//! outcome) is a miss, and the entry is rebuilt and replaced. The ids only choose the
+//! slot. So an entry is used only for exactly the inputs it was built from, whatever
+//! the ids and versions claim.
+//!
+//! Bounds: at most [`DEFAULT_CAPACITY`] entries per compiled set (one per id tuple; a
+//! changed entity replaces its old entry); when full, an arbitrary entry is evicted.
+//! The cache belongs to one compiled set, so a policy reload starts empty and the
+//! candidate policies kept beside each entry always come from the set that decides.
+//! A poisoned lock is treated as a miss: the entities are built for the call and not
+//! kept.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use cedar_policy::{Entities, EntityUid};
+use chrono::{DateTime, Utc};
+use mandate_domain::{Agent, Mandate, Tool, ToolServer};
+use mandate_types::{AgentId, DataClass, HumanId, MandateId, RiskTier, ToolId, ToolServerId};
+
+use crate::index::Bucket;
+
+/// Entries kept per compiled set. An entry (four entities, their closure, the facts
+/// and, per action, the merged candidate policies) is a few kilobytes, so a full
+/// cache stays in the tens of megabytes while covering a busy replica's working set
+/// of (agent, mandate, tool) triples.
+pub(crate) const DEFAULT_CAPACITY: usize = 16_384;
+
+/// What an agent's entity is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentFacts<'a> {
+    pub(crate) id: AgentId,
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) owner: HumanId,
+    pub(crate) labels: Cow<'a, BTreeMap<String, String>>,
+}
+
+impl<'a> AgentFacts<'a> {
+    pub(crate) fn of(agent: &'a Agent) -> Self {
+        AgentFacts {
+            id: agent.id,
+            name: Cow::Borrowed(&agent.name),
+            owner: agent.owner,
+            labels: Cow::Borrowed(&agent.labels),
+        }
+    }
+
+    fn into_owned(self) -> AgentFacts<'static> {
+        AgentFacts {
+            id: self.id,
+            name: Cow::Owned(self.name.into_owned()),
+            owner: self.owner,
+            labels: Cow::Owned(self.labels.into_owned()),
+        }
+    }
+}
+
+/// What a mandate's entity is built from: its status and the terms the policies
+/// read (not its usage, which is context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MandateFacts<'a> {
+    pub(crate) id: MandateId,
+    pub(crate) status: &'static str,
+    pub(crate) mode: &'static str,
+    pub(crate) human: HumanId,
+    pub(crate) grantee: AgentId,
+    pub(crate) purpose: Cow<'a, str>,
+    pub(crate) not_before: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) data_ceiling: DataClass,
+    pub(crate) approval_tiers: Cow<'a, BTreeSet<RiskTier>>,
+    pub(crate) approval_tags: Cow<'a, BTreeSet<String>>,
+    pub(crate) max_delegation_depth: u8,
+    pub(crate) max_calls: Option<u64>,
+    pub(crate) max_amount: Option<u64>,
+}
+
+impl<'a> MandateFacts<'a> {
+    pub(crate) fn of(mandate: &'a Mandate) -> Self {
+        let terms = &mandate.terms;
+        MandateFacts {
+            id: mandate.id,
+            status: mandate.status.as_str(),
+            mode: terms.mode.as_str(),
+            human: terms.human_id,
+            grantee: terms.agent_id,
+            purpose: Cow::Borrowed(terms.purpose.as_deref().unwrap_or("")),
+            not_before: terms.not_before.unwrap_or(mandate.created_at),
+            expires_at: terms.expires_at,
+            data_ceiling: terms.data_ceiling,
+            approval_tiers: Cow::Borrowed(&terms.approval.tiers),
+            approval_tags: Cow::Borrowed(&terms.approval.tags),
+            max_delegation_depth: terms.max_delegation_depth,
+            max_calls: terms.budgets.max_calls,
+            max_amount: terms.budgets.max_amount,
+        }
+    }
+
+    fn into_owned(self) -> MandateFacts<'static> {
+        MandateFacts {
+            purpose: Cow::Owned(self.purpose.into_owned()),
+            approval_tiers: Cow::Owned(self.approval_tiers.into_owned()),
+            approval_tags: Cow::Owned(self.approval_tags.into_owned()),
+            ..self
+        }
+    }
+}
+
+/// What a tool's and its server's entities are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolFacts<'a> {
+    pub(crate) server: Cow<'a, str>,
+    pub(crate) tool: Cow<'a, str>,
+    pub(crate) risk_tier: RiskTier,
+    pub(crate) tags: Cow<'a, BTreeSet<String>>,
+    pub(crate) data_class: DataClass,
+}
+
+impl<'a> ToolFacts<'a> {
+    pub(crate) fn of(server: &'a ToolServer, tool: &'a Tool) -> Self {
+        ToolFacts {
+            server: Cow::Borrowed(&server.name),
+            tool: Cow::Borrowed(&tool.name),
+            risk_tier: tool.risk_tier,
+            tags: Cow::Borrowed(&tool.tags),
+            data_class: tool.data_class,
+        }
+    }
+
+    /// The namespaced name: `{server}.{tool}`.
+    pub(crate) fn name(&self) -> String {
+        format!("{}.{}", self.server, self.tool)
+    }
+
+    fn into_owned(self) -> ToolFacts<'static> {
+        ToolFacts {
+            server: Cow::Owned(self.server.into_owned()),
+            tool: Cow::Owned(self.tool.into_owned()),
+            tags: Cow::Owned(self.tags.into_owned()),
+            ..self
+        }
+    }
+}
+
+/// Everything a call's entities are built from. The builder reads nothing else, so
+/// equal facts mean equal entities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallFacts<'a> {
+    pub(crate) agent: AgentFacts<'a>,
+    pub(crate) mandate: MandateFacts<'a>,
+    pub(crate) tool: ToolFacts<'a>,
+    /// The mandate's scope covers the tool: the tool is then `in` the mandate.
+    pub(crate) in_scope: bool,
+}
+
+impl CallFacts<'_> {
+    fn into_owned(self) -> CallFacts<'static> {
+        CallFacts {
+            agent: self.agent.into_owned(),
+            mandate: self.mandate.into_owned(),
+            tool: self.tool.into_owned(),
+            in_scope: self.in_scope,
+        }
+    }
+}
+
+/// Which slot an entry lives in. Only a hint: the facts decide whether it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Slot {
+    pub(crate) agent: AgentId,
+    pub(crate) mandate: MandateId,
+    pub(crate) tool: ToolId,
+    pub(crate) server: ToolServerId,
+}
+
+/// A call's entities and what a decision needs beside them, ready to share.
+#[derive(Debug)]
+pub(crate) struct CallEntities {
+    facts: CallFacts<'static>,
+    pub(crate) entities: Entities,
+    pub(crate) agent: EntityUid,
+    pub(crate) mandate: EntityUid,
+    pub(crate) tool: EntityUid,
+    /// Per call action (in `CallAction` order), the index's candidate buckets for
+    /// these entities merged into one, filled on first use. The buckets depend only
+    /// on the principal, action and resource and their ancestors, all fixed here.
+    pub(crate) candidates: [OnceLock<Bucket>; 4],
+}
+
+impl CallEntities {
+    pub(crate) fn new(
+        facts: CallFacts<'_>,
+        entities: Entities,
+        agent: EntityUid,
+        mandate: EntityUid,
+        tool: EntityUid,
+    ) -> Self {
+        CallEntities {
+            facts: facts.into_owned(),
+            entities,
+            agent,
+            mandate,
+            tool,
+            candidates: Default::default(),
+        }
+    }
+}
+
+/// The bounded, shared map of call entities.
+pub(crate) struct EntityCache {
+    entries: RwLock<HashMap<Slot, Arc<CallEntities>>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for EntityCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntityCache")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Default for EntityCache {
+    fn default() -> Self {
+        EntityCache::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl EntityCache {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        EntityCache {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// The entry for exactly these facts, built with `build` when there is none (or
+    /// only one for other facts). `build` runs outside the lock; two callers missing
+    /// at once may both build, and the later simply replaces the earlier.
+    pub(crate) fn get_or_build(
+        &self,
+        slot: Slot,
+        facts: &CallFacts<'_>,
+        build: impl FnOnce() -> Result<CallEntities, String>,
+    ) -> Result<Arc<CallEntities>, String> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(entry) = entries.get(&slot)
+            && entry.facts == *facts
+        {
+            return Ok(entry.clone());
+        }
+        let entry = Arc::new(build()?);
+        if self.capacity == 0 {
+            return Ok(entry);
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= self.capacity && !entries.contains_key(&slot) {
+                // Any entry will do: the iteration order of a randomly seeded map is as
+                // good as random eviction, and costs no bookkeeping on hits.
+                if let Some(victim) = entries.keys().next().copied() {
+                    entries.remove(&victim);
+                }
+            }
+            entries.insert(slot, entry.clone());
+        }
+        Ok(entry)
+    }
+}
