@@ -283,3 +283,103 @@ impl EntityCache {
         Ok(entry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(n: u8) -> (Slot, CallFacts<'static>) {
+        let agent = AgentId::generate();
+        let mandate = MandateId::generate();
+        let now = Utc::now();
+        let facts = CallFacts {
+            agent: AgentFacts {
+                id: agent,
+                name: Cow::Owned(format!("agent {n}")),
+                owner: HumanId::generate(),
+                labels: Cow::Owned(BTreeMap::new()),
+            },
+            mandate: MandateFacts {
+                id: mandate,
+                status: "active",
+                mode: "execute",
+                human: HumanId::generate(),
+                grantee: agent,
+                purpose: Cow::Borrowed(""),
+                not_before: now,
+                expires_at: now,
+                data_ceiling: DataClass::Public,
+                approval_tiers: Cow::Owned(BTreeSet::new()),
+                approval_tags: Cow::Owned(BTreeSet::new()),
+                max_delegation_depth: 0,
+                max_calls: None,
+                max_amount: None,
+            },
+            tool: ToolFacts {
+                server: Cow::Borrowed("s"),
+                tool: Cow::Owned(format!("t{n}")),
+                risk_tier: RiskTier::Read,
+                tags: Cow::Owned(BTreeSet::new()),
+                data_class: DataClass::Public,
+            },
+            in_scope: true,
+        };
+        let slot = Slot {
+            agent,
+            mandate,
+            tool: ToolId::generate(),
+            server: ToolServerId::generate(),
+        };
+        (slot, facts)
+    }
+
+    fn build(facts: &CallFacts<'_>) -> Result<CallEntities, String> {
+        let uid: EntityUid = r#"Mandate::Agent::"a""#.parse().map_err(|_| "uid")?;
+        Ok(CallEntities::new(
+            facts.clone(),
+            Entities::empty(),
+            uid.clone(),
+            uid.clone(),
+            uid,
+        ))
+    }
+
+    #[test]
+    fn stays_within_its_capacity_and_rebuilds_for_other_facts() {
+        let cache = EntityCache::with_capacity(3);
+        let mut builds = 0;
+        for n in 0..10 {
+            let (slot, facts) = facts(n);
+            cache
+                .get_or_build(slot, &facts, || {
+                    builds += 1;
+                    build(&facts)
+                })
+                .unwrap();
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(builds, 10);
+
+        let (slot, facts) = facts(0);
+        let first = cache.get_or_build(slot, &facts, || build(&facts)).unwrap();
+        let again = cache
+            .get_or_build(slot, &facts, || Err("must not build".into()))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+
+        let mut other = facts.clone();
+        other.mandate.status = "revoked";
+        let rebuilt = cache.get_or_build(slot, &other, || build(&other)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
+        assert_eq!(rebuilt.facts, other);
+        assert!(cache.len() <= 3);
+    }
+
+    #[test]
+    fn without_capacity_nothing_is_kept() {
+        let cache = EntityCache::with_capacity(0);
+        let (slot, facts) = facts(1);
+        cache.get_or_build(slot, &facts, || build(&facts)).unwrap();
+        assert_eq!(cache.len(), 0);
+    }
+}
