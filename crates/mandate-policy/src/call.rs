@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::cache::{AgentFacts, CallEntities, CallFacts, MandateFacts, Slot, ToolFacts};
 use crate::compile::CompiledSet;
 use crate::engine::{Audience, Decision, Lookup};
-use crate::index::Bucket;
+use crate::index::{Bucket, without_action_scope};
 
 /// What the agent is doing with the tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,8 +405,34 @@ impl CompiledSet {
             let buckets = self
                 .mandate_index
                 .buckets(principal, action, resource, &entry.entities);
-            Bucket::merged(&buckets)
+            let merged = Bucket::merged(&buckets);
+            if self.action_entities.is_some() {
+                return merged;
+            }
+            // Mandate's actions form no groups and a call's entities hold no action
+            // entities, so the action has no ancestors: every candidate was filed under
+            // this very action (or under any action), so its action scope holds for
+            // this request. Opened, Cedar skips building and searching the action list
+            // on every call; the answer is the same (the unindexed path, which keeps
+            // the policies as written, is the reference the tests compare with).
+            merged.rewritten(|policy| self.action_free(policy))
         }))
+    }
+
+    /// `policy` with its action scope opened, made once per policy of the set.
+    fn action_free(&self, policy: &cedar_policy::Policy) -> cedar_policy::Policy {
+        if let Ok(done) = self.action_free.read()
+            && let Some(p) = done.get(policy.id())
+        {
+            return p.clone();
+        }
+        let Some(open) = without_action_scope(policy) else {
+            return policy.clone();
+        };
+        if let Ok(mut done) = self.action_free.write() {
+            done.insert(policy.id().clone(), open.clone());
+        }
+        open
     }
 
     /// The Cedar request (built per call: only its context changes) and the call's

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use cedar_policy::{
     Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
@@ -96,6 +97,9 @@ pub struct CompiledSet {
     /// The entities of Mandate's call decisions, built once per (agent, mandate, tool)
     /// content and reused while this set decides (`cache.rs`).
     pub(crate) call_cache: EntityCache,
+    /// Policies with their action scope opened (`index::without_action_scope`), made
+    /// on first use; at most one per policy of this set.
+    pub(crate) action_free: RwLock<HashMap<PolicyId, Policy>>,
 }
 
 impl CompiledSet {
@@ -114,6 +118,7 @@ impl CompiledSet {
             digest: String::new(),
             operator_policies: 0,
             call_cache: EntityCache::default(),
+            action_free: RwLock::default(),
         }
     }
 
@@ -208,6 +213,7 @@ impl CompiledSet {
             source,
             digest,
             call_cache: EntityCache::default(),
+            action_free: RwLock::default(),
         })
     }
 

@@ -68,6 +68,32 @@ impl Bucket {
         }
         merged
     }
+
+    /// The same bucket with `rewrite` applied to each policy (permits stay permits).
+    pub(crate) fn rewritten(&self, rewrite: impl Fn(&Policy) -> Policy) -> Bucket {
+        let mut out = Bucket::default();
+        for policy in self.all.policies() {
+            // Ids are unique here already; a failure keeps nothing out that was in.
+            let _ = out.all.add(rewrite(policy));
+        }
+        for policy in self.permits.policies() {
+            if out.permits.add(rewrite(policy)).is_ok() {
+                out.permit_count += 1;
+            }
+        }
+        out
+    }
+}
+
+/// The policy with its action scope left open (`action`), same id, annotations and
+/// conditions; `None` when it is open already or cannot be rewritten.
+pub(crate) fn without_action_scope(policy: &Policy) -> Option<Policy> {
+    if matches!(policy.action_constraint(), ActionConstraint::Any) {
+        return None;
+    }
+    let mut json = policy.to_json().ok()?;
+    *json.get_mut("action")? = serde_json::json!({ "op": "All" });
+    Policy::from_json(Some(policy.id().clone()), json).ok()
 }
 
 type ByResource = HashMap<Key, Bucket>;
