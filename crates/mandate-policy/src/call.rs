@@ -405,9 +405,8 @@ impl CompiledSet {
             let buckets = self
                 .mandate_index
                 .buckets(principal, action, resource, &entry.entities);
-            let merged = Bucket::merged(&buckets);
             if self.action_entities.is_some() {
-                return merged;
+                return Bucket::merged(&buckets, Clone::clone);
             }
             // Mandate's actions form no groups and a call's entities hold no action
             // entities, so the action has no ancestors: every candidate was filed under
@@ -415,7 +414,7 @@ impl CompiledSet {
             // this request. Opened, Cedar skips building and searching the action list
             // on every call; the answer is the same (the unindexed path, which keeps
             // the policies as written, is the reference the tests compare with).
-            merged.rewritten(|policy| self.action_free(policy))
+            Bucket::merged(&buckets, |policy| self.action_free(policy))
         }))
     }
 

@@ -50,38 +50,28 @@ impl Bucket {
         self.permit_count > 0
     }
 
-    /// The policies of several buckets in one, each once: deciding with it is deciding
-    /// with each in turn and combining (a forbid that holds in any denies; the permits
-    /// that hold are the union), in one evaluation instead of one per bucket.
-    pub(crate) fn merged(buckets: &[&Bucket]) -> Bucket {
+    /// The policies of several buckets in one, each once and each through `rewrite`
+    /// (an equivalent policy for the requests these buckets serve): deciding with it is
+    /// deciding with each in turn and combining (a forbid that holds in any denies; the
+    /// permits that hold are the union), in one evaluation instead of one per bucket.
+    pub(crate) fn merged(buckets: &[&Bucket], rewrite: impl Fn(&Policy) -> Policy) -> Bucket {
         let mut merged = Bucket::default();
         for bucket in buckets {
             for policy in bucket.all.policies() {
-                // Already there (a policy filed under several keys): skipped.
-                let _ = merged.all.add(policy.clone());
-            }
-            for policy in bucket.permits.policies() {
-                if merged.permits.add(policy.clone()).is_ok() {
+                if merged.all.policy(policy.id()).is_some() {
+                    // Filed under several keys: once is enough.
+                    continue;
+                }
+                let policy = rewrite(policy);
+                let permit = bucket.permits.policy(policy.id()).is_some();
+                if permit && merged.permits.add(policy.clone()).is_ok() {
                     merged.permit_count += 1;
                 }
+                // Ids are unique and checked above: this cannot fail.
+                let _ = merged.all.add(policy);
             }
         }
         merged
-    }
-
-    /// The same bucket with `rewrite` applied to each policy (permits stay permits).
-    pub(crate) fn rewritten(&self, rewrite: impl Fn(&Policy) -> Policy) -> Bucket {
-        let mut out = Bucket::default();
-        for policy in self.all.policies() {
-            // Ids are unique here already; a failure keeps nothing out that was in.
-            let _ = out.all.add(rewrite(policy));
-        }
-        for policy in self.permits.policies() {
-            if out.permits.add(rewrite(policy)).is_ok() {
-                out.permit_count += 1;
-            }
-        }
-        out
     }
 }
 
