@@ -32,11 +32,11 @@ use mandate_types::{AgentId, DataClass, HumanId, MandateId, RiskTier, ToolId, To
 
 use crate::index::Bucket;
 
-/// Entries kept per compiled set. An entry (four entities, their closure, the facts
-/// and, per action, the merged candidate policies) is a few kilobytes, so a full
-/// cache stays in the tens of megabytes while covering a busy replica's working set
-/// of (agent, mandate, tool) triples.
-pub(crate) const DEFAULT_CAPACITY: usize = 16_384;
+/// Entries kept per compiled set. An entry (four entities and their closure, the
+/// facts, the uids) costs about 17 KiB of heap as measured with the benchmark's world
+/// (Cedar's values are large), so a full cache is about 70 MiB: enough for a replica's
+/// working set of (agent, mandate, tool) triples, not for every triple there is.
+pub(crate) const DEFAULT_CAPACITY: usize = 4_096;
 
 /// What an agent's entity is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,8 +195,9 @@ pub(crate) struct CallEntities {
     pub(crate) tool: EntityUid,
     /// Per call action (in `CallAction` order), the index's candidate buckets for
     /// these entities merged into one, filled on first use. The buckets depend only
-    /// on the principal, action and resource and their ancestors, all fixed here.
-    pub(crate) candidates: [OnceLock<Bucket>; 4],
+    /// on the principal, action and resource and their ancestors, all fixed here. The
+    /// merged sets are shared between entries (`CandidateCache`).
+    pub(crate) candidates: [OnceLock<Arc<Bucket>>; 4],
 }
 
 impl CallEntities {
@@ -215,6 +216,53 @@ impl CallEntities {
             tool,
             candidates: Default::default(),
         }
+    }
+}
+
+/// Merged candidate buckets by the buckets they merge (their addresses in the
+/// compiled set's index, which is immutable while the set lives): many entries share
+/// one (with the built-ins alone, one per action), so a merged set is built once, not
+/// once per entry. Bounded like the entity cache.
+#[derive(Debug)]
+pub(crate) struct CandidateCache {
+    merged: RwLock<HashMap<Vec<usize>, Arc<Bucket>>>,
+    capacity: usize,
+}
+
+impl Default for CandidateCache {
+    fn default() -> Self {
+        CandidateCache {
+            merged: RwLock::new(HashMap::new()),
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+impl CandidateCache {
+    pub(crate) fn get_or_merge(
+        &self,
+        buckets: &[&Bucket],
+        merge: impl FnOnce() -> Bucket,
+    ) -> Arc<Bucket> {
+        let key: Vec<usize> = buckets
+            .iter()
+            .map(|b| std::ptr::from_ref::<Bucket>(b) as usize)
+            .collect();
+        if let Ok(merged) = self.merged.read()
+            && let Some(bucket) = merged.get(&key)
+        {
+            return bucket.clone();
+        }
+        let bucket = Arc::new(merge());
+        if let Ok(mut merged) = self.merged.write() {
+            if merged.len() >= self.capacity
+                && let Some(victim) = merged.keys().next().cloned()
+            {
+                merged.remove(&victim);
+            }
+            merged.insert(key, bucket.clone());
+        }
+        bucket
     }
 }
 

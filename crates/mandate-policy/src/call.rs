@@ -401,21 +401,29 @@ impl CompiledSet {
         let slot = entry.candidates.get(action.position())?;
         let (principal, action, resource) =
             (request.principal()?, request.action()?, request.resource()?);
-        Some(slot.get_or_init(|| {
+        let merged = slot.get_or_init(|| {
             let buckets = self
                 .mandate_index
                 .buckets(principal, action, resource, &entry.entities);
-            if self.action_entities.is_some() {
-                return Bucket::merged(&buckets, Clone::clone);
-            }
+            self.candidate_cache
+                .get_or_merge(&buckets, || self.merge(&buckets))
+        });
+        Some(merged)
+    }
+
+    /// The buckets' policies in one.
+    fn merge(&self, buckets: &[&Bucket]) -> Bucket {
+        if self.action_entities.is_some() {
+            Bucket::merged(buckets, Clone::clone)
+        } else {
             // Mandate's actions form no groups and a call's entities hold no action
             // entities, so the action has no ancestors: every candidate was filed under
             // this very action (or under any action), so its action scope holds for
             // this request. Opened, Cedar skips building and searching the action list
             // on every call; the answer is the same (the unindexed path, which keeps
             // the policies as written, is the reference the tests compare with).
-            Bucket::merged(&buckets, |policy| self.action_free(policy))
-        }))
+            Bucket::merged(buckets, |policy| self.action_free(policy))
+        }
     }
 
     /// `policy` with its action scope opened, made once per policy of the set.

@@ -14,7 +14,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cache::EntityCache;
+use crate::cache::{CandidateCache, EntityCache};
 use crate::index::Index;
 use crate::source::{PolicySetError, PolicySource, Problem, SourceFile};
 
@@ -97,6 +97,8 @@ pub struct CompiledSet {
     /// The entities of Mandate's call decisions, built once per (agent, mandate, tool)
     /// content and reused while this set decides (`cache.rs`).
     pub(crate) call_cache: EntityCache,
+    /// Merged candidate buckets shared by the call cache's entries.
+    pub(crate) candidate_cache: CandidateCache,
     /// Policies with their action scope opened (`index::without_action_scope`), made
     /// on first use; at most one per policy of this set.
     pub(crate) action_free: RwLock<HashMap<PolicyId, Policy>>,
@@ -118,6 +120,7 @@ impl CompiledSet {
             digest: String::new(),
             operator_policies: 0,
             call_cache: EntityCache::default(),
+            candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
         }
     }
@@ -213,6 +216,7 @@ impl CompiledSet {
             source,
             digest,
             call_cache: EntityCache::default(),
+            candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
         })
     }
