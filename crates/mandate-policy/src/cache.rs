@@ -219,13 +219,16 @@ impl CallEntities {
     }
 }
 
+/// Whether the policies' action scopes were opened, and the buckets' addresses.
+type MergeKey = (bool, Vec<usize>);
+
 /// Merged candidate buckets by the buckets they merge (their addresses in the
 /// compiled set's index, which is immutable while the set lives): many entries share
 /// one (with the built-ins alone, one per action), so a merged set is built once, not
 /// once per entry. Bounded like the entity cache.
 #[derive(Debug)]
 pub(crate) struct CandidateCache {
-    merged: RwLock<HashMap<Vec<usize>, Arc<Bucket>>>,
+    merged: RwLock<HashMap<MergeKey, Arc<Bucket>>>,
     capacity: usize,
 }
 
@@ -239,15 +242,21 @@ impl Default for CandidateCache {
 }
 
 impl CandidateCache {
+    /// `opened` says whether `merge` opens action scopes: a set merged one way is
+    /// never served for the other.
     pub(crate) fn get_or_merge(
         &self,
         buckets: &[&Bucket],
+        opened: bool,
         merge: impl FnOnce() -> Bucket,
     ) -> Arc<Bucket> {
-        let key: Vec<usize> = buckets
-            .iter()
-            .map(|b| std::ptr::from_ref::<Bucket>(b) as usize)
-            .collect();
+        let key = (
+            opened,
+            buckets
+                .iter()
+                .map(|b| std::ptr::from_ref::<Bucket>(b) as usize)
+                .collect::<Vec<usize>>(),
+        );
         if let Ok(merged) = self.merged.read()
             && let Some(bucket) = merged.get(&key)
         {

@@ -405,8 +405,9 @@ impl CompiledSet {
             let buckets = self
                 .mandate_index
                 .buckets(principal, action, resource, &entry.entities);
+            let opened = self.action_entities.is_none();
             self.candidate_cache
-                .get_or_merge(&buckets, || self.merge(&buckets))
+                .get_or_merge(&buckets, opened, || self.merge(&buckets))
         });
         Some(merged)
     }

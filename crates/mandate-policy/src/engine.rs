@@ -113,11 +113,18 @@ impl CompiledSet {
         else {
             return Decision::refused("the request is incomplete");
         };
-        let buckets: Vec<&Bucket> = match lookup {
-            Lookup::Indexed => index.buckets(principal, action, resource, entities),
-            Lookup::Unindexed => vec![index.everything()],
-        };
-        self.decide_buckets(&buckets, request, entities)
+        match lookup {
+            Lookup::Indexed => {
+                // The candidate buckets merged once and kept (as policies written: the
+                // request's entities may hold action groups), so Cedar runs once.
+                let buckets = index.buckets(principal, action, resource, entities);
+                let merged = self
+                    .candidate_cache
+                    .get_or_merge(&buckets, false, || Bucket::merged(&buckets, Clone::clone));
+                self.decide_buckets(&[&merged], request, entities)
+            }
+            Lookup::Unindexed => self.decide_buckets(&[index.everything()], request, entities),
+        }
     }
 
     /// Decides over the policies of these buckets (each a candidate set, all of them
