@@ -7,7 +7,7 @@
 //! operator policies name.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use chrono::{DateTime, Utc};
@@ -15,8 +15,10 @@ use mandate_domain::{Agent, ArgumentConstraint, Mandate, MandateTerms, Tool, Too
 use mandate_types::AgentId;
 use serde_json::Value;
 
+use crate::cache::{AgentFacts, CallEntities, CallFacts, MandateFacts, Slot, ToolFacts};
 use crate::compile::CompiledSet;
 use crate::engine::{Audience, Decision, Lookup};
+use crate::index::{Bucket, without_action_scope};
 
 /// What the agent is doing with the tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,24 @@ pub enum CallAction {
 }
 
 impl CallAction {
+    /// Every call action, in the order of [`CallAction::position`].
+    const ALL: [CallAction; 4] = [
+        CallAction::CallTool,
+        CallAction::ListTools,
+        CallAction::ReadResource,
+        CallAction::GetPrompt,
+    ];
+
+    /// The action's place in [`CallAction::ALL`] (and in per-action tables).
+    fn position(self) -> usize {
+        match self {
+            CallAction::CallTool => 0,
+            CallAction::ListTools => 1,
+            CallAction::ReadResource => 2,
+            CallAction::GetPrompt => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CallAction::CallTool => "call_tool",
@@ -160,6 +180,8 @@ pub(crate) struct MandateTypes {
     pub(crate) server: EntityTypeName,
     pub(crate) tool: EntityTypeName,
     pub(crate) action: EntityTypeName,
+    /// The call actions' uids, in [`CallAction::ALL`] order.
+    call_actions: Vec<EntityUid>,
 }
 
 static TYPES: OnceLock<Result<MandateTypes, String>> = OnceLock::new();
@@ -170,14 +192,27 @@ impl MandateTypes {
             n.parse::<EntityTypeName>()
                 .map_err(|e| format!("entity type {n}: {e}"))
         };
+        let action = name("Mandate::Action")?;
+        let call_actions = CallAction::ALL
+            .iter()
+            .map(|a| EntityUid::from_type_name_and_id(action.clone(), EntityId::new(a.as_str())))
+            .collect();
         Ok(MandateTypes {
             agent: name("Mandate::Agent")?,
             human: name("Mandate::Human")?,
             mandate: name("Mandate::Mandate")?,
             server: name("Mandate::ToolServer")?,
             tool: name("Mandate::Tool")?,
-            action: name("Mandate::Action")?,
+            action,
+            call_actions,
         })
+    }
+
+    /// The uid of a call action, parsed once.
+    fn call_action(&self, action: CallAction) -> Result<&EntityUid, String> {
+        self.call_actions
+            .get(action.position())
+            .ok_or_else(|| format!("no uid for action {}", action.as_str()))
     }
 
     pub(crate) fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
@@ -249,7 +284,7 @@ pub(crate) fn delegation(
 }
 
 /// An agent as a Cedar entity.
-pub(crate) fn agent_entity(types: &MandateTypes, agent: &Agent) -> Result<Entity, String> {
+pub(crate) fn agent_entity(types: &MandateTypes, agent: &AgentFacts<'_>) -> Result<Entity, String> {
     let labels: Vec<String> = agent
         .labels
         .iter()
@@ -272,43 +307,42 @@ pub(crate) fn agent_entity(types: &MandateTypes, agent: &Agent) -> Result<Entity
 }
 
 /// A mandate as a Cedar entity: its status and terms.
-pub(crate) fn mandate_entity(types: &MandateTypes, mandate: &Mandate) -> Result<Entity, String> {
-    let terms = &mandate.terms;
-    let human = types.uid(&types.human, &terms.human_id.to_string());
-    let grantee = types.uid(&types.agent, &terms.agent_id.to_string());
+pub(crate) fn mandate_entity(
+    types: &MandateTypes,
+    mandate: &MandateFacts<'_>,
+) -> Result<Entity, String> {
+    let human = types.uid(&types.human, &mandate.human.to_string());
+    let grantee = types.uid(&types.agent, &mandate.grantee.to_string());
     let mut attrs = vec![
-        ("status", string(mandate.status.as_str())),
-        ("mode", string(terms.mode.as_str())),
+        ("status", string(mandate.status)),
+        ("mode", string(mandate.mode)),
         ("human", RestrictedExpression::new_entity_uid(human)),
         ("agent", RestrictedExpression::new_entity_uid(grantee)),
-        ("purpose", string(terms.purpose.as_deref().unwrap_or(""))),
-        (
-            "not_before",
-            seconds(terms.not_before.unwrap_or(mandate.created_at)),
-        ),
-        ("expires_at", seconds(terms.expires_at)),
-        ("data_ceiling", string(terms.data_ceiling.as_str())),
+        ("purpose", string(&mandate.purpose)),
+        ("not_before", seconds(mandate.not_before)),
+        ("expires_at", seconds(mandate.expires_at)),
+        ("data_ceiling", string(mandate.data_ceiling.as_str())),
         (
             "data_ceiling_rank",
-            rank(mandate_types::DataClass::ALL, &terms.data_ceiling),
+            rank(mandate_types::DataClass::ALL, &mandate.data_ceiling),
         ),
         (
             "approval_tiers",
-            strings(terms.approval.tiers.iter().map(|t| t.as_str())),
+            strings(mandate.approval_tiers.iter().map(|t| t.as_str())),
         ),
         (
             "approval_tags",
-            strings(terms.approval.tags.iter().map(String::as_str)),
+            strings(mandate.approval_tags.iter().map(String::as_str)),
         ),
         (
             "max_delegation_depth",
-            long(u64::from(terms.max_delegation_depth)),
+            long(u64::from(mandate.max_delegation_depth)),
         ),
     ];
-    if let Some(max) = terms.budgets.max_calls {
+    if let Some(max) = mandate.max_calls {
         attrs.push(("max_calls", long(max)));
     }
-    if let Some(max) = terms.budgets.max_amount {
+    if let Some(max) = mandate.max_amount {
         attrs.push(("max_amount", long(max)));
     }
     entity(
@@ -341,64 +375,105 @@ impl CompiledSet {
 
     pub fn decide_call_with(&self, call: &CallRequest<'_>, lookup: Lookup) -> Decision {
         match self.call_request(call) {
-            Ok((request, entities)) => {
-                self.decide_request(Audience::Mandate, lookup, &request, &entities)
-            }
+            Ok((request, entry)) => match lookup {
+                Lookup::Indexed => match self.candidates(&entry, call.action, &request) {
+                    Some(bucket) => self.decide_buckets(&[bucket], &request, &entry.entities),
+                    None => Decision::refused("the request is incomplete"),
+                },
+                Lookup::Unindexed => {
+                    self.decide_request(Audience::Mandate, lookup, &request, &entry.entities)
+                }
+            },
             Err(message) => {
                 Decision::refused(format!("the request cannot be evaluated: {message}"))
             }
         }
     }
 
+    /// The index's candidates for this entry and action, merged into one bucket once
+    /// and kept with the entry (they depend on nothing else).
+    fn candidates<'e>(
+        &self,
+        entry: &'e CallEntities,
+        action: CallAction,
+        request: &cedar_policy::Request,
+    ) -> Option<&'e Bucket> {
+        let slot = entry.candidates.get(action.position())?;
+        let (principal, action, resource) =
+            (request.principal()?, request.action()?, request.resource()?);
+        let merged = slot.get_or_init(|| {
+            let buckets = self
+                .mandate_index
+                .buckets(principal, action, resource, &entry.entities);
+            let opened = self.action_entities.is_none();
+            self.candidate_cache
+                .get_or_merge(&buckets, opened, || self.merge(&buckets))
+        });
+        Some(merged)
+    }
+
+    /// The buckets' policies in one.
+    fn merge(&self, buckets: &[&Bucket]) -> Bucket {
+        if self.action_entities.is_some() {
+            Bucket::merged(buckets, Clone::clone)
+        } else {
+            // Mandate's actions form no groups and a call's entities hold no action
+            // entities, so the action has no ancestors: every candidate was filed under
+            // this very action (or under any action), so its action scope holds for
+            // this request. Opened, Cedar skips building and searching the action list
+            // on every call; the answer is the same (the unindexed path, which keeps
+            // the policies as written, is the reference the tests compare with).
+            Bucket::merged(buckets, |policy| self.action_free(policy))
+        }
+    }
+
+    /// `policy` with its action scope opened, made once per policy of the set.
+    fn action_free(&self, policy: &cedar_policy::Policy) -> cedar_policy::Policy {
+        if let Ok(done) = self.action_free.read()
+            && let Some(p) = done.get(policy.id())
+        {
+            return p.clone();
+        }
+        let Some(open) = without_action_scope(policy) else {
+            return policy.clone();
+        };
+        if let Ok(mut done) = self.action_free.write() {
+            done.insert(policy.id().clone(), open.clone());
+        }
+        open
+    }
+
+    /// The Cedar request (built per call: only its context changes) and the call's
+    /// entities (from the cache, or built and cached).
     fn call_request(
         &self,
         call: &CallRequest<'_>,
-    ) -> Result<(cedar_policy::Request, cedar_policy::Entities), String> {
-        let terms = &call.mandate.terms;
-        let name = tool_name(call.server, call.tool);
-        let scope = match_scope(terms, &name, call.arguments);
-
+    ) -> Result<(cedar_policy::Request, Arc<CallEntities>), String> {
+        let tool_facts = ToolFacts::of(call.server, call.tool);
+        let name = tool_facts.name();
+        let scope = match_scope(&call.mandate.terms, &name, call.arguments);
+        let facts = CallFacts {
+            agent: AgentFacts::of(call.agent),
+            mandate: MandateFacts::of(call.mandate),
+            tool: tool_facts,
+            in_scope: scope.in_scope,
+        };
+        let slot = Slot {
+            agent: call.agent.id,
+            mandate: call.mandate.id,
+            tool: call.tool.id,
+            server: call.server.id,
+        };
         let types = mandate_types()?;
-        let agent = types.uid(&types.agent, &call.agent.id.to_string());
-        let mandate = types.uid(&types.mandate, &call.mandate.id.to_string());
-        let server = types.uid(&types.server, &call.server.name);
-        let tool = types.uid(&types.tool, &name);
-        let action = types.uid(&types.action, call.action.as_str());
+        let entry = self
+            .call_cache
+            .get_or_build(slot, &facts, || self.call_entities(types, &facts, &name))?;
 
-        let mut tool_parents = vec![server.clone()];
-        if scope.in_scope {
-            tool_parents.push(mandate.clone());
-        }
-        let entities = [
-            agent_entity(types, call.agent)?,
-            mandate_entity(types, call.mandate)?,
-            entity(
-                server.clone(),
-                vec![("name", string(&call.server.name))],
-                vec![],
-            )?,
-            entity(
-                tool.clone(),
-                vec![
-                    ("name", string(&name)),
-                    ("server", RestrictedExpression::new_entity_uid(server)),
-                    ("risk_tier", string(call.tool.risk_tier.as_str())),
-                    ("tags", strings(call.tool.tags.iter().map(String::as_str))),
-                    ("data_class", string(call.tool.data_class.as_str())),
-                    (
-                        "data_rank",
-                        rank(mandate_types::DataClass::ALL, &call.tool.data_class),
-                    ),
-                ],
-                tool_parents,
-            )?,
-        ];
-        let entities = self.with_actions(entities)?;
         let usage = &call.mandate.usage;
         let context = Context::from_pairs([
             (
                 "mandate".to_owned(),
-                RestrictedExpression::new_entity_uid(mandate),
+                RestrictedExpression::new_entity_uid(entry.mandate.clone()),
             ),
             ("now".to_owned(), seconds(call.now)),
             (
@@ -431,8 +506,65 @@ impl CompiledSet {
             ),
         ])
         .map_err(|e| e.to_string())?;
-        let request = cedar_policy::Request::new(agent, action, tool, context, None)
-            .map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        let request = cedar_policy::Request::new(
+            entry.agent.clone(),
+            types.call_action(call.action)?.clone(),
+            entry.tool.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((request, entry))
+    }
+
+    /// Builds a call's entities from its facts alone (so that equal facts always mean
+    /// equal entities: see `cache.rs`).
+    fn call_entities(
+        &self,
+        types: &MandateTypes,
+        facts: &CallFacts<'_>,
+        name: &str,
+    ) -> Result<CallEntities, String> {
+        let agent = types.uid(&types.agent, &facts.agent.id.to_string());
+        let mandate = types.uid(&types.mandate, &facts.mandate.id.to_string());
+        let server = types.uid(&types.server, &facts.tool.server);
+        let tool = types.uid(&types.tool, name);
+
+        let mut tool_parents = vec![server.clone()];
+        if facts.in_scope {
+            tool_parents.push(mandate.clone());
+        }
+        let entities = [
+            agent_entity(types, &facts.agent)?,
+            mandate_entity(types, &facts.mandate)?,
+            entity(
+                server.clone(),
+                vec![("name", string(&facts.tool.server))],
+                vec![],
+            )?,
+            entity(
+                tool.clone(),
+                vec![
+                    ("name", string(name)),
+                    ("server", RestrictedExpression::new_entity_uid(server)),
+                    ("risk_tier", string(facts.tool.risk_tier.as_str())),
+                    ("tags", strings(facts.tool.tags.iter().map(String::as_str))),
+                    ("data_class", string(facts.tool.data_class.as_str())),
+                    (
+                        "data_rank",
+                        rank(mandate_types::DataClass::ALL, &facts.tool.data_class),
+                    ),
+                ],
+                tool_parents,
+            )?,
+        ];
+        let entities = self.with_actions(entities)?;
+        Ok(CallEntities::new(
+            facts.clone(),
+            entities,
+            agent,
+            mandate,
+            tool,
+        ))
     }
 }

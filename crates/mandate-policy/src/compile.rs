@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use cedar_policy::{
     Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
@@ -13,6 +14,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CandidateCache, EntityCache};
 use crate::index::Index;
 use crate::source::{PolicySetError, PolicySource, Problem, SourceFile};
 
@@ -92,6 +94,14 @@ pub struct CompiledSet {
     source: PolicySource,
     digest: String,
     operator_policies: usize,
+    /// The entities of Mandate's call decisions, built once per (agent, mandate, tool)
+    /// content and reused while this set decides (`cache.rs`).
+    pub(crate) call_cache: EntityCache,
+    /// Merged candidate buckets shared by the call cache's entries.
+    pub(crate) candidate_cache: CandidateCache,
+    /// Policies with their action scope opened (`index::without_action_scope`), made
+    /// on first use; at most one per policy of this set.
+    pub(crate) action_free: RwLock<HashMap<PolicyId, Policy>>,
 }
 
 impl CompiledSet {
@@ -109,6 +119,9 @@ impl CompiledSet {
             source: PolicySource::default(),
             digest: String::new(),
             operator_policies: 0,
+            call_cache: EntityCache::default(),
+            candidate_cache: CandidateCache::default(),
+            action_free: RwLock::default(),
         }
     }
 
@@ -202,6 +215,9 @@ impl CompiledSet {
             operator_policies: operator.len(),
             source,
             digest,
+            call_cache: EntityCache::default(),
+            candidate_cache: CandidateCache::default(),
+            action_free: RwLock::default(),
         })
     }
 

@@ -27,6 +27,27 @@ pub(crate) enum Audience {
     Open,
 }
 
+/// The built-in forbid that holds when the tool is outside the mandate's scope.
+const SCOPE_POLICY: &str = "mandate.scope";
+
+/// Why a decision came out as it did, as far as a caller must act on it: what to tell
+/// the agent, and whether the tool may even be named. Exhaustive, so a caller matches
+/// every case instead of reading policy ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// A permit holds and no forbid holds (or fails to evaluate).
+    Permitted,
+    /// Denied, and among the determining policies is the mandate's scope: the tool is
+    /// not in the mandate, so the caller should not learn that it exists.
+    OutOfScope,
+    /// Denied by forbids (holding, or failing to evaluate) other than the scope.
+    Forbidden,
+    /// Denied because no permit holds (and no forbid does).
+    NotPermitted,
+    /// Denied before any policy ran: the request could not be put to Cedar.
+    Refused,
+}
+
 /// An answer and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
@@ -42,6 +63,9 @@ pub struct Decision {
     /// Policies that failed to evaluate, with Cedar's message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Why, typed. Not serialized: the wire formats stay as they are.
+    #[serde(skip)]
+    pub cause: Cause,
 }
 
 impl Decision {
@@ -53,7 +77,14 @@ impl Decision {
             reason: reason.into(),
             remedy: None,
             errors: Vec::new(),
+            cause: Cause::Refused,
         }
+    }
+
+    /// The tool must be hidden from the caller: the denial is (also) because the tool
+    /// is outside the mandate's scope.
+    pub fn hides_tool(&self) -> bool {
+        self.cause == Cause::OutOfScope
     }
 }
 
@@ -82,13 +113,31 @@ impl CompiledSet {
         else {
             return Decision::refused("the request is incomplete");
         };
-        let buckets: Vec<&Bucket> = match lookup {
-            Lookup::Indexed => index.buckets(principal, action, resource, entities),
-            Lookup::Unindexed => vec![index.everything()],
-        };
+        match lookup {
+            Lookup::Indexed => {
+                // The candidate buckets merged once and kept (as policies written: the
+                // request's entities may hold action groups), so Cedar runs once.
+                let buckets = index.buckets(principal, action, resource, entities);
+                let merged = self
+                    .candidate_cache
+                    .get_or_merge(&buckets, false, || Bucket::merged(&buckets, Clone::clone));
+                self.decide_buckets(&[&merged], request, entities)
+            }
+            Lookup::Unindexed => self.decide_buckets(&[index.everything()], request, entities),
+        }
+    }
+
+    /// Decides over the policies of these buckets (each a candidate set, all of them
+    /// together every policy that could apply).
+    pub(crate) fn decide_buckets(
+        &self,
+        buckets: &[&Bucket],
+        request: &Request,
+        entities: &Entities,
+    ) -> Decision {
         let authorizer = Authorizer::new();
         let mut outcome = Outcome::default();
-        for bucket in &buckets {
+        for bucket in buckets {
             let response = authorizer.is_authorized(request, &bucket.all, entities);
             let holding = response.diagnostics().reason().cloned();
             if response.decision() == CedarDecision::Allow {
@@ -137,6 +186,7 @@ impl CompiledSet {
             if permits.is_empty() {
                 return Decision {
                     errors,
+                    cause: Cause::NotPermitted,
                     ..Decision::refused("no policy permits this request")
                 };
             }
@@ -147,6 +197,7 @@ impl CompiledSet {
                 reason,
                 remedy: None,
                 errors,
+                cause: Cause::Permitted,
             };
         }
         let mut reason = self.reasons(&forbids, "forbidden by");
@@ -165,19 +216,25 @@ impl CompiledSet {
         } else {
             None
         };
-        let policies = forbids
+        let policies: Vec<String> = forbids
             .iter()
             .chain(&failed_forbids)
             .map(ToString::to_string)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let cause = if policies.iter().any(|p| p == SCOPE_POLICY) {
+            Cause::OutOfScope
+        } else {
+            Cause::Forbidden
+        };
         Decision {
             allowed: false,
             policies,
             reason,
             remedy,
             errors,
+            cause,
         }
     }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::{Agent, Mandate};
 use mandate_types::AgentId;
 
+use crate::cache::{AgentFacts, MandateFacts};
 use crate::call::{agent_entity, delegation, mandate_entity, mandate_types, seconds};
 use crate::compile::CompiledSet;
 use crate::engine::{Audience, Decision, Lookup};
@@ -60,8 +61,8 @@ impl CompiledSet {
         let principal = types.uid(&types.agent, &grant.agent.id.to_string());
         let mandate = types.uid(&types.mandate, &grant.mandate.id.to_string());
         let mut entities = vec![
-            agent_entity(types, grant.agent)?,
-            mandate_entity(types, grant.mandate)?,
+            agent_entity(types, &AgentFacts::of(grant.agent))?,
+            mandate_entity(types, &MandateFacts::of(grant.mandate))?,
         ];
         let (action, resource, chain) = match grant.action {
             GrantAction::ExchangeToken => (
@@ -71,7 +72,7 @@ impl CompiledSet {
             ),
             GrantAction::Delegate { to } => {
                 if to.id != grant.agent.id {
-                    entities.push(agent_entity(types, to)?);
+                    entities.push(agent_entity(types, &AgentFacts::of(to))?);
                 }
                 let mut chain = grant.delegation_chain.to_vec();
                 chain.push(grant.agent.id);

@@ -12,6 +12,7 @@
 //! counts as holding.
 
 mod authzen;
+mod cache;
 mod call;
 mod compile;
 mod engine;
@@ -28,7 +29,7 @@ pub use call::{CallAction, CallRequest, ScopeMatch, match_scope, tool_name};
 pub use compile::{
     BUILTIN_POLICIES, BUILTIN_PREFIX, BUILTIN_SCHEMA, CompiledSet, PolicyInfo, Remedy,
 };
-pub use engine::{Decision, Lookup};
+pub use engine::{Cause, Decision, Lookup};
 pub use grant::{GrantAction, GrantRequest};
 pub use pdp::Pdp;
 pub use source::{MAX_FILE_BYTES, MAX_FILES, PolicySetError, PolicySource, Problem, SourceFile};

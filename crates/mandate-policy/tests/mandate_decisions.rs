@@ -19,7 +19,7 @@ use mandate_domain::{
     ToolServerTransport,
 };
 use mandate_policy::{
-    CallAction, CallRequest, CompiledSet, Decision, GrantAction, GrantRequest, Lookup,
+    CallAction, CallRequest, Cause, CompiledSet, Decision, GrantAction, GrantRequest, Lookup,
     PolicySource, Remedy, SourceFile,
 };
 use mandate_types::{
@@ -584,4 +584,159 @@ fn policies_pinned_by_tool_name_in_their_conditions_apply_to_that_tool_only() {
     let mut search = call(&w, "search", &none);
     search.amount = 100_001;
     assert!(decide(&set, &search).allowed);
+}
+
+#[test]
+fn the_cause_of_a_decision_is_typed() {
+    let w = world();
+    let set = builtin();
+    let none = json!({});
+    let allowed = decide(&set, &call(&w, "search", &none));
+    assert_eq!(allowed.cause, Cause::Permitted);
+    assert!(!allowed.hides_tool());
+
+    let out = decide(&set, &call(&w, "cancel", &none));
+    assert_eq!(out.cause, Cause::OutOfScope, "{out:?}");
+    assert!(out.hides_tool());
+
+    let args = json!({ "to": "JFK", "amount": 40_000 });
+    let forbidden = decide(&set, &call(&w, "book", &args));
+    denied_by(&forbidden, "mandate.arguments");
+    assert_eq!(forbidden.cause, Cause::Forbidden);
+    assert!(!forbidden.hides_tool());
+
+    // Out of scope and also over the ceiling: still hidden.
+    let mut narrow = world();
+    narrow
+        .mandate
+        .terms
+        .scope
+        .tools
+        .retain(|g| g.tool != "flights.secrets");
+    let both = decide(&set, &call(&narrow, "secrets", &none));
+    denied_by(&both, "mandate.data_ceiling");
+    assert_eq!(both.cause, Cause::OutOfScope, "{both:?}");
+
+    let nothing = CompiledSet::empty().decide_call(&call(&w, "search", &none));
+    assert!(!nothing.allowed);
+    assert_eq!(nothing.cause, Cause::NotPermitted);
+
+    assert_eq!(Decision::refused("no").cause, Cause::Refused);
+}
+
+/// Decides with `set` (whose entity cache has seen other versions of the same ids)
+/// and with a fresh set (no cache), which must agree.
+#[track_caller]
+fn decide_cached(
+    set: &CompiledSet,
+    fresh: impl Fn() -> CompiledSet,
+    r: &CallRequest<'_>,
+) -> Decision {
+    let cached = decide(set, r);
+    assert_eq!(
+        cached,
+        fresh().decide_call(r),
+        "the cache changed a decision"
+    );
+    cached
+}
+
+#[test]
+fn the_entity_cache_never_serves_entities_for_changed_inputs() {
+    let source = PolicySource {
+        policies: vec![SourceFile {
+            name: "labels.cedar".into(),
+            text: r#"@reason("blocked team")
+forbid (principal is Mandate::Agent, action, resource)
+when { principal.labels.contains("team=blocked") };"#
+                .into(),
+        }],
+        ..PolicySource::default()
+    };
+    let fresh = || CompiledSet::compile(source.clone()).unwrap();
+    let set = fresh();
+    let args = good_booking();
+    let mut w = world();
+    assert!(decide_cached(&set, fresh, &call(&w, "book", &args)).allowed);
+
+    // The same mandate id, a new version: revoked.
+    w.mandate.status = MandateStatus::Revoked;
+    w.mandate.version += 1;
+    denied_by(
+        &decide_cached(&set, fresh, &call(&w, "book", &args)),
+        "mandate.status",
+    );
+    w.mandate.status = MandateStatus::Active;
+    assert!(decide_cached(&set, fresh, &call(&w, "book", &args)).allowed);
+
+    // The same id and version with other terms (the cache must not trust versions).
+    let saved = w.mandate.terms.clone();
+    w.mandate
+        .terms
+        .scope
+        .tools
+        .retain(|g| g.tool != "flights.book");
+    let out = decide_cached(&set, fresh, &call(&w, "book", &args));
+    assert_eq!(out.cause, Cause::OutOfScope, "{out:?}");
+    w.mandate.terms.data_ceiling = DataClass::Public;
+    w.mandate.terms.scope = saved.scope.clone();
+    denied_by(
+        &decide_cached(&set, fresh, &call(&w, "book", &args)),
+        "mandate.data_ceiling",
+    );
+    w.mandate.terms = saved;
+    assert!(decide_cached(&set, fresh, &call(&w, "book", &args)).allowed);
+
+    // The same tool id with a raised tier needs an approval.
+    w.tools.get_mut("book").unwrap().risk_tier = RiskTier::HighImpact;
+    let held = decide_cached(&set, fresh, &call(&w, "book", &args));
+    denied_by(&held, "mandate.approval.tier");
+    assert_eq!(held.remedy, Some(Remedy::Approval));
+    w.tools.get_mut("book").unwrap().risk_tier = RiskTier::Write;
+
+    // The same agent id with a new label.
+    w.agent.labels.insert("team".into(), "blocked".into());
+    assert!(!decide_cached(&set, fresh, &call(&w, "book", &args)).allowed);
+    w.agent.labels.insert("team".into(), "travel".into());
+    assert!(decide_cached(&set, fresh, &call(&w, "book", &args)).allowed);
+
+    // Hostile input under cached ids: a mandate granted to someone else, a garbled
+    // tool and server name. Each denies.
+    w.mandate.terms.agent_id = AgentId::generate();
+    denied_by(
+        &decide_cached(&set, fresh, &call(&w, "book", &args)),
+        "mandate.holder",
+    );
+    w.mandate.terms.agent_id = w.agent.id;
+    w.tools.get_mut("book").unwrap().name = "book\"); permit(principal,action,resource".into();
+    w.server.name = "flights.*\n".into();
+    let garbled = decide_cached(&set, fresh, &call(&w, "book", &args));
+    assert!(!garbled.allowed, "{garbled:?}");
+    assert_eq!(garbled.cause, Cause::OutOfScope);
+}
+
+#[test]
+fn the_entity_cache_is_safe_to_share_between_threads() {
+    let set = builtin();
+    let args = good_booking();
+    let active = world();
+    let mut revoked = World {
+        agent: active.agent.clone(),
+        mandate: active.mandate.clone(),
+        server: active.server.clone(),
+        tools: active.tools.clone(),
+    };
+    revoked.mandate.status = MandateStatus::Revoked;
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (set, args, active, revoked) = (&set, &args, &active, &revoked);
+            s.spawn(move || {
+                for i in 0..200 {
+                    let w = if (i + t) % 2 == 0 { active } else { revoked };
+                    let d = set.decide_call(&call(w, "book", args));
+                    assert_eq!(d.allowed, std::ptr::eq(w, active), "{d:?}");
+                }
+            });
+        }
+    });
 }
