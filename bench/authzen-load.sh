@@ -18,7 +18,8 @@ duration=${1:-10}
 connections=${2:-16}
 
 cargo build --release -q -p mandate --bin mandate --example authzen_load
-bin=target/release/mandate
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/mandate
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
@@ -65,7 +66,7 @@ EOF
   fi
 fi
 
-load=target/release/examples/authzen_load
+load=$target/release/examples/authzen_load
 echo "== closed loop (maximum rate): $connections keep-alive connections, $duration s"
 max=$("$load" "$base" "$token" "$duration" "$connections" 0 "$server" | tee /dev/stderr | awk '/decisions\/s/ {print $2}')
 half=$(python3 -c "print(int(float('$max') / 2))")

@@ -285,7 +285,7 @@ impl Gateway {
         }
 
         if !decision.allowed {
-            let hidden = decision.policies.iter().any(|p| p == "mandate.scope");
+            let hidden = decision.hides_tool();
             let verdict = Verdict::Deny {
                 reason: decision.reason.clone(),
                 hidden,
