@@ -723,17 +723,19 @@ macro_rules! sql_store {
             tenants.dedup();
             let mut placed: Vec<Option<Event>> = vec![None; batch.len()];
             for tenant in tenants {
-                ::sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING")
-                    .bind(tenant.to_string())
-                    .bind(GENESIS_HASH)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(unavailable)?;
-                let row = ::sqlx::query("UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 RETURNING seq, hash")
-                    .bind(tenant.to_string())
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(unavailable)?;
+                // One statement creates the tenant's head on its first event and locks it
+                // (PostgreSQL: the conflict's update takes the row lock that serialises
+                // appenders across replicas), returning where the chain stands.
+                let row = ::sqlx::query(
+                    "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
+                     ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
+                     RETURNING seq, hash",
+                )
+                .bind(tenant.to_string())
+                .bind(GENESIS_HASH)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(unavailable)?;
                 let mut head = Head {
                     seq: seq_column(&row)?,
                     hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
