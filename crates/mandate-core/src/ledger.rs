@@ -178,7 +178,14 @@ async fn write(
         let (events, answers): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|p| (p.event, p.done)).unzip();
         // INVARIANT: appenders are answered only after the transaction committed.
-        match store.append_events(&events, clock.now()).await {
+        let started = std::time::Instant::now();
+        let written = store.append_events(&events, clock.now()).await;
+        tracing::trace!(
+            events = events.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "audit batch written"
+        );
+        match written {
             Ok(recorded) if recorded.len() == answers.len() => {
                 for (answer, event) in answers.into_iter().zip(recorded) {
                     if let Some(answer) = answer {

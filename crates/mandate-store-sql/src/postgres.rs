@@ -66,6 +66,18 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Replicas append to the same chains: a remembered head would mostly be stale, so
+    /// every batch reads (and locks) the head in its transaction.
+    pub(crate) fn remembered_head(
+        &self,
+        _: mandate_types::TenantId,
+    ) -> Option<mandate_audit::Head> {
+        None
+    }
+
+    pub(crate) fn remember_head(&self, _: mandate_types::TenantId, _: Option<mandate_audit::Head>) {
+    }
+
     /// Tells every replica's feed that something they may hold in memory changed (an
     /// agent, a tool server or tool). Sent after the write committed; if it cannot be
     /// sent, the write stands and the other replicas' caches age out on their own.

@@ -656,6 +656,29 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
+        fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                rows.push((e.clone(), seq_param(e.seq)?, to_text(e)?));
+            }
+            let mut insert = ::sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) ",
+            );
+            insert.push_values(rows, |mut b, (e, seq, doc)| {
+                b.push_bind(e.tenant_id.to_string())
+                    .push_bind(seq)
+                    .push_bind(micros(e.at))
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.mandate_id.map(|id| id.to_string()))
+                    .push_bind(e.agent_id.map(|id| id.to_string()))
+                    .push_bind(e.human_id.map(|id| id.to_string()))
+                    .push_bind(e.hash)
+                    .push_bind(doc);
+            });
+            Ok(insert)
+        }
+
         /// Rows per multi-row INSERT: 9 parameters each stays far below both backends'
         /// limits on bound parameters.
         const AUDIT_ROWS_PER_INSERT: usize = 1_000;
@@ -748,25 +771,11 @@ macro_rules! sql_store {
                     *slot = Some(event);
                 }
                 for chunk in chained.chunks(AUDIT_ROWS_PER_INSERT) {
-                    let mut rows = Vec::with_capacity(chunk.len());
-                    for e in chunk {
-                        rows.push((e, seq_param(e.seq)?, to_text(e)?));
-                    }
-                    let mut insert = ::sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) ",
-                    );
-                    insert.push_values(rows, |mut b, (e, seq, doc)| {
-                        b.push_bind(e.tenant_id.to_string())
-                            .push_bind(seq)
-                            .push_bind(micros(e.at))
-                            .push_bind(e.kind.as_str())
-                            .push_bind(e.mandate_id.map(|id| id.to_string()))
-                            .push_bind(e.agent_id.map(|id| id.to_string()))
-                            .push_bind(e.human_id.map(|id| id.to_string()))
-                            .push_bind(e.hash.clone())
-                            .push_bind(doc);
-                    });
-                    insert.build().execute(&mut **tx).await.map_err(|e| store_error(e, "audit event"))?;
+                    events_insert(chunk)?
+                        .build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(|e| store_error(e, "audit event"))?;
                 }
                 ::sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
                     .bind(seq_param(head.seq)?)
@@ -785,9 +794,45 @@ macro_rules! sql_store {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
+                // The common batch: one tenant, whose head this process remembers, that
+                // fits one statement. Appended as that one statement (autocommit: atomic
+                // and durable on its own); the database's trigger refuses it whole if the
+                // head moved, and then the batch takes the transaction below.
+                if let Some(first) = batch.first()
+                    && batch.len() <= AUDIT_ROWS_PER_INSERT
+                    && batch.iter().all(|e| e.tenant_id == first.tenant_id)
+                    && let Some(mut head) = self.remembered_head(first.tenant_id)
+                {
+                    let mut chained = Vec::with_capacity(batch.len());
+                    for new in batch {
+                        let event = Event::chain(&head, new.clone(), at);
+                        head = event.head();
+                        chained.push(event);
+                    }
+                    match events_insert(&chained)?.build().execute(self.writer()).await {
+                        Ok(_) => {
+                            self.remember_head(first.tenant_id, Some(head));
+                            return Ok(chained);
+                        }
+                        // Refused by the database (the head moved): nothing was written.
+                        Err(e) if e.as_database_error().is_some() => {
+                            self.remember_head(first.tenant_id, None);
+                        }
+                        // Anything else (I/O, a lost connection) may have written it:
+                        // never write the batch a second time; the appenders fail closed.
+                        Err(e) => {
+                            self.remember_head(first.tenant_id, None);
+                            return Err(unavailable(e));
+                        }
+                    }
+                }
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let events = append_in(&mut tx, batch, at).await?;
                 tx.commit().await.map_err(unavailable)?;
+                for event in &events {
+                    // The last event of each tenant wins: events are in chain order.
+                    self.remember_head(event.tenant_id, Some(event.head()));
+                }
                 Ok(events)
             }
 

@@ -1,5 +1,7 @@
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -53,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "oauth",
         sql: include_str!("../migrations/sqlite/0009_oauth.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit_next_event",
+        sql: include_str!("../migrations/sqlite/0010_audit_next_event.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
@@ -63,11 +70,40 @@ pub struct SqliteStore {
     /// our writes for one connection beats contending for the file lock (whose busy
     /// handler sleeps in steps of up to 100 ms) and keeps the writer's page cache warm.
     writer: SqlitePool,
+    /// Each tenant's chain head as this process last wrote or read it: the ledger's
+    /// batches are appended in one statement against it (see `remembered_head`).
+    heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
 }
 
 impl SqliteStore {
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// The head this process last saw for `tenant`, if any. Only a guess: the
+    /// `audit_events_next` trigger refuses a batch that does not continue the stored
+    /// head, so a stale guess costs one refused statement, never a forked chain.
+    pub(crate) fn remembered_head(
+        &self,
+        tenant: mandate_types::TenantId,
+    ) -> Option<mandate_audit::Head> {
+        self.heads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&tenant)
+            .cloned()
+    }
+
+    pub(crate) fn remember_head(
+        &self,
+        tenant: mandate_types::TenantId,
+        head: Option<mandate_audit::Head>,
+    ) {
+        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        match head {
+            Some(head) => heads.insert(tenant, head),
+            None => heads.remove(&tenant),
+        };
     }
 
     /// One process owns an SQLite database: there is no other replica to tell.
@@ -115,7 +151,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
-        let store = Self { pool, writer };
+        let store = Self {
+            pool,
+            writer,
+            heads: std::sync::Arc::new(Mutex::new(HashMap::new())),
+        };
         store.migrate().await?;
         Ok(store)
     }

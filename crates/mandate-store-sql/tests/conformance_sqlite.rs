@@ -54,3 +54,48 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
         tenant.id
     );
 }
+
+/// The ledger's one-statement append works from the head this process remembers; when
+/// another writer moved the head (here a second store on the same file, as a second
+/// process would be), the database refuses the statement whole and the batch is
+/// appended in a transaction instead: no gap, no fork, nothing written twice.
+#[tokio::test]
+async fn one_statement_appends_fall_back_when_the_head_moved() {
+    use mandate_audit::{ChainVerifier, Event, EventKind, NewEvent};
+    use mandate_store::{AuditLog as _, Directory as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let a = SqliteStore::open(dir.path()).await.unwrap();
+    let b = SqliteStore::open(dir.path()).await.unwrap();
+    let tenant = mandate_domain::Tenant {
+        id: mandate_types::TenantId::generate(),
+        name: "default".into(),
+        created_at: chrono::Utc::now(),
+    };
+    a.create_tenant(&tenant).await.unwrap();
+    let batch = |n: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent::new(tenant.id, EventKind::Decision, "admin").with("i", i))
+            .collect()
+    };
+    let now = chrono::Utc::now();
+    let mut written: Vec<Event> = Vec::new();
+    written.extend(a.append_events(&batch(3), now).await.unwrap()); // a learns the head
+    written.extend(a.append_events(&batch(2), now).await.unwrap()); // one statement
+    written.extend(b.append_events(&batch(4), now).await.unwrap()); // the head moves
+    written.extend(a.append_events(&batch(2), now).await.unwrap()); // refused, then a transaction
+    written.extend(a.append_events(&batch(1), now).await.unwrap()); // one statement again
+    let seqs: Vec<u64> = written.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=12).collect::<Vec<u64>>());
+
+    let stored = a.audit_records(tenant.id, 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 12, "nothing written twice");
+    let mut verifier = ChainVerifier::new(tenant.id, []);
+    for record in &stored {
+        let event: Event = serde_json::from_str(&record.doc).unwrap();
+        verifier.push(&event).unwrap();
+    }
+    let heads = b.audit_heads().await.unwrap();
+    assert_eq!(heads[0].1.seq, 12, "the head follows every insert");
+    assert_eq!(heads[0].1.hash, written[11].hash);
+}
