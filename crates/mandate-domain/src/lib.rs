@@ -26,7 +26,7 @@ pub use grant::Grant;
 pub use mandate::{
     ApprovalRules, ArgumentConstraint, Budgets, Consent, ConsentChannel, ConsentDecision,
     LifecycleError, MAX_DELEGATION_DEPTH, Mandate, MandateEvent, MandateStatus, MandateTerms,
-    Scope, TermsError, TermsHash, ToolGrant, Usage,
+    Scope, TermsError, TermsHash, ToolGrant, Usage, scope_covers,
 };
 pub use principal::{
     Agent, AgentCredentials, AgentStatus, FederatedIdentity, Human, Principal, Tenant,

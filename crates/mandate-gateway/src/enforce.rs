@@ -103,10 +103,9 @@ pub fn arguments_hash(arguments: &Value) -> String {
 
 /// Whether a token's scope (tool names or `prefix*` patterns) covers `name`.
 pub fn scope_covers(scope: &[String], name: &str) -> bool {
-    scope.iter().any(|entry| match entry.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => entry == name,
-    })
+    scope
+        .iter()
+        .any(|entry| mandate_domain::scope_covers(entry, name))
 }
 
 /// The spend a call declares at the tool's `amount_argument` pointer.

@@ -103,11 +103,7 @@ pub fn match_scope(terms: &MandateTerms, name: &str, arguments: Option<&Value>) 
         arguments_in_scope: false,
     };
     for grant in &terms.scope.tools {
-        let covers = match grant.tool.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => grant.tool == name,
-        };
-        if !covers {
+        if !mandate_domain::scope_covers(&grant.tool, name) {
             continue;
         }
         result.in_scope = true;

@@ -219,14 +219,9 @@ fn flatten_actors(act: &Value) -> Result<Vec<AgentId>, String> {
 /// Whether every entry of `child` is covered by some entry of `parent`: equal, or
 /// under a parent pattern `p*` (a child pattern `q*` only when `q` starts with `p`).
 pub fn scope_is_subset(child: &[String], parent: &[String]) -> bool {
-    child.iter().all(|c| parent.iter().any(|p| covers(p, c)))
-}
-
-fn covers(parent: &str, child: &str) -> bool {
-    match parent.strip_suffix('*') {
-        Some(prefix) => child.starts_with(prefix),
-        None => parent == child,
-    }
+    child
+        .iter()
+        .all(|c| parent.iter().any(|p| mandate_domain::scope_covers(p, c)))
 }
 
 #[cfg(test)]

@@ -53,6 +53,17 @@ pub struct MandateTerms {
     pub max_delegation_depth: u8,
 }
 
+/// Whether a scope entry covers `name`: it names it exactly, or it is a pattern ending in
+/// `*` that `name` starts with. `name` may itself be a pattern (`q*`), which an entry
+/// `p*` covers only when `q` starts with `p`, and an exact entry never does. The one
+/// rule for mandates' scopes, tokens' scopes and their narrowing.
+pub fn scope_covers(entry: &str, name: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => entry == name,
+    }
+}
+
 /// The tools a mandate covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

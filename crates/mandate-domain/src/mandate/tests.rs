@@ -366,3 +366,20 @@ fn unknown_fields_in_terms_are_rejected() {
     v["superuser"] = json!(true);
     assert!(serde_json::from_value::<MandateTerms>(v).is_err());
 }
+
+#[test]
+fn one_scope_rule_for_names_and_patterns() {
+    assert!(scope_covers("bank.get_balance", "bank.get_balance"));
+    assert!(!scope_covers("bank.get_balance", "bank.get_balance2"));
+    assert!(!scope_covers("bank.get_balance", "bank.get_balanc"));
+    assert!(scope_covers("files.*", "files.delete"));
+    assert!(scope_covers("files.*", "files.read*"), "a narrower pattern");
+    assert!(!scope_covers("files.*", "files*"), "a wider pattern");
+    assert!(!scope_covers("files.read", "files.read*"), "an exact entry covers no pattern");
+    assert!(!scope_covers("files.*", "filesystem.read"));
+    assert!(!scope_covers("", "bank.transfer"));
+    assert!(!scope_covers("bank.transfer", ""));
+    // Case and Unicode are compared exactly, byte for byte.
+    assert!(!scope_covers("Bank.*", "bank.transfer"));
+    assert!(!scope_covers("bank.*", "bаnk.transfer"), "a Cyrillic а");
+}
