@@ -42,17 +42,17 @@ fn status_of(q: &InboxQuery) -> Result<Option<ApprovalStatus>, UiError> {
 /// The agent's name where the store has it, its id otherwise. Only called for a call
 /// the viewer was already allowed to see.
 pub(crate) async fn agent_label(console: &Console, tenant: TenantId, id: AgentId) -> String {
-    match console.service.store().agent(tenant, id).await {
-        Ok(Some(a)) => format!("{} ({id})", a.name),
-        _ => id.to_string(),
+    match console.service.agent_name(tenant, id).await {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
     }
 }
 
 /// A person's name where the store has it, with their id.
 pub(crate) async fn human_label(console: &Console, tenant: TenantId, id: HumanId) -> String {
-    match console.service.store().human(tenant, id).await {
-        Ok(Some(h)) => format!("{} ({id})", h.display_name),
-        _ => id.to_string(),
+    match console.service.human_name(tenant, id).await {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
     }
 }
 

@@ -384,9 +384,9 @@ async fn delegation_tree(console: &Console, m: &Mandate, events: &[Event]) -> Ma
     // The agents are named only after the viewer was allowed to see the mandate.
     for node in &mut tree.nodes {
         if let Ok(id) = node.agent.parse::<AgentId>()
-            && let Ok(Some(a)) = console.service.store().agent(m.tenant_id, id).await
+            && let Some(name) = console.service.agent_name(m.tenant_id, id).await
         {
-            node.label = a.name;
+            node.label = name;
         }
     }
     html! {

@@ -1,6 +1,6 @@
 use mandate_domain::{Agent, AgentStatus, Human, Principal};
 use mandate_store::{AgentFilter, HumanFilter, Page, PageRequest};
-use mandate_types::{AgentId, HumanId};
+use mandate_types::{AgentId, HumanId, TenantId};
 
 use crate::input::{check_credentials, check_email, check_label, check_labels, check_text};
 use crate::{AgentUpdate, CoreError, NewAgent, NewHuman, Service};
@@ -106,6 +106,37 @@ impl Service {
         agent
             .filter(visible)
             .ok_or_else(|| CoreError::not_found("agent", id))
+    }
+
+    /// An agent's name, for labelling something the caller was already allowed to see
+    /// (a held call, a delegation tree); `None` when it cannot be read.
+    pub async fn agent_name(&self, tenant: TenantId, id: AgentId) -> Option<String> {
+        self.store
+            .agent(tenant, id)
+            .await
+            .ok()
+            .flatten()
+            .map(|a| a.name)
+    }
+
+    /// A person's display name, on the same terms as [`Service::agent_name`].
+    pub async fn human_name(&self, tenant: TenantId, id: HumanId) -> Option<String> {
+        self.store
+            .human(tenant, id)
+            .await
+            .ok()
+            .flatten()
+            .map(|h| h.display_name)
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping_store(&self) -> Result<(), CoreError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Which store backend this is (`sqlite`, `postgres`), for readiness and logs.
+    pub fn store_backend(&self) -> &'static str {
+        self.store.backend()
     }
 
     pub async fn update_agent(

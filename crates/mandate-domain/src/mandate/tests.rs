@@ -375,7 +375,10 @@ fn one_scope_rule_for_names_and_patterns() {
     assert!(scope_covers("files.*", "files.delete"));
     assert!(scope_covers("files.*", "files.read*"), "a narrower pattern");
     assert!(!scope_covers("files.*", "files*"), "a wider pattern");
-    assert!(!scope_covers("files.read", "files.read*"), "an exact entry covers no pattern");
+    assert!(
+        !scope_covers("files.read", "files.read*"),
+        "an exact entry covers no pattern"
+    );
     assert!(!scope_covers("files.*", "filesystem.read"));
     assert!(!scope_covers("", "bank.transfer"));
     assert!(!scope_covers("bank.transfer", ""));

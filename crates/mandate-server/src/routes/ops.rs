@@ -40,11 +40,11 @@ pub struct Readiness {
     (status = 503, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Readiness>> {
-    let store = state.service.store();
-    match store.ping().await {
+    let store = state.service.store_backend();
+    match state.service.ping_store().await {
         Ok(()) => Ok(axum::Json(Readiness {
             status: "ready",
-            store: store.backend(),
+            store,
         })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -52,7 +52,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Readiness
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
-                format!("the {} store does not answer", store.backend()),
+                format!("the {store} store does not answer"),
             ))
         }
     }
