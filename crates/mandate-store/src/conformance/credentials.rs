@@ -304,20 +304,7 @@ async fn another_active_mandate(store: &dyn Store, like: &Mandate) -> Mandate {
         .create_mandate(&m, &[note(&m, EventKind::MandateRequested)])
         .await
         .unwrap();
-    let consent = consent_for(&m, m.terms.human_id, ConsentDecision::Granted);
-    let mut active = m.clone();
-    active
-        .apply(
-            MandateEvent::Consent {
-                consent: &consent,
-                prior: &[],
-            },
-            t0(),
-        )
-        .unwrap();
-    active.version += 1;
-    store.record_consent(&consent, &active, &[]).await.unwrap();
-    active
+    consented(store, &m).await
 }
 
 /// `m` moved to a final state by `event` at `at`, stored.

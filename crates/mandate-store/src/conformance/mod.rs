@@ -203,7 +203,12 @@ async fn seeded_mandate(store: &dyn Store, owners: usize) -> (Mandate, Vec<Human
 /// A stored mandate with no owners, made active by its grantor's consent.
 async fn activated_mandate(store: &dyn Store) -> Mandate {
     let (m, _) = seeded_mandate(store, 0).await;
-    let consent = consent_for(&m, m.terms.human_id, ConsentDecision::Granted);
+    consented(store, &m).await
+}
+
+/// `m` (stored, requested, no owners) made active by its grantor's consent.
+async fn consented(store: &dyn Store, m: &Mandate) -> Mandate {
+    let consent = consent_for(m, m.terms.human_id, ConsentDecision::Granted);
     let mut active = m.clone();
     active
         .apply(
