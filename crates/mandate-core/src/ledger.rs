@@ -9,6 +9,12 @@
 //!                                           was recorded, so the caller must not act
 //! ```
 //!
+//! A token's writes ride the same batch: [`Ledger::commit`] takes an [`Entry`] (the
+//! client assertions it used, the grant it issued, its event), and a batch holding any
+//! such entry is committed with [`mandate_store::AuditLog::commit_entries`] — still one
+//! transaction and one fsync, with each entry's checks (a replayed `jti`, a mandate that
+//! ended) made inside it.
+//!
 //! A third task indexes recorded events for queries, in large chunks behind the writer.
 //!
 //! Fail closed: an appender whose event could not be made durable gets an error and
@@ -23,7 +29,7 @@ use mandate_audit::{
     Broken, ChainVerifier, Checkpoint, Event, Head, NewEvent, PublicKey, SigningKey, Verified,
 };
 use mandate_domain::Principal;
-use mandate_store::{AuditFilter, Store};
+use mandate_store::{AuditFilter, Committed, Entry, Store};
 use mandate_types::{Clock, MandateId, TenantId};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -57,9 +63,9 @@ impl Default for LedgerConfig {
 }
 
 struct Pending {
-    event: NewEvent,
+    entry: Entry,
     /// `None`: nobody waits (an outcome recorded after the fact); a failure is logged.
-    done: Option<oneshot::Sender<Result<Event, CoreError>>>,
+    done: Option<oneshot::Sender<Result<Committed, CoreError>>>,
 }
 
 /// A handle for appending events; clones share one writer.
@@ -122,24 +128,48 @@ impl Ledger {
     /// Appends one event and returns once it is durable. An error means it was not
     /// recorded: the caller must not go on with the action it describes.
     pub async fn append(&self, event: NewEvent) -> Result<Event, CoreError> {
+        match self.commit(Entry::event(event)).await? {
+            Ok(Some(event)) => Ok(event),
+            // An entry that writes nothing but its event has nothing to refuse.
+            Ok(None) | Err(_) => Err(CoreError::Internal(
+                "the audit batch lost an event".to_owned(),
+            )),
+        }
+    }
+
+    /// Commits `entry` (the assertions it used, the grant it issued, its event) in the
+    /// next batch and returns once that batch committed: `Ok(Ok(_))` — all of it is
+    /// durable; `Ok(Err(refusal))` — a check in the transaction refused it and its grant
+    /// and event were not written; `Err` — nothing of it may have been recorded, so the
+    /// caller must not go on with the action it describes.
+    pub async fn commit(&self, entry: Entry) -> Result<Committed, CoreError> {
+        if entry.event.is_none() && !entry.has_writes() {
+            return Ok(Ok(None));
+        }
+        let counted = entry.event.is_some();
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending {
-                event,
+                entry,
                 done: Some(done),
             })
             .await
             .map_err(|_| unwritable())?;
-        let event = answer.await.map_err(|_| unwritable())??;
-        self.count_one();
-        Ok(event)
+        let committed = answer.await.map_err(|_| unwritable())??;
+        if counted && committed.is_ok() {
+            self.count_one();
+        }
+        Ok(committed)
     }
 
     /// Appends one event in the next batch without waiting for it: for what is recorded
     /// after the fact (a call's outcome), where nothing waits on its durability. A
     /// failure is logged by the writer, never lost silently.
     pub fn append_detached(&self, event: NewEvent) {
-        let pending = Pending { event, done: None };
+        let pending = Pending {
+            entry: Entry::event(event),
+            done: None,
+        };
         match self.queue.try_send(pending) {
             Ok(()) => self.count_one(),
             Err(mpsc::error::TrySendError::Full(pending)) => {
@@ -175,26 +205,40 @@ async fn write(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let (events, answers): (Vec<NewEvent>, Vec<_>) =
-            batch.drain(..).map(|p| (p.event, p.done)).unzip();
         // INVARIANT: appenders are answered only after the transaction committed.
         let started = std::time::Instant::now();
-        let written = store.append_events(&events, clock.now()).await;
+        let size = batch.len();
+        let (written, answers) = if batch.iter().any(|p| p.entry.has_writes()) {
+            let (entries, answers): (Vec<Entry>, Vec<_>) =
+                batch.drain(..).map(|p| (p.entry, p.done)).unzip();
+            (store.commit_entries(&entries, clock.now()).await, answers)
+        } else {
+            // Events only (the common batch): the store's fastest append.
+            let (events, answers): (Vec<NewEvent>, Vec<_>) = batch
+                .drain(..)
+                .filter_map(|p| p.entry.event.map(|e| (e, p.done)))
+                .unzip();
+            let written = store
+                .append_events(&events, clock.now())
+                .await
+                .map(|recorded| recorded.into_iter().map(|e| Ok(Some(e))).collect());
+            (written, answers)
+        };
         tracing::trace!(
-            events = events.len(),
+            events = size,
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "audit batch written"
         );
         match written {
-            Ok(recorded) if recorded.len() == answers.len() => {
-                for (answer, event) in answers.into_iter().zip(recorded) {
+            Ok(outcomes) if outcomes.len() == answers.len() => {
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
                     if let Some(answer) = answer {
-                        let _ = answer.send(Ok(event));
+                        let _ = answer.send(Ok(outcome));
                     }
                 }
             }
             Ok(_) => {
-                tracing::error!("the store recorded a different number of audit events");
+                tracing::error!("the store recorded a different number of audit entries");
                 for answer in answers.into_iter().flatten() {
                     let _ = answer.send(Err(CoreError::Internal(
                         "audit batch size mismatch".to_owned(),
@@ -202,7 +246,7 @@ async fn write(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = answers.len(), "audit ledger write failed; refusing the actions");
+                tracing::error!(error = %e, entries = answers.len(), "audit ledger write failed; refusing the actions");
                 for answer in answers.into_iter().flatten() {
                     let _ = answer.send(Err(unwritable()));
                 }

@@ -4,57 +4,96 @@
 
 macro_rules! sql_grants {
     ($store:ty, $db:ty) => {
+        /// Writes `grant` inside `tx` after checking, in the same transaction, what it
+        /// depends on (see [`Grants::insert_grant`]); a refusal writes nothing.
+        async fn grant_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            grant: &Grant,
+        ) -> Result<Result<(), Refusal>, StoreError> {
+            // The mandate first (the order a mandate's final-state update locks in:
+            // the mandate, then its grants): it must be live, checked in this
+            // transaction, serialised against the update that ends it, which revokes
+            // every grant committed before it.
+            if let Some(mandate) = grant.mandate_id {
+                let live = ::sqlx::query(LIVE_MANDATE)
+                    .bind(mandate.to_string())
+                    .bind(grant.tenant_id.to_string())
+                    .bind(micros(grant.issued_at))
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+                if live.is_none() {
+                    return Ok(Err(Refusal::Missing { what: "live mandate".into() }));
+                }
+            }
+            if let Some(parent) = &grant.parent_jti {
+                // Locks the parent (so a concurrent revocation waits for us, or we
+                // for it) and checks that it is live, in one statement.
+                let live = ::sqlx::query(
+                    "UPDATE grants SET revoked_at = revoked_at
+                     WHERE jti = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING jti",
+                )
+                .bind(parent)
+                .bind(grant.tenant_id.to_string())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+                if live.is_none() {
+                    return Ok(Err(Refusal::Missing { what: "live parent grant".into() }));
+                }
+            }
+            ::sqlx::query(
+                "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&grant.jti)
+            .bind(grant.tenant_id.to_string())
+            .bind(grant.mandate_id.map(|m| m.to_string()))
+            .bind(grant.agent_id.to_string())
+            .bind(grant.parent_jti.as_deref())
+            .bind(micros(grant.expires_at))
+            .bind(grant.revoked_at.map(micros))
+            .bind(to_text(grant)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| store_error(e, "grant"))?;
+            Ok(Ok(()))
+        }
+
+        /// Records one use of an assertion inside `tx`; `false` when it was used before
+        /// (the table's key decides, so one of concurrent uses wins on any replica).
+        async fn claim_jti_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            used: &UsedAssertion,
+        ) -> Result<bool, StoreError> {
+            let done = ::sqlx::query(
+                "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (issuer, jti) DO NOTHING",
+            )
+            .bind(&used.issuer)
+            .bind(&used.jti)
+            .bind(micros(used.expires_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        /// Forgets assertions that expired before `now` (they can no longer be replayed).
+        async fn purge_jtis(tx: &mut ::sqlx::Transaction<'_, $db>, now: DateTime<Utc>) -> Result<(), StoreError> {
+            ::sqlx::query("DELETE FROM used_jtis WHERE expires_at < $1")
+                .bind(micros(now))
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+
         #[async_trait]
         impl Grants for $store {
             async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                // The mandate first (the order a mandate's final-state update locks in:
-                // the mandate, then its grants): it must be live, checked in this
-                // transaction, serialised against the update that ends it, which revokes
-                // every grant committed before it.
-                if let Some(mandate) = grant.mandate_id {
-                    let live = ::sqlx::query(LIVE_MANDATE)
-                        .bind(mandate.to_string())
-                        .bind(grant.tenant_id.to_string())
-                        .bind(micros(grant.issued_at))
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                    if live.is_none() {
-                        return Err(StoreError::Missing { what: "live mandate".into() });
-                    }
-                }
-                if let Some(parent) = &grant.parent_jti {
-                    // Locks the parent (so a concurrent revocation waits for us, or we
-                    // for it) and checks that it is live, in one statement.
-                    let live = ::sqlx::query(
-                        "UPDATE grants SET revoked_at = revoked_at
-                         WHERE jti = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING jti",
-                    )
-                    .bind(parent)
-                    .bind(grant.tenant_id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                    if live.is_none() {
-                        return Err(StoreError::Missing { what: "live parent grant".into() });
-                    }
-                }
-                ::sqlx::query(
-                    "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&grant.jti)
-                .bind(grant.tenant_id.to_string())
-                .bind(grant.mandate_id.map(|m| m.to_string()))
-                .bind(grant.agent_id.to_string())
-                .bind(grant.parent_jti.as_deref())
-                .bind(micros(grant.expires_at))
-                .bind(grant.revoked_at.map(micros))
-                .bind(to_text(grant)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error(e, "grant"))?;
+                grant_in(&mut tx, grant).await??;
                 tx.commit().await.map_err(unavailable)
             }
 
@@ -142,23 +181,11 @@ macro_rules! sql_grants {
 
             async fn claim_jti(&self, issuer: &str, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                ::sqlx::query("DELETE FROM used_jtis WHERE expires_at < $1")
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                let done = ::sqlx::query(
-                    "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (issuer, jti) DO NOTHING",
-                )
-                .bind(issuer)
-                .bind(jti)
-                .bind(micros(expires_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                purge_jtis(&mut tx, now).await?;
+                let used = UsedAssertion { issuer: issuer.to_owned(), jti: jti.to_owned(), expires_at };
+                let fresh = claim_jti_in(&mut tx, &used).await?;
                 tx.commit().await.map_err(unavailable)?;
-                Ok(done.rows_affected() == 1)
+                Ok(fresh)
             }
 
             async fn publish_token_key(&self, key: &TokenKey) -> Result<(), StoreError> {

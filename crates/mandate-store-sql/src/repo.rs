@@ -42,9 +42,9 @@ macro_rules! sql_store {
         use ::mandate_domain::{Agent, Consent, Grant, Human, Mandate, Tenant, Tool, ToolServer};
         use ::mandate_audit::{Checkpoint, Event, Head, NewEvent, PublicKey, GENESIS_HASH};
         use ::mandate_store::{
-            AgentFilter, ApiToken, AuditFilter, AuditLog, Catalog, Directory, Grants, HumanFilter,
-            MandateFilter, Mandates, Page, PageRequest, PolicySets, Store, StoreError,
-            StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
+            AgentFilter, ApiToken, AuditFilter, AuditLog, Catalog, Committed, Directory, Entry, Grants,
+            HumanFilter, MandateFilter, Mandates, Page, PageRequest, PolicySets, Refusal, Store,
+            StoreError, StoredPolicySet, StoredRecord, TokenKey, ToolFilter, UsedAssertion,
         };
         use ::mandate_types::{AgentId, HumanId, MandateId, TenantId, ToolId, ToolServerId};
         use ::sqlx::types::Json;
@@ -788,6 +788,33 @@ macro_rules! sql_store {
             Ok(placed.into_iter().flatten().collect())
         }
 
+        impl $store {
+            /// Remembers where each tenant's chain stands after `events` committed (the
+            /// last event of each tenant wins: events are in chain order).
+            fn remember_heads(&self, events: &[Event]) {
+                for event in events {
+                    self.remember_head(event.tenant_id, Some(event.head()));
+                }
+            }
+        }
+
+        /// The checks and writes of one [`Entry`] inside its batch's transaction (see
+        /// [`Entry`] for the order and what a refusal leaves).
+        async fn write_entry(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            entry: &Entry,
+        ) -> Result<Result<(), Refusal>, StoreError> {
+            for used in &entry.assertions {
+                if !claim_jti_in(tx, used).await? {
+                    return Ok(Err(Refusal::Replay));
+                }
+            }
+            match &entry.grant {
+                Some(grant) => grant_in(tx, grant).await,
+                None => Ok(Ok(())),
+            }
+        }
+
         #[async_trait]
         impl AuditLog for $store {
             async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
@@ -829,11 +856,39 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let events = append_in(&mut tx, batch, at).await?;
                 tx.commit().await.map_err(unavailable)?;
-                for event in &events {
-                    // The last event of each tenant wins: events are in chain order.
-                    self.remember_head(event.tenant_id, Some(event.head()));
-                }
+                self.remember_heads(&events);
                 Ok(events)
+            }
+
+            async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                if batch.iter().any(|e| !e.assertions.is_empty()) {
+                    purge_jtis(&mut tx, at).await?;
+                }
+                let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
+                let mut events = Vec::with_capacity(batch.len());
+                for entry in batch {
+                    match write_entry(&mut tx, entry).await? {
+                        Ok(()) => {
+                            if let Some(event) = &entry.event {
+                                events.push(event.clone());
+                            }
+                            outcomes.push(Ok(None));
+                        }
+                        Err(refused) => outcomes.push(Err(refused)),
+                    }
+                }
+                let recorded = append_in(&mut tx, &events, at).await?;
+                tx.commit().await.map_err(unavailable)?;
+                self.remember_heads(&recorded);
+                // The recorded events, in order, go to the entries that had one and passed.
+                let mut recorded = recorded.into_iter();
+                for (outcome, entry) in outcomes.iter_mut().zip(batch) {
+                    if let (Ok(slot), Some(_)) = (outcome, &entry.event) {
+                        *slot = recorded.next();
+                    }
+                }
+                Ok(outcomes)
             }
 
             async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {

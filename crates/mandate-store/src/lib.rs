@@ -27,8 +27,8 @@ pub use calls::{ApprovalFilter, CallKey, Calls, ProposalFilter};
 pub use oauth::{OAuthClientRecord, OAuthClients, OnceKind, OnceRecord};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
-    AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Directory, Grants,
-    HumanFilter, MandateFilter, Mandates, PolicySets, RevocationFeed, Store, StoreError,
-    StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
+    AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Committed, Directory,
+    Entry, Grants, HumanFilter, MandateFilter, Mandates, PolicySets, Refusal, RevocationFeed,
+    Store, StoreError, StoredPolicySet, StoredRecord, TokenKey, ToolFilter, UsedAssertion,
 };
 pub use vault::{SecretCursor, SecretMeta, StoredSecret, Vault};

@@ -216,6 +216,74 @@ pub struct StoredRecord {
     pub doc: String,
 }
 
+/// A client assertion's one use, recorded with what it obtained (see [`Entry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedAssertion {
+    pub issuer: String,
+    pub jti: String,
+    /// When the assertion expires: its record may be purged after that.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What one action writes, committed in the ledger's batch transaction: the client
+/// assertions it used, the grant it issued, and the event that records it — all of
+/// it in the same transaction as the rest of the batch, or nothing.
+///
+/// The checks run inside that transaction, in this order: each assertion is claimed
+/// (refused as [`Refusal::Replay`] when it was used before — the database's uniqueness,
+/// so exactly one of concurrent uses wins, on any replica); then the grant is written
+/// under the rules of [`Grants::insert_grant`] (refused as [`Refusal::Missing`] when
+/// its mandate or parent is not live). A refusal stops the entry: its grant and its
+/// event are not written, while the assertions claimed before it stay claimed (an
+/// assertion is used once, whatever became of the request that used it).
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub assertions: Vec<UsedAssertion>,
+    pub grant: Option<Grant>,
+    pub event: Option<NewEvent>,
+}
+
+impl Entry {
+    /// An entry that only records `event`.
+    pub fn event(event: NewEvent) -> Entry {
+        Entry {
+            event: Some(event),
+            ..Entry::default()
+        }
+    }
+
+    /// Whether it writes anything besides its event.
+    pub fn has_writes(&self) -> bool {
+        !self.assertions.is_empty() || self.grant.is_some()
+    }
+}
+
+/// Why an [`Entry`] was refused by the checks in its batch's transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// An assertion it used was used before.
+    #[error("the client assertion was used before")]
+    Replay,
+    /// What its grant depends on is not live (`live mandate`, `live parent grant`).
+    #[error("{what} does not exist")]
+    Missing { what: String },
+}
+
+impl From<Refusal> for StoreError {
+    fn from(refused: Refusal) -> StoreError {
+        match refused {
+            Refusal::Replay => StoreError::Conflict {
+                what: "client assertion".into(),
+            },
+            Refusal::Missing { what } => StoreError::Missing { what },
+        }
+    }
+}
+
+/// What became of each entry of a batch: the recorded event (`None` when the entry
+/// had none), or why it was refused.
+pub type Committed = Result<Option<Event>, Refusal>;
+
 /// The audit ledger: per-tenant hash chains of events, their signed checkpoints and the
 /// public keys that signed them. Append-only: nothing here updates or deletes an event.
 #[async_trait]
@@ -229,6 +297,15 @@ pub trait AuditLog: Send + Sync {
         batch: &[NewEvent],
         at: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError>;
+    /// Commits `batch` in one transaction — all or none — with the checks and writes
+    /// of each [`Entry`] in batch order, then the events of the entries not refused,
+    /// chained as [`AuditLog::append_events`] does. Returns each entry's outcome in batch
+    /// order. An error means nothing of the batch was written.
+    async fn commit_entries(
+        &self,
+        batch: &[Entry],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError>;
     /// Every tenant's chain head.
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError>;
     /// Brings the lookup index up to date behind the appenders, at most `max` events per

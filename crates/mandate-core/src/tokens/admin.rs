@@ -70,7 +70,8 @@ impl TokenService {
     pub async fn revoke(&self, who: RevokeRequest<'_>, token: &str) -> Result<(), TokenError> {
         let (tenant, actor_label, client): (_, String, Option<Agent>) = match who {
             RevokeRequest::Client(req) => {
-                let agent = self.authenticate_client(req).await?;
+                let (agent, used) = self.authenticate_client(req).await?;
+                self.spend_now(used).await?;
                 (agent.tenant_id, format!("agent:{}", agent.id), Some(agent))
             }
             RevokeRequest::Api(p) => (p.tenant(), p.label(), None),

@@ -177,8 +177,15 @@ impl TokenService {
             &agent,
             expires,
         )?;
-        self.record_and_sign(token, &agent, Some(&mandate), None, EventKind::TokenIssued)
-            .await
+        self.record_and_sign(
+            token,
+            &agent,
+            &mut Vec::new(),
+            Some(&mandate),
+            None,
+            EventKind::TokenIssued,
+        )
+        .await
     }
 
     /// Ends the mandate a replayed code created: every grant under it is revoked in

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
 use mandate_policy::{GrantAction, GrantRequest};
+use mandate_store::{Entry, Refusal, UsedAssertion};
 use mandate_token::{
     DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
     TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_jwt_svid,
@@ -98,21 +99,61 @@ impl TokenService {
                 untrusted(grant_type)
             )));
         }
-        let client = self.authenticate_client(req).await?;
-        let jkt = self.token_endpoint_dpop(req)?;
-        let audience = self.audience(req)?;
-        match grant_type {
-            "client_credentials" => self.client_credentials(req, &client, jkt, audience).await,
-            _ => self.exchange(req, &client, jkt, audience).await,
+        let (client, mut used) = self.authenticate_client(req).await?;
+        let issued = match (self.token_endpoint_dpop(req), self.audience(req)) {
+            (Ok(jkt), Ok(audience)) => match grant_type {
+                "client_credentials" => {
+                    self.client_credentials(req, &client, &mut used, jkt, audience)
+                        .await
+                }
+                _ => self.exchange(req, &client, &mut used, jkt, audience).await,
+            },
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if issued.is_err() {
+            // A refused request spends its assertions too (those its commit did not
+            // already claim): a captured assertion is never tried twice.
+            self.spend(used).await;
+        }
+        issued
+    }
+
+    /// Records assertions as used, outside any grant (a request that was refused, or one
+    /// that issues nothing). A failure to record is logged; the request fails anyway.
+    async fn spend(&self, used: Vec<UsedAssertion>) {
+        if used.is_empty() {
+            return;
+        }
+        let entry = Entry {
+            assertions: used,
+            ..Entry::default()
+        };
+        if let Err(e) = self.ledger.commit(entry).await {
+            tracing::warn!(error = %e, "could not record a refused request's client assertion");
+        }
+    }
+
+    /// Records assertions as used now, refusing a replay: for requests that write
+    /// nothing else (revocation).
+    pub(crate) async fn spend_now(&self, used: Vec<UsedAssertion>) -> Result<(), TokenError> {
+        let entry = Entry {
+            assertions: used,
+            ..Entry::default()
+        };
+        match self.ledger.commit(entry).await.map_err(unavailable)? {
+            Ok(_) => Ok(()),
+            Err(refused) => Err(refusal(refused, false)),
         }
     }
 
     /// Client authentication: a JWT assertion (`private_key_jwt`, a JWT-SVID, or an
-    /// ID token of a federated issuer). The agent must exist and be active.
+    /// ID token of a federated issuer). The agent must exist and be active. Returns the
+    /// assertion's one use to record (a `private_key_jwt`'s `jti`), which the caller
+    /// commits with what the request writes, or spends on its own.
     pub(crate) async fn authenticate_client(
         &self,
         req: &TokenRequest,
-    ) -> Result<Agent, TokenError> {
+    ) -> Result<(Agent, Vec<UsedAssertion>), TokenError> {
         match req.client_assertion_type.as_deref() {
             Some(JWT_BEARER) => {}
             Some(other) => {
@@ -131,23 +172,29 @@ impl TokenService {
             .client_assertion
             .as_deref()
             .ok_or_else(|| TokenError::InvalidClient("`client_assertion` is missing".into()))?;
-        let agent = self.agent_for_assertion(assertion).await?;
+        let (agent, used) = self.agent_for_assertion(assertion).await?;
         if let Some(client_id) = &req.client_id
             && client_id != &agent.id.to_string()
         {
+            self.spend(used.into_iter().collect()).await;
             return Err(TokenError::InvalidClient(
                 "`client_id` does not match the client assertion".into(),
             ));
         }
-        Ok(agent)
+        Ok((agent, used.into_iter().collect()))
     }
 
-    /// Which agent an assertion authenticates, after verifying it.
-    pub(crate) async fn agent_for_assertion(&self, assertion: &str) -> Result<Agent, TokenError> {
+    /// Which agent an assertion authenticates, after verifying it, and the use of it to
+    /// record (a `private_key_jwt` is used once: its `jti` is claimed in the commit).
+    pub(crate) async fn agent_for_assertion(
+        &self,
+        assertion: &str,
+    ) -> Result<(Agent, Option<UsedAssertion>), TokenError> {
         let now = self.clock.now();
         let endpoint = self.config.token_endpoint();
         let audiences = [endpoint.as_str(), self.config.issuer.as_str()];
         let issuer = unverified_issuer(assertion).ok();
+        let mut used = None;
         let agent = if let Some(id) = issuer.as_deref().and_then(|i| AgentId::from_str(i).ok()) {
             // private_key_jwt: iss = sub = the agent id.
             let agent = self
@@ -164,16 +211,11 @@ impl TokenService {
                 now.timestamp(),
             )?;
             let expires = chrono::DateTime::from_timestamp(verified.expires_at, 0).unwrap_or(now);
-            let fresh = self
-                .store
-                .claim_jti(&verified.client_id, &verified.jti, expires, now)
-                .await
-                .map_err(unavailable)?;
-            if !fresh {
-                return Err(TokenError::InvalidClient(
-                    "the client assertion was used before (`jti` replay)".into(),
-                ));
-            }
+            used = Some(UsedAssertion {
+                issuer: verified.client_id,
+                jti: verified.jti,
+                expires_at: expires,
+            });
             agent
         } else if let Some(federation) = self.federation.as_ref().filter(|f| {
             issuer
@@ -205,9 +247,10 @@ impl TokenService {
             ));
         };
         if agent.status != AgentStatus::Active {
+            self.spend(used.into_iter().collect()).await;
             return Err(TokenError::InvalidClient("the agent is disabled".into()));
         }
-        Ok(agent)
+        Ok((agent, used))
     }
 
     /// The DPoP proof of a token request, if any: its key's thumbprint.
@@ -262,6 +305,7 @@ impl TokenService {
         &self,
         req: &TokenRequest,
         agent: &Agent,
+        used: &mut Vec<UsedAssertion>,
         jkt: Option<String>,
         audience: Vec<String>,
     ) -> Result<TokenResponse, TokenError> {
@@ -288,7 +332,7 @@ impl TokenService {
                 self.clock.now() + self.config.max_lifetime,
             )?;
             return self
-                .record_and_sign(token, agent, None, None, EventKind::TokenIssued)
+                .record_and_sign(token, agent, used, None, None, EventKind::TokenIssued)
                 .await;
         };
         let mandate = self.load_mandate(agent, ask.mandate).await?;
@@ -323,14 +367,22 @@ impl TokenService {
             agent,
             expires,
         )?;
-        self.record_and_sign(token, agent, Some(&mandate), None, EventKind::TokenIssued)
-            .await
+        self.record_and_sign(
+            token,
+            agent,
+            used,
+            Some(&mandate),
+            None,
+            EventKind::TokenIssued,
+        )
+        .await
     }
 
     async fn exchange(
         &self,
         req: &TokenRequest,
         agent: &Agent,
+        used: &mut Vec<UsedAssertion>,
         jkt: Option<String>,
         audience: Vec<String>,
     ) -> Result<TokenResponse, TokenError> {
@@ -354,7 +406,7 @@ impl TokenService {
                 )));
             }
         }
-        let parent = self.live_token(subject).await?;
+        let parent = self.parent_token(subject).await?;
         let Some(mandate_id) = parent.mandate else {
             return Err(TokenError::InvalidGrant(
                 "the subject token carries no mandate".into(),
@@ -366,6 +418,15 @@ impl TokenService {
             ));
         }
         let mandate = self.load_mandate(agent, mandate_id).await?;
+        if mandate.status.is_final() || mandate.terms.expires_at <= self.clock.now() {
+            // Its tokens died with it (the subject token among them).
+            return Err(refusal(
+                Refusal::Missing {
+                    what: "live mandate".into(),
+                },
+                true,
+            ));
+        }
         let holder = parent
             .actor()
             .ok_or_else(|| TokenError::InvalidGrant("the subject token names no actor".into()))?;
@@ -373,12 +434,14 @@ impl TokenService {
         // The actor token: the receiving agent's own credential.
         match (req.actor_token.as_deref(), req.actor_token_type.as_deref()) {
             (Some(actor), Some(JWT_TOKEN_TYPE)) => {
-                let actor_agent = self.agent_for_assertion(actor).await.map_err(|e| {
-                    TokenError::InvalidGrant(format!(
-                        "the actor token is refused: {}",
-                        e.description()
-                    ))
-                })?;
+                let (actor_agent, actor_used) =
+                    self.agent_for_assertion(actor).await.map_err(|e| {
+                        TokenError::InvalidGrant(format!(
+                            "the actor token is refused: {}",
+                            e.description()
+                        ))
+                    })?;
+                used.extend(actor_used);
                 if actor_agent.id != agent.id {
                     return Err(TokenError::InvalidGrant(
                         "the actor token does not identify the authenticated client".into(),
@@ -465,20 +528,33 @@ impl TokenService {
             expires,
         )?;
         let mut response = self
-            .record_and_sign(token, agent, Some(&mandate), Some(&parent), kind)
+            .record_and_sign(token, agent, used, Some(&mandate), Some(&parent), kind)
             .await?;
         response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
         Ok(response)
     }
 
-    /// One of our tokens, verified, unexpired, and live in the store (the
-    /// authoritative check: a revocation this replica has not heard of yet counts).
-    pub(crate) async fn live_token(&self, token: &str) -> Result<TaskToken, TokenError> {
+    /// A subject token to exchange: ours, verified, unexpired and not on this replica's
+    /// revocation list. Whether it is live is checked again where it counts, in the
+    /// transaction that writes the new grant (a revocation this replica has not heard of
+    /// yet refuses it there).
+    async fn parent_token(&self, token: &str) -> Result<TaskToken, TokenError> {
+        let parsed = self.signed_token(token).await?;
+        if self.revoked.is_revoked(&parsed.jti) {
+            return Err(TokenError::InvalidGrant(
+                "the token has been revoked or has expired".into(),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// One of our tokens, verified and unexpired (not yet checked for revocation).
+    async fn signed_token(&self, token: &str) -> Result<TaskToken, TokenError> {
         let claims = self
             .verify_signature(token)
             .await
             .map_err(|e| TokenError::InvalidGrant(e.description()))?;
-        let parsed = TaskToken::from_claims(
+        TaskToken::from_claims(
             &claims,
             &Expect {
                 issuer: &self.config.issuer,
@@ -487,7 +563,13 @@ impl TokenService {
                 skew: self.config.skew_seconds,
             },
         )
-        .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        .map_err(|e| TokenError::InvalidGrant(e.description()))
+    }
+
+    /// One of our tokens, verified, unexpired, and live in the store (the
+    /// authoritative check: a revocation this replica has not heard of yet counts).
+    pub(crate) async fn live_token(&self, token: &str) -> Result<TaskToken, TokenError> {
+        let parsed = self.signed_token(token).await?;
         let grant = self
             .store
             .grant(parsed.tenant, &parsed.jti)
@@ -552,10 +634,15 @@ impl TokenService {
     }
 
     /// Records the grant and its audit event (durable), then signs.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "what one issuance records, named"
+    )]
     pub(super) async fn record_and_sign(
         &self,
         token: TaskToken,
         agent: &Agent,
+        used: &mut Vec<UsedAssertion>,
         mandate: Option<&Mandate>,
         parent: Option<&TaskToken>,
         kind: EventKind,
@@ -577,20 +664,6 @@ impl TokenService {
             expires_at,
             revoked_at: None,
         };
-        // The store checks the mandate (and the parent) again in the transaction that
-        // writes the grant: one that ended since we read it refuses, and nothing is
-        // issued.
-        self.store.insert_grant(&grant).await.map_err(|e| match e {
-            mandate_store::StoreError::Missing { .. } if parent.is_some() => {
-                TokenError::InvalidGrant(
-                    "the subject token has been revoked or its mandate has ended".into(),
-                )
-            }
-            mandate_store::StoreError::Missing { .. } => {
-                TokenError::InvalidGrant("the mandate is no longer active".into())
-            }
-            other => unavailable(other),
-        })?;
         let mut event = NewEvent::new(token.tenant, kind, format!("agent:{}", agent.id))
             .agent(agent.id)
             .with("jti", token.jti.clone())
@@ -609,7 +682,17 @@ impl TokenService {
         if let Some(p) = parent {
             event = event.with("parent_jti", p.jti.clone());
         }
-        self.ledger.append(event).await.map_err(unavailable)?;
+        // One commit: the assertions' use, the grant and its event, in the ledger's
+        // batch. The mandate (and the parent) are checked again in that transaction: one
+        // that ended since we read it refuses, and nothing is issued.
+        let entry = Entry {
+            assertions: std::mem::take(used),
+            grant: Some(grant),
+            event: Some(event),
+        };
+        if let Err(refused) = self.ledger.commit(entry).await.map_err(unavailable)? {
+            return Err(refusal(refused, parent.is_some()));
+        }
         let access_token = self
             .ring
             .load()
@@ -626,6 +709,21 @@ impl TokenService {
             issued_token_type: None,
             authorization_details: token.authorization_details,
         })
+    }
+}
+
+/// A refusal by the commit's checks, as the OAuth client sees it.
+fn refusal(refused: Refusal, delegated: bool) -> TokenError {
+    match refused {
+        Refusal::Replay => {
+            TokenError::InvalidClient("the client assertion was used before (`jti` replay)".into())
+        }
+        Refusal::Missing { .. } if delegated => TokenError::InvalidGrant(
+            "the subject token has been revoked or its mandate has ended".into(),
+        ),
+        Refusal::Missing { .. } => {
+            TokenError::InvalidGrant("the mandate is no longer active".into())
+        }
     }
 }
 

@@ -16,10 +16,10 @@ use serde_json::Value;
 use super::CachedStore;
 use crate::{
     Account, Accounts, AgentFilter, ApiToken, ApprovalFilter, AuditFilter, AuditLog, CallKey,
-    Calls, Catalog, ConsoleSession, Directory, Grants, HumanFilter, MandateFilter, Mandates,
-    OAuthClientRecord, OAuthClients, OnceKind, OnceRecord, Page, PageRequest, PolicySets,
-    ProposalFilter, RevocationFeed, SecretCursor, SecretMeta, Store, StoreError, StoredPolicySet,
-    StoredRecord, StoredSecret, TokenKey, ToolFilter, Vault,
+    Calls, Catalog, Committed, ConsoleSession, Directory, Entry, Grants, HumanFilter,
+    MandateFilter, Mandates, OAuthClientRecord, OAuthClients, OnceKind, OnceRecord, Page,
+    PageRequest, PolicySets, ProposalFilter, RevocationFeed, SecretCursor, SecretMeta, Store,
+    StoreError, StoredPolicySet, StoredRecord, StoredSecret, TokenKey, ToolFilter, Vault,
 };
 
 #[async_trait]
@@ -207,6 +207,13 @@ impl AuditLog for CachedStore {
         at: DateTime<Utc>,
     ) -> Result<Vec<Event>, StoreError> {
         self.inner.append_events(batch, at).await
+    }
+    async fn commit_entries(
+        &self,
+        batch: &[Entry],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        self.inner.commit_entries(batch, at).await
     }
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {
         self.inner.audit_heads().await

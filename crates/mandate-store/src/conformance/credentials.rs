@@ -474,3 +474,156 @@ pub async fn revocation_wins_every_race(store: Arc<dyn Store>) {
          (and revoked by it), {refused} refused after it"
     );
 }
+
+fn used(jti: &str) -> crate::UsedAssertion {
+    crate::UsedAssertion {
+        issuer: "agt_1".to_owned(),
+        jti: jti.to_owned(),
+        expires_at: t0() + Duration::minutes(5),
+    }
+}
+
+fn issued(m: &Mandate, jti: &str) -> NewEvent {
+    NewEvent::new(m.tenant_id, EventKind::TokenIssued, "agent:test")
+        .mandate(m.id)
+        .with("jti", jti)
+}
+
+/// Entries of one batch: each commits its assertions, its grant and its event together;
+/// a refused one writes neither grant nor event (its assertions stay used), the others
+/// commit around it with an unbroken chain; a batch that fails writes nothing at all.
+pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<dyn Store>) {
+    let live = activated_mandate(&*store).await;
+    let ended = another_active_mandate(&*store, &live).await;
+    end_mandate(
+        &*store,
+        &ended,
+        MandateEvent::Revoke { reason: None },
+        t0() + Duration::minutes(1),
+    )
+    .await;
+    let before = store.audit_records(live.tenant_id, 0, 1_000).await.unwrap();
+    let head = before.last().map_or(0, |r| r.seq);
+    let at = t0() + Duration::minutes(2);
+    let mut late = grant_under(&ended, "e-3", None, 0);
+    late.issued_at = at;
+    let batch = vec![
+        crate::Entry {
+            assertions: vec![used("j1")],
+            grant: Some(grant_under(&live, "e-1", None, 0)),
+            event: Some(issued(&live, "e-1")),
+        },
+        // The same assertion again, in the same batch: a replay.
+        crate::Entry {
+            assertions: vec![used("j1")],
+            grant: Some(grant_under(&live, "e-2", None, 0)),
+            event: Some(issued(&live, "e-2")),
+        },
+        // Under a revoked mandate: refused, but its assertion is spent.
+        crate::Entry {
+            assertions: vec![used("j3")],
+            grant: Some(late),
+            event: Some(issued(&ended, "e-3")),
+        },
+        crate::Entry::event(issued(&live, "e-4")),
+        crate::Entry {
+            assertions: vec![used("j5")],
+            ..crate::Entry::default()
+        },
+    ];
+    let outcomes = store.commit_entries(&batch, at).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let first = outcomes[0].clone().unwrap().unwrap();
+    assert_eq!(first.seq, head + 1);
+    assert_eq!(outcomes[1], Err(crate::Refusal::Replay));
+    assert!(matches!(outcomes[2], Err(crate::Refusal::Missing { .. })));
+    let fourth = outcomes[3].clone().unwrap().unwrap();
+    assert_eq!(
+        fourth.seq,
+        head + 2,
+        "the chain has no gap where refusals were"
+    );
+    assert_eq!(fourth.prev_hash, first.hash);
+    assert_eq!(outcomes[4], Ok(None));
+    assert!(store.grant(live.tenant_id, "e-1").await.unwrap().is_some());
+    assert!(store.grant(live.tenant_id, "e-2").await.unwrap().is_none());
+    assert!(store.grant(live.tenant_id, "e-3").await.unwrap().is_none());
+    for jti in ["j1", "j3", "j5"] {
+        assert!(
+            !store
+                .claim_jti("agt_1", jti, t0() + Duration::minutes(5), at)
+                .await
+                .unwrap(),
+            "{jti} was used"
+        );
+    }
+    let after = store
+        .audit_records(live.tenant_id, head, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2, "only the committed entries' events");
+
+    // A batch the database refuses (a grant whose jti is taken) writes nothing, not even
+    // the entries before the one that failed.
+    let failing = vec![
+        crate::Entry {
+            assertions: vec![used("j6")],
+            grant: Some(grant_under(&live, "e-6", None, 0)),
+            event: Some(issued(&live, "e-6")),
+        },
+        crate::Entry {
+            assertions: vec![used("j7")],
+            grant: Some(grant_under(&live, "e-1", None, 0)),
+            event: Some(issued(&live, "e-1 again")),
+        },
+    ];
+    assert!(store.commit_entries(&failing, at).await.is_err());
+    assert!(store.grant(live.tenant_id, "e-6").await.unwrap().is_none());
+    let unchanged = store
+        .audit_records(live.tenant_id, head, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(unchanged.len(), 2);
+    assert!(
+        store
+            .claim_jti("agt_1", "j6", t0() + Duration::minutes(5), at)
+            .await
+            .unwrap(),
+        "the failed batch's assertions were not recorded"
+    );
+    // The chain goes on after the failed batch.
+    let next = store
+        .commit_entries(&[crate::Entry::event(issued(&live, "e-8"))], at)
+        .await
+        .unwrap();
+    assert_eq!(next[0].clone().unwrap().unwrap().seq, head + 3);
+
+    // Concurrent batches using one assertion: exactly one issues; the others write
+    // neither grant nor event.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let entry = crate::Entry {
+            assertions: vec![used("race")],
+            grant: Some(grant_under(&live, &format!("r-{i}"), None, 0)),
+            event: Some(issued(&live, &format!("r-{i}"))),
+        };
+        tasks.push(tokio::spawn(async move {
+            store.commit_entries(&[entry], at).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap().remove(0) {
+            Ok(Some(_)) => wins += 1,
+            Err(crate::Refusal::Replay) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let raced = store
+        .audit_records(live.tenant_id, head + 3, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(raced.len(), 1);
+}

@@ -78,6 +78,7 @@ macro_rules! store_conformance {
             grants_are_refused_under_a_mandate_that_is_not_live,
             revocation_wins_every_race,
             client_assertion_jtis_are_accepted_once,
+            entries_commit_their_writes_with_their_event_or_nothing,
             token_keys_are_published_retired_and_revocations_announced,
             budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
             vault_secrets_are_tenant_scoped_upserted_and_listed,

@@ -107,6 +107,12 @@ impl Server {
         log
     }
 
+    /// SIGKILL: the process dies wherever it is, as in a crash.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// The CLI against this server, as `token`; returns its parsed `--json` output.
     pub fn cli(&self, token: &str, args: &[&str]) -> Value {
         let out = Command::new(BIN)
