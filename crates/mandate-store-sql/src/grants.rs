@@ -4,80 +4,129 @@
 
 macro_rules! sql_grants {
     ($store:ty, $db:ty) => {
-        /// Writes `grant` inside `tx` after checking, in the same transaction, what it
-        /// depends on (see [`Grants::insert_grant`]); a refusal writes nothing.
-        async fn grant_in(
+        /// Writes `grants` inside `tx` after checking, in the same transaction, what each
+        /// depends on (see [`Grants::insert_grant`]): one statement per step whatever their
+        /// number. Returns, per grant, `None` when it was written or why it was refused (a
+        /// refused grant is not written; the others are).
+        async fn grants_in(
             tx: &mut ::sqlx::Transaction<'_, $db>,
-            grant: &Grant,
-        ) -> Result<Result<(), Refusal>, StoreError> {
-            // The mandate first (the order a mandate's final-state update locks in:
-            // the mandate, then its grants): it must be live, checked in this
-            // transaction, serialised against the update that ends it, which revokes
-            // every grant committed before it.
-            if let Some(mandate) = grant.mandate_id {
-                let live = ::sqlx::query(LIVE_MANDATE)
-                    .bind(mandate.to_string())
-                    .bind(grant.tenant_id.to_string())
-                    .bind(micros(grant.issued_at))
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(unavailable)?;
-                if live.is_none() {
-                    return Ok(Err(Refusal::Missing { what: "live mandate".into() }));
+            grants: &[&Grant],
+        ) -> Result<Vec<Option<Refusal>>, StoreError> {
+            let mut refused: Vec<Option<Refusal>> = vec![None; grants.len()];
+            // The mandates first (the order a mandate's final-state update locks in: the
+            // mandate, then its grants): each must be live, checked in this transaction,
+            // serialised against the update that ends it, which revokes every grant
+            // committed before it.
+            let mut mandates: Vec<String> = grants.iter().filter_map(|g| g.mandate_id.map(|m| m.to_string())).collect();
+            mandates.sort_unstable();
+            mandates.dedup();
+            let mut live: ::std::collections::HashMap<(String, String), i64> = ::std::collections::HashMap::new();
+            if !mandates.is_empty() {
+                let mut q = ::sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, tenant_id, expires_at FROM mandates WHERE status = 'active' AND id IN (",
+                );
+                let mut ids = q.separated(", ");
+                for id in &mandates {
+                    ids.push_bind(id.clone());
+                }
+                q.push(")").push(LOCK_LIVE_MANDATES);
+                for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
+                    live.insert(
+                        (row.try_get("id").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?),
+                        row.try_get("expires_at").map_err(corrupt)?,
+                    );
                 }
             }
-            if let Some(parent) = &grant.parent_jti {
-                // Locks the parent (so a concurrent revocation waits for us, or we
-                // for it) and checks that it is live, in one statement.
-                let live = ::sqlx::query(
-                    "UPDATE grants SET revoked_at = revoked_at
-                     WHERE jti = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING jti",
-                )
-                .bind(parent)
-                .bind(grant.tenant_id.to_string())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-                if live.is_none() {
-                    return Ok(Err(Refusal::Missing { what: "live parent grant".into() }));
+            for (slot, grant) in refused.iter_mut().zip(grants) {
+                if let Some(mandate) = grant.mandate_id {
+                    let key = (mandate.to_string(), grant.tenant_id.to_string());
+                    if !live.get(&key).is_some_and(|expires| *expires > micros(grant.issued_at)) {
+                        *slot = Some(Refusal::Missing { what: "live mandate".into() });
+                    }
                 }
             }
-            ::sqlx::query(
-                "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&grant.jti)
-            .bind(grant.tenant_id.to_string())
-            .bind(grant.mandate_id.map(|m| m.to_string()))
-            .bind(grant.agent_id.to_string())
-            .bind(grant.parent_jti.as_deref())
-            .bind(micros(grant.expires_at))
-            .bind(grant.revoked_at.map(micros))
-            .bind(to_text(grant)?)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| store_error(e, "grant"))?;
-            Ok(Ok(()))
+            // Then the parents: locked (so a concurrent revocation waits for us, or we for
+            // it) and checked live, in one statement.
+            let mut parents: Vec<&str> = grants
+                .iter()
+                .zip(&refused)
+                .filter(|(_, r)| r.is_none())
+                .filter_map(|(g, _)| g.parent_jti.as_deref())
+                .collect();
+            parents.sort_unstable();
+            parents.dedup();
+            let mut live_parents: ::std::collections::HashSet<(String, String)> = ::std::collections::HashSet::new();
+            if !parents.is_empty() {
+                let mut q = ::sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE grants SET revoked_at = revoked_at WHERE revoked_at IS NULL AND jti IN (",
+                );
+                let mut ids = q.separated(", ");
+                for jti in &parents {
+                    ids.push_bind(jti.to_string());
+                }
+                q.push(") RETURNING jti, tenant_id");
+                for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
+                    live_parents.insert((row.try_get("jti").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?));
+                }
+            }
+            for (slot, grant) in refused.iter_mut().zip(grants) {
+                if let (None, Some(parent)) = (&slot, &grant.parent_jti)
+                    && !live_parents.contains(&(parent.clone(), grant.tenant_id.to_string()))
+                {
+                    *slot = Some(Refusal::Missing { what: "live parent grant".into() });
+                }
+            }
+            let written: Vec<&Grant> = grants.iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(g, _)| *g).collect();
+            for chunk in written.chunks(GRANT_ROWS_PER_INSERT) {
+                let mut rows = Vec::with_capacity(chunk.len());
+                for g in chunk {
+                    rows.push((*g, to_text(*g)?));
+                }
+                let mut insert = ::sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ",
+                );
+                insert.push_values(rows, |mut b, (g, doc)| {
+                    b.push_bind(g.jti.clone())
+                        .push_bind(g.tenant_id.to_string())
+                        .push_bind(g.mandate_id.map(|m| m.to_string()))
+                        .push_bind(g.agent_id.to_string())
+                        .push_bind(g.parent_jti.clone())
+                        .push_bind(micros(g.expires_at))
+                        .push_bind(g.revoked_at.map(micros))
+                        .push_bind(doc);
+                });
+                insert.build().execute(&mut **tx).await.map_err(|e| store_error(e, "grant"))?;
+            }
+            Ok(refused)
         }
 
-        /// Records one use of an assertion inside `tx`; `false` when it was used before
-        /// (the table's key decides, so one of concurrent uses wins on any replica).
-        async fn claim_jti_in(
+        /// Rows per multi-row INSERT of grants (8 parameters each).
+        const GRANT_ROWS_PER_INSERT: usize = 1_000;
+
+        /// Records one use of each assertion inside `tx`, in one statement; returns, per
+        /// assertion, whether this was its first use — the table's key decides, so one of
+        /// concurrent uses wins on any replica, and within `used` the first one does.
+        async fn claim_jtis_in(
             tx: &mut ::sqlx::Transaction<'_, $db>,
-            used: &UsedAssertion,
-        ) -> Result<bool, StoreError> {
-            let done = ::sqlx::query(
-                "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (issuer, jti) DO NOTHING",
-            )
-            .bind(&used.issuer)
-            .bind(&used.jti)
-            .bind(micros(used.expires_at))
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-            Ok(done.rows_affected() == 1)
+            used: &[&UsedAssertion],
+        ) -> Result<Vec<bool>, StoreError> {
+            let mut inserted: ::std::collections::HashSet<(String, String)> = ::std::collections::HashSet::new();
+            for chunk in used.chunks(JTI_ROWS_PER_INSERT) {
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("INSERT INTO used_jtis (issuer, jti, expires_at) ");
+                q.push_values(chunk, |mut b, u| {
+                    b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
+                });
+                q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+                for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
+                    inserted.insert((row.try_get("issuer").map_err(corrupt)?, row.try_get("jti").map_err(corrupt)?));
+                }
+            }
+            // `remove`: a second use of one assertion within `used` is a replay too.
+            Ok(used.iter().map(|u| inserted.remove(&(u.issuer.clone(), u.jti.clone()))).collect())
         }
+
+        /// Rows per multi-row INSERT of assertion uses (3 parameters each).
+        const JTI_ROWS_PER_INSERT: usize = 2_000;
 
         /// Forgets assertions that expired before `now` (they can no longer be replayed).
         async fn purge_jtis(tx: &mut ::sqlx::Transaction<'_, $db>, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -93,7 +142,9 @@ macro_rules! sql_grants {
         impl Grants for $store {
             async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                grant_in(&mut tx, grant).await??;
+                if let Some(Some(refused)) = grants_in(&mut tx, &[grant]).await?.pop() {
+                    return Err(refused.into());
+                }
                 tx.commit().await.map_err(unavailable)
             }
 
@@ -183,9 +234,9 @@ macro_rules! sql_grants {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 purge_jtis(&mut tx, now).await?;
                 let used = UsedAssertion { issuer: issuer.to_owned(), jti: jti.to_owned(), expires_at };
-                let fresh = claim_jti_in(&mut tx, &used).await?;
+                let fresh = claim_jtis_in(&mut tx, &[&used]).await?;
                 tx.commit().await.map_err(unavailable)?;
-                Ok(fresh)
+                Ok(fresh.first().copied().unwrap_or(false))
             }
 
             async fn publish_token_key(&self, key: &TokenKey) -> Result<(), StoreError> {

@@ -133,15 +133,13 @@ const REVOCATIONS: &str = "mandate_revocations";
 /// when (and only if) the transaction commits.
 pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_revocations', '')");
 
-/// Whether a grant's mandate is live (`$1` mandate, `$2` tenant, `$3` the grant's issue
-/// time), holding a share lock on its row until the transaction ends. A final-state
-/// update of the mandate locks the row for update: it waits for the grant to commit (and
-/// then revokes it with the rest, its statement seeing the new row), or the grant's check
-/// waits for it and then reads the ended status. Share locks do not block one another,
-/// so grants of one mandate are written in parallel.
-pub(crate) const LIVE_MANDATE: &str = "SELECT id FROM mandates
-     WHERE id = $1 AND tenant_id = $2 AND status = 'active' AND expires_at > $3
-     FOR SHARE";
+/// What the check of grants' mandates appends to its `SELECT … FROM mandates`: a share
+/// lock on each row until the transaction ends. A final-state update of a mandate locks
+/// the row for update: it waits for the grants to commit (and then revokes them with the
+/// rest, its statement seeing the new rows), or the grants' check waits for it and then
+/// reads the ended status. Share locks do not block one another, so grants of one
+/// mandate are written in parallel.
+pub(crate) const LOCK_LIVE_MANDATES: &str = " FOR SHARE";
 
 impl PostgresStore {
     pub(crate) async fn listen_revocations(

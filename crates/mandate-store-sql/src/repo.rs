@@ -798,21 +798,45 @@ macro_rules! sql_store {
             }
         }
 
-        /// The checks and writes of one [`Entry`] inside its batch's transaction (see
-        /// [`Entry`] for the order and what a refusal leaves).
-        async fn write_entry(
+        /// The checks and writes of a batch's entries inside its transaction, one
+        /// statement per step for the whole batch (see [`Entry`] for the order and what a
+        /// refusal leaves): per entry, `None` when it passed or why it was refused.
+        async fn write_entries(
             tx: &mut ::sqlx::Transaction<'_, $db>,
-            entry: &Entry,
-        ) -> Result<Result<(), Refusal>, StoreError> {
-            for used in &entry.assertions {
-                if !claim_jti_in(tx, used).await? {
-                    return Ok(Err(Refusal::Replay));
+            batch: &[Entry],
+            now: DateTime<Utc>,
+        ) -> Result<Vec<Option<Refusal>>, StoreError> {
+            let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
+            let used: Vec<(usize, &UsedAssertion)> = batch
+                .iter()
+                .enumerate()
+                .flat_map(|(i, e)| e.assertions.iter().map(move |u| (i, u)))
+                .collect();
+            if !used.is_empty() {
+                purge_jtis(tx, now).await?;
+                let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
+                let fresh = claim_jtis_in(tx, &claims).await?;
+                for ((entry, _), fresh) in used.iter().zip(fresh) {
+                    if !fresh && let Some(slot) = refused.get_mut(*entry) {
+                        *slot = Some(Refusal::Replay);
+                    }
                 }
             }
-            match &entry.grant {
-                Some(grant) => grant_in(tx, grant).await,
-                None => Ok(Ok(())),
+            let grants: Vec<(usize, &Grant)> = batch
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| refused.get(*i).is_some_and(Option::is_none))
+                .filter_map(|(i, e)| e.grant.as_ref().map(|g| (i, g)))
+                .collect();
+            if !grants.is_empty() {
+                let written: Vec<&Grant> = grants.iter().map(|(_, g)| *g).collect();
+                for ((entry, _), outcome) in grants.iter().zip(grants_in(tx, &written).await?) {
+                    if let (Some(slot), Some(why)) = (refused.get_mut(*entry), outcome) {
+                        *slot = Some(why);
+                    }
+                }
             }
+            Ok(refused)
         }
 
         #[async_trait]
@@ -862,20 +886,17 @@ macro_rules! sql_store {
 
             async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                if batch.iter().any(|e| !e.assertions.is_empty()) {
-                    purge_jtis(&mut tx, at).await?;
-                }
                 let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
                 let mut events = Vec::with_capacity(batch.len());
-                for entry in batch {
-                    match write_entry(&mut tx, entry).await? {
-                        Ok(()) => {
+                for (entry, refused) in batch.iter().zip(write_entries(&mut tx, batch, at).await?) {
+                    match refused {
+                        None => {
                             if let Some(event) = &entry.event {
                                 events.push(event.clone());
                             }
                             outcomes.push(Ok(None));
                         }
-                        Err(refused) => outcomes.push(Err(refused)),
+                        Some(refused) => outcomes.push(Err(refused)),
                     }
                 }
                 let recorded = append_in(&mut tx, &events, at).await?;

@@ -171,13 +171,12 @@ impl SqliteStore {
 /// process that owns the file, directly).
 pub(crate) const NOTIFY_REVOKED: Option<&str> = None;
 
-/// Whether a grant's mandate is live (`$1` mandate, `$2` tenant, `$3` the grant's issue
-/// time). Read in the writer's transaction: the one writer connection serialises it
-/// against every other write of this process, the mandate's final-state update
-/// included; a write by another process in between makes the grant's write fail (a WAL
+/// What the check of grants' mandates appends to its `SELECT … FROM mandates`: nothing.
+/// The check is read in the writer's transaction: the one writer connection serialises
+/// it against every other write of this process, the mandate's final-state update
+/// included; a write by another process in between makes the grants' write fail (a WAL
 /// snapshot that is not the newest cannot become a write transaction).
-pub(crate) const LIVE_MANDATE: &str = "SELECT id FROM mandates
-     WHERE id = $1 AND tenant_id = $2 AND status = 'active' AND expires_at > $3";
+pub(crate) const LOCK_LIVE_MANDATES: &str = "";
 
 impl SqliteStore {
     pub(crate) async fn listen_revocations(

@@ -230,8 +230,9 @@ pub struct UsedAssertion {
 /// it in the same transaction as the rest of the batch, or nothing.
 ///
 /// The checks run inside that transaction, in this order: each assertion is claimed
-/// (refused as [`Refusal::Replay`] when it was used before — the database's uniqueness,
-/// so exactly one of concurrent uses wins, on any replica); then the grant is written
+/// (refused as [`Refusal::Replay`] when any was used before — the database's uniqueness,
+/// so exactly one of concurrent uses wins, on any replica, and within one batch the
+/// first entry that names it); then the grant is written
 /// under the rules of [`Grants::insert_grant`] (refused as [`Refusal::Missing`] when
 /// its mandate or parent is not live). A refusal stops the entry: its grant and its
 /// event are not written, while the assertions claimed before it stay claimed (an

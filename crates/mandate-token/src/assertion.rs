@@ -61,16 +61,43 @@ pub fn verify_private_key_jwt(
     audiences: &[&str],
     now: i64,
 ) -> Result<Assertion, TokenError> {
+    verify_client_assertion(token, client_id, &ClientKeys::parse(keys), audiences, now)
+}
+
+/// A client's registered public JWKs, parsed and checked once (a key that does not
+/// parse as a public JWK is left out, as if it were not registered), so that a caller
+/// that keeps them verifies assertions without parsing the keys again.
+#[derive(Debug, Clone, Default)]
+pub struct ClientKeys {
+    keys: Vec<Jwk>,
+}
+
+impl ClientKeys {
+    pub fn parse(keys: &[Value]) -> ClientKeys {
+        ClientKeys {
+            keys: keys
+                .iter()
+                .filter_map(|value| Jwk::from_public_json(value).ok())
+                .collect(),
+        }
+    }
+}
+
+/// [`verify_private_key_jwt`] against keys parsed before.
+pub fn verify_client_assertion(
+    token: &str,
+    client_id: &str,
+    keys: &ClientKeys,
+    audiences: &[&str],
+    now: i64,
+) -> Result<Assertion, TokenError> {
     let bad = |m: String| TokenError::InvalidClient(m);
     if token.len() > MAX_ASSERTION_BYTES {
         return Err(bad("the client assertion is too large".into()));
     }
     let header = peek_header(token).map_err(|e| bad(format!("the client assertion is {e}")))?;
     let mut candidates = Vec::new();
-    for value in keys {
-        let Ok(jwk) = Jwk::from_public_json(value) else {
-            continue;
-        };
+    for jwk in &keys.keys {
         if let Some(kid) = &header.kid
             && jwk.kid() != Some(kid.as_str())
         {

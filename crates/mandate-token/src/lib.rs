@@ -24,7 +24,10 @@ pub mod profile;
 pub mod revocation;
 pub mod spiffe;
 
-pub use assertion::{Assertion, JWT_BEARER, unverified_issuer, verify_private_key_jwt};
+pub use assertion::{
+    Assertion, ClientKeys, JWT_BEARER, unverified_issuer, verify_client_assertion,
+    verify_private_key_jwt,
+};
 pub use claims::{ClaimError, Claims, TimeRules};
 pub use client_metadata::{ClientMetadataFetcher, ClientMetadataOptions};
 pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_hash};

@@ -8,8 +8,8 @@ use mandate_policy::{GrantAction, GrantRequest};
 use mandate_store::{Entry, Refusal, UsedAssertion};
 use mandate_token::{
     DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
-    TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_jwt_svid,
-    verify_private_key_jwt,
+    TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_client_assertion,
+    verify_jwt_svid,
 };
 use mandate_types::{AgentId, MandateId};
 use serde_json::{Value, json};
@@ -203,10 +203,10 @@ impl TokenService {
                 .await
                 .map_err(unavailable)?
                 .ok_or_else(|| TokenError::InvalidClient("unknown client".into()))?;
-            let verified = verify_private_key_jwt(
+            let verified = verify_client_assertion(
                 assertion,
                 &id.to_string(),
-                &agent.credentials.jwks,
+                &self.client_keys.keys(agent.id, &agent.credentials.jwks),
                 &audiences,
                 now.timestamp(),
             )?;

@@ -33,7 +33,7 @@ use mandate_token::{
 use mandate_types::Clock;
 
 use crate::{Ledger, PolicyAdmin};
-use verified::VerifiedTokens;
+use verified::{ClientKeyCache, VerifiedTokens};
 
 pub use admin::{Introspection, RevokeRequest};
 pub use code::AUTHORIZATION_CODE;
@@ -116,6 +116,7 @@ pub struct TokenService {
     federation: Option<Federation>,
     last_key_refresh: Mutex<Option<Instant>>,
     verified: VerifiedTokens,
+    client_keys: ClientKeyCache,
 }
 
 /// A store failure, as the OAuth client sees it.
@@ -160,6 +161,7 @@ impl TokenService {
             federation: None,
             last_key_refresh: Mutex::new(None),
             verified: VerifiedTokens::default(),
+            client_keys: ClientKeyCache::default(),
             store,
             clock,
             policies,

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use mandate_token::TaskToken;
+use mandate_token::{ClientKeys, TaskToken};
+use mandate_types::AgentId;
+use serde_json::Value;
 
 use super::Presented;
 
@@ -46,5 +48,86 @@ impl VerifiedTokens {
             }
         }
         tokens.insert(text.into(), token);
+    }
+}
+
+/// Agents kept at most in [`ClientKeyCache`]; past this it is emptied.
+const MAX_CLIENTS: usize = 16_384;
+
+/// Each agent's registered public keys, parsed once (parsing an Ed25519 key checks
+/// that it is a point of the curve, which costs more than verifying a signature).
+/// Keyed by agent and checked against the JWKs the agent holds now: a key registered
+/// or removed since is seen at once, since the entry no longer matches and is parsed
+/// again.
+#[derive(Debug, Default)]
+pub(crate) struct ClientKeyCache {
+    clients: RwLock<HashMap<AgentId, Parsed>>,
+}
+
+/// The JWKs as registered, and what they parsed to.
+type Parsed = (Vec<Value>, Arc<ClientKeys>);
+
+impl ClientKeyCache {
+    pub(crate) fn keys(&self, agent: AgentId, jwks: &[Value]) -> Arc<ClientKeys> {
+        if let Some((source, keys)) = self
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&agent)
+            && source.as_slice() == jwks
+        {
+            return keys.clone();
+        }
+        let keys = Arc::new(ClientKeys::parse(jwks));
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(agent, (jwks.to_vec(), keys.clone()));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use mandate_jose::{Alg, SigningKey};
+
+    use super::*;
+
+    #[test]
+    fn client_keys_follow_the_agents_registered_jwks() {
+        let cache = ClientKeyCache::default();
+        let agent = AgentId::generate();
+        let one = SigningKey::generate(Alg::EdDSA, "k1".into()).unwrap();
+        let two = SigningKey::generate(Alg::EdDSA, "k2".into()).unwrap();
+        let jwks = vec![one.public_jwk().to_public_json()];
+        let first = cache.keys(agent, &jwks);
+        assert!(
+            Arc::ptr_eq(&first, &cache.keys(agent, &jwks)),
+            "parsed once"
+        );
+        let sign = |key: &SigningKey| {
+            let claims = serde_json::json!({
+                "iss": agent.to_string(), "sub": agent.to_string(), "aud": "aud",
+                "iat": 100, "exp": 160, "jti": "j",
+            });
+            key.sign(
+                serde_json::Map::new(),
+                &serde_json::to_vec(&claims).unwrap(),
+            )
+            .unwrap()
+        };
+        let check = |keys: &ClientKeys, token: &str| {
+            mandate_token::verify_client_assertion(token, &agent.to_string(), keys, &["aud"], 120)
+                .is_ok()
+        };
+        assert!(check(&first, &sign(&one)));
+        assert!(!check(&first, &sign(&two)));
+        // The agent's keys were replaced: the old key no longer verifies, the new one does.
+        let rotated = cache.keys(agent, &[two.public_jwk().to_public_json()]);
+        assert!(!check(&rotated, &sign(&one)));
+        assert!(check(&rotated, &sign(&two)));
     }
 }
