@@ -13,6 +13,7 @@
 
 mod accounts;
 mod auth;
+pub mod calls;
 mod catalog;
 mod directory;
 mod error;

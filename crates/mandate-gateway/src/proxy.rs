@@ -16,9 +16,10 @@ use mandate_domain::ToolServerTransport;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
+use mandate_core::calls::{Execution, Target, Verdict, obj};
+
 use crate::catalog::HTTP;
-use crate::enforce::{Execution, Target, Verdict};
-use crate::mcp::{caller, host_allowed, origin_allowed};
+use crate::edge::{caller, host_allowed, origin_allowed};
 use crate::{Gateway, GatewayError};
 
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -145,6 +146,7 @@ async fn handle(
     let query = uri.query().unwrap_or_default().to_owned();
     let arguments = json!({"method": method.as_str(), "path": path, "query": query});
     let verdict = gateway
+        .calls
         .authorize(
             &caller,
             CallAction::CallTool,
@@ -157,7 +159,7 @@ async fn handle(
         )
         .await;
     match verdict {
-        Err(e) => return failure(&e),
+        Err(e) => return failure(&e.into()),
         Ok(Verdict::Allow { .. }) => {}
         Ok(Verdict::Deny { hidden: true, .. }) => return not_available(),
         Ok(Verdict::Deny { reason, .. }) => {
@@ -186,7 +188,7 @@ async fn handle(
         .await
     {
         Ok(h) => h,
-        Err(e) => return failure(&e),
+        Err(e) => return failure(&e.into()),
     };
     let target = format!(
         "{}{}{}",
@@ -266,14 +268,14 @@ async fn handle(
             }
         }
     }
-    gateway.append_later(mandate_audit::NewEvent {
+    gateway.calls.append_later(mandate_audit::NewEvent {
         tenant_id: caller.mandate.tenant_id,
         kind: mandate_audit::EventKind::ToolCalled,
         mandate_id: Some(caller.mandate.id),
         agent_id: Some(caller.agent.id),
         human_id: Some(caller.mandate.terms.human_id),
         actor: caller.actor.clone(),
-        data: crate::enforce::obj(json!({
+        data: obj(json!({
             "tool": format!("{server}.{HTTP}"),
             "method": method.as_str(),
             "path": path,
@@ -291,11 +293,6 @@ async fn handle(
 }
 
 fn failure(e: &GatewayError) -> Response {
-    let (status, error) = match e {
-        GatewayError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        GatewayError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
-        GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        GatewayError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "invalid_token"),
-    };
+    let (status, error) = e.http();
     problem(status, error, &e.to_string(), json!({}))
 }

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use mandate_audit::{EventKind, NewEvent};
+use mandate_core::calls::{Caller, obj};
 use mandate_mcp::jsonrpc::{code, error_object};
 use mandate_mcp::{Outcome, sse};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::catalog::Listing;
-use crate::enforce::{Caller, obj};
 use crate::mcp::{set, to_response};
 use crate::{Gateway, GatewayError};
 
@@ -37,13 +37,13 @@ pub(crate) fn record_outcome(
         Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true),
         Err(_) => ("failed", true),
     };
-    gateway.append_later(NewEvent {
+    gateway.calls.append_later(NewEvent {
         tenant_id: caller.mandate.tenant_id,
         kind: EventKind::ToolCalled,
         mandate_id: Some(caller.mandate.id),
         agent_id: Some(caller.agent.id),
         human_id: Some(caller.mandate.terms.human_id),
-        actor: caller.actor(),
+        actor: caller.actor.clone(),
         data: obj(json!({
             "tool": format!("{}.{}", listing.server.name, listing.tool.name),
             "called_as": name,

@@ -4,34 +4,24 @@
 //! Arguments leave here with the operator's redaction rules applied.
 
 use mandate_audit::{EventKind, NewEvent};
-use mandate_core::CoreError;
 use mandate_domain::{Approval, Mandate, Principal, Proposal};
 use mandate_policy::CallAction;
 use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, StoreError};
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use crate::enforce::{Caller, Execution, Target, Verdict, obj, redact};
-use crate::{Gateway, GatewayError};
+use super::{CallError, Caller, Calls, DENIED, Execution, Target, Verdict, obj, redact};
+use crate::CoreError;
 
-fn core(e: GatewayError) -> CoreError {
-    match e {
-        GatewayError::Unauthenticated { .. } => CoreError::Unauthenticated,
-        GatewayError::Unavailable(m) => CoreError::Unavailable(m),
-        GatewayError::Upstream(e) => CoreError::Unavailable(e.to_string()),
-        GatewayError::Invalid(m) => CoreError::invalid(m),
-    }
-}
-
-impl Gateway {
+impl Calls {
     fn shown_approval(&self, mut a: Approval) -> Approval {
-        a.call.arguments = redact(&a.call.arguments, &self.config.redact);
-        a.status = a.status_at(self.service.clock().now());
+        a.call.arguments = redact(&a.call.arguments, &self.inner.settings.redact);
+        a.status = a.status_at(self.inner.service.clock().now());
         a
     }
 
     fn shown_proposal(&self, mut p: Proposal) -> Proposal {
-        p.call.arguments = redact(&p.call.arguments, &self.config.redact);
+        p.call.arguments = redact(&p.call.arguments, &self.inner.settings.redact);
         p
     }
 
@@ -51,7 +41,9 @@ impl Gateway {
         caller: &Principal,
         id: mandate_types::MandateId,
     ) -> Result<Mandate, CoreError> {
-        self.store()
+        self.inner
+            .service
+            .store()
             .mandate(caller.tenant(), id)
             .await?
             .ok_or_else(|| CoreError::not_found("mandate", id))
@@ -67,6 +59,8 @@ impl Gateway {
             return Err(CoreError::Forbidden("agents cannot list approvals".into()));
         }
         let mut listed = self
+            .inner
+            .service
             .store()
             .list_approvals(caller.tenant(), &filter, &page)
             .await?;
@@ -95,6 +89,8 @@ impl Gateway {
         id: ApprovalId,
     ) -> Result<Approval, CoreError> {
         let approval = self
+            .inner
+            .service
             .store()
             .approval(caller.tenant(), id)
             .await?
@@ -123,8 +119,10 @@ impl Gateway {
             ));
         }
         let current = self.approval(caller, id).await?;
-        let now = self.service.clock().now();
+        let now = self.inner.service.clock().now();
         let decided = match self
+            .inner
+            .service
             .store()
             .decide_approval(
                 caller.tenant(),
@@ -167,7 +165,7 @@ impl Gateway {
                 "comment_given": decided.comment.is_some(),
             })),
         };
-        self.append(event).await.map_err(core)?;
+        self.append(event).await?;
         Ok(self.shown_approval(decided))
     }
 
@@ -181,6 +179,8 @@ impl Gateway {
             return Err(CoreError::Forbidden("agents cannot list proposals".into()));
         }
         let mut listed = self
+            .inner
+            .service
             .store()
             .list_proposals(caller.tenant(), &filter, &page)
             .await?;
@@ -208,6 +208,8 @@ impl Gateway {
         id: ProposalId,
     ) -> Result<Proposal, CoreError> {
         let proposal = self
+            .inner
+            .service
             .store()
             .proposal(caller.tenant(), id)
             .await?
@@ -228,8 +230,10 @@ impl Gateway {
         reject: bool,
     ) -> Result<Proposal, CoreError> {
         self.proposal(caller, id).await?;
-        let now = self.service.clock().now();
+        let now = self.inner.service.clock().now();
         let started = match self
+            .inner
+            .service
             .store()
             .start_proposal(caller.tenant(), id, &caller.label(), reject, now)
             .await
@@ -257,7 +261,9 @@ impl Gateway {
             Ok(Err(error)) => (false, json!({"error": error})),
             Err(e) => (false, json!({"error": {"message": e.to_string()}})),
         };
-        self.store()
+        self.inner
+            .service
+            .store()
             .finish_proposal(caller.tenant(), id, succeeded, &outcome)
             .await?;
         let event = NewEvent {
@@ -274,8 +280,10 @@ impl Gateway {
                 "succeeded": succeeded,
             })),
         };
-        self.append(event).await.map_err(core)?;
+        self.append(event).await?;
         let done = self
+            .inner
+            .service
             .store()
             .proposal(caller.tenant(), id)
             .await?
@@ -287,24 +295,19 @@ impl Gateway {
         &self,
         caller: &Principal,
         proposal: &Proposal,
-    ) -> Result<mandate_mcp::Outcome, GatewayError> {
+    ) -> Result<Result<Value, Value>, CallError> {
         let call = &proposal.call;
-        let store = self.store();
+        let store = self.inner.service.store();
         let mandate = store
             .mandate(call.tenant_id, call.mandate_id)
             .await?
-            .ok_or_else(|| {
-                GatewayError::Invalid("the proposal's mandate no longer exists".into())
-            })?;
+            .ok_or_else(|| CallError::Invalid("the proposal's mandate no longer exists".into()))?;
         let agent = store
             .agent(call.tenant_id, call.agent_id)
             .await?
-            .ok_or_else(|| GatewayError::Invalid("the proposing agent no longer exists".into()))?;
-        let snapshot = self.snapshot(&mandate).await?;
-        let Some(listing) = snapshot.listing(&call.tool).cloned() else {
-            return Ok(Err(
-                json!({"code": mandate_mcp::code::DENIED, "message": "the tool is no longer available"}),
-            ));
+            .ok_or_else(|| CallError::Invalid("the proposing agent no longer exists".into()))?;
+        let Some(listing) = self.inner.forwarder.find(&mandate, &call.tool).await? else {
+            return Ok(Err(denied("the tool is no longer available".into())));
         };
         let mut actor = vec![caller.label()];
         actor.extend(call.delegation_chain.iter().map(|a| format!("agent:{a}")));
@@ -332,24 +335,22 @@ impl Gateway {
             .await?;
         match verdict {
             Verdict::Allow { .. } => {
-                let params = json!({"name": listing.tool.name, "arguments": call.arguments});
-                self.call_upstream(
-                    &listing,
-                    &executor.mandate,
-                    "tools/call",
-                    Some(params),
-                    None,
-                )
-                .await
+                self.inner
+                    .forwarder
+                    .call_tool(&listing, &executor.mandate, &call.arguments)
+                    .await
             }
-            Verdict::Deny { reason, .. } => Ok(Err(json!({
-                "code": mandate_mcp::code::DENIED,
-                "message": format!("denied at execution: {reason}"),
-            }))),
-            Verdict::Approval(_) | Verdict::Proposal(_) => Ok(Err(json!({
-                "code": mandate_mcp::code::DENIED,
-                "message": "the call still needs an approval",
-            }))),
+            Verdict::Deny { reason, .. } => {
+                Ok(Err(denied(format!("denied at execution: {reason}"))))
+            }
+            Verdict::Approval(_) | Verdict::Proposal(_) => {
+                Ok(Err(denied("the call still needs an approval".into())))
+            }
         }
     }
+}
+
+/// A JSON-RPC error object refusing the call (MCP's "denied", -32001).
+fn denied(message: String) -> Value {
+    json!({"code": DENIED, "message": message})
 }
