@@ -26,10 +26,8 @@ pub(crate) fn origin_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
     let Ok(url) = reqwest::Url::parse(origin) else {
         return false;
     };
-    matches!(
-        url.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
-    )
+    url.host_str()
+        .is_some_and(mandate_types::net::is_loopback_host)
 }
 
 /// DNS-rebinding defence: `Host` must name the public URL's host or loopback.

@@ -16,7 +16,7 @@ use mandate_domain::ToolServerTransport;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
-use mandate_core::calls::{Execution, Target, Verdict, obj};
+use mandate_core::calls::{Execution, Verdict, obj};
 
 use crate::catalog::HTTP;
 use crate::edge::{caller, host_allowed, origin_allowed};
@@ -150,10 +150,7 @@ async fn handle(
         .authorize(
             &caller,
             CallAction::CallTool,
-            Target {
-                server: &listing.server,
-                tool: &listing.tool,
-            },
+            listing.target(),
             Some(&arguments),
             Execution::Agent,
         )

@@ -131,36 +131,42 @@ impl Calls {
         let name = tool_name(target.server, target.tool);
         let hash = arguments.map(arguments_hash);
         let now = self.inner.service.clock().now();
-        let record = |verdict: &Verdict, decision: Option<&Decision>| {
-            self.decision_event(
+        // The verdict, once its decision event is durable.
+        let record = |verdict: Verdict, decision: Option<&Decision>| {
+            let event = self.decision_event(
                 caller,
                 action,
                 &name,
                 hash.as_deref(),
                 arguments,
-                verdict,
+                &verdict,
                 decision,
-            )
+            );
+            async move { self.append(event).await.map(|()| verdict) }
         };
 
         if !caller.scope_covers(&name) {
-            let verdict = Verdict::Deny {
-                reason: "outside the token's scope".into(),
-                hidden: true,
-            };
-            self.append(record(&verdict, None)).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: "outside the token's scope".into(),
+                    hidden: true,
+                },
+                None,
+            )
+            .await;
         }
         let amount = match action {
             CallAction::CallTool => match amount(target.tool, arguments) {
                 Ok(amount) => amount,
                 Err(reason) => {
-                    let verdict = Verdict::Deny {
-                        reason,
-                        hidden: false,
-                    };
-                    self.append(record(&verdict, None)).await?;
-                    return Ok(verdict);
+                    return record(
+                        Verdict::Deny {
+                            reason,
+                            hidden: false,
+                        },
+                        None,
+                    )
+                    .await;
                 }
             },
             _ => 0,
@@ -195,11 +201,10 @@ impl Calls {
             };
             let store = self.inner.service.store();
             let Some(approval) = store.approved_call(&key, now).await? else {
-                let verdict = self
+                let held = self
                     .hold(caller, target, &name, hash, arguments, &decision)
                     .await?;
-                self.append(record(&verdict, Some(&decision))).await?;
-                return Ok(verdict);
+                return record(held, Some(&decision)).await;
             };
             // Re-evaluated now: a mandate revoked since the approval wins.
             let again = set.decide_call(&CallRequest {
@@ -241,17 +246,17 @@ impl Calls {
                 .store()
                 .record_proposal(&proposal)
                 .await?;
-            let verdict = Verdict::Proposal(Box::new(proposal));
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            return record(Verdict::Proposal(Box::new(proposal)), Some(&decision)).await;
         }
         if !decision.allowed {
-            let verdict = Verdict::Deny {
-                reason: decision.reason.clone(),
-                hidden: matches!(step, Next::Deny { hidden: true }),
-            };
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: decision.reason.clone(),
+                    hidden: matches!(step, Next::Deny { hidden: true }),
+                },
+                Some(&decision),
+            )
+            .await;
         }
 
         let budgets = &caller.mandate.terms.budgets;
@@ -283,18 +288,22 @@ impl Calls {
                 .await?
                 .is_none()
         {
-            let verdict = Verdict::Deny {
-                reason: "the mandate's budget does not cover this call".into(),
-                hidden: false,
-            };
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: "the mandate's budget does not cover this call".into(),
+                    hidden: false,
+                },
+                Some(&decision),
+            )
+            .await;
         }
-        let verdict = Verdict::Allow {
-            approval: used_approval,
-        };
-        self.append(record(&verdict, Some(&decision))).await?;
-        Ok(verdict)
+        record(
+            Verdict::Allow {
+                approval: used_approval,
+            },
+            Some(&decision),
+        )
+        .await
     }
 
     /// Records and counts a call on a tool that is not in the catalog at all (refused

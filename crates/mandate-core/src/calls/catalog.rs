@@ -9,7 +9,7 @@ use mandate_store::{PageRequest, StoreError, ToolFilter};
 use mandate_types::{DataClass, RiskTier, TenantId, ToolId};
 use serde_json::Value;
 
-use super::{CallError, Calls};
+use super::{CallError, Calls, Target};
 
 /// One callable thing: its server, its catalog entry, and how the upstream describes it.
 #[derive(Debug, Clone)]
@@ -18,6 +18,16 @@ pub struct Listing {
     pub tool: Tool,
     /// The upstream's tool definition (`Value::Null` for the `/` entries).
     pub definition: Value,
+}
+
+impl Listing {
+    /// What a call on it is on.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            server: &self.server,
+            tool: &self.tool,
+        }
+    }
 }
 
 impl Calls {

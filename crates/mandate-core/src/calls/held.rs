@@ -4,13 +4,15 @@
 //! Arguments leave here with the operator's redaction rules applied.
 
 use mandate_audit::{EventKind, NewEvent};
-use mandate_domain::{Approval, Mandate, Principal, Proposal};
+use std::sync::Arc;
+
+use mandate_domain::{Approval, HeldCall, Mandate, Principal, Proposal};
 use mandate_policy::CallAction;
-use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, StoreError};
+use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, Store, StoreError};
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use super::{CallError, Caller, Calls, DENIED, Execution, Target, Verdict, obj, redact};
+use super::{CallError, Caller, Calls, DENIED, Execution, Verdict, obj, redact};
 use crate::CoreError;
 
 impl Calls {
@@ -36,14 +38,37 @@ impl Calls {
         }
     }
 
+    fn store(&self) -> &Arc<dyn Store> {
+        self.inner.service.store()
+    }
+
+    /// The held calls of a listing that `caller` may see: all of an administrator's;
+    /// a human's under the mandates they must consent to.
+    async fn seen_by<T>(
+        &self,
+        caller: &Principal,
+        items: Vec<T>,
+        call: fn(&T) -> &HeldCall,
+    ) -> Result<Vec<T>, CoreError> {
+        let Principal::Human { id, .. } = caller else {
+            return Ok(items);
+        };
+        let mut mine = Vec::new();
+        for item in items {
+            let mandate = self.mandate_of(caller, call(&item).mandate_id).await?;
+            if mandate.terms.required_consenters().contains(id) {
+                mine.push(item);
+            }
+        }
+        Ok(mine)
+    }
+
     async fn mandate_of(
         &self,
         caller: &Principal,
         id: mandate_types::MandateId,
     ) -> Result<Mandate, CoreError> {
-        self.inner
-            .service
-            .store()
+        self.store()
             .mandate(caller.tenant(), id)
             .await?
             .ok_or_else(|| CoreError::not_found("mandate", id))
@@ -59,24 +84,12 @@ impl Calls {
             return Err(CoreError::Forbidden("agents cannot list approvals".into()));
         }
         let mut listed = self
-            .inner
-            .service
             .store()
             .list_approvals(caller.tenant(), &filter, &page)
             .await?;
-        if let Principal::Human { id, .. } = caller {
-            // A human sees the approvals of mandates they must consent to.
-            let mut mine = Vec::new();
-            for a in listed.items {
-                let mandate = self.mandate_of(caller, a.call.mandate_id).await?;
-                if mandate.terms.required_consenters().contains(id) {
-                    mine.push(a);
-                }
-            }
-            listed.items = mine;
-        }
-        listed.items = listed
-            .items
+        listed.items = self
+            .seen_by(caller, listed.items, |a| &a.call)
+            .await?
             .into_iter()
             .map(|a| self.shown_approval(a))
             .collect();
@@ -89,8 +102,6 @@ impl Calls {
         id: ApprovalId,
     ) -> Result<Approval, CoreError> {
         let approval = self
-            .inner
-            .service
             .store()
             .approval(caller.tenant(), id)
             .await?
@@ -121,8 +132,6 @@ impl Calls {
         let current = self.approval(caller, id).await?;
         let now = self.inner.service.clock().now();
         let decided = match self
-            .inner
-            .service
             .store()
             .decide_approval(
                 caller.tenant(),
@@ -179,23 +188,12 @@ impl Calls {
             return Err(CoreError::Forbidden("agents cannot list proposals".into()));
         }
         let mut listed = self
-            .inner
-            .service
             .store()
             .list_proposals(caller.tenant(), &filter, &page)
             .await?;
-        if let Principal::Human { id, .. } = caller {
-            let mut mine = Vec::new();
-            for p in listed.items {
-                let mandate = self.mandate_of(caller, p.call.mandate_id).await?;
-                if mandate.terms.required_consenters().contains(id) {
-                    mine.push(p);
-                }
-            }
-            listed.items = mine;
-        }
-        listed.items = listed
-            .items
+        listed.items = self
+            .seen_by(caller, listed.items, |p| &p.call)
+            .await?
             .into_iter()
             .map(|p| self.shown_proposal(p))
             .collect();
@@ -208,8 +206,6 @@ impl Calls {
         id: ProposalId,
     ) -> Result<Proposal, CoreError> {
         let proposal = self
-            .inner
-            .service
             .store()
             .proposal(caller.tenant(), id)
             .await?
@@ -232,8 +228,6 @@ impl Calls {
         self.proposal(caller, id).await?;
         let now = self.inner.service.clock().now();
         let started = match self
-            .inner
-            .service
             .store()
             .start_proposal(caller.tenant(), id, &caller.label(), reject, now)
             .await
@@ -261,9 +255,7 @@ impl Calls {
             Ok(Err(error)) => (false, json!({"error": error})),
             Err(e) => (false, json!({"error": {"message": e.to_string()}})),
         };
-        self.inner
-            .service
-            .store()
+        self.store()
             .finish_proposal(caller.tenant(), id, succeeded, &outcome)
             .await?;
         let event = NewEvent {
@@ -282,8 +274,6 @@ impl Calls {
         };
         self.append(event).await?;
         let done = self
-            .inner
-            .service
             .store()
             .proposal(caller.tenant(), id)
             .await?
@@ -325,10 +315,7 @@ impl Calls {
             .authorize(
                 &executor,
                 CallAction::CallTool,
-                Target {
-                    server: &listing.server,
-                    tool: &listing.tool,
-                },
+                listing.target(),
                 Some(&call.arguments),
                 Execution::Proposal(proposal.id),
             )

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use mandate_core::calls::{Execution, Target, Verdict};
+use mandate_core::calls::{Execution, Verdict};
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
@@ -60,10 +60,7 @@ impl Exchange<'_> {
             .map(|(_, l)| l)
             .filter(|l| !l.tool.name.starts_with('/'))
             .collect();
-        let targets = candidates.iter().map(|l| Target {
-            server: &l.server,
-            tool: &l.tool,
-        });
+        let targets = candidates.iter().map(|l| l.target());
         let shown = gateway.calls.visible(self.caller, targets).await?;
         let tools: Vec<Value> = shown
             .iter()
@@ -77,6 +74,27 @@ impl Exchange<'_> {
             })
             .collect();
         Ok(Plan::Local(Ok(json!({"tools": tools}))))
+    }
+
+    /// Decides the caller's `action` on a server's `/` entry (`arguments` describe
+    /// the request).
+    async fn authorize_entry(
+        &self,
+        listing: &Listing,
+        action: CallAction,
+        arguments: &Value,
+    ) -> Result<Verdict, GatewayError> {
+        Ok(self
+            .gateway
+            .calls
+            .authorize(
+                self.caller,
+                action,
+                listing.target(),
+                Some(arguments),
+                Execution::Agent,
+            )
+            .await?)
     }
 
     /// Decides a resource or prompt request on its server's `/` entry.
@@ -121,18 +139,7 @@ impl Exchange<'_> {
             .cloned()
             .unwrap_or(Value::Null);
         let verdict = self
-            .gateway
-            .calls
-            .authorize(
-                self.caller,
-                action,
-                Target {
-                    server: &listing.server,
-                    tool: &listing.tool,
-                },
-                Some(&json!({"method": method, "target": label})),
-                Execution::Agent,
-            )
+            .authorize_entry(listing, action, &json!({"method": method, "target": label}))
             .await?;
         match verdict {
             Verdict::Allow { .. } => Ok(Plan::Forward {
@@ -157,19 +164,7 @@ impl Exchange<'_> {
     ) -> Result<Plan, GatewayError> {
         let mut last = hidden(entry);
         for listing in snapshot.tools.values().filter(|l| l.tool.name == entry) {
-            let verdict = self
-                .gateway
-                .calls
-                .authorize(
-                    self.caller,
-                    action,
-                    Target {
-                        server: &listing.server,
-                        tool: &listing.tool,
-                    },
-                    Some(&json!({"method": method, "target": params.as_ref().and_then(|p| p.get("uri")).cloned()})),
-                    Execution::Agent,
-                )
+            let verdict = self.authorize_entry(listing, action, &json!({"method": method, "target": params.as_ref().and_then(|p| p.get("uri")).cloned()}))
                 .await?;
             if !matches!(verdict, Verdict::Allow { .. }) {
                 continue;
@@ -209,18 +204,7 @@ impl Exchange<'_> {
         let mut items = Vec::new();
         for listing in listings {
             let verdict = self
-                .gateway
-                .calls
-                .authorize(
-                    self.caller,
-                    action,
-                    Target {
-                        server: &listing.server,
-                        tool: &listing.tool,
-                    },
-                    Some(&json!({"method": method})),
-                    Execution::Agent,
-                )
+                .authorize_entry(listing, action, &json!({"method": method}))
                 .await?;
             if !matches!(verdict, Verdict::Allow { .. }) {
                 continue;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use mandate_core::calls::{Execution, Target, ToolCall, Verdict};
+use mandate_core::calls::{Execution, ToolCall, Verdict};
 use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, code, error_object};
 use mandate_mcp::revision;
@@ -91,10 +91,7 @@ impl Exchange<'_> {
                     .authorize(
                         self.caller,
                         CallAction::CallTool,
-                        Target {
-                            server: &listing.server,
-                            tool: &listing.tool,
-                        },
+                        listing.target(),
                         Some(call.arguments()),
                         Execution::Agent,
                     )
