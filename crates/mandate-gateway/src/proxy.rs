@@ -16,7 +16,7 @@ use mandate_domain::ToolServerTransport;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
-use mandate_core::calls::{Execution, Verdict, obj};
+use mandate_core::calls::{Called, Execution, Verdict};
 
 use crate::catalog::HTTP;
 use crate::edge::{caller, host_allowed, origin_allowed};
@@ -265,21 +265,16 @@ async fn handle(
             }
         }
     }
-    gateway.calls.append_later(mandate_audit::NewEvent {
-        tenant_id: caller.mandate.tenant_id,
-        kind: mandate_audit::EventKind::ToolCalled,
-        mandate_id: Some(caller.mandate.id),
-        agent_id: Some(caller.agent.id),
-        human_id: Some(caller.mandate.terms.human_id),
-        actor: caller.actor.clone(),
-        data: obj(json!({
-            "tool": format!("{server}.{HTTP}"),
-            "method": method.as_str(),
-            "path": path,
-            "status": status.as_u16(),
-            "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })),
-    });
+    gateway.calls.record_called(
+        &caller,
+        listing.target(),
+        Called::Http {
+            method: method.as_str(),
+            path: &path,
+            status: status.as_u16(),
+        },
+        started,
+    );
     let mut out = (
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
         bytes,

@@ -17,6 +17,7 @@
 //! notifications and drift alerts leave through [`Notifier`].
 
 mod authorize;
+mod called;
 mod catalog;
 mod drift;
 mod held;
@@ -35,6 +36,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{CoreError, Ledger, Service, TokenService};
 
+pub use called::Called;
 pub use catalog::Listing;
 pub use drift::DriftPolicy;
 pub use vault::{Broker, Credentials, NoCredentials, SecretInput};
@@ -330,11 +332,6 @@ impl Calls {
                 tracing::error!(error = %e, "audit ledger refused a gateway event; failing closed");
                 CallError::Unavailable("the decision could not be recorded".into())
             })
-    }
-
-    /// Appends an event without waiting (outcomes recorded after the call returned).
-    pub fn append_later(&self, event: mandate_audit::NewEvent) {
-        self.inner.ledger.append_detached(event);
     }
 }
 
