@@ -269,14 +269,14 @@ pub fn arguments_hash(arguments: &Value) -> String {
 }
 
 /// Whether a token's scope (tool names or `prefix*` patterns) covers `name`.
-pub fn scope_covers(scope: &[String], name: &str) -> bool {
+fn scope_covers(scope: &[String], name: &str) -> bool {
     scope
         .iter()
         .any(|entry| mandate_domain::scope_covers(entry, name))
 }
 
 /// A copy of `arguments` with the values at `pointers` replaced by `"[redacted]"`.
-pub fn redact(arguments: &Value, pointers: &[String]) -> Value {
+fn redact(arguments: &Value, pointers: &[String]) -> Value {
     let mut copy = arguments.clone();
     for pointer in pointers {
         if let Some(slot) = copy.pointer_mut(pointer) {
@@ -287,7 +287,7 @@ pub fn redact(arguments: &Value, pointers: &[String]) -> Value {
 }
 
 /// The fields of a JSON object (anything else: none).
-pub fn obj(value: Value) -> Map<String, Value> {
+fn obj(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -315,10 +315,6 @@ impl Calls {
                 forwarder,
             }),
         }
-    }
-
-    pub fn settings(&self) -> &CallSettings {
-        &self.inner.settings
     }
 
     /// Appends an event and waits until it is durable.
