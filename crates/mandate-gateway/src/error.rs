@@ -154,3 +154,28 @@ pub(crate) fn unauthorized(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_keep_their_message_both_ways() {
+        let errors = [
+            GatewayError::Unauthenticated {
+                description: Some("expired".into()),
+            },
+            GatewayError::Unavailable("the decision could not be recorded".into()),
+            GatewayError::Invalid("`arguments` must be an object".into()),
+            GatewayError::Upstream(UpstreamError::Protocol("not MCP".into())),
+        ];
+        for e in errors {
+            let there = CallError::from(e.clone());
+            assert_eq!(there.to_string(), e.to_string());
+            let back = GatewayError::from(there);
+            assert_eq!(back.to_string(), e.to_string());
+            assert_eq!(back.rpc().0, e.rpc().0, "{e:?}");
+            assert_eq!(back.http(), e.http(), "{e:?}");
+        }
+    }
+}

@@ -26,6 +26,7 @@ use crate::Presented;
 
 /// What the policy's decision asks of the call path. Matched exhaustively: a new
 /// cause in the policy crate breaks this at compile time.
+#[derive(Debug, PartialEq, Eq)]
 enum Next {
     Allow,
     /// Denied; a human's approval of these exact arguments would lift it.
@@ -527,5 +528,63 @@ impl Calls {
         };
         self.append(event).await?;
         Ok(shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(cause: Cause, remedy: Option<Remedy>) -> Decision {
+        Decision {
+            allowed: cause == Cause::Permitted,
+            cause,
+            remedy,
+            ..Decision::refused("test")
+        }
+    }
+
+    #[test]
+    fn every_cause_leads_to_one_step() {
+        let call = CallAction::CallTool;
+        let cases = [
+            (Cause::Permitted, None, Next::Allow),
+            (Cause::OutOfScope, None, Next::Deny { hidden: true }),
+            (Cause::Forbidden, None, Next::Deny { hidden: false }),
+            (Cause::Forbidden, Some(Remedy::Approval), Next::Approve),
+            (Cause::Forbidden, Some(Remedy::Recommend), Next::Propose),
+            (
+                Cause::Forbidden,
+                Some(Remedy::Consent),
+                Next::Deny { hidden: false },
+            ),
+            (Cause::NotPermitted, None, Next::Deny { hidden: false }),
+            (Cause::Refused, None, Next::Deny { hidden: false }),
+        ];
+        for (cause, remedy, step) in cases {
+            assert_eq!(
+                next(&decision(cause, remedy), call, true),
+                step,
+                "{cause:?} {remedy:?}"
+            );
+        }
+        // An out-of-scope tool is never held or proposed, whatever the remedy says.
+        assert_eq!(
+            next(
+                &decision(Cause::OutOfScope, Some(Remedy::Approval)),
+                call,
+                true
+            ),
+            Next::Deny { hidden: true }
+        );
+        // Only a tool call with arguments is held or proposed.
+        for remedy in [Remedy::Approval, Remedy::Recommend] {
+            let d = decision(Cause::Forbidden, Some(remedy));
+            assert_eq!(next(&d, call, false), Next::Deny { hidden: false });
+            assert_eq!(
+                next(&d, CallAction::ReadResource, true),
+                Next::Deny { hidden: false }
+            );
+        }
     }
 }
