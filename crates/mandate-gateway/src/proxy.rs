@@ -16,7 +16,7 @@ use mandate_domain::ToolServerTransport;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
-use mandate_core::calls::{Called, Execution, Verdict};
+use mandate_core::calls::{Call, Called, Verdict};
 
 use crate::catalog::HTTP;
 use crate::edge::{caller, host_allowed, origin_allowed};
@@ -149,10 +149,11 @@ async fn handle(
         .calls
         .authorize(
             &caller,
-            CallAction::CallTool,
-            listing.target(),
-            Some(&arguments),
-            Execution::Agent,
+            Call {
+                action: CallAction::CallTool,
+                target: listing.target(),
+                arguments: &arguments,
+            },
         )
         .await;
     match verdict {

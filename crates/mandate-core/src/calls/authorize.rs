@@ -21,7 +21,9 @@ use mandate_store::CallKey;
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Map, Value, json};
 
-use super::{CallError, Caller, Calls, Execution, Target, Verdict, arguments_hash, obj, redact};
+use super::{
+    Call, CallError, Caller, Calls, Execution, Target, Verdict, arguments_hash, obj, redact,
+};
 use crate::Presented;
 
 /// What the policy's decision asks of the call path. Matched exhaustively: a new
@@ -100,35 +102,43 @@ impl Calls {
         Ok(Caller::from_token(&token, agent, mandate))
     }
 
-    /// Decides one call and records the decision durably; `Err` means nothing may be
-    /// forwarded (the decision or its record could not be made).
-    pub async fn authorize(
-        &self,
-        caller: &Caller,
-        action: CallAction,
-        target: Target<'_>,
-        arguments: Option<&Value>,
-        execution: Execution,
-    ) -> Result<Verdict, CallError> {
+    /// Decides an agent's call and records the decision durably; `Err` means nothing
+    /// may be forwarded (the decision or its record could not be made).
+    pub async fn authorize(&self, caller: &Caller, call: Call<'_>) -> Result<Verdict, CallError> {
         let verdict = self
-            .decide_and_record(caller, action, target, arguments, execution)
+            .decide_and_record(caller, call, Execution::Agent)
             .await?;
-        if let Verdict::Deny { hidden, .. } = &verdict
-            && execution == Execution::Agent
-        {
+        if let Verdict::Deny { hidden, .. } = &verdict {
             self.count_refusal(caller, *hidden).await;
         }
         Ok(verdict)
     }
 
+    /// Decides a human's execution of a recorded proposal, like [`Calls::authorize`]
+    /// but lifting the recommend-only limit and the need for approval; refusals are
+    /// not the agent's, so they count for no drift.
+    pub(super) async fn authorize_execution(
+        &self,
+        executor: &Caller,
+        call: Call<'_>,
+        proposal: ProposalId,
+    ) -> Result<Verdict, CallError> {
+        self.decide_and_record(executor, call, Execution::Proposal(proposal))
+            .await
+    }
+
     async fn decide_and_record(
         &self,
         caller: &Caller,
-        action: CallAction,
-        target: Target<'_>,
-        arguments: Option<&Value>,
+        call: Call<'_>,
         execution: Execution,
     ) -> Result<Verdict, CallError> {
+        let Call {
+            action,
+            target,
+            arguments,
+        } = call;
+        let arguments = Some(arguments);
         let name = tool_name(target.server, target.tool);
         let hash = arguments.map(arguments_hash);
         let now = self.inner.service.clock().now();

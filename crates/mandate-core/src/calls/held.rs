@@ -12,7 +12,7 @@ use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, Store, St
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use super::{CallError, Caller, Calls, DENIED, Execution, Verdict, obj, redact};
+use super::{Call, CallError, Caller, Calls, DENIED, Verdict, obj, redact};
 use crate::CoreError;
 
 impl Calls {
@@ -312,12 +312,14 @@ impl Calls {
             actor,
         };
         let verdict = self
-            .authorize(
+            .authorize_execution(
                 &executor,
-                CallAction::CallTool,
-                listing.target(),
-                Some(&call.arguments),
-                Execution::Proposal(proposal.id),
+                Call {
+                    action: CallAction::CallTool,
+                    target: listing.target(),
+                    arguments: &call.arguments,
+                },
+                proposal.id,
             )
             .await?;
         match verdict {

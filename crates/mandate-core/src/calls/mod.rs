@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!   gateway (MCP / HTTP transport) ──► Calls::authenticate ─► Caller (agent + mandate)
-//!                                  ──► Calls::authorize(&Caller, action, Target, arguments)
+//!                                  ──► Calls::authorize(&Caller, Call { action, target, arguments })
 //!                                          │ token scope ─► policy (mandate-policy) ─►
 //!                                          │ approval / proposal / budget (store) ─►
 //!                                          ▼ decision durable in the ledger
@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mandate_domain::{Agent, Approval, Mandate, Tool, ToolServer, canonical};
+use mandate_policy::CallAction;
 use mandate_store::StoreError;
 use mandate_token::{TaskToken, TokenError};
 use mandate_types::{AgentId, ApprovalId, ProposalId};
@@ -198,9 +199,18 @@ pub enum Verdict {
     Proposal(Box<mandate_domain::Proposal>),
 }
 
+/// One call to decide: an action on a catalog entry, with the arguments the decision
+/// binds (an approval approves exactly these; their hash is recorded).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub action: CallAction,
+    pub target: Target<'a>,
+    pub arguments: &'a Value,
+}
+
 /// How a human's execution of a proposal enters the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Execution {
+enum Execution {
     /// An agent's own call.
     Agent,
     /// A human executing a recorded proposal: the recommend-only limit and the need for

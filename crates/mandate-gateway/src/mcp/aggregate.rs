@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use mandate_core::calls::{Execution, Verdict};
+use mandate_core::calls::{Call, Verdict};
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
@@ -89,10 +89,11 @@ impl Exchange<'_> {
             .calls
             .authorize(
                 self.caller,
-                action,
-                listing.target(),
-                Some(arguments),
-                Execution::Agent,
+                Call {
+                    action,
+                    target: listing.target(),
+                    arguments,
+                },
             )
             .await?)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use mandate_core::calls::{Execution, ToolCall, Verdict};
+use mandate_core::calls::{Call, ToolCall, Verdict};
 use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, code, error_object};
 use mandate_mcp::revision;
@@ -90,10 +90,11 @@ impl Exchange<'_> {
                     .calls
                     .authorize(
                         self.caller,
-                        CallAction::CallTool,
-                        listing.target(),
-                        Some(call.arguments()),
-                        Execution::Agent,
+                        Call {
+                            action: CallAction::CallTool,
+                            target: listing.target(),
+                            arguments: call.arguments(),
+                        },
                     )
                     .await?;
                 match verdict {
