@@ -1,12 +1,13 @@
 //! The approvals inbox: calls held for a human, each bound to its exact arguments; and
-//! the proposals of recommend-only mandates. Deciding goes through the gateway's use
-//! cases, so the console can do exactly what `/v1/approvals` allows.
+//! the proposals of recommend-only mandates. Deciding goes through the core's use
+//! cases (`mandate_core::calls`), so the console can do exactly what `/v1/approvals`
+//! allows.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use mandate_core::CoreError;
+use mandate_core::calls::Calls;
 use mandate_domain::{Approval, ApprovalStatus, HeldCall, Principal, Proposal};
-use mandate_gateway::Gateway;
 use mandate_store::{ApprovalFilter, PageRequest};
 use mandate_types::{AgentId, ApprovalId, HumanId, MandateId, ProposalId, TenantId};
 use maud::{Markup, html};
@@ -15,8 +16,8 @@ use serde::Deserialize;
 use crate::layout::{Flash, badge, page, when};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
-fn gateway(console: &Console) -> Result<&Gateway, UiError> {
-    console.gateway.as_ref().ok_or_else(|| {
+fn calls(console: &Console) -> Result<&Calls, UiError> {
+    console.calls.as_ref().ok_or_else(|| {
         UiError::Core(CoreError::Forbidden(
             "This server runs without the gateway, so no call is ever held.".to_owned(),
         ))
@@ -64,13 +65,13 @@ async fn intent_of(console: &Console, viewer: &Principal, id: MandateId) -> Stri
 }
 
 async fn list(console: &Console, session: &Session, q: &InboxQuery) -> Result<Markup, UiError> {
-    let gateway = gateway(console)?;
+    let calls = calls(console)?;
     let viewer = session.viewer();
     let filter = ApprovalFilter {
         status: status_of(q)?,
         mandate: None,
     };
-    let approvals = gateway
+    let approvals = calls
         .list_approvals(&viewer, filter, PageRequest::first(200))
         .await?
         .items;
@@ -177,12 +178,12 @@ async fn call_terms(console: &Console, viewer: &Principal, call: &HeldCall) -> M
 /// An approval as the viewer may decide it: the human when they consent to its
 /// mandate, the tenant's admin otherwise.
 async fn approval_for(
-    gateway: &Gateway,
+    calls: &Calls,
     session: &Session,
     id: ApprovalId,
 ) -> Result<(Approval, Principal), UiError> {
     session
-        .seen_by(|p| async move { gateway.approval(&p, id).await })
+        .seen_by(|p| async move { calls.approval(&p, id).await })
         .await
 }
 
@@ -210,8 +211,8 @@ pub(crate) async fn show(
     Path(id): Path<String>,
     Query(q): Query<InboxQuery>,
 ) -> Result<Markup, UiError> {
-    let gateway = gateway(&console)?;
-    let (a, viewer) = approval_for(gateway, &session, parse(&id)?).await?;
+    let calls = calls(&console)?;
+    let (a, viewer) = approval_for(calls, &session, parse(&id)?).await?;
     render_approval(
         &console,
         &session,
@@ -267,9 +268,9 @@ pub(crate) async fn decide(
     form: Form,
 ) -> Result<Response, UiError> {
     session.check(&form)?;
-    let gateway = gateway(&console)?;
+    let calls = calls(&console)?;
     let id: ApprovalId = parse(&id)?;
-    let (current, viewer) = approval_for(gateway, &session, id).await?;
+    let (current, viewer) = approval_for(calls, &session, id).await?;
     let comment = form.get("comment").map(str::to_owned);
     let approve = match form.get("decision") {
         Some("approve") => true,
@@ -288,7 +289,7 @@ pub(crate) async fn decide(
             return Ok((axum::http::StatusCode::BAD_REQUEST, body).into_response());
         }
     };
-    match gateway
+    match calls
         .decide_approval(&viewer, id, approve, comment.clone())
         .await
     {
@@ -298,7 +299,7 @@ pub(crate) async fn decide(
         }
         Err(e @ (CoreError::Invalid { .. } | CoreError::Conflict(_))) => {
             let status = UiError::Core(e).shown();
-            let again = approval_for(gateway, &session, id).await?.0;
+            let again = approval_for(calls, &session, id).await?.0;
             let f = Flash::Error(status.1);
             let body = render_approval(
                 &console,
@@ -316,12 +317,12 @@ pub(crate) async fn decide(
 }
 
 async fn proposal_for(
-    gateway: &Gateway,
+    calls: &Calls,
     session: &Session,
     id: ProposalId,
 ) -> Result<(Proposal, Principal), UiError> {
     session
-        .seen_by(|p| async move { gateway.proposal(&p, id).await })
+        .seen_by(|p| async move { calls.proposal(&p, id).await })
         .await
 }
 
@@ -331,8 +332,8 @@ pub(crate) async fn proposal(
     Path(id): Path<String>,
     Query(q): Query<InboxQuery>,
 ) -> Result<Markup, UiError> {
-    let gateway = gateway(&console)?;
-    let (p, viewer) = proposal_for(gateway, &session, parse(&id)?).await?;
+    let calls = calls(&console)?;
+    let (p, viewer) = proposal_for(calls, &session, parse(&id)?).await?;
     let terms = call_terms(&console, &viewer, &p.call).await;
     let outcome = p
         .outcome
@@ -366,15 +367,15 @@ pub(crate) async fn decide_proposal(
     form: Form,
 ) -> Result<Response, UiError> {
     session.check(&form)?;
-    let gateway = gateway(&console)?;
+    let calls = calls(&console)?;
     let id: ProposalId = parse(&id)?;
-    let (_, viewer) = proposal_for(gateway, &session, id).await?;
+    let (_, viewer) = proposal_for(calls, &session, id).await?;
     let reject = match form.get("decision") {
         Some("execute") => false,
         Some("reject") => true,
         _ => return Err(CoreError::invalid("choose Execute or Reject").into()),
     };
-    gateway.execute_proposal(&viewer, id, reject).await?;
+    calls.execute_proposal(&viewer, id, reject).await?;
     let done = if reject { "rejected" } else { "executed" };
     Ok(Redirect::to(&format!("/ui/proposals/{id}?done={done}")).into_response())
 }

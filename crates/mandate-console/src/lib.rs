@@ -6,7 +6,7 @@
 //!   browser ─► security headers ─► route ─► Session (cookie ─► store) ─► CSRF check (POST)
 //!                                             │ the signed-in human is the Principal
 //!                                             ▼
-//!                      mandate_core::Service / mandate_gateway::Gateway (the same use
+//!                      mandate_core::Service / mandate_core::calls::Calls (the same use
 //!                      cases and permission checks as the admin API)
 //!                                             │
 //!   page ◄── layout::page(...) ◄──────────────┘   errors: UiError, rendered in one place
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use mandate_core::Service;
-use mandate_gateway::Gateway;
+use mandate_core::calls::Calls;
 
 pub use error::UiError;
 pub use form::Form;
@@ -51,7 +51,8 @@ pub use session::{Session, csrf_field};
 #[derive(Debug, Clone)]
 pub struct Console {
     pub service: Service,
-    pub gateway: Option<Gateway>,
+    /// The call use cases (approvals, proposals), when the server runs the gateway.
+    pub calls: Option<Calls>,
     /// Where browsers reach this server, e.g. `https://mandate.example.com`.
     pub public_url: Arc<str>,
     limiter: Arc<login::Limiter>,
@@ -60,10 +61,10 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(service: Service, gateway: Option<Gateway>, public_url: &str) -> Self {
+    pub fn new(service: Service, calls: Option<Calls>, public_url: &str) -> Self {
         Self {
             service,
-            gateway,
+            calls,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             limiter: Arc::new(login::Limiter::default()),
             oidc: None,

@@ -6,6 +6,12 @@
 //!                     │  applies the lifecycle (mandate-domain), retries lost races
 //!                     ▼
 //!                  dyn Store (SQLite or PostgreSQL — this crate never knows which)
+//!
+//!   gateway ─────► calls::Calls::{authenticate, authorize, visible, …}  ─► mandate-policy
+//!   server, console ─► calls::Calls::{approvals, proposals}, calls::Broker (the vault)
+//!                     │  decisions recorded durably before anything is forwarded
+//!                     ▼
+//!                  Ledger (group commit) and dyn Store
 //! ```
 //!
 //! Every operation takes the authenticated [`Principal`] and is scoped to its tenant: an
@@ -13,6 +19,7 @@
 
 mod accounts;
 mod auth;
+pub mod calls;
 mod catalog;
 mod directory;
 mod error;

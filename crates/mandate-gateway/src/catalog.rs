@@ -1,5 +1,8 @@
 //! What each tenant's upstreams offer, and the connections to them.
 //!
+//! Tools are catalogued from what upstreams list (the entries themselves are core's:
+//! `Calls::ensure_listed`).
+//!
 //! A snapshot per tenant maps namespaced names (`server.tool`) to the catalog entry
 //! (risk tier, data class — what policy reads) and the upstream's own definition (what
 //! clients are shown). Snapshots are rebuilt when older than `catalog_ttl`; an upstream
@@ -13,10 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use mandate_domain::{Mandate, Tool, ToolAnnotations, ToolServer, ToolServerTransport};
+pub use mandate_core::calls::Listing;
+use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
 use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
-use mandate_store::{PageRequest, Store, ToolFilter};
-use mandate_types::{DataClass, RiskTier, TenantId, ToolId, ToolServerId};
+use mandate_types::{RiskTier, TenantId, ToolServerId};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -28,15 +31,6 @@ pub const RESOURCES: &str = "/resources";
 pub const PROMPTS: &str = "/prompts";
 /// The catalog entry that authorises requests to a plain HTTP API.
 pub const HTTP: &str = "/http";
-
-/// One callable thing: its server, its catalog entry, and how the upstream describes it.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    pub server: ToolServer,
-    pub tool: Tool,
-    /// The upstream's tool definition (`Value::Null` for the `/` entries).
-    pub definition: Value,
-}
 
 /// A tenant's catalog as of `at`.
 #[derive(Debug)]
@@ -72,7 +66,6 @@ struct Connection {
 /// Upstream connections and per-tenant snapshots.
 #[derive(Debug)]
 pub struct Catalog {
-    store: Arc<dyn Store>,
     config: GatewayConfig,
     connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
     snapshots: RwLock<HashMap<TenantId, Arc<Snapshot>>>,
@@ -86,9 +79,8 @@ pub struct Connected {
 }
 
 impl Catalog {
-    pub(crate) fn new(store: Arc<dyn Store>, config: GatewayConfig) -> Catalog {
+    pub(crate) fn new(config: GatewayConfig) -> Catalog {
         Catalog {
-            store,
             config,
             connections: Mutex::new(HashMap::new()),
             snapshots: RwLock::new(HashMap::new()),
@@ -151,9 +143,8 @@ impl Catalog {
     }
 
     /// The tenant's snapshot unless it is older than the TTL or the catalog changed
-    /// since it was built.
-    fn cached(&self, tenant: TenantId) -> Option<Arc<Snapshot>> {
-        let generation = self.store.catalog_generation();
+    /// since it was built (it is at `generation` now).
+    fn cached(&self, tenant: TenantId, generation: u64) -> Option<Arc<Snapshot>> {
         let snapshots = self
             .snapshots
             .read()
@@ -170,106 +161,6 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tenant, snapshot);
     }
-
-    async fn all_servers(&self, tenant: TenantId) -> Result<Vec<ToolServer>, GatewayError> {
-        let mut out = Vec::new();
-        let mut after = None;
-        for _ in 0..100 {
-            let page = PageRequest::new(after, Some(PageRequest::MAX_LIMIT))
-                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
-            let got = self.store.list_tool_servers(tenant, &page).await?;
-            out.extend(got.items);
-            match got.next {
-                Some(cursor) => after = Some(cursor.0),
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
-    async fn catalogued(&self, server: &ToolServer) -> Result<HashMap<String, Tool>, GatewayError> {
-        let mut out = HashMap::new();
-        let mut after = None;
-        for _ in 0..100 {
-            let page = PageRequest::new(after, Some(PageRequest::MAX_LIMIT))
-                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
-            let filter = ToolFilter {
-                server: Some(server.id),
-                risk_tier: None,
-            };
-            let got = self
-                .store
-                .list_tools(server.tenant_id, &filter, &page)
-                .await?;
-            out.extend(got.items.into_iter().map(|t| (t.name.clone(), t)));
-            match got.next {
-                Some(cursor) => after = Some(cursor.0),
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
-    /// Makes sure the catalog has an entry for a listed tool; a changed annotation only
-    /// ever raises the tier the operator left.
-    async fn ensure(
-        &self,
-        server: &ToolServer,
-        known: &HashMap<String, Tool>,
-        name: &str,
-        definition: &Value,
-        tier_floor: Option<RiskTier>,
-    ) -> Result<Tool, GatewayError> {
-        let annotations: ToolAnnotations = definition
-            .get("annotations")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default();
-        let implied = tier_floor.unwrap_or_else(|| annotations.default_tier());
-        if let Some(tool) = known.get(name) {
-            if tier_floor.is_none() && tool.annotations != annotations && implied > tool.risk_tier {
-                let mut raised = tool.clone();
-                raised.annotations = annotations;
-                raised.risk_tier = implied;
-                self.store.update_tool(&raised).await?;
-                return Ok(raised);
-            }
-            return Ok(tool.clone());
-        }
-        let tool = Tool {
-            id: ToolId::generate(),
-            tenant_id: server.tenant_id,
-            server_id: server.id,
-            name: name.to_owned(),
-            description: definition
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .chars()
-                .take(4096)
-                .collect(),
-            input_schema: definition
-                .get("inputSchema")
-                .cloned()
-                .unwrap_or(Value::Null),
-            annotations,
-            risk_tier: implied,
-            tags: Default::default(),
-            data_class: DataClass::Internal,
-            amount_argument: None,
-            compensating_tool: None,
-            created_at: chrono::Utc::now(),
-        };
-        match self.store.create_tool(&tool).await {
-            Ok(()) => Ok(tool),
-            // Another replica catalogued it first: use theirs.
-            Err(mandate_store::StoreError::Conflict { .. }) => {
-                self.catalogued(server).await?.remove(name).ok_or_else(|| {
-                    GatewayError::Unavailable("the catalog changed concurrently".into())
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
 fn valid_tool_name(name: &str) -> bool {
@@ -284,24 +175,25 @@ impl Gateway {
     /// The caller's tenant's catalog, rebuilt from the upstreams when stale.
     pub async fn snapshot(&self, mandate: &Mandate) -> Result<Arc<Snapshot>, GatewayError> {
         let tenant = mandate.tenant_id;
-        if let Some(s) = self.catalog.cached(tenant) {
+        // Read before the upstreams are listed: a change made while they are is not
+        // lost (at worst the next request builds once more).
+        let generation = self.calls.catalog_generation();
+        if let Some(s) = self.catalog.cached(tenant, generation) {
             return Ok(s);
         }
         let mut snapshot = Snapshot {
             at: Instant::now(),
-            // Read before the upstreams are listed: a change made while they are is
-            // not lost (at worst the next request builds once more).
-            generation: self.store().catalog_generation(),
+            generation,
             servers: BTreeMap::new(),
             tools: BTreeMap::new(),
             info: BTreeMap::new(),
         };
-        for server in self.catalog.all_servers(tenant).await? {
-            let known = self.catalog.catalogued(&server).await?;
+        for server in self.calls.tool_servers(tenant).await? {
+            let known = self.calls.catalogued(&server).await?;
             if let ToolServerTransport::Http { .. } = server.transport {
                 let tool = self
-                    .catalog
-                    .ensure(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
+                    .calls
+                    .ensure_listed(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
                     .await?;
                 snapshot.tools.insert(
                     format!("{}.{HTTP}", server.name),
@@ -322,8 +214,8 @@ impl Gateway {
                                 .is_some()
                             {
                                 let tool = self
-                                    .catalog
-                                    .ensure(
+                                    .calls
+                                    .ensure_listed(
                                         &server,
                                         &known,
                                         entry,
@@ -350,8 +242,8 @@ impl Gateway {
                                 continue;
                             }
                             let tool = self
-                                .catalog
-                                .ensure(&server, &known, name, &definition, None)
+                                .calls
+                                .ensure_listed(&server, &known, name, &definition, None)
                                 .await?;
                             snapshot.tools.insert(
                                 format!("{}.{name}", server.name),

@@ -1,18 +1,21 @@
-//! The gateway's errors and how each protocol sees them — the one mapping.
+//! The gateway's errors and how each protocol sees them — the one mapping. Core's
+//! [`CallError`] becomes a [`GatewayError`] here (and back, for a proposal a human
+//! executes through the gateway), and nowhere else.
 //!
 //! | error             | MCP (JSON-RPC)          | HTTP proxy |
 //! |-------------------|-------------------------|------------|
 //! | `Unauthenticated` | HTTP 401 + `WWW-Authenticate` (resource metadata) | 401 |
-//! | denied by policy  | -32001 (`crate::mcp`)   | 403        |
+//! | denied by policy  | -32001 (`crate::mcp::methods`) | 403  |
 //! | `Unavailable`     | -32603, nothing forwarded (fail closed) | 503 |
 //! | `Upstream`        | -32002                  | 502        |
 //! | `Invalid`         | -32602                  | 400        |
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mandate_core::calls::CallError;
+use mandate_mcp::jsonrpc::{self, error_object};
 use mandate_mcp::{UpstreamError, code};
-use mandate_store::StoreError;
-use mandate_token::TokenError;
+use serde_json::Value;
 
 use crate::GatewayConfig;
 
@@ -32,25 +35,33 @@ pub enum GatewayError {
     Invalid(String),
 }
 
-impl From<StoreError> for GatewayError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed on the gateway path; failing closed");
-        GatewayError::Unavailable(
-            "the gateway cannot decide right now; nothing was forwarded".into(),
-        )
+impl From<CallError> for GatewayError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unauthenticated { description } => {
+                GatewayError::Unauthenticated { description }
+            }
+            CallError::Unavailable(m) => GatewayError::Unavailable(m),
+            CallError::Invalid(m) => GatewayError::Invalid(m),
+            CallError::Upstream(m) => GatewayError::Upstream(UpstreamError::Unavailable(m)),
+        }
+    }
+}
+
+impl From<GatewayError> for CallError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Unauthenticated { description } => {
+                CallError::Unauthenticated { description }
+            }
+            GatewayError::Unavailable(m) => CallError::Unavailable(m),
+            GatewayError::Invalid(m) => CallError::Invalid(m),
+            GatewayError::Upstream(e) => CallError::Upstream(e.to_string()),
+        }
     }
 }
 
 impl GatewayError {
-    pub(crate) fn from_token(e: TokenError) -> Self {
-        match e {
-            TokenError::Unavailable(m) => GatewayError::Unavailable(m),
-            other => GatewayError::Unauthenticated {
-                description: Some(other.description()),
-            },
-        }
-    }
-
     /// The JSON-RPC error code and message.
     pub fn rpc(&self) -> (i64, String) {
         match self {
@@ -61,14 +72,43 @@ impl GatewayError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The JSON-RPC error object.
+    pub fn error_object(&self) -> Value {
+        let (code, message) = self.rpc();
+        error_object(code, message, None)
+    }
+
+    /// The JSON-RPC error response to request `id`.
+    pub fn response(&self, id: Value) -> Value {
+        jsonrpc::response(id, Err(self.error_object()))
+    }
+
+    /// The HTTP status, and the error's name in the HTTP proxy's answers.
+    pub fn http(&self) -> (StatusCode, &'static str) {
         match self {
-            GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::Invalid(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            GatewayError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            GatewayError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+            GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         }
     }
+}
+
+/// A JSON-RPC error with an HTTP status of its own (a request refused before, or
+/// instead of, its method: `Origin`, session, protocol version, headers).
+pub(crate) fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        jsonrpc::error_response(id, code, message, None).to_string(),
+    )
+        .into_response()
+}
+
+/// `e` for a request whose id was never read: its HTTP status, its JSON-RPC error.
+pub(crate) fn error_response(e: &GatewayError) -> Response {
+    let (code, message) = e.rpc();
+    rpc_error(e.http().0, Value::Null, code, &message)
 }
 
 /// 401 with the challenge MCP clients follow to our metadata (RFC 9728 §5.1), for both
@@ -113,4 +153,29 @@ pub(crate) fn unauthorized(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_keep_their_message_both_ways() {
+        let errors = [
+            GatewayError::Unauthenticated {
+                description: Some("expired".into()),
+            },
+            GatewayError::Unavailable("the decision could not be recorded".into()),
+            GatewayError::Invalid("`arguments` must be an object".into()),
+            GatewayError::Upstream(UpstreamError::Protocol("not MCP".into())),
+        ];
+        for e in errors {
+            let there = CallError::from(e.clone());
+            assert_eq!(there.to_string(), e.to_string());
+            let back = GatewayError::from(there);
+            assert_eq!(back.to_string(), e.to_string());
+            assert_eq!(back.rpc().0, e.rpc().0, "{e:?}");
+            assert_eq!(back.http(), e.http(), "{e:?}");
+        }
+    }
 }

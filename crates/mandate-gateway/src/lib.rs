@@ -3,49 +3,47 @@
 //! ```text
 //!   POST /mcp[/{server}] ─► Host/Origin, size ─► task token (signature, audience, DPoP,
 //!        /proxy/{server}/…     revocation) ─► Caller (agent + mandate, read now)
-//!                                   │
+//!                                   │ (mandate_core::calls::Calls::authenticate)
 //!                                   ▼
-//!                       enforce::authorize ─► decision durable in the ledger
+//!   tools/call parsed once (ToolCall) ─► mandate_core::calls::Calls::authorize
+//!                                   │ (policy ─► approvals / proposals / budget ─► ledger)
 //!                                   │ Allow                    │ Deny / Approval / Proposal
 //!                                   ▼                          ▼
 //!              credentials injected ─► upstream          JSON-RPC error (-32001)
 //!              (HttpUpstream | StdioUpstream)            PDP/ledger failure: -32603
 //! ```
 //!
-//! Tools are catalogued from what upstreams list: a tool the catalog does not know is
-//! created with the risk tier its annotations imply; the operator may raise or lower it
-//! afterwards, and a later change of annotations only ever raises it.
+//! This crate is transport: MCP over Streamable HTTP (`mcp/`: the transport and its
+//! sessions, method routing, aggregation across servers), the HTTP proxy, the
+//! upstream connections and the catalog snapshots built from their listings. Every
+//! decision, the held calls, the vault and the catalog's entries are use cases of
+//! `mandate-core` (`calls`); the gateway holds no store.
 
 #![forbid(unsafe_code)]
 
 mod catalog;
-mod credentials;
-mod drift;
-mod enforce;
+mod edge;
 mod error;
-mod held;
 mod mcp;
 mod proxy;
 mod relay;
 mod sessions;
-mod usage;
 mod webhook;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use mandate_audit::NewEvent;
-use mandate_core::{Ledger, Presented, Service, TokenService};
+use async_trait::async_trait;
+use mandate_core::calls::{
+    Broker, CallError, CallSettings, Calls, Credentials, DriftPolicy, Forwarder, NoCredentials,
+};
+use mandate_core::{Ledger, Service, TokenService};
 use mandate_domain::Mandate;
 use mandate_mcp::Outcome;
-use mandate_store::Store;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 pub use catalog::{Catalog, HTTP, Listing, PROMPTS, RESOURCES, Snapshot};
-pub use credentials::{Broker, Credentials, NoCredentials, SecretInput};
-pub use drift::DriftPolicy;
-pub use enforce::{Caller, Execution, Target, Verdict, arguments_hash, redact, scope_covers};
 pub use error::GatewayError;
 pub use webhook::Webhook;
 
@@ -124,16 +122,12 @@ pub struct Gateway {
 #[derive(Debug)]
 /// The gateway's state, behind [`Gateway`]'s `Arc`.
 pub struct Inner {
-    service: Service,
-    ledger: Ledger,
-    tokens: Arc<TokenService>,
+    calls: Calls,
     config: GatewayConfig,
     catalog: Catalog,
     sessions: sessions::Sessions,
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
-    drift: drift::DriftCounts,
-    usage: usage::UsageCounter,
     http: reqwest::Client,
     /// The public URL's host, parsed once (the DNS-rebinding check reads it per request).
     public_host: Option<String>,
@@ -159,36 +153,56 @@ impl Gateway {
             Some(b) => b.clone(),
             None => Arc::new(NoCredentials),
         };
-        let catalog = Catalog::new(service.store().clone(), config.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Gateway {
-            inner: Arc::new(Inner {
-                public_host: reqwest::Url::parse(&config.public_url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_owned)),
+        let settings = CallSettings {
+            approval_ttl: config.approval_ttl,
+            capture_arguments: config.capture_arguments,
+            redact: config.redact.clone(),
+            drift: config.drift,
+        };
+        let notifier = Arc::new(webhook::Notices {
+            webhook: config.webhook.clone(),
+            public_url: config.public_url.clone(),
+            clock: service.clock().clone(),
+            http: http.clone(),
+        });
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| Inner {
+            // The core executes proposals through this gateway; it holds it weakly, so
+            // the two do not keep each other alive.
+            calls: Calls::new(
                 service,
                 ledger,
                 tokens,
-                config,
-                catalog,
-                sessions: sessions::Sessions::default(),
-                credentials,
-                broker,
-                drift: drift::DriftCounts::default(),
-                usage: usage::UsageCounter::default(),
-                http,
-            }),
-        }
+                settings,
+                notifier,
+                Arc::new(Upstreams(me.clone())),
+            ),
+            public_host: reqwest::Url::parse(&config.public_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned)),
+            catalog: Catalog::new(config.clone()),
+            config,
+            sessions: sessions::Sessions::default(),
+            credentials,
+            broker,
+            http,
+        });
+        Gateway { inner }
     }
 
     /// The gateway's HTTP routes: `/mcp`, `/mcp/{server}`, `/proxy/{server}/…` and the
     /// protected-resource metadata documents.
     pub fn router(&self) -> axum::Router {
         mcp::routes(self.clone()).merge(proxy::routes(self.clone()))
+    }
+
+    /// The use cases of calls (decisions, held calls, the vault) this gateway serves.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
     }
 
     /// The credential broker, when a master key is configured.
@@ -202,63 +216,6 @@ impl Gateway {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
-    }
-
-    pub(crate) fn store(&self) -> &Arc<dyn Store> {
-        self.service.store()
-    }
-
-    /// Appends an event and waits until it is durable.
-    pub(crate) async fn append(&self, event: NewEvent) -> Result<(), GatewayError> {
-        self.ledger.append(event).await.map(|_| ()).map_err(|e| {
-            tracing::error!(error = %e, "audit ledger refused a gateway event; failing closed");
-            GatewayError::Unavailable("the decision could not be recorded".into())
-        })
-    }
-
-    /// Appends an event without waiting (outcomes recorded after the call returned).
-    pub(crate) fn append_later(&self, event: NewEvent) {
-        self.ledger.append_detached(event);
-    }
-
-    /// Verifies a task token for `audience` and reads its agent and mandate as they
-    /// are now. Every failure is `Unauthenticated` except a store failure.
-    pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Caller, GatewayError> {
-        let token = self
-            .tokens
-            .verify_access(presented)
-            .await
-            .map_err(GatewayError::from_token)?;
-        let (Some(mandate_id), Some(agent_id)) = (token.mandate, token.actor()) else {
-            return Err(GatewayError::Unauthenticated {
-                description: Some("the token is not bound to a mandate".into()),
-            });
-        };
-        let store = self.store();
-        let agent = store
-            .agent(token.tenant, agent_id)
-            .await?
-            .filter(|a| a.status == mandate_domain::AgentStatus::Active)
-            .ok_or_else(|| GatewayError::Unauthenticated {
-                description: Some("the token's agent is unknown or disabled".into()),
-            })?;
-        let mandate = store
-            .mandate(token.tenant, mandate_id)
-            .await?
-            .ok_or_else(|| GatewayError::Unauthenticated {
-                description: Some("the token's mandate is unknown".into()),
-            })?;
-        // A mandate that ended stops its tokens here, before the revocation list has
-        // heard of them (the replica that ended it evicted its cached copy at once).
-        let now = self.service.clock().now();
-        if mandate.status != mandate_domain::MandateStatus::Active
-            || now >= mandate.terms.expires_at
-        {
-            return Err(GatewayError::Unauthenticated {
-                description: Some("the token's mandate is no longer active".into()),
-            });
-        }
-        Ok(Caller::from_token(&token, agent, mandate))
     }
 
     /// Calls an upstream under the gateway's limits (concurrency, timeout) with the
@@ -293,5 +250,47 @@ impl Gateway {
                 timeout.as_secs()
             )))
         })?
+    }
+}
+
+/// The gateway as the core sees it when a human executes a proposal.
+#[derive(Debug)]
+struct Upstreams(Weak<Inner>);
+
+impl Upstreams {
+    fn gateway(&self) -> Result<Gateway, CallError> {
+        self.0
+            .upgrade()
+            .map(|inner| Gateway { inner })
+            .ok_or_else(|| CallError::Unavailable("the gateway is shutting down".into()))
+    }
+}
+
+#[async_trait]
+impl Forwarder for Upstreams {
+    async fn find(&self, mandate: &Mandate, name: &str) -> Result<Option<Arc<Listing>>, CallError> {
+        let snapshot = self.gateway()?.snapshot(mandate).await?;
+        Ok(snapshot.listing(name).cloned())
+    }
+
+    async fn call_tool(
+        &self,
+        listing: &Listing,
+        mandate: &Mandate,
+        arguments: &Value,
+    ) -> Result<Outcome, CallError> {
+        let params = json!({"name": listing.tool.name, "arguments": arguments});
+        Ok(self
+            .gateway()?
+            .call_upstream(listing, mandate, "tools/call", Some(params), None)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_core_refuses_with_the_mcp_denied_code() {
+        assert_eq!(mandate_core::calls::DENIED, mandate_mcp::code::DENIED);
     }
 }

@@ -16,9 +16,10 @@ use mandate_domain::ToolServerTransport;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
+use mandate_core::calls::{Call, Called, Verdict};
+
 use crate::catalog::HTTP;
-use crate::enforce::{Execution, Target, Verdict};
-use crate::mcp::{caller, host_allowed, origin_allowed};
+use crate::edge::{caller, host_allowed, origin_allowed};
 use crate::{Gateway, GatewayError};
 
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -145,19 +146,18 @@ async fn handle(
     let query = uri.query().unwrap_or_default().to_owned();
     let arguments = json!({"method": method.as_str(), "path": path, "query": query});
     let verdict = gateway
+        .calls
         .authorize(
             &caller,
-            CallAction::CallTool,
-            Target {
-                server: &listing.server,
-                tool: &listing.tool,
+            Call {
+                action: CallAction::CallTool,
+                target: listing.target(),
+                arguments: &arguments,
             },
-            Some(&arguments),
-            Execution::Agent,
         )
         .await;
     match verdict {
-        Err(e) => return failure(&e),
+        Err(e) => return failure(&e.into()),
         Ok(Verdict::Allow { .. }) => {}
         Ok(Verdict::Deny { hidden: true, .. }) => return not_available(),
         Ok(Verdict::Deny { reason, .. }) => {
@@ -186,7 +186,7 @@ async fn handle(
         .await
     {
         Ok(h) => h,
-        Err(e) => return failure(&e),
+        Err(e) => return failure(&e.into()),
     };
     let target = format!(
         "{}{}{}",
@@ -266,21 +266,16 @@ async fn handle(
             }
         }
     }
-    gateway.append_later(mandate_audit::NewEvent {
-        tenant_id: caller.mandate.tenant_id,
-        kind: mandate_audit::EventKind::ToolCalled,
-        mandate_id: Some(caller.mandate.id),
-        agent_id: Some(caller.agent.id),
-        human_id: Some(caller.mandate.terms.human_id),
-        actor: caller.actor.clone(),
-        data: crate::enforce::obj(json!({
-            "tool": format!("{server}.{HTTP}"),
-            "method": method.as_str(),
-            "path": path,
-            "status": status.as_u16(),
-            "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })),
-    });
+    gateway.calls.record_called(
+        &caller,
+        listing.target(),
+        Called::Http {
+            method: method.as_str(),
+            path: &path,
+            status: status.as_u16(),
+        },
+        started,
+    );
     let mut out = (
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
         bytes,
@@ -291,11 +286,6 @@ async fn handle(
 }
 
 fn failure(e: &GatewayError) -> Response {
-    let (status, error) = match e {
-        GatewayError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        GatewayError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
-        GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        GatewayError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "invalid_token"),
-    };
+    let (status, error) = e.http();
     problem(status, error, &e.to_string(), json!({}))
 }

@@ -6,14 +6,13 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use mandate_audit::{EventKind, NewEvent};
+use mandate_core::calls::{Called, Caller};
 use mandate_mcp::jsonrpc::{code, error_object};
 use mandate_mcp::{Outcome, sse};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::catalog::Listing;
-use crate::enforce::{Caller, obj};
 use crate::mcp::{set, to_response};
 use crate::{Gateway, GatewayError};
 
@@ -37,22 +36,16 @@ pub(crate) fn record_outcome(
         Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true),
         Err(_) => ("failed", true),
     };
-    gateway.append_later(NewEvent {
-        tenant_id: caller.mandate.tenant_id,
-        kind: EventKind::ToolCalled,
-        mandate_id: Some(caller.mandate.id),
-        agent_id: Some(caller.agent.id),
-        human_id: Some(caller.mandate.terms.human_id),
-        actor: caller.actor(),
-        data: obj(json!({
-            "tool": format!("{}.{}", listing.server.name, listing.tool.name),
-            "called_as": name,
-            "jti": caller.jti,
-            "result": result,
-            "is_error": is_error,
-            "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })),
-    });
+    gateway.calls.record_called(
+        caller,
+        listing.target(),
+        Called::Tool {
+            called_as: name,
+            result,
+            is_error,
+        },
+        started,
+    );
 }
 
 /// Relays what an upstream sends during a call onto the client's SSE stream.

@@ -2,12 +2,13 @@
 //! configured URL, signed with HMAC-SHA256 over `{timestamp}.{body}` in the
 //! `Mandate-Signature: t=…,v1=…` header, so receivers can check origin and freshness.
 
-use mandate_domain::Approval;
-use mandate_types::Secret;
-use ring::hmac;
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::Gateway;
+use mandate_core::calls::Notifier;
+use mandate_domain::Approval;
+use mandate_types::{Clock, Secret};
+use ring::hmac;
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -27,9 +28,18 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
-impl Gateway {
+/// Where the core's notices go: the webhook, when one is configured.
+#[derive(Debug)]
+pub(crate) struct Notices {
+    pub(crate) webhook: Option<Webhook>,
+    pub(crate) public_url: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Notifier for Notices {
     /// Fires the approval webhook in the background (a slow receiver never holds a call).
-    pub(crate) fn notify_approval(&self, approval: &Approval) {
+    fn approval_requested(&self, approval: &Approval) {
         self.notify(json!({
             "type": "approval.requested",
             "approval_id": approval.id,
@@ -41,18 +51,24 @@ impl Gateway {
             "risk_tier": approval.call.risk_tier,
             "arguments_hash": approval.call.arguments_hash,
             "expires_at": approval.expires_at,
-            "url": format!("{}/ui/approvals/{}", self.config.public_url, approval.id),
+            "url": format!("{}/ui/approvals/{}", self.public_url, approval.id),
         }));
     }
 
+    fn drift_alert(&self, body: Value) {
+        self.notify(body);
+    }
+}
+
+impl Notices {
     /// POSTs `body`, signed, to the webhook (if one is configured), in the background.
-    pub(crate) fn notify(&self, body: serde_json::Value) {
-        let Some(hook) = self.config.webhook.clone() else {
+    fn notify(&self, body: Value) {
+        let Some(hook) = self.webhook.clone() else {
             return;
         };
         let body = body.to_string();
         let client = self.http.clone();
-        let timestamp = self.service.clock().now().timestamp();
+        let timestamp = self.clock.now().timestamp();
         tokio::spawn(async move {
             let sig = signature(hook.secret.expose(), timestamp, body.as_bytes());
             let sent = client

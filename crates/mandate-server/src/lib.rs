@@ -25,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mandate_core::Service;
+use mandate_core::calls::{Broker, Calls};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -42,8 +43,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where clients reach this server (discovery documents name it).
     pub public_url: Arc<str>,
-    /// The MCP / HTTP gateway, when this server runs one (it needs the token service).
-    pub gateway: Option<mandate_gateway::Gateway>,
+    /// The call use cases (approvals, proposals), when this server runs the gateway
+    /// (it needs the token service).
+    pub calls: Option<Calls>,
+    /// The credential broker's vault, when a master key is configured.
+    pub vault: Option<Arc<Broker>>,
     /// Client registrations per address (`POST /oauth2/register`).
     pub registrations: Arc<routes::register::RegistrationLimiter>,
     openapi: Arc<String>,
@@ -146,12 +150,13 @@ pub fn app_with_console(
         service,
         metrics: metrics.clone(),
         public_url: Arc::from(public_url),
-        gateway: gateway.clone(),
+        calls: gateway.as_ref().map(|g| g.calls().clone()),
+        vault: gateway.as_ref().and_then(|g| g.broker().cloned()),
         registrations: Arc::default(),
         openapi,
     };
     let mut console =
-        mandate_console::Console::new(state.service.clone(), gateway.clone(), public_url);
+        mandate_console::Console::new(state.service.clone(), state.calls.clone(), public_url);
     if let Some(oidc) = oidc {
         console = console.with_oidc(oidc);
     }

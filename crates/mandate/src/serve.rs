@@ -337,7 +337,7 @@ async fn build_gateway(
     settings.capture_arguments = g.capture_arguments;
     settings.redact = g.redact.clone();
     settings.allowed_origins = g.allowed_origins.clone();
-    settings.drift = mandate_gateway::DriftPolicy {
+    settings.drift = mandate_core::calls::DriftPolicy {
         threshold: g.drift_threshold,
         revoke: g.drift_revoke,
     };
@@ -371,7 +371,7 @@ async fn build_gateway(
                 ),
                 None => None,
             };
-            let broker = Arc::new(mandate_gateway::Broker::new(
+            let broker = Arc::new(mandate_core::calls::Broker::new(
                 service.store().clone(),
                 keys,
                 roles,

@@ -1,11 +1,11 @@
-//! Held calls: approvals (`/v1/approvals`) and proposals (`/v1/proposals`). The
-//! decisions run in the gateway, which executes a proposal through its own enforcement
-//! path.
+//! Held calls: approvals (`/v1/approvals`) and proposals (`/v1/proposals`), the use
+//! cases of `mandate_core::calls`; a proposal executes through the same decision as
+//! an agent's call, and the gateway forwards it.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use mandate_core::calls::Calls;
 use mandate_domain::{Approval, ApprovalStatus, Proposal, ProposalStatus};
-use mandate_gateway::Gateway;
 use mandate_store::{ApprovalFilter, ProposalFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -29,8 +29,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reject))
 }
 
-fn gateway(state: &AppState) -> Result<&Gateway, Problem> {
-    state.gateway.as_ref().ok_or_else(|| {
+fn calls(state: &AppState) -> Result<&Calls, Problem> {
+    state.calls.as_ref().ok_or_else(|| {
         Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "gateway-not-running",
@@ -100,7 +100,7 @@ async fn list_approvals(
     let (page, status, mandate) = q.read(ApprovalStatus::parse, "an approval")?;
     let filter = ApprovalFilter { status, mandate };
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .list_approvals(&caller, filter, page)
             .await?
             .into(),
@@ -119,9 +119,7 @@ async fn get_approval(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Approval>> {
-    Ok(Json(
-        gateway(&state)?.approval(&caller, path_id(&id)?).await?,
-    ))
+    Ok(Json(calls(&state)?.approval(&caller, path_id(&id)?).await?))
 }
 
 /// Approve a pending call: the agent's retry with identical arguments then passes, once.
@@ -140,7 +138,7 @@ async fn approve(
 ) -> ApiResult<Json<Approval>> {
     let comment = body.and_then(|b| b.0.comment);
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .decide_approval(&caller, path_id(&id)?, true, comment)
             .await?,
     ))
@@ -162,7 +160,7 @@ async fn deny(
 ) -> ApiResult<Json<Approval>> {
     let comment = body.and_then(|b| b.0.comment);
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .decide_approval(&caller, path_id(&id)?, false, comment)
             .await?,
     ))
@@ -183,7 +181,7 @@ async fn list_proposals(
     let (page, status, mandate) = q.read(ProposalStatus::parse, "a proposal")?;
     let filter = ProposalFilter { status, mandate };
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .list_proposals(&caller, filter, page)
             .await?
             .into(),
@@ -201,9 +199,7 @@ async fn get_proposal(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Proposal>> {
-    Ok(Json(
-        gateway(&state)?.proposal(&caller, path_id(&id)?).await?,
-    ))
+    Ok(Json(calls(&state)?.proposal(&caller, path_id(&id)?).await?))
 }
 
 /// Execute a proposal through the gateway's enforcement path (decided again now), once.
@@ -219,7 +215,7 @@ async fn execute(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Proposal>> {
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .execute_proposal(&caller, path_id(&id)?, false)
             .await?,
     ))
@@ -238,7 +234,7 @@ async fn reject(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Proposal>> {
     Ok(Json(
-        gateway(&state)?
+        calls(&state)?
             .execute_proposal(&caller, path_id(&id)?, true)
             .await?,
     ))

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mandate_gateway::{Broker, SecretInput};
+use mandate_core::calls::{Broker, SecretInput};
 use mandate_store::SecretMeta;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -43,18 +43,14 @@ impl From<SecretMeta> for SecretView {
 }
 
 fn broker(state: &AppState) -> Result<&std::sync::Arc<Broker>, Problem> {
-    state
-        .gateway
-        .as_ref()
-        .and_then(|g| g.broker())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker-not-configured",
-                "The credential broker is off",
-                "set MANDATE_MASTER_KEY or MANDATE_MASTER_KEY_FILE to store secrets",
-            )
-        })
+    state.vault.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker-not-configured",
+            "The credential broker is off",
+            "set MANDATE_MASTER_KEY or MANDATE_MASTER_KEY_FILE to store secrets",
+        )
+    })
 }
 
 /// List the tenant's secrets (names, key ids, times — never values).

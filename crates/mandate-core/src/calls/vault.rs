@@ -1,31 +1,29 @@
-//! The port to the credential broker: what to add to a request to an upstream. The
-//! agent never sees these headers; they are marked sensitive and never logged.
+//! The vault and the port to the credential broker: what to add to a request to an
+//! upstream. The agent never sees these headers; they are marked sensitive and never
+//! logged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use mandate_broker::postgres_roles::{DynamicCredential, PostgresRoles};
 use mandate_broker::{BasicUsername, Injection, MasterKeys, SealError, Sealed};
-use mandate_core::CoreError;
 use mandate_domain::{Mandate, Principal, ToolServer};
 use mandate_store::{SecretMeta, Store};
 use mandate_types::{MandateId, Secret, TenantId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::GatewayError;
+use super::CallError;
+use crate::CoreError;
 
 #[async_trait]
 pub trait Credentials: Send + Sync + std::fmt::Debug {
     /// Headers carrying `server`'s credential for a call under `mandate`; empty when
     /// the server has none. An error means the call must not be forwarded.
-    async fn headers(
-        &self,
-        server: &ToolServer,
-        mandate: &Mandate,
-    ) -> Result<HeaderMap, GatewayError>;
+    async fn headers(&self, server: &ToolServer, mandate: &Mandate)
+    -> Result<HeaderMap, CallError>;
 }
 
 /// No broker configured: servers without a credential work; a server that names one is
@@ -35,10 +33,10 @@ pub struct NoCredentials;
 
 #[async_trait]
 impl Credentials for NoCredentials {
-    async fn headers(&self, server: &ToolServer, _: &Mandate) -> Result<HeaderMap, GatewayError> {
+    async fn headers(&self, server: &ToolServer, _: &Mandate) -> Result<HeaderMap, CallError> {
         match &server.credential_ref {
             None => Ok(HeaderMap::new()),
-            Some(_) => Err(GatewayError::Unavailable(format!(
+            Some(_) => Err(CallError::Unavailable(format!(
                 "tool server `{}` needs a credential, but no credential broker is configured (set MANDATE_MASTER_KEY or MANDATE_MASTER_KEY_FILE)",
                 server.name
             ))),
@@ -100,11 +98,9 @@ fn aad(tenant: TenantId, name: &str) -> Vec<u8> {
     format!("{tenant}/{name}").into_bytes()
 }
 
-fn unavailable(what: impl std::fmt::Display) -> GatewayError {
+fn unavailable(what: impl std::fmt::Display) -> CallError {
     tracing::error!(error = %what, "credential broker failed; the call is not forwarded");
-    GatewayError::Unavailable(
-        "the upstream's credential is unavailable; nothing was forwarded".into(),
-    )
+    CallError::Unavailable("the upstream's credential is unavailable; nothing was forwarded".into())
 }
 
 impl Broker {
@@ -267,11 +263,7 @@ impl Broker {
         dropped
     }
 
-    async fn vault_header(
-        &self,
-        server: &ToolServer,
-        name: &str,
-    ) -> Result<HeaderMap, GatewayError> {
+    async fn vault_header(&self, server: &ToolServer, name: &str) -> Result<HeaderMap, CallError> {
         let stored = self
             .store
             .secret(server.tenant_id, name)
@@ -300,7 +292,7 @@ impl Broker {
         &self,
         member_of: &str,
         mandate: &Mandate,
-    ) -> Result<HeaderMap, GatewayError> {
+    ) -> Result<HeaderMap, CallError> {
         let Some(roles) = &self.roles else {
             return Err(unavailable(
                 "a tool server asks for a PostgreSQL role, but no dynamic-credential database is configured",
@@ -338,7 +330,7 @@ impl Credentials for Broker {
         &self,
         server: &ToolServer,
         mandate: &Mandate,
-    ) -> Result<HeaderMap, GatewayError> {
+    ) -> Result<HeaderMap, CallError> {
         match server.credential_ref.as_deref() {
             None => Ok(HeaderMap::new()),
             Some(r) => match (r.strip_prefix(SECRET_PREFIX), r.strip_prefix(ROLE_PREFIX)) {

@@ -9,14 +9,13 @@
 use std::collections::HashMap;
 
 use mandate_audit::{EventKind, NewEvent};
-use mandate_core::EndRequest;
 use mandate_domain::Principal;
 use mandate_types::MandateId;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::Gateway;
-use crate::enforce::{Caller, obj};
+use super::{Caller, Calls, obj};
+use crate::EndRequest;
 
 /// When to raise the alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +27,7 @@ pub struct DriftPolicy {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct DriftCounts {
+pub(super) struct DriftCounts {
     counts: Mutex<HashMap<MandateId, Count>>,
 }
 
@@ -39,15 +38,15 @@ struct Count {
     alerted: bool,
 }
 
-impl Gateway {
+impl Calls {
     /// Counts one refused attempt; raises the alert when it crosses the threshold.
-    pub(crate) async fn count_refusal(&self, caller: &Caller, out_of_scope: bool) {
-        let policy = self.config.drift;
+    pub(super) async fn count_refusal(&self, caller: &Caller, out_of_scope: bool) {
+        let policy = self.inner.settings.drift;
         if policy.threshold == 0 {
             return;
         }
         let count = {
-            let mut counts = self.drift.counts.lock().await;
+            let mut counts = self.inner.drift.counts.lock().await;
             let count = counts.entry(caller.mandate.id).or_default();
             if out_of_scope {
                 count.out_of_scope += 1;
@@ -77,7 +76,7 @@ impl Gateway {
         if let Err(e) = self.append(event).await {
             tracing::error!(error = %e, mandate = %caller.mandate.id, "drift alert not recorded");
         }
-        self.notify(json!({
+        self.inner.notifier.drift_alert(json!({
             "type": "drift.alert",
             "tenant_id": caller.mandate.tenant_id,
             "mandate_id": caller.mandate.id,
@@ -100,6 +99,7 @@ impl Gateway {
                 )),
             };
             if let Err(e) = self
+                .inner
                 .service
                 .revoke(&admin, caller.mandate.id, request)
                 .await

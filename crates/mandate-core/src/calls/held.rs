@@ -4,34 +4,26 @@
 //! Arguments leave here with the operator's redaction rules applied.
 
 use mandate_audit::{EventKind, NewEvent};
-use mandate_core::CoreError;
-use mandate_domain::{Approval, Mandate, Principal, Proposal};
+use std::sync::Arc;
+
+use mandate_domain::{Approval, HeldCall, Mandate, Principal, Proposal};
 use mandate_policy::CallAction;
-use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, StoreError};
+use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, Store, StoreError};
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use crate::enforce::{Caller, Execution, Target, Verdict, obj, redact};
-use crate::{Gateway, GatewayError};
+use super::{Call, CallError, Caller, Calls, DENIED, Verdict, obj, redact};
+use crate::CoreError;
 
-fn core(e: GatewayError) -> CoreError {
-    match e {
-        GatewayError::Unauthenticated { .. } => CoreError::Unauthenticated,
-        GatewayError::Unavailable(m) => CoreError::Unavailable(m),
-        GatewayError::Upstream(e) => CoreError::Unavailable(e.to_string()),
-        GatewayError::Invalid(m) => CoreError::invalid(m),
-    }
-}
-
-impl Gateway {
+impl Calls {
     fn shown_approval(&self, mut a: Approval) -> Approval {
-        a.call.arguments = redact(&a.call.arguments, &self.config.redact);
-        a.status = a.status_at(self.service.clock().now());
+        a.call.arguments = redact(&a.call.arguments, &self.inner.settings.redact);
+        a.status = a.status_at(self.inner.service.clock().now());
         a
     }
 
     fn shown_proposal(&self, mut p: Proposal) -> Proposal {
-        p.call.arguments = redact(&p.call.arguments, &self.config.redact);
+        p.call.arguments = redact(&p.call.arguments, &self.inner.settings.redact);
         p
     }
 
@@ -44,6 +36,31 @@ impl Gateway {
             }
             Principal::Agent { .. } => false,
         }
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.inner.service.store()
+    }
+
+    /// The held calls of a listing that `caller` may see: all of an administrator's;
+    /// a human's under the mandates they must consent to.
+    async fn seen_by<T>(
+        &self,
+        caller: &Principal,
+        items: Vec<T>,
+        call: fn(&T) -> &HeldCall,
+    ) -> Result<Vec<T>, CoreError> {
+        let Principal::Human { id, .. } = caller else {
+            return Ok(items);
+        };
+        let mut mine = Vec::new();
+        for item in items {
+            let mandate = self.mandate_of(caller, call(&item).mandate_id).await?;
+            if mandate.terms.required_consenters().contains(id) {
+                mine.push(item);
+            }
+        }
+        Ok(mine)
     }
 
     async fn mandate_of(
@@ -70,19 +87,9 @@ impl Gateway {
             .store()
             .list_approvals(caller.tenant(), &filter, &page)
             .await?;
-        if let Principal::Human { id, .. } = caller {
-            // A human sees the approvals of mandates they must consent to.
-            let mut mine = Vec::new();
-            for a in listed.items {
-                let mandate = self.mandate_of(caller, a.call.mandate_id).await?;
-                if mandate.terms.required_consenters().contains(id) {
-                    mine.push(a);
-                }
-            }
-            listed.items = mine;
-        }
-        listed.items = listed
-            .items
+        listed.items = self
+            .seen_by(caller, listed.items, |a| &a.call)
+            .await?
             .into_iter()
             .map(|a| self.shown_approval(a))
             .collect();
@@ -123,7 +130,7 @@ impl Gateway {
             ));
         }
         let current = self.approval(caller, id).await?;
-        let now = self.service.clock().now();
+        let now = self.inner.service.clock().now();
         let decided = match self
             .store()
             .decide_approval(
@@ -167,7 +174,7 @@ impl Gateway {
                 "comment_given": decided.comment.is_some(),
             })),
         };
-        self.append(event).await.map_err(core)?;
+        self.append(event).await?;
         Ok(self.shown_approval(decided))
     }
 
@@ -184,18 +191,9 @@ impl Gateway {
             .store()
             .list_proposals(caller.tenant(), &filter, &page)
             .await?;
-        if let Principal::Human { id, .. } = caller {
-            let mut mine = Vec::new();
-            for p in listed.items {
-                let mandate = self.mandate_of(caller, p.call.mandate_id).await?;
-                if mandate.terms.required_consenters().contains(id) {
-                    mine.push(p);
-                }
-            }
-            listed.items = mine;
-        }
-        listed.items = listed
-            .items
+        listed.items = self
+            .seen_by(caller, listed.items, |p| &p.call)
+            .await?
             .into_iter()
             .map(|p| self.shown_proposal(p))
             .collect();
@@ -228,7 +226,7 @@ impl Gateway {
         reject: bool,
     ) -> Result<Proposal, CoreError> {
         self.proposal(caller, id).await?;
-        let now = self.service.clock().now();
+        let now = self.inner.service.clock().now();
         let started = match self
             .store()
             .start_proposal(caller.tenant(), id, &caller.label(), reject, now)
@@ -274,7 +272,7 @@ impl Gateway {
                 "succeeded": succeeded,
             })),
         };
-        self.append(event).await.map_err(core)?;
+        self.append(event).await?;
         let done = self
             .store()
             .proposal(caller.tenant(), id)
@@ -287,24 +285,19 @@ impl Gateway {
         &self,
         caller: &Principal,
         proposal: &Proposal,
-    ) -> Result<mandate_mcp::Outcome, GatewayError> {
+    ) -> Result<Result<Value, Value>, CallError> {
         let call = &proposal.call;
-        let store = self.store();
+        let store = self.inner.service.store();
         let mandate = store
             .mandate(call.tenant_id, call.mandate_id)
             .await?
-            .ok_or_else(|| {
-                GatewayError::Invalid("the proposal's mandate no longer exists".into())
-            })?;
+            .ok_or_else(|| CallError::Invalid("the proposal's mandate no longer exists".into()))?;
         let agent = store
             .agent(call.tenant_id, call.agent_id)
             .await?
-            .ok_or_else(|| GatewayError::Invalid("the proposing agent no longer exists".into()))?;
-        let snapshot = self.snapshot(&mandate).await?;
-        let Some(listing) = snapshot.listing(&call.tool).cloned() else {
-            return Ok(Err(
-                json!({"code": mandate_mcp::code::DENIED, "message": "the tool is no longer available"}),
-            ));
+            .ok_or_else(|| CallError::Invalid("the proposing agent no longer exists".into()))?;
+        let Some(listing) = self.inner.forwarder.find(&mandate, &call.tool).await? else {
+            return Ok(Err(denied("the tool is no longer available".into())));
         };
         let mut actor = vec![caller.label()];
         actor.extend(call.delegation_chain.iter().map(|a| format!("agent:{a}")));
@@ -319,37 +312,34 @@ impl Gateway {
             actor,
         };
         let verdict = self
-            .authorize(
+            .authorize_execution(
                 &executor,
-                CallAction::CallTool,
-                Target {
-                    server: &listing.server,
-                    tool: &listing.tool,
+                Call {
+                    action: CallAction::CallTool,
+                    target: listing.target(),
+                    arguments: &call.arguments,
                 },
-                Some(&call.arguments),
-                Execution::Proposal(proposal.id),
+                proposal.id,
             )
             .await?;
         match verdict {
             Verdict::Allow { .. } => {
-                let params = json!({"name": listing.tool.name, "arguments": call.arguments});
-                self.call_upstream(
-                    &listing,
-                    &executor.mandate,
-                    "tools/call",
-                    Some(params),
-                    None,
-                )
-                .await
+                self.inner
+                    .forwarder
+                    .call_tool(&listing, &executor.mandate, &call.arguments)
+                    .await
             }
-            Verdict::Deny { reason, .. } => Ok(Err(json!({
-                "code": mandate_mcp::code::DENIED,
-                "message": format!("denied at execution: {reason}"),
-            }))),
-            Verdict::Approval(_) | Verdict::Proposal(_) => Ok(Err(json!({
-                "code": mandate_mcp::code::DENIED,
-                "message": "the call still needs an approval",
-            }))),
+            Verdict::Deny { reason, .. } => {
+                Ok(Err(denied(format!("denied at execution: {reason}"))))
+            }
+            Verdict::Approval(_) | Verdict::Proposal(_) => {
+                Ok(Err(denied("the call still needs an approval".into())))
+            }
         }
     }
+}
+
+/// A JSON-RPC error object refusing the call (MCP's "denied", -32001).
+fn denied(message: String) -> Value {
+    json!({"code": DENIED, "message": message})
 }

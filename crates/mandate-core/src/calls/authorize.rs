@@ -14,98 +14,44 @@
 use chrono::Duration;
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{
-    Agent, Approval, ApprovalStatus, HeldCall, Mandate, Proposal, ProposalStatus, Tool, ToolServer,
-    canonical,
+    AgentStatus, Approval, ApprovalStatus, HeldCall, MandateStatus, Proposal, ProposalStatus, Tool,
 };
-use mandate_policy::{CallAction, CallRequest, Decision, Remedy, tool_name};
+use mandate_policy::{CallAction, CallRequest, Cause, Decision, Remedy, tool_name};
 use mandate_store::CallKey;
-use mandate_token::TaskToken;
-use mandate_types::{AgentId, ApprovalId, ProposalId};
+use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Map, Value, json};
 
-use crate::{Gateway, GatewayError};
+use super::{
+    Call, CallError, Caller, Calls, Execution, Target, Verdict, arguments_hash, obj, redact,
+};
+use crate::Presented;
 
-/// Who is calling: the agent and its mandate as they are in the store now, and what
-/// its task token narrows (absent when a human executes a proposal).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub agent: Agent,
-    pub mandate: Mandate,
-    /// The agents above the caller, the mandate's grantee first.
-    pub chain: Vec<AgentId>,
-    /// The token's scope; `None`: the mandate's scope alone decides.
-    pub scope: Option<Vec<String>>,
-    /// The token's `jti`, for the audit record.
-    pub jti: Option<String>,
-    pub dpop_bound: bool,
-    /// Labels for audit records, outermost first.
-    pub actor: Vec<String>,
+/// What the policy's decision asks of the call path. Matched exhaustively: a new
+/// cause in the policy crate breaks this at compile time.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Allow,
+    /// Denied; a human's approval of these exact arguments would lift it.
+    Approve,
+    /// Denied; recording a proposal for a human to execute is the answer.
+    Propose,
+    /// Denied; `hidden`: the tool must not be named to the caller.
+    Deny {
+        hidden: bool,
+    },
 }
 
-impl Caller {
-    /// An agent presenting a verified task token.
-    pub fn from_token(token: &TaskToken, agent: Agent, mandate: Mandate) -> Caller {
-        Caller {
-            agent,
-            mandate,
-            chain: token.delegation_chain(),
-            scope: Some(token.scope.clone()),
-            jti: Some(token.jti.clone()),
-            dpop_bound: token.cnf_jkt.is_some(),
-            actor: token.actors.iter().map(|a| format!("agent:{a}")).collect(),
+fn next(decision: &Decision, action: CallAction, has_arguments: bool) -> Next {
+    let liftable = action == CallAction::CallTool && has_arguments;
+    match (decision.cause, decision.remedy) {
+        (Cause::Permitted, _) => Next::Allow,
+        (Cause::OutOfScope, _) => Next::Deny { hidden: true },
+        (Cause::Forbidden, Some(Remedy::Approval)) if liftable => Next::Approve,
+        (Cause::Forbidden, Some(Remedy::Recommend)) if liftable => Next::Propose,
+        (Cause::Forbidden | Cause::NotPermitted | Cause::Refused, _) => {
+            Next::Deny { hidden: false }
         }
     }
-
-    pub(crate) fn actor(&self) -> Vec<String> {
-        self.actor.clone()
-    }
-
-    fn scope_covers(&self, name: &str) -> bool {
-        self.scope.as_ref().is_none_or(|s| scope_covers(s, name))
-    }
-}
-
-/// What the call is on.
-#[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
-    pub server: &'a ToolServer,
-    pub tool: &'a Tool,
-}
-
-/// The answer for one call.
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    /// Forward it. `approval` is the approval it used, if one lifted a deny.
-    Allow { approval: Option<ApprovalId> },
-    /// Refuse it. `hidden`: the tool is outside the caller's authority, and the answer
-    /// must not reveal that it exists.
-    Deny { reason: String, hidden: bool },
-    /// Held until a human approves these exact arguments.
-    Approval(Box<Approval>),
-    /// Recorded for a human to execute (recommend-only mandate).
-    Proposal(Box<Proposal>),
-}
-
-/// How a human's execution of a proposal enters the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Execution {
-    /// An agent's own call.
-    Agent,
-    /// A human executing a recorded proposal: the recommend-only limit and the need for
-    /// approval are lifted (the human's execution approves these exact arguments).
-    Proposal(ProposalId),
-}
-
-/// The arguments' binding hash: `sha256:` over their canonical encoding.
-pub fn arguments_hash(arguments: &Value) -> String {
-    format!("sha256:{}", canonical::sha256_hex(arguments))
-}
-
-/// Whether a token's scope (tool names or `prefix*` patterns) covers `name`.
-pub fn scope_covers(scope: &[String], name: &str) -> bool {
-    scope
-        .iter()
-        .any(|entry| mandate_domain::scope_covers(entry, name))
 }
 
 /// The spend a call declares at the tool's `amount_argument` pointer.
@@ -121,85 +67,122 @@ fn amount(tool: &Tool, arguments: Option<&Value>) -> Result<u64, String> {
         })
 }
 
-/// A copy of `arguments` with the values at `pointers` replaced by `"[redacted]"`.
-pub fn redact(arguments: &Value, pointers: &[String]) -> Value {
-    let mut copy = arguments.clone();
-    for pointer in pointers {
-        if let Some(slot) = copy.pointer_mut(pointer) {
-            *slot = json!("[redacted]");
+impl Calls {
+    /// Verifies a task token for its audience and reads its agent and mandate as they
+    /// are now. Every failure is `Unauthenticated` except a store failure.
+    pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Caller, CallError> {
+        let token = self.inner.tokens.verify_access(presented).await?;
+        let (Some(mandate_id), Some(agent_id)) = (token.mandate, token.actor()) else {
+            return Err(CallError::Unauthenticated {
+                description: Some("the token is not bound to a mandate".into()),
+            });
+        };
+        let store = self.inner.service.store();
+        let agent = store
+            .agent(token.tenant, agent_id)
+            .await?
+            .filter(|a| a.status == AgentStatus::Active)
+            .ok_or_else(|| CallError::Unauthenticated {
+                description: Some("the token's agent is unknown or disabled".into()),
+            })?;
+        let mandate = store
+            .mandate(token.tenant, mandate_id)
+            .await?
+            .ok_or_else(|| CallError::Unauthenticated {
+                description: Some("the token's mandate is unknown".into()),
+            })?;
+        // A mandate that ended stops its tokens here, before the revocation list has
+        // heard of them (the replica that ended it evicted its cached copy at once).
+        let now = self.inner.service.clock().now();
+        if mandate.status != MandateStatus::Active || now >= mandate.terms.expires_at {
+            return Err(CallError::Unauthenticated {
+                description: Some("the token's mandate is no longer active".into()),
+            });
         }
+        Ok(Caller::from_token(&token, agent, mandate))
     }
-    copy
-}
 
-impl Gateway {
-    /// Decides one call and records the decision durably; `Err` means nothing may be
-    /// forwarded (the decision or its record could not be made).
-    pub async fn authorize(
-        &self,
-        caller: &Caller,
-        action: CallAction,
-        target: Target<'_>,
-        arguments: Option<&Value>,
-        execution: Execution,
-    ) -> Result<Verdict, GatewayError> {
+    /// Decides an agent's call and records the decision durably; `Err` means nothing
+    /// may be forwarded (the decision or its record could not be made).
+    pub async fn authorize(&self, caller: &Caller, call: Call<'_>) -> Result<Verdict, CallError> {
         let verdict = self
-            .decide_and_record(caller, action, target, arguments, execution)
+            .decide_and_record(caller, call, Execution::Agent)
             .await?;
-        if let Verdict::Deny { hidden, .. } = &verdict
-            && execution == Execution::Agent
-        {
+        if let Verdict::Deny { hidden, .. } = &verdict {
             self.count_refusal(caller, *hidden).await;
         }
         Ok(verdict)
     }
 
+    /// Decides a human's execution of a recorded proposal, like [`Calls::authorize`]
+    /// but lifting the recommend-only limit and the need for approval; refusals are
+    /// not the agent's, so they count for no drift.
+    pub(super) async fn authorize_execution(
+        &self,
+        executor: &Caller,
+        call: Call<'_>,
+        proposal: ProposalId,
+    ) -> Result<Verdict, CallError> {
+        self.decide_and_record(executor, call, Execution::Proposal(proposal))
+            .await
+    }
+
     async fn decide_and_record(
         &self,
         caller: &Caller,
-        action: CallAction,
-        target: Target<'_>,
-        arguments: Option<&Value>,
+        call: Call<'_>,
         execution: Execution,
-    ) -> Result<Verdict, GatewayError> {
+    ) -> Result<Verdict, CallError> {
+        let Call {
+            action,
+            target,
+            arguments,
+        } = call;
+        let arguments = Some(arguments);
         let name = tool_name(target.server, target.tool);
         let hash = arguments.map(arguments_hash);
-        let now = self.service.clock().now();
-        let record = |verdict: &Verdict, decision: Option<&Decision>| {
-            self.decision_event(
+        let now = self.inner.service.clock().now();
+        // The verdict, once its decision event is durable.
+        let record = |verdict: Verdict, decision: Option<&Decision>| {
+            let event = self.decision_event(
                 caller,
                 action,
                 &name,
                 hash.as_deref(),
                 arguments,
-                verdict,
+                &verdict,
                 decision,
-            )
+            );
+            async move { self.append(event).await.map(|()| verdict) }
         };
 
         if !caller.scope_covers(&name) {
-            let verdict = Verdict::Deny {
-                reason: "outside the token's scope".into(),
-                hidden: true,
-            };
-            self.append(record(&verdict, None)).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: "outside the token's scope".into(),
+                    hidden: true,
+                },
+                None,
+            )
+            .await;
         }
         let amount = match action {
             CallAction::CallTool => match amount(target.tool, arguments) {
                 Ok(amount) => amount,
                 Err(reason) => {
-                    let verdict = Verdict::Deny {
-                        reason,
-                        hidden: false,
-                    };
-                    self.append(record(&verdict, None)).await?;
-                    return Ok(verdict);
+                    return record(
+                        Verdict::Deny {
+                            reason,
+                            hidden: false,
+                        },
+                        None,
+                    )
+                    .await;
                 }
             },
             _ => 0,
         };
-        let set = self.service.policies().pdp().current();
+        let set = self.inner.service.policies().pdp().current();
         let executing = matches!(execution, Execution::Proposal(_));
         let request = CallRequest {
             action,
@@ -217,12 +200,9 @@ impl Gateway {
         };
         let mut decision = set.decide_call(&request);
         let mut used_approval = None;
+        let mut step = next(&decision, action, hash.is_some());
 
-        if !decision.allowed
-            && decision.remedy == Some(Remedy::Approval)
-            && action == CallAction::CallTool
-            && let Some(hash) = &hash
-        {
+        if let (Next::Approve, Some(hash)) = (&step, &hash) {
             let key = CallKey {
                 tenant: caller.mandate.tenant_id,
                 mandate: caller.mandate.id,
@@ -230,44 +210,39 @@ impl Gateway {
                 tool: &name,
                 arguments_hash: hash,
             };
-            match self.store().approved_call(&key, now).await? {
-                Some(approval) => {
-                    // Re-evaluated now: a mandate revoked since the approval wins.
-                    let again = set.decide_call(&CallRequest {
-                        approved: true,
-                        ..request.clone()
-                    });
-                    if again.allowed {
-                        if self
-                            .store()
-                            .use_approval(caller.mandate.tenant_id, approval.id, now)
-                            .await?
-                        {
-                            used_approval = Some(approval.id);
-                            decision = again;
-                        } else {
-                            decision =
-                                Decision::refused("the approval for this call was already used");
-                        }
-                    } else {
-                        decision = again;
-                    }
+            let store = self.inner.service.store();
+            let Some(approval) = store.approved_call(&key, now).await? else {
+                let held = self
+                    .hold(caller, target, &name, hash, arguments, &decision)
+                    .await?;
+                return record(held, Some(&decision)).await;
+            };
+            // Re-evaluated now: a mandate revoked since the approval wins.
+            let again = set.decide_call(&CallRequest {
+                approved: true,
+                ..request.clone()
+            });
+            if again.allowed {
+                if store
+                    .use_approval(caller.mandate.tenant_id, approval.id, now)
+                    .await?
+                {
+                    used_approval = Some(approval.id);
+                    decision = again;
+                } else {
+                    decision = Decision::refused("the approval for this call was already used");
                 }
-                None => {
-                    let verdict = self
-                        .hold(caller, target, &name, hash, arguments, &decision)
-                        .await?;
-                    self.append(record(&verdict, Some(&decision))).await?;
-                    return Ok(verdict);
-                }
+            } else {
+                decision = again;
             }
+            // What the second decision asks; never a second approval.
+            step = match next(&decision, action, true) {
+                Next::Approve => Next::Deny { hidden: false },
+                other => other,
+            };
         }
 
-        if !decision.allowed
-            && decision.remedy == Some(Remedy::Recommend)
-            && action == CallAction::CallTool
-            && let Some(hash) = &hash
-        {
+        if let (Next::Propose, Some(hash)) = (&step, &hash) {
             let proposal = Proposal {
                 id: ProposalId::generate(),
                 call: self.held_call(caller, target, &name, hash, arguments, &decision),
@@ -277,20 +252,22 @@ impl Gateway {
                 executed_at: None,
                 outcome: None,
             };
-            self.store().record_proposal(&proposal).await?;
-            let verdict = Verdict::Proposal(Box::new(proposal));
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            self.inner
+                .service
+                .store()
+                .record_proposal(&proposal)
+                .await?;
+            return record(Verdict::Proposal(Box::new(proposal)), Some(&decision)).await;
         }
-
         if !decision.allowed {
-            let hidden = decision.hides_tool();
-            let verdict = Verdict::Deny {
-                reason: decision.reason.clone(),
-                hidden,
-            };
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: decision.reason.clone(),
+                    hidden: matches!(step, Next::Deny { hidden: true }),
+                },
+                Some(&decision),
+            )
+            .await;
         }
 
         let budgets = &caller.mandate.terms.budgets;
@@ -299,12 +276,18 @@ impl Gateway {
             // Nothing to refuse: the use is counted in memory and written in batches,
             // off the call's path (the decision's own durable write is the only one a
             // call waits for).
-            self.usage
-                .add(self, caller.mandate.tenant_id, caller.mandate.id, amount);
+            self.inner.usage.add(
+                self.inner.service.store(),
+                caller.mandate.tenant_id,
+                caller.mandate.id,
+                amount,
+            );
         }
         if action == CallAction::CallTool
             && limited
             && self
+                .inner
+                .service
                 .store()
                 .spend(
                     caller.mandate.tenant_id,
@@ -316,23 +299,27 @@ impl Gateway {
                 .await?
                 .is_none()
         {
-            let verdict = Verdict::Deny {
-                reason: "the mandate's budget does not cover this call".into(),
-                hidden: false,
-            };
-            self.append(record(&verdict, Some(&decision))).await?;
-            return Ok(verdict);
+            return record(
+                Verdict::Deny {
+                    reason: "the mandate's budget does not cover this call".into(),
+                    hidden: false,
+                },
+                Some(&decision),
+            )
+            .await;
         }
-        let verdict = Verdict::Allow {
-            approval: used_approval,
-        };
-        self.append(record(&verdict, Some(&decision))).await?;
-        Ok(verdict)
+        record(
+            Verdict::Allow {
+                approval: used_approval,
+            },
+            Some(&decision),
+        )
+        .await
     }
 
     /// Records and counts a call on a tool that is not in the catalog at all (refused
     /// exactly like one out of scope).
-    pub async fn refuse_unknown(&self, caller: &Caller, name: &str) -> Result<(), GatewayError> {
+    pub async fn refuse_unknown(&self, caller: &Caller, name: &str) -> Result<(), CallError> {
         let verdict = Verdict::Deny {
             reason: "no such tool".into(),
             hidden: true,
@@ -382,9 +369,10 @@ impl Gateway {
         hash: &str,
         arguments: Option<&Value>,
         decision: &Decision,
-    ) -> Result<Verdict, GatewayError> {
-        let now = self.service.clock().now();
-        let ttl = Duration::from_std(self.config.approval_ttl).unwrap_or(Duration::minutes(15));
+    ) -> Result<Verdict, CallError> {
+        let now = self.inner.service.clock().now();
+        let ttl =
+            Duration::from_std(self.inner.settings.approval_ttl).unwrap_or(Duration::minutes(15));
         let approval = Approval {
             id: ApprovalId::generate(),
             call: self.held_call(caller, target, name, hash, arguments, decision),
@@ -396,7 +384,12 @@ impl Gateway {
             comment: None,
             used_at: None,
         };
-        let held = self.store().hold_for_approval(&approval, now).await?;
+        let held = self
+            .inner
+            .service
+            .store()
+            .hold_for_approval(&approval, now)
+            .await?;
         if held.id == approval.id {
             let event = NewEvent {
                 tenant_id: caller.mandate.tenant_id,
@@ -404,7 +397,7 @@ impl Gateway {
                 mandate_id: Some(caller.mandate.id),
                 agent_id: Some(caller.agent.id),
                 human_id: Some(caller.mandate.terms.human_id),
-                actor: caller.actor(),
+                actor: caller.actor.clone(),
                 data: obj(json!({
                     "approval_id": held.id,
                     "tool": name,
@@ -414,7 +407,7 @@ impl Gateway {
                 })),
             };
             self.append(event).await?;
-            self.notify_approval(&held);
+            self.inner.notifier.approval_requested(&held);
         }
         Ok(Verdict::Approval(Box::new(held)))
     }
@@ -439,10 +432,13 @@ impl Gateway {
         if let Some(hash) = hash {
             data.insert("arguments_hash".into(), json!(hash));
         }
-        if self.config.capture_arguments
+        if self.inner.settings.capture_arguments
             && let Some(arguments) = arguments
         {
-            data.insert("arguments".into(), redact(arguments, &self.config.redact));
+            data.insert(
+                "arguments".into(),
+                redact(arguments, &self.inner.settings.redact),
+            );
         }
         let (allowed, outcome) = match verdict {
             Verdict::Allow { approval } => {
@@ -484,7 +480,7 @@ impl Gateway {
             mandate_id: Some(caller.mandate.id),
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
-            actor: caller.actor(),
+            actor: caller.actor.clone(),
             data,
         }
     }
@@ -494,9 +490,9 @@ impl Gateway {
         &self,
         caller: &Caller,
         tools: impl IntoIterator<Item = Target<'a>>,
-    ) -> Result<Vec<Target<'a>>, GatewayError> {
-        let now = self.service.clock().now();
-        let set = self.service.policies().pdp().current();
+    ) -> Result<Vec<Target<'a>>, CallError> {
+        let now = self.inner.service.clock().now();
+        let set = self.inner.service.policies().pdp().current();
         let mut shown = Vec::new();
         let mut hidden = 0usize;
         for target in tools {
@@ -530,7 +526,7 @@ impl Gateway {
             mandate_id: Some(caller.mandate.id),
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
-            actor: caller.actor(),
+            actor: caller.actor.clone(),
             data: obj(json!({
                 "action": CallAction::ListTools.as_str(),
                 "jti": caller.jti,
@@ -545,36 +541,60 @@ impl Gateway {
     }
 }
 
-pub(crate) fn obj(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn decision(cause: Cause, remedy: Option<Remedy>) -> Decision {
+        Decision {
+            allowed: cause == Cause::Permitted,
+            cause,
+            remedy,
+            ..Decision::refused("test")
+        }
+    }
+
     #[test]
-    fn scopes_redaction_and_hashes() {
-        let scope = vec!["bank.get_balance".to_owned(), "files.*".to_owned()];
-        assert!(scope_covers(&scope, "bank.get_balance"));
-        assert!(scope_covers(&scope, "files.delete_files"));
-        assert!(!scope_covers(&scope, "bank.transfer"));
-        assert!(!scope_covers(&[], "bank.transfer"));
-
-        let args = json!({"to": "bob", "card": {"number": "4111", "cvc": "123"}, "n": 1});
-        let red = redact(&args, &["/card/number".into(), "/missing".into()]);
-        assert_eq!(red["card"]["number"], "[redacted]");
-        assert_eq!(red["card"]["cvc"], "123");
-        assert_eq!(args["card"]["number"], "4111", "the original is untouched");
-
-        // The hash binds the exact arguments, independent of key order.
-        let a = arguments_hash(&json!({"a": 1, "b": [1, 2]}));
-        let b = arguments_hash(&json!({"b": [1, 2], "a": 1}));
-        assert_eq!(a, b);
-        assert_ne!(a, arguments_hash(&json!({"a": 1, "b": [2, 1]})));
-        assert!(a.starts_with("sha256:"));
+    fn every_cause_leads_to_one_step() {
+        let call = CallAction::CallTool;
+        let cases = [
+            (Cause::Permitted, None, Next::Allow),
+            (Cause::OutOfScope, None, Next::Deny { hidden: true }),
+            (Cause::Forbidden, None, Next::Deny { hidden: false }),
+            (Cause::Forbidden, Some(Remedy::Approval), Next::Approve),
+            (Cause::Forbidden, Some(Remedy::Recommend), Next::Propose),
+            (
+                Cause::Forbidden,
+                Some(Remedy::Consent),
+                Next::Deny { hidden: false },
+            ),
+            (Cause::NotPermitted, None, Next::Deny { hidden: false }),
+            (Cause::Refused, None, Next::Deny { hidden: false }),
+        ];
+        for (cause, remedy, step) in cases {
+            assert_eq!(
+                next(&decision(cause, remedy), call, true),
+                step,
+                "{cause:?} {remedy:?}"
+            );
+        }
+        // An out-of-scope tool is never held or proposed, whatever the remedy says.
+        assert_eq!(
+            next(
+                &decision(Cause::OutOfScope, Some(Remedy::Approval)),
+                call,
+                true
+            ),
+            Next::Deny { hidden: true }
+        );
+        // Only a tool call with arguments is held or proposed.
+        for remedy in [Remedy::Approval, Remedy::Recommend] {
+            let d = decision(Cause::Forbidden, Some(remedy));
+            assert_eq!(next(&d, call, false), Next::Deny { hidden: false });
+            assert_eq!(
+                next(&d, CallAction::ReadResource, true),
+                Next::Deny { hidden: false }
+            );
+        }
     }
 }

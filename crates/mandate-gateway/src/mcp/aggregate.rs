@@ -1,0 +1,254 @@
+//! Aggregation: `/mcp` serves every tool server of the caller's tenant at once (names
+//! namespaced `server.tool`), `/mcp/{server}` one of them. Which listings an endpoint
+//! serves, tool lists filtered by what the caller may see, and resources and prompts
+//! decided on their server's `/resources` / `/prompts` entries and gathered across
+//! servers.
+
+use std::sync::Arc;
+
+use mandate_core::calls::{Call, Verdict};
+use mandate_policy::CallAction;
+use serde_json::{Value, json};
+
+use super::methods::{Plan, hidden};
+use super::{Exchange, set};
+use crate::GatewayError;
+use crate::catalog::{Listing, PROMPTS, RESOURCES, Snapshot};
+
+impl Exchange<'_> {
+    /// The listings this endpoint serves (one server's, or every server's).
+    fn in_view<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+    ) -> impl Iterator<Item = (&'s String, &'s Arc<Listing>)> {
+        let only = self.server.map(str::to_owned);
+        snapshot
+            .tools
+            .iter()
+            .filter(move |(_, l)| only.as_deref().is_none_or(|s| l.server.name == s))
+    }
+
+    /// The name a client uses for a listing.
+    fn client_name(&self, listing: &Listing) -> String {
+        match self.server {
+            Some(_) => listing.tool.name.clone(),
+            None => format!("{}.{}", listing.server.name, listing.tool.name),
+        }
+    }
+
+    pub(super) fn resolve<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        name: &str,
+    ) -> Option<&'s Arc<Listing>> {
+        let full = match self.server {
+            Some(server) => format!("{server}.{name}"),
+            None => name.to_owned(),
+        };
+        snapshot
+            .listing(&full)
+            .filter(|l| !l.tool.name.starts_with('/'))
+    }
+
+    /// `tools/list`: the tools of this endpoint the caller may see, by the names the
+    /// client uses.
+    pub(super) async fn list_tools(&self) -> Result<Plan, GatewayError> {
+        let gateway = self.gateway;
+        let snapshot = gateway.snapshot(&self.caller.mandate).await?;
+        let candidates: Vec<&Arc<Listing>> = self
+            .in_view(&snapshot)
+            .map(|(_, l)| l)
+            .filter(|l| !l.tool.name.starts_with('/'))
+            .collect();
+        let targets = candidates.iter().map(|l| l.target());
+        let shown = gateway.calls.visible(self.caller, targets).await?;
+        let tools: Vec<Value> = shown
+            .iter()
+            .filter_map(|t| snapshot.listing(&format!("{}.{}", t.server.name, t.tool.name)))
+            .map(|l| {
+                let mut def = l.definition.clone();
+                if let Some(map) = def.as_object_mut() {
+                    map.insert("name".into(), json!(self.client_name(l)));
+                }
+                def
+            })
+            .collect();
+        Ok(Plan::Local(Ok(json!({"tools": tools}))))
+    }
+
+    /// Decides the caller's `action` on a server's `/` entry (`arguments` describe
+    /// the request).
+    async fn authorize_entry(
+        &self,
+        listing: &Listing,
+        action: CallAction,
+        arguments: &Value,
+    ) -> Result<Verdict, GatewayError> {
+        Ok(self
+            .gateway
+            .calls
+            .authorize(
+                self.caller,
+                Call {
+                    action,
+                    target: listing.target(),
+                    arguments,
+                },
+            )
+            .await?)
+    }
+
+    /// Decides a resource or prompt request on its server's `/` entry.
+    pub(super) async fn on_entry(
+        &self,
+        entry: &str,
+        action: CallAction,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Plan, GatewayError> {
+        let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
+        let (server, params) = match self.server {
+            Some(server) => (server.to_owned(), params),
+            None if entry == PROMPTS => {
+                // Aggregated prompts are namespaced like tools.
+                let mut params = params.unwrap_or_else(|| json!({}));
+                let name = params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let Some((server, prompt)) = name.split_once('.') else {
+                    return Ok(Plan::Local(hidden(&name)));
+                };
+                set(&mut params, "name", json!(prompt));
+                (server.to_owned(), Some(params))
+            }
+            None => {
+                // Aggregated resources: the first server whose entry allows it and
+                // which has the resource answers.
+                return self
+                    .read_anywhere(&snapshot, entry, action, method, params)
+                    .await;
+            }
+        };
+        let Some(listing) = snapshot.special(&server, entry) else {
+            return Ok(Plan::Local(hidden(&server)));
+        };
+        let label = params
+            .as_ref()
+            .and_then(|p| p.get("uri").or_else(|| p.get("name")))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let verdict = self
+            .authorize_entry(listing, action, &json!({"method": method, "target": label}))
+            .await?;
+        match verdict {
+            Verdict::Allow { .. } => Ok(Plan::Forward {
+                listing: listing.clone(),
+                method: method.to_owned(),
+                params,
+                tool_name: None,
+            }),
+            other => Ok(Plan::Local(
+                self.refusal(&format!("{server}.{entry}"), other),
+            )),
+        }
+    }
+
+    async fn read_anywhere(
+        &self,
+        snapshot: &Snapshot,
+        entry: &str,
+        action: CallAction,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Plan, GatewayError> {
+        let mut last = hidden(entry);
+        for listing in snapshot.tools.values().filter(|l| l.tool.name == entry) {
+            let verdict = self.authorize_entry(listing, action, &json!({"method": method, "target": params.as_ref().and_then(|p| p.get("uri")).cloned()}))
+                .await?;
+            if !matches!(verdict, Verdict::Allow { .. }) {
+                continue;
+            }
+            let outcome = self
+                .gateway
+                .call_upstream(listing, &self.caller.mandate, method, params.clone(), None)
+                .await;
+            match outcome {
+                Ok(Ok(result)) => return Ok(Plan::Local(Ok(result))),
+                Ok(Err(error)) => last = Err(error),
+                Err(e) => last = Err(e.error_object()),
+            }
+        }
+        Ok(Plan::Local(last))
+    }
+
+    /// Lists resources, templates or prompts across the servers the caller may use.
+    pub(super) async fn list_across(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Plan, GatewayError> {
+        let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
+        let (entry, action, key) = match method {
+            "prompts/list" => (PROMPTS, CallAction::GetPrompt, "prompts"),
+            "resources/templates/list" => {
+                (RESOURCES, CallAction::ReadResource, "resourceTemplates")
+            }
+            _ => (RESOURCES, CallAction::ReadResource, "resources"),
+        };
+        let listings: Vec<&Arc<Listing>> = self
+            .in_view(&snapshot)
+            .map(|(_, l)| l)
+            .filter(|l| l.tool.name == entry)
+            .collect();
+        let mut items = Vec::new();
+        for listing in listings {
+            let verdict = self
+                .authorize_entry(listing, action, &json!({"method": method}))
+                .await?;
+            if !matches!(verdict, Verdict::Allow { .. }) {
+                continue;
+            }
+            if self.server.is_some() {
+                // One server: its answer as it is (pagination included).
+                return Ok(Plan::Forward {
+                    listing: listing.clone(),
+                    method: method.to_owned(),
+                    params,
+                    tool_name: None,
+                });
+            }
+            match self
+                .gateway
+                .call_upstream(listing, &self.caller.mandate, method, None, None)
+                .await
+            {
+                Ok(Ok(result)) => {
+                    for mut item in result
+                        .get(key)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        if entry == PROMPTS
+                            && let Some(name) =
+                                item.get("name").and_then(Value::as_str).map(str::to_owned)
+                        {
+                            set(
+                                &mut item,
+                                "name",
+                                json!(format!("{}.{name}", listing.server.name)),
+                            );
+                        }
+                        items.push(item);
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    tracing::warn!(server = %listing.server.name, method, "an upstream could not list; left out");
+                }
+            }
+        }
+        Ok(Plan::Local(Ok(json!({ key: items }))))
+    }
+}

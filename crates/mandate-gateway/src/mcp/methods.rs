@@ -1,0 +1,218 @@
+//! Method routing: what each MCP method resolves to before anything is forwarded
+//! ([`Plan`]), and how a refused call is told to the client (JSON-RPC -32001, or URL
+//! elicitation for a held call).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use mandate_core::calls::{Call, ToolCall, Verdict};
+use mandate_mcp::Outcome;
+use mandate_mcp::jsonrpc::{self, code, error_object};
+use mandate_mcp::revision;
+use mandate_policy::CallAction;
+use serde_json::{Value, json};
+
+use super::{Exchange, json_response, set};
+use crate::GatewayError;
+use crate::catalog::{Listing, PROMPTS, RESOURCES};
+
+/// What a request resolves to before anything is forwarded.
+pub(super) enum Plan {
+    /// Answered here.
+    Local(Outcome),
+    /// Forwarded to one upstream after the decision allowed it.
+    Forward {
+        listing: Arc<Listing>,
+        method: String,
+        params: Option<Value>,
+        tool_name: Option<String>,
+    },
+}
+
+pub(super) fn denied(message: &str, data: Value) -> Outcome {
+    Err(error_object(code::DENIED, message, Some(data)))
+}
+
+pub(super) fn hidden(name: &str) -> Outcome {
+    denied(
+        &format!(
+            "tool `{}` is not available under this mandate",
+            name.chars().take(128).collect::<String>()
+        ),
+        json!({"reason": "not available"}),
+    )
+}
+
+impl Exchange<'_> {
+    pub(super) async fn request(&self, id: Value, method: &str, params: Option<Value>) -> Response {
+        if method == "initialize" {
+            return self.initialize(id, params).await;
+        }
+        let plan = match self.plan(method, params).await {
+            Ok(plan) => plan,
+            Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
+        };
+        match plan {
+            Plan::Local(outcome) => {
+                json_response(StatusCode::OK, &jsonrpc::response(id, outcome), None)
+            }
+            Plan::Forward {
+                listing,
+                method,
+                params,
+                tool_name,
+            } => self.forward(id, listing, &method, params, tool_name).await,
+        }
+    }
+
+    async fn plan(&self, method: &str, params: Option<Value>) -> Result<Plan, GatewayError> {
+        let gateway = self.gateway;
+        match method {
+            "ping" => Ok(Plan::Local(Ok(json!({})))),
+            "server/discover" => Ok(Plan::Local(Ok(json!({
+                "supportedVersions": revision::SUPPORTED,
+                "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
+                "serverInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
+            })))),
+            "tools/list" => self.list_tools().await,
+            "tools/call" => {
+                let call = ToolCall::parse(params)?;
+                let snapshot = gateway.snapshot(&self.caller.mandate).await?;
+                let Some(listing) = self.resolve(&snapshot, call.name()) else {
+                    gateway
+                        .calls
+                        .refuse_unknown(self.caller, call.name())
+                        .await?;
+                    return Ok(Plan::Local(hidden(call.name())));
+                };
+                let verdict = gateway
+                    .calls
+                    .authorize(
+                        self.caller,
+                        Call {
+                            action: CallAction::CallTool,
+                            target: listing.target(),
+                            arguments: call.arguments(),
+                        },
+                    )
+                    .await?;
+                match verdict {
+                    Verdict::Allow { .. } => {
+                        // The upstream knows the tool by its own name.
+                        let (name, params) = call.into_parts(&listing.tool.name);
+                        Ok(Plan::Forward {
+                            listing: listing.clone(),
+                            method: method.to_owned(),
+                            params: Some(params),
+                            tool_name: Some(name),
+                        })
+                    }
+                    other => Ok(Plan::Local(self.refusal(call.name(), other))),
+                }
+            }
+            "resources/list" | "resources/templates/list" | "prompts/list" => {
+                self.list_across(method, params).await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.on_entry(RESOURCES, CallAction::ReadResource, method, params)
+                    .await
+            }
+            "prompts/get" => {
+                self.on_entry(PROMPTS, CallAction::GetPrompt, method, params)
+                    .await
+            }
+            "completion/complete" => {
+                let entry = match params
+                    .as_ref()
+                    .and_then(|p| p.pointer("/ref/type"))
+                    .and_then(Value::as_str)
+                {
+                    Some("ref/prompt") => (PROMPTS, CallAction::GetPrompt),
+                    _ => (RESOURCES, CallAction::ReadResource),
+                };
+                self.on_entry(entry.0, entry.1, method, params).await
+            }
+            "logging/setLevel" => match self.server {
+                Some(server) => {
+                    let snapshot = gateway.snapshot(&self.caller.mandate).await?;
+                    let Some(listing) = snapshot
+                        .tools
+                        .values()
+                        .find(|l| l.server.name == server)
+                        .cloned()
+                    else {
+                        return Ok(Plan::Local(hidden(server)));
+                    };
+                    Ok(Plan::Forward {
+                        listing,
+                        method: method.to_owned(),
+                        params,
+                        tool_name: None,
+                    })
+                }
+                None => Ok(Plan::Local(Ok(json!({})))),
+            },
+            _ => Ok(Plan::Local(Err(error_object(
+                code::METHOD_NOT_FOUND,
+                format!(
+                    "method `{}` is not supported",
+                    method.chars().take(64).collect::<String>()
+                ),
+                None,
+            )))),
+        }
+    }
+
+    pub(super) fn refusal(&self, name: &str, verdict: Verdict) -> Outcome {
+        let public = &self.gateway.config.public_url;
+        match verdict {
+            Verdict::Deny { hidden: true, .. } | Verdict::Allow { .. } => hidden(name),
+            Verdict::Deny { reason, .. } => denied(
+                &format!("denied by the mandate's policy: {reason}"),
+                json!({"reason": reason}),
+            ),
+            Verdict::Approval(a) => {
+                let message = format!(
+                    "this call needs a human's approval; approval {} is pending — retry with the same arguments once it is approved",
+                    a.id
+                );
+                let url = format!("{public}/ui/approvals/{}", a.id);
+                let mut data = json!({
+                    "remedy": "approval",
+                    "approval_id": a.id,
+                    "approval_url": url,
+                    "status": a.status,
+                    "expires_at": a.expires_at,
+                });
+                if self.url_elicitation {
+                    // MCP 2025-11-25 URL elicitation: the client may open the page
+                    // where the human decides, then retry.
+                    set(
+                        &mut data,
+                        "elicitations",
+                        json!([{"mode": "url", "elicitationId": a.id, "url": url, "message": message}]),
+                    );
+                    Err(error_object(
+                        code::URL_ELICITATION_REQUIRED,
+                        message,
+                        Some(data),
+                    ))
+                } else {
+                    denied(&message, data)
+                }
+            }
+            Verdict::Proposal(p) => denied(
+                &format!(
+                    "the mandate is recommend-only: the call was recorded as proposal {} for a human to execute; nothing was executed",
+                    p.id
+                ),
+                json!({
+                    "remedy": "recommend",
+                    "proposal_id": p.id,
+                    "proposal_url": format!("{public}/ui/proposals/{}", p.id),
+                }),
+            ),
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! `/mcp` (every tool server of the caller's tenant, names namespaced `server.tool`)
+//! and `/mcp/{server}` (one server, its own names), over Streamable HTTP: the
+//! transport and its sessions here, method routing in [`methods`], the view across
+//! servers in [`aggregate`].
+//!
+//! Each POST is authenticated on its own (sessions only route relayed requests).
+//! Forwarded requests answer with JSON when the upstream answers before it sends
+//! anything else, and switch to an SSE stream when it first sends a notification or a
+//! request for the client (progress, logs, elicitation, sampling), relaying those with
+//! request ids of our own.
+
+mod aggregate;
+mod methods;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mandate_core::calls::Caller;
+use mandate_mcp::Outcome;
+use mandate_mcp::jsonrpc::{self, Message, code};
+use mandate_mcp::revision::{self, RequestHeaders};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::catalog::Listing;
+use crate::edge::{caller, host_allowed, origin_allowed};
+use crate::error::rpc_error;
+use crate::relay::{ChannelStream, Relay, record_outcome};
+use crate::{Gateway, GatewayError};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+pub(crate) fn routes(gateway: Gateway) -> Router {
+    let limit = gateway.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/mcp",
+            get(not_allowed)
+                .post(
+                    |s: State<Gateway>, m: Method, u: Uri, h: HeaderMap, b: Bytes| {
+                        serve(s, None, m, u, h, b)
+                    },
+                )
+                .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
+        )
+        .route(
+            "/mcp/{server}",
+            get(not_allowed)
+                .post(
+                    |s: State<Gateway>,
+                     Path(server): Path<String>,
+                     m: Method,
+                     u: Uri,
+                     h: HeaderMap,
+                     b: Bytes| { serve(s, Some(server), m, u, h, b) },
+                )
+                .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/proxy",
+            get(proxy_resource_metadata),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+async fn not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST, DELETE")],
+        "this endpoint has no standalone event stream",
+    )
+        .into_response()
+}
+
+/// RFC 9728 protected-resource metadata for the MCP endpoint.
+async fn resource_metadata(State(gateway): State<Gateway>) -> Response {
+    metadata(&gateway, gateway.config.mcp_resource())
+}
+
+async fn proxy_resource_metadata(State(gateway): State<Gateway>) -> Response {
+    metadata(&gateway, gateway.config.proxy_resource())
+}
+
+fn metadata(gateway: &Gateway, resource: String) -> Response {
+    axum::Json(json!({
+        "resource": resource,
+        "authorization_servers": [gateway.config.public_url],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "resource_name": "Mandate gateway",
+        "authorization_details_types_supported": ["mandate"],
+    }))
+    .into_response()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&str>) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(SESSION_HEADER, id);
+    }
+    response
+}
+
+async fn delete(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap) -> Response {
+    let audience = gateway.config.mcp_resource();
+    let caller = match caller(&gateway, &Method::DELETE, &uri, &headers, &audience).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return (StatusCode::BAD_REQUEST, "no Mcp-Session-Id").into_response();
+    };
+    if gateway
+        .sessions
+        .close(id, caller.agent.id, caller.mandate.id)
+        .await
+    {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// One request's context.
+pub(crate) struct Exchange<'a> {
+    gateway: &'a Gateway,
+    caller: &'a Arc<Caller>,
+    /// `Some` on `/mcp/{server}`.
+    server: Option<&'a str>,
+    session: Option<String>,
+    /// The client offered URL elicitation (2025-11-25) when it initialized.
+    url_elicitation: bool,
+    stateless: bool,
+    accepts_sse: bool,
+}
+
+async fn serve(
+    State(gateway): State<Gateway>,
+    server: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !origin_allowed(&gateway, &headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            Value::Null,
+            code::INVALID_REQUEST,
+            "origin not allowed",
+        );
+    }
+    if !host_allowed(&gateway, &headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            Value::Null,
+            code::INVALID_REQUEST,
+            "host not allowed",
+        );
+    }
+    let audience = gateway.config.mcp_resource();
+    let caller = match caller(&gateway, &method, &uri, &headers, &audience).await {
+        Ok(c) => Arc::new(c),
+        Err(r) => return r,
+    };
+    let message = match Message::parse(&body) {
+        Ok(m) => m,
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, &e.message),
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let version = header("mcp-protocol-version");
+    if let Some(v) = version
+        && !revision::is_supported(v)
+    {
+        let id = match &message {
+            Message::Request { id, .. } => id.clone(),
+            _ => Value::Null,
+        };
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &jsonrpc::error_response(
+                id,
+                code::INVALID_REQUEST,
+                format!(
+                    "unsupported protocol version `{}`",
+                    v.chars().take(32).collect::<String>()
+                ),
+                Some(json!({"supported": revision::SUPPORTED})),
+            ),
+            None,
+        );
+    }
+    let stateless = version.is_some_and(revision::is_stateless);
+    let accepts_sse = header("accept").is_some_and(|a| a.contains("text/event-stream"));
+    let mut session = None;
+    let mut url_elicitation = false;
+    if !stateless && let Some(id) = header(SESSION_HEADER) {
+        let Some((_, capabilities)) = gateway
+            .sessions
+            .touch(id, caller.agent.id, caller.mandate.id)
+            .await
+        else {
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                Value::Null,
+                code::INVALID_REQUEST,
+                "unknown session; initialize again",
+            );
+        };
+        url_elicitation = capabilities.pointer("/elicitation/url").is_some();
+        session = Some(id.to_owned());
+    }
+    if let (true, Message::Request { method, params, id }) = (stateless, &message)
+        && let Err(e) = revision::check_stateless_headers(
+            &RequestHeaders {
+                protocol_version: version,
+                method: header("mcp-method"),
+                name: header("mcp-name"),
+            },
+            method,
+            params.as_ref(),
+        )
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.clone(),
+            code::HEADER_MISMATCH,
+            &e.to_string(),
+        );
+    }
+    let exchange = Exchange {
+        gateway: &gateway,
+        caller: &caller,
+        server: server.as_deref(),
+        session,
+        url_elicitation,
+        stateless,
+        accepts_sse,
+    };
+    match message {
+        Message::Notification { .. } => StatusCode::ACCEPTED.into_response(),
+        Message::Response { id, outcome } => exchange.answer(id, outcome).await,
+        Message::Request { id, method, params } => exchange.request(id, &method, params).await,
+    }
+}
+
+impl Exchange<'_> {
+    async fn answer(&self, id: Value, outcome: Outcome) -> Response {
+        let Some(session) = &self.session else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                code::INVALID_REQUEST,
+                "a response needs the session it answers in",
+            );
+        };
+        let Some(ask) = self.gateway.sessions.answered(session, &id).await else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                code::INVALID_REQUEST,
+                "this response answers no pending request",
+            );
+        };
+        match ask
+            .upstream
+            .respond(ask.upstream_id, outcome, &ask.headers)
+            .await
+        {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => rpc_error(
+                StatusCode::BAD_GATEWAY,
+                Value::Null,
+                code::UPSTREAM_UNAVAILABLE,
+                &e.to_string(),
+            ),
+        }
+    }
+
+    async fn initialize(&self, id: Value, params: Option<Value>) -> Response {
+        let requested = params
+            .as_ref()
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str);
+        let version = revision::negotiate(requested);
+        let mut capabilities = json!({"tools": {"listChanged": false}});
+        let mut server_info =
+            json!({"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")});
+        let mut instructions = Value::Null;
+        if let Some(server) = self.server {
+            match self.gateway.snapshot(&self.caller.mandate).await {
+                Ok(snapshot) => match snapshot.info.get(server) {
+                    Some(info) => {
+                        capabilities = info.get("capabilities").cloned().unwrap_or(capabilities);
+                        if let Some(si) = info.get("serverInfo") {
+                            server_info = si.clone();
+                        }
+                        instructions = info.get("instructions").cloned().unwrap_or(Value::Null);
+                    }
+                    None if !snapshot.servers.contains_key(server) => {
+                        return json_response(
+                            StatusCode::OK,
+                            &jsonrpc::response(id, methods::hidden(server)),
+                            None,
+                        );
+                    }
+                    None => {}
+                },
+                Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
+            }
+        } else {
+            capabilities = json!({
+                "tools": {"listChanged": false},
+                "resources": {},
+                "prompts": {},
+                "logging": {},
+            });
+        }
+        let client_capabilities = params
+            .as_ref()
+            .and_then(|p| p.get("capabilities"))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let Some(session) = self
+            .gateway
+            .sessions
+            .open(
+                self.caller.agent.id,
+                self.caller.mandate.id,
+                version,
+                client_capabilities,
+            )
+            .await
+        else {
+            return json_response(
+                StatusCode::OK,
+                &jsonrpc::error_response(
+                    id,
+                    code::INTERNAL_ERROR,
+                    "no session could be opened",
+                    None,
+                ),
+                None,
+            );
+        };
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": server_info,
+        });
+        if !instructions.is_null() {
+            set(&mut result, "instructions", instructions);
+        }
+        json_response(
+            StatusCode::OK,
+            &jsonrpc::response(id, Ok(result)),
+            Some(&session),
+        )
+    }
+
+    /// Forwards an allowed request: JSON if the upstream answers straight away, an SSE
+    /// stream once it sends anything else first.
+    async fn forward(
+        &self,
+        id: Value,
+        listing: Arc<Listing>,
+        method: &str,
+        params: Option<Value>,
+        tool_name: Option<String>,
+    ) -> Response {
+        let (events_tx, mut events) = mpsc::channel::<Value>(64);
+        let wants_events = self.accepts_sse && !self.stateless;
+        let started = Instant::now();
+        // The upstream call runs in a task of its own: a client that goes away does not
+        // cancel a call already forwarded.
+        let gateway = self.gateway.clone();
+        let caller = self.caller.clone();
+        let method_owned = method.to_owned();
+        let listing_for_call = listing.clone();
+        let mut call = tokio::spawn(async move {
+            gateway
+                .call_upstream(
+                    &listing_for_call,
+                    &caller.mandate,
+                    &method_owned,
+                    params,
+                    wants_events.then_some(events_tx),
+                )
+                .await
+        });
+        // Whichever comes first: the answer (JSON) or an event (switch to SSE).
+        let first = tokio::select! {
+            biased;
+            done = &mut call => Err(flatten(done)),
+            event = events.recv() => match event {
+                Some(event) => Ok(event),
+                // No events will come (the client takes none): wait for the answer.
+                None => Err(flatten((&mut call).await)),
+            },
+        };
+        match first {
+            Err(outcome) => {
+                self.record_outcome(&listing, tool_name.as_deref(), &outcome, started);
+                json_response(StatusCode::OK, &to_response(id, outcome), None)
+            }
+            Ok(first_event) => {
+                let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+                let relay = Relay {
+                    gateway: self.gateway.clone(),
+                    session: self.session.clone(),
+                    listing: listing.clone(),
+                    caller: self.caller.clone(),
+                };
+                let tool_name = tool_name.clone();
+                tokio::spawn(async move {
+                    if !relay.send(&tx, first_event).await {
+                        call.abort();
+                        return;
+                    }
+                    loop {
+                        tokio::select! {
+                            biased;
+                            event = events.recv() => match event {
+                                Some(event) => {
+                                    if !relay.send(&tx, event).await {
+                                        call.abort();
+                                        return;
+                                    }
+                                }
+                                None => {
+                                    let outcome = flatten((&mut call).await);
+                                    relay.finish(&tx, id, outcome, tool_name.as_deref(), started).await;
+                                    return;
+                                }
+                            },
+                            done = &mut call => {
+                                // Events sent before the answer still go first.
+                                while let Ok(event) = events.try_recv() {
+                                    if !relay.send(&tx, event).await {
+                                        return;
+                                    }
+                                }
+                                relay.finish(&tx, id, flatten(done), tool_name.as_deref(), started).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+                let body = Body::new(ChannelStream(rx));
+                let mut response = Response::new(body);
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                response
+            }
+        }
+    }
+
+    fn record_outcome(
+        &self,
+        listing: &Listing,
+        tool_name: Option<&str>,
+        outcome: &Result<Outcome, GatewayError>,
+        started: Instant,
+    ) {
+        record_outcome(
+            self.gateway,
+            self.caller,
+            listing,
+            tool_name,
+            outcome,
+            started,
+        );
+    }
+}
+
+fn flatten(
+    done: Result<Result<Outcome, GatewayError>, tokio::task::JoinError>,
+) -> Result<Outcome, GatewayError> {
+    done.unwrap_or_else(|_| Err(GatewayError::Unavailable("the call was interrupted".into())))
+}
+
+pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Value {
+    match outcome {
+        Ok(outcome) => jsonrpc::response(id, outcome),
+        Err(e) => e.response(id),
+    }
+}
+
+/// Sets `key` on a JSON object (anything else is left as it is).
+pub(crate) fn set(value: &mut Value, key: &str, new: Value) {
+    if let Some(map) = value.as_object_mut() {
+        map.insert(key.to_owned(), new);
+    }
+}
