@@ -4,6 +4,27 @@
 
 macro_rules! sql_oauth {
     ($store:ty, $db:ty) => {
+        /// Marks a once-only record used inside `tx`: `true` for the one conditional write
+        /// that found it unused and unexpired at `now`.
+        async fn use_once_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            kind: ::mandate_store::OnceKind,
+            key_hash: &str,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let done = ::sqlx::query(
+                "UPDATE oauth_once SET used_at = $1
+                 WHERE kind = $2 AND key_hash = $3 AND used_at IS NULL AND expires_at > $1",
+            )
+            .bind(micros(now))
+            .bind(kind.as_str())
+            .bind(key_hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            Ok(done.rows_affected() == 1)
+        }
+
         fn oauth_client_row(row: &DbRow) -> Result<::mandate_store::OAuthClientRecord, StoreError> {
             let tenant: String = row.try_get("tenant_id").map_err(corrupt)?;
             let created: i64 = row.try_get("created_at").map_err(corrupt)?;
@@ -116,7 +137,10 @@ macro_rules! sql_oauth {
                 Ok(())
             }
 
-            async fn put_once(&self, record: &::mandate_store::OnceRecord) -> Result<(), StoreError> {
+            async fn put_once(
+                &self,
+                record: &::mandate_store::OnceRecord,
+            ) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 ::sqlx::query("DELETE FROM oauth_once WHERE expires_at < $1")
                     .bind(micros(record.expires_at - ::chrono::Duration::days(1)))
@@ -162,17 +186,9 @@ macro_rules! sql_oauth {
                 key_hash: &str,
                 now: DateTime<Utc>,
             ) -> Result<Option<(::mandate_store::OnceRecord, bool)>, StoreError> {
-                let done = ::sqlx::query(
-                    "UPDATE oauth_once SET used_at = $1
-                     WHERE kind = $2 AND key_hash = $3 AND used_at IS NULL AND expires_at > $1",
-                )
-                .bind(micros(now))
-                .bind(kind.as_str())
-                .bind(key_hash)
-                .execute(self.writer())
-                .await
-                .map_err(unavailable)?;
-                let first = done.rows_affected() == 1;
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let first = use_once_in(&mut tx, kind, key_hash, now).await?;
+                tx.commit().await.map_err(unavailable)?;
                 let record = self.once(kind, key_hash).await?;
                 Ok(record.map(|r| (r, first)))
             }

@@ -822,6 +822,13 @@ macro_rules! sql_store {
                     }
                 }
             }
+            for (entry, slot) in batch.iter().zip(refused.iter_mut()) {
+                if let (None, Some(once)) = (&slot, &entry.once)
+                    && !use_once_in(tx, once.kind, &once.key_hash, now).await?
+                {
+                    *slot = Some(Refusal::Used);
+                }
+            }
             let grants: Vec<(usize, &Grant)> = batch
                 .iter()
                 .enumerate()

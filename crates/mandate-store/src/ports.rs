@@ -232,7 +232,9 @@ pub struct UsedAssertion {
 /// The checks run inside that transaction, in this order: each assertion is claimed
 /// (refused as [`Refusal::Replay`] when any was used before — the database's uniqueness,
 /// so exactly one of concurrent uses wins, on any replica, and within one batch the
-/// first entry that names it); then the grant is written
+/// first entry that names it); then the once-only record it spends is marked used
+/// (refused as [`Refusal::Used`] unless it was unused and unexpired); then the grant is
+/// written
 /// under the rules of [`Grants::insert_grant`] (refused as [`Refusal::Missing`] when
 /// its mandate or parent is not live). A refusal stops the entry: its grant and its
 /// event are not written, while the assertions claimed before it stay claimed (an
@@ -240,8 +242,19 @@ pub struct UsedAssertion {
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub assertions: Vec<UsedAssertion>,
+    /// A once-only record (an authorization code) the entry spends: marked used in the
+    /// same transaction, refused ([`Refusal::Used`]) unless it was unused and unexpired.
+    pub once: Option<SpentOnce>,
     pub grant: Option<Grant>,
     pub event: Option<NewEvent>,
+}
+
+/// A once-only record spent by an [`Entry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentOnce {
+    pub kind: crate::OnceKind,
+    /// Lowercase hex SHA-256 of the secret that names it.
+    pub key_hash: String,
 }
 
 impl Entry {
@@ -255,7 +268,7 @@ impl Entry {
 
     /// Whether it writes anything besides its event.
     pub fn has_writes(&self) -> bool {
-        !self.assertions.is_empty() || self.grant.is_some()
+        !self.assertions.is_empty() || self.once.is_some() || self.grant.is_some()
     }
 }
 
@@ -265,6 +278,9 @@ pub enum Refusal {
     /// An assertion it used was used before.
     #[error("the client assertion was used before")]
     Replay,
+    /// The once-only record it spends was used before, has expired, or is unknown.
+    #[error("the record was used before or has expired")]
+    Used,
     /// What its grant depends on is not live (`live mandate`, `live parent grant`).
     #[error("{what} does not exist")]
     Missing { what: String },
@@ -277,6 +293,9 @@ impl From<Refusal> for StoreError {
                 what: "client assertion".into(),
             },
             Refusal::Missing { what } => StoreError::Missing { what },
+            Refusal::Used => StoreError::Conflict {
+                what: "once-only record".into(),
+            },
         }
     }
 }

@@ -1,16 +1,17 @@
 //! The `authorization_code` grant (RFC 6749 §4.1.3) for public clients, with PKCE
 //! (RFC 7636, S256) and the resource bound at authorization (RFC 8707).
 //!
-//! A code is used once: the store's conditional write lets exactly one redemption
-//! through. A second redemption revokes the mandate the code created, and with it
-//! every token the first one obtained (RFC 6749 §4.1.2).
+//! A code is used once: the store's conditional write, in the ledger batch that issues
+//! the token (or on its own when the redemption is refused), lets exactly one
+//! redemption through. A second redemption revokes the mandate the code created, and
+//! with it every token the first one obtained (RFC 6749 §4.1.2).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mandate_audit::EventKind;
 use mandate_domain::{AgentStatus, MandateEvent, MandateStatus};
 use mandate_policy::{GrantAction, GrantRequest};
-use mandate_store::{OnceKind, StoreError};
+use mandate_store::{Entry, OnceKind, OnceRecord, Refusal, SpentOnce, StoreError};
 use mandate_token::TokenError;
 use mandate_types::{MandateId, TenantId};
 use sha2::{Digest, Sha256};
@@ -70,25 +71,81 @@ impl TokenService {
             return Err(TokenError::InvalidGrant("the code is unknown".into()));
         }
         let now = self.clock.now();
-        let (record, first) = self
+        let spent = SpentOnce {
+            kind: OnceKind::AuthorizationCode,
+            key_hash: sha256_hex(code),
+        };
+        let record = self
             .store
-            .use_once(OnceKind::AuthorizationCode, &sha256_hex(code), now)
+            .once(spent.kind, &spent.key_hash)
             .await
             .map_err(unavailable)?
             .ok_or_else(|| TokenError::InvalidGrant("the code is unknown".into()))?;
         let grant: CodeGrant = serde_json::from_str(&record.data).map_err(unavailable)?;
-        if !first {
-            if record.used_at.is_some() {
-                tracing::warn!(mandate = %grant.mandate_id, "authorization code used twice; revoking its mandate");
-                self.revoke_replayed(record.tenant_id, grant.mandate_id)
-                    .await?;
-                return Err(TokenError::InvalidGrant(
-                    "the code was used before; everything it granted is revoked".into(),
-                ));
-            }
-            return Err(TokenError::InvalidGrant("the code has expired".into()));
+        if record.used_at.is_some() || record.expires_at <= now {
+            return Err(self.spent_before(&record, &grant).await);
         }
-        // The code is spent from here on, whatever follows: a wrong guess burns it.
+        // The code is spent from here on, whatever follows: in the commit that issues,
+        // or on its own when the redemption is refused (a wrong guess burns it).
+        match self
+            .redeem(req, client_id, verifier, &record, &grant, &spent)
+            .await
+        {
+            Ok(issued) => Ok(issued),
+            Err(TokenError::InvalidGrant(m)) if m == super::issue::SPENT => {
+                Err(self.spent_before(&record, &grant).await)
+            }
+            Err(refused) => {
+                let burn = Entry {
+                    once: Some(spent),
+                    ..Entry::default()
+                };
+                match self.ledger.commit(burn).await {
+                    Ok(Err(Refusal::Used)) => Err(self.spent_before(&record, &grant).await),
+                    Ok(_) => Err(refused),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not spend a refused authorization code");
+                        Err(refused)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A code that was found spent: used before (a replay, which revokes the mandate it
+    /// created and every token obtained with it), or expired.
+    async fn spent_before(&self, record: &OnceRecord, grant: &CodeGrant) -> TokenError {
+        let used = match self.store.once(record.kind, &record.key_hash).await {
+            Ok(now) => now.is_some_and(|r| r.used_at.is_some()),
+            Err(e) => return unavailable(e),
+        };
+        if !used {
+            return TokenError::InvalidGrant("the code has expired".into());
+        }
+        tracing::warn!(mandate = %grant.mandate_id, "authorization code used twice; revoking its mandate");
+        if let Err(e) = self
+            .revoke_replayed(record.tenant_id, grant.mandate_id)
+            .await
+        {
+            return e;
+        }
+        TokenError::InvalidGrant(
+            "the code was used before; everything it granted is revoked".into(),
+        )
+    }
+
+    /// The checks of a redemption after its code was found unused, then the token,
+    /// issued in the commit that spends the code.
+    async fn redeem(
+        &self,
+        req: &TokenRequest,
+        client_id: &str,
+        verifier: &str,
+        record: &OnceRecord,
+        grant: &CodeGrant,
+        spent: &SpentOnce,
+    ) -> Result<TokenResponse, TokenError> {
+        let now = self.clock.now();
         if grant.client_id != client_id {
             return Err(TokenError::InvalidGrant(
                 "the code was issued to another client".into(),
@@ -181,6 +238,7 @@ impl TokenService {
             token,
             &agent,
             &mut Vec::new(),
+            Some(spent.clone()),
             Some(&mandate),
             None,
             EventKind::TokenIssued,

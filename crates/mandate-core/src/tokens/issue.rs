@@ -5,7 +5,7 @@ use std::str::FromStr;
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
 use mandate_policy::{GrantAction, GrantRequest};
-use mandate_store::{Entry, Refusal, UsedAssertion};
+use mandate_store::{Entry, Refusal, SpentOnce, UsedAssertion};
 use mandate_token::{
     DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
     TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_client_assertion,
@@ -332,7 +332,7 @@ impl TokenService {
                 self.clock.now() + self.config.max_lifetime,
             )?;
             return self
-                .record_and_sign(token, agent, used, None, None, EventKind::TokenIssued)
+                .record_and_sign(token, agent, used, None, None, None, EventKind::TokenIssued)
                 .await;
         };
         let mandate = self.load_mandate(agent, ask.mandate).await?;
@@ -371,6 +371,7 @@ impl TokenService {
             token,
             agent,
             used,
+            None,
             Some(&mandate),
             None,
             EventKind::TokenIssued,
@@ -528,7 +529,15 @@ impl TokenService {
             expires,
         )?;
         let mut response = self
-            .record_and_sign(token, agent, used, Some(&mandate), Some(&parent), kind)
+            .record_and_sign(
+                token,
+                agent,
+                used,
+                None,
+                Some(&mandate),
+                Some(&parent),
+                kind,
+            )
             .await?;
         response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
         Ok(response)
@@ -643,6 +652,7 @@ impl TokenService {
         token: TaskToken,
         agent: &Agent,
         used: &mut Vec<UsedAssertion>,
+        once: Option<SpentOnce>,
         mandate: Option<&Mandate>,
         parent: Option<&TaskToken>,
         kind: EventKind,
@@ -687,6 +697,7 @@ impl TokenService {
         // that ended since we read it refuses, and nothing is issued.
         let entry = Entry {
             assertions: std::mem::take(used),
+            once,
             grant: Some(grant),
             event: Some(event),
         };
@@ -712,9 +723,14 @@ impl TokenService {
     }
 }
 
+/// What a commit refused for a spent authorization code says (the code's handler then
+/// tells a replay from an expiry).
+pub(super) const SPENT: &str = "the code was used before or has expired";
+
 /// A refusal by the commit's checks, as the OAuth client sees it.
 fn refusal(refused: Refusal, delegated: bool) -> TokenError {
     match refused {
+        Refusal::Used => TokenError::InvalidGrant(SPENT.into()),
         Refusal::Replay => {
             TokenError::InvalidClient("the client assertion was used before (`jti` replay)".into())
         }

@@ -510,18 +510,21 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     let batch = vec![
         crate::Entry {
             assertions: vec![used("j1")],
+            once: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1")),
         },
         // The same assertion again, in the same batch: a replay.
         crate::Entry {
             assertions: vec![used("j1")],
+            once: None,
             grant: Some(grant_under(&live, "e-2", None, 0)),
             event: Some(issued(&live, "e-2")),
         },
         // Under a revoked mandate: refused, but its assertion is spent.
         crate::Entry {
             assertions: vec![used("j3")],
+            once: None,
             grant: Some(late),
             event: Some(issued(&ended, "e-3")),
         },
@@ -568,11 +571,13 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     let failing = vec![
         crate::Entry {
             assertions: vec![used("j6")],
+            once: None,
             grant: Some(grant_under(&live, "e-6", None, 0)),
             event: Some(issued(&live, "e-6")),
         },
         crate::Entry {
             assertions: vec![used("j7")],
+            once: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1 again")),
         },
@@ -598,6 +603,73 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .unwrap();
     assert_eq!(next[0].clone().unwrap().unwrap().seq, head + 3);
 
+    // An authorization code spent by the entry that issues with it: once. A second
+    // entry spending it, in the same batch or a later one, is refused with nothing
+    // written; an expired code is refused too.
+    let code = |key: &str, expires_at| crate::OnceRecord {
+        kind: crate::OnceKind::AuthorizationCode,
+        key_hash: key.to_owned(),
+        tenant_id: live.tenant_id,
+        data: "{}".into(),
+        expires_at,
+        used_at: None,
+    };
+    store
+        .put_once(&code("c-1", at + Duration::minutes(1)))
+        .await
+        .unwrap();
+    store
+        .put_once(&code("c-old", at - Duration::seconds(1)))
+        .await
+        .unwrap();
+    let spend = |key: &str, jti: &str| crate::Entry {
+        once: Some(crate::SpentOnce {
+            kind: crate::OnceKind::AuthorizationCode,
+            key_hash: key.to_owned(),
+        }),
+        grant: Some(grant_under(&live, jti, None, 0)),
+        event: Some(issued(&live, jti)),
+        ..crate::Entry::default()
+    };
+    let spent = store
+        .commit_entries(
+            &[
+                spend("c-1", "o-1"),
+                spend("c-1", "o-2"),
+                spend("c-old", "o-3"),
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(spent[0], Ok(Some(_))), "{spent:?}");
+    assert_eq!(spent[1], Err(crate::Refusal::Used));
+    assert_eq!(spent[2], Err(crate::Refusal::Used));
+    let later = store
+        .commit_entries(&[spend("c-1", "o-4")], at)
+        .await
+        .unwrap();
+    assert_eq!(later[0], Err(crate::Refusal::Used));
+    for (jti, kept) in [
+        ("o-1", true),
+        ("o-2", false),
+        ("o-3", false),
+        ("o-4", false),
+    ] {
+        assert_eq!(
+            store.grant(live.tenant_id, jti).await.unwrap().is_some(),
+            kept,
+            "{jti}"
+        );
+    }
+    let record = store
+        .once(crate::OnceKind::AuthorizationCode, "c-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.used_at.is_some());
+    let head = head + 1;
+
     // Concurrent batches using one assertion: exactly one issues; the others write
     // neither grant nor event.
     let mut tasks = Vec::new();
@@ -605,6 +677,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         let store = store.clone();
         let entry = crate::Entry {
             assertions: vec![used("race")],
+            once: None,
             grant: Some(grant_under(&live, &format!("r-{i}"), None, 0)),
             event: Some(issued(&live, &format!("r-{i}"))),
         };
