@@ -100,6 +100,76 @@ macro_rules! sql_grants {
             Ok(refused)
         }
 
+        /// Revokes `jti` and every grant delegated from it inside `tx` (see
+        /// [`Grants::revoke_grant_tree`]): the jtis revoked now, or `None` when the grant
+        /// is unknown. Announces the revocation to other replicas when the transaction
+        /// commits (PostgreSQL).
+        async fn revoke_tree_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            tenant: TenantId,
+            jti: &str,
+            at: DateTime<Utc>,
+        ) -> Result<Option<Vec<String>>, StoreError> {
+            let mut revoked = Vec::new();
+            // The root first: from here on no child can be added under it (a revoked
+            // parent is refused by the grant's own check).
+            let root = ::sqlx::query(
+                "UPDATE grants SET revoked_at = $1
+                 WHERE jti = $2 AND tenant_id = $3 AND revoked_at IS NULL RETURNING jti",
+            )
+            .bind(micros(at))
+            .bind(jti)
+            .bind(tenant.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            if root.is_some() {
+                revoked.push(jti.to_owned());
+            } else {
+                // Revoked before, or unknown.
+                let known = ::sqlx::query("SELECT jti FROM grants WHERE jti = $1 AND tenant_id = $2")
+                    .bind(jti)
+                    .bind(tenant.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+                if known.is_none() {
+                    return Ok(None);
+                }
+            }
+            // Then the descendants, statement after statement, until a pass finds
+            // none left: each pass sees children committed before it began, and a
+            // child being added waits on its parent's row, which we now hold.
+            loop {
+                let rows = ::sqlx::query(
+                    "WITH RECURSIVE tree (jti) AS (
+                         SELECT jti FROM grants WHERE jti = $1 AND tenant_id = $2
+                         UNION
+                         SELECT g.jti FROM grants g JOIN tree t ON g.parent_jti = t.jti
+                     )
+                     UPDATE grants SET revoked_at = $3
+                     WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL
+                     RETURNING jti",
+                )
+                .bind(jti)
+                .bind(tenant.to_string())
+                .bind(micros(at))
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    revoked.push(row.try_get("jti").map_err(corrupt)?);
+                }
+            }
+            if let Some(notify) = NOTIFY_REVOKED {
+                ::sqlx::query(notify).execute(&mut **tx).await.map_err(unavailable)?;
+            }
+            Ok(Some(revoked))
+        }
+
         /// Rows per multi-row INSERT of grants (8 parameters each).
         const GRANT_ROWS_PER_INSERT: usize = 1_000;
 
@@ -160,55 +230,9 @@ macro_rules! sql_grants {
 
             async fn revoke_grant_tree(&self, tenant: TenantId, jti: &str, at: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                let mut revoked = Vec::new();
-                // The root first: from here on no child can be added under it.
-                let root = ::sqlx::query(
-                    "UPDATE grants SET revoked_at = COALESCE(revoked_at, $1)
-                     WHERE jti = $2 AND tenant_id = $3 RETURNING jti, revoked_at",
-                )
-                .bind(micros(at))
-                .bind(jti)
-                .bind(tenant.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                let Some(root) = root else {
+                let Some(revoked) = revoke_tree_in(&mut tx, tenant, jti, at).await? else {
                     return Err(StoreError::Missing { what: "grant".into() });
                 };
-                let root_at: i64 = root.try_get("revoked_at").map_err(corrupt)?;
-                if root_at == micros(at) {
-                    revoked.push(jti.to_owned());
-                }
-                // Then the descendants, statement after statement, until a pass finds
-                // none left: each pass sees children committed before it began, and a
-                // child being added waits on its parent's row, which we now hold.
-                loop {
-                    let rows = ::sqlx::query(
-                        "WITH RECURSIVE tree (jti) AS (
-                             SELECT jti FROM grants WHERE jti = $1 AND tenant_id = $2
-                             UNION
-                             SELECT g.jti FROM grants g JOIN tree t ON g.parent_jti = t.jti
-                         )
-                         UPDATE grants SET revoked_at = $3
-                         WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL
-                         RETURNING jti",
-                    )
-                    .bind(jti)
-                    .bind(tenant.to_string())
-                    .bind(micros(at))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                    if rows.is_empty() {
-                        break;
-                    }
-                    for row in rows {
-                        revoked.push(row.try_get("jti").map_err(corrupt)?);
-                    }
-                }
-                if let Some(notify) = NOTIFY_REVOKED {
-                    ::sqlx::query(notify).execute(&mut *tx).await.map_err(unavailable)?;
-                }
                 tx.commit().await.map_err(unavailable)?;
                 Ok(revoked)
             }

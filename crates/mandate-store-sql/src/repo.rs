@@ -805,7 +805,7 @@ macro_rules! sql_store {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             batch: &[Entry],
             now: DateTime<Utc>,
-        ) -> Result<Vec<Option<Refusal>>, StoreError> {
+        ) -> Result<(Vec<Option<Refusal>>, Vec<Option<Vec<String>>>), StoreError> {
             let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
             let used: Vec<(usize, &UsedAssertion)> = batch
                 .iter()
@@ -843,7 +843,16 @@ macro_rules! sql_store {
                     }
                 }
             }
-            Ok(refused)
+            let mut revoked: Vec<Option<Vec<String>>> = vec![None; batch.len()];
+            for ((entry, slot), done) in batch.iter().zip(refused.iter_mut()).zip(revoked.iter_mut()) {
+                if let (None, Some(tree)) = (&slot, &entry.revoke) {
+                    match revoke_tree_in(tx, tree.tenant_id, &tree.jti, now).await? {
+                        Some(jtis) => *done = Some(jtis),
+                        None => *slot = Some(Refusal::Missing { what: "grant".into() }),
+                    }
+                }
+            }
+            Ok((refused, revoked))
         }
 
         #[async_trait]
@@ -895,12 +904,19 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
                 let mut events = Vec::with_capacity(batch.len());
-                for (entry, refused) in batch.iter().zip(write_entries(&mut tx, batch, at).await?) {
+                let (refusals, revocations) = write_entries(&mut tx, batch, at).await?;
+                let mut recorded_for: Vec<bool> = Vec::with_capacity(batch.len());
+                for ((entry, refused), revoked) in batch.iter().zip(refusals).zip(revocations) {
+                    let event = match (&entry.event, revoked) {
+                        // A revocation's event names what it revoked now; none: no event.
+                        (Some(event), Some(jtis)) if !jtis.is_empty() => Some(event.clone().with("revoked", jtis)),
+                        (_, Some(_)) => None,
+                        (event, None) => event.clone(),
+                    };
+                    recorded_for.push(refused.is_none() && event.is_some());
                     match refused {
                         None => {
-                            if let Some(event) = &entry.event {
-                                events.push(event.clone());
-                            }
+                            events.extend(event);
                             outcomes.push(Ok(None));
                         }
                         Some(refused) => outcomes.push(Err(refused)),
@@ -911,8 +927,8 @@ macro_rules! sql_store {
                 self.remember_heads(&recorded);
                 // The recorded events, in order, go to the entries that had one and passed.
                 let mut recorded = recorded.into_iter();
-                for (outcome, entry) in outcomes.iter_mut().zip(batch) {
-                    if let (Ok(slot), Some(_)) = (outcome, &entry.event) {
+                for (outcome, recorded_here) in outcomes.iter_mut().zip(recorded_for) {
+                    if let (Ok(slot), true) = (outcome, recorded_here) {
                         *slot = recorded.next();
                     }
                 }

@@ -29,7 +29,7 @@ pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{
     AgentFilter, ApiToken, ApiTokenPrincipal, AuditFilter, AuditLog, Catalog, Committed, Directory,
     Entry, Grants, HumanFilter, MandateFilter, Mandates, PolicySets, Refusal, RevocationFeed,
-    SpentOnce, Store, StoreError, StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
+    RevokeTree, SpentOnce, Store, StoreError, StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
     UsedAssertion,
 };
 pub use vault::{SecretCursor, SecretMeta, StoredSecret, Vault};

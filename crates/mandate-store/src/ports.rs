@@ -246,7 +246,19 @@ pub struct Entry {
     /// same transaction, refused ([`Refusal::Used`]) unless it was unused and unexpired.
     pub once: Option<SpentOnce>,
     pub grant: Option<Grant>,
+    /// A grant to revoke with everything delegated from it, under the rules of
+    /// [`Grants::revoke_grant_tree`] (refused as [`Refusal::Missing`] when unknown). The
+    /// entry's event then records `revoked`: the jtis revoked now; when none were (all
+    /// were revoked before), no event is recorded.
+    pub revoke: Option<RevokeTree>,
     pub event: Option<NewEvent>,
+}
+
+/// A grant revoked by an [`Entry`], with its delegation subtree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeTree {
+    pub tenant_id: TenantId,
+    pub jti: String,
 }
 
 /// A once-only record spent by an [`Entry`].
@@ -268,7 +280,10 @@ impl Entry {
 
     /// Whether it writes anything besides its event.
     pub fn has_writes(&self) -> bool {
-        !self.assertions.is_empty() || self.once.is_some() || self.grant.is_some()
+        !self.assertions.is_empty()
+            || self.once.is_some()
+            || self.grant.is_some()
+            || self.revoke.is_some()
     }
 }
 

@@ -2,7 +2,9 @@
 
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{Agent, Principal};
+use mandate_store::{Entry, Refusal, RevokeTree};
 use mandate_token::{TaskToken, TokenError};
+use mandate_types::TenantId;
 use serde_json::{Map, Value, json};
 
 use super::{TokenService, unavailable};
@@ -68,14 +70,64 @@ impl TokenService {
     /// tenant; a human the tokens of mandates they granted. Unknown or invalid tokens
     /// are ignored (RFC 7009 §2.2): the answer does not reveal which tokens exist.
     pub async fn revoke(&self, who: RevokeRequest<'_>, token: &str) -> Result<(), TokenError> {
-        let (tenant, actor_label, client): (_, String, Option<Agent>) = match who {
+        let (tenant, actor_label, client, used): (_, String, Option<Agent>, _) = match who {
             RevokeRequest::Client(req) => {
                 let (agent, used) = self.authenticate_client(req).await?;
-                self.spend_now(used).await?;
-                (agent.tenant_id, format!("agent:{}", agent.id), Some(agent))
+                (
+                    agent.tenant_id,
+                    format!("agent:{}", agent.id),
+                    Some(agent),
+                    used,
+                )
             }
-            RevokeRequest::Api(p) => (p.tenant(), p.label(), None),
+            RevokeRequest::Api(p) => (p.tenant(), p.label(), None, Vec::new()),
         };
+        // Whatever follows, the client's assertion is used (with the revocation when there
+        // is one, else on its own).
+        match self
+            .revocation(tenant, &actor_label, client.as_ref(), who, token)
+            .await?
+        {
+            Some(entry) => {
+                let entry = Entry {
+                    assertions: used,
+                    ..entry
+                };
+                match self.ledger.commit(entry).await.map_err(unavailable)? {
+                    Ok(Some(event)) => {
+                        let revoked = event.data.get("revoked").and_then(Value::as_array);
+                        let now = self.clock.now();
+                        self.revoked.add(
+                            revoked
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .map(|j| (j, now)),
+                        );
+                        Ok(())
+                    }
+                    // Nothing was revoked now (it was before), or the grant is unknown.
+                    Ok(None) | Err(Refusal::Missing { .. }) => Ok(()),
+                    Err(Refusal::Replay) => Err(TokenError::InvalidClient(
+                        "the client assertion was used before (`jti` replay)".into(),
+                    )),
+                    Err(Refusal::Used) => Ok(()),
+                }
+            }
+            None => self.spend_now(used).await,
+        }
+    }
+
+    /// What revoking `token` writes, or `None` when there is nothing the caller may
+    /// revoke (RFC 7009 §2.2: the answer does not tell which).
+    async fn revocation(
+        &self,
+        tenant: TenantId,
+        actor_label: &str,
+        client: Option<&Agent>,
+        who: RevokeRequest<'_>,
+        token: &str,
+    ) -> Result<Option<Entry>, TokenError> {
         let parsed: TaskToken = match self.verify_signature(token).await {
             Ok(claims) => match TaskToken::from_claims(
                 &claims,
@@ -88,13 +140,13 @@ impl TokenService {
                 },
             ) {
                 Ok(t) => t,
-                Err(_) => return Ok(()),
+                Err(_) => return Ok(None),
             },
             Err(TokenError::Unavailable(m)) => return Err(TokenError::Unavailable(m)),
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(None),
         };
         if parsed.tenant != tenant {
-            return Ok(());
+            return Ok(None);
         }
         let allowed = match (&client, who) {
             (Some(agent), _) => parsed.actors.contains(&agent.id),
@@ -105,27 +157,23 @@ impl TokenService {
             _ => false,
         };
         if !allowed {
-            return Ok(());
+            return Ok(None);
         }
-        let now = self.clock.now();
-        let revoked = match self.store.revoke_grant_tree(tenant, &parsed.jti, now).await {
-            Ok(r) => r,
-            Err(mandate_store::StoreError::Missing { .. }) => return Ok(()),
-            Err(e) => return Err(unavailable(e)),
-        };
-        self.revoked.add(revoked.iter().map(|j| (j.as_str(), now)));
-        if !revoked.is_empty() {
-            let mut event = NewEvent::new(tenant, EventKind::TokenRevoked, actor_label)
-                .with("jti", parsed.jti.clone())
-                .with("revoked", json!(revoked));
-            if let Some(m) = parsed.mandate {
-                event = event.mandate(m);
-            }
-            if let Some(a) = parsed.actor() {
-                event = event.agent(a);
-            }
-            self.ledger.append(event).await.map_err(unavailable)?;
+        let mut event = NewEvent::new(tenant, EventKind::TokenRevoked, actor_label)
+            .with("jti", parsed.jti.clone());
+        if let Some(m) = parsed.mandate {
+            event = event.mandate(m);
         }
-        Ok(())
+        if let Some(a) = parsed.actor() {
+            event = event.agent(a);
+        }
+        Ok(Some(Entry {
+            revoke: Some(RevokeTree {
+                tenant_id: tenant,
+                jti: parsed.jti,
+            }),
+            event: Some(event),
+            ..Entry::default()
+        }))
     }
 }

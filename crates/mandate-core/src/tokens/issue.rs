@@ -700,6 +700,7 @@ impl TokenService {
             once,
             grant: Some(grant),
             event: Some(event),
+            revoke: None,
         };
         if let Err(refused) = self.ledger.commit(entry).await.map_err(unavailable)? {
             return Err(refusal(refused, parent.is_some()));

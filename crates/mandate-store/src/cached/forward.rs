@@ -213,7 +213,11 @@ impl AuditLog for CachedStore {
         batch: &[Entry],
         at: DateTime<Utc>,
     ) -> Result<Vec<Committed>, StoreError> {
-        self.inner.commit_entries(batch, at).await
+        let done = self.inner.commit_entries(batch, at).await;
+        if batch.iter().any(|e| e.revoke.is_some()) {
+            self.revoked_here();
+        }
+        done
     }
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {
         self.inner.audit_heads().await

@@ -511,6 +511,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         crate::Entry {
             assertions: vec![used("j1")],
             once: None,
+            revoke: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1")),
         },
@@ -518,6 +519,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         crate::Entry {
             assertions: vec![used("j1")],
             once: None,
+            revoke: None,
             grant: Some(grant_under(&live, "e-2", None, 0)),
             event: Some(issued(&live, "e-2")),
         },
@@ -525,6 +527,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         crate::Entry {
             assertions: vec![used("j3")],
             once: None,
+            revoke: None,
             grant: Some(late),
             event: Some(issued(&ended, "e-3")),
         },
@@ -572,12 +575,14 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         crate::Entry {
             assertions: vec![used("j6")],
             once: None,
+            revoke: None,
             grant: Some(grant_under(&live, "e-6", None, 0)),
             event: Some(issued(&live, "e-6")),
         },
         crate::Entry {
             assertions: vec![used("j7")],
             once: None,
+            revoke: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1 again")),
         },
@@ -678,6 +683,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         let entry = crate::Entry {
             assertions: vec![used("race")],
             once: None,
+            revoke: None,
             grant: Some(grant_under(&live, &format!("r-{i}"), None, 0)),
             event: Some(issued(&live, &format!("r-{i}"))),
         };
@@ -699,4 +705,38 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .await
         .unwrap();
     assert_eq!(raced.len(), 1);
+
+    // A revocation's entry: the tree revoked in the batch, its event naming what was
+    // revoked now; nothing left to revoke, no event; an unknown grant, refused.
+    let child = grant_under(&live, "e-1-child", Some("e-1"), 1);
+    store.insert_grant(&child).await.unwrap();
+    let revoke = |jti: &str| crate::Entry {
+        revoke: Some(crate::RevokeTree {
+            tenant_id: live.tenant_id,
+            jti: jti.to_owned(),
+        }),
+        event: Some(
+            NewEvent::new(live.tenant_id, EventKind::TokenRevoked, "admin").with("jti", jti),
+        ),
+        ..crate::Entry::default()
+    };
+    let revoked = store
+        .commit_entries(&[revoke("e-1"), revoke("e-1"), revoke("nope")], at)
+        .await
+        .unwrap();
+    let event = revoked[0].clone().unwrap().unwrap();
+    let mut named: Vec<&str> = event.data["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, ["e-1", "e-1-child"]);
+    assert_eq!(revoked[1], Ok(None), "nothing left to revoke: no event");
+    assert!(matches!(revoked[2], Err(crate::Refusal::Missing { .. })));
+    for jti in ["e-1", "e-1-child"] {
+        let g = store.grant(live.tenant_id, jti).await.unwrap().unwrap();
+        assert!(g.revoked_at.is_some(), "{jti}");
+    }
 }
