@@ -108,10 +108,7 @@ impl TokenService {
                     }
                     // Nothing was revoked now (it was before), or the grant is unknown.
                     Ok(None) | Err(Refusal::Missing { .. }) => Ok(()),
-                    Err(Refusal::Replay) => Err(TokenError::InvalidClient(
-                        "the client assertion was used before (`jti` replay)".into(),
-                    )),
-                    Err(Refusal::Used) => Ok(()),
+                    Err(refused) => Err(super::issue::refusal(refused, false)),
                 }
             }
             None => self.spend_now(used).await,

@@ -118,19 +118,11 @@ impl TokenService {
         issued
     }
 
-    /// Records assertions as used, outside any grant (a request that was refused, or one
-    /// that issues nothing). A failure to record is logged; the request fails anyway.
+    /// Records assertions as used, outside any grant, for a request that was refused
+    /// anyway: a replay or a failure to record changes nothing for its answer (a
+    /// failure is logged where it happens).
     async fn spend(&self, used: Vec<UsedAssertion>) {
-        if used.is_empty() {
-            return;
-        }
-        let entry = Entry {
-            assertions: used,
-            ..Entry::default()
-        };
-        if let Err(e) = self.ledger.commit(entry).await {
-            tracing::warn!(error = %e, "could not record a refused request's client assertion");
-        }
+        let _refused_anyway = self.spend_now(used).await;
     }
 
     /// Records assertions as used now, refusing a replay: for requests that write
@@ -729,7 +721,7 @@ impl TokenService {
 pub(super) const SPENT: &str = "the code was used before or has expired";
 
 /// A refusal by the commit's checks, as the OAuth client sees it.
-fn refusal(refused: Refusal, delegated: bool) -> TokenError {
+pub(super) fn refusal(refused: Refusal, delegated: bool) -> TokenError {
     match refused {
         Refusal::Used => TokenError::InvalidGrant(SPENT.into()),
         Refusal::Replay => {
