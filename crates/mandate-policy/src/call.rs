@@ -15,6 +15,7 @@ use mandate_domain::{Agent, ArgumentConstraint, Mandate, MandateTerms, Tool, Too
 use mandate_types::AgentId;
 use serde_json::Value;
 
+use crate::builtin;
 use crate::cache::{AgentFacts, CallEntities, CallFacts, MandateFacts, Slot, ToolFacts};
 use crate::compile::CompiledSet;
 use crate::engine::{Audience, Decision, Lookup};
@@ -216,8 +217,13 @@ impl MandateTypes {
     }
 }
 
+/// A count or amount as Cedar's Long: saturating at its largest value.
+pub(crate) fn as_long(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn long(n: u64) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX))
+    RestrictedExpression::new_long(as_long(n))
 }
 
 pub(crate) fn string(s: &str) -> RestrictedExpression {
@@ -228,9 +234,14 @@ pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Restricte
     RestrictedExpression::new_set(items.into_iter().map(string))
 }
 
-pub(crate) fn rank<T: PartialEq>(all: &[T], item: &T) -> RestrictedExpression {
+/// An item's place in its ordered list, as a Long (the largest when absent).
+pub(crate) fn rank_of<T: PartialEq>(all: &[T], item: &T) -> i64 {
     let position = all.iter().position(|x| x == item).unwrap_or(usize::MAX);
-    RestrictedExpression::new_long(i64::try_from(position).unwrap_or(i64::MAX))
+    i64::try_from(position).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn rank<T: PartialEq>(all: &[T], item: &T) -> RestrictedExpression {
+    RestrictedExpression::new_long(rank_of(all, item))
 }
 
 pub(crate) fn seconds(t: DateTime<Utc>) -> RestrictedExpression {
@@ -370,48 +381,87 @@ impl CompiledSet {
     }
 
     pub fn decide_call_with(&self, call: &CallRequest<'_>, lookup: Lookup) -> Decision {
-        match self.call_request(call) {
-            Ok((request, entry)) => match lookup {
-                Lookup::Indexed => match self.candidates(&entry, call.action, &request) {
-                    Some(bucket) => self.decide_buckets(&[bucket], &request, &entry.entities),
+        let decided = match lookup {
+            Lookup::Indexed => self.decide_indexed(call),
+            Lookup::Unindexed => self.call_request(call).map(|(request, entry)| {
+                self.decide_request(Audience::Mandate, lookup, &request, &entry.entities)
+            }),
+        };
+        decided.unwrap_or_else(|message| {
+            Decision::refused(format!("the request cannot be evaluated: {message}"))
+        })
+    }
+
+    /// The built-ins answered natively (`builtin.rs`) beside Cedar on the operator
+    /// policies the index names for this call; Cedar alone on the whole set where the
+    /// built-ins cannot be answered natively.
+    fn decide_indexed(&self, call: &CallRequest<'_>) -> Result<Decision, String> {
+        let scope = match_scope(
+            &call.mandate.terms,
+            &tool_name(call.server, call.tool),
+            call.arguments,
+        );
+        let holding = if self.native_builtins {
+            builtin::holding(call, scope)
+        } else {
+            None
+        };
+        let Some(holding) = holding else {
+            let (request, entry) = self.call_request(call)?;
+            return Ok(if self.native_builtins {
+                // Only Cedar's own answer will do (an evaluation error): every policy.
+                self.decide_request(
+                    Audience::Mandate,
+                    Lookup::Unindexed,
+                    &request,
+                    &entry.entities,
+                )
+            } else {
+                match self.candidates(&entry, call.action) {
+                    Some(bucket) => self.decide_buckets(&[&bucket], &request, &entry.entities),
                     None => Decision::refused("the request is incomplete"),
-                },
-                Lookup::Unindexed => {
-                    self.decide_request(Audience::Mandate, lookup, &request, &entry.entities)
                 }
-            },
-            Err(message) => {
-                Decision::refused(format!("the request cannot be evaluated: {message}"))
-            }
+            });
+        };
+        if self.operator_policy_count() == 0 {
+            return Ok(self.decide_beside(holding, None));
         }
+        let (entry, types) = self.call_entry(call, scope)?;
+        let bucket = self
+            .candidates(&entry, call.action)
+            .ok_or("no uid for the call's action")?;
+        if bucket.is_empty() {
+            return Ok(self.decide_beside(holding, None));
+        }
+        let request = self.request(types, call, scope, &entry)?;
+        Ok(self.decide_beside(holding, Some((&bucket, &request, &entry.entities))))
     }
 
     /// The index's candidates for this entry and action, merged into one bucket once
     /// and kept with the entry (they depend on nothing else).
-    fn candidates<'e>(
-        &self,
-        entry: &'e CallEntities,
-        action: CallAction,
-        request: &cedar_policy::Request,
-    ) -> Option<&'e Bucket> {
+    fn candidates(&self, entry: &CallEntities, action: CallAction) -> Option<Arc<Bucket>> {
         let slot = entry.candidates.get(action.position())?;
-        let (principal, action, resource) =
-            (request.principal()?, request.action()?, request.resource()?);
+        let action = mandate_types().ok()?.call_action(action).ok()?;
         let merged = slot.get_or_init(|| {
-            let buckets = self
-                .mandate_index
-                .buckets(principal, action, resource, &entry.entities);
+            let buckets =
+                self.mandate_index
+                    .buckets(&entry.agent, action, &entry.tool, &entry.entities);
             let opened = self.action_entities.is_none();
             self.candidate_cache
                 .get_or_merge(&buckets, opened, || self.merge(&buckets))
         });
-        Some(merged)
+        Some(merged.clone())
     }
 
     /// The buckets' policies in one.
     fn merge(&self, buckets: &[&Bucket]) -> Bucket {
+        // Built-ins answered natively are not Cedar's to evaluate again. (Whether they
+        // are is fixed per set, so the candidate cache's keys stay unambiguous.)
+        let keep = |policy: &cedar_policy::Policy| {
+            !(self.native_builtins && self.info(policy.id()).is_some_and(|i| i.builtin))
+        };
         if self.action_entities.is_some() {
-            Bucket::merged(buckets, Clone::clone)
+            Bucket::merged(buckets, keep, Clone::clone)
         } else {
             // Mandate's actions form no groups and a call's entities hold no action
             // entities, so the action has no ancestors: every candidate was filed under
@@ -419,7 +469,7 @@ impl CompiledSet {
             // this request. Opened, Cedar skips building and searching the action list
             // on every call; the answer is the same (the unindexed path, which keeps
             // the policies as written, is the reference the tests compare with).
-            Bucket::merged(buckets, |policy| self.action_free(policy))
+            Bucket::merged(buckets, keep, |policy| self.action_free(policy))
         }
     }
 
@@ -445,9 +495,23 @@ impl CompiledSet {
         &self,
         call: &CallRequest<'_>,
     ) -> Result<(cedar_policy::Request, Arc<CallEntities>), String> {
+        let scope = match_scope(
+            &call.mandate.terms,
+            &tool_name(call.server, call.tool),
+            call.arguments,
+        );
+        let (entry, types) = self.call_entry(call, scope)?;
+        let request = self.request(types, call, scope, &entry)?;
+        Ok((request, entry))
+    }
+
+    /// The call's entities, from the cache or built and cached.
+    fn call_entry(
+        &self,
+        call: &CallRequest<'_>,
+        scope: ScopeMatch,
+    ) -> Result<(Arc<CallEntities>, &'static MandateTypes), String> {
         let tool_facts = ToolFacts::of(call.server, call.tool);
-        let name = tool_facts.name();
-        let scope = match_scope(&call.mandate.terms, &name, call.arguments);
         let facts = CallFacts {
             agent: AgentFacts::of(call.agent),
             mandate: MandateFacts::of(call.mandate),
@@ -461,10 +525,20 @@ impl CompiledSet {
             server: call.server.id,
         };
         let types = mandate_types()?;
-        let entry = self
-            .call_cache
-            .get_or_build(slot, &facts, || self.call_entities(types, &facts, &name))?;
+        let entry = self.call_cache.get_or_build(slot, &facts, || {
+            self.call_entities(types, &facts, &facts.tool.name())
+        })?;
+        Ok((entry, types))
+    }
 
+    /// The Cedar request of a call: the entry's uids and the call's context.
+    fn request(
+        &self,
+        types: &MandateTypes,
+        call: &CallRequest<'_>,
+        scope: ScopeMatch,
+        entry: &CallEntities,
+    ) -> Result<cedar_policy::Request, String> {
         let usage = &call.mandate.usage;
         let context = Context::from_pairs([
             (
@@ -502,15 +576,14 @@ impl CompiledSet {
             ),
         ])
         .map_err(|e| e.to_string())?;
-        let request = cedar_policy::Request::new(
+        cedar_policy::Request::new(
             entry.agent.clone(),
             types.call_action(call.action)?.clone(),
             entry.tool.clone(),
             context,
             None,
         )
-        .map_err(|e| e.to_string())?;
-        Ok((request, entry))
+        .map_err(|e| e.to_string())
     }
 
     /// Builds a call's entities from its facts alone (so that equal facts always mean

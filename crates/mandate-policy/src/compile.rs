@@ -102,6 +102,10 @@ pub struct CompiledSet {
     /// Policies with their action scope opened (`index::without_action_scope`), made
     /// on first use; at most one per policy of this set.
     pub(crate) action_free: RwLock<HashMap<PolicyId, Policy>>,
+    /// Whether call decisions answer the built-in policies natively (`builtin.rs`):
+    /// the set holds exactly the built-ins that module knows, and Mandate's actions
+    /// form no groups (so a built-in's action scope means just the actions it names).
+    pub(crate) native_builtins: bool,
 }
 
 impl CompiledSet {
@@ -122,6 +126,7 @@ impl CompiledSet {
             call_cache: EntityCache::default(),
             candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
+            native_builtins: false,
         }
     }
 
@@ -203,6 +208,9 @@ impl CompiledSet {
         let open_index = Index::build(operator.iter(), &info);
         let digest = digest_of(&source);
         let action_order = declared_actions(source.schemas.iter().map(|f| f.text.as_str()));
+        let action_entities = mandate_action_groups(&action_entities).then_some(action_entities);
+        let native_builtins = action_entities.is_none()
+            && crate::builtin::answers_for(builtin.iter().map(Policy::id));
         Ok(CompiledSet {
             action_order,
             schema: Some(schema),
@@ -210,7 +218,7 @@ impl CompiledSet {
             mandate_index,
             open_index,
             stored,
-            action_entities: mandate_action_groups(&action_entities).then_some(action_entities),
+            action_entities,
             by_type,
             operator_policies: operator.len(),
             source,
@@ -218,6 +226,7 @@ impl CompiledSet {
             call_cache: EntityCache::default(),
             candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
+            native_builtins,
         })
     }
 
@@ -229,6 +238,12 @@ impl CompiledSet {
     /// `sha256:` over the operator's files: names a set across replicas and restarts.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Whether call decisions answer the built-in policies natively (`builtin.rs`)
+    /// beside Cedar on the operator policies; otherwise Cedar evaluates them too.
+    pub fn answers_builtins_natively(&self) -> bool {
+        self.native_builtins
     }
 
     pub fn operator_policy_count(&self) -> usize {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use cedar_policy::{Authorizer, Decision as CedarDecision, Entities, PolicyId, Request};
 use serde::Serialize;
 
+use crate::builtin::Holding;
 use crate::compile::{CompiledSet, PolicyInfo, Remedy};
 use crate::index::{Bucket, Index};
 
@@ -118,9 +119,9 @@ impl CompiledSet {
                 // The candidate buckets merged once and kept (as policies written: the
                 // request's entities may hold action groups), so Cedar runs once.
                 let buckets = index.buckets(principal, action, resource, entities);
-                let merged = self
-                    .candidate_cache
-                    .get_or_merge(&buckets, false, || Bucket::merged(&buckets, Clone::clone));
+                let merged = self.candidate_cache.get_or_merge(&buckets, false, || {
+                    Bucket::merged(&buckets, |_| true, Clone::clone)
+                });
                 self.decide_buckets(&[&merged], request, entities)
             }
             Lookup::Unindexed => self.decide_buckets(&[index.everything()], request, entities),
@@ -135,44 +136,85 @@ impl CompiledSet {
         request: &Request,
         entities: &Entities,
     ) -> Decision {
-        let authorizer = Authorizer::new();
         let mut outcome = Outcome::default();
         for bucket in buckets {
-            let response = authorizer.is_authorized(request, &bucket.all, entities);
-            let holding = response.diagnostics().reason().cloned();
-            if response.decision() == CedarDecision::Allow {
-                outcome.permits.extend(holding);
-            } else {
-                outcome.forbids.extend(holding);
-            }
-            for error in response.diagnostics().errors() {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-                if self.info(e.policy_id()).is_some_and(PolicyInfo::is_forbid) {
-                    outcome.failed_forbids.insert(e.policy_id().clone());
-                }
-                outcome
-                    .errors
-                    .push(format!("{}: {}", e.policy_id(), e.inner()));
+            self.evaluate(&mut outcome, bucket, request, entities);
+        }
+        if self.liftable(&outcome) {
+            for bucket in buckets {
+                self.lift(&mut outcome, bucket, request, entities);
             }
         }
-        // Only a remedy needs to know whether a permit holds beneath the forbids (a
-        // bucket whose forbid held reports only that).
-        let liftable = !outcome.forbids.is_empty()
-            && outcome.failed_forbids.is_empty()
-            && self.remedy_of(&outcome.forbids).is_some();
-        if liftable {
-            for bucket in buckets.iter().filter(|b| b.has_permits()) {
-                let permits = authorizer.is_authorized(request, &bucket.permits, entities);
-                if permits.decision() == CedarDecision::Allow {
-                    outcome
-                        .permits
-                        .extend(permits.diagnostics().reason().cloned());
-                }
-            }
-        }
-        outcome.errors.sort();
-        outcome.errors.dedup();
         self.conclude(outcome)
+    }
+
+    /// Decides with the built-in policies that hold already known (`builtin.rs`) and
+    /// Cedar on the other candidates, if any: the same answer as Cedar on all of them
+    /// at once (a forbid holding anywhere denies; the permits are the union).
+    pub(crate) fn decide_beside(
+        &self,
+        known: Holding,
+        cedar: Option<(&Bucket, &Request, &Entities)>,
+    ) -> Decision {
+        let mut outcome = Outcome::default();
+        // Cedar names the permits that hold only where no forbid holds; which permits
+        // hold beneath a forbid matters only to a remedy, asked below all the same.
+        outcome.permits.extend(known.permits);
+        outcome.forbids.extend(known.forbids);
+        if let Some((bucket, request, entities)) = cedar {
+            self.evaluate(&mut outcome, bucket, request, entities);
+            if self.liftable(&outcome) {
+                self.lift(&mut outcome, bucket, request, entities);
+            }
+        }
+        self.conclude(outcome)
+    }
+
+    /// Cedar on one bucket, its answer added to `outcome`.
+    fn evaluate(
+        &self,
+        outcome: &mut Outcome,
+        bucket: &Bucket,
+        request: &Request,
+        entities: &Entities,
+    ) {
+        let response = Authorizer::new().is_authorized(request, &bucket.all, entities);
+        let holding = response.diagnostics().reason().cloned();
+        if response.decision() == CedarDecision::Allow {
+            outcome.permits.extend(holding);
+        } else {
+            outcome.forbids.extend(holding);
+        }
+        for error in response.diagnostics().errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+            if self.info(e.policy_id()).is_some_and(PolicyInfo::is_forbid) {
+                outcome.failed_forbids.insert(e.policy_id().clone());
+            }
+            outcome
+                .errors
+                .push(format!("{}: {}", e.policy_id(), e.inner()));
+        }
+    }
+
+    /// Only a remedy needs to know whether a permit holds beneath the forbids (a
+    /// bucket whose forbid held reports only that).
+    fn liftable(&self, outcome: &Outcome) -> bool {
+        !outcome.forbids.is_empty()
+            && outcome.failed_forbids.is_empty()
+            && self.remedy_of(&outcome.forbids).is_some()
+    }
+
+    /// Adds the bucket's permits that hold, forbids aside.
+    fn lift(&self, outcome: &mut Outcome, bucket: &Bucket, request: &Request, entities: &Entities) {
+        if !bucket.has_permits() {
+            return;
+        }
+        let permits = Authorizer::new().is_authorized(request, &bucket.permits, entities);
+        if permits.decision() == CedarDecision::Allow {
+            outcome
+                .permits
+                .extend(permits.diagnostics().reason().cloned());
+        }
     }
 
     fn conclude(&self, outcome: Outcome) -> Decision {
@@ -180,8 +222,10 @@ impl CompiledSet {
             permits,
             forbids,
             failed_forbids,
-            errors,
+            mut errors,
         } = outcome;
+        errors.sort();
+        errors.dedup();
         if forbids.is_empty() && failed_forbids.is_empty() {
             if permits.is_empty() {
                 return Decision {

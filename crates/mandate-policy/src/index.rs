@@ -46,19 +46,28 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
     pub(crate) fn has_permits(&self) -> bool {
         self.permit_count > 0
     }
 
-    /// The policies of several buckets in one, each once and each through `rewrite`
-    /// (an equivalent policy for the requests these buckets serve): deciding with it is
-    /// deciding with each in turn and combining (a forbid that holds in any denies; the
-    /// permits that hold are the union), in one evaluation instead of one per bucket.
-    pub(crate) fn merged(buckets: &[&Bucket], rewrite: impl Fn(&Policy) -> Policy) -> Bucket {
+    /// The policies of several buckets in one, each once, those `keep` keeps, and each
+    /// through `rewrite` (an equivalent policy for the requests these buckets serve):
+    /// deciding with it is deciding with each in turn and combining (a forbid that
+    /// holds in any denies; the permits that hold are the union), in one evaluation
+    /// instead of one per bucket.
+    pub(crate) fn merged(
+        buckets: &[&Bucket],
+        keep: impl Fn(&Policy) -> bool,
+        rewrite: impl Fn(&Policy) -> Policy,
+    ) -> Bucket {
         let mut merged = Bucket::default();
         for bucket in buckets {
             for policy in bucket.all.policies() {
-                if merged.all.policy(policy.id()).is_some() {
+                if merged.all.policy(policy.id()).is_some() || !keep(policy) {
                     // Filed under several keys: once is enough.
                     continue;
                 }

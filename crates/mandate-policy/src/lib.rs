@@ -12,6 +12,7 @@
 //! counts as holding.
 
 mod authzen;
+mod builtin;
 mod cache;
 mod call;
 mod compile;
