@@ -255,8 +255,8 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         if !grants.iter().any(|g| g == "authorization_code") {
             return Err(bad("`grant_types` must include authorization_code"));
         }
-        // refresh_token is accepted in the request (MCP clients ask for it) but not
-        // granted: the answer lists authorization_code only (RFC 7591 §3.2.1).
+        // Every registered client gets both: a code's redemption returns a refresh
+        // token, so the answer lists refresh_token whether asked for or not.
         if let Some(g) = grants
             .iter()
             .find(|g| *g != "authorization_code" && *g != "refresh_token")

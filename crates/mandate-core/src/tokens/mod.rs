@@ -6,7 +6,8 @@
 //!   /oauth2/token ─► authenticate the client (private_key_jwt | JWT-SVID | federated OIDC)
 //!                 ─► DPoP proof (htm POST, htu = our token endpoint) ─► jkt
 //!                 ─► grant: client_credentials (+ authorization_details naming a mandate)
-//!                           or token-exchange (delegation, or renewal of one's own token)
+//!                           or token-exchange (delegation, or renewal of one's own token);
+//!                           public clients: authorization_code, refresh_token (rotated)
 //!                 ─► policy decision (exchange_token, delegate) — never a blind refresh
 //!                 ─► grants row (parent = the token exchanged) ─► token.* audit event
 //!                 ─► sign (at+jwt)
@@ -17,6 +18,7 @@
 mod admin;
 mod code;
 mod issue;
+mod refresh;
 mod verified;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +40,7 @@ use verified::{ClientKeyCache, VerifiedTokens};
 pub use admin::{Introspection, RevokeRequest};
 pub use code::AUTHORIZATION_CODE;
 pub use issue::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest, TokenResponse};
+pub use refresh::REFRESH_TOKEN;
 
 /// How the token service behaves.
 #[derive(Debug, Clone)]

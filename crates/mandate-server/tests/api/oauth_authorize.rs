@@ -14,16 +14,16 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{Api, Reply};
 
-const PASSWORD: &str = "correct horse battery staple";
-const PUBLIC: &str = mandate_server::DEFAULT_PUBLIC_URL;
-const REDIRECT: &str = "http://127.0.0.1:4711/callback";
-const VERIFIER: &str = "a-verifier-of-forty-three-or-more-characters-0123456789";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PUBLIC: &str = mandate_server::DEFAULT_PUBLIC_URL;
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:4711/callback";
+pub(crate) const VERIFIER: &str = "a-verifier-of-forty-three-or-more-characters-0123456789";
 
-fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     mandate_jose::b64url_encode(&Sha256::digest(verifier.as_bytes()))
 }
 
-fn location(reply: &Reply) -> String {
+pub(crate) fn location(reply: &Reply) -> String {
     reply
         .headers
         .get(header::LOCATION)
@@ -31,14 +31,14 @@ fn location(reply: &Reply) -> String {
         .unwrap_or_default()
 }
 
-fn query_of(url: &str) -> BTreeMap<String, String> {
+pub(crate) fn query_of(url: &str) -> BTreeMap<String, String> {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect()
 }
 
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let at = html
         .find(&marker)
@@ -48,13 +48,13 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// One browser: a cookie jar over the in-process app.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     api: &'a Api,
     cookies: BTreeMap<String, String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(api: &'a Api) -> Self {
+    pub(crate) fn new(api: &'a Api) -> Self {
         Self {
             api,
             cookies: BTreeMap::new(),
@@ -86,11 +86,11 @@ impl<'a> Browser<'a> {
         (reply, html)
     }
 
-    async fn get(&mut self, path: &str) -> (Reply, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (Reply, String) {
         self.send(Request::builder().uri(path), Body::empty()).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -101,7 +101,7 @@ impl<'a> Browser<'a> {
         self.send(request, Body::from(body)).await
     }
 
-    async fn sign_in(&mut self, email: &str) {
+    pub(crate) async fn sign_in(&mut self, email: &str) {
         let (_, page) = self.get("/ui/login?next=/ui/").await;
         let csrf = hidden(&page, "csrf");
         let (r, _) = self
@@ -119,13 +119,13 @@ impl<'a> Browser<'a> {
     }
 }
 
-struct Setup {
-    api: Api,
-    alice: String,
-    client: String,
+pub(crate) struct Setup {
+    pub(crate) api: Api,
+    pub(crate) alice: String,
+    pub(crate) client: String,
 }
 
-async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+pub(crate) async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
     api.raw(
         Request::builder()
             .method(Method::POST)
@@ -137,7 +137,7 @@ async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> 
     .await
 }
 
-async fn register(api: &Api, metadata: &Value) -> Reply {
+pub(crate) async fn register(api: &Api, metadata: &Value) -> Reply {
     json_post(
         api,
         "/oauth2/register",
@@ -148,7 +148,7 @@ async fn register(api: &Api, metadata: &Value) -> Reply {
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         let api = Api::with_tokens().await;
         let mut people = Vec::new();
         for (name, email) in [("Alice", "alice@example.com"), ("Bob", "bob@example.com")] {
@@ -211,7 +211,7 @@ impl Setup {
         }
     }
 
-    fn authorize_url(&self, overrides: &[(&str, Option<&str>)]) -> String {
+    pub(crate) fn authorize_url(&self, overrides: &[(&str, Option<&str>)]) -> String {
         let challenge = challenge(VERIFIER);
         let mut params: Vec<(&str, Option<&str>)> = vec![
             ("response_type", Some("code")),
@@ -243,7 +243,7 @@ impl Setup {
     }
 
     /// Alice grants `fx.echo`: the code.
-    async fn code(&self, b: &mut Browser<'_>) -> String {
+    pub(crate) async fn code(&self, b: &mut Browser<'_>) -> String {
         let (r, page) = b.get(&self.authorize_url(&[])).await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
         let (r, _) = b
@@ -271,7 +271,7 @@ impl Setup {
         q["code"].clone()
     }
 
-    async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -284,7 +284,7 @@ impl Setup {
         .await
     }
 
-    async fn redeem_code(&self, code: &str) -> Reply {
+    pub(crate) async fn redeem_code(&self, code: &str) -> Reply {
         self.redeem(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -298,7 +298,7 @@ impl Setup {
 }
 
 #[track_caller]
-fn oauth_error(reply: &Reply, status: u16, code: &str) {
+pub(crate) fn oauth_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
     assert_eq!(reply.body["error"], code, "{}", reply.body);
 }
@@ -315,7 +315,10 @@ async fn registration_is_strict_and_registers_public_clients() {
     let body = ok.ok(201);
     assert!(body["client_id"].as_str().unwrap().starts_with("mcl_"));
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    assert_eq!(body["grant_types"], json!(["authorization_code"]));
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert!(body.get("unknown_member").is_none());
     assert!(body.get("client_secret").is_none());
 
@@ -701,7 +704,7 @@ async fn codes_are_single_use_bound_and_checked_with_pkce() {
     let body = issued.ok(200).clone();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "fx.echo");
-    assert!(body.get("refresh_token").is_none());
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("mrt_"));
     let token = body["access_token"].as_str().unwrap().to_owned();
     let payload = token.split('.').nth(1).unwrap();
     let claims: Value =

@@ -292,7 +292,12 @@ async fn metadata_and_jwks_describe_the_service() {
     }
     assert_eq!(
         m["grant_types_supported"],
-        json!(["authorization_code", "client_credentials", EXCHANGE])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            EXCHANGE
+        ])
     );
     // Agents authenticate with keys; public MCP clients (authorization code) with none.
     assert_eq!(
