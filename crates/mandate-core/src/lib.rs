@@ -47,7 +47,7 @@ pub use mandates::MandateView;
 pub use oauth::{
     AuthorizeError, AuthorizeParams, CODE_TTL_SECONDS, ClientMetadata, ConsentChoices,
     MAX_MANDATE_HOURS, MAX_REGISTRATION_BYTES, OfferedTool, PendingAuthorization, RegisteredClient,
-    RegistrationError, ValidAuthorization, level, redirect_with,
+    RegistrationError, ValidAuthorization, authorization_response, level,
 };
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{

@@ -61,6 +61,7 @@ async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthErr
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
+        "authorization_response_iss_parameter_supported": true,
         "code_challenge_methods_supported": ["S256"],
         "client_id_metadata_document_supported": state.service.client_metadata_documents(),
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],

@@ -268,6 +268,7 @@ impl Setup {
         assert!(to.starts_with(REDIRECT), "{to}");
         let q = query_of(&to);
         assert_eq!(q.get("state").map(String::as_str), Some("st-1"));
+        assert_eq!(q.get("iss").map(String::as_str), Some(PUBLIC));
         q["code"].clone()
     }
 
@@ -421,12 +422,16 @@ async fn registration_is_strict_and_registers_public_clients() {
     );
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(meta["response_types_supported"], json!(["code"]));
-    assert!(
-        meta["grant_types_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("authorization_code"))
-    );
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    for grant in ["authorization_code", "refresh_token"] {
+        assert!(
+            meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(grant)),
+            "{grant}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -504,6 +509,8 @@ async fn bad_authorization_requests_are_shown_or_sent_back_never_elsewhere() {
         let q = query_of(&to);
         assert_eq!(q["error"], error, "{overrides:?}");
         assert_eq!(q["state"], "st-1");
+        // RFC 9207: every authorization response names its issuer.
+        assert_eq!(q["iss"], PUBLIC, "{overrides:?}");
         assert!(!q.contains_key("code"));
     }
     // The whole gateway is a resource too.
@@ -511,6 +518,23 @@ async fn bad_authorization_requests_are_shown_or_sent_back_never_elsewhere() {
         .get(&s.authorize_url(&[("resource", Some("http://127.0.0.1:8731/mcp"))]))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{page}");
+    // A server with nothing to offer: invalid_scope, with state and iss too.
+    s.api
+        .post(
+            "/v1/tool-servers",
+            &s.api.admin,
+            &json!({"name": "empty", "transport": {"kind": "mcp_http", "url": "http://127.0.0.1:9/mcp"}}),
+        )
+        .await
+        .ok(201);
+    let (r, page) = b
+        .get(&s.authorize_url(&[("resource", Some("http://127.0.0.1:8731/mcp/empty"))]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
+    let q = query_of(&location(&r));
+    assert_eq!(q["error"], "invalid_scope");
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], PUBLIC);
 }
 
 #[tokio::test]
@@ -613,6 +637,7 @@ async fn the_consent_form_is_bound_to_its_person_session_and_request() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let q = query_of(&location(&r));
     assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["iss"], PUBLIC);
     assert_eq!(q["state"], "st-1");
     let mandates = s.api.get("/v1/mandates", &s.api.admin).await;
     assert_eq!(mandates.ok(200)["items"].as_array().unwrap().len(), 1);
