@@ -599,16 +599,20 @@ impl TokenService {
             .verify_signature(token)
             .await
             .map_err(|e| TokenError::InvalidGrant(e.description()))?;
-        TaskToken::from_claims(
+        let now = self.clock.now().timestamp();
+        let parsed = TaskToken::from_claims(
             &claims,
             &Expect {
                 issuer: &self.config.issuer,
                 audience: None,
-                now: self.clock.now().timestamp(),
+                now,
                 skew: self.config.skew_seconds,
             },
         )
-        .map_err(|e| TokenError::InvalidGrant(e.description()))
+        .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        super::own_token_live(&parsed, now)
+            .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        Ok(parsed)
     }
 
     /// One of our tokens, verified, unexpired, and live in the store (the
