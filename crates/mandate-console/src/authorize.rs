@@ -351,5 +351,7 @@ mod tests {
         assert_eq!(origin("http://127.0.0.1:9/cb?x=1"), "http://127.0.0.1:9");
         assert_eq!(origin("https://app.example"), "https://app.example");
         assert_eq!(origin("https://app.example?x"), "https://app.example");
+        // A native client's private-use scheme: the CSP scheme source.
+        assert_eq!(origin("com.example.app:/cb"), "com.example.app:");
     }
 }

@@ -940,3 +940,80 @@ async fn registrations_are_rate_limited() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
+    let api = Api::with_gateway().await;
+    let whole = api
+        .get("/.well-known/oauth-protected-resource/mcp", "")
+        .await;
+    assert_eq!(whole.ok(200)["resource"], format!("{PUBLIC}/mcp"));
+    // RFC 9728 §3.1: `{public}/mcp/fx` is described at the well-known path inserted
+    // before its path.
+    let one = api
+        .get("/.well-known/oauth-protected-resource/mcp/fx", "")
+        .await;
+    let body = one.ok(200);
+    assert_eq!(body["resource"], format!("{PUBLIC}/mcp/fx"));
+    assert_eq!(body["authorization_servers"], json!([PUBLIC]));
+}
+
+#[tokio::test]
+async fn native_clients_may_redirect_to_private_use_schemes() {
+    let s = Setup::new().await;
+    for metadata in [
+        // A private-use scheme is for native clients only (RFC 8252 §7.1)…
+        json!({"redirect_uris": ["com.example.app:/cb"]}),
+        json!({"redirect_uris": ["com.example.app:/cb"], "application_type": "web"}),
+        // …and never a dangerous one.
+        json!({"redirect_uris": ["javascript:/alert(1)"], "application_type": "native"}),
+        json!({"redirect_uris": ["myapp:/cb"], "application_type": "native"}),
+    ] {
+        oauth_error(
+            &register(&s.api, &metadata).await,
+            400,
+            "invalid_redirect_uri",
+        );
+    }
+    // A native client with a private-use scheme redirect is registered, and its
+    // authorization response goes there (the consent form's CSP allows the scheme).
+    let native = register(
+        &s.api,
+        &json!({"client_name": "Native", "application_type": "native",
+                "redirect_uris": ["com.example.app:/oauth2redirect"]}),
+    )
+    .await;
+    let native = native.ok(201).clone();
+    assert_eq!(
+        native["redirect_uris"],
+        json!(["com.example.app:/oauth2redirect"])
+    );
+    let native_id = native["client_id"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&s.api);
+    b.sign_in("alice@example.com").await;
+    let (r, page) = b
+        .get(&s.authorize_url(&[
+            ("client_id", Some(&native_id)),
+            ("redirect_uri", Some("com.example.app:/oauth2redirect")),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("form-action 'self' com.example.app:"), "{csp}");
+    let (r, _) = b
+        .post(
+            "/oauth2/authorize",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("request", &hidden(&page, "request")),
+                ("decision", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.starts_with("com.example.app:/oauth2redirect?error=access_denied"),
+        "{to}"
+    );
+}
