@@ -409,3 +409,26 @@ async fn a_refresh_token_dies_with_its_mandate_and_by_revocation() {
         "{revoked:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_the_policies_no_longer_allow_is_refused() {
+    let s = Setup::new().await;
+    let (_, r1) = first_tokens(&s, None).await;
+    let (_, r2) = pair(&refresh(&s, &s.client, &r1, None).await);
+    // The operator forbids issuing tokens under mandates: never a blind refresh.
+    let forbid = json!({"policies": [{"name": "stop.cedar",
+        "text": "forbid (principal, action == Mandate::Action::\"exchange_token\", resource);"}]});
+    s.api
+        .send(
+            Method::PUT,
+            "/v1/policies",
+            Some(&s.api.admin),
+            Some(&forbid),
+        )
+        .await
+        .ok(200);
+    let refused = refresh(&s, &s.client, &r2, None).await;
+    oauth_error(&refused, 400, "invalid_grant");
+    let why = refused.body["error_description"].as_str().unwrap();
+    assert!(why.contains("no longer allows"), "{why}");
+}
