@@ -432,3 +432,59 @@ async fn a_refresh_the_policies_no_longer_allow_is_refused() {
     let why = refused.body["error_description"].as_str().unwrap();
     assert!(why.contains("no longer allows"), "{why}");
 }
+
+/// A second replica's token service on the same store (its own ledger writer, key and
+/// revocation list): what one replica did to a refresh token holds on the other.
+async fn second_replica(s: &Setup) -> mandate_core::TokenService {
+    let store = s.api.service.store().clone();
+    let clock = s.api.service.clock().clone();
+    let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
+    let ledger = mandate_core::Ledger::start(
+        store.clone(),
+        clock.clone(),
+        std::sync::Arc::new(audit_key),
+        mandate_core::LedgerConfig::default(),
+    );
+    mandate_core::TokenService::start(
+        store,
+        clock,
+        s.api.service.policies().clone(),
+        ledger,
+        mandate_core::TokenConfig::new(PUBLIC, [7; 32]),
+        SigningKey::generate(Alg::EdDSA, "replica-b".into()).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn refresh_request(client: &str, token: &str) -> mandate_core::TokenRequest {
+    mandate_core::TokenRequest {
+        grant_type: "refresh_token".into(),
+        client_id: Some(client.into()),
+        refresh_token: Some(token.into()),
+        ..mandate_core::TokenRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn what_one_replica_did_to_a_refresh_token_holds_on_another() {
+    let s = Setup::new().await;
+    let b = second_replica(&s).await;
+    // Rotated on replica B: replica A refuses the old token as a reuse, and the family
+    // it revokes is refused on B as well.
+    let (_, r1) = first_tokens(&s, None).await;
+    let on_b = b.token(&refresh_request(&s.client, &r1)).await.unwrap();
+    let r2 = on_b.refresh_token.unwrap();
+    oauth_error(
+        &refresh(&s, &s.client, &r1, None).await,
+        400,
+        "invalid_grant",
+    );
+    let err = b.token(&refresh_request(&s.client, &r2)).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_grant", "{err:?}");
+    // Revoked (RFC 7009) on replica A: refused on replica B.
+    let (_, r1) = first_tokens(&s, None).await;
+    revoke(&s, &s.client, &r1).await.ok(200);
+    let err = b.token(&refresh_request(&s.client, &r1)).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_grant", "{err:?}");
+}
