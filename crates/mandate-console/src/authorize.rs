@@ -57,20 +57,20 @@ pub(crate) async fn show(
     };
     let offered = console.service.authorization_offer(&valid).await?;
     if offered.is_empty() {
-        let mut back = vec![
-            ("error", "invalid_scope"),
-            (
-                "error_description",
-                "there are no tools to grant for this resource",
+        return Err(UiError::OAuthRedirect(
+            mandate_core::authorization_response(
+                &valid.redirect_uri,
+                &valid.issuer,
+                &[
+                    ("error", "invalid_scope"),
+                    (
+                        "error_description",
+                        "there are no tools to grant for this resource",
+                    ),
+                ],
+                valid.state.as_deref(),
             ),
-        ];
-        if let Some(s) = valid.state.as_deref() {
-            back.push(("state", s));
-        }
-        return Err(UiError::OAuthRedirect(mandate_core::redirect_with(
-            &valid.redirect_uri,
-            &back,
-        )));
+        ));
     }
     let me = &session.signed.human;
     let (id, pending) = console
@@ -351,5 +351,7 @@ mod tests {
         assert_eq!(origin("http://127.0.0.1:9/cb?x=1"), "http://127.0.0.1:9");
         assert_eq!(origin("https://app.example"), "https://app.example");
         assert_eq!(origin("https://app.example?x"), "https://app.example");
+        // A native client's private-use scheme: the CSP scheme source.
+        assert_eq!(origin("com.example.app:/cb"), "com.example.app:");
     }
 }

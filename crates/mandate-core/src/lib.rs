@@ -47,12 +47,12 @@ pub use mandates::MandateView;
 pub use oauth::{
     AuthorizeError, AuthorizeParams, CODE_TTL_SECONDS, ClientMetadata, ConsentChoices,
     MAX_MANDATE_HOURS, MAX_REGISTRATION_BYTES, OfferedTool, PendingAuthorization, RegisteredClient,
-    RegistrationError, ValidAuthorization, level, redirect_with,
+    RegistrationError, ValidAuthorization, authorization_response, level,
 };
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{
-    ACCESS_TOKEN_TYPE, AUTHORIZATION_CODE, Introspection, JWT_TOKEN_TYPE, Presented, RevokeRequest,
-    TOKEN_EXCHANGE, TokenConfig, TokenRequest, TokenResponse, TokenService,
+    ACCESS_TOKEN_TYPE, AUTHORIZATION_CODE, Introspection, JWT_TOKEN_TYPE, Presented, REFRESH_TOKEN,
+    RevokeRequest, TOKEN_EXCHANGE, TokenConfig, TokenRequest, TokenResponse, TokenService,
 };
 
 /// The use cases, bound to one store and one clock.

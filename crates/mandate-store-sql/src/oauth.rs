@@ -25,6 +25,42 @@ macro_rules! sql_oauth {
             Ok(done.rows_affected() == 1)
         }
 
+        /// Stores a new, unused once-only record inside `tx`.
+        async fn insert_once_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            record: &::mandate_store::OnceRecord,
+        ) -> Result<(), StoreError> {
+            ::sqlx::query(
+                "INSERT INTO oauth_once (kind, key_hash, tenant_id, data, expires_at, used_at)
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(record.kind.as_str())
+            .bind(&record.key_hash)
+            .bind(record.tenant_id.to_string())
+            .bind(&record.data)
+            .bind(micros(record.expires_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| store_error(e, "once-only record"))?;
+            Ok(())
+        }
+
+        /// Deletes the once-only records of `kind` that expired before `before`. Per
+        /// kind: the kinds live from a minute (codes) to a month (refresh tokens).
+        async fn purge_once_in(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            kind: ::mandate_store::OnceKind,
+            before: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            ::sqlx::query("DELETE FROM oauth_once WHERE kind = $1 AND expires_at < $2")
+                .bind(kind.as_str())
+                .bind(micros(before))
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+
         fn oauth_client_row(row: &DbRow) -> Result<::mandate_store::OAuthClientRecord, StoreError> {
             let tenant: String = row.try_get("tenant_id").map_err(corrupt)?;
             let created: i64 = row.try_get("created_at").map_err(corrupt)?;
@@ -142,23 +178,13 @@ macro_rules! sql_oauth {
                 record: &::mandate_store::OnceRecord,
             ) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                ::sqlx::query("DELETE FROM oauth_once WHERE expires_at < $1")
-                    .bind(micros(record.expires_at - ::chrono::Duration::days(1)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                ::sqlx::query(
-                    "INSERT INTO oauth_once (kind, key_hash, tenant_id, data, expires_at, used_at)
-                     VALUES ($1, $2, $3, $4, $5, NULL)",
+                purge_once_in(
+                    &mut tx,
+                    record.kind,
+                    record.expires_at - ::chrono::Duration::days(1),
                 )
-                .bind(record.kind.as_str())
-                .bind(&record.key_hash)
-                .bind(record.tenant_id.to_string())
-                .bind(&record.data)
-                .bind(micros(record.expires_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error(e, "once-only record"))?;
+                .await?;
+                insert_once_in(&mut tx, record).await?;
                 tx.commit().await.map_err(unavailable)?;
                 Ok(())
             }

@@ -852,6 +852,24 @@ macro_rules! sql_store {
                     }
                 }
             }
+            let issued: Vec<&::mandate_store::OnceRecord> = batch
+                .iter()
+                .zip(&refused)
+                .filter(|(_, r)| r.is_none())
+                .filter_map(|(e, _)| e.issue.as_ref())
+                .collect();
+            if !issued.is_empty() {
+                // Issued records live long (a refresh token, until its mandate ends):
+                // those of their kinds that expired a day ago go now.
+                let mut kinds: Vec<::mandate_store::OnceKind> = issued.iter().map(|r| r.kind).collect();
+                kinds.dedup();
+                for kind in kinds {
+                    purge_once_in(tx, kind, now - ::chrono::Duration::days(1)).await?;
+                }
+                for record in issued {
+                    insert_once_in(tx, record).await?;
+                }
+            }
             Ok((refused, revoked))
         }
 

@@ -1,6 +1,6 @@
 //! The OAuth authorization server's port: registered clients, the agent each client
 //! acts as for each human, and once-only records (pending authorization requests,
-//! authorization codes).
+//! authorization codes, refresh tokens).
 //!
 //! The store never sees a code or a request id in the clear: it keeps their SHA-256
 //! (`key_hash`). A once-only record is used by one conditional write, so two replicas
@@ -30,6 +30,9 @@ pub enum OnceKind {
     AuthorizationRequest,
     /// An authorization code waiting to be redeemed at the token endpoint.
     AuthorizationCode,
+    /// A refresh token: used once, when it is rotated (written and spent only in the
+    /// ledger's batches, see [`crate::Entry`]).
+    RefreshToken,
 }
 
 impl OnceKind {
@@ -37,6 +40,7 @@ impl OnceKind {
         match self {
             OnceKind::AuthorizationRequest => "authorization_request",
             OnceKind::AuthorizationCode => "authorization_code",
+            OnceKind::RefreshToken => "refresh_token",
         }
     }
 }
@@ -78,7 +82,7 @@ pub trait OAuthClients: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Stores a once-only record (its `used_at` is ignored: a new record is unused).
-    /// Records that expired a day before this one's expiry are purged.
+    /// Records of its kind that expired a day before this one's expiry are purged.
     async fn put_once(&self, record: &OnceRecord) -> Result<(), StoreError>;
     /// Reads a record without using it.
     async fn once(&self, kind: OnceKind, key_hash: &str) -> Result<Option<OnceRecord>, StoreError>;

@@ -236,9 +236,11 @@ pub struct UsedAssertion {
 /// (refused as [`Refusal::Used`] unless it was unused and unexpired); then the grant is
 /// written
 /// under the rules of [`Grants::insert_grant`] (refused as [`Refusal::Missing`] when
-/// its mandate or parent is not live). A refusal stops the entry: its grant and its
-/// event are not written, while the assertions claimed before it stay claimed (an
-/// assertion is used once, whatever became of the request that used it).
+/// its mandate or parent is not live); then the tree it revokes; last, the once-only
+/// record it issues (a rotated refresh token) is stored. A refusal stops the entry: its
+/// grant, the record it issues and its event are not written, while the assertions
+/// claimed and the record spent before it stay so (each is used once, whatever became
+/// of the request that used it).
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub assertions: Vec<UsedAssertion>,
@@ -251,6 +253,9 @@ pub struct Entry {
     /// entry's event then records `revoked`: the jtis revoked now; when none were (all
     /// were revoked before), no event is recorded.
     pub revoke: Option<RevokeTree>,
+    /// A once-only record the entry creates (a refresh token), stored only when every
+    /// check of the entry passed. Its `used_at` is ignored: a new record is unused.
+    pub issue: Option<crate::OnceRecord>,
     pub event: Option<NewEvent>,
 }
 
@@ -284,6 +289,7 @@ impl Entry {
             || self.once.is_some()
             || self.grant.is_some()
             || self.revoke.is_some()
+            || self.issue.is_some()
     }
 }
 

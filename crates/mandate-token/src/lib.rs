@@ -29,7 +29,9 @@ pub use assertion::{
     verify_private_key_jwt,
 };
 pub use claims::{ClaimError, Claims, TimeRules};
-pub use client_metadata::{ClientMetadataFetcher, ClientMetadataOptions};
+pub use client_metadata::{
+    ClientMetadataFetcher, ClientMetadataOptions, InternalAddress, Lookup, Resolver, SystemResolver,
+};
 pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_hash};
 pub use error::{TokenError, untrusted};
 pub use federation::{FederatedIssuer, Federation, FederationConfigError, FederationOptions};

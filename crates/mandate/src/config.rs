@@ -645,6 +645,23 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_readme_states_the_token_lifetime_range_enforced() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains("| task-token lifetime (30–3600 s) |"),
+            "README must state the range of tokens.max_lifetime_seconds"
+        );
+        for (seconds, ok) in [(29, false), (30, true), (3_600, true), (3_601, false)] {
+            let (_dir, flags) = file(&format!("[tokens]\nmax_lifetime_seconds = {seconds}\n"));
+            assert_eq!(
+                Config::load(&flags, &BTreeMap::new()).is_ok(),
+                ok,
+                "{seconds}"
+            );
+        }
+    }
+
     fn file(text: &str) -> (tempfile::TempDir, Overrides) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mandate.toml");

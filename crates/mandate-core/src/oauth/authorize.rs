@@ -133,6 +133,8 @@ pub struct ValidAuthorization {
     pub client: RegisteredClient,
     pub redirect_uri: String,
     pub state: Option<String>,
+    /// Our issuer identifier, sent back as `iss` (RFC 9207).
+    pub issuer: String,
     pub code_challenge: String,
     pub resource: String,
     /// `Some(server)` for `{public}/mcp/{server}`.
@@ -198,12 +200,24 @@ pub(crate) fn sha256_hex(secret: &str) -> String {
         .collect()
 }
 
-/// `redirect_uri` with these parameters appended to its query.
-pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+/// An authorization response (RFC 6749 §4.1.2 and §4.1.2.1): `redirect_uri` with
+/// `params`, the request's `state` and our `iss` (RFC 9207, so that a client talking
+/// to several servers can tell who answered) appended to its query. Every redirect of
+/// the authorization endpoint, success or error, is built here.
+pub fn authorization_response(
+    redirect_uri: &str,
+    issuer: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         query.append_pair(k, v);
     }
+    if let Some(s) = state {
+        query.append_pair("state", s);
+    }
+    query.append_pair("iss", issuer);
     let query = query.finish();
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
     format!("{redirect_uri}{sep}{query}")
@@ -214,16 +228,18 @@ fn error_redirect(
     error: &str,
     description: &str,
 ) -> AuthorizeError {
-    let mut params = vec![("error", error), ("error_description", description)];
-    if let Some(s) = v.state {
-        params.push(("state", s));
-    }
-    AuthorizeError::Redirect(redirect_with(v.redirect_uri, &params))
+    AuthorizeError::Redirect(authorization_response(
+        v.redirect_uri,
+        v.issuer,
+        &[("error", error), ("error_description", description)],
+        v.state,
+    ))
 }
 
 struct ValidAuthorizationParts<'a> {
     redirect_uri: &'a str,
     state: Option<&'a str>,
+    issuer: &'a str,
 }
 
 /// A PKCE S256 challenge: 43 base64url characters (a SHA-256).
@@ -267,9 +283,13 @@ impl Service {
                 }
             },
         };
+        let issuer = self.authorization_issuer().map_err(|_| {
+            AuthorizeError::Page("This server does not run the token service.".into())
+        })?;
         let parts = ValidAuthorizationParts {
             redirect_uri: &redirect_uri,
             state: p.state.as_deref(),
+            issuer: &issuer,
         };
         match p.response_type.as_deref() {
             Some("code") => {}
@@ -307,11 +327,6 @@ impl Service {
                     "code_challenge_method must be S256 (plain is refused)",
                 ));
             }
-        };
-        let Some(issuer) = self.tokens.as_ref().map(|t| t.config().issuer.clone()) else {
-            return Err(AuthorizeError::Page(
-                "This server does not run the token service.".into(),
-            ));
         };
         let Some(resource) = p.resource.as_deref() else {
             return Err(error_redirect(
@@ -354,12 +369,23 @@ impl Service {
         Ok(ValidAuthorization {
             redirect_uri: redirect_uri.clone(),
             state: p.state.clone(),
+            issuer: issuer.clone(),
             code_challenge: challenge,
             resource: resource.to_owned(),
             server,
             scope,
             client,
         })
+    }
+
+    /// Our issuer identifier (the token service's), for `iss` in authorization responses.
+    fn authorization_issuer(&self) -> Result<String, CoreError> {
+        self.tokens
+            .as_ref()
+            .map(|t| t.config().issuer.clone())
+            .ok_or_else(|| {
+                CoreError::Unavailable("this server does not run the token service".into())
+            })
     }
 
     async fn server_exists(&self, tenant: TenantId, name: &str) -> Result<bool, CoreError> {
@@ -544,11 +570,12 @@ impl Service {
             })
             .await?;
         tracing::info!(mandate = %consented.mandate.id, client = %pending.client_id, "authorization granted");
-        let mut params = vec![("code", code.as_str())];
-        if let Some(s) = pending.state.as_deref() {
-            params.push(("state", s));
-        }
-        Ok(redirect_with(&pending.redirect_uri, &params))
+        Ok(authorization_response(
+            &pending.redirect_uri,
+            &self.authorization_issuer()?,
+            &[("code", code.as_str())],
+            pending.state.as_deref(),
+        ))
     }
 
     /// Answers a held request with Deny: nothing is created; the client learns
@@ -565,14 +592,15 @@ impl Service {
         let pending = self.pending_authorization(id, human, session).await?;
         self.take_pending(id).await?;
         tracing::info!(client = %pending.client_id, human = %human, "authorization denied");
-        let mut params = vec![
-            ("error", "access_denied"),
-            ("error_description", "the person refused"),
-        ];
-        if let Some(s) = pending.state.as_deref() {
-            params.push(("state", s));
-        }
-        Ok(redirect_with(&pending.redirect_uri, &params))
+        Ok(authorization_response(
+            &pending.redirect_uri,
+            &self.authorization_issuer()?,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the person refused"),
+            ],
+            pending.state.as_deref(),
+        ))
     }
 
     async fn take_pending(&self, id: &str) -> Result<(), CoreError> {
@@ -758,8 +786,23 @@ mod tests {
         ));
         assert!(!is_s256_challenge("plain-verifier"));
         assert_eq!(
-            redirect_with("http://127.0.0.1/cb?a=1", &[("code", "c&d")]),
-            "http://127.0.0.1/cb?a=1&code=c%26d"
+            authorization_response(
+                "http://127.0.0.1/cb?a=1",
+                "https://as.example",
+                &[("code", "c&d")],
+                Some("s 1"),
+            ),
+            "http://127.0.0.1/cb?a=1&code=c%26d&state=s+1&iss=https%3A%2F%2Fas.example"
+        );
+        // RFC 9207 on errors too, with or without state.
+        assert_eq!(
+            authorization_response(
+                "com.example.app:/cb",
+                "https://as.example",
+                &[("error", "access_denied")],
+                None,
+            ),
+            "com.example.app:/cb?error=access_denied&iss=https%3A%2F%2Fas.example"
         );
     }
 }

@@ -7,7 +7,7 @@ mod register;
 
 pub use authorize::{
     AuthorizeError, AuthorizeParams, CODE_TTL_SECONDS, ConsentChoices, MAX_MANDATE_HOURS,
-    OfferedTool, PendingAuthorization, ValidAuthorization, level, redirect_with,
+    OfferedTool, PendingAuthorization, ValidAuthorization, authorization_response, level,
 };
 pub(crate) use authorize::{CodeGrant, sha256_hex};
 pub use register::{ClientMetadata, MAX_REGISTRATION_BYTES, RegisteredClient, RegistrationError};

@@ -218,6 +218,14 @@ fn strings(
 }
 
 fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, RegistrationError> {
+    let application_type = text(fields, "application_type", 16)?;
+    if let Some(t) = &application_type
+        && t != "native"
+        && t != "web"
+    {
+        return Err(bad("`application_type` must be `native` or `web`"));
+    }
+    let native = application_type.as_deref() == Some("native");
     let redirect_uris = match fields.get("redirect_uris") {
         Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_REDIRECT_URIS => {
             let mut out = Vec::new();
@@ -227,7 +235,7 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
                         "`redirect_uris` must hold strings".into(),
                     ));
                 };
-                check_redirect_uri(uri).map_err(RegistrationError::InvalidRedirectUri)?;
+                check_redirect_uri(uri, native).map_err(RegistrationError::InvalidRedirectUri)?;
                 if !out.iter().any(|u: &String| u == uri) {
                     out.push(uri.to_owned());
                 }
@@ -255,8 +263,8 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         if !grants.iter().any(|g| g == "authorization_code") {
             return Err(bad("`grant_types` must include authorization_code"));
         }
-        // refresh_token is accepted in the request (MCP clients ask for it) but not
-        // granted: the answer lists authorization_code only (RFC 7591 §3.2.1).
+        // Every registered client gets both: a code's redemption returns a refresh
+        // token, so the answer lists refresh_token whether asked for or not.
         if let Some(g) = grants
             .iter()
             .find(|g| *g != "authorization_code" && *g != "refresh_token")
@@ -279,13 +287,6 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
     {
         return Err(bad("`client_uri` must be an http(s) URL"));
     }
-    let application_type = text(fields, "application_type", 16)?;
-    if let Some(t) = &application_type
-        && t != "native"
-        && t != "web"
-    {
-        return Err(bad("`application_type` must be `native` or `web`"));
-    }
     Ok(ClientMetadata {
         client_name: text(fields, "client_name", MAX_NAME_CHARS)?,
         redirect_uris,
@@ -298,8 +299,9 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
 }
 
 /// A redirect URI we accept: absolute, `https`, or `http` on a loopback host only;
-/// no fragment, no user information.
-pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
+/// no fragment, no user information. A native client (`application_type: native`) may
+/// also use a private-use URI scheme (RFC 8252 §7.1).
+pub(crate) fn check_redirect_uri(uri: &str, native: bool) -> Result<(), String> {
     if uri.len() > MAX_URI_CHARS || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("a redirect URI is too long or holds spaces or control characters".into());
     }
@@ -310,6 +312,10 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
         (true, r)
     } else if let Some(r) = uri.strip_prefix("http://") {
         (false, r)
+    } else if native && is_private_use(uri) {
+        return Ok(());
+    } else if native {
+        return Err("a native client's redirect URI must be https, http on a loopback address, or a private-use scheme in reverse domain order (`com.example.app:/callback`)".into());
     } else {
         return Err("a redirect URI must be an https URL (or http on a loopback address)".into());
     };
@@ -346,6 +352,22 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A private-use URI scheme redirect (RFC 8252 §7.1): a scheme in reverse domain
+/// order — lowercase letters, digits, `+ - .`, at least one `.` between labels — then
+/// `:/` and a path. Anything else (`javascript:`, `data:`, a bare word) is refused.
+fn is_private_use(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let labels_ok = scheme.split('.').all(|label| {
+        label.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'+'))
+    });
+    scheme.contains('.') && scheme.len() <= 100 && labels_ok && rest.starts_with('/')
+}
+
 fn host_of(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority
@@ -373,7 +395,8 @@ mod tests {
             "http://[::1]:9/cb",
             "http://127.5.0.1/cb",
         ] {
-            assert!(check_redirect_uri(ok).is_ok(), "{ok}");
+            assert!(check_redirect_uri(ok, false).is_ok(), "{ok}");
+            assert!(check_redirect_uri(ok, true).is_ok(), "{ok}");
         }
         for bad in [
             "http://app.example/cb",
@@ -390,7 +413,32 @@ mod tests {
             "http://127.0.0.1:x/cb",
             "/relative",
         ] {
-            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+            assert!(check_redirect_uri(bad, false).is_err(), "{bad}");
+        }
+        // RFC 8252 §7.1: private-use schemes, for native clients only.
+        for native in [
+            "com.example.app:/cb",
+            "com.example.app:/oauth2redirect/example-provider",
+            "io.github.some-app:/callback?x=1",
+            "com.example.app://callback",
+        ] {
+            assert!(check_redirect_uri(native, true).is_ok(), "{native}");
+            assert!(check_redirect_uri(native, false).is_err(), "{native}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "javascript:/alert(1)",
+            "data:/text",
+            "myapp:/cb",
+            "Com.Example.App:/cb",
+            "com.example.app:cb",
+            "com..example:/cb",
+            ".com.example:/cb",
+            "com.example.app:/cb#frag",
+            "com.example.app:/c b",
+            "1com.example:/cb",
+        ] {
+            assert!(check_redirect_uri(bad, true).is_err(), "{bad}");
         }
     }
 }

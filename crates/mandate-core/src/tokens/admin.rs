@@ -7,6 +7,7 @@ use mandate_token::{TaskToken, TokenError};
 use mandate_types::TenantId;
 use serde_json::{Map, Value, json};
 
+use super::refresh::REFRESH_PREFIX;
 use super::{TokenService, unavailable};
 use crate::tokens::issue::TokenRequest;
 
@@ -22,11 +23,14 @@ impl Introspection {
     }
 }
 
-/// Who asks to revoke: a client (its assertion) or an API caller.
+/// Who asks to revoke: a client (its assertion), a public client (its `client_id`:
+/// its own refresh tokens only) or an API caller.
 #[derive(Debug, Clone)]
 pub enum RevokeRequest<'a> {
     /// An agent authenticated like at the token endpoint.
     Client(&'a TokenRequest),
+    /// A public OAuth client, which has no credential (RFC 7009 §2.1).
+    Public { client_id: &'a str },
     /// An admin or human API caller.
     Api(&'a Principal),
 }
@@ -70,7 +74,12 @@ impl TokenService {
     /// tenant; a human the tokens of mandates they granted. Unknown or invalid tokens
     /// are ignored (RFC 7009 §2.2): the answer does not reveal which tokens exist.
     pub async fn revoke(&self, who: RevokeRequest<'_>, token: &str) -> Result<(), TokenError> {
+        if token.starts_with(REFRESH_PREFIX) {
+            return self.revoke_refresh(who, token).await;
+        }
         let (tenant, actor_label, client, used): (_, String, Option<Agent>, _) = match who {
+            // A public client holds refresh tokens; its access tokens expire in minutes.
+            RevokeRequest::Public { .. } => return Ok(()),
             RevokeRequest::Client(req) => {
                 let (agent, used) = self.authenticate_client(req).await?;
                 (
@@ -93,26 +102,75 @@ impl TokenService {
                     assertions: used,
                     ..entry
                 };
-                match self.ledger.commit(entry).await.map_err(unavailable)? {
-                    Ok(Some(event)) => {
-                        let revoked = event.data.get("revoked").and_then(Value::as_array);
-                        let now = self.clock.now();
-                        self.revoked.add(
-                            revoked
-                                .into_iter()
-                                .flatten()
-                                .filter_map(Value::as_str)
-                                .map(|j| (j, now)),
-                        );
-                        Ok(())
-                    }
-                    // Nothing was revoked now (it was before), or the grant is unknown.
-                    Ok(None) | Err(Refusal::Missing { .. }) => Ok(()),
-                    Err(refused) => Err(super::issue::refusal(refused, false)),
-                }
+                self.commit_revocation(entry).await
             }
             None => self.spend_now(used).await,
         }
+    }
+
+    /// Commits an entry that revokes a grant tree and puts what it revoked now on this
+    /// replica's list at once (the others read it from the store).
+    pub(super) async fn commit_revocation(&self, entry: Entry) -> Result<(), TokenError> {
+        match self.ledger.commit(entry).await.map_err(unavailable)? {
+            Ok(Some(event)) => {
+                let revoked = event.data.get("revoked").and_then(Value::as_array);
+                let now = self.clock.now();
+                self.revoked.add(
+                    revoked
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|j| (j, now)),
+                );
+                Ok(())
+            }
+            // Nothing was revoked now (it was before), or the grant is unknown.
+            Ok(None) | Err(Refusal::Missing { .. }) => Ok(()),
+            Err(refused) => Err(super::issue::refusal(refused, super::issue::Via::Mandate)),
+        }
+    }
+
+    /// RFC 7009 for a refresh token: its whole family is revoked (the tree of the
+    /// family's first access token), by the client it was issued to, an admin of its
+    /// tenant or the human whose mandate it serves. Anything else changes nothing and
+    /// is answered alike.
+    async fn revoke_refresh(&self, who: RevokeRequest<'_>, token: &str) -> Result<(), TokenError> {
+        let (actor_label, used) = match who {
+            RevokeRequest::Client(req) => {
+                // Agents authenticated by assertion hold no refresh tokens; their
+                // assertion is used all the same.
+                let (_, used) = self.authenticate_client(req).await?;
+                return self.spend_now(used).await;
+            }
+            RevokeRequest::Public { client_id } => (format!("client:{client_id}"), Vec::new()),
+            RevokeRequest::Api(p) => (p.label(), Vec::new()),
+        };
+        let Some((record, grant)) = self.refresh_record(token).await? else {
+            return self.spend_now(used).await;
+        };
+        let allowed = match who {
+            RevokeRequest::Public { client_id } => grant.client_id == client_id,
+            RevokeRequest::Api(p @ Principal::Admin { .. }) => p.tenant() == record.tenant_id,
+            RevokeRequest::Api(Principal::Human { id, tenant }) => {
+                *tenant == record.tenant_id && *id == grant.human_id
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Ok(());
+        }
+        let event = NewEvent::new(record.tenant_id, EventKind::TokenRevoked, actor_label)
+            .mandate(grant.mandate_id)
+            .human(grant.human_id)
+            .agent(grant.agent_id)
+            .with("jti", grant.family.clone())
+            .with("refresh_token", true);
+        self.commit_revocation(super::refresh::family_revocation(
+            record.tenant_id,
+            &grant,
+            event,
+        ))
+        .await
     }
 
     /// What revoking `token` writes, or `None` when there is nothing the caller may

@@ -4,7 +4,8 @@
 //! A code is used once: the store's conditional write, in the ledger batch that issues
 //! the token (or on its own when the redemption is refused), lets exactly one
 //! redemption through. A second redemption revokes the mandate the code created, and
-//! with it every token the first one obtained (RFC 6749 §4.1.2).
+//! with it every token the first one obtained (RFC 6749 §4.1.2). The redemption also
+//! issues the first refresh token of a new family (`refresh.rs`), in the same commit.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +17,8 @@ use mandate_token::TokenError;
 use mandate_types::{MandateId, TenantId};
 use sha2::{Digest, Sha256};
 
-use super::issue::{mandate_details, narrow};
+use super::issue::{OnceWrites, Parent, mandate_details, narrow};
+use super::refresh::RefreshGrant;
 use super::{TokenService, unavailable};
 use crate::oauth::{CodeGrant, sha256_hex};
 use crate::{TokenRequest, TokenResponse};
@@ -214,13 +216,7 @@ impl TokenService {
             .map(|t| t.tool.clone())
             .collect();
         let scope = narrow(&granted, None, None)?;
-        // The gateway accepts `{public}/mcp` on every MCP path; a per-server resource is
-        // named beside it.
-        let mcp = format!("{}/mcp", self.config.issuer);
-        let mut audience = vec![mcp.clone()];
-        if grant.resource != mcp {
-            audience.push(grant.resource.clone());
-        }
+        let audience = self.authorized_audience(&grant.resource);
         let expires = self.expiry(&mandate);
         let details = mandate_details(&mandate, &scope);
         let token = self.new_token(
@@ -230,20 +226,52 @@ impl TokenService {
             scope,
             Some(mandate.id),
             Some(details),
-            jkt,
+            jkt.clone(),
             &agent,
             expires,
         )?;
-        self.record_and_sign(
-            token,
-            &agent,
-            &mut Vec::new(),
-            Some(spent.clone()),
-            Some(&mandate),
-            None,
-            EventKind::TokenIssued,
-        )
-        .await
+        // The first refresh token of a family whose root is this token's grant.
+        let (refresh, issue) = self.new_refresh_token(
+            record.tenant_id,
+            &RefreshGrant {
+                client_id: grant.client_id.clone(),
+                family: token.jti.clone(),
+                mandate_id: mandate.id,
+                human_id: grant.human_id,
+                agent_id: agent.id,
+                resource: grant.resource.clone(),
+                scope: token.scope.clone(),
+                jkt,
+            },
+            &mandate,
+        )?;
+        let mut response = self
+            .record_and_sign(
+                token,
+                &agent,
+                &mut Vec::new(),
+                OnceWrites {
+                    spend: Some(spent.clone()),
+                    issue: Some(issue),
+                },
+                Some(&mandate),
+                Parent::None,
+                EventKind::TokenIssued,
+            )
+            .await?;
+        response.refresh_token = Some(refresh);
+        Ok(response)
+    }
+
+    /// The audience of a token for an authorized resource: the gateway accepts
+    /// `{public}/mcp` on every MCP path; a per-server resource is named beside it.
+    pub(super) fn authorized_audience(&self, resource: &str) -> Vec<String> {
+        let mcp = format!("{}/mcp", self.config.issuer);
+        let mut audience = vec![mcp.clone()];
+        if resource != mcp {
+            audience.push(resource.to_owned());
+        }
+        audience
     }
 
     /// Ends the mandate a replayed code created: every grant under it is revoked in

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
 use mandate_policy::{GrantAction, GrantRequest};
-use mandate_store::{Entry, Refusal, SpentOnce, UsedAssertion};
+use mandate_store::{Entry, OnceRecord, Refusal, SpentOnce, UsedAssertion};
 use mandate_token::{
     DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
     TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_client_assertion,
@@ -44,6 +44,8 @@ pub struct TokenRequest {
     pub code: Option<String>,
     pub code_verifier: Option<String>,
     pub redirect_uri: Option<String>,
+    /// `refresh_token`: the refresh token.
+    pub refresh_token: Option<String>,
     /// The `DPoP` header.
     pub dpop: Option<String>,
 }
@@ -60,6 +62,36 @@ pub struct TokenResponse {
     pub issued_token_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<Value>,
+    /// A (rotated) refresh token: authorization code and refresh grants only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// What a new grant hangs under: nothing, the token exchanged for it, or the first
+/// token of its refresh-token family (revoking that one ends the family).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Parent<'a> {
+    None,
+    Token(&'a TaskToken),
+    Family(&'a str),
+}
+
+impl Parent<'_> {
+    fn jti(self) -> Option<String> {
+        match self {
+            Parent::None => None,
+            Parent::Token(t) => Some(t.jti.clone()),
+            Parent::Family(jti) => Some(jti.to_owned()),
+        }
+    }
+}
+
+/// The once-only records an issuance spends (an authorization code, a refresh token)
+/// and issues (a refresh token), in its commit.
+#[derive(Debug, Clone, Default)]
+pub(super) struct OnceWrites {
+    pub spend: Option<SpentOnce>,
+    pub issue: Option<OnceRecord>,
 }
 
 /// What the client asked for in `authorization_details`.
@@ -84,6 +116,7 @@ impl TokenService {
             ("code", &req.code),
             ("code_verifier", &req.code_verifier),
             ("redirect_uri", &req.redirect_uri),
+            ("refresh_token", &req.refresh_token),
         ] {
             if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
                 return Err(TokenError::InvalidRequest(format!("`{name}` is too long")));
@@ -93,9 +126,12 @@ impl TokenService {
         if grant_type == super::AUTHORIZATION_CODE {
             return self.authorization_code(req).await;
         }
+        if grant_type == super::REFRESH_TOKEN {
+            return self.refresh(req).await;
+        }
         if grant_type != "client_credentials" && grant_type != TOKEN_EXCHANGE {
             return Err(TokenError::UnsupportedGrantType(format!(
-                "grant type {} is not supported (use authorization_code, client_credentials or token-exchange)",
+                "grant type {} is not supported (use authorization_code, refresh_token, client_credentials or token-exchange)",
                 untrusted(grant_type)
             )));
         }
@@ -134,7 +170,7 @@ impl TokenService {
         };
         match self.ledger.commit(entry).await.map_err(unavailable)? {
             Ok(_) => Ok(()),
-            Err(refused) => Err(refusal(refused, false)),
+            Err(refused) => Err(refusal(refused, Via::Mandate)),
         }
     }
 
@@ -324,7 +360,15 @@ impl TokenService {
                 self.clock.now() + self.config.max_lifetime,
             )?;
             return self
-                .record_and_sign(token, agent, used, None, None, None, EventKind::TokenIssued)
+                .record_and_sign(
+                    token,
+                    agent,
+                    used,
+                    OnceWrites::default(),
+                    None,
+                    Parent::None,
+                    EventKind::TokenIssued,
+                )
                 .await;
         };
         let mandate = self.load_mandate(agent, ask.mandate).await?;
@@ -363,9 +407,9 @@ impl TokenService {
             token,
             agent,
             used,
-            None,
+            OnceWrites::default(),
             Some(&mandate),
-            None,
+            Parent::None,
             EventKind::TokenIssued,
         )
         .await
@@ -417,7 +461,7 @@ impl TokenService {
                 Refusal::Missing {
                     what: "live mandate".into(),
                 },
-                true,
+                Via::SubjectToken,
             ));
         }
         let holder = parent
@@ -525,9 +569,9 @@ impl TokenService {
                 token,
                 agent,
                 used,
-                None,
+                OnceWrites::default(),
                 Some(&mandate),
-                Some(&parent),
+                Parent::Token(&parent),
                 kind,
             )
             .await?;
@@ -555,16 +599,20 @@ impl TokenService {
             .verify_signature(token)
             .await
             .map_err(|e| TokenError::InvalidGrant(e.description()))?;
-        TaskToken::from_claims(
+        let now = self.clock.now().timestamp();
+        let parsed = TaskToken::from_claims(
             &claims,
             &Expect {
                 issuer: &self.config.issuer,
                 audience: None,
-                now: self.clock.now().timestamp(),
+                now,
                 skew: self.config.skew_seconds,
             },
         )
-        .map_err(|e| TokenError::InvalidGrant(e.description()))
+        .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        super::own_token_live(&parsed, now)
+            .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        Ok(parsed)
     }
 
     /// One of our tokens, verified, unexpired, and live in the store (the
@@ -644,9 +692,9 @@ impl TokenService {
         token: TaskToken,
         agent: &Agent,
         used: &mut Vec<UsedAssertion>,
-        once: Option<SpentOnce>,
+        once: OnceWrites,
         mandate: Option<&Mandate>,
-        parent: Option<&TaskToken>,
+        parent: Parent<'_>,
         kind: EventKind,
     ) -> Result<TokenResponse, TokenError> {
         let issued_at = chrono::DateTime::from_timestamp(token.issued_at, 0)
@@ -658,7 +706,7 @@ impl TokenService {
             tenant_id: token.tenant,
             mandate_id: token.mandate,
             agent_id: agent.id,
-            parent_jti: parent.map(|p| p.jti.clone()),
+            parent_jti: parent.jti(),
             depth,
             scope: token.scope.clone(),
             cnf_jkt: token.cnf_jkt.clone(),
@@ -681,21 +729,32 @@ impl TokenService {
         if let Some(m) = mandate {
             event = event.mandate(m.id).human(m.terms.human_id);
         }
-        if let Some(p) = parent {
-            event = event.with("parent_jti", p.jti.clone());
+        if let Some(jti) = parent.jti() {
+            event = event.with("parent_jti", jti);
+        }
+        if let Parent::Family(family) = parent {
+            event = event
+                .with("grant_type", "refresh_token")
+                .with("refresh_family", family);
         }
         // One commit: the assertions' use, the grant and its event, in the ledger's
         // batch. The mandate (and the parent) are checked again in that transaction: one
         // that ended since we read it refuses, and nothing is issued.
         let entry = Entry {
             assertions: std::mem::take(used),
-            once,
+            once: once.spend,
             grant: Some(grant),
             event: Some(event),
             revoke: None,
+            issue: once.issue,
         };
         if let Err(refused) = self.ledger.commit(entry).await.map_err(unavailable)? {
-            return Err(refusal(refused, parent.is_some()));
+            let via = match parent {
+                Parent::None => Via::Mandate,
+                Parent::Token(_) => Via::SubjectToken,
+                Parent::Family(_) => Via::RefreshToken,
+            };
+            return Err(refusal(refused, via));
         }
         let access_token = self
             .ring
@@ -712,6 +771,7 @@ impl TokenService {
             scope: token.scope.join(" "),
             issued_token_type: None,
             authorization_details: token.authorization_details,
+            refresh_token: None,
         })
     }
 }
@@ -720,17 +780,30 @@ impl TokenService {
 /// tells a replay from an expiry).
 pub(super) const SPENT: &str = "the code was used before or has expired";
 
+/// What a refused commit's grant rested on: its mandate alone, a subject token, or a
+/// refresh token's family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Mandate,
+    SubjectToken,
+    RefreshToken,
+}
+
 /// A refusal by the commit's checks, as the OAuth client sees it.
-pub(super) fn refusal(refused: Refusal, delegated: bool) -> TokenError {
-    match refused {
-        Refusal::Used => TokenError::InvalidGrant(SPENT.into()),
-        Refusal::Replay => {
+pub(super) fn refusal(refused: Refusal, via: Via) -> TokenError {
+    match (refused, via) {
+        (Refusal::Used, Via::RefreshToken) => TokenError::InvalidGrant(super::refresh::USED.into()),
+        (Refusal::Used, _) => TokenError::InvalidGrant(SPENT.into()),
+        (Refusal::Replay, _) => {
             TokenError::InvalidClient("the client assertion was used before (`jti` replay)".into())
         }
-        Refusal::Missing { .. } if delegated => TokenError::InvalidGrant(
+        (Refusal::Missing { .. }, Via::SubjectToken) => TokenError::InvalidGrant(
             "the subject token has been revoked or its mandate has ended".into(),
         ),
-        Refusal::Missing { .. } => {
+        (Refusal::Missing { .. }, Via::RefreshToken) => TokenError::InvalidGrant(
+            "the refresh token has been revoked or its mandate has ended".into(),
+        ),
+        (Refusal::Missing { .. }, Via::Mandate) => {
             TokenError::InvalidGrant("the mandate is no longer active".into())
         }
     }

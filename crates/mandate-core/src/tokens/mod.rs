@@ -6,7 +6,8 @@
 //!   /oauth2/token ─► authenticate the client (private_key_jwt | JWT-SVID | federated OIDC)
 //!                 ─► DPoP proof (htm POST, htu = our token endpoint) ─► jkt
 //!                 ─► grant: client_credentials (+ authorization_details naming a mandate)
-//!                           or token-exchange (delegation, or renewal of one's own token)
+//!                           or token-exchange (delegation, or renewal of one's own token);
+//!                           public clients: authorization_code, refresh_token (rotated)
 //!                 ─► policy decision (exchange_token, delegate) — never a blind refresh
 //!                 ─► grants row (parent = the token exchanged) ─► token.* audit event
 //!                 ─► sign (at+jwt)
@@ -17,6 +18,7 @@
 mod admin;
 mod code;
 mod issue;
+mod refresh;
 mod verified;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +40,7 @@ use verified::{ClientKeyCache, VerifiedTokens};
 pub use admin::{Introspection, RevokeRequest};
 pub use code::AUTHORIZATION_CODE;
 pub use issue::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest, TokenResponse};
+pub use refresh::REFRESH_TOKEN;
 
 /// How the token service behaves.
 #[derive(Debug, Clone)]
@@ -286,7 +289,7 @@ impl TokenService {
     /// (with `ath`). Everything is in memory.
     pub async fn verify_access(&self, presented: &Presented<'_>) -> Result<TaskToken, TokenError> {
         let now = self.clock.now().timestamp();
-        let token = match self.verified.get(presented, now, self.config.skew_seconds) {
+        let token = match self.verified.get(presented, now) {
             Some(token) => token,
             None => {
                 let claims = self.verify_signature(presented.token).await?;
@@ -303,6 +306,7 @@ impl TokenService {
                 token
             }
         };
+        own_token_live(&token, now)?;
         if self.revoked.is_revoked(&token.jti) {
             return Err(TokenError::InvalidToken(
                 "the token has been revoked".into(),
@@ -416,6 +420,15 @@ impl TokenService {
             }
         }
     }
+}
+
+/// Our own tokens expire on time: the skew the claim checks allow is for clocks we do
+/// not share (other issuers, other replicas' `iat`), never past an `exp` we set.
+pub(crate) fn own_token_live(token: &TaskToken, now: i64) -> Result<(), TokenError> {
+    if now >= token.expires_at {
+        return Err(TokenError::InvalidToken("the token has expired".into()));
+    }
+    Ok(())
 }
 
 async fn published_keys(

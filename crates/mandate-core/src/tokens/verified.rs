@@ -24,16 +24,11 @@ pub(crate) struct VerifiedTokens {
 
 impl VerifiedTokens {
     /// The token as verified before, if it still holds for this presentation: same
-    /// text, an audience it names, not expired (with the same skew as a full check).
-    pub(crate) fn get(
-        &self,
-        presented: &Presented<'_>,
-        now: i64,
-        skew: i64,
-    ) -> Option<Arc<TaskToken>> {
+    /// text, an audience it names, not expired (our own `exp`, no skew).
+    pub(crate) fn get(&self, presented: &Presented<'_>, now: i64) -> Option<Arc<TaskToken>> {
         let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
         let token = tokens.get(presented.token)?;
-        let live = now < token.expires_at.saturating_add(skew);
+        let live = now < token.expires_at;
         let for_here = token.audience.iter().any(|a| a == presented.audience);
         (live && for_here).then(|| token.clone())
     }

@@ -68,6 +68,10 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
             get(resource_metadata),
         )
         .route(
+            "/.well-known/oauth-protected-resource/mcp/{server}",
+            get(server_resource_metadata),
+        )
+        .route(
             "/.well-known/oauth-protected-resource/proxy",
             get(proxy_resource_metadata),
         )
@@ -87,6 +91,21 @@ async fn not_allowed() -> Response {
 /// RFC 9728 protected-resource metadata for the MCP endpoint.
 async fn resource_metadata(State(gateway): State<Gateway>) -> Response {
     metadata(&gateway, gateway.config.mcp_resource())
+}
+
+/// RFC 9728 §3.1: the metadata of `{public}/mcp/{server}`, the well-known path inserted
+/// before the resource's path.
+async fn server_resource_metadata(
+    State(gateway): State<Gateway>,
+    Path(server): Path<String>,
+) -> Response {
+    if server.is_empty() || server.contains(['/', '?', '#']) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    metadata(
+        &gateway,
+        format!("{}/{server}", gateway.config.mcp_resource()),
+    )
 }
 
 async fn proxy_resource_metadata(State(gateway): State<Gateway>) -> Response {

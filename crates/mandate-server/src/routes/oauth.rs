@@ -55,16 +55,18 @@ async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthErr
         "registration_endpoint": format!("{issuer}/oauth2/register"),
         "grant_types_supported": [
             mandate_core::AUTHORIZATION_CODE,
+            mandate_core::REFRESH_TOKEN,
             "client_credentials",
             mandate_core::TOKEN_EXCHANGE,
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
+        "authorization_response_iss_parameter_supported": true,
         "code_challenge_methods_supported": ["S256"],
         "client_id_metadata_document_supported": state.service.client_metadata_documents(),
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": auth_algs,
-        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": auth_algs,
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "dpop_signing_alg_values_supported": tokens.dpop_algs(),
@@ -173,6 +175,7 @@ impl Form {
             code: self.get("code"),
             code_verifier: self.get("code_verifier"),
             redirect_uri: self.get("redirect_uri"),
+            refresh_token: self.get("refresh_token"),
             dpop,
         })
     }
@@ -230,10 +233,11 @@ async fn introspect(
 }
 
 /// Token revocation: by the client holding the token (or one it was delegated
-/// from), with a client assertion, or by an API caller. Always 200 for a token that
-/// is unknown or not the caller's to revoke (RFC 7009 §2.2).
+/// from), with a client assertion; a refresh token (and its whole family) by the
+/// public client it was issued to, with its `client_id`; or by an API caller. Always
+/// 200 for a token that is unknown or not the caller's to revoke (RFC 7009 §2.2).
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, client_assertion_type, client_assertion"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, client_assertion_type, client_assertion | client_id"),
     responses((status = 200, description = "revoked (or nothing to revoke)")))]
 async fn revoke(
     State(state): State<AppState>,
@@ -245,9 +249,21 @@ async fn revoke(
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
-    // `token_type_hint` is only a hint (RFC 7009 §2.1): every token here is an access token.
+    // `token_type_hint` is only a hint (RFC 7009 §2.1): a refresh token is told from an
+    // access token by its form.
     match api_caller(&state, &headers).await? {
         Some(caller) => tokens.revoke(RevokeRequest::Api(&caller), &token).await?,
+        None if form.get("client_assertion").is_none() && form.get("client_id").is_some() => {
+            let client_id = form.get("client_id").unwrap_or_default();
+            tokens
+                .revoke(
+                    RevokeRequest::Public {
+                        client_id: &client_id,
+                    },
+                    &token,
+                )
+                .await?;
+        }
         None => {
             let request = form.token_request(&headers)?;
             tokens

@@ -52,11 +52,11 @@ impl RegistrationLimiter {
 }
 
 /// Registers a public client (`token_endpoint_auth_method` `none`) of the default
-/// tenant. Unknown metadata is ignored (RFC 7591 §2); `refresh_token` may be asked for
-/// but only `authorization_code` is granted.
+/// tenant. Unknown metadata is ignored (RFC 7591 §2); it is granted
+/// `authorization_code` and `refresh_token`.
 #[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
     request_body(content = Object, content_type = "application/json",
-        description = "RFC 7591 client metadata: redirect_uris (required; https, or http on loopback), client_name, token_endpoint_auth_method (none), grant_types, response_types, scope, …"),
+        description = "RFC 7591 client metadata: redirect_uris (required; https, http on loopback, or for application_type native a private-use scheme), client_name, token_endpoint_auth_method (none), grant_types, response_types, scope, …"),
     responses(
         (status = 201, body = Object, description = "client_id, client_id_issued_at and the registered metadata"),
         (status = 400, body = Object, description = "invalid_redirect_uri or invalid_client_metadata"),
@@ -104,7 +104,7 @@ async fn register(
         "client_id_issued_at": client.issued_at.timestamp(),
         "redirect_uris": m.redirect_uris,
         "token_endpoint_auth_method": "none",
-        "grant_types": [mandate_core::AUTHORIZATION_CODE],
+        "grant_types": [mandate_core::AUTHORIZATION_CODE, mandate_core::REFRESH_TOKEN],
         "response_types": ["code"],
     });
     for (name, value) in [

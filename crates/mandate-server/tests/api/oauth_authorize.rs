@@ -14,16 +14,16 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{Api, Reply};
 
-const PASSWORD: &str = "correct horse battery staple";
-const PUBLIC: &str = mandate_server::DEFAULT_PUBLIC_URL;
-const REDIRECT: &str = "http://127.0.0.1:4711/callback";
-const VERIFIER: &str = "a-verifier-of-forty-three-or-more-characters-0123456789";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PUBLIC: &str = mandate_server::DEFAULT_PUBLIC_URL;
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:4711/callback";
+pub(crate) const VERIFIER: &str = "a-verifier-of-forty-three-or-more-characters-0123456789";
 
-fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     mandate_jose::b64url_encode(&Sha256::digest(verifier.as_bytes()))
 }
 
-fn location(reply: &Reply) -> String {
+pub(crate) fn location(reply: &Reply) -> String {
     reply
         .headers
         .get(header::LOCATION)
@@ -31,14 +31,14 @@ fn location(reply: &Reply) -> String {
         .unwrap_or_default()
 }
 
-fn query_of(url: &str) -> BTreeMap<String, String> {
+pub(crate) fn query_of(url: &str) -> BTreeMap<String, String> {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect()
 }
 
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let at = html
         .find(&marker)
@@ -48,13 +48,13 @@ fn hidden(html: &str, name: &str) -> String {
 }
 
 /// One browser: a cookie jar over the in-process app.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     api: &'a Api,
     cookies: BTreeMap<String, String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(api: &'a Api) -> Self {
+    pub(crate) fn new(api: &'a Api) -> Self {
         Self {
             api,
             cookies: BTreeMap::new(),
@@ -86,11 +86,11 @@ impl<'a> Browser<'a> {
         (reply, html)
     }
 
-    async fn get(&mut self, path: &str) -> (Reply, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (Reply, String) {
         self.send(Request::builder().uri(path), Body::empty()).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (Reply, String) {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -101,7 +101,7 @@ impl<'a> Browser<'a> {
         self.send(request, Body::from(body)).await
     }
 
-    async fn sign_in(&mut self, email: &str) {
+    pub(crate) async fn sign_in(&mut self, email: &str) {
         let (_, page) = self.get("/ui/login?next=/ui/").await;
         let csrf = hidden(&page, "csrf");
         let (r, _) = self
@@ -119,13 +119,13 @@ impl<'a> Browser<'a> {
     }
 }
 
-struct Setup {
-    api: Api,
-    alice: String,
-    client: String,
+pub(crate) struct Setup {
+    pub(crate) api: Api,
+    pub(crate) alice: String,
+    pub(crate) client: String,
 }
 
-async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+pub(crate) async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
     api.raw(
         Request::builder()
             .method(Method::POST)
@@ -137,7 +137,7 @@ async fn json_post(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> 
     .await
 }
 
-async fn register(api: &Api, metadata: &Value) -> Reply {
+pub(crate) async fn register(api: &Api, metadata: &Value) -> Reply {
     json_post(
         api,
         "/oauth2/register",
@@ -148,7 +148,7 @@ async fn register(api: &Api, metadata: &Value) -> Reply {
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         let api = Api::with_tokens().await;
         let mut people = Vec::new();
         for (name, email) in [("Alice", "alice@example.com"), ("Bob", "bob@example.com")] {
@@ -211,7 +211,7 @@ impl Setup {
         }
     }
 
-    fn authorize_url(&self, overrides: &[(&str, Option<&str>)]) -> String {
+    pub(crate) fn authorize_url(&self, overrides: &[(&str, Option<&str>)]) -> String {
         let challenge = challenge(VERIFIER);
         let mut params: Vec<(&str, Option<&str>)> = vec![
             ("response_type", Some("code")),
@@ -243,7 +243,7 @@ impl Setup {
     }
 
     /// Alice grants `fx.echo`: the code.
-    async fn code(&self, b: &mut Browser<'_>) -> String {
+    pub(crate) async fn code(&self, b: &mut Browser<'_>) -> String {
         let (r, page) = b.get(&self.authorize_url(&[])).await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
         let (r, _) = b
@@ -268,10 +268,11 @@ impl Setup {
         assert!(to.starts_with(REDIRECT), "{to}");
         let q = query_of(&to);
         assert_eq!(q.get("state").map(String::as_str), Some("st-1"));
+        assert_eq!(q.get("iss").map(String::as_str), Some(PUBLIC));
         q["code"].clone()
     }
 
-    async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -284,7 +285,7 @@ impl Setup {
         .await
     }
 
-    async fn redeem_code(&self, code: &str) -> Reply {
+    pub(crate) async fn redeem_code(&self, code: &str) -> Reply {
         self.redeem(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -298,7 +299,7 @@ impl Setup {
 }
 
 #[track_caller]
-fn oauth_error(reply: &Reply, status: u16, code: &str) {
+pub(crate) fn oauth_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
     assert_eq!(reply.body["error"], code, "{}", reply.body);
 }
@@ -315,7 +316,10 @@ async fn registration_is_strict_and_registers_public_clients() {
     let body = ok.ok(201);
     assert!(body["client_id"].as_str().unwrap().starts_with("mcl_"));
     assert_eq!(body["token_endpoint_auth_method"], "none");
-    assert_eq!(body["grant_types"], json!(["authorization_code"]));
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     assert!(body.get("unknown_member").is_none());
     assert!(body.get("client_secret").is_none());
 
@@ -418,12 +422,16 @@ async fn registration_is_strict_and_registers_public_clients() {
     );
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(meta["response_types_supported"], json!(["code"]));
-    assert!(
-        meta["grant_types_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("authorization_code"))
-    );
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    for grant in ["authorization_code", "refresh_token"] {
+        assert!(
+            meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(grant)),
+            "{grant}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -501,6 +509,8 @@ async fn bad_authorization_requests_are_shown_or_sent_back_never_elsewhere() {
         let q = query_of(&to);
         assert_eq!(q["error"], error, "{overrides:?}");
         assert_eq!(q["state"], "st-1");
+        // RFC 9207: every authorization response names its issuer.
+        assert_eq!(q["iss"], PUBLIC, "{overrides:?}");
         assert!(!q.contains_key("code"));
     }
     // The whole gateway is a resource too.
@@ -508,6 +518,23 @@ async fn bad_authorization_requests_are_shown_or_sent_back_never_elsewhere() {
         .get(&s.authorize_url(&[("resource", Some("http://127.0.0.1:8731/mcp"))]))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{page}");
+    // A server with nothing to offer: invalid_scope, with state and iss too.
+    s.api
+        .post(
+            "/v1/tool-servers",
+            &s.api.admin,
+            &json!({"name": "empty", "transport": {"kind": "mcp_http", "url": "http://127.0.0.1:9/mcp"}}),
+        )
+        .await
+        .ok(201);
+    let (r, page) = b
+        .get(&s.authorize_url(&[("resource", Some("http://127.0.0.1:8731/mcp/empty"))]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
+    let q = query_of(&location(&r));
+    assert_eq!(q["error"], "invalid_scope");
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], PUBLIC);
 }
 
 #[tokio::test]
@@ -610,6 +637,7 @@ async fn the_consent_form_is_bound_to_its_person_session_and_request() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let q = query_of(&location(&r));
     assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["iss"], PUBLIC);
     assert_eq!(q["state"], "st-1");
     let mandates = s.api.get("/v1/mandates", &s.api.admin).await;
     assert_eq!(mandates.ok(200)["items"].as_array().unwrap().len(), 1);
@@ -701,7 +729,7 @@ async fn codes_are_single_use_bound_and_checked_with_pkce() {
     let body = issued.ok(200).clone();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "fx.echo");
-    assert!(body.get("refresh_token").is_none());
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("mrt_"));
     let token = body["access_token"].as_str().unwrap().to_owned();
     let payload = token.split('.').nth(1).unwrap();
     let claims: Value =
@@ -910,5 +938,82 @@ async fn registrations_are_rate_limited() {
     assert!(
         statuses[allowed..].iter().all(|s| *s == 429),
         "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
+    let api = Api::with_gateway().await;
+    let whole = api
+        .get("/.well-known/oauth-protected-resource/mcp", "")
+        .await;
+    assert_eq!(whole.ok(200)["resource"], format!("{PUBLIC}/mcp"));
+    // RFC 9728 §3.1: `{public}/mcp/fx` is described at the well-known path inserted
+    // before its path.
+    let one = api
+        .get("/.well-known/oauth-protected-resource/mcp/fx", "")
+        .await;
+    let body = one.ok(200);
+    assert_eq!(body["resource"], format!("{PUBLIC}/mcp/fx"));
+    assert_eq!(body["authorization_servers"], json!([PUBLIC]));
+}
+
+#[tokio::test]
+async fn native_clients_may_redirect_to_private_use_schemes() {
+    let s = Setup::new().await;
+    for metadata in [
+        // A private-use scheme is for native clients only (RFC 8252 §7.1)…
+        json!({"redirect_uris": ["com.example.app:/cb"]}),
+        json!({"redirect_uris": ["com.example.app:/cb"], "application_type": "web"}),
+        // …and never a dangerous one.
+        json!({"redirect_uris": ["javascript:/alert(1)"], "application_type": "native"}),
+        json!({"redirect_uris": ["myapp:/cb"], "application_type": "native"}),
+    ] {
+        oauth_error(
+            &register(&s.api, &metadata).await,
+            400,
+            "invalid_redirect_uri",
+        );
+    }
+    // A native client with a private-use scheme redirect is registered, and its
+    // authorization response goes there (the consent form's CSP allows the scheme).
+    let native = register(
+        &s.api,
+        &json!({"client_name": "Native", "application_type": "native",
+                "redirect_uris": ["com.example.app:/oauth2redirect"]}),
+    )
+    .await;
+    let native = native.ok(201).clone();
+    assert_eq!(
+        native["redirect_uris"],
+        json!(["com.example.app:/oauth2redirect"])
+    );
+    let native_id = native["client_id"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&s.api);
+    b.sign_in("alice@example.com").await;
+    let (r, page) = b
+        .get(&s.authorize_url(&[
+            ("client_id", Some(&native_id)),
+            ("redirect_uri", Some("com.example.app:/oauth2redirect")),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("form-action 'self' com.example.app:"), "{csp}");
+    let (r, _) = b
+        .post(
+            "/oauth2/authorize",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("request", &hidden(&page, "request")),
+                ("decision", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.starts_with("com.example.app:/oauth2redirect?error=access_denied"),
+        "{to}"
     );
 }

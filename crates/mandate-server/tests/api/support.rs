@@ -74,6 +74,12 @@ impl Api {
         Api::with_tokens_as(|_| {}, |t| t).await
     }
 
+    /// With the token service and the gateway's routes (`/mcp`, RFC 9728 metadata).
+    pub async fn with_gateway() -> Api {
+        let config = mandate_core::TokenConfig::new(mandate_server::DEFAULT_PUBLIC_URL, [7; 32]);
+        Api::build_with(Some((config, Box::new(|t| t))), true).await
+    }
+
     /// With the token service, configured and extended by the caller.
     pub async fn with_tokens_as(
         configure: impl FnOnce(&mut mandate_core::TokenConfig),
@@ -94,6 +100,18 @@ impl Api {
             Box<dyn FnOnce(mandate_core::TokenService) -> mandate_core::TokenService>,
         )>,
     ) -> Api {
+        Api::build_with(tokens, false).await
+    }
+
+    #[allow(clippy::type_complexity, reason = "test support")]
+    async fn build_with(
+        tokens: Option<(
+            mandate_core::TokenConfig,
+            Box<dyn FnOnce(mandate_core::TokenService) -> mandate_core::TokenService>,
+        )>,
+        with_gateway: bool,
+    ) -> Api {
+        let mut gateway = None;
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn mandate_store::Store> =
             Arc::new(SqliteStore::open(dir.path()).await.unwrap());
@@ -116,15 +134,30 @@ impl Api {
                 store,
                 Arc::new(clock.clone()),
                 service.policies().clone(),
-                ledger,
+                ledger.clone(),
                 config,
                 key,
             )
             .await
             .unwrap();
-            service = service.with_tokens(Arc::new(extend(tokens)));
+            let tokens = Arc::new(extend(tokens));
+            service = service.with_tokens(tokens.clone());
+            if with_gateway {
+                gateway = Some(mandate_gateway::Gateway::new(
+                    service.clone(),
+                    ledger,
+                    tokens,
+                    mandate_gateway::GatewayConfig::new(mandate_server::DEFAULT_PUBLIC_URL),
+                    None,
+                ));
+            }
         }
-        let app = mandate_server::app(service.clone(), Metrics::new("sqlite"));
+        let app = mandate_server::app_with_gateway(
+            service.clone(),
+            Metrics::new("sqlite"),
+            mandate_server::DEFAULT_PUBLIC_URL,
+            gateway,
+        );
         Api {
             app,
             clock,

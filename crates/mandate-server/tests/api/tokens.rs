@@ -292,7 +292,12 @@ async fn metadata_and_jwks_describe_the_service() {
     }
     assert_eq!(
         m["grant_types_supported"],
-        json!(["authorization_code", "client_credentials", EXCHANGE])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            EXCHANGE
+        ])
     );
     // Agents authenticate with keys; public MCP clients (authorization code) with none.
     assert_eq!(
@@ -1031,4 +1036,38 @@ async fn server_nonces_are_required_when_configured() {
         json!({"jti": "p-forged", "htm": "POST", "htu": htu, "iat": now(&s.api), "nonce": "made-up"}),
     );
     oauth_error(&ask(forged, "n3").await, 400, "use_dpop_nonce");
+}
+
+#[tokio::test]
+async fn our_own_tokens_expire_on_time_without_skew() {
+    let s = Setup::new().await;
+    let mandate = s.mandate().await;
+    let tokens = s.api.service.tokens().unwrap().clone();
+    fn presented(token: &str) -> mandate_core::Presented<'_> {
+        mandate_core::Presented {
+            token,
+            dpop_scheme: false,
+            proof: None,
+            method: "POST",
+            url: "http://127.0.0.1:8731/mcp",
+            audience: "http://127.0.0.1:8731/mcp",
+        }
+    }
+    let first = s.issue(&mandate, "x1", None).await.ok(200).clone();
+    let remembered = first["access_token"].as_str().unwrap().to_owned();
+    let lifetime = first["expires_in"].as_i64().unwrap();
+    let second = s.issue(&mandate, "x2", None).await.ok(200).clone();
+    let fresh = second["access_token"].as_str().unwrap().to_owned();
+    // One second before `exp`: live (and the first one is now remembered as verified).
+    s.api.clock.advance(Duration::seconds(lifetime - 1));
+    tokens.verify_access(&presented(&remembered)).await.unwrap();
+    assert_eq!(s.introspect(&remembered).await["active"], true);
+    // At `exp`: refused at once, from memory or checked in full — the skew tolerated
+    // for other issuers' clocks does not stretch our own tokens.
+    s.api.clock.advance(Duration::seconds(1));
+    for token in [&remembered, &fresh] {
+        let err = tokens.verify_access(&presented(token)).await.unwrap_err();
+        assert_eq!(err.description(), "the token has expired", "{err:?}");
+        assert_eq!(s.introspect(token).await["active"], false);
+    }
 }

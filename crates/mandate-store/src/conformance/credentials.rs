@@ -512,6 +512,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("j1")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1")),
         },
@@ -520,6 +521,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("j1")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(grant_under(&live, "e-2", None, 0)),
             event: Some(issued(&live, "e-2")),
         },
@@ -528,6 +530,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("j3")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(late),
             event: Some(issued(&ended, "e-3")),
         },
@@ -576,6 +579,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("j6")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(grant_under(&live, "e-6", None, 0)),
             event: Some(issued(&live, "e-6")),
         },
@@ -583,6 +587,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("j7")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(grant_under(&live, "e-1", None, 0)),
             event: Some(issued(&live, "e-1 again")),
         },
@@ -675,6 +680,118 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     assert!(record.used_at.is_some());
     let head = head + 1;
 
+    // A refresh token rotated in a batch: the entry spends one and issues the next,
+    // stored (unused) only when the entry passed; a refused entry issues nothing.
+    let refresh = |key: &str, expires_at| crate::OnceRecord {
+        kind: crate::OnceKind::RefreshToken,
+        key_hash: key.to_owned(),
+        tenant_id: live.tenant_id,
+        data: "{\"family\":\"o-1\"}".into(),
+        expires_at,
+        used_at: None,
+    };
+    let month = at + Duration::days(30);
+    let rotate = |spent: &str, next: &str, jti: &str, parent: Option<&str>| crate::Entry {
+        once: Some(crate::SpentOnce {
+            kind: crate::OnceKind::RefreshToken,
+            key_hash: spent.to_owned(),
+        }),
+        grant: Some(grant_under(&live, jti, parent, 0)),
+        issue: Some(refresh(next, month)),
+        event: Some(issued(&live, jti)),
+        ..crate::Entry::default()
+    };
+    let first = crate::Entry {
+        issue: Some(refresh("rt-1", month)),
+        event: Some(issued(&live, "rt-first")),
+        ..crate::Entry::default()
+    };
+    assert!(first.has_writes());
+    let done = store.commit_entries(&[first], at).await.unwrap();
+    assert!(matches!(done[0], Ok(Some(_))), "{done:?}");
+    let rotated = store
+        .commit_entries(
+            &[
+                rotate("rt-1", "rt-2", "rg-1", Some("o-1")),
+                rotate("rt-1", "rt-2b", "rg-2", Some("o-1")),
+                rotate("rt-unknown", "rt-3", "rg-3", Some("o-1")),
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(rotated[0], Ok(Some(_))), "{rotated:?}");
+    assert_eq!(rotated[1], Err(crate::Refusal::Used));
+    assert_eq!(rotated[2], Err(crate::Refusal::Used));
+    let kind = crate::OnceKind::RefreshToken;
+    assert!(
+        store
+            .once(kind, "rt-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_some()
+    );
+    let next = store.once(kind, "rt-2").await.unwrap().unwrap();
+    assert_eq!(next.used_at, None);
+    assert_eq!(next.expires_at, month);
+    assert_eq!(next.data, "{\"family\":\"o-1\"}");
+    for key in ["rt-2b", "rt-3"] {
+        assert!(store.once(kind, key).await.unwrap().is_none(), "{key}");
+    }
+    // The family's root revoked: the next rotation is refused (its token spent, the
+    // next one not stored).
+    store
+        .revoke_grant_tree(live.tenant_id, "o-1", at)
+        .await
+        .unwrap();
+    let ended = store
+        .commit_entries(&[rotate("rt-2", "rt-4", "rg-4", Some("o-1"))], at)
+        .await
+        .unwrap();
+    assert!(
+        matches!(ended[0], Err(crate::Refusal::Missing { .. })),
+        "{ended:?}"
+    );
+    assert!(
+        store
+            .once(kind, "rt-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_some()
+    );
+    assert!(store.once(kind, "rt-4").await.unwrap().is_none());
+    assert!(store.grant(live.tenant_id, "rg-4").await.unwrap().is_none());
+    // Records of one kind never purge another's: a code stored now leaves the
+    // month-long refresh tokens, and issuing refresh tokens leaves live codes.
+    store
+        .put_once(&code("c-purge", at + Duration::minutes(1)))
+        .await
+        .unwrap();
+    assert!(store.once(kind, "rt-2").await.unwrap().is_some());
+    let done = store
+        .commit_entries(
+            &[crate::Entry {
+                issue: Some(refresh("rt-5", month)),
+                ..crate::Entry::default()
+            }],
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done[0], Ok(None));
+    assert!(
+        store
+            .once(crate::OnceKind::AuthorizationCode, "c-purge")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let head = head + 2;
+
     // Concurrent batches using one assertion: exactly one issues; the others write
     // neither grant nor event.
     let mut tasks = Vec::new();
@@ -684,6 +801,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             assertions: vec![used("race")],
             once: None,
             revoke: None,
+            issue: None,
             grant: Some(grant_under(&live, &format!("r-{i}"), None, 0)),
             event: Some(issued(&live, &format!("r-{i}"))),
         };
