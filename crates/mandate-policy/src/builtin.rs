@@ -16,14 +16,20 @@
 //! facts (`call.rs`). Where Cedar would report an evaluation error (the amount budget's
 //! sum overflowing a Long) this answers nothing, and the caller has Cedar decide the
 //! whole set. Operator policies are always Cedar's.
+//!
+//! The token service's requests (`exchange_token`, `delegate`) meet fewer built-ins
+//! (the holder, status, window and delegation depth); they are answered here when the
+//! set has no operator policies, and by Cedar on the whole set otherwise.
 
 use std::sync::OnceLock;
 
 use cedar_policy::PolicyId;
-use mandate_types::DataClass;
+use chrono::{DateTime, Utc};
+use mandate_types::{AgentId, DataClass};
 
 use crate::cache::MandateFacts;
 use crate::call::{CallAction, CallRequest, ScopeMatch, as_long, rank_of};
+use crate::grant::GrantRequest;
 
 /// The built-in policies that hold for one call.
 #[derive(Debug, Default)]
@@ -98,27 +104,26 @@ pub(crate) fn answers_for<'a>(ids: impl Iterator<Item = &'a PolicyId>) -> bool {
     ids == known
 }
 
-/// The built-ins that hold for `call` (whose scope match is `scope`), or `None` where
-/// Cedar's answer would carry an evaluation error.
-pub(crate) fn holding(call: &CallRequest<'_>, scope: ScopeMatch) -> Option<Holding> {
-    let id = Ids::get();
-    let mandate = MandateFacts::of(call.mandate);
-    let tool = call.tool;
-    let now = call.now.timestamp();
-    // Every built-in names one of these actions or all of them; `call_tool` alone
-    // carries the limits on a call's content.
-    let calling = call.action == CallAction::CallTool;
-    let depth = as_long(u64::try_from(call.delegation_chain.len()).unwrap_or(u64::MAX));
-    let usage = &call.mandate.usage;
-
-    let mut forbids = Vec::new();
+/// The built-ins every action meets: the holder, the status and the window; and the
+/// delegation depth where `bounded` (the actions that policy names).
+fn mandate_limits(
+    id: &Ids,
+    mandate: &MandateFacts<'_>,
+    agent: &AgentId,
+    chain: &[AgentId],
+    now: &DateTime<Utc>,
+    bounded: bool,
+    forbids: &mut Vec<PolicyId>,
+) {
+    let now = now.timestamp();
+    let depth = as_long(u64::try_from(chain.len()).unwrap_or(u64::MAX));
     let mut forbid = |holds: bool, policy: &PolicyId| {
         if holds {
             forbids.push(policy.clone());
         }
     };
     forbid(
-        mandate.grantee != call.agent.id && !call.delegation_chain.contains(&mandate.grantee),
+        mandate.grantee != *agent && !chain.contains(&mandate.grantee),
         &id.holder,
     );
     forbid(mandate.status != "active", &id.status);
@@ -126,6 +131,59 @@ pub(crate) fn holding(call: &CallRequest<'_>, scope: ScopeMatch) -> Option<Holdi
         now < mandate.not_before.timestamp() || now >= mandate.expires_at.timestamp(),
         &id.window,
     );
+    forbid(
+        bounded && depth > as_long(u64::from(mandate.max_delegation_depth)),
+        &id.delegation_depth,
+    );
+}
+
+/// The built-ins that hold for a token-service request: `exchange_token` on the
+/// mandate, or `delegate` to an agent, with `chain` the delegation the request would
+/// create. The call limits name neither action.
+pub(crate) fn grant_holding(grant: &GrantRequest<'_>, chain: &[AgentId]) -> Holding {
+    let id = Ids::get();
+    let mut forbids = Vec::new();
+    mandate_limits(
+        id,
+        &MandateFacts::of(grant.mandate),
+        &grant.agent.id,
+        chain,
+        &grant.now,
+        true,
+        &mut forbids,
+    );
+    Holding {
+        permits: vec![id.permit.clone()],
+        forbids,
+    }
+}
+
+/// The built-ins that hold for `call` (whose scope match is `scope`), or `None` where
+/// Cedar's answer would carry an evaluation error.
+pub(crate) fn holding(call: &CallRequest<'_>, scope: ScopeMatch) -> Option<Holding> {
+    let id = Ids::get();
+    let mandate = MandateFacts::of(call.mandate);
+    let tool = call.tool;
+    // Every built-in names one of these actions or all of them; `call_tool` alone
+    // carries the limits on a call's content.
+    let calling = call.action == CallAction::CallTool;
+    let usage = &call.mandate.usage;
+
+    let mut forbids = Vec::new();
+    mandate_limits(
+        id,
+        &mandate,
+        &call.agent.id,
+        call.delegation_chain,
+        &call.now,
+        calling,
+        &mut forbids,
+    );
+    let mut forbid = |holds: bool, policy: &PolicyId| {
+        if holds {
+            forbids.push(policy.clone());
+        }
+    };
     forbid(!scope.in_scope, &id.scope);
     forbid(calling && !scope.arguments_in_scope, &id.arguments);
     forbid(
@@ -144,10 +202,6 @@ pub(crate) fn holding(call: &CallRequest<'_>, scope: ScopeMatch) -> Option<Holdi
         let total = as_long(usage.amount).checked_add(as_long(call.amount))?;
         forbid(total > as_long(max), &id.budget_amount);
     }
-    forbid(
-        calling && depth > as_long(u64::from(mandate.max_delegation_depth)),
-        &id.delegation_depth,
-    );
     forbid(
         calling && mandate.mode == "recommend" && !call.executing_proposal,
         &id.recommend,

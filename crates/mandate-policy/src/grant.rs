@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::{Agent, Mandate};
 use mandate_types::AgentId;
 
+use crate::builtin;
 use crate::cache::{AgentFacts, MandateFacts};
 use crate::call::{agent_entity, delegation, mandate_entity, mandate_types, seconds};
 use crate::compile::CompiledSet;
@@ -43,9 +44,18 @@ impl CompiledSet {
     /// Decides a token-service request with the built-in and operator policies.
     /// Anything that cannot be put to Cedar denies.
     pub fn decide_grant(&self, grant: &GrantRequest<'_>) -> Decision {
+        self.decide_grant_with(grant, Lookup::Indexed)
+    }
+
+    /// As [`CompiledSet::decide_grant`]; `Unindexed` has Cedar evaluate every policy
+    /// (the reference the native built-ins are tested against).
+    pub fn decide_grant_with(&self, grant: &GrantRequest<'_>, lookup: Lookup) -> Decision {
+        if lookup == Lookup::Indexed && self.native_builtins && self.operator_policy_count() == 0 {
+            return self.decide_beside(builtin::grant_holding(grant, &grant_chain(grant)), None);
+        }
         match self.grant_request(grant) {
             Ok((request, entities)) => {
-                self.decide_request(Audience::Mandate, Lookup::Indexed, &request, &entities)
+                self.decide_request(Audience::Mandate, lookup, &request, &entities)
             }
             Err(message) => {
                 Decision::refused(format!("the request cannot be evaluated: {message}"))
@@ -64,23 +74,14 @@ impl CompiledSet {
             agent_entity(types, &AgentFacts::of(grant.agent))?,
             mandate_entity(types, &MandateFacts::of(grant.mandate))?,
         ];
-        let (action, resource, chain) = match grant.action {
-            GrantAction::ExchangeToken => (
-                "exchange_token",
-                mandate.clone(),
-                grant.delegation_chain.to_vec(),
-            ),
+        let chain = grant_chain(grant);
+        let (action, resource) = match grant.action {
+            GrantAction::ExchangeToken => ("exchange_token", mandate.clone()),
             GrantAction::Delegate { to } => {
                 if to.id != grant.agent.id {
                     entities.push(agent_entity(types, &AgentFacts::of(to))?);
                 }
-                let mut chain = grant.delegation_chain.to_vec();
-                chain.push(grant.agent.id);
-                (
-                    "delegate",
-                    types.uid(&types.agent, &to.id.to_string()),
-                    chain,
-                )
+                ("delegate", types.uid(&types.agent, &to.id.to_string()))
             }
         };
         let entities = self.with_actions(entities)?;
@@ -98,4 +99,14 @@ impl CompiledSet {
             .map_err(|e| e.to_string())?;
         Ok((request, entities))
     }
+}
+
+/// The delegation the request would create: the chain above the agent, and for a
+/// delegation the delegating agent too.
+fn grant_chain(grant: &GrantRequest<'_>) -> Vec<AgentId> {
+    let mut chain = grant.delegation_chain.to_vec();
+    if let GrantAction::Delegate { .. } = grant.action {
+        chain.push(grant.agent.id);
+    }
+    chain
 }

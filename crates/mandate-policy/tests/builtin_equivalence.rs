@@ -25,7 +25,8 @@ use mandate_domain::{
     ToolServerTransport,
 };
 use mandate_policy::{
-    CallAction, CallRequest, CompiledSet, Decision, Lookup, PolicySource, SourceFile,
+    CallAction, CallRequest, CompiledSet, Decision, GrantAction, GrantRequest, Lookup,
+    PolicySource, SourceFile,
 };
 use mandate_types::{
     AgentId, DataClass, HumanId, MandateMode, RiskTier, TenantId, ToolId, ToolServerId,
@@ -340,4 +341,52 @@ fn native_builtins_decide_as_cedar_does() {
     }
     assert!(allowed >= 50, "too few allowed: {allowed}");
     assert!(errors >= 20, "too few evaluation errors: {errors}");
+}
+
+#[test]
+fn native_builtins_decide_token_requests_as_cedar_does() {
+    let set = CompiledSet::builtin().unwrap();
+    assert!(set.answers_builtins_natively());
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut allowed = 0usize;
+    for i in 0..4_000 {
+        let c = case(&mut g);
+        let other = case(&mut g).agent;
+        let action = match g.below(3) {
+            0 => GrantAction::ExchangeToken,
+            1 => GrantAction::Delegate { to: &other },
+            _ => GrantAction::Delegate { to: &c.agent },
+        };
+        let grant = GrantRequest {
+            action,
+            agent: &c.agent,
+            mandate: &c.mandate,
+            delegation_chain: &c.chain,
+            now: c.now,
+        };
+        let native = set.decide_grant_with(&grant, Lookup::Indexed);
+        let cedar = set.decide_grant_with(&grant, Lookup::Unindexed);
+        assert_eq!(
+            native, cedar,
+            "case {i}: the native built-ins decided otherwise than Cedar"
+        );
+        for p in &native.policies {
+            *seen.entry(p.clone()).or_default() += 1;
+        }
+        allowed += usize::from(native.allowed);
+    }
+    for id in [
+        "mandate.permit",
+        "mandate.holder",
+        "mandate.status",
+        "mandate.window",
+        "mandate.delegation_depth",
+    ] {
+        assert!(
+            seen.get(id).copied().unwrap_or(0) >= 5,
+            "{id} determined too few decisions: {seen:?}"
+        );
+    }
+    assert!(allowed >= 50, "too few allowed: {allowed}");
 }
