@@ -29,7 +29,8 @@ struct Session {
 #[derive(Debug)]
 pub struct HttpUpstream {
     name: String,
-    url: String,
+    /// Parsed once: a request clones it instead of parsing the text again.
+    url: reqwest::Url,
     client: reqwest::Client,
     limits: Limits,
     session: Mutex<Option<Session>>,
@@ -53,7 +54,7 @@ impl HttpUpstream {
             .map_err(|e| UpstreamError::Unavailable(format!("upstream `{name}`: {e}")))?;
         Ok(HttpUpstream {
             name: name.to_owned(),
-            url: url.to_owned(),
+            url: parsed,
             client,
             limits,
             session: Mutex::new(None),
@@ -122,7 +123,7 @@ impl HttpUpstream {
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(http::header::ACCEPT, "application/json, text/event-stream")
             .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(session) = session {
