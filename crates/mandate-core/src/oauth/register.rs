@@ -249,9 +249,12 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         }
     };
     match text(fields, "token_endpoint_auth_method", 64)?.as_deref() {
-        // Absent means client_secret_basic in RFC 7591; we register public clients only
-        // and say so in the answer.
-        None | Some("none") => {}
+        // Absent means client_secret_basic in RFC 7591. We issue no client secrets:
+        // a client asking for a secret-based method (the MCP SDKs' examples ask for
+        // client_secret_post) is registered as a public client instead, which RFC 7591
+        // §3.2.1 allows, and the answer says `none` so the client sends no secret.
+        // PKCE protects its codes either way.
+        None | Some("none" | "client_secret_post" | "client_secret_basic") => {}
         Some(other) => {
             return Err(bad(format!(
                 "token_endpoint_auth_method `{}` is not supported: register a public client (`none`)",

@@ -344,7 +344,7 @@ async fn registration_is_strict_and_registers_public_clients() {
         ),
         (json!({"redirect_uris": [7]}), "invalid_redirect_uri"),
         (
-            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
             "invalid_client_metadata",
         ),
         (
@@ -1016,4 +1016,37 @@ async fn native_clients_may_redirect_to_private_use_schemes() {
         to.starts_with("com.example.app:/oauth2redirect?error=access_denied"),
         "{to}"
     );
+}
+
+/// The MCP TypeScript SDK's own OAuth example (`simpleOAuthClient.ts`) registers with
+/// `token_endpoint_auth_method: client_secret_post`. We issue no secrets: RFC 7591
+/// §3.2.1 lets the server register what it supports and say so, so the client is
+/// registered public (`none`, no secret) and completes the code + PKCE flow.
+#[tokio::test]
+async fn clients_asking_for_a_secret_are_registered_public_and_complete_the_flow() {
+    let mut s = Setup::new().await;
+    for method in ["client_secret_post", "client_secret_basic"] {
+        // The SDK example's body, with our test redirect URI.
+        let reply = register(
+            &s.api,
+            &json!({"client_name": "Simple OAuth MCP Client", "redirect_uris": [REDIRECT],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "token_endpoint_auth_method": method, "scope": "mcp:tools"}),
+        )
+        .await;
+        let body = reply.ok(201).clone();
+        assert_eq!(body["token_endpoint_auth_method"], "none", "{body}");
+        assert!(body.get("client_secret").is_none(), "{body}");
+        assert!(body.get("client_secret_expires_at").is_none(), "{body}");
+        s.client = body["client_id"].as_str().unwrap().to_owned();
+
+        let mut alice = Browser::new(&s.api);
+        alice.sign_in("alice@example.com").await;
+        let code = s.code(&mut alice).await;
+        let tokens = s.redeem_code(&code).await;
+        let tokens = tokens.ok(200);
+        assert!(tokens["access_token"].as_str().is_some(), "{tokens}");
+        assert!(tokens["refresh_token"].as_str().is_some(), "{tokens}");
+    }
 }
