@@ -167,6 +167,9 @@ pub struct PendingAuthorization {
     /// SHA-256 of the console session the request was shown in.
     pub session: String,
     pub expires_at: DateTime<Utc>,
+    /// The client registered `dpop_bound_access_tokens` (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 /// What the human chose on the consent screen.
@@ -191,6 +194,10 @@ pub(crate) struct CodeGrant {
     pub mandate_id: MandateId,
     pub human_id: HumanId,
     pub agent_id: AgentId,
+    /// Its redemption must carry a DPoP proof: the client registered
+    /// `dpop_bound_access_tokens` (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 pub(crate) fn sha256_hex(secret: &str) -> String {
@@ -469,6 +476,7 @@ impl Service {
             human_id: human,
             session: sha256_hex(session),
             expires_at: self.clock.now() + Duration::minutes(REQUEST_TTL_MINUTES),
+            dpop_bound: v.client.metadata.dpop_bound_access_tokens,
         };
         self.store
             .put_once(&OnceRecord {
@@ -557,6 +565,7 @@ impl Service {
             mandate_id: consented.mandate.id,
             human_id: human,
             agent_id: agent,
+            dpop_bound: pending.dpop_bound,
         };
         self.store
             .put_once(&OnceRecord {

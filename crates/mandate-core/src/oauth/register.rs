@@ -32,6 +32,10 @@ pub struct ClientMetadata {
     pub software_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_type: Option<String>,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so
+    /// its tokens are always bound to its key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A client as registered.
@@ -298,6 +302,11 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         software_id: text(fields, "software_id", MAX_NAME_CHARS)?,
         software_version: text(fields, "software_version", MAX_NAME_CHARS)?,
         application_type,
+        dpop_bound_access_tokens: match fields.get("dpop_bound_access_tokens") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("`dpop_bound_access_tokens` must be a boolean")),
+        },
     })
 }
 

@@ -149,7 +149,11 @@ pub(crate) async fn register(api: &Api, metadata: &Value) -> Reply {
 
 impl Setup {
     pub(crate) async fn new() -> Setup {
-        let api = Api::with_tokens().await;
+        Setup::on(Api::with_tokens().await).await
+    }
+
+    /// Alice, Bob, the `fx` server and a registered client, on `api`.
+    pub(crate) async fn on(api: Api) -> Setup {
         let mut people = Vec::new();
         for (name, email) in [("Alice", "alice@example.com"), ("Bob", "bob@example.com")] {
             let id = api
