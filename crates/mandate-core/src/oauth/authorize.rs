@@ -635,8 +635,9 @@ impl Service {
     /// mandates from this person (the client's agent for them) for the same resource
     /// — every tool on the named server for `{public}/mcp/{server}`, any for
     /// `{public}/mcp` — are revoked by the person, with the new mandate named as the
-    /// reason in the audit. The new mandate is active first, so a failure here leaves
-    /// the earlier ones as they were and the person sees the error.
+    /// reason in the audit. This runs once the new mandate is active: if a revocation
+    /// fails, the person sees the error and no code is issued, so the client gets no
+    /// token of the new mandate while an earlier one it replaces is still active.
     async fn replace_earlier_mandates(
         &self,
         caller: &Principal,

@@ -1122,6 +1122,12 @@ async fn a_new_consent_replaces_the_clients_earlier_mandate() {
         reason.contains(&format!("replaced by mandate {}", now_active[0])),
         "{reason}"
     );
+    // Alice's console lists the one active mandate, not the replaced one.
+    let (r, home) = alice.get("/ui/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(home.contains("Your active mandates"), "{home}");
+    assert!(home.contains(&now_active[0]), "{home}");
+    assert!(!home.contains(&first[0]), "{home}");
     let refused = s
         .redeem(&[
             ("grant_type", "refresh_token"),
