@@ -328,7 +328,9 @@ struct TokensSection {
     signing_alg: Option<String>,
     /// Rotate this replica's signing key after this many days (default 30).
     rotate_days: Option<u64>,
-    /// Refuse token requests without a DPoP proof (default false).
+    /// Refuse agents' token requests (client credentials, token exchange) without a
+    /// DPoP proof (default false). Interactive clients register
+    /// `dpop_bound_access_tokens` instead.
     require_dpop: Option<bool>,
     /// Require server-issued DPoP nonces (default false). Replicas must then share
     /// `DATA/dpop-nonce-key`.

@@ -20,15 +20,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use mandate_domain::{
     Agent, AgentCredentials, AgentStatus, ApprovalRules, Budgets, ConsentChannel, ConsentDecision,
-    MandateTerms, Principal, Scope, ToolGrant,
+    MandateStatus, MandateTerms, Principal, Scope, ToolGrant,
 };
-use mandate_store::{OnceKind, OnceRecord, PageRequest, StoreError, ToolFilter};
+use mandate_store::{MandateFilter, OnceKind, OnceRecord, PageRequest, StoreError, ToolFilter};
 use mandate_types::{AgentId, DataClass, HumanId, MandateId, MandateMode, RiskTier, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::RegisteredClient;
-use crate::{ConsentRequest, CoreError, Service};
+use crate::{ConsentRequest, CoreError, EndRequest, Service};
 
 /// How long a code may wait for its redemption.
 pub const CODE_TTL_SECONDS: i64 = 60;
@@ -167,6 +167,9 @@ pub struct PendingAuthorization {
     /// SHA-256 of the console session the request was shown in.
     pub session: String,
     pub expires_at: DateTime<Utc>,
+    /// The client registered `dpop_bound_access_tokens` (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 /// What the human chose on the consent screen.
@@ -191,6 +194,10 @@ pub(crate) struct CodeGrant {
     pub mandate_id: MandateId,
     pub human_id: HumanId,
     pub agent_id: AgentId,
+    /// Its redemption must carry a DPoP proof: the client registered
+    /// `dpop_bound_access_tokens` (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 pub(crate) fn sha256_hex(secret: &str) -> String {
@@ -469,6 +476,7 @@ impl Service {
             human_id: human,
             session: sha256_hex(session),
             expires_at: self.clock.now() + Duration::minutes(REQUEST_TTL_MINUTES),
+            dpop_bound: v.client.metadata.dpop_bound_access_tokens,
         };
         self.store
             .put_once(&OnceRecord {
@@ -547,6 +555,8 @@ impl Service {
                 ConsentChannel::Oauth,
             )
             .await?;
+        self.replace_earlier_mandates(caller, human, agent, &pending, consented.mandate.id)
+            .await?;
         let code =
             mandate_token::random_id("mac_").map_err(|e| CoreError::Internal(e.to_string()))?;
         let grant = CodeGrant {
@@ -557,6 +567,7 @@ impl Service {
             mandate_id: consented.mandate.id,
             human_id: human,
             agent_id: agent,
+            dpop_bound: pending.dpop_bound,
         };
         self.store
             .put_once(&OnceRecord {
@@ -618,6 +629,90 @@ impl Service {
                 "this authorization request was answered already".into(),
             )),
         }
+    }
+
+    /// A re-authorization replaces what it re-authorizes: the client's earlier active
+    /// mandates from this person (the client's agent for them) for the same resource
+    /// — every tool on the named server for `{public}/mcp/{server}`, any for
+    /// `{public}/mcp` — are revoked by the person, with the new mandate named as the
+    /// reason in the audit. This runs once the new mandate is active: if a revocation
+    /// fails, the person sees the error and no code is issued, so the client gets no
+    /// token of the new mandate while an earlier one it replaces is still active.
+    async fn replace_earlier_mandates(
+        &self,
+        caller: &Principal,
+        human: HumanId,
+        agent: AgentId,
+        pending: &PendingAuthorization,
+        replacement: MandateId,
+    ) -> Result<(), CoreError> {
+        let mcp = format!("{}/mcp", self.authorization_issuer()?);
+        let server = pending
+            .resource
+            .strip_prefix(&mcp)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(|name| format!("{name}."));
+        let filter = MandateFilter {
+            status: Some(MandateStatus::Active),
+            agent: Some(agent),
+            human: Some(human),
+            consenter: None,
+        };
+        let mut earlier = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let found = self
+                .store
+                .list_mandates(caller.tenant(), &filter, &page)
+                .await?;
+            earlier.extend(found.items.into_iter().filter(|m| {
+                m.id != replacement
+                    && server.as_deref().is_none_or(|prefix| {
+                        m.terms
+                            .scope
+                            .tools
+                            .iter()
+                            .all(|t| t.tool.starts_with(prefix))
+                    })
+            }));
+            match found.next {
+                Some(next) => {
+                    page = PageRequest::new(Some(next.0), Some(PageRequest::MAX_LIMIT))
+                        .map_err(|e| CoreError::Internal(e.to_string()))?;
+                }
+                None => break,
+            }
+        }
+        for m in earlier {
+            let reason = format!(
+                "replaced by mandate {replacement} when the person authorized client {} again",
+                pending.client_id.chars().take(200).collect::<String>()
+            );
+            if let Err(e) = self
+                .revoke(
+                    caller,
+                    m.id,
+                    EndRequest {
+                        reason: Some(reason),
+                    },
+                )
+                .await
+            {
+                // Ended meanwhile (expired, revoked elsewhere): nothing left to replace.
+                let now = self.clock.now();
+                let still_live = self
+                    .store
+                    .mandate(caller.tenant(), m.id)
+                    .await?
+                    .is_some_and(|m| m.status == MandateStatus::Active && !m.is_due_to_expire(now));
+                if still_live {
+                    return Err(e);
+                }
+                continue;
+            }
+            tracing::info!(mandate = %m.id, by = %replacement, "mandate replaced by re-authorization");
+        }
+        Ok(())
     }
 
     fn terms_from(

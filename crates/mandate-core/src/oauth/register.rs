@@ -32,6 +32,10 @@ pub struct ClientMetadata {
     pub software_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_type: Option<String>,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so
+    /// its tokens are always bound to its key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A client as registered.
@@ -249,9 +253,12 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         }
     };
     match text(fields, "token_endpoint_auth_method", 64)?.as_deref() {
-        // Absent means client_secret_basic in RFC 7591; we register public clients only
-        // and say so in the answer.
-        None | Some("none") => {}
+        // Absent means client_secret_basic in RFC 7591. We issue no client secrets:
+        // a client asking for a secret-based method (the MCP SDKs' examples ask for
+        // client_secret_post) is registered as a public client instead, which RFC 7591
+        // §3.2.1 allows, and the answer says `none` so the client sends no secret.
+        // PKCE protects its codes either way.
+        None | Some("none" | "client_secret_post" | "client_secret_basic") => {}
         Some(other) => {
             return Err(bad(format!(
                 "token_endpoint_auth_method `{}` is not supported: register a public client (`none`)",
@@ -295,6 +302,11 @@ fn parse_metadata(fields: &Map<String, Value>) -> Result<ClientMetadata, Registr
         software_id: text(fields, "software_id", MAX_NAME_CHARS)?,
         software_version: text(fields, "software_version", MAX_NAME_CHARS)?,
         application_type,
+        dpop_bound_access_tokens: match fields.get("dpop_bound_access_tokens") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("`dpop_bound_access_tokens` must be a boolean")),
+        },
     })
 }
 

@@ -17,7 +17,7 @@ use mandate_token::TokenError;
 use mandate_types::{MandateId, TenantId};
 use sha2::{Digest, Sha256};
 
-use super::issue::{OnceWrites, Parent, mandate_details, narrow};
+use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
 use super::refresh::RefreshGrant;
 use super::{TokenService, unavailable};
 use crate::oauth::{CodeGrant, sha256_hex};
@@ -207,7 +207,7 @@ impl TokenService {
         if !decision.allowed {
             return Err(TokenError::AccessDenied(decision.reason));
         }
-        let jkt = self.token_endpoint_dpop(req)?;
+        let jkt = self.token_endpoint_dpop(req, DpopRequired::ByClient(grant.dpop_bound))?;
         let granted: Vec<String> = mandate
             .terms
             .scope

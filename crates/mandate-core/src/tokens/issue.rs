@@ -136,7 +136,10 @@ impl TokenService {
             )));
         }
         let (client, mut used) = self.authenticate_client(req).await?;
-        let issued = match (self.token_endpoint_dpop(req), self.audience(req)) {
+        let issued = match (
+            self.token_endpoint_dpop(req, DpopRequired::ByServer),
+            self.audience(req),
+        ) {
             (Ok(jkt), Ok(audience)) => match grant_type {
                 "client_credentials" => {
                     self.client_credentials(req, &client, &mut used, jkt, audience)
@@ -281,10 +284,15 @@ impl TokenService {
         Ok((agent, used))
     }
 
-    /// The DPoP proof of a token request, if any: its key's thumbprint.
+    /// The DPoP proof of a token request, if any: its key's thumbprint. `required`
+    /// says who demands one when it is missing: the server of its agents
+    /// (`require_dpop`), or a public client that registered `dpop_bound_access_tokens`
+    /// (RFC 9449 §5.2). Public clients that did not may send a proof or not (the
+    /// common MCP client libraries send none at the token endpoint).
     pub(super) fn token_endpoint_dpop(
         &self,
         req: &TokenRequest,
+        required: DpopRequired,
     ) -> Result<Option<String>, TokenError> {
         match req.dpop.as_deref() {
             Some(proof) => {
@@ -300,10 +308,19 @@ impl TokenService {
                 )?;
                 Ok(Some(proof.jkt().to_owned()))
             }
-            None if self.config.require_dpop => Err(TokenError::InvalidDpopProof(
-                "this server issues DPoP-bound tokens only: send a DPoP proof".into(),
-            )),
-            None => Ok(None),
+            None => match required {
+                DpopRequired::ByServer if self.config.require_dpop => {
+                    Err(TokenError::InvalidDpopProof(
+                        "this server issues DPoP-bound tokens only to agents: send a DPoP proof"
+                            .into(),
+                    ))
+                }
+                DpopRequired::ByClient(true) => Err(TokenError::InvalidDpopProof(
+                    "this client registered `dpop_bound_access_tokens`: send a DPoP proof with every token request (RFC 9449 §5.2)"
+                        .into(),
+                )),
+                DpopRequired::ByServer | DpopRequired::ByClient(false) => Ok(None),
+            },
         }
     }
 
@@ -790,6 +807,16 @@ pub(super) enum Via {
 }
 
 /// A refusal by the commit's checks, as the OAuth client sees it.
+/// Who decides whether a token request must carry a DPoP proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DpopRequired {
+    /// The server's `require_dpop`: agents' grants (client credentials, token exchange).
+    ByServer,
+    /// A public client's registration (`dpop_bound_access_tokens`, RFC 9449 §5.2):
+    /// authorization codes and refresh tokens.
+    ByClient(bool),
+}
+
 pub(super) fn refusal(refused: Refusal, via: Via) -> TokenError {
     match (refused, via) {
         (Refusal::Used, Via::RefreshToken) => TokenError::InvalidGrant(super::refresh::USED.into()),

@@ -53,7 +53,8 @@ pub struct TokenConfig {
     pub max_lifetime: Duration,
     /// Clock difference tolerated on tokens and assertions, seconds.
     pub skew_seconds: i64,
-    /// Refuse token requests without a DPoP proof.
+    /// Refuse agents' token requests (client credentials, token exchange) without a DPoP
+    /// proof. Interactive clients register `dpop_bound_access_tokens` instead.
     pub require_dpop: bool,
     /// Require server-issued DPoP nonces (RFC 9449 §8).
     pub dpop_nonce: bool,

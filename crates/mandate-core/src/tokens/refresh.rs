@@ -28,7 +28,7 @@ use mandate_token::{TokenError, random_id};
 use mandate_types::{AgentId, HumanId, MandateId, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::issue::{OnceWrites, Parent, mandate_details, narrow};
+use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
 use super::{TokenService, unavailable};
 use crate::oauth::sha256_hex;
 use crate::{TokenRequest, TokenResponse};
@@ -134,7 +134,10 @@ impl TokenService {
                 "the refresh token was issued to another client".into(),
             ));
         }
-        let jkt = self.token_endpoint_dpop(req)?;
+        // A family obtained with DPoP stays bound to its key (checked below); one
+        // obtained without a proof was allowed to (the client did not register
+        // `dpop_bound_access_tokens`), so its refreshes need none either.
+        let jkt = self.token_endpoint_dpop(req, DpopRequired::ByClient(false))?;
         if let Some(bound) = &grant.jkt
             && jkt.as_ref() != Some(bound)
         {

@@ -56,7 +56,7 @@ impl RegistrationLimiter {
 /// `authorization_code` and `refresh_token`.
 #[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
     request_body(content = Object, content_type = "application/json",
-        description = "RFC 7591 client metadata: redirect_uris (required; https, http on loopback, or for application_type native a private-use scheme), client_name, token_endpoint_auth_method (none), grant_types, response_types, scope, …"),
+        description = "RFC 7591 client metadata: redirect_uris (required; https, http on loopback, or for application_type native a private-use scheme), client_name, token_endpoint_auth_method (none; client_secret_post and client_secret_basic are registered as none, RFC 7591 §3.2.1), dpop_bound_access_tokens (RFC 9449 §5.2: every token request must carry a DPoP proof), grant_types, response_types, scope, …"),
     responses(
         (status = 201, body = Object, description = "client_id, client_id_issued_at and the registered metadata"),
         (status = 400, body = Object, description = "invalid_redirect_uri or invalid_client_metadata"),
@@ -107,6 +107,9 @@ async fn register(
         "grant_types": [mandate_core::AUTHORIZATION_CODE, mandate_core::REFRESH_TOKEN],
         "response_types": ["code"],
     });
+    if let (true, Value::Object(o)) = (m.dpop_bound_access_tokens, &mut answer) {
+        o.insert("dpop_bound_access_tokens".to_owned(), Value::Bool(true));
+    }
     for (name, value) in [
         ("client_name", &m.client_name),
         ("client_uri", &m.client_uri),

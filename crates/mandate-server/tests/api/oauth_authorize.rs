@@ -149,7 +149,11 @@ pub(crate) async fn register(api: &Api, metadata: &Value) -> Reply {
 
 impl Setup {
     pub(crate) async fn new() -> Setup {
-        let api = Api::with_tokens().await;
+        Setup::on(Api::with_tokens().await).await
+    }
+
+    /// Alice, Bob, the `fx` server and a registered client, on `api`.
+    pub(crate) async fn on(api: Api) -> Setup {
         let mut people = Vec::new();
         for (name, email) in [("Alice", "alice@example.com"), ("Bob", "bob@example.com")] {
             let id = api
@@ -244,7 +248,15 @@ impl Setup {
 
     /// Alice grants `fx.echo`: the code.
     pub(crate) async fn code(&self, b: &mut Browser<'_>) -> String {
-        let (r, page) = b.get(&self.authorize_url(&[])).await;
+        self.code_for(b, "http://127.0.0.1:8731/mcp/fx", "fx.echo")
+            .await
+    }
+
+    /// Alice grants `tool` for `resource`: the code.
+    pub(crate) async fn code_for(&self, b: &mut Browser<'_>, resource: &str, tool: &str) -> String {
+        let (r, page) = b
+            .get(&self.authorize_url(&[("resource", Some(resource))]))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
         let (r, _) = b
             .post(
@@ -254,7 +266,7 @@ impl Setup {
                     ("request", &hidden(&page, "request")),
                     ("decision", "grant"),
                     ("intent", "Echo things"),
-                    ("tool", "fx.echo"),
+                    ("tool", tool),
                     ("lifetime", "60"),
                     ("max_calls", "10"),
                     ("mode", "execute"),
@@ -286,13 +298,18 @@ impl Setup {
     }
 
     pub(crate) async fn redeem_code(&self, code: &str) -> Reply {
+        self.redeem_code_for(code, "http://127.0.0.1:8731/mcp/fx")
+            .await
+    }
+
+    pub(crate) async fn redeem_code_for(&self, code: &str, resource: &str) -> Reply {
         self.redeem(&[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("client_id", &self.client),
             ("redirect_uri", REDIRECT),
             ("code_verifier", VERIFIER),
-            ("resource", "http://127.0.0.1:8731/mcp/fx"),
+            ("resource", resource),
         ])
         .await
     }
@@ -344,7 +361,7 @@ async fn registration_is_strict_and_registers_public_clients() {
         ),
         (json!({"redirect_uris": [7]}), "invalid_redirect_uri"),
         (
-            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
+            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
             "invalid_client_metadata",
         ),
         (
@@ -1016,4 +1033,166 @@ async fn native_clients_may_redirect_to_private_use_schemes() {
         to.starts_with("com.example.app:/oauth2redirect?error=access_denied"),
         "{to}"
     );
+}
+
+/// The MCP TypeScript SDK's own OAuth example (`simpleOAuthClient.ts`) registers with
+/// `token_endpoint_auth_method: client_secret_post`. We issue no secrets: RFC 7591
+/// §3.2.1 lets the server register what it supports and say so, so the client is
+/// registered public (`none`, no secret) and completes the code + PKCE flow.
+#[tokio::test]
+async fn clients_asking_for_a_secret_are_registered_public_and_complete_the_flow() {
+    let mut s = Setup::new().await;
+    for method in ["client_secret_post", "client_secret_basic"] {
+        // The SDK example's body, with our test redirect URI.
+        let reply = register(
+            &s.api,
+            &json!({"client_name": "Simple OAuth MCP Client", "redirect_uris": [REDIRECT],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "token_endpoint_auth_method": method, "scope": "mcp:tools"}),
+        )
+        .await;
+        let body = reply.ok(201).clone();
+        assert_eq!(body["token_endpoint_auth_method"], "none", "{body}");
+        assert!(body.get("client_secret").is_none(), "{body}");
+        assert!(body.get("client_secret_expires_at").is_none(), "{body}");
+        s.client = body["client_id"].as_str().unwrap().to_owned();
+
+        let mut alice = Browser::new(&s.api);
+        alice.sign_in("alice@example.com").await;
+        let code = s.code(&mut alice).await;
+        let tokens = s.redeem_code(&code).await;
+        let tokens = tokens.ok(200);
+        assert!(tokens["access_token"].as_str().is_some(), "{tokens}");
+        assert!(tokens["refresh_token"].as_str().is_some(), "{tokens}");
+    }
+}
+
+/// The mandates a listing shows as active, by id.
+async fn active_mandates(api: &Api) -> Vec<String> {
+    let page = api.get("/v1/mandates?limit=500", &api.admin).await;
+    page.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["status"] == "active")
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A person who authorizes the same client again for the same resource replaces its
+/// earlier mandate: one stays active, the earlier one is revoked by the person with the
+/// new one named in the audited reason, and its refresh token is dead. Another
+/// client's mandate is left alone.
+#[tokio::test]
+async fn a_new_consent_replaces_the_clients_earlier_mandate() {
+    let mut s = Setup::new().await;
+    let mut alice = Browser::new(&s.api);
+    alice.sign_in("alice@example.com").await;
+    let code = s.code(&mut alice).await;
+    let first_refresh = s.redeem_code(&code).await.ok(200)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = active_mandates(&s.api).await;
+    assert_eq!(first.len(), 1);
+
+    let code = s.code(&mut alice).await;
+    s.redeem_code(&code).await.ok(200);
+    let now_active = active_mandates(&s.api).await;
+    assert_eq!(
+        now_active.len(),
+        1,
+        "one mandate per client, person and resource"
+    );
+    assert_ne!(now_active, first);
+    let revoked = s
+        .api
+        .get(
+            &format!("/v1/audit?mandate={}&type=mandate.revoked", first[0]),
+            &s.api.admin,
+        )
+        .await
+        .ok(200)
+        .clone();
+    let event = &revoked["items"][0];
+    assert_eq!(event["actor"], json!([format!("human:{}", s.alice)]));
+    let reason = event["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("replaced by mandate {}", now_active[0])),
+        "{reason}"
+    );
+    // Alice's console lists the one active mandate, not the replaced one.
+    let (r, home) = alice.get("/ui/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(home.contains("Your active mandates"), "{home}");
+    assert!(home.contains(&now_active[0]), "{home}");
+    assert!(!home.contains(&first[0]), "{home}");
+    let refused = s
+        .redeem(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first_refresh),
+            ("client_id", &s.client),
+        ])
+        .await;
+    oauth_error(&refused, 400, "invalid_grant");
+
+    // Another client of the same person: its own mandate, beside the first client's.
+    let other = register(
+        &s.api,
+        &json!({"client_name": "Other", "redirect_uris": [REDIRECT]}),
+    )
+    .await
+    .ok(201)["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(alice);
+    s.client = other;
+    let mut alice = Browser::new(&s.api);
+    alice.sign_in("alice@example.com").await;
+    let code = s.code(&mut alice).await;
+    s.redeem_code(&code).await.ok(200);
+    let both = active_mandates(&s.api).await;
+    assert_eq!(both.len(), 2);
+    assert!(both.contains(&now_active[0]));
+
+    // This client for another resource (another tool server): kept beside it; the
+    // whole gateway (`/mcp`) covers both, and replaces both.
+    let gx = s
+        .api
+        .post(
+            "/v1/tool-servers",
+            &s.api.admin,
+            &json!({"name": "gx", "transport": {"kind": "mcp_http", "url": "http://127.0.0.1:9/mcp"}}),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.api
+        .post(
+            "/v1/tools",
+            &s.api.admin,
+            &json!({"server_id": gx, "name": "ping", "risk_tier": "read"}),
+        )
+        .await
+        .ok(201);
+    let code = s
+        .code_for(&mut alice, "http://127.0.0.1:8731/mcp/gx", "gx.ping")
+        .await;
+    s.redeem_code_for(&code, "http://127.0.0.1:8731/mcp/gx")
+        .await
+        .ok(200);
+    assert_eq!(active_mandates(&s.api).await.len(), 3);
+    let code = s
+        .code_for(&mut alice, "http://127.0.0.1:8731/mcp", "gx.ping")
+        .await;
+    s.redeem_code_for(&code, "http://127.0.0.1:8731/mcp")
+        .await
+        .ok(200);
+    let last = active_mandates(&s.api).await;
+    assert_eq!(last.len(), 2, "the first client's mandate and the new one");
+    assert!(last.contains(&now_active[0]));
 }

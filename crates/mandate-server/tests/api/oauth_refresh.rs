@@ -488,3 +488,57 @@ async fn what_one_replica_did_to_a_refresh_token_holds_on_another() {
     let err = b.token(&refresh_request(&s.client, &r1)).await.unwrap_err();
     assert_eq!(err.code(), "invalid_grant", "{err:?}");
 }
+
+/// With `require_dpop` on, agents' grants need a proof, but an interactive client's
+/// code and refresh grants need one only when the client registered
+/// `dpop_bound_access_tokens` (RFC 9449 §5.2): the common MCP client libraries send no
+/// proof at the token endpoint. The refusal says which rule applies.
+#[tokio::test]
+async fn dpop_at_the_token_endpoint_is_the_clients_registration() {
+    let api = crate::support::Api::with_tokens_as(|c| c.require_dpop = true, |t| t).await;
+    let mut s = Setup::on(api).await;
+    // A client registered without it: redeems and refreshes without a proof.
+    let (access, r1) = first_tokens(&s, None).await;
+    assert!(claims(&access).get("cnf").is_none());
+    let reply = refresh(&s, &s.client, &r1, None).await;
+    assert_eq!(reply.ok(200)["token_type"], "Bearer");
+
+    oauth_error(
+        &register(
+            &s.api,
+            &json!({"redirect_uris": [REDIRECT], "dpop_bound_access_tokens": "yes"}),
+        )
+        .await,
+        400,
+        "invalid_client_metadata",
+    );
+    let bound = register(
+        &s.api,
+        &json!({"client_name": "Bound", "redirect_uris": [REDIRECT],
+                "dpop_bound_access_tokens": true}),
+    )
+    .await;
+    let bound = bound.ok(201).clone();
+    assert_eq!(bound["dpop_bound_access_tokens"], true);
+    s.client = bound["client_id"].as_str().unwrap().to_owned();
+
+    // Registered with it: a redemption without a proof is refused and says why.
+    let mut alice = Browser::new(&s.api);
+    alice.sign_in("alice@example.com").await;
+    let code = s.code(&mut alice).await;
+    let refused = s.redeem_code(&code).await;
+    oauth_error(&refused, 400, "invalid_dpop_proof");
+    let why = refused.body["error_description"].as_str().unwrap();
+    assert!(why.contains("dpop_bound_access_tokens"), "{why}");
+    // With a proof: a DPoP-bound token, and its refresh token needs the key too.
+    let key = SigningKey::generate(Alg::ES256, "dpop".into()).unwrap();
+    let (access, r1) = first_tokens(&s, Some(&key)).await;
+    assert!(claims(&access)["cnf"]["jkt"].is_string());
+    oauth_error(
+        &refresh(&s, &s.client, &r1, None).await,
+        400,
+        "invalid_grant",
+    );
+    let reply = refresh(&s, &s.client, &r1, Some(dpop_proof(&s, &key))).await;
+    assert_eq!(reply.ok(200)["token_type"], "DPoP");
+}

@@ -1071,3 +1071,19 @@ async fn our_own_tokens_expire_on_time_without_skew() {
         assert_eq!(s.introspect(token).await["active"], false);
     }
 }
+
+/// `require_dpop` is the server's rule for its agents' grants: without a proof they are
+/// refused, and the refusal says so (an interactive client's rule is its registration,
+/// `oauth_refresh::dpop_at_the_token_endpoint_is_the_clients_registration`).
+#[tokio::test]
+async fn agents_need_a_proof_when_the_server_requires_dpop() {
+    let s = Setup::on(Api::with_tokens_as(|c| c.require_dpop = true, |t| t).await).await;
+    let mandate = s.mandate().await;
+    let refused = s.issue(&mandate, "d1", None).await;
+    oauth_error(&refused, 400, "invalid_dpop_proof");
+    let why = refused.body["error_description"].as_str().unwrap();
+    assert!(why.contains("to agents"), "{why}");
+    let key = SigningKey::generate(Alg::EdDSA, "dpop".into()).unwrap();
+    let bound = s.issue(&mandate, "d2", Some(&key)).await;
+    assert_eq!(bound.ok(200)["token_type"], "DPoP");
+}
