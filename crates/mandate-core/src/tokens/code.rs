@@ -164,21 +164,7 @@ impl TokenService {
                 "the code_verifier does not match the code_challenge".into(),
             ));
         }
-        match req.resource.as_slice() {
-            [] => {}
-            [r] if *r == grant.resource => {}
-            _ => {
-                return Err(TokenError::InvalidTarget(
-                    "`resource` differs from the one authorized".into(),
-                ));
-            }
-        }
-        if !req.audience.is_empty() {
-            return Err(TokenError::InvalidRequest(
-                "`audience` is not used with authorization codes; the resource was authorized"
-                    .into(),
-            ));
-        }
+        authorized_resource(req, &grant.resource, "authorization codes")?;
         let agent = self
             .store
             .agent(record.tenant_id, grant.agent_id)
@@ -314,4 +300,28 @@ impl TokenService {
         }
         Err(unavailable("the mandate kept changing"))
     }
+}
+
+/// A grant redeemed for the resource it was authorized for: `resource` absent or that
+/// one, and no `audience` (the resource was chosen when the person authorized it).
+pub(super) fn authorized_resource(
+    req: &TokenRequest,
+    authorized: &str,
+    grant: &str,
+) -> Result<(), TokenError> {
+    match req.resource.as_slice() {
+        [] => {}
+        [r] if r == authorized => {}
+        _ => {
+            return Err(TokenError::InvalidTarget(
+                "`resource` differs from the one authorized".into(),
+            ));
+        }
+    }
+    if !req.audience.is_empty() {
+        return Err(TokenError::InvalidRequest(format!(
+            "`audience` is not used with {grant}; the resource was authorized"
+        )));
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ use mandate_token::{TokenError, random_id};
 use mandate_types::{AgentId, HumanId, MandateId, TenantId};
 use serde::{Deserialize, Serialize};
 
+use super::code::authorized_resource;
 use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
 use super::{TokenService, unavailable};
 use crate::oauth::sha256_hex;
@@ -145,20 +146,7 @@ impl TokenService {
                 "the refresh token is bound to a DPoP key: send a proof signed by that key".into(),
             ));
         }
-        match req.resource.as_slice() {
-            [] => {}
-            [r] if *r == grant.resource => {}
-            _ => {
-                return Err(TokenError::InvalidTarget(
-                    "`resource` differs from the one authorized".into(),
-                ));
-            }
-        }
-        if !req.audience.is_empty() {
-            return Err(TokenError::InvalidRequest(
-                "`audience` is not used with refresh tokens; the resource was authorized".into(),
-            ));
-        }
+        authorized_resource(req, &grant.resource, "refresh tokens")?;
         let spent = SpentOnce {
             kind: record.kind,
             key_hash: record.key_hash.clone(),
