@@ -105,11 +105,18 @@ class Callback:
                         "error": query["error"][0],
                         "error_description": query.get("error_description", [""])[0],
                         "state_echoed": "state" in query,
+                        "iss_echoed": "iss" in query,
                     }
                 }
             )
             raise SystemExit(1)
-        return AuthorizationCodeResult(code=query["code"][0], state=query.get("state", [None])[0])
+        # RFC 9207: the issuer of the response goes to the SDK, which checks it against
+        # the authorization server's metadata.
+        return AuthorizationCodeResult(
+            code=query["code"][0],
+            state=query.get("state", [None])[0],
+            iss=query.get("iss", [None])[0],
+        )
 
 
 async def run_step(session: ClientSession, step: dict[str, Any]) -> Any:
