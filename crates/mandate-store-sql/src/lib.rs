@@ -16,6 +16,7 @@
 
 mod accounts;
 mod calls;
+mod directory;
 mod grants;
 mod oauth;
 mod postgres;

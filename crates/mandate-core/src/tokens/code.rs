@@ -47,16 +47,7 @@ impl TokenService {
         &self,
         req: &TokenRequest,
     ) -> Result<TokenResponse, TokenError> {
-        if req.client_assertion.is_some() || req.client_assertion_type.is_some() {
-            return Err(TokenError::InvalidClient(
-                "authorization codes are issued to public clients: send `client_id`, no assertion"
-                    .into(),
-            ));
-        }
-        let client_id = req
-            .client_id
-            .as_deref()
-            .ok_or_else(|| TokenError::InvalidRequest("`client_id` is missing".into()))?;
+        let client_id = public_client(req, "authorization codes")?;
         let code = req
             .code
             .as_deref()
@@ -324,4 +315,17 @@ pub(super) fn authorized_resource(
         )));
     }
     Ok(())
+}
+
+/// The `client_id` of a public client's request for a grant issued to it (`grant`
+/// names what it redeems); a client assertion has no place there.
+pub(super) fn public_client<'r>(req: &'r TokenRequest, grant: &str) -> Result<&'r str, TokenError> {
+    if req.client_assertion.is_some() || req.client_assertion_type.is_some() {
+        return Err(TokenError::InvalidClient(format!(
+            "{grant} are issued to public clients: send `client_id`, no assertion"
+        )));
+    }
+    req.client_id
+        .as_deref()
+        .ok_or_else(|| TokenError::InvalidRequest("`client_id` is missing".into()))
 }

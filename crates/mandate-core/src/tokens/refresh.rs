@@ -28,7 +28,7 @@ use mandate_token::{TokenError, random_id};
 use mandate_types::{AgentId, HumanId, MandateId, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::code::authorized_resource;
+use super::code::{authorized_resource, public_client};
 use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
 use super::{TokenService, unavailable};
 use crate::oauth::sha256_hex;
@@ -103,16 +103,7 @@ impl TokenService {
     }
 
     pub(crate) async fn refresh(&self, req: &TokenRequest) -> Result<TokenResponse, TokenError> {
-        if req.client_assertion.is_some() || req.client_assertion_type.is_some() {
-            return Err(TokenError::InvalidClient(
-                "refresh tokens are issued to public clients: send `client_id`, no assertion"
-                    .into(),
-            ));
-        }
-        let client_id = req
-            .client_id
-            .as_deref()
-            .ok_or_else(|| TokenError::InvalidRequest("`client_id` is missing".into()))?;
+        let client_id = public_client(req, "refresh tokens")?;
         let presented = req
             .refresh_token
             .as_deref()
