@@ -255,7 +255,10 @@ async fn write(
     }
 }
 
-/// Keeps the ledger's lookup index close behind the appenders, in large chunks.
+/// Keeps the ledger's lookup index close behind the appenders, in large chunks: one
+/// pass every 250 ms, and passes back to back only while a backlog of whole chunks
+/// remains. Chasing the head while appenders run would index a handful of events per
+/// transaction, one commit (and on SQLite one fsync) each, competing with the writer.
 async fn index(store: Arc<dyn Store>, alive: std::sync::Weak<AtomicU64>) {
     const CHUNK: u32 = 5_000;
     loop {
@@ -265,8 +268,8 @@ async fn index(store: Arc<dyn Store>, alive: std::sync::Weak<AtomicU64>) {
         }
         loop {
             match store.index_audit(CHUNK).await {
-                Ok(0) => break,
-                Ok(_) => {}
+                Ok(done) if done >= u64::from(CHUNK) => {}
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "audit indexing failed; will retry");
                     break;

@@ -138,8 +138,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
             .pragma("wal_autocheckpoint", "16384");
+        // No ping before each use (sqlx's default): a connection to a file cannot go
+        // stale, and the ping is one more hand-off to the connection's thread per query.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|source| OpenError::Connect {
@@ -148,6 +151,7 @@ impl SqliteStore {
             })?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
