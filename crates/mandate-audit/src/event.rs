@@ -230,7 +230,7 @@ impl Event {
         out.push(b']');
         if let Some(id) = self.agent_id {
             key(&mut out, "agent_id");
-            write_string(&mut out, &id.to_string());
+            write_string(&mut out, &id.encode());
         }
         key(&mut out, "at");
         // An RFC 3339 time needs no escaping: its JSON string is already canonical.
@@ -239,13 +239,13 @@ impl Event {
         write_object(&mut out, &self.data);
         if let Some(id) = self.human_id {
             key(&mut out, "human_id");
-            write_string(&mut out, &id.to_string());
+            write_string(&mut out, &id.encode());
         }
         key(&mut out, "kind");
         write_string(&mut out, self.kind.as_str());
         if let Some(id) = self.mandate_id {
             key(&mut out, "mandate_id");
-            write_string(&mut out, &id.to_string());
+            write_string(&mut out, &id.encode());
         }
         key(&mut out, "prev_hash");
         write_string(&mut out, &self.prev_hash);
@@ -254,7 +254,7 @@ impl Event {
         key(&mut out, "seq");
         out.extend_from_slice(self.seq.to_string().as_bytes());
         key(&mut out, "tenant_id");
-        write_string(&mut out, &self.tenant_id.to_string());
+        write_string(&mut out, &self.tenant_id.encode());
         out.push(b'}');
         out
     }

@@ -326,7 +326,7 @@ macro_rules! sql_store {
         fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
             let mut rows = Vec::with_capacity(chunk.len());
             for e in chunk {
-                rows.push((e.clone(), seq_param(e.seq)?, to_text(e)?));
+                rows.push((e, seq_param(e.seq)?, to_text(e)?));
             }
             let mut insert = ::sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) ",
@@ -339,7 +339,7 @@ macro_rules! sql_store {
                     .push_bind(e.mandate_id.map(|id| id.to_string()))
                     .push_bind(e.agent_id.map(|id| id.to_string()))
                     .push_bind(e.human_id.map(|id| id.to_string()))
-                    .push_bind(e.hash)
+                    .push_bind(e.hash.clone())
                     .push_bind(doc);
             });
             Ok(insert)

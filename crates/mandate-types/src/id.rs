@@ -40,9 +40,19 @@ macro_rules! id_type {
             }
         }
 
+        const _: () = assert!($prefix.len() <= MAX_PREFIX, "an id prefix longer than IdText holds");
+
+        impl $name {
+            /// The printed form, written into a buffer on the stack (ids are printed on
+            /// every hot path: events, SQL parameters, policy entities).
+            pub fn encode(&self) -> IdText {
+                IdText::new($prefix, self.0)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{}", $prefix, self.0.simple())
+                f.write_str(self.encode().as_str())
             }
         }
 
@@ -64,7 +74,7 @@ macro_rules! id_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                serializer.serialize_str(self.encode().as_str())
             }
         }
 
@@ -87,6 +97,48 @@ macro_rules! id_type {
 
         impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The longest prefix an id type may have (checked where each type is defined).
+const MAX_PREFIX: usize = 8;
+
+/// An id's printed form (`prefix_` + 32 lowercase hex digits), held on the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct IdText {
+    bytes: [u8; MAX_PREFIX + 1 + 32],
+    len: usize,
+}
+
+impl IdText {
+    fn new(prefix: &str, uuid: Uuid) -> Self {
+        let mut bytes = [0u8; MAX_PREFIX + 1 + 32];
+        let mut len = 0;
+        for (slot, b) in bytes.iter_mut().zip(prefix.bytes().chain(*b"_")) {
+            *slot = b;
+            len += 1;
+        }
+        if let Some(rest) = bytes.get_mut(len..len + 32) {
+            uuid.simple().encode_lower(rest);
+            len += 32;
+        }
+        IdText { bytes, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written: the prefixes, `_` and hex digits.
+        self.bytes
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for IdText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
 }
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<Uuid> {
@@ -153,6 +205,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    proptest! {
+        #[test]
+        fn the_stack_encoding_is_the_prefix_and_the_simple_uuid(raw in any::<u128>()) {
+            let uuid = Uuid::from_u128(raw);
+            let expected = |prefix: &str| format!("{prefix}_{}", uuid.simple());
+            prop_assert_eq!(MandateId::from_uuid(uuid).to_string(), expected("mnd"));
+            prop_assert_eq!(ToolId::from_uuid(uuid).to_string(), expected("tool"));
+            let tenant = TenantId::from_uuid(uuid).encode();
+            prop_assert_eq!(tenant.as_str(), expected("ten"));
+            prop_assert_eq!(
+                serde_json::to_string(&AgentId::from_uuid(uuid)).unwrap(),
+                format!("\"{}\"", expected("agt"))
+            );
+        }
+    }
 
     #[test]
     fn ids_round_trip() {

@@ -17,8 +17,8 @@ mod secret;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{
-    AgentId, ApiTokenId, ApprovalId, ConsentId, HumanId, IdError, MandateId, ProposalId, TenantId,
-    ToolId, ToolServerId,
+    AgentId, ApiTokenId, ApprovalId, ConsentId, HumanId, IdError, IdText, MandateId, ProposalId,
+    TenantId, ToolId, ToolServerId,
 };
 pub use levels::{DataClass, MandateMode, RiskTier, UnknownLevel};
 pub use secret::Secret;
