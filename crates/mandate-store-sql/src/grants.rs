@@ -23,7 +23,10 @@ macro_rules! sql_grants {
             let mut live: ::std::collections::HashMap<(String, String), i64> = ::std::collections::HashMap::new();
             if !mandates.is_empty() {
                 let mut q = ::sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, tenant_id, expires_at FROM mandates WHERE status = 'active' AND id IN (",
+                    // The status is compared here, not in SQL: SQLite's planner, without
+                    // statistics, preferred the index on status (every active mandate)
+                    // to the list of keys.
+                    "SELECT id, tenant_id, expires_at, status FROM mandates WHERE id IN (",
                 );
                 let mut ids = q.separated(", ");
                 for id in &mandates {
@@ -31,6 +34,10 @@ macro_rules! sql_grants {
                 }
                 q.push(")").push(LOCK_LIVE_MANDATES);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
+                    let status: String = row.try_get("status").map_err(corrupt)?;
+                    if status != "active" {
+                        continue;
+                    }
                     live.insert(
                         (row.try_get("id").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?),
                         row.try_get("expires_at").map_err(corrupt)?,
@@ -45,8 +52,8 @@ macro_rules! sql_grants {
                     }
                 }
             }
-            // Then the parents: locked (so a concurrent revocation waits for us, or we for
-            // it) and checked live, in one statement.
+            // Then the parents: checked live in one statement, serialised against a
+            // concurrent revocation of them (see `LIVE_PARENTS` of each backend).
             let mut parents: Vec<&str> = grants
                 .iter()
                 .zip(&refused)
@@ -57,14 +64,12 @@ macro_rules! sql_grants {
             parents.dedup();
             let mut live_parents: ::std::collections::HashSet<(String, String)> = ::std::collections::HashSet::new();
             if !parents.is_empty() {
-                let mut q = ::sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE grants SET revoked_at = revoked_at WHERE revoked_at IS NULL AND jti IN (",
-                );
+                let mut q = ::sqlx::QueryBuilder::<$db>::new(LIVE_PARENTS.0);
                 let mut ids = q.separated(", ");
                 for jti in &parents {
                     ids.push_bind(jti.to_string());
                 }
-                q.push(") RETURNING jti, tenant_id");
+                q.push(LIVE_PARENTS.1);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
                     live_parents.insert((row.try_get("jti").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?));
                 }
@@ -140,6 +145,8 @@ macro_rules! sql_grants {
             // Then the descendants, statement after statement, until a pass finds
             // none left: each pass sees children committed before it began, and a
             // child being added waits on its parent's row, which we now hold.
+            // `+revoked_at` keeps SQLite's planner on the tree's keys instead of the index
+            // on revoked_at (every live grant).
             loop {
                 let rows = ::sqlx::query(
                     "WITH RECURSIVE tree (jti) AS (
@@ -148,7 +155,7 @@ macro_rules! sql_grants {
                          SELECT g.jti FROM grants g JOIN tree t ON g.parent_jti = t.jti
                      )
                      UPDATE grants SET revoked_at = $3
-                     WHERE jti IN (SELECT jti FROM tree) AND revoked_at IS NULL
+                     WHERE jti IN (SELECT jti FROM tree) AND +revoked_at IS NULL
                      RETURNING jti",
                 )
                 .bind(jti)

@@ -11,7 +11,8 @@
 //! JSON `doc` column holding each entity whole (`TEXT` in SQLite, `JSONB` in PostgreSQL,
 //! bound through `sqlx::types::Json`). What differs — connecting, the migrations, the
 //! lock that serialises migrations, the revocation notification, the lock a grant holds
-//! on its mandate (`LOCK_LIVE_MANDATES`) — lives in each adapter's module. Times are stored as
+//! on its mandate (`LOCK_LIVE_MANDATES`) and the check of its parent (`LIVE_PARENTS`) —
+//! lives in each adapter's module. Times are stored as
 //! microseconds since the Unix epoch.
 
 mod accounts;

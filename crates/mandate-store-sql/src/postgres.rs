@@ -141,6 +141,15 @@ pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_
 /// mandate are written in parallel.
 pub(crate) const LOCK_LIVE_MANDATES: &str = " FOR SHARE";
 
+/// The check that the parents of new grants are live, around the list of their jtis: an
+/// UPDATE that changes nothing but locks each row, so a concurrent revocation of the tree
+/// waits for these grants to commit (and its next pass revokes them), or they wait for it
+/// and find the parent revoked.
+pub(crate) const LIVE_PARENTS: (&str, &str) = (
+    "UPDATE grants SET revoked_at = revoked_at WHERE revoked_at IS NULL AND jti IN (",
+    ") RETURNING jti, tenant_id",
+);
+
 impl PostgresStore {
     pub(crate) async fn listen_revocations(
         &self,

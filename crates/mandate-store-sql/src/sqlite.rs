@@ -182,6 +182,20 @@ pub(crate) const NOTIFY_REVOKED: Option<&str> = None;
 /// snapshot that is not the newest cannot become a write transaction).
 pub(crate) const LOCK_LIVE_MANDATES: &str = "";
 
+/// The check that the parents of new grants are live, around the list of their jtis: a
+/// read, serialised like the mandates' check above (a revocation of the tree is a write
+/// of this process's one writer connection, before or after this transaction, never
+/// inside it), so no row is rewritten to lock it as on PostgreSQL.
+///
+/// `+revoked_at` keeps SQLite's planner off the index on `revoked_at`: without
+/// statistics it preferred `revoked_at IS NULL` (every live grant) to the list of keys,
+/// and scanned every live grant for each batch of token exchanges (0.9 ms a batch with
+/// 8 000 grants, growing with the table).
+pub(crate) const LIVE_PARENTS: (&str, &str) = (
+    "SELECT jti, tenant_id FROM grants WHERE +revoked_at IS NULL AND jti IN (",
+    ")",
+);
+
 impl SqliteStore {
     pub(crate) async fn listen_revocations(
         &self,
