@@ -18,12 +18,14 @@ pub mod code {
     /// 2026-07-28 (schema.ts) keeps -32020..-32099 for codes the specification
     /// defines and never reuses -32002 (resource not found, up to 2025-11-25) or
     /// -32042 (URL elicitation). In what is left, -32000..-32019, the SDKs raise
-    /// their own failures: TypeScript `@modelcontextprotocol/sdk` -32000
-    /// (ConnectionClosed), -32001 (RequestTimeout, and its server transport's
-    /// "session not found"), and in later releases -32003 / -32004 (client
-    /// capability, protocol version, from a draft of 2026-07-28); Python `mcp`
-    /// -32000 (CONNECTION_CLOSED) and HTTP 408 for its own timeout. -32001 was our
-    /// code until clients read our refusals as their own time-outs.
+    /// their own failures: TypeScript `@modelcontextprotocol/sdk` (1.32.2's dist:
+    /// nothing else there) -32000 (ConnectionClosed), -32001 (RequestTimeout, and its
+    /// server transport's "session not found"), and in its next major line -32003 / -32004 (client
+    /// capability, protocol version, from a draft of 2026-07-28); Python `mcp` 2.3.0
+    /// (`mcp_types.jsonrpc`, pinned by our tests) -32000 (CONNECTION_CLOSED), -32001
+    /// (REQUEST_TIMEOUT) and -32800 (request cancelled; earlier releases used HTTP 408
+    /// for their timeout). -32001 was our code until clients read our refusals as
+    /// their own time-outs.
     pub const REFUSED: i64 = -32010;
     /// The upstream did not answer, or answered with something that is not MCP.
     pub const UPSTREAM_UNAVAILABLE: i64 = -32002;
