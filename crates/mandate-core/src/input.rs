@@ -64,7 +64,8 @@ pub struct NewToolServer {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolServerUpdate {
-    /// See [`NewToolServer::step_up`].
+    /// Answer calls outside the caller's scope with a step-up challenge (HTTP 403
+    /// `insufficient_scope`) when the person could add the tool.
     pub step_up: Option<bool>,
 }
 
