@@ -77,6 +77,22 @@ impl World {
         mcp_client(&format!("{}{path}", self.server.url), Some(token), &steps)
     }
 
+    /// The `decision` events of `mandate` (at most 500).
+    async fn decisions(&self, mandate: &str) -> Value {
+        let (status, audit) = http(
+            reqwest::Method::GET,
+            format!(
+                "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
+                self.server.url
+            ),
+            &self.admin,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{audit}");
+        audit
+    }
+
     async fn as_alice(
         &self,
         method: reqwest::Method,
@@ -293,17 +309,7 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     );
 
     // The ledger has the decisions, with the arguments' hash and never the arguments.
-    let (status, audit) = http(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
-            w.server.url
-        ),
-        &w.admin,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{audit}");
+    let audit = w.decisions(&mandate).await;
     let events = audit["items"].as_array().unwrap();
     assert!(events.len() >= 8, "{audit}");
     let text = audit.to_string();
@@ -739,17 +745,7 @@ async fn step_up_is_an_operator_choice_and_never_reveals_forbidden_tools() {
     assert_eq!(echoed["result"]["content"][0]["text"], "hi", "{echoed}");
 
     // Each refusal is in the ledger, out of scope, as before step-up.
-    let (status, audit) = http(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
-            w.server.url
-        ),
-        &w.admin,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{audit}");
+    let audit = w.decisions(&mandate).await;
     let refused: Vec<&Value> = audit["items"]
         .as_array()
         .unwrap()

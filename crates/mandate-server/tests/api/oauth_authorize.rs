@@ -270,23 +270,32 @@ impl Setup {
             .get(&self.authorize_url(&[("resource", Some(resource))]))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
-        let (r, _) = b
-            .post(
-                "/oauth2/authorize",
-                &[
-                    ("csrf", &hidden(&page, "csrf")),
-                    ("request", &hidden(&page, "request")),
-                    ("decision", "grant"),
-                    ("intent", "Echo things"),
-                    ("tool", tool),
-                    ("lifetime", "60"),
-                    ("max_calls", max_calls),
-                    ("mode", "execute"),
-                    ("approve", "high_impact"),
-                    ("data_ceiling", "internal"),
-                ],
-            )
-            .await;
+        self.grant(b, &page, &[tool], max_calls).await
+    }
+
+    /// Alice grants `tools` with a budget of `max_calls` on the consent screen `page`:
+    /// the code.
+    pub(crate) async fn grant(
+        &self,
+        b: &mut Browser<'_>,
+        page: &str,
+        tools: &[&str],
+        max_calls: &str,
+    ) -> String {
+        let (csrf, request) = (hidden(page, "csrf"), hidden(page, "request"));
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("request", request.as_str()),
+            ("decision", "grant"),
+            ("intent", "Echo things"),
+            ("lifetime", "60"),
+            ("max_calls", max_calls),
+            ("mode", "execute"),
+            ("approve", "high_impact"),
+            ("data_ceiling", "internal"),
+        ];
+        form.extend(tools.iter().map(|t| ("tool", *t)));
+        let (r, _) = b.post("/oauth2/authorize", &form).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
         let to = location(&r);
         assert!(to.starts_with(REDIRECT), "{to}");
@@ -1284,26 +1293,9 @@ async fn a_step_up_shows_what_is_added_and_replaces_the_mandate() {
     };
     assert!(row("fx.wipe").contains(r#"class="added""#), "{page}");
     assert!(!row("fx.echo").contains(r#"class="added""#), "{page}");
-    let (r, _) = alice
-        .post(
-            "/oauth2/authorize",
-            &[
-                ("csrf", &hidden(&page, "csrf")),
-                ("request", &hidden(&page, "request")),
-                ("decision", "grant"),
-                ("intent", "Echo things"),
-                ("tool", "fx.echo"),
-                ("tool", "fx.wipe"),
-                ("lifetime", "60"),
-                ("max_calls", "10"),
-                ("mode", "execute"),
-                ("approve", "high_impact"),
-                ("data_ceiling", "internal"),
-            ],
-        )
+    let code = s
+        .grant(&mut alice, &page, &["fx.echo", "fx.wipe"], "10")
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
-    let code = query_of(&location(&r))["code"].clone();
     let tokens = s.redeem_code(&code).await.ok(200).clone();
     assert_eq!(tokens["scope"], "fx.echo fx.wipe", "{tokens}");
     let now = active_mandates(&s.api).await;
