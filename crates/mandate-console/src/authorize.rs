@@ -55,7 +55,8 @@ pub(crate) async fn show(
         }
         Err(e) => return Err(e),
     };
-    let offered = console.service.authorization_offer(&valid).await?;
+    let me = &session.signed.human;
+    let offered = console.service.authorization_offer(me.id, &valid).await?;
     if offered.is_empty() {
         return Err(UiError::OAuthRedirect(
             mandate_core::authorization_response(
@@ -72,7 +73,6 @@ pub(crate) async fn show(
             ),
         ));
     }
-    let me = &session.signed.human;
     let (id, pending) = console
         .service
         .hold_authorization(me.id, me.tenant_id, &session.secret, &valid, offered)
@@ -151,7 +151,10 @@ fn tool_rows(pending: &PendingAuthorization, d: &Defaults) -> Markup {
                 @for (i, t) in pending.offered.iter().enumerate() {
                     tr {
                         td { input type="checkbox" id={ "tool-" (i) } name="tool" value=(t.name) checked[d.tools.contains(&t.name)]; }
-                        td { label for={ "tool-" (i) } { (t.name) } }
+                        td {
+                            label for={ "tool-" (i) } { (t.name) }
+                            @if t.added { " " strong class="added" { "added" } }
+                        }
                         td { (badge(t.risk_tier.as_str())) }
                         td { (t.data_class.as_str()) }
                         td { (t.description) }
@@ -192,6 +195,9 @@ fn consent_page(
                 label for="intent" { "Intent" }
                 input id="intent" type="text" name="intent" value=(d.intent) maxlength="500" required placeholder="What should it do for you?";
                 h2 { "Tools" }
+                @if pending.offered.iter().any(|t| t.added) {
+                    p { "You authorized this client before. The tools marked " strong { "added" } " are new: it did not have them. This replaces what you granted it before." }
+                }
                 (tool_rows(pending, d))
                 h2 { "Limits" }
                 label for="lifetime" { "Expires after" }

@@ -3,7 +3,7 @@ use mandate_store::{Page, PageRequest, ToolFilter};
 use mandate_types::{DataClass, ToolId, ToolServerId};
 
 use crate::input::{check_label, check_tags, check_text, check_url};
-use crate::{CoreError, NewTool, NewToolServer, Service, ToolUpdate};
+use crate::{CoreError, NewTool, NewToolServer, Service, ToolServerUpdate, ToolUpdate};
 
 impl Service {
     pub async fn create_tool_server(
@@ -41,6 +41,7 @@ impl Service {
             name: new.name,
             transport: new.transport,
             credential_ref: new.credential_ref,
+            step_up: new.step_up,
             created_at: self.clock.now(),
         };
         self.store.create_tool_server(&server).await?;
@@ -57,6 +58,21 @@ impl Service {
             .tool_server(caller.tenant(), id)
             .await?
             .ok_or_else(|| CoreError::not_found("tool server", id))
+    }
+
+    /// Changes a tool server's operator settings.
+    pub async fn update_tool_server(
+        &self,
+        caller: &Principal,
+        id: ToolServerId,
+        update: ToolServerUpdate,
+    ) -> Result<ToolServer, CoreError> {
+        let mut server = self.tool_server(caller, id).await?;
+        if let Some(step_up) = update.step_up {
+            server.step_up = step_up;
+        }
+        self.store.update_tool_server(&server).await?;
+        Ok(server)
     }
 
     pub async fn list_tool_servers(

@@ -54,6 +54,19 @@ pub struct NewToolServer {
     pub transport: ToolServerTransport,
     /// A broker reference to the outbound credential (never the secret).
     pub credential_ref: Option<String>,
+    /// Answer calls outside the caller's scope with a step-up challenge (HTTP 403
+    /// `insufficient_scope`) when the person could add the tool. Default off.
+    #[serde(default)]
+    pub step_up: bool,
+}
+
+/// Operator settings of a tool server; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolServerUpdate {
+    /// Answer calls outside the caller's scope with a step-up challenge (HTTP 403
+    /// `insufficient_scope`) when the person could add the tool.
+    pub step_up: Option<bool>,
 }
 
 /// A new tool on a server.

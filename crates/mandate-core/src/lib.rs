@@ -40,7 +40,8 @@ pub use accounts::{ADMIN_GROUP, LOCK_AFTER_FAILURES, SignedIn};
 pub use auth::{Bootstrap, IssuedToken, TOKEN_PREFIX};
 pub use error::CoreError;
 pub use input::{
-    AgentUpdate, ConsentRequest, EndRequest, NewAgent, NewHuman, NewTool, NewToolServer, ToolUpdate,
+    AgentUpdate, ConsentRequest, EndRequest, NewAgent, NewHuman, NewTool, NewToolServer,
+    ToolServerUpdate, ToolUpdate,
 };
 pub use ledger::{Ledger, LedgerConfig, Verification, store_key};
 pub use mandates::MandateView;

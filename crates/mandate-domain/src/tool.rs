@@ -33,6 +33,12 @@ pub struct ToolServer {
     /// A broker reference to the outbound credential; never the secret itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_ref: Option<String>,
+    /// Step-up authorization (MCP): a call to a tool of this server that is outside the
+    /// caller's scope, and that the person could add, answers HTTP 403
+    /// `insufficient_scope` with the scope a new consent needs. Off (the default), such
+    /// a tool is refused exactly like one that does not exist.
+    #[serde(default)]
+    pub step_up: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -5,7 +5,8 @@
 //! | error             | MCP (JSON-RPC)          | HTTP proxy |
 //! |-------------------|-------------------------|------------|
 //! | `Unauthenticated` | HTTP 401 + `WWW-Authenticate` (resource metadata) | 401 |
-//! | denied by policy  | -32001 (`crate::mcp::methods`) | 403  |
+//! | step-up (server opted in) | HTTP 403 + `WWW-Authenticate: Bearer error="insufficient_scope", scope=…` ([`insufficient_scope`]) | — |
+//! | refused (policy, scope, approval, proposal, budget) | -32010 + `data.reason` (`crate::mcp::methods`) | 403  |
 //! | `Unavailable`     | -32603, nothing forwarded (fail closed) | 503 |
 //! | `Upstream`        | -32002                  | 502        |
 //! | `Invalid`         | -32602                  | 400        |
@@ -14,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mandate_core::calls::CallError;
 use mandate_mcp::jsonrpc::{self, error_object};
-use mandate_mcp::{UpstreamError, code};
+use mandate_mcp::{Refusal, UpstreamError, code, refusal};
 use serde_json::Value;
 
 use crate::GatewayConfig;
@@ -111,6 +112,63 @@ pub(crate) fn error_response(e: &GatewayError) -> Response {
     rpc_error(e.http().0, Value::Null, code, &message)
 }
 
+/// 403 with the step-up challenge (MCP authorization, "scope challenge"; RFC 6750 §3.1
+/// `insufficient_scope`): `scope` is what a new consent needs. The body is the JSON-RPC
+/// refusal of request `id`, `data.reason` `insufficient_scope`, for clients that read
+/// the body rather than the header.
+pub(crate) fn insufficient_scope(metadata_url: &str, scope: &[String], id: Value) -> Response {
+    let scope = scope
+        .iter()
+        .map(|s| quotable(s, 256))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = "the tool is outside this token's scope; authorize again with the scope named";
+    let body = jsonrpc::response(
+        id,
+        Err(refusal(
+            Refusal::InsufficientScope,
+            message,
+            serde_json::json!({"scope": scope}),
+        )),
+    );
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    let params = format!(
+        "error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{metadata_url}\", error_description=\"{message}\""
+    );
+    challenge(&mut response, &params);
+    response
+}
+
+/// `s` without what would end or escape a quoted-string (RFC 9110 §5.6.4), or a
+/// control character, cut at `max` characters.
+fn quotable(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .take(max)
+        .collect()
+}
+
+/// Appends a challenge with `params` for both schemes we accept.
+fn challenge(response: &mut Response, params: &str) {
+    for scheme in ["Bearer", "DPoP"] {
+        let challenge = if scheme == "DPoP" {
+            format!("DPoP algs=\"EdDSA ES256\", {params}")
+        } else {
+            format!("Bearer {params}")
+        };
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .append(header::WWW_AUTHENTICATE, value);
+        }
+    }
+}
+
 /// 401 with the challenge MCP clients follow to our metadata (RFC 9728 §5.1), for both
 /// schemes we accept.
 pub(crate) fn unauthorized(
@@ -121,11 +179,7 @@ pub(crate) fn unauthorized(
     let _ = config;
     let mut params = format!("resource_metadata=\"{metadata_url}\"");
     if let Some(d) = description {
-        let clean: String = d
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-            .take(200)
-            .collect();
+        let clean = quotable(d, 200);
         params.push_str(&format!(
             ", error=\"invalid_token\", error_description=\"{clean}\""
         ));
@@ -140,18 +194,7 @@ pub(crate) fn unauthorized(
         .to_string(),
     )
         .into_response();
-    for scheme in ["Bearer", "DPoP"] {
-        let challenge = if scheme == "DPoP" {
-            format!("DPoP algs=\"EdDSA ES256\", {params}")
-        } else {
-            format!("Bearer {params}")
-        };
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            response
-                .headers_mut()
-                .append(header::WWW_AUTHENTICATE, value);
-        }
-    }
+    challenge(&mut response, &params);
     response
 }
 

@@ -9,7 +9,7 @@
 //!                                   │ (policy ─► approvals / proposals / budget ─► ledger)
 //!                                   │ Allow                    │ Deny / Approval / Proposal
 //!                                   ▼                          ▼
-//!              credentials injected ─► upstream          JSON-RPC error (-32001)
+//!              credentials injected ─► upstream          JSON-RPC error (-32010)
 //!              (HttpUpstream | StdioUpstream)            PDP/ledger failure: -32603
 //! ```
 //!
@@ -284,13 +284,5 @@ impl Forwarder for Upstreams {
             .gateway()?
             .call_upstream(listing, mandate, "tools/call", Some(params), None)
             .await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_core_refuses_with_the_mcp_denied_code() {
-        assert_eq!(mandate_core::calls::DENIED, mandate_mcp::code::DENIED);
     }
 }

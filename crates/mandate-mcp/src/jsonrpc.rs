@@ -11,8 +11,22 @@ pub mod code {
     pub const INVALID_PARAMS: i64 = -32602;
     /// Also the fail-closed answer: the decision or its audit record could not be made.
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// Mandate's policy refused the call (COAZ-MCP binding).
-    pub const DENIED: i64 = -32001;
+    /// Every refusal by Mandate (denied, held for approval, turned into a proposal,
+    /// not available, over budget); `error.data.reason` says which.
+    ///
+    /// Why -32010: JSON-RPC leaves -32000..-32099 to implementations, and MCP
+    /// 2026-07-28 (schema.ts) keeps -32020..-32099 for codes the specification
+    /// defines and never reuses -32002 (resource not found, up to 2025-11-25) or
+    /// -32042 (URL elicitation). In what is left, -32000..-32019, the SDKs raise
+    /// their own failures: TypeScript `@modelcontextprotocol/sdk` (1.32.2's dist:
+    /// nothing else there) -32000 (ConnectionClosed), -32001 (RequestTimeout, and its
+    /// server transport's "session not found"), and in its next major line -32003 / -32004 (client
+    /// capability, protocol version, from a draft of 2026-07-28); Python `mcp` 2.3.0
+    /// (`mcp_types.jsonrpc`, pinned by our tests) -32000 (CONNECTION_CLOSED), -32001
+    /// (REQUEST_TIMEOUT) and -32800 (request cancelled; earlier releases used HTTP 408
+    /// for their timeout). -32001 was our code until clients read our refusals as
+    /// their own time-outs.
+    pub const REFUSED: i64 = -32010;
     /// The upstream did not answer, or answered with something that is not MCP.
     pub const UPSTREAM_UNAVAILABLE: i64 = -32002;
     /// MCP 2025-11-25: the client should open a URL (here: where a human approves).
@@ -170,6 +184,50 @@ pub fn error_object(code: i64, message: impl Into<String>, data: Option<Value>) 
     Value::Object(m)
 }
 
+/// Why Mandate refused a request: `error.data.reason` of every [`code::REFUSED`] error,
+/// for clients to act on without reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown, outside the token's scope, or hidden by policy: indistinguishable.
+    NotAvailable,
+    /// The mandate's policy denies it (`data.detail` says why).
+    Denied,
+    /// The mandate's budget does not cover it.
+    Budget,
+    /// Held until a person approves these exact arguments (`data.approval_id`).
+    ApprovalRequired,
+    /// Recorded as a proposal for a person to execute (`data.proposal_id`).
+    Proposed,
+    /// Outside the token's scope, and the person could grant it (step-up, HTTP 403):
+    /// `data.scope` is what a new consent needs.
+    InsufficientScope,
+}
+
+impl Refusal {
+    /// The value of `error.data.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotAvailable => "not_available",
+            Refusal::Denied => "denied",
+            Refusal::Budget => "budget",
+            Refusal::ApprovalRequired => "approval_required",
+            Refusal::Proposed => "proposed",
+            Refusal::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// The error object of a refusal: [`code::REFUSED`], `data` = `details` (an object's
+/// fields; anything else is dropped) with `reason` set.
+pub fn refusal(reason: Refusal, message: impl Into<String>, details: Value) -> Value {
+    let mut data = match details {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    data.insert("reason".into(), json!(reason.as_str()));
+    error_object(code::REFUSED, message, Some(Value::Object(data)))
+}
+
 /// An error response (`id` is `null` when the request's id could not be read).
 pub fn error_response(
     id: Value,
@@ -182,6 +240,36 @@ pub fn error_response(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refusal_carries_its_reason_beside_the_details() {
+        let e = refusal(
+            Refusal::ApprovalRequired,
+            "held",
+            json!({"approval_id": "apr_1", "reason": "spoofed"}),
+        );
+        assert_eq!(
+            e,
+            json!({"code": -32010, "message": "held",
+                   "data": {"approval_id": "apr_1", "reason": "approval_required"}})
+        );
+        assert_eq!(
+            refusal(Refusal::NotAvailable, "no", Value::Null)["data"],
+            json!({"reason": "not_available"})
+        );
+    }
+
+    #[test]
+    fn the_refusal_code_is_none_an_sdk_or_the_specification_uses() {
+        // TypeScript SDK, Python SDK, and the specification's own codes, past and
+        // reserved (see `code::REFUSED`).
+        let taken = [-32000, -32001, -32002, -32003, -32004, -32042];
+        assert!(!taken.contains(&code::REFUSED));
+        assert!(
+            (-32019..=-32000).contains(&code::REFUSED),
+            "outside the implementations' range"
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -268,8 +356,8 @@ mod tests {
         let m = Message::from_value(body.clone()).unwrap();
         assert_eq!(m.to_value(), body);
         assert_eq!(
-            error_response(json!(1), code::DENIED, "no", None),
-            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"no"}})
+            error_response(json!(1), code::REFUSED, "no", None),
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-32010,"message":"no"}})
         );
     }
 }

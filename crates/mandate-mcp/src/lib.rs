@@ -17,7 +17,7 @@ pub mod revision;
 pub mod sse;
 pub mod upstream;
 
-pub use jsonrpc::{Malformed, Message, code};
+pub use jsonrpc::{Malformed, Message, Refusal, code, refusal};
 pub use upstream::{
     ExtraHeaders, HttpUpstream, Limits, Outcome, StdioOptions, StdioUpstream, Upstream,
     UpstreamError,

@@ -127,6 +127,7 @@ impl World {
                     url: format!("https://srv{s}.example.com/mcp"),
                 },
                 credential_ref: None,
+                step_up: false,
                 created_at: now,
             })
             .collect();

@@ -124,6 +124,7 @@ fn case(g: &mut Gen) -> Case {
             url: "http://127.0.0.1:9/mcp".into(),
         },
         credential_ref: None,
+        step_up: false,
         created_at: now(),
     };
     let tool = Tool {

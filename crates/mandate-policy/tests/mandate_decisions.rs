@@ -134,6 +134,7 @@ fn world() -> World {
             url: "http://127.0.0.1:9/mcp".into(),
         },
         credential_ref: None,
+        step_up: false,
         created_at: now(),
     };
     let tools = BTreeMap::from([

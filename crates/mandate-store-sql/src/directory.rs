@@ -253,6 +253,22 @@ macro_rules! sql_directory {
                 row.as_ref().map(doc).transpose()
             }
 
+            async fn update_tool_server(&self, server: &ToolServer) -> Result<(), StoreError> {
+                let done = ::sqlx::query("UPDATE tool_servers SET doc = $1 WHERE id = $2 AND tenant_id = $3 AND name = $4")
+                    .bind(Json(server))
+                    .bind(server.id.to_string())
+                    .bind(server.tenant_id.to_string())
+                    .bind(&server.name)
+                    .execute(self.writer())
+                    .await
+                    .map_err(unavailable)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Missing { what: format!("tool server `{}`", server.id) });
+                }
+                self.changed().await;
+                Ok(())
+            }
+
             async fn list_tool_servers(&self, tenant: TenantId, page: &PageRequest) -> Result<Page<ToolServer>, StoreError> {
                 let rows = ::sqlx::query(
                     "SELECT doc FROM tool_servers WHERE tenant_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",

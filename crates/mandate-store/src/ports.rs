@@ -141,6 +141,8 @@ pub trait Catalog: Send + Sync {
         tenant: TenantId,
         page: &PageRequest,
     ) -> Result<Page<ToolServer>, StoreError>;
+    /// Replaces a tool server's operator settings (its name and id stay).
+    async fn update_tool_server(&self, server: &ToolServer) -> Result<(), StoreError>;
 
     async fn create_tool(&self, tool: &Tool) -> Result<(), StoreError>;
     async fn tool(&self, tenant: TenantId, id: ToolId) -> Result<Option<Tool>, StoreError>;

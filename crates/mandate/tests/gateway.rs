@@ -77,6 +77,22 @@ impl World {
         mcp_client(&format!("{}{path}", self.server.url), Some(token), &steps)
     }
 
+    /// The `decision` events of `mandate` (at most 500).
+    async fn decisions(&self, mandate: &str) -> Value {
+        let (status, audit) = http(
+            reqwest::Method::GET,
+            format!(
+                "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
+                self.server.url
+            ),
+            &self.admin,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{audit}");
+        audit
+    }
+
     async fn as_alice(
         &self,
         method: reqwest::Method,
@@ -104,8 +120,11 @@ fn tool_names(result: &Value) -> Vec<String> {
     names
 }
 
+/// Mandate's one refusal code (neither MCP SDK raises it for its own failures).
+const REFUSED: i64 = -32010;
+
 fn denied(step: &Value) -> &Value {
-    assert_eq!(step["error"]["code"], -32001, "expected a denial: {step}");
+    assert_eq!(step["error"]["code"], REFUSED, "expected a refusal: {step}");
     &step["error"]
 }
 
@@ -154,6 +173,8 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     // Out of scope and nonexistent look the same.
     let out_of_scope = denied(&steps[2]);
     let unknown = denied(&steps[3]);
+    assert_eq!(out_of_scope["data"], json!({"reason": "not_available"}));
+    assert_eq!(unknown["data"], out_of_scope["data"]);
     assert!(
         out_of_scope["message"]
             .as_str()
@@ -172,6 +193,7 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     );
     // High impact: held for approval.
     let held = denied(&steps[4]);
+    assert_eq!(held["data"]["reason"], "approval_required", "{held}");
     let approval = held["data"]["approval_id"].as_str().unwrap().to_owned();
     assert!(approval.starts_with("apr_"), "{held}");
     assert!(
@@ -287,17 +309,7 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     );
 
     // The ledger has the decisions, with the arguments' hash and never the arguments.
-    let (status, audit) = http(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/audit?mandate={mandate}&type=decision&limit=500",
-            w.server.url
-        ),
-        &w.admin,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{audit}");
+    let audit = w.decisions(&mandate).await;
     let events = audit["items"].as_array().unwrap();
     assert!(events.len() >= 8, "{audit}");
     let text = audit.to_string();
@@ -432,6 +444,7 @@ async fn recommend_only_mandates_record_proposals_a_human_executes_once() {
         json!([{"op": "call_tool", "name": "echo", "arguments": {"text": "proposed"}}]),
     );
     let error = denied(&steps[0]);
+    assert_eq!(error["data"]["reason"], "proposed", "{error}");
     let proposal = error["data"]["proposal_id"].as_str().unwrap().to_owned();
     assert!(
         error["message"]
@@ -593,6 +606,18 @@ async fn the_gateway_challenges_without_a_token_and_checks_origins() {
 
 /// A raw JSON-RPC call to the gateway (no session: each POST stands alone).
 async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let (status, _, body) = rpc_answer(url, token, method, params).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `rpc`, with the HTTP status and the `WWW-Authenticate` challenges.
+async fn rpc_answer(
+    url: &str,
+    token: &str,
+    method: &str,
+    params: Value,
+) -> (u16, Vec<String>, Value) {
     let response = reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
@@ -601,8 +626,137 @@ async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let status = response.status().as_u16();
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    (status, challenges, response.json().await.unwrap())
+}
+
+/// Step-up authorization is the operator's choice per tool server. Off (the default), a
+/// catalog tool outside the token's scope is refused like an unknown one; on, it
+/// answers 403 with an `insufficient_scope` challenge naming the token's scope plus the
+/// tool; a tool an operator policy forbids stays hidden either way, as does an unknown
+/// one; the ledger records each refusal as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn step_up_is_an_operator_choice_and_never_reveals_forbidden_tools() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Echo things",
+            "scope": {"tools": [{"tool": "fx.echo"}]},
+            "data_ceiling": "internal", "mode": "execute",
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let call = |name: &'static str| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            rpc_answer(
+                &url,
+                &token,
+                "tools/call",
+                json!({"name": name, "arguments": {}}),
+            )
+            .await
+        }
+    };
+    let not_available = |(status, challenges, body): &(u16, Vec<String>, Value)| {
+        assert_eq!(*status, 200, "{body}");
+        assert!(challenges.is_empty(), "{challenges:?}");
+        assert_eq!(denied(body)["data"], json!({"reason": "not_available"}));
+    };
+
+    // Off: indistinguishable from an unknown tool.
+    not_available(&call("test_simple_text").await);
+    not_available(&call("no_such_tool").await);
+
+    // The operator turns step-up on for `fx`, and forbids one tool to agents.
+    let (status, servers) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/tool-servers", w.server.url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{servers}");
+    assert_eq!(servers["items"][0]["step_up"], false, "{servers}");
+    let id = servers["items"][0]["id"].as_str().unwrap();
+    let (status, server) = http(
+        reqwest::Method::PATCH,
+        format!("{}/v1/tool-servers/{id}", w.server.url),
+        &w.admin,
+        Some(json!({"step_up": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{server}");
+    assert_eq!(server["step_up"], true, "{server}");
+    let (status, body) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/policies", w.server.url),
+        &w.admin,
+        Some(json!({"policies": [{"name": "deny.cedar", "text":
+            "@id(\"no-deleting\")\nforbid (principal, action, resource == Mandate::Tool::\"fx.delete_everything\");\n"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // On: a tool the person could add gets the challenge, with the scope to ask for.
+    let (status, challenges, body) = call("test_simple_text").await;
+    assert_eq!(status, 403, "{body}");
+    let bearer = challenges
+        .iter()
+        .find(|c| c.starts_with("Bearer "))
+        .unwrap_or_else(|| panic!("no Bearer challenge: {challenges:?}"));
+    assert!(bearer.contains(r#"error="insufficient_scope""#), "{bearer}");
+    assert!(
+        bearer.contains(r#"scope="fx.echo fx.test_simple_text""#),
+        "{bearer}"
+    );
+    assert!(
+        bearer.contains(&format!(
+            r#"resource_metadata="{}/.well-known/oauth-protected-resource/mcp/fx""#,
+            w.server.url
+        )),
+        "{bearer}"
+    );
+    assert_eq!(body["id"], 1, "{body}");
+    assert_eq!(body["error"]["code"], REFUSED, "{body}");
+    assert_eq!(body["error"]["data"]["reason"], "insufficient_scope");
+    assert_eq!(
+        body["error"]["data"]["scope"],
+        "fx.echo fx.test_simple_text"
+    );
+    // Forbidden by the operator, or unknown: hidden as before.
+    not_available(&call("delete_everything").await);
+    not_available(&call("no_such_tool").await);
+    // The tool in scope still works.
+    let echoed = rpc(
+        &url,
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hi"}}),
+    )
+    .await;
+    assert_eq!(echoed["result"]["content"][0]["text"], "hi", "{echoed}");
+
+    // Each refusal is in the ledger, out of scope, as before step-up.
+    let audit = w.decisions(&mandate).await;
+    let refused: Vec<&Value> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["tool"] == "fx.test_simple_text")
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit}");
+    for e in refused {
+        assert_eq!(e["data"]["outcome"], "deny", "{e}");
+        assert_eq!(e["data"]["out_of_scope"], true, "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -735,7 +889,8 @@ async fn stdio_upstreams_restart_budgets_hold_under_concurrency_and_a_dead_upstr
         if reply.get("result").is_some() {
             passed += 1;
         } else {
-            assert_eq!(reply["error"]["code"], -32001, "{reply}");
+            assert_eq!(reply["error"]["code"], REFUSED, "{reply}");
+            assert_eq!(reply["error"]["data"]["reason"], "budget", "{reply}");
             assert!(
                 reply["error"]["message"]
                     .as_str()
@@ -919,7 +1074,7 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
             json!({"name": name, "arguments": {}}),
         )
         .await;
-        assert_eq!(reply["error"]["code"], -32001, "{reply}");
+        assert_eq!(reply["error"]["code"], REFUSED, "{reply}");
     }
     let (_, alerts) = http(
         reqwest::Method::GET,

@@ -9,7 +9,7 @@
 //! `tests/node`) against our fixture upstream, directly and through the gateway with
 //! an allow-all mandate (scope `conformance.*`): every scenario that passes directly
 //! must pass through the gateway. Then an operator `forbid` on one tool: that tool's
-//! scenario fails with -32001 while the others still pass.
+//! scenario fails with -32010 while the others still pass.
 //!
 //! The runner cannot send an `Authorization` header, so `run_conformance.py` puts a
 //! loopback shim in front of the gateway that adds the task token (see its header).
@@ -124,7 +124,7 @@ async fn conformance_scenarios_pass_through_the_gateway_as_they_do_directly() {
         Some(&token),
         &json!([{"op": "call_tool", "name": "test_simple_text", "arguments": {}}]),
     );
-    assert_eq!(steps[0]["error"]["code"], -32001, "{}", steps[0]);
+    assert_eq!(steps[0]["error"]["code"], -32010, "{}", steps[0]);
     let sample = "tools-call-simple-text,tools-call-image,tools-call-embedded-resource,tools-list,resources-read-text,prompts-get-simple";
     let denied = run_conformance(&gateway_url, Some(&token), Some(sample));
     let (passed, failed) = (names(&denied, "passed"), names(&denied, "failed"));

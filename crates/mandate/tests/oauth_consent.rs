@@ -153,7 +153,7 @@ async fn an_mcp_client_is_authorized_through_the_consent_screen() {
     assert!(echoed.to_string().contains("through oauth"), "{rest:?}");
     assert_eq!(
         rest[3]["error"]["code"],
-        json!(-32001),
+        json!(-32010),
         "a tool not granted is refused: {rest:?}"
     );
 

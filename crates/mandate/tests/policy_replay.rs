@@ -98,7 +98,7 @@ async fn record_calls(server: &Server, dir: &Path, fixture: &Fixture) -> String 
         steps[4]
     );
     assert_eq!(
-        steps[5]["error"]["code"], -32001,
+        steps[5]["error"]["code"], -32010,
         "out of scope: {}",
         steps[5]
     );

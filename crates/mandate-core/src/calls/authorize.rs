@@ -11,12 +11,13 @@
 //!                        └ otherwise ──► Deny (out-of-scope denials never name the tool)
 //! ```
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{
-    AgentStatus, Approval, ApprovalStatus, HeldCall, MandateStatus, Proposal, ProposalStatus, Tool,
+    AgentStatus, Approval, ApprovalStatus, HeldCall, Mandate, MandateStatus, Proposal,
+    ProposalStatus, Tool,
 };
-use mandate_policy::{CallAction, CallRequest, Cause, Decision, Remedy, tool_name};
+use mandate_policy::{CallAction, CallRequest, Cause, CompiledSet, Decision, Remedy, tool_name};
 use mandate_store::CallKey;
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Map, Value, json};
@@ -161,6 +162,7 @@ impl Calls {
                 Verdict::Deny {
                     reason: "outside the token's scope".into(),
                     hidden: true,
+                    budget: false,
                 },
                 None,
             )
@@ -174,6 +176,7 @@ impl Calls {
                         Verdict::Deny {
                             reason,
                             hidden: false,
+                            budget: false,
                         },
                         None,
                     )
@@ -264,6 +267,7 @@ impl Calls {
                 Verdict::Deny {
                     reason: decision.reason.clone(),
                     hidden: matches!(step, Next::Deny { hidden: true }),
+                    budget: false,
                 },
                 Some(&decision),
             )
@@ -303,6 +307,7 @@ impl Calls {
                 Verdict::Deny {
                     reason: "the mandate's budget does not cover this call".into(),
                     hidden: false,
+                    budget: true,
                 },
                 Some(&decision),
             )
@@ -323,6 +328,7 @@ impl Calls {
         let verdict = Verdict::Deny {
             reason: "no such tool".into(),
             hidden: true,
+            budget: false,
         };
         let event = self.decision_event(
             caller,
@@ -447,7 +453,7 @@ impl Calls {
                 }
                 (true, "allow")
             }
-            Verdict::Deny { reason, hidden } => {
+            Verdict::Deny { reason, hidden, .. } => {
                 data.insert("reason".into(), json!(reason));
                 if *hidden {
                     data.insert("out_of_scope".into(), json!(true));
@@ -497,23 +503,8 @@ impl Calls {
         let mut hidden = 0usize;
         for target in tools {
             let name = tool_name(target.server, target.tool);
-            let allowed = caller.scope_covers(&name)
-                && set
-                    .decide_call(&CallRequest {
-                        action: CallAction::ListTools,
-                        agent: &caller.agent,
-                        mandate: &caller.mandate,
-                        tool: target.tool,
-                        server: target.server,
-                        arguments: None,
-                        amount: 0,
-                        approved: false,
-                        executing_proposal: false,
-                        delegation_chain: &caller.chain,
-                        dpop_bound: caller.dpop_bound,
-                        now,
-                    })
-                    .allowed;
+            let allowed =
+                caller.scope_covers(&name) && listable(&set, caller, &caller.mandate, target, now);
             if allowed {
                 shown.push(target);
             } else {
@@ -539,6 +530,32 @@ impl Calls {
         self.append(event).await?;
         Ok(shown)
     }
+}
+
+/// Whether the policies let `caller` see `target` in a listing under `mandate` (the
+/// caller's own, or one that would also grant the tool).
+pub(super) fn listable(
+    set: &CompiledSet,
+    caller: &Caller,
+    mandate: &Mandate,
+    target: Target<'_>,
+    now: DateTime<Utc>,
+) -> bool {
+    set.decide_call(&CallRequest {
+        action: CallAction::ListTools,
+        agent: &caller.agent,
+        mandate,
+        tool: target.tool,
+        server: target.server,
+        arguments: None,
+        amount: 0,
+        approved: false,
+        executing_proposal: false,
+        delegation_chain: &caller.chain,
+        dpop_bound: caller.dpop_bound,
+        now,
+    })
+    .allowed
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ use mandate_audit::{EventKind, NewEvent};
 use std::sync::Arc;
 
 use mandate_domain::{Approval, HeldCall, Mandate, Principal, Proposal};
+use mandate_mcp::{Refusal, refusal};
 use mandate_policy::CallAction;
 use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, Store, StoreError};
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use super::{Call, CallError, Caller, Calls, DENIED, Verdict, obj, redact};
+use super::{Call, CallError, Caller, Calls, Verdict, obj, redact};
 use crate::CoreError;
 
 impl Calls {
@@ -297,7 +298,11 @@ impl Calls {
             .await?
             .ok_or_else(|| CallError::Invalid("the proposing agent no longer exists".into()))?;
         let Some(listing) = self.inner.forwarder.find(&mandate, &call.tool).await? else {
-            return Ok(Err(denied("the tool is no longer available".into())));
+            return Ok(Err(refusal(
+                Refusal::NotAvailable,
+                "the tool is no longer available",
+                Value::Null,
+            )));
         };
         let mut actor = vec![caller.label()];
         actor.extend(call.delegation_chain.iter().map(|a| format!("agent:{a}")));
@@ -329,17 +334,20 @@ impl Calls {
                     .call_tool(&listing, &executor.mandate, &call.arguments)
                     .await
             }
-            Verdict::Deny { reason, .. } => {
-                Ok(Err(denied(format!("denied at execution: {reason}"))))
-            }
-            Verdict::Approval(_) | Verdict::Proposal(_) => {
-                Ok(Err(denied("the call still needs an approval".into())))
-            }
+            Verdict::Deny { reason, budget, .. } => Ok(Err(refusal(
+                if budget {
+                    Refusal::Budget
+                } else {
+                    Refusal::Denied
+                },
+                format!("denied at execution: {reason}"),
+                json!({"detail": reason}),
+            ))),
+            Verdict::Approval(_) | Verdict::Proposal(_) => Ok(Err(refusal(
+                Refusal::ApprovalRequired,
+                "the call still needs an approval",
+                Value::Null,
+            ))),
         }
     }
-}
-
-/// A JSON-RPC error object refusing the call (MCP's "denied", -32001).
-fn denied(message: String) -> Value {
-    json!({"code": DENIED, "message": message})
 }

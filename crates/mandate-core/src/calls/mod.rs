@@ -21,6 +21,7 @@ mod called;
 mod catalog;
 mod drift;
 mod held;
+mod step_up;
 mod usage;
 mod vault;
 
@@ -191,8 +192,13 @@ pub enum Verdict {
     /// Forward it. `approval` is the approval it used, if one lifted a deny.
     Allow { approval: Option<ApprovalId> },
     /// Refuse it. `hidden`: the tool is outside the caller's authority, and the answer
-    /// must not reveal that it exists.
-    Deny { reason: String, hidden: bool },
+    /// must not reveal that it exists; `budget`: the policy allowed it, the mandate's
+    /// budget does not cover it.
+    Deny {
+        reason: String,
+        hidden: bool,
+        budget: bool,
+    },
     /// Held until a human approves these exact arguments.
     Approval(Box<Approval>),
     /// Recorded for a human to execute (recommend-only mandate).
@@ -268,10 +274,6 @@ impl ToolCall {
         (self.name, Value::Object(self.params))
     }
 }
-
-/// The JSON-RPC error code of a call refused by its mandate (MCP's "denied"), as
-/// recorded in a proposal's outcome; the gateway answers with the same code.
-pub const DENIED: i64 = -32001;
 
 /// The arguments' binding hash: `sha256:` over their canonical encoding.
 pub fn arguments_hash(arguments: &Value) -> String {

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use mandate_domain::{
     Agent, AgentCredentials, AgentStatus, ApprovalRules, Budgets, ConsentChannel, ConsentDecision,
-    MandateStatus, MandateTerms, Principal, Scope, ToolGrant,
+    Mandate, MandateStatus, MandateTerms, Principal, Scope, ToolGrant,
 };
 use mandate_store::{MandateFilter, OnceKind, OnceRecord, PageRequest, StoreError, ToolFilter};
 use mandate_types::{AgentId, DataClass, HumanId, MandateId, MandateMode, RiskTier, TenantId};
@@ -151,6 +151,10 @@ pub struct OfferedTool {
     pub risk_tier: RiskTier,
     pub data_class: DataClass,
     pub description: String,
+    /// Not granted by the client's active mandate from this person for this resource:
+    /// what a re-authorization (a step-up) adds. Always false on a first authorization.
+    #[serde(default)]
+    pub added: bool,
 }
 
 /// An authorization request held for the human's answer.
@@ -403,12 +407,42 @@ impl Service {
         Ok(servers.items.iter().any(|s| s.name == name))
     }
 
-    /// The tools the consent screen offers: those of the resource's server (or of every
-    /// server), narrowed to the ones `scope` names when it names any.
+    /// The tools the consent screen offers `human`: those of the resource's server (or of
+    /// every server), narrowed to the ones `scope` names when it names any; on a
+    /// re-authorization, those the client's active mandate does not grant are marked
+    /// `added`.
     pub async fn authorization_offer(
         &self,
+        human: HumanId,
         v: &ValidAuthorization,
     ) -> Result<Vec<OfferedTool>, CoreError> {
+        let mut offered = self.catalog_offer(v).await?;
+        let tenant = v.client.tenant_id;
+        let Some(agent) = self
+            .store
+            .oauth_client_agent(tenant, &v.client.client_id, human)
+            .await?
+        else {
+            return Ok(offered);
+        };
+        let earlier = self
+            .earlier_mandates(tenant, human, agent, &v.resource)
+            .await?;
+        if !earlier.is_empty() {
+            for t in &mut offered {
+                t.added = !earlier.iter().any(|m| {
+                    m.terms
+                        .scope
+                        .tools
+                        .iter()
+                        .any(|g| mandate_domain::scope_covers(&g.tool, &t.name))
+                });
+            }
+        }
+        Ok(offered)
+    }
+
+    async fn catalog_offer(&self, v: &ValidAuthorization) -> Result<Vec<OfferedTool>, CoreError> {
         let tenant = v.client.tenant_id;
         let servers = self
             .store
@@ -437,6 +471,7 @@ impl Service {
                     risk_tier: t.risk_tier,
                     data_class: t.data_class,
                     description: t.description.chars().take(300).collect(),
+                    added: false,
                 });
             }
         }
@@ -540,22 +575,40 @@ impl Service {
         let agent = self.client_agent(tenant, &pending, human).await?;
         let mut terms = terms;
         terms.agent_id = agent;
-        let requested = self
-            .request_mandate(&Principal::Agent { tenant, id: agent }, terms)
+        let earlier = self
+            .earlier_mandates(tenant, human, agent, &pending.resource)
             .await?;
-        let consented = self
-            .consent(
-                caller,
-                requested.mandate.id,
-                ConsentRequest {
-                    decision: ConsentDecision::Granted,
-                    terms_hash: Some(requested.mandate.terms_hash.0.clone()),
-                    comment: None,
-                },
-                ConsentChannel::Oauth,
-            )
-            .await?;
-        self.replace_earlier_mandates(caller, human, agent, &pending, consented.mandate.id)
+        let now = self.clock.now();
+        let mandate_id = match earlier
+            .iter()
+            .find(|m| !m.is_due_to_expire(now) && same_terms(&terms, m))
+        {
+            // The person granted exactly this before: the code names that mandate,
+            // nothing is created, and it is not revoked.
+            Some(same) => {
+                tracing::info!(mandate = %same.id, client = %pending.client_id, "re-authorization with equal terms reuses the mandate");
+                same.id
+            }
+            None => {
+                let requested = self
+                    .request_mandate(&Principal::Agent { tenant, id: agent }, terms)
+                    .await?;
+                self.consent(
+                    caller,
+                    requested.mandate.id,
+                    ConsentRequest {
+                        decision: ConsentDecision::Granted,
+                        terms_hash: Some(requested.mandate.terms_hash.0.clone()),
+                        comment: None,
+                    },
+                    ConsentChannel::Oauth,
+                )
+                .await?
+                .mandate
+                .id
+            }
+        };
+        self.replace_earlier_mandates(caller, &earlier, &pending, mandate_id)
             .await?;
         let code =
             mandate_token::random_id("mac_").map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -564,7 +617,7 @@ impl Service {
             redirect_uri: pending.redirect_uri.clone(),
             code_challenge: pending.code_challenge.clone(),
             resource: pending.resource.clone(),
-            mandate_id: consented.mandate.id,
+            mandate_id,
             human_id: human,
             agent_id: agent,
             dpop_bound: pending.dpop_bound,
@@ -580,7 +633,7 @@ impl Service {
                 used_at: None,
             })
             .await?;
-        tracing::info!(mandate = %consented.mandate.id, client = %pending.client_id, "authorization granted");
+        tracing::info!(mandate = %mandate_id, client = %pending.client_id, "authorization granted");
         Ok(authorization_response(
             &pending.redirect_uri,
             &self.authorization_issuer()?,
@@ -631,24 +684,18 @@ impl Service {
         }
     }
 
-    /// A re-authorization replaces what it re-authorizes: the client's earlier active
-    /// mandates from this person (the client's agent for them) for the same resource
-    /// — every tool on the named server for `{public}/mcp/{server}`, any for
-    /// `{public}/mcp` — are revoked by the person, with the new mandate named as the
-    /// reason in the audit. This runs once the new mandate is active: if a revocation
-    /// fails, the person sees the error and no code is issued, so the client gets no
-    /// token of the new mandate while an earlier one it replaces is still active.
-    async fn replace_earlier_mandates(
+    /// The client's earlier active mandates from this person (the client's agent for
+    /// them) for the same resource: every tool on the named server for
+    /// `{public}/mcp/{server}`, any for `{public}/mcp`.
+    async fn earlier_mandates(
         &self,
-        caller: &Principal,
+        tenant: TenantId,
         human: HumanId,
         agent: AgentId,
-        pending: &PendingAuthorization,
-        replacement: MandateId,
-    ) -> Result<(), CoreError> {
+        resource: &str,
+    ) -> Result<Vec<Mandate>, CoreError> {
         let mcp = format!("{}/mcp", self.authorization_issuer()?);
-        let server = pending
-            .resource
+        let server = resource
             .strip_prefix(&mcp)
             .and_then(|r| r.strip_prefix('/'))
             .map(|name| format!("{name}."));
@@ -661,19 +708,15 @@ impl Service {
         let mut earlier = Vec::new();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         loop {
-            let found = self
-                .store
-                .list_mandates(caller.tenant(), &filter, &page)
-                .await?;
+            let found = self.store.list_mandates(tenant, &filter, &page).await?;
             earlier.extend(found.items.into_iter().filter(|m| {
-                m.id != replacement
-                    && server.as_deref().is_none_or(|prefix| {
-                        m.terms
-                            .scope
-                            .tools
-                            .iter()
-                            .all(|t| t.tool.starts_with(prefix))
-                    })
+                server.as_deref().is_none_or(|prefix| {
+                    m.terms
+                        .scope
+                        .tools
+                        .iter()
+                        .all(|t| t.tool.starts_with(prefix))
+                })
             }));
             match found.next {
                 Some(next) => {
@@ -683,7 +726,23 @@ impl Service {
                 None => break,
             }
         }
-        for m in earlier {
+        Ok(earlier)
+    }
+
+    /// A re-authorization replaces what it re-authorizes: the `earlier` mandates other
+    /// than `replacement` are revoked by the person, with the mandate that replaces
+    /// them named as the reason in the audit. This runs once the replacement is
+    /// active: if a revocation fails, the person sees the error and no code is
+    /// issued, so the client gets no token of the new mandate while an earlier one it
+    /// replaces is still active.
+    async fn replace_earlier_mandates(
+        &self,
+        caller: &Principal,
+        earlier: &[Mandate],
+        pending: &PendingAuthorization,
+        replacement: MandateId,
+    ) -> Result<(), CoreError> {
+        for m in earlier.iter().filter(|m| m.id != replacement) {
             let reason = format!(
                 "replaced by mandate {replacement} when the person authorized client {} again",
                 pending.client_id.chars().take(200).collect::<String>()
@@ -848,6 +907,15 @@ impl Service {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether `wanted` asks for exactly what `earlier` was granted: every term (agent,
+/// person, intent, scope, data ceiling, mode, budgets, approval rules, owners,
+/// delegation depth) hashes equal, the expiry aside — a reused mandate keeps its own.
+fn same_terms(wanted: &MandateTerms, earlier: &Mandate) -> bool {
+    let mut wanted = wanted.clone();
+    wanted.expires_at = earlier.terms.expires_at;
+    wanted.hash() == earlier.terms_hash
 }
 
 /// Parses a risk tier or data class name from a form.

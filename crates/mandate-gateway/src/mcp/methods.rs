@@ -1,21 +1,22 @@
 //! Method routing: what each MCP method resolves to before anything is forwarded
-//! ([`Plan`]), and how a refused call is told to the client (JSON-RPC -32001, or URL
-//! elicitation for a held call).
+//! ([`Plan`]), and how a refused call is told to the client (JSON-RPC -32010 with
+//! `error.data.reason`, or URL elicitation for a held call).
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use mandate_core::calls::{Call, ToolCall, Verdict};
-use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, code, error_object};
 use mandate_mcp::revision;
+use mandate_mcp::{Outcome, Refusal, refusal};
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
 use super::{Exchange, json_response, set};
 use crate::GatewayError;
 use crate::catalog::{Listing, PROMPTS, RESOURCES};
+use crate::error::insufficient_scope;
 
 /// What a request resolves to before anything is forwarded.
 pub(super) enum Plan {
@@ -28,20 +29,20 @@ pub(super) enum Plan {
         params: Option<Value>,
         tool_name: Option<String>,
     },
-}
-
-pub(super) fn denied(message: &str, data: Value) -> Outcome {
-    Err(error_object(code::DENIED, message, Some(data)))
+    /// Refused with HTTP 403 and a step-up challenge naming the scope a new consent
+    /// needs (the tool server opted in; the refusal is recorded like any other).
+    StepUp { scope: Vec<String> },
 }
 
 pub(super) fn hidden(name: &str) -> Outcome {
-    denied(
-        &format!(
+    Err(refusal(
+        Refusal::NotAvailable,
+        format!(
             "tool `{}` is not available under this mandate",
             name.chars().take(128).collect::<String>()
         ),
-        json!({"reason": "not available"}),
-    )
+        Value::Null,
+    ))
 }
 
 impl Exchange<'_> {
@@ -63,6 +64,16 @@ impl Exchange<'_> {
                 params,
                 tool_name,
             } => self.forward(id, listing, &method, params, tool_name).await,
+            Plan::StepUp { scope } => {
+                let metadata_url = match self.server {
+                    Some(server) => format!(
+                        "{}/.well-known/oauth-protected-resource/mcp/{server}",
+                        self.gateway.config.public_url
+                    ),
+                    None => self.gateway.config.resource_metadata_url(),
+                };
+                insufficient_scope(&metadata_url, &scope, id)
+            }
         }
     }
 
@@ -107,6 +118,12 @@ impl Exchange<'_> {
                             params: Some(params),
                             tool_name: Some(name),
                         })
+                    }
+                    Verdict::Deny { hidden: true, .. } => {
+                        match gateway.calls.step_up_scope(self.caller, listing.target()) {
+                            Some(scope) => Ok(Plan::StepUp { scope }),
+                            None => Ok(Plan::Local(hidden(call.name()))),
+                        }
                     }
                     other => Ok(Plan::Local(self.refusal(call.name(), other))),
                 }
@@ -168,10 +185,20 @@ impl Exchange<'_> {
         let public = &self.gateway.config.public_url;
         match verdict {
             Verdict::Deny { hidden: true, .. } | Verdict::Allow { .. } => hidden(name),
-            Verdict::Deny { reason, .. } => denied(
-                &format!("denied by the mandate's policy: {reason}"),
-                json!({"reason": reason}),
-            ),
+            Verdict::Deny {
+                reason,
+                budget: true,
+                ..
+            } => Err(refusal(
+                Refusal::Budget,
+                format!("denied: {reason}"),
+                json!({"detail": reason}),
+            )),
+            Verdict::Deny { reason, .. } => Err(refusal(
+                Refusal::Denied,
+                format!("denied by the mandate's policy: {reason}"),
+                json!({"detail": reason}),
+            )),
             Verdict::Approval(a) => {
                 let message = format!(
                     "this call needs a human's approval; approval {} is pending — retry with the same arguments once it is approved",
@@ -179,6 +206,7 @@ impl Exchange<'_> {
                 );
                 let url = format!("{public}/ui/approvals/{}", a.id);
                 let mut data = json!({
+                    "reason": Refusal::ApprovalRequired.as_str(),
                     "remedy": "approval",
                     "approval_id": a.id,
                     "approval_url": url,
@@ -199,11 +227,12 @@ impl Exchange<'_> {
                         Some(data),
                     ))
                 } else {
-                    denied(&message, data)
+                    Err(refusal(Refusal::ApprovalRequired, message, data))
                 }
             }
-            Verdict::Proposal(p) => denied(
-                &format!(
+            Verdict::Proposal(p) => Err(refusal(
+                Refusal::Proposed,
+                format!(
                     "the mandate is recommend-only: the call was recorded as proposal {} for a human to execute; nothing was executed",
                     p.id
                 ),
@@ -212,7 +241,7 @@ impl Exchange<'_> {
                     "proposal_id": p.id,
                     "proposal_url": format!("{public}/ui/proposals/{}", p.id),
                 }),
-            ),
+            )),
         }
     }
 }

@@ -1,7 +1,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mandate_core::{NewTool, NewToolServer, ToolUpdate};
+use mandate_core::{NewTool, NewToolServer, ToolServerUpdate, ToolUpdate};
 use mandate_domain::{Tool, ToolServer};
 use mandate_store::ToolFilter;
 use mandate_types::RiskTier;
@@ -18,7 +18,7 @@ use crate::problem::{ApiResult, Problem};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_tool_server, list_tool_servers))
-        .routes(routes!(get_tool_server))
+        .routes(routes!(get_tool_server, update_tool_server))
         .routes(routes!(create_tool, list_tools))
         .routes(routes!(get_tool, update_tool))
 }
@@ -71,6 +71,28 @@ async fn get_tool_server(
 ) -> ApiResult<Json<ToolServer>> {
     Ok(Json(
         state.service.tool_server(&caller, path_id(&id)?).await?,
+    ))
+}
+
+/// Change a tool server's operator settings, e.g. `step_up` (admin).
+#[utoipa::path(patch, path = "/v1/tool-servers/{id}", tag = "tools", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Tool server id")),
+    request_body = ToolServerUpdate,
+    responses(
+        (status = 200, body = ToolServer),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_tool_server(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<ToolServerUpdate>,
+) -> ApiResult<Json<ToolServer>> {
+    Ok(Json(
+        state
+            .service
+            .update_tool_server(&caller, path_id(&id)?, update)
+            .await?,
     ))
 }
 

@@ -12,6 +12,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::oauth_refresh::claims;
 use crate::support::{Api, Reply};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
@@ -254,27 +255,47 @@ impl Setup {
 
     /// Alice grants `tool` for `resource`: the code.
     pub(crate) async fn code_for(&self, b: &mut Browser<'_>, resource: &str, tool: &str) -> String {
+        self.code_with(b, resource, tool, "10").await
+    }
+
+    /// Alice grants `tool` for `resource` with a budget of `max_calls`: the code.
+    pub(crate) async fn code_with(
+        &self,
+        b: &mut Browser<'_>,
+        resource: &str,
+        tool: &str,
+        max_calls: &str,
+    ) -> String {
         let (r, page) = b
             .get(&self.authorize_url(&[("resource", Some(resource))]))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
-        let (r, _) = b
-            .post(
-                "/oauth2/authorize",
-                &[
-                    ("csrf", &hidden(&page, "csrf")),
-                    ("request", &hidden(&page, "request")),
-                    ("decision", "grant"),
-                    ("intent", "Echo things"),
-                    ("tool", tool),
-                    ("lifetime", "60"),
-                    ("max_calls", "10"),
-                    ("mode", "execute"),
-                    ("approve", "high_impact"),
-                    ("data_ceiling", "internal"),
-                ],
-            )
-            .await;
+        self.grant(b, &page, &[tool], max_calls).await
+    }
+
+    /// Alice grants `tools` with a budget of `max_calls` on the consent screen `page`:
+    /// the code.
+    pub(crate) async fn grant(
+        &self,
+        b: &mut Browser<'_>,
+        page: &str,
+        tools: &[&str],
+        max_calls: &str,
+    ) -> String {
+        let (csrf, request) = (hidden(page, "csrf"), hidden(page, "request"));
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("request", request.as_str()),
+            ("decision", "grant"),
+            ("intent", "Echo things"),
+            ("lifetime", "60"),
+            ("max_calls", max_calls),
+            ("mode", "execute"),
+            ("approve", "high_impact"),
+            ("data_ceiling", "internal"),
+        ];
+        form.extend(tools.iter().map(|t| ("tool", *t)));
+        let (r, _) = b.post("/oauth2/authorize", &form).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
         let to = location(&r);
         assert!(to.starts_with(REDIRECT), "{to}");
@@ -1080,10 +1101,29 @@ async fn active_mandates(api: &Api) -> Vec<String> {
         .collect()
 }
 
+/// How many mandates there are, in any status.
+async fn all_mandates(api: &Api) -> usize {
+    api.get("/v1/mandates?limit=500", &api.admin).await.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// The `mandate.revoked` events of `mandate`.
+async fn revocations(api: &Api, mandate: &str) -> Value {
+    api.get(
+        &format!("/v1/audit?mandate={mandate}&type=mandate.revoked"),
+        &api.admin,
+    )
+    .await
+    .ok(200)["items"]
+        .clone()
+}
+
 /// A person who authorizes the same client again for the same resource replaces its
-/// earlier mandate: one stays active, the earlier one is revoked by the person with the
-/// new one named in the audited reason, and its refresh token is dead. Another
-/// client's mandate is left alone.
+/// earlier mandate when the terms differ (here: the budget): one stays active, the
+/// earlier one is revoked by the person with the new one named in the audited reason,
+/// and its refresh token is dead. Another client's mandate is left alone.
 #[tokio::test]
 async fn a_new_consent_replaces_the_clients_earlier_mandate() {
     let mut s = Setup::new().await;
@@ -1097,7 +1137,9 @@ async fn a_new_consent_replaces_the_clients_earlier_mandate() {
     let first = active_mandates(&s.api).await;
     assert_eq!(first.len(), 1);
 
-    let code = s.code(&mut alice).await;
+    let code = s
+        .code_with(&mut alice, "http://127.0.0.1:8731/mcp/fx", "fx.echo", "20")
+        .await;
     s.redeem_code(&code).await.ok(200);
     let now_active = active_mandates(&s.api).await;
     assert_eq!(
@@ -1106,16 +1148,8 @@ async fn a_new_consent_replaces_the_clients_earlier_mandate() {
         "one mandate per client, person and resource"
     );
     assert_ne!(now_active, first);
-    let revoked = s
-        .api
-        .get(
-            &format!("/v1/audit?mandate={}&type=mandate.revoked", first[0]),
-            &s.api.admin,
-        )
-        .await
-        .ok(200)
-        .clone();
-    let event = &revoked["items"][0];
+    let revoked = revocations(&s.api, &first[0]).await;
+    let event = &revoked[0];
     assert_eq!(event["actor"], json!([format!("human:{}", s.alice)]));
     let reason = event["data"]["reason"].as_str().unwrap();
     assert!(
@@ -1195,4 +1229,84 @@ async fn a_new_consent_replaces_the_clients_earlier_mandate() {
     let last = active_mandates(&s.api).await;
     assert_eq!(last.len(), 2, "the first client's mandate and the new one");
     assert!(last.contains(&now_active[0]));
+}
+
+/// A person who authorizes the same client again with exactly the terms of its active
+/// mandate (scope, resource, data ceiling, budgets, mode, approvals, intent) gets a
+/// code for that mandate: none is created, none is revoked, and the earlier refresh
+/// token still works.
+#[tokio::test]
+async fn a_consent_with_equal_terms_reuses_the_clients_mandate() {
+    let s = Setup::new().await;
+    let mut alice = Browser::new(&s.api);
+    alice.sign_in("alice@example.com").await;
+    let code = s.code(&mut alice).await;
+    let first = s.redeem_code(&code).await.ok(200).clone();
+    let mandate = active_mandates(&s.api).await;
+    assert_eq!(mandate.len(), 1);
+    assert_eq!(all_mandates(&s.api).await, 1);
+
+    let code = s.code(&mut alice).await;
+    let again = s.redeem_code(&code).await.ok(200).clone();
+    assert_eq!(active_mandates(&s.api).await, mandate, "the same mandate");
+    assert_eq!(all_mandates(&s.api).await, 1, "no mandate was created");
+    assert_eq!(revocations(&s.api, &mandate[0]).await, json!([]));
+    let mandate_of = |t: &Value| claims(t["access_token"].as_str().unwrap())["mandate"].clone();
+    assert_eq!(mandate_of(&again), mandate_of(&first));
+    assert_eq!(mandate_of(&again), mandate[0].as_str());
+    // The earlier refresh token was not touched.
+    s.redeem(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ("client_id", &s.client),
+    ])
+    .await
+    .ok(200);
+}
+
+/// A step-up re-authorization (asking for the scope a 403 `insufficient_scope` named)
+/// shows the person which tools it adds to what the client has, and the grant replaces
+/// the client's earlier mandate.
+#[tokio::test]
+async fn a_step_up_shows_what_is_added_and_replaces_the_mandate() {
+    let s = Setup::new().await;
+    let mut alice = Browser::new(&s.api);
+    alice.sign_in("alice@example.com").await;
+    let step_up = s.authorize_url(&[("scope", Some("fx.echo fx.wipe"))]);
+    let (r, page) = alice.get(&step_up).await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    assert!(
+        !page.contains(r#"class="added""#),
+        "nothing to add to: {page}"
+    );
+    let code = s.code(&mut alice).await;
+    s.redeem_code(&code).await.ok(200);
+    let first = active_mandates(&s.api).await;
+
+    let (r, page) = alice.get(&step_up).await;
+    assert_eq!(r.status, StatusCode::OK, "{page}");
+    let row = |name: &str| {
+        page.split("<tr>")
+            .find(|row| row.contains(&format!(r#"value="{name}""#)))
+            .unwrap_or_else(|| panic!("no row for {name}: {page}"))
+            .to_owned()
+    };
+    assert!(row("fx.wipe").contains(r#"class="added""#), "{page}");
+    assert!(!row("fx.echo").contains(r#"class="added""#), "{page}");
+    let code = s
+        .grant(&mut alice, &page, &["fx.echo", "fx.wipe"], "10")
+        .await;
+    let tokens = s.redeem_code(&code).await.ok(200).clone();
+    assert_eq!(tokens["scope"], "fx.echo fx.wipe", "{tokens}");
+    let now = active_mandates(&s.api).await;
+    assert_eq!(now.len(), 1, "the step-up replaced the mandate");
+    assert_ne!(now, first);
+    assert_eq!(
+        revocations(&s.api, &first[0])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -18,7 +18,7 @@ use crate::support::Reply;
 
 const RESOURCE: &str = "http://127.0.0.1:8731/mcp/fx";
 
-fn claims(token: &str) -> Map<String, Value> {
+pub(crate) fn claims(token: &str) -> Map<String, Value> {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&b64url_decode(payload).unwrap()).unwrap()
 }

@@ -69,7 +69,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/agents/{id}", &["get", "patch"]),
         ("/v1/agents/{id}/tokens", &["post"]),
         ("/v1/tool-servers", &["get", "post"]),
-        ("/v1/tool-servers/{id}", &["get"]),
+        ("/v1/tool-servers/{id}", &["get", "patch"]),
         ("/v1/tools", &["get", "post"]),
         ("/v1/tools/{id}", &["get", "patch"]),
         ("/v1/mandates", &["get", "post"]),
@@ -101,6 +101,11 @@ async fn the_openapi_document_describes_every_route() {
         "Verification",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    // The step-up setting of tool servers.
+    for schema in ["ToolServer", "NewToolServer", "ToolServerUpdate"] {
+        let kind = schemas[schema]["properties"]["step_up"]["type"].to_string();
+        assert!(kind.contains("boolean"), "{schema}: {}", schemas[schema]);
     }
     // The served document is the one generated from the code.
     assert_eq!(

@@ -111,6 +111,11 @@ impl Catalog for CachedStore {
     ) -> Result<Page<ToolServer>, StoreError> {
         self.inner.list_tool_servers(tenant, page).await
     }
+    async fn update_tool_server(&self, server: &ToolServer) -> Result<(), StoreError> {
+        let done = self.inner.update_tool_server(server).await;
+        self.catalog_changed();
+        done
+    }
     async fn create_tool(&self, tool: &Tool) -> Result<(), StoreError> {
         let done = self.inner.create_tool(tool).await;
         self.catalog_changed();

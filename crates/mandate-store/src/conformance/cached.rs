@@ -191,6 +191,7 @@ pub async fn cache_counts_catalog_changes(inner: Arc<dyn Store>) {
             url: "http://127.0.0.1:9/mcp".into(),
         },
         credential_ref: None,
+        step_up: false,
         created_at: t0(),
     };
     cached.create_tool_server(&server).await.unwrap();

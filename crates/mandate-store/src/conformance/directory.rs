@@ -266,6 +266,7 @@ pub async fn tool_servers_and_tools(store: Arc<dyn Store>) {
             url: "http://127.0.0.1:9/mcp".into(),
         },
         credential_ref: Some("secret:bank".into()),
+        step_up: false,
         created_at: t0(),
     };
     store.create_tool_server(&server).await.unwrap();
@@ -274,6 +275,35 @@ pub async fn tool_servers_and_tools(store: Arc<dyn Store>) {
         Some(server.clone())
     );
     assert_eq!(store.tool_server(b, server.id).await.unwrap(), None);
+    let stepping = ToolServer {
+        step_up: true,
+        ..server.clone()
+    };
+    store.update_tool_server(&stepping).await.unwrap();
+    assert_eq!(
+        store.tool_server(a, server.id).await.unwrap(),
+        Some(stepping.clone())
+    );
+    store.update_tool_server(&server).await.unwrap();
+    for ghost in [
+        ToolServer {
+            tenant_id: b,
+            ..server.clone()
+        },
+        ToolServer {
+            id: ToolServerId::generate(),
+            ..server.clone()
+        },
+    ] {
+        assert!(matches!(
+            store.update_tool_server(&ghost).await,
+            Err(StoreError::Missing { .. })
+        ));
+    }
+    assert_eq!(
+        store.tool_server(a, server.id).await.unwrap(),
+        Some(server.clone())
+    );
     let dup = ToolServer {
         id: ToolServerId::generate(),
         ..server.clone()

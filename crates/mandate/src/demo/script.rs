@@ -353,11 +353,11 @@ impl<'t> Script<'t> {
             )
             .await?;
         self.t.check(
-            error_code(&delete.body) == Some(-32001)
+            error_code(&delete.body) == Some(-32010)
                 && at(&delete.body, "/error/data/approval_id").is_null()
                 && self.bank.files().len() == before,
             "an out-of-scope call",
-            "error -32001, nothing deleted",
+            "error -32010, nothing deleted",
             summary(&delete.body),
         )?;
         self.t.step(
@@ -386,7 +386,7 @@ impl<'t> Script<'t> {
         self.t.check(
             !approval.is_empty() && self.bank.transfers().is_empty(),
             "a high-impact call",
-            "held for approval (error -32001 with an approval id), no transfer",
+            "held for approval (error -32010 with an approval id), no transfer",
             summary(&held.body),
         )?;
         self.t.step(
@@ -485,7 +485,7 @@ impl<'t> Script<'t> {
         self.t.check(
             !proposal.is_empty() && self.bank.outbox().is_empty(),
             "a call under a recommend-only mandate",
-            "a proposal (error -32001 with a proposal id), nothing sent",
+            "a proposal (error -32010 with a proposal id), nothing sent",
             summary(&proposed.body),
         )?;
         self.t.step(
@@ -590,11 +590,11 @@ impl<'t> Script<'t> {
             )
             .await?;
         self.t.check(
-            error_code(&transfer.body) == Some(-32001)
+            error_code(&transfer.body) == Some(-32010)
                 && at(&transfer.body, "/error/data/approval_id").is_null()
                 && self.bank.transfers().len() == 1,
             "the sub-agent's transfer",
-            "error -32001 (outside the narrowed scope)",
+            "error -32010 (outside the narrowed scope)",
             summary(&transfer.body),
         )?;
         self.t.step(

@@ -19,7 +19,7 @@ Output: one JSON line per step on stdout,
 
     {"step": 0, "op": "list_tools", "result": {...}}   (the MCP result as received: the
                                                         fields the server sent, wire names)
-    {"step": 1, "op": "call_tool", "error": {"code": -32001, "message": "...", "data": ...}}
+    {"step": 1, "op": "call_tool", "error": {"code": -32010, "message": "...", "data": ...}}
 
 A JSON-RPC error is reported, never raised; a tool result with isError: true is a
 result. When the HTTP status of the exchange was not 2xx, the error carries it as
