@@ -15,6 +15,7 @@ mod console;
 mod console_admin;
 mod lifecycle;
 mod oauth_authorize;
+mod oauth_offer;
 mod oauth_refresh;
 mod ops;
 mod policies;
