@@ -20,6 +20,19 @@ pub const LATEST_SESSION: &str = V2025_11_25;
 /// The `_meta` key carrying the revision on stateless requests.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
+/// The `_meta` key carrying the client's capabilities on stateless requests.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// Whether a stateless request's client declared URL-mode elicitation
+/// (`clientCapabilities.elicitation.url`), so that it can show a person a page.
+pub fn offers_url_elicitation(params: Option<&Value>) -> bool {
+    params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+        .and_then(|c| c.pointer("/elicitation/url"))
+        .is_some()
+}
+
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED.contains(&version)
 }

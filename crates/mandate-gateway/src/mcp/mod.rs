@@ -10,6 +10,7 @@
 //! request ids of our own.
 
 mod aggregate;
+mod input;
 mod methods;
 
 use std::convert::Infallible;
@@ -164,7 +165,8 @@ pub(crate) struct Exchange<'a> {
     /// `Some` on `/mcp/{server}`.
     server: Option<&'a str>,
     session: Option<String>,
-    /// The client offered URL elicitation (2025-11-25) when it initialized.
+    /// The client offered URL elicitation: when it initialized (2025-11-25), or in
+    /// this request's `_meta` client capabilities (2026-07-28).
     url_elicitation: bool,
     stateless: bool,
     accepts_sse: bool,
@@ -245,6 +247,9 @@ async fn serve(
         };
         url_elicitation = capabilities.pointer("/elicitation/url").is_some();
         session = Some(id.to_owned());
+    }
+    if let (true, Message::Request { params, .. }) = (stateless, &message) {
+        url_elicitation = revision::offers_url_elicitation(params.as_ref());
     }
     if let (true, Message::Request { method, params, id }) = (stateless, &message)
         && let Err(e) = revision::check_stateless_headers(

@@ -14,6 +14,7 @@ mod catalog;
 mod console;
 mod console_admin;
 mod lifecycle;
+mod mcp_input_required;
 mod oauth_authorize;
 mod oauth_offer;
 mod oauth_refresh;
