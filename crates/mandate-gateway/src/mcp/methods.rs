@@ -258,8 +258,9 @@ impl Exchange<'_> {
                     "status": a.status,
                     "expires_at": a.expires_at,
                 });
-                if self.url_elicitation {
-                    // MCP 2025-11-25 URL elicitation: the client may open the page
+                if self.url_elicitation && !self.stateless {
+                    // MCP 2025-11-25 URL elicitation (its -32042 is not a code of
+                    // 2026-07-28, whose clients are asked with input_required instead): the client may open the page
                     // where the human decides, then retry.
                     set(
                         &mut data,

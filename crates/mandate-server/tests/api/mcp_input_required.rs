@@ -125,6 +125,13 @@ async fn a_held_call_asks_for_input_and_the_retry_is_decided_again() {
         "{}",
         declined.body
     );
+    // With the refusal code every revision knows (-32042 is 2025-11-25's only).
+    assert_eq!(
+        declined.body["error"]["code"],
+        mandate_core::calls::DENIED,
+        "{}",
+        declined.body
+    );
 
     // Alice approves; the retry goes through, once.
     s.api
