@@ -18,6 +18,11 @@ const ARGS: &str = r#"{"from": "alice-checking", "to": "bob-checking", "amount_c
 
 /// Alice grants `bank.transfer`, each call needing her approval: the access token.
 async fn token(s: &Setup) -> String {
+    token_in(s, "execute").await
+}
+
+/// Alice grants `bank.transfer` in `mode` (`execute`: each call needing her approval).
+async fn token_in(s: &Setup, mode: &str) -> String {
     let mut b = Browser::new(&s.api);
     b.sign_in("alice@example.com").await;
     let resource = format!("{PUBLIC}/mcp");
@@ -35,7 +40,7 @@ async fn token(s: &Setup) -> String {
                 ("tool", "bank.transfer"),
                 ("lifetime", "60"),
                 ("max_calls", "10"),
-                ("mode", "execute"),
+                ("mode", mode),
                 ("approve", "high_impact"),
                 ("data_ceiling", "internal"),
             ],
@@ -86,16 +91,19 @@ async fn call(api: &Api, token: &str, revision: &str, url: bool, extra: Value) -
 /// The approval page an `input_required` result asks the client to show, and the
 /// state to echo.
 fn asked(reply: &Reply) -> (String, Value) {
+    asked_about(reply, "approvals/apr_")
+}
+
+/// The page (`{kind}/{prefix}…`) an `input_required` result asks the client to
+/// show, and the state to echo.
+fn asked_about(reply: &Reply, page: &str) -> (String, Value) {
     let result = &reply.body["result"];
     assert_eq!(result["resultType"], "input_required", "{}", reply.body);
     let request = &result["inputRequests"][INPUT_KEY];
     assert_eq!(request["method"], "elicitation/create", "{}", reply.body);
     assert_eq!(request["params"]["mode"], "url", "{}", reply.body);
     let url = request["params"]["url"].as_str().unwrap().to_owned();
-    assert!(
-        url.starts_with(&format!("{PUBLIC}/ui/approvals/apr_")),
-        "{url}"
-    );
+    assert!(url.starts_with(&format!("{PUBLIC}/ui/{page}")), "{url}");
     (url, result["requestState"].clone())
 }
 
@@ -180,4 +188,43 @@ async fn without_url_elicitation_or_on_older_revisions_the_refusal_stays() {
         older.body
     );
     assert!(older.body.get("result").is_none(), "{}", older.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_is_asked_about_once_and_its_retry_returns_what_the_person_did() {
+    let s = Setup::on(Api::with_gateway().await).await;
+    add_server(&s.api, "bank", &bank().await).await;
+    let token = token_in(&s, "recommend").await;
+    let proposals = || async {
+        s.api.get("/v1/proposals", &s.api.admin).await.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    // Recorded as a proposal: the client is asked to show its page.
+    let first = call(&s.api, &token, REVISION, true, json!({})).await;
+    let (url, state) = asked_about(&first, "proposals/prp_");
+    let proposal = url.rsplit('/').next().unwrap().to_owned();
+    // Retried before anyone executed it: asked again, and no second proposal.
+    let again = call(&s.api, &token, REVISION, true, answer(&state, "accept")).await;
+    assert_eq!(asked_about(&again, "proposals/prp_").0, url);
+    assert_eq!(proposals().await.len(), 1);
+
+    // Alice executes it; the retry returns the upstream's result, still one proposal.
+    s.api
+        .post(
+            &format!("/v1/proposals/{proposal}/execute"),
+            &s.api.admin,
+            &json!({}),
+        )
+        .await
+        .ok(200);
+    let done = call(&s.api, &token, REVISION, true, answer(&state, "accept")).await;
+    let result = &done.body["result"];
+    assert!(result.get("content").is_some(), "{}", done.body);
+    assert_ne!(result["resultType"], "input_required", "{}", done.body);
+    let listed = proposals().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["status"], "executed", "{listed:?}");
 }
