@@ -163,6 +163,23 @@ impl Catalog {
     }
 }
 
+/// Files a catalogued entry under its namespaced name (`server.tool`).
+fn keep(
+    into: &mut BTreeMap<String, Arc<Listing>>,
+    server: &ToolServer,
+    tool: mandate_domain::Tool,
+    definition: Value,
+) {
+    into.insert(
+        format!("{}.{}", server.name, tool.name),
+        Arc::new(Listing {
+            server: server.clone(),
+            tool,
+            definition,
+        }),
+    );
+}
+
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -195,14 +212,7 @@ impl Gateway {
                     .calls
                     .ensure_listed(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
                     .await?;
-                snapshot.tools.insert(
-                    format!("{}.{HTTP}", server.name),
-                    Arc::new(Listing {
-                        server: server.clone(),
-                        tool,
-                        definition: Value::Null,
-                    }),
-                );
+                keep(&mut snapshot.tools, &server, tool, Value::Null);
             } else {
                 let listed = match self.credentials.headers(&server, mandate).await {
                     Ok(headers) => {
@@ -272,14 +282,7 @@ impl Gateway {
                     .calls
                     .ensure_listed(server, known, entry, &Value::Null, Some(RiskTier::Read))
                     .await?;
-                into.insert(
-                    format!("{}.{entry}", server.name),
-                    Arc::new(Listing {
-                        server: server.clone(),
-                        tool,
-                        definition: Value::Null,
-                    }),
-                );
+                keep(into, server, tool, Value::Null);
             }
         }
         for definition in definitions {
@@ -294,14 +297,7 @@ impl Gateway {
                 .calls
                 .ensure_listed(server, known, name, &definition, None)
                 .await?;
-            into.insert(
-                format!("{}.{name}", server.name),
-                Arc::new(Listing {
-                    server: server.clone(),
-                    tool,
-                    definition,
-                }),
-            );
+            keep(into, server, tool, definition);
         }
         Ok(())
     }

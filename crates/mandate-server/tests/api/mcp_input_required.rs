@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, header};
 use serde_json::{Value, json};
 
-use crate::oauth_authorize::{Browser, PUBLIC, Setup, hidden, query_of};
-use crate::oauth_offer::{add_server, bank};
+use crate::oauth_authorize::{Browser, PUBLIC, Setup, query_of};
+use crate::oauth_offer::{add_server, bank, grant_in};
 use crate::support::{Api, Reply};
 
 const REVISION: &str = "2026-07-28";
@@ -29,24 +29,8 @@ async fn token_in(s: &Setup, mode: &str) -> String {
     let (_, page) = b
         .get(&s.authorize_url(&[("resource", Some(&resource))]))
         .await;
-    let (r, _) = b
-        .post(
-            "/oauth2/authorize",
-            &[
-                ("csrf", &hidden(&page, "csrf")),
-                ("request", &hidden(&page, "request")),
-                ("decision", "grant"),
-                ("intent", "Pay Bob back"),
-                ("tool", "bank.transfer"),
-                ("lifetime", "60"),
-                ("max_calls", "10"),
-                ("mode", mode),
-                ("approve", "high_impact"),
-                ("data_ceiling", "internal"),
-            ],
-        )
-        .await;
-    let code = query_of(&crate::oauth_authorize::location(&r))["code"].clone();
+    let to = grant_in(&mut b, &page, "bank.transfer", mode).await;
+    let code = query_of(&to)["code"].clone();
     let issued = s.redeem_code_for(&code, &resource).await;
     issued.ok(200)["access_token"].as_str().unwrap().to_owned()
 }

@@ -57,8 +57,14 @@ fn row<'a>(page: &'a str, tool: &str) -> &'a str {
     &rest[..rest.find("</tr>").unwrap()]
 }
 
-/// Grant `tool` on the page shown; the redirect back to the client, bounded by [`NEVER`].
+/// Grant `tool` on the page shown (high-impact calls need approval); the redirect back
+/// to the client, bounded by [`NEVER`].
 async fn grant(b: &mut Browser<'_>, page: &str, tool: &str) -> String {
+    grant_in(b, page, tool, "execute").await
+}
+
+/// [`grant`], the mandate in `mode`.
+pub(crate) async fn grant_in(b: &mut Browser<'_>, page: &str, tool: &str, mode: &str) -> String {
     let csrf = hidden(page, "csrf");
     let request = hidden(page, "request");
     let fields = [
@@ -69,7 +75,7 @@ async fn grant(b: &mut Browser<'_>, page: &str, tool: &str) -> String {
         ("tool", tool),
         ("lifetime", "60"),
         ("max_calls", "10"),
-        ("mode", "execute"),
+        ("mode", mode),
         ("approve", "high_impact"),
         ("data_ceiling", "internal"),
     ];
