@@ -57,9 +57,11 @@ impl Exchange<'_> {
             Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
         };
         match plan {
-            Plan::Local(outcome) => {
-                json_response(StatusCode::OK, &jsonrpc::response(id, outcome), None)
-            }
+            Plan::Local(outcome) => json_response(
+                StatusCode::OK,
+                &jsonrpc::response(id, self.shaped(method, outcome)),
+                None,
+            ),
             Plan::Forward {
                 listing,
                 method,

@@ -286,6 +286,16 @@ async fn serve(
 }
 
 impl Exchange<'_> {
+    /// An outcome of `method` in the shape this client's revision expects
+    /// (2026-07-28: every result says its `resultType`, lists their caching hints).
+    pub(super) fn shaped(&self, method: &str, outcome: Outcome) -> Outcome {
+        if self.stateless {
+            outcome.map(|result| revision::complete(method, result))
+        } else {
+            outcome
+        }
+    }
+
     async fn answer(&self, id: Value, outcome: Outcome) -> Response {
         let Some(session) = &self.session else {
             return rpc_error(
@@ -442,7 +452,11 @@ impl Exchange<'_> {
         match first {
             Err(outcome) => {
                 self.record_outcome(&listing, tool_name.as_deref(), &outcome, started);
-                json_response(StatusCode::OK, &to_response(id, outcome), None)
+                json_response(
+                    StatusCode::OK,
+                    &to_response(id, outcome.map(|o| self.shaped(method, o))),
+                    None,
+                )
             }
             Ok(first_event) => {
                 let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
