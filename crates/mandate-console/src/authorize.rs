@@ -20,6 +20,7 @@ use axum::http::header::CONTENT_SECURITY_POLICY;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Duration;
+use mandate_core::calls::OFFER_LISTING_TIMEOUT;
 use mandate_core::{
     AuthorizeParams, ConsentChoices, CoreError, OfferedTool, PendingAuthorization, level,
 };
@@ -56,6 +57,20 @@ pub(crate) async fn show(
         Err(e) => return Err(e),
     };
     let me = &session.signed.human;
+    // The upstreams are listed first, so a server no agent has called yet offers its
+    // tools; one that does not answer in time leaves its tools as last catalogued, and
+    // the page says so. (Another tenant's client is refused below, unlisted.)
+    let unlisted = match &console.calls {
+        Some(calls) if me.tenant_id == valid.client.tenant_id => calls
+            .catalogue_upstreams(
+                valid.client.tenant_id,
+                valid.server.as_deref(),
+                OFFER_LISTING_TIMEOUT,
+            )
+            .await
+            .map_err(CoreError::from)?,
+        _ => Vec::new(),
+    };
     let offered = console.service.authorization_offer(me.id, &valid).await?;
     if offered.is_empty() {
         return Err(UiError::OAuthRedirect(
@@ -83,6 +98,7 @@ pub(crate) async fn show(
         &pending,
         None,
         &Defaults::of(&pending),
+        &unlisted,
     ))
 }
 
@@ -171,6 +187,7 @@ fn consent_page(
     pending: &PendingAuthorization,
     flash: Option<&Flash>,
     d: &Defaults,
+    unlisted: &[String],
 ) -> Response {
     let tiers: BTreeSet<RiskTier> = pending
         .offered
@@ -197,6 +214,16 @@ fn consent_page(
                 h2 { "Tools" }
                 @if pending.offered.iter().any(|t| t.added) {
                     p { "You authorized this client before. The tools marked " strong { "added" } " are new: it did not have them. This replaces what you granted it before." }
+                }
+                @if !unlisted.is_empty() {
+                    p class="note" role="status" id="unlisted" {
+                        "Not reachable just now: "
+                        @for (i, name) in unlisted.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (name) }
+                        }
+                        ". Their tools are shown as last catalogued."
+                    }
                 }
                 (tool_rows(pending, d))
                 h2 { "Limits" }
@@ -342,6 +369,7 @@ pub(crate) async fn answer(
                 &pending,
                 Some(&Flash::Error(message)),
                 &Defaults::from_form(&form, &pending),
+                &[],
             ))
         }
         Err(e) => Err(e.into()),

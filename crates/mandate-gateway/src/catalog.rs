@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use mandate_core::calls::Listing;
 use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
@@ -163,6 +163,23 @@ impl Catalog {
     }
 }
 
+/// Files a catalogued entry under its namespaced name (`server.tool`).
+fn keep(
+    into: &mut BTreeMap<String, Arc<Listing>>,
+    server: &ToolServer,
+    tool: mandate_domain::Tool,
+    definition: Value,
+) {
+    into.insert(
+        format!("{}.{}", server.name, tool.name),
+        Arc::new(Listing {
+            server: server.clone(),
+            tool,
+            definition,
+        }),
+    );
+}
+
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -195,65 +212,25 @@ impl Gateway {
                     .calls
                     .ensure_listed(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
                     .await?;
-                snapshot.tools.insert(
-                    format!("{}.{HTTP}", server.name),
-                    Arc::new(Listing {
-                        server: server.clone(),
-                        tool,
-                        definition: Value::Null,
-                    }),
-                );
+                keep(&mut snapshot.tools, &server, tool, Value::Null);
             } else {
-                match self.list_upstream(&server, mandate).await {
+                let listed = match self.credentials.headers(&server, mandate).await {
+                    Ok(headers) => {
+                        self.list_upstream(&server, &headers, self.config.call_timeout)
+                            .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                match listed {
                     Ok((info, definitions)) => {
-                        for (entry, capability) in [(RESOURCES, "resources"), (PROMPTS, "prompts")]
-                        {
-                            if info
-                                .get("capabilities")
-                                .and_then(|c| c.get(capability))
-                                .is_some()
-                            {
-                                let tool = self
-                                    .calls
-                                    .ensure_listed(
-                                        &server,
-                                        &known,
-                                        entry,
-                                        &Value::Null,
-                                        Some(RiskTier::Read),
-                                    )
-                                    .await?;
-                                snapshot.tools.insert(
-                                    format!("{}.{entry}", server.name),
-                                    Arc::new(Listing {
-                                        server: server.clone(),
-                                        tool,
-                                        definition: Value::Null,
-                                    }),
-                                );
-                            }
-                        }
-                        for definition in definitions {
-                            let Some(name) = definition.get("name").and_then(Value::as_str) else {
-                                continue;
-                            };
-                            if !valid_tool_name(name) {
-                                tracing::warn!(server = %server.name, "upstream listed a tool with an unusable name; skipped");
-                                continue;
-                            }
-                            let tool = self
-                                .calls
-                                .ensure_listed(&server, &known, name, &definition, None)
-                                .await?;
-                            snapshot.tools.insert(
-                                format!("{}.{name}", server.name),
-                                Arc::new(Listing {
-                                    server: server.clone(),
-                                    tool,
-                                    definition,
-                                }),
-                            );
-                        }
+                        self.catalogue_listed(
+                            &server,
+                            &known,
+                            definitions,
+                            &info,
+                            &mut snapshot.tools,
+                        )
+                        .await?;
                         snapshot.info.insert(server.name.clone(), info);
                     }
                     Err(e) => {
@@ -268,17 +245,74 @@ impl Gateway {
         Ok(snapshot)
     }
 
-    /// An upstream's `initialize` result and its tools (all pages, at most 50).
+    /// Lists `server` before any mandate exists and catalogues what it lists (the
+    /// consent screen's offer). Only the upstream's answer is awaited within `within`;
+    /// no lock or store connection is held meanwhile, and the catalogue writes run
+    /// after it.
+    pub(crate) async fn catalogue_server(
+        &self,
+        server: &ToolServer,
+        within: Duration,
+    ) -> Result<(), GatewayError> {
+        let headers = self.credentials.listing_headers(server).await?;
+        let (info, definitions) = self.list_upstream(server, &headers, within).await?;
+        let known = self.calls.catalogued(server).await?;
+        let mut tools = BTreeMap::new();
+        self.catalogue_listed(server, &known, definitions, &info, &mut tools)
+            .await
+    }
+
+    /// Catalogues what an MCP server listed (its tools, and the `/resources` and
+    /// `/prompts` entries its capabilities call for) into `into`, by namespaced name.
+    async fn catalogue_listed(
+        &self,
+        server: &ToolServer,
+        known: &HashMap<String, mandate_domain::Tool>,
+        definitions: Vec<Value>,
+        info: &Value,
+        into: &mut BTreeMap<String, Arc<Listing>>,
+    ) -> Result<(), GatewayError> {
+        for (entry, capability) in [(RESOURCES, "resources"), (PROMPTS, "prompts")] {
+            if info
+                .get("capabilities")
+                .and_then(|c| c.get(capability))
+                .is_some()
+            {
+                let tool = self
+                    .calls
+                    .ensure_listed(server, known, entry, &Value::Null, Some(RiskTier::Read))
+                    .await?;
+                keep(into, server, tool, Value::Null);
+            }
+        }
+        for definition in definitions {
+            let Some(name) = definition.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if !valid_tool_name(name) {
+                tracing::warn!(server = %server.name, "upstream listed a tool with an unusable name; skipped");
+                continue;
+            }
+            let tool = self
+                .calls
+                .ensure_listed(server, known, name, &definition, None)
+                .await?;
+            keep(into, server, tool, definition);
+        }
+        Ok(())
+    }
+
+    /// An upstream's `initialize` result and its tools (all pages, at most 50), within
+    /// `deadline`.
     async fn list_upstream(
         &self,
         server: &ToolServer,
-        mandate: &Mandate,
+        headers: &mandate_mcp::ExtraHeaders,
+        deadline: Duration,
     ) -> Result<(Value, Vec<Value>), GatewayError> {
         let connected = self.catalog.connect(server).await?;
-        let headers = self.credentials.headers(server, mandate).await?;
-        let deadline = self.config.call_timeout;
         let work = async {
-            let info = connected.upstream.server_info(&headers).await?;
+            let info = connected.upstream.server_info(headers).await?;
             let mut tools = Vec::new();
             if info
                 .get("capabilities")
@@ -292,7 +326,7 @@ impl Gateway {
                 let params = cursor.take().map(|c| serde_json::json!({"cursor": c}));
                 let result = connected
                     .upstream
-                    .request("tools/list", params, &headers, None)
+                    .request("tools/list", params, headers, None)
                     .await?
                     .map_err(|e| {
                         GatewayError::Upstream(mandate_mcp::UpstreamError::Protocol(format!(

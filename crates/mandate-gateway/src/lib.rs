@@ -38,7 +38,7 @@ use mandate_core::calls::{
     Broker, CallError, CallSettings, Calls, Credentials, DriftPolicy, Forwarder, NoCredentials,
 };
 use mandate_core::{Ledger, Service, TokenService};
-use mandate_domain::Mandate;
+use mandate_domain::{Mandate, ToolServer};
 use mandate_mcp::Outcome;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -284,5 +284,9 @@ impl Forwarder for Upstreams {
             .gateway()?
             .call_upstream(listing, mandate, "tools/call", Some(params), None)
             .await?)
+    }
+
+    async fn catalogue(&self, server: &ToolServer, within: Duration) -> Result<(), CallError> {
+        Ok(self.gateway()?.catalogue_server(server, within).await?)
     }
 }

@@ -20,6 +20,49 @@ pub const LATEST_SESSION: &str = V2025_11_25;
 /// The `_meta` key carrying the revision on stateless requests.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
+/// The methods whose complete results are a `CacheableResult` in 2026-07-28
+/// (`ttlMs`, `cacheScope` required).
+const CACHEABLE: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "resources/read",
+];
+
+/// A result of `method` as a 2026-07-28 client must receive it (schema/2026-07-28):
+/// `resultType` present ("Servers implementing this protocol version MUST include
+/// this field"; an upstream of an older revision sends none, which means
+/// `"complete"`), and on a complete result of a cacheable method the caching hints,
+/// set by the gateway whatever the upstream said: what a caller sees is decided by
+/// its mandate, which may end at any moment, so `ttlMs: 0` and `cacheScope: "private"`.
+pub fn complete(method: &str, mut result: Value) -> Value {
+    if let Value::Object(map) = &mut result {
+        let kind = map
+            .entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
+        if kind == "complete" && CACHEABLE.contains(&method) {
+            map.insert("ttlMs".into(), Value::from(0));
+            map.insert("cacheScope".into(), Value::from("private"));
+        }
+    }
+    result
+}
+
+/// The `_meta` key carrying the client's capabilities on stateless requests.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// Whether a stateless request's client declared URL-mode elicitation
+/// (`clientCapabilities.elicitation.url`), so that it can show a person a page.
+pub fn offers_url_elicitation(params: Option<&Value>) -> bool {
+    params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+        .and_then(|c| c.pointer("/elicitation/url"))
+        .is_some()
+}
+
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED.contains(&version)
 }
@@ -127,6 +170,26 @@ mod tests {
 
     fn params(name: &str) -> Value {
         json!({"name": name, "_meta": {META_PROTOCOL_VERSION: V2026_07_28}})
+    }
+
+    #[test]
+    fn results_get_the_2026_07_28_envelope() {
+        // An older upstream's tool result: complete, not cacheable.
+        assert_eq!(
+            complete("tools/call", json!({"content": []})),
+            json!({"content": [], "resultType": "complete"})
+        );
+        // A list: caching hints, private and stale whatever was sent.
+        assert_eq!(
+            complete(
+                "tools/list",
+                json!({"tools": [], "ttlMs": 60000, "cacheScope": "public"})
+            ),
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        // Asking for input is neither completed nor cached.
+        let asking = json!({"resultType": "input_required", "requestState": "s"});
+        assert_eq!(complete("resources/read", asking.clone()), asking);
     }
 
     #[test]

@@ -363,6 +363,74 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     assert!(challenge.contains("invalid_token"), "{challenge}");
 }
 
+/// The Python `mcp` package's own 2026-07-28 client (stateless, its multi-round-trip
+/// driver): a call held for approval answers `input_required` with the approval page;
+/// the client shows it (the person approves), answers, and the SDK's retry passes —
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2026_07_28_client_shows_the_approval_page_and_its_retry_passes_once() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Clean up with the fixture",
+            "scope": {"tools": [{"tool": "fx.delete_everything"}]},
+            "data_ceiling": "internal",
+            "mode": "execute",
+            "approval": {"tiers": ["high_impact"]},
+            "budgets": {"max_calls": 5},
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    let run = || {
+        let out = std::process::Command::new("python3")
+            .arg(common::python_dir().join("mcp_modern_client.py"))
+            .arg(format!("{}/mcp/fx", w.server.url))
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--tool",
+                "delete_everything",
+                "--arguments",
+                r#"{"confirm": true}"#,
+            ])
+            .args(["--api", &w.server.url, "--person", &w.who.human_token])
+            .output()
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            out.status.success() && !lines.is_empty(),
+            "mcp_modern_client.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines
+    };
+    let lines = run();
+    let asked = lines[0]["asked"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(lines[0]["mode"], "url", "{lines:?}");
+    assert!(
+        asked.starts_with(&format!("{}/ui/approvals/apr_", w.server.url)),
+        "{lines:?}"
+    );
+    let result = &lines.last().unwrap()["result"];
+    assert_eq!(result["isError"], json!(false), "{lines:?}");
+    let approval = asked.rsplit('/').next().unwrap();
+    let (_, seen) = w
+        .as_alice(
+            reqwest::Method::GET,
+            &format!("/v1/approvals/{approval}"),
+            None,
+        )
+        .await;
+    assert_eq!(seen["status"], "used", "{seen}");
+    // The same call again needs a new approval (the client is asked about another).
+    let again = run();
+    assert_ne!(again[0]["asked"].as_str(), Some(asked), "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_and_unlimited_usage_are_seen_at_once() {
     let w = world().await;

@@ -58,7 +58,7 @@ async fn an_mcp_client_is_authorized_through_the_consent_screen() {
         json!({"name": "fx", "transport": {"kind": "mcp_http", "url": fixture.url}}),
     )
     .await;
-    // The operator's catalog: what the consent screen offers, with its tiers.
+    // The operator's catalog: offered with its tiers beside what the upstream lists.
     for (name, tier) in [("echo", "read"), ("delete_everything", "high_impact")] {
         created(
             &server,
@@ -120,11 +120,25 @@ async fn an_mcp_client_is_authorized_through_the_consent_screen() {
     alice_browser.see("Authorize Fixture Agent");
     alice_browser.see("fx.delete_everything");
     alice_browser.see("high_impact");
-    // Alice grants the harmless tool only.
-    alice_browser.step(json!({"do": "uncheck", "label": "fx.delete_everything"}));
+    // The screen listed the fixture upstream itself (no agent had called it): its own
+    // tools are offered beside the operator's. Alice grants the harmless tool only.
+    let text = alice_browser.text();
+    let offered: std::collections::BTreeSet<&str> = text
+        .split(char::is_whitespace)
+        .filter(|w| w.starts_with("fx."))
+        .collect();
+    assert!(
+        offered.contains("fx.test_simple_text"),
+        "the upstream's tools are offered: {text}"
+    );
+    for tool in offered.into_iter().filter(|t| *t != "fx.echo") {
+        alice_browser.step(json!({"do": "uncheck", "label": tool}));
+    }
     alice_browser.fill("Intent", "Echo a test phrase through the fixture");
     alice_browser.fill("Call budget", "5");
-    alice_browser.click("button", "Grant");
+    // The page is long now: a click on Grant was seen to focus it and send nothing
+    // (no request reached the server), so the form is submitted through its button.
+    alice_browser.step(json!({"do": "submit", "name": "Grant", "shot": "submit Grant"}));
     alice_browser.see("Authorization complete");
     drop(alice_browser);
 

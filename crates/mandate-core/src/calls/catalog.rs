@@ -3,8 +3,9 @@
 //! raise or lower it afterwards, and a later change of annotations only ever raises it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use mandate_domain::{Tool, ToolAnnotations, ToolServer};
+use mandate_domain::{Tool, ToolAnnotations, ToolServer, ToolServerTransport};
 use mandate_store::{PageRequest, StoreError, ToolFilter};
 use mandate_types::{DataClass, RiskTier, TenantId, ToolId};
 use serde_json::Value;
@@ -30,7 +31,58 @@ impl Listing {
     }
 }
 
+/// How long the consent screen waits for an upstream to list its tools; past it, the
+/// screen offers what the catalog holds and says which servers did not answer.
+pub const OFFER_LISTING_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Calls {
+    /// Lists the tenant's MCP servers upstream (only `only`, when named) and catalogues
+    /// what they list, so that a consent screen offers the tools of a server no agent
+    /// has called yet, with their tiers. The servers are listed side by side, each
+    /// answer awaited at most `within`. Returns the names of the servers that could not
+    /// be listed: their tools stay as last catalogued.
+    ///
+    /// Nothing is held while an upstream is awaited: no store connection, no lock (the
+    /// catalogue writes start once the answer is in).
+    pub async fn catalogue_upstreams(
+        &self,
+        tenant: TenantId,
+        only: Option<&str>,
+        within: Duration,
+    ) -> Result<Vec<String>, CallError> {
+        let mut listing = tokio::task::JoinSet::new();
+        for server in self.tool_servers(tenant).await? {
+            if only.is_some_and(|name| name != server.name)
+                || matches!(server.transport, ToolServerTransport::Http { .. })
+            {
+                continue;
+            }
+            let forwarder = self.inner.forwarder.clone();
+            listing.spawn(async move {
+                let listed = forwarder.catalogue(&server, within).await;
+                (server.name, listed)
+            });
+        }
+        let mut unlisted = Vec::new();
+        while let Some(done) = listing.join_next().await {
+            match done {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(e))) => {
+                    tracing::warn!(server = %name, error = %e, "cannot list an upstream for the consent screen; offering the catalog as it is");
+                    unlisted.push(name);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "listing an upstream for the consent screen failed");
+                    return Err(CallError::Unavailable(
+                        "the upstreams could not be listed".into(),
+                    ));
+                }
+            }
+        }
+        unlisted.sort();
+        Ok(unlisted)
+    }
+
     /// Moves whenever the catalog changes (a snapshot built at an older one is stale).
     pub fn catalog_generation(&self) -> u64 {
         self.inner.service.store().catalog_generation()

@@ -218,6 +218,27 @@ impl Calls {
         Ok(self.shown_proposal(proposal))
     }
 
+    /// The proposal a caller's retry names (MCP 2026-07-28 clients retry a call that
+    /// became a proposal), if it is this caller's — same agent, same mandate — for
+    /// this very call: the same tool and the same argument hash. Anything else is
+    /// `None`, and the retry is decided afresh.
+    pub async fn proposal_retried(
+        &self,
+        caller: &Caller,
+        id: ProposalId,
+        call: &Call<'_>,
+    ) -> Result<Option<Proposal>, CallError> {
+        let Some(proposal) = self.store().proposal(caller.mandate.tenant_id, id).await? else {
+            return Ok(None);
+        };
+        let held = &proposal.call;
+        let same = held.agent_id == caller.agent.id
+            && held.mandate_id == caller.mandate.id
+            && held.tool == mandate_policy::tool_name(call.target.server, call.target.tool)
+            && held.arguments_hash == super::arguments_hash(call.arguments);
+        Ok(same.then_some(proposal))
+    }
+
     /// Executes a recorded proposal through the same enforcement path as an agent's
     /// call (decided again now, budget spent, decision recorded), once.
     pub async fn execute_proposal(

@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 use crate::{CoreError, Ledger, Service, TokenService};
 
 pub use called::Called;
-pub use catalog::Listing;
+pub use catalog::{Listing, OFFER_LISTING_TIMEOUT};
 pub use drift::DriftPolicy;
 pub use vault::{Broker, Credentials, NoCredentials, SecretInput};
 
@@ -96,6 +96,10 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
         mandate: &Mandate,
         arguments: &Value,
     ) -> Result<Result<Value, Value>, CallError>;
+    /// Lists `server`'s tools upstream now, before any mandate exists (a consent
+    /// screen's offer), and catalogues them. Only the upstream's answer is awaited
+    /// within `within`; the catalogue writes that follow run to their end.
+    async fn catalogue(&self, server: &ToolServer, within: Duration) -> Result<(), CallError>;
 }
 
 /// Why a call could not be decided or made. Every case means nothing was forwarded.

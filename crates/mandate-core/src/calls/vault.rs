@@ -24,6 +24,10 @@ pub trait Credentials: Send + Sync + std::fmt::Debug {
     /// the server has none. An error means the call must not be forwarded.
     async fn headers(&self, server: &ToolServer, mandate: &Mandate)
     -> Result<HeaderMap, CallError>;
+    /// Headers carrying `server`'s credential for listing its tools before any mandate
+    /// exists (the consent screen). A credential made per mandate cannot be presented
+    /// then: an error, and nothing is sent.
+    async fn listing_headers(&self, server: &ToolServer) -> Result<HeaderMap, CallError>;
 }
 
 /// No broker configured: servers without a credential work; a server that names one is
@@ -34,6 +38,10 @@ pub struct NoCredentials;
 #[async_trait]
 impl Credentials for NoCredentials {
     async fn headers(&self, server: &ToolServer, _: &Mandate) -> Result<HeaderMap, CallError> {
+        self.listing_headers(server).await
+    }
+
+    async fn listing_headers(&self, server: &ToolServer) -> Result<HeaderMap, CallError> {
         match &server.credential_ref {
             None => Ok(HeaderMap::new()),
             Some(_) => Err(CallError::Unavailable(format!(
@@ -338,6 +346,20 @@ impl Credentials for Broker {
                 (_, Some(role)) => self.role_header(role, mandate).await,
                 _ => self.vault_header(server, r).await,
             },
+        }
+    }
+
+    async fn listing_headers(&self, server: &ToolServer) -> Result<HeaderMap, CallError> {
+        match server.credential_ref.as_deref() {
+            None => Ok(HeaderMap::new()),
+            Some(r) if r.starts_with(ROLE_PREFIX) => Err(CallError::Unavailable(format!(
+                "tool server `{}` takes a credential made per mandate; it is listed once a mandate calls it",
+                server.name
+            ))),
+            Some(r) => {
+                self.vault_header(server, r.strip_prefix(SECRET_PREFIX).unwrap_or(r))
+                    .await
+            }
         }
     }
 }

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::Response;
 use mandate_core::calls::{Call, ToolCall, Verdict};
+use mandate_domain::{Proposal, ProposalStatus};
 use mandate_mcp::jsonrpc::{self, code, error_object};
 use mandate_mcp::revision;
 use mandate_mcp::{Outcome, Refusal, refusal};
 use mandate_policy::CallAction;
+use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
+use super::input::{self, Held, Retry};
 use super::{Exchange, json_response, set};
 use crate::GatewayError;
 use crate::catalog::{Listing, PROMPTS, RESOURCES};
@@ -55,9 +58,11 @@ impl Exchange<'_> {
             Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
         };
         match plan {
-            Plan::Local(outcome) => {
-                json_response(StatusCode::OK, &jsonrpc::response(id, outcome), None)
-            }
+            Plan::Local(outcome) => json_response(
+                StatusCode::OK,
+                &jsonrpc::response(id, self.shaped(method, outcome)),
+                None,
+            ),
             Plan::Forward {
                 listing,
                 method,
@@ -88,6 +93,12 @@ impl Exchange<'_> {
             })))),
             "tools/list" => self.list_tools().await,
             "tools/call" => {
+                let mut params = params;
+                let retry = if self.stateless {
+                    input::take_retry(&mut params)
+                } else {
+                    None
+                };
                 let call = ToolCall::parse(params)?;
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
                 let Some(listing) = self.resolve(&snapshot, call.name()) else {
@@ -97,17 +108,24 @@ impl Exchange<'_> {
                         .await?;
                     return Ok(Plan::Local(hidden(call.name())));
                 };
-                let verdict = gateway
-                    .calls
-                    .authorize(
-                        self.caller,
-                        Call {
-                            action: CallAction::CallTool,
-                            target: listing.target(),
-                            arguments: call.arguments(),
-                        },
-                    )
-                    .await?;
+                let decided = Call {
+                    action: CallAction::CallTool,
+                    target: listing.target(),
+                    arguments: call.arguments(),
+                };
+                if let Some(Retry {
+                    held: Held::Proposal(id),
+                    accepted: true,
+                }) = retry
+                    && let Some(proposal) = gateway
+                        .calls
+                        .proposal_retried(self.caller, id, &decided)
+                        .await?
+                {
+                    // Never a second proposal for the same call: its state instead.
+                    return Ok(Plan::Local(self.proposal_state(&proposal)));
+                }
+                let verdict = gateway.calls.authorize(self.caller, decided).await?;
                 match verdict {
                     Verdict::Allow { .. } => {
                         // The upstream knows the tool by its own name.
@@ -125,7 +143,7 @@ impl Exchange<'_> {
                             None => Ok(Plan::Local(hidden(call.name()))),
                         }
                     }
-                    other => Ok(Plan::Local(self.refusal(call.name(), other))),
+                    other => Ok(Plan::Local(self.held(call.name(), other, retry))),
                 }
             }
             "resources/list" | "resources/templates/list" | "prompts/list" => {
@@ -181,8 +199,70 @@ impl Exchange<'_> {
         }
     }
 
+    /// A held call's answer: to a 2026-07-28 client that can show a person a page,
+    /// the `input_required` result asking it to (unless this retry says it declined);
+    /// to anyone else, the refusal.
+    fn held(&self, name: &str, verdict: Verdict, retry: Option<Retry>) -> Outcome {
+        let asks = self.stateless && self.url_elicitation && retry.is_none_or(|r| r.accepted);
+        match verdict {
+            Verdict::Approval(a) if asks => Ok(input::input_required(
+                Held::Approval(a.id),
+                &approval_message(&a.id),
+                &self.page("approvals", &a.id),
+            )),
+            Verdict::Proposal(p) if asks => Ok(input::input_required(
+                Held::Proposal(p.id),
+                &proposal_message(&p.id),
+                &self.page("proposals", &p.id),
+            )),
+            other => self.refusal(name, other),
+        }
+    }
+
+    /// What a retried proposal has come to: still waiting for a person (asked
+    /// again), the outcome of its execution, or its rejection.
+    fn proposal_state(&self, p: &Proposal) -> Outcome {
+        match p.status {
+            ProposalStatus::Recorded | ProposalStatus::Executing => Ok(input::input_required(
+                Held::Proposal(p.id),
+                &proposal_message(&p.id),
+                &self.page("proposals", &p.id),
+            )),
+            ProposalStatus::Executed | ProposalStatus::Failed => {
+                match p.outcome.as_ref().and_then(Value::as_object) {
+                    Some(o) if o.contains_key("result") => {
+                        Ok(o.get("result").cloned().unwrap_or(Value::Null))
+                    }
+                    Some(o) if o.contains_key("error") => {
+                        Err(o.get("error").cloned().unwrap_or(Value::Null))
+                    }
+                    _ => Err(refusal(
+                        Refusal::Proposed,
+                        format!(
+                            "proposal {} was executed; its outcome is not recorded",
+                            p.id
+                        ),
+                        json!({"remedy": "recommend", "proposal_id": p.id}),
+                    )),
+                }
+            }
+            ProposalStatus::Rejected => Err(refusal(
+                Refusal::Proposed,
+                format!(
+                    "proposal {} was rejected by a person; nothing was executed",
+                    p.id
+                ),
+                json!({"remedy": "recommend", "proposal_id": p.id, "status": p.status}),
+            )),
+        }
+    }
+
+    /// The console page where a person decides on a held call.
+    fn page(&self, kind: &str, id: &impl std::fmt::Display) -> String {
+        format!("{}/ui/{kind}/{id}", self.gateway.config.public_url)
+    }
+
     pub(super) fn refusal(&self, name: &str, verdict: Verdict) -> Outcome {
-        let public = &self.gateway.config.public_url;
         match verdict {
             Verdict::Deny { hidden: true, .. } | Verdict::Allow { .. } => hidden(name),
             Verdict::Deny {
@@ -200,11 +280,8 @@ impl Exchange<'_> {
                 json!({"detail": reason}),
             )),
             Verdict::Approval(a) => {
-                let message = format!(
-                    "this call needs a human's approval; approval {} is pending — retry with the same arguments once it is approved",
-                    a.id
-                );
-                let url = format!("{public}/ui/approvals/{}", a.id);
+                let message = approval_message(&a.id);
+                let url = self.page("approvals", &a.id);
                 let mut data = json!({
                     "reason": Refusal::ApprovalRequired.as_str(),
                     "remedy": "approval",
@@ -213,8 +290,9 @@ impl Exchange<'_> {
                     "status": a.status,
                     "expires_at": a.expires_at,
                 });
-                if self.url_elicitation {
-                    // MCP 2025-11-25 URL elicitation: the client may open the page
+                if self.url_elicitation && !self.stateless {
+                    // MCP 2025-11-25 URL elicitation (its -32042 is not a code of
+                    // 2026-07-28, whose clients are asked with input_required instead): the client may open the page
                     // where the human decides, then retry.
                     set(
                         &mut data,
@@ -232,16 +310,25 @@ impl Exchange<'_> {
             }
             Verdict::Proposal(p) => Err(refusal(
                 Refusal::Proposed,
-                format!(
-                    "the mandate is recommend-only: the call was recorded as proposal {} for a human to execute; nothing was executed",
-                    p.id
-                ),
+                proposal_message(&p.id),
                 json!({
                     "remedy": "recommend",
                     "proposal_id": p.id,
-                    "proposal_url": format!("{public}/ui/proposals/{}", p.id),
+                    "proposal_url": self.page("proposals", &p.id),
                 }),
             )),
         }
     }
+}
+
+fn approval_message(id: &ApprovalId) -> String {
+    format!(
+        "this call needs a human's approval; approval {id} is pending — retry with the same arguments once it is approved"
+    )
+}
+
+fn proposal_message(id: &ProposalId) -> String {
+    format!(
+        "the mandate is recommend-only: the call was recorded as proposal {id} for a human to execute; nothing was executed"
+    )
 }

@@ -10,6 +10,7 @@
 //! request ids of our own.
 
 mod aggregate;
+mod input;
 mod methods;
 
 use std::convert::Infallible;
@@ -164,7 +165,8 @@ pub(crate) struct Exchange<'a> {
     /// `Some` on `/mcp/{server}`.
     server: Option<&'a str>,
     session: Option<String>,
-    /// The client offered URL elicitation (2025-11-25) when it initialized.
+    /// The client offered URL elicitation: when it initialized (2025-11-25), or in
+    /// this request's `_meta` client capabilities (2026-07-28).
     url_elicitation: bool,
     stateless: bool,
     accepts_sse: bool,
@@ -246,6 +248,9 @@ async fn serve(
         url_elicitation = capabilities.pointer("/elicitation/url").is_some();
         session = Some(id.to_owned());
     }
+    if let (true, Message::Request { params, .. }) = (stateless, &message) {
+        url_elicitation = revision::offers_url_elicitation(params.as_ref());
+    }
     if let (true, Message::Request { method, params, id }) = (stateless, &message)
         && let Err(e) = revision::check_stateless_headers(
             &RequestHeaders {
@@ -281,6 +286,16 @@ async fn serve(
 }
 
 impl Exchange<'_> {
+    /// An outcome of `method` in the shape this client's revision expects
+    /// (2026-07-28: every result says its `resultType`, lists their caching hints).
+    pub(super) fn shaped(&self, method: &str, outcome: Outcome) -> Outcome {
+        if self.stateless {
+            outcome.map(|result| revision::complete(method, result))
+        } else {
+            outcome
+        }
+    }
+
     async fn answer(&self, id: Value, outcome: Outcome) -> Response {
         let Some(session) = &self.session else {
             return rpc_error(
@@ -437,7 +452,11 @@ impl Exchange<'_> {
         match first {
             Err(outcome) => {
                 self.record_outcome(&listing, tool_name.as_deref(), &outcome, started);
-                json_response(StatusCode::OK, &to_response(id, outcome), None)
+                json_response(
+                    StatusCode::OK,
+                    &to_response(id, outcome.map(|o| self.shaped(method, o))),
+                    None,
+                )
             }
             Ok(first_event) => {
                 let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);

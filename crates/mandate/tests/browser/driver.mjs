@@ -6,7 +6,7 @@
 //   node driver.mjs BASE_URL SCREENSHOT_DIR
 //
 // Commands: {"do":"goto","path"} {"do":"fill","label"|"placeholder","value"} {"do":"check","label"}
-// {"do":"select","label","value"} {"do":"click","role","name"} {"do":"see","text"}
+// {"do":"select","label","value"} {"do":"click","role","name"} {"do":"submit","name"} {"do":"see","text"}
 // {"do":"url"} {"do":"text"} {"do":"crawl","forbidden":[...]} {"do":"quit"}
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -82,6 +82,11 @@ async function run(c) {
       page.waitForLoadState('load'),
       page.getByRole(c.role || 'button', { name: c.name, exact: true }).first().click(),
     ]); break;
+    // Submits the button's form as that button would (HTMLFormElement.requestSubmit,
+    // the form's validation included): on the long consent page, after many steps,
+    // chromium focused the button on a click and sent nothing.
+    case 'submit': await page.getByRole('button', { name: c.name, exact: true }).first()
+      .evaluate((b) => b.form.requestSubmit(b)); await page.waitForLoadState('load'); break;
     case 'see': await page.getByText(c.text, { exact: false }).first().waitFor({ state: 'visible', timeout: c.timeout_ms }); break;
     case 'url': return page.url();
     case 'text': return await page.innerText('body');
