@@ -30,6 +30,8 @@ pub(crate) enum Audience {
 
 /// The built-in forbid that holds when the tool is outside the mandate's scope.
 const SCOPE_POLICY: &str = "mandate.scope";
+/// The built-in forbids of a spent budget.
+const BUDGET_POLICIES: [&str; 2] = ["mandate.budget.calls", "mandate.budget.amount"];
 
 /// Why a decision came out as it did, as far as a caller must act on it: what to tell
 /// the agent, and whether the tool may even be named. Exhaustive, so a caller matches
@@ -43,6 +45,9 @@ pub enum Cause {
     OutOfScope,
     /// Denied by forbids (holding, or failing to evaluate) other than the scope.
     Forbidden,
+    /// Denied, and every determining forbid is one of the mandate's budgets (calls or
+    /// amount) holding: the call would be allowed but for what is already spent.
+    OverBudget,
     /// Denied because no permit holds (and no forbid does).
     NotPermitted,
     /// Denied before any policy ran: the request could not be put to Cedar.
@@ -269,6 +274,13 @@ impl CompiledSet {
             .collect();
         let cause = if policies.iter().any(|p| p == SCOPE_POLICY) {
             Cause::OutOfScope
+        } else if failed_forbids.is_empty()
+            && !policies.is_empty()
+            && policies
+                .iter()
+                .all(|p| BUDGET_POLICIES.contains(&p.as_str()))
+        {
+            Cause::OverBudget
         } else {
             Cause::Forbidden
         };

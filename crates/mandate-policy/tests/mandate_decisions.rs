@@ -320,10 +320,9 @@ fn budgets_are_enforced() {
     let args = good_booking();
     let mut w = world();
     w.mandate.usage.calls = 20;
-    denied_by(
-        &decide(&set, &call(&w, "book", &args)),
-        "mandate.budget.calls",
-    );
+    let spent = decide(&set, &call(&w, "book", &args));
+    denied_by(&spent, "mandate.budget.calls");
+    assert_eq!(spent.cause, Cause::OverBudget, "{spent:?}");
 
     let mut w = world();
     w.mandate.usage.amount = 100_000;
@@ -331,7 +330,14 @@ fn budgets_are_enforced() {
     spend.amount = 50_000;
     assert!(decide(&set, &spend).allowed);
     spend.amount = 50_001;
-    denied_by(&decide(&set, &spend), "mandate.budget.amount");
+    let over = decide(&set, &spend);
+    denied_by(&over, "mandate.budget.amount");
+    assert_eq!(over.cause, Cause::OverBudget, "{over:?}");
+    // Spent, and also outside the mandate: the scope decides what the caller learns.
+    let mut outside = call(&w, "cancel", &args);
+    outside.amount = 50_001;
+    let both = decide(&set, &outside);
+    assert_eq!(both.cause, Cause::OutOfScope, "{both:?}");
 }
 
 #[test]

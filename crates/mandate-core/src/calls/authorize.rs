@@ -49,7 +49,7 @@ fn next(decision: &Decision, action: CallAction, has_arguments: bool) -> Next {
         (Cause::OutOfScope, _) => Next::Deny { hidden: true },
         (Cause::Forbidden, Some(Remedy::Approval)) if liftable => Next::Approve,
         (Cause::Forbidden, Some(Remedy::Recommend)) if liftable => Next::Propose,
-        (Cause::Forbidden | Cause::NotPermitted | Cause::Refused, _) => {
+        (Cause::Forbidden | Cause::OverBudget | Cause::NotPermitted | Cause::Refused, _) => {
             Next::Deny { hidden: false }
         }
     }
@@ -267,7 +267,9 @@ impl Calls {
                 Verdict::Deny {
                     reason: decision.reason.clone(),
                     hidden: matches!(step, Next::Deny { hidden: true }),
-                    budget: false,
+                    // Spent already (the policy saw the usage) or by this call (the
+                    // spend below): the client is told the same.
+                    budget: decision.cause == Cause::OverBudget,
                 },
                 Some(&decision),
             )
@@ -578,6 +580,7 @@ mod tests {
             (Cause::Permitted, None, Next::Allow),
             (Cause::OutOfScope, None, Next::Deny { hidden: true }),
             (Cause::Forbidden, None, Next::Deny { hidden: false }),
+            (Cause::OverBudget, None, Next::Deny { hidden: false }),
             (Cause::Forbidden, Some(Remedy::Approval), Next::Approve),
             (Cause::Forbidden, Some(Remedy::Recommend), Next::Propose),
             (
