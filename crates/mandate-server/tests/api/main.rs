@@ -17,6 +17,7 @@ mod lifecycle;
 mod mcp_input_required;
 mod oauth_authorize;
 mod oauth_offer;
+mod oauth_reconsent;
 mod oauth_refresh;
 mod ops;
 mod policies;
