@@ -507,12 +507,34 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
 
-        let database_url = match pick(
-            flags.database_url.clone(),
-            "MANDATE_DATABASE_URL",
-            file.database_url,
-            "database-url",
-        ) {
+        // A file holding the URL (a mounted secret: the URL carries the password) ranks
+        // just below the variable itself.
+        let url_from_file = match env.var("MANDATE_DATABASE_URL_FILE") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
+                    origin: "MANDATE_DATABASE_URL_FILE".to_owned(),
+                    message: format!("cannot read `{path}`: {e}"),
+                })?;
+                Some((
+                    text.trim().to_owned(),
+                    "MANDATE_DATABASE_URL_FILE".to_owned(),
+                ))
+            }
+            None => None,
+        };
+        let database_url = match flags
+            .database_url
+            .clone()
+            .map(|v| (v, "--database-url".to_owned()))
+            .or_else(|| {
+                env.var("MANDATE_DATABASE_URL")
+                    .map(|v| (v, "MANDATE_DATABASE_URL".to_owned()))
+            })
+            .or(url_from_file)
+            .or_else(|| {
+                file.database_url
+                    .map(|v| (v, "config key `database_url`".to_owned()))
+            }) {
             Some((url, origin)) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError::DatabaseUrl { origin });
@@ -799,5 +821,37 @@ mod tests {
             .to_string();
         assert!(err.contains("MANDATE_DATABASE_URL"), "{err}");
         assert!(!err.contains("mysql://x"), "URLs may hold passwords: {err}");
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("database-url");
+        std::fs::write(&path, "postgres://u:secret@db/m\n").unwrap();
+        let path_text = path.display().to_string();
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", path_text.as_str())]);
+        let c = Config::load(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://u:secret@db/m"));
+        // The variable itself wins over the file.
+        let env = BTreeMap::from([
+            ("MANDATE_DATABASE_URL_FILE", path_text.as_str()),
+            ("MANDATE_DATABASE_URL", "postgres://db/other"),
+        ]);
+        let c = Config::load(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://db/other"));
+        // A missing file is an error naming the variable, never a silent SQLite start.
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", "/nonexistent/database-url")]);
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MANDATE_DATABASE_URL_FILE"), "{err}");
+        // A bad scheme names the file's variable and not the URL.
+        std::fs::write(&path, "mysql://u:secret@db/m").unwrap();
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", path_text.as_str())]);
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MANDATE_DATABASE_URL_FILE"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 }
