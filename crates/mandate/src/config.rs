@@ -52,6 +52,9 @@ struct FileConfig {
     gateway: GatewaySection,
     #[serde(default)]
     console: ConsoleSection,
+    /// After SIGTERM, how long requests in flight may take before they are cut and the
+    /// process stops anyway (default 60; 1 to 3600).
+    shutdown_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,6 +436,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// Console sign-in with an external OpenID Provider; `None`: passwords only.
     pub console_oidc: Option<ConsoleOidcSettings>,
+    /// After SIGTERM, how long requests in flight may take (then they are cut).
+    pub shutdown_grace_seconds: u64,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -568,6 +573,13 @@ impl Config {
                 message: "must be between 1 and 3600".to_owned(),
             });
         }
+        let shutdown_grace_seconds = file.shutdown_grace_seconds.unwrap_or(60);
+        if !(1..=3_600).contains(&shutdown_grace_seconds) {
+            return Err(ConfigError::Value {
+                origin: "config key `shutdown_grace_seconds`".to_owned(),
+                message: "must be between 1 and 3600".to_owned(),
+            });
+        }
         let policies_dir = flags
             .policies
             .clone()
@@ -645,6 +657,7 @@ impl Config {
             log_level,
             log_format,
             expiry_sweep_seconds,
+            shutdown_grace_seconds,
         })
     }
 }
@@ -821,6 +834,26 @@ mod tests {
             .to_string();
         assert!(err.contains("MANDATE_DATABASE_URL"), "{err}");
         assert!(!err.contains("mysql://x"), "URLs may hold passwords: {err}");
+    }
+
+    #[test]
+    fn the_shutdown_grace_period_defaults_to_a_minute_and_is_bounded() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.shutdown_grace_seconds, 60);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, "shutdown_grace_seconds = 5\n").unwrap();
+        let flags = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        assert_eq!(c.shutdown_grace_seconds, 5);
+        std::fs::write(&path, "shutdown_grace_seconds = 0\n").unwrap();
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shutdown_grace_seconds"), "{err}");
     }
 
     #[test]

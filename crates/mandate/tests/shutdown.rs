@@ -16,6 +16,11 @@
 //! period the deployment files give it (75 s; here: 10 s), and after a restart the
 //! ledger verifies and holds the allowing decision of every forwarded call (each
 //! durable before its call was forwarded, so none can be lost by the stop).
+//!
+//! With `shutdown_grace_seconds = 1` and calls the upstream holds for a minute, the
+//! process stops anyway about a second after SIGTERM, exit status 0: the calls are cut
+//! (their agents see the connection close), the ledger verifies and holds their
+//! decisions.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,14 +62,29 @@ enum Outcome {
     Broken(String),
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_under_gateway_load_finishes_or_refuses_every_call() {
-    let (upstream, seen) = slow_upstream(Duration::from_millis(300)).await;
+/// A server whose agent may call the upstream `slow` (answering after `delay`) through
+/// the proxy, with `extra` in its configuration file.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: String,
+    server: Server,
+    admin: String,
+    mandate: String,
+    token: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+async fn setup(delay: Duration, extra: &str) -> Setup {
+    let (upstream, seen) = slow_upstream(delay).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mandate.toml");
     // Arguments (method, path, query) recorded in each decision: a forwarded call's
     // decision is found by its path.
-    std::fs::write(&config, "[gateway]\ncapture_arguments = true\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("{extra}\n[gateway]\ncapture_arguments = true\n"),
+    )
+    .unwrap();
     let config = config.to_str().unwrap().to_owned();
     let server = Server::start(dir.path(), &["--config", &config]);
     let admin = admin_token(dir.path());
@@ -96,6 +116,73 @@ async fn sigterm_under_gateway_load_finishes_or_refuses_every_call() {
         &format!("{}/proxy", server.url),
     )
     .await;
+    Setup {
+        dir,
+        config,
+        server,
+        admin,
+        mandate,
+        token,
+        seen,
+    }
+}
+
+/// After the stop: the chain verifies offline, and, on a restarted server, each of
+/// `forwarded` has its allowing decision in the ledger. Returns the counts of allowing
+/// decisions and `tool.called` events.
+fn ledger_holds_every_decision(
+    dir: &std::path::Path,
+    config: &str,
+    admin: &str,
+    mandate: &str,
+    forwarded: &HashSet<String>,
+) -> (usize, usize) {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify", "--json", "--data"])
+        .arg(dir)
+        .env_remove("MANDATE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the chain does not verify after SIGTERM:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let server = Server::start(dir, &["--config", config]);
+    let (exported, lines, err) = server.cli_text(admin, &["audit", "export", "--mandate", mandate]);
+    assert!(exported, "{err}");
+    let events: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let decided: Vec<String> = events
+        .iter()
+        .filter(|e| e["kind"] == "decision" && e["data"]["allowed"] == true)
+        .map(Value::to_string)
+        .collect();
+    for path in forwarded {
+        let quoted = format!("\"{path}\"");
+        assert!(
+            decided.iter().any(|d| d.contains(&quoted)),
+            "{path} was forwarded without its decision in the ledger"
+        );
+    }
+    let called = events.iter().filter(|e| e["kind"] == "tool.called").count();
+    server.stop();
+    (decided.len(), called)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_gateway_load_finishes_or_refuses_every_call() {
+    let Setup {
+        dir,
+        config,
+        server,
+        admin,
+        mandate,
+        token,
+        seen,
+    } = setup(Duration::from_millis(300), "").await;
 
     let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -225,42 +312,69 @@ async fn sigterm_under_gateway_load_finishes_or_refuses_every_call() {
     );
 
     // The ledger verifies offline, and holds each forwarded call's allowing decision.
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--json", "--data"])
-        .arg(dir.path())
-        .env_remove("MANDATE_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the chain does not verify after SIGTERM:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let server = Server::start(dir.path(), &["--config", &config]);
-    let (exported, lines, err) =
-        server.cli_text(&admin, &["audit", "export", "--mandate", &mandate]);
-    assert!(exported, "{err}");
-    let events: Vec<Value> = lines
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let decided: Vec<String> = events
-        .iter()
-        .filter(|e| e["kind"] == "decision" && e["data"]["allowed"] == true)
-        .map(Value::to_string)
-        .collect();
-    for path in &forwarded {
-        let quoted = format!("\"{path}\"");
-        assert!(
-            decided.iter().any(|d| d.contains(&quoted)),
-            "{path} was forwarded without its decision in the ledger"
-        );
-    }
-    let called = events.iter().filter(|e| e["kind"] == "tool.called").count();
+    let (decided, called) =
+        ledger_holds_every_decision(dir.path(), &config, &admin, &mandate, &forwarded);
     println!(
-        "ledger: {} allowing decisions, {called} tool.called events, for {} forwarded calls",
-        decided.len(),
+        "ledger: {decided} allowing decisions, {called} tool.called events, for {} forwarded calls",
         forwarded.len()
     );
-    server.stop();
+}
+
+/// Calls that outlast `shutdown_grace_seconds` are cut, and the process stops anyway,
+/// with a clean exit, a sealed ledger and every forwarded call's decision recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_past_the_grace_period_are_cut_and_the_process_stops_anyway() {
+    let Setup {
+        dir,
+        config,
+        mut server,
+        admin,
+        mandate,
+        token,
+        seen,
+    } = setup(Duration::from_secs(60), "shutdown_grace_seconds = 1").await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut calls = Vec::new();
+    for n in 0..4 {
+        let request = client
+            .get(format!("{}/proxy/slow/stuck/{n}", server.url))
+            .bearer_auth(&token);
+        calls.push(tokio::spawn(request.send()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the calls never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = server.drain_log();
+    let stop_started = Instant::now();
+    let log = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    let stop_took = stop_started.elapsed();
+    assert!(
+        stop_took >= Duration::from_millis(900) && stop_took < Duration::from_secs(6),
+        "SIGTERM to exit took {stop_took:?} with a 1 s grace period"
+    );
+    assert!(log.contains("the grace period is over"), "{log}");
+    assert!(log.contains("mandate stopped"), "{log}");
+    for call in calls {
+        let outcome = call.await.unwrap();
+        assert!(
+            outcome.is_err(),
+            "a call cut at the grace period was answered: {outcome:?}"
+        );
+    }
+    let forwarded: HashSet<String> = seen.lock().unwrap().iter().cloned().collect();
+    assert_eq!(forwarded.len(), 4);
+    ledger_holds_every_decision(dir.path(), &config, &admin, &mandate, &forwarded);
+    println!(
+        "4 calls held upstream for 60 s: cut at the 1 s grace period; SIGTERM to exit {stop_took:?}"
+    );
 }
