@@ -7,7 +7,9 @@
 #   3. deploy/systemd/mandate.service: `systemd-analyze verify` (in a scratch root that
 #      holds the unit and the binary at its ExecStart path, so the host is not touched)
 #      must print nothing; `systemd-analyze security` must rate its exposure 2.0 or lower.
-#   4. The image: a Debian bookworm base made with debootstrap (minbase), the
+#   4. `mandate migrate` on a fresh PostgreSQL database (when MANDATE_TEST_POSTGRES_URL
+#      names the test server), the URL read from a file as in Kubernetes.
+#   5. The image: a Debian bookworm base made with debootstrap (minbase), the
 #      Containerfile's `prebuilt` target built on it with buildah (vfs, chroot
 #      isolation) around the binary, then started from the image's own root filesystem
 #      with chroot, read-only, as the image's user, with the data volume and a tmpfs
@@ -109,6 +111,30 @@ systemd-analyze security --offline=true --threshold=20 --root="$root" mandate.se
   || { cat "$work/security.txt"; fail "systemd-analyze security: exposure over 2.0"; }
 tail -n 1 "$work/security.txt"
 echo
+
+step "mandate migrate on PostgreSQL (what the Kubernetes init container runs)"
+# A database of its own on the test server (.ci/run starts it and sets the URL), the
+# URL handed over as a file the way the Secret is mounted, migrated twice (the second
+# run finds nothing to do).
+if [ -n "${MANDATE_TEST_POSTGRES_URL:-}" ]; then
+  pg_db="mandate_deploy_check_$$"
+  psql "$MANDATE_TEST_POSTGRES_URL" -qc "CREATE DATABASE $pg_db"
+  pg_url="${MANDATE_TEST_POSTGRES_URL%/*}/$pg_db"
+  install -m 0600 /dev/null "$work/database-url"
+  printf '%s\n' "$pg_url" > "$work/database-url"
+  migrated=0
+  for _ in 1 2; do
+    env -u MANDATE_DATABASE_URL MANDATE_DATABASE_URL_FILE="$work/database-url" \
+      "$binary" migrate || migrated=$?
+  done
+  tables=$(psql "$pg_url" -qtAc "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+  psql "$MANDATE_TEST_POSTGRES_URL" -qc "DROP DATABASE $pg_db"
+  [ "$migrated" -eq 0 ] || fail "mandate migrate on PostgreSQL exited $migrated"
+  [ "$tables" -gt 10 ] || fail "mandate migrate left $tables tables in $pg_db"
+  echo "PostgreSQL: migrated ($tables tables), twice"
+else
+  echo "skipped: MANDATE_TEST_POSTGRES_URL is not set (.ci/run sets it)"
+fi
 
 step "image: debootstrap (bookworm, minbase)"
 t=$(date +%s)
