@@ -30,6 +30,13 @@ pub struct Connection {
     json: bool,
 }
 
+impl Connection {
+    /// The server's URL (`--url`, `MANDATE_URL`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// People: grantors, data owners, approvers.

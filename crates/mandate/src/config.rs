@@ -52,6 +52,9 @@ struct FileConfig {
     gateway: GatewaySection,
     #[serde(default)]
     console: ConsoleSection,
+    /// After SIGTERM, how long requests in flight may take before they are cut and the
+    /// process stops anyway (default 60; 1 to 3600).
+    shutdown_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,6 +436,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     /// Console sign-in with an external OpenID Provider; `None`: passwords only.
     pub console_oidc: Option<ConsoleOidcSettings>,
+    /// After SIGTERM, how long requests in flight may take (then they are cut).
+    pub shutdown_grace_seconds: u64,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -507,12 +512,34 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
 
-        let database_url = match pick(
-            flags.database_url.clone(),
-            "MANDATE_DATABASE_URL",
-            file.database_url,
-            "database-url",
-        ) {
+        // A file holding the URL (a mounted secret: the URL carries the password) ranks
+        // just below the variable itself.
+        let url_from_file = match env.var("MANDATE_DATABASE_URL_FILE") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
+                    origin: "MANDATE_DATABASE_URL_FILE".to_owned(),
+                    message: format!("cannot read `{path}`: {e}"),
+                })?;
+                Some((
+                    text.trim().to_owned(),
+                    "MANDATE_DATABASE_URL_FILE".to_owned(),
+                ))
+            }
+            None => None,
+        };
+        let database_url = match flags
+            .database_url
+            .clone()
+            .map(|v| (v, "--database-url".to_owned()))
+            .or_else(|| {
+                env.var("MANDATE_DATABASE_URL")
+                    .map(|v| (v, "MANDATE_DATABASE_URL".to_owned()))
+            })
+            .or(url_from_file)
+            .or_else(|| {
+                file.database_url
+                    .map(|v| (v, "config key `database_url`".to_owned()))
+            }) {
             Some((url, origin)) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError::DatabaseUrl { origin });
@@ -543,6 +570,13 @@ impl Config {
         if expiry_sweep_seconds == 0 || expiry_sweep_seconds > 3_600 {
             return Err(ConfigError::Value {
                 origin: "config key `mandates.expiry_sweep_seconds`".to_owned(),
+                message: "must be between 1 and 3600".to_owned(),
+            });
+        }
+        let shutdown_grace_seconds = file.shutdown_grace_seconds.unwrap_or(60);
+        if !(1..=3_600).contains(&shutdown_grace_seconds) {
+            return Err(ConfigError::Value {
+                origin: "config key `shutdown_grace_seconds`".to_owned(),
                 message: "must be between 1 and 3600".to_owned(),
             });
         }
@@ -623,6 +657,7 @@ impl Config {
             log_level,
             log_format,
             expiry_sweep_seconds,
+            shutdown_grace_seconds,
         })
     }
 }
@@ -799,5 +834,57 @@ mod tests {
             .to_string();
         assert!(err.contains("MANDATE_DATABASE_URL"), "{err}");
         assert!(!err.contains("mysql://x"), "URLs may hold passwords: {err}");
+    }
+
+    #[test]
+    fn the_shutdown_grace_period_defaults_to_a_minute_and_is_bounded() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert_eq!(c.shutdown_grace_seconds, 60);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, "shutdown_grace_seconds = 5\n").unwrap();
+        let flags = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        assert_eq!(c.shutdown_grace_seconds, 5);
+        std::fs::write(&path, "shutdown_grace_seconds = 0\n").unwrap();
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shutdown_grace_seconds"), "{err}");
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("database-url");
+        std::fs::write(&path, "postgres://u:secret@db/m\n").unwrap();
+        let path_text = path.display().to_string();
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", path_text.as_str())]);
+        let c = Config::load(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://u:secret@db/m"));
+        // The variable itself wins over the file.
+        let env = BTreeMap::from([
+            ("MANDATE_DATABASE_URL_FILE", path_text.as_str()),
+            ("MANDATE_DATABASE_URL", "postgres://db/other"),
+        ]);
+        let c = Config::load(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://db/other"));
+        // A missing file is an error naming the variable, never a silent SQLite start.
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", "/nonexistent/database-url")]);
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MANDATE_DATABASE_URL_FILE"), "{err}");
+        // A bad scheme names the file's variable and not the URL.
+        std::fs::write(&path, "mysql://u:secret@db/m").unwrap();
+        let env = BTreeMap::from([("MANDATE_DATABASE_URL_FILE", path_text.as_str())]);
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MANDATE_DATABASE_URL_FILE"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod ops;
 mod otlp;
 mod policy_cli;
 mod replay;
@@ -41,6 +42,10 @@ enum Command {
     Serve(ServeArgs),
     /// Watch Mandate work: a throwaway server, a fake bank and scripted agents, as a timeline.
     Demo(demo::DemoArgs),
+    /// Bring the store's schema up to date and exit (before starting new replicas).
+    Migrate(ops::MigrateArgs),
+    /// Probe a running server's /healthz (or /readyz with --ready): exit 0 when it answers 2xx.
+    Health(ops::HealthArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -80,6 +85,8 @@ fn main() -> ExitCode {
         match args.command {
             Command::Serve(flags) => serve_command(flags).await,
             Command::Demo(flags) => demo::run(flags).await,
+            Command::Migrate(flags) => ops::migrate(flags).await,
+            Command::Health(flags) => ops::health(args.connection.url(), flags).await,
             Command::Client(command) => command.run(args.connection).await,
         }
     });

@@ -165,17 +165,36 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
     );
     let watcher = tokio::spawn(policies.watch(Duration::from_secs(config.policy_reload_seconds)));
     let (stop, stopped) = oneshot::channel::<()>();
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let task = tokio::spawn(async move {
         // The peer address lets the console rate-limit sign-ins per client.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                // A dropped sender stops the server too.
-                let _ = stopped.await;
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await
-            .context("server failed");
+        let draining = Arc::new(tokio::sync::Notify::new());
+        let drain_started = draining.clone();
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+            drain_started.notify_one();
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "shutting down: finishing in-flight requests"
+            );
+        });
+        // Requests still running when the grace period ends are cut (their decisions
+        // are durable already: nothing is forwarded before its decision is).
+        let served = tokio::select! {
+            served = async { serving.await } => served.context("server failed"),
+            () = async {
+                draining.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "shutting down: the grace period is over; requests still in flight are cut"
+                );
+                Ok(())
+            }
+        };
         sweeper.abort();
         watcher.abort();
         if let Some(s) = role_sweeper {
