@@ -14,7 +14,7 @@ events=${1:-200000}
 concurrency=${2:-1024}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p mandate
-bin=$target/release/mandate
+bin=${MANDATE_BIN:-$target/release/mandate}  # MANDATE_BIN: another build, for A/B pairs
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -19,7 +19,7 @@ connections=${2:-16}
 
 cargo build --release -q -p mandate --bin mandate --example authzen_load
 target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/mandate
+bin=${MANDATE_BIN:-$target/release/mandate}  # MANDATE_BIN: another build, for A/B pairs
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"

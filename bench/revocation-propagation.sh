@@ -23,7 +23,7 @@ public=http://mandate.bench.invalid
 
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p mandate --bin mandate --example revocation_propagation
-bin=$target/release/mandate
+bin=${MANDATE_BIN:-$target/release/mandate}  # MANDATE_BIN: another build, for A/B pairs
 measure=$target/release/examples/revocation_propagation
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -42,7 +42,7 @@ agents=${positional[2]:-64}
 
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p mandate --bin mandate --example token_load
-bin=$target/release/mandate
+bin=${MANDATE_BIN:-$target/release/mandate}  # MANDATE_BIN: another build, for A/B pairs
 load=$target/release/examples/token_load
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

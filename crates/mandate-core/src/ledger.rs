@@ -189,6 +189,22 @@ impl Ledger {
         }
     }
 
+    /// Returns once everything appended through this ledger before the call is
+    /// committed (or has failed, each appender told so): a barrier in the queue, which
+    /// the writer answers with the batch it rides in. Used at shutdown so that the
+    /// outcomes appended without waiting are on disk before the process exits.
+    pub async fn flush(&self) -> Result<(), CoreError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Pending {
+                entry: Entry::default(),
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| unwritable())?;
+        answer.await.map_err(|_| unwritable())?.map(|_| ())
+    }
+
     fn count_one(&self) {
         let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.every_events {
@@ -208,7 +224,18 @@ async fn write(
         // INVARIANT: appenders are answered only after the transaction committed.
         let started = std::time::Instant::now();
         let size = batch.len();
-        let (written, answers) = if batch.iter().any(|p| p.entry.has_writes()) {
+        // Barriers (`flush`) write nothing; they are answered with the batch's fate.
+        let mut barriers = Vec::new();
+        batch.retain_mut(|p| {
+            if p.entry.event.is_some() || p.entry.has_writes() {
+                return true;
+            }
+            barriers.extend(p.done.take());
+            false
+        });
+        let (written, answers) = if batch.is_empty() {
+            (Ok(Vec::new()), Vec::new())
+        } else if batch.iter().any(|p| p.entry.has_writes()) {
             let (entries, answers): (Vec<Entry>, Vec<_>) =
                 batch.drain(..).map(|p| (p.entry, p.done)).unzip();
             (store.commit_entries(&entries, clock.now()).await, answers)
@@ -229,6 +256,14 @@ async fn write(
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "audit batch written"
         );
+        let failed = !matches!(&written, Ok(outcomes) if outcomes.len() == answers.len());
+        for barrier in barriers {
+            let _ = barrier.send(if failed {
+                Err(unwritable())
+            } else {
+                Ok(Ok(None))
+            });
+        }
         match written {
             Ok(outcomes) if outcomes.len() == answers.len() => {
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {

@@ -202,6 +202,12 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
         }
         follower.abort();
         rotation.abort();
+        // What was appended without waiting (calls' outcomes) is on disk before exit.
+        match tokio::time::timeout(Duration::from_secs(10), ledger.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the ledger's last events were not written"),
+            Err(_) => tracing::error!("the ledger's last events were not written within 10 s"),
+        }
         drop(service);
         drop(tokens);
         drop(ledger);

@@ -318,6 +318,12 @@ async fn sigterm_under_gateway_load_finishes_or_refuses_every_call() {
         "ledger: {decided} allowing decisions, {called} tool.called events, for {} forwarded calls",
         forwarded.len()
     );
+    // Outcomes are appended without waiting; the shutdown flushes them before exit.
+    assert!(
+        called >= forwarded.len(),
+        "{called} tool.called events for {} forwarded and answered calls: outcomes lost at shutdown",
+        forwarded.len()
+    );
 }
 
 /// Calls that outlast `shutdown_grace_seconds` are cut, and the process stops anyway,

@@ -1,0 +1,56 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! `Ledger::flush`: events appended without waiting (calls' outcomes) are committed by
+//! the time a flush returns, which is what shutdown relies on before the process exits.
+
+use std::sync::Arc;
+
+use mandate_audit::{EventKind, NewEvent, SigningKey};
+use mandate_core::{Ledger, LedgerConfig};
+use mandate_store::{AuditFilter, Store};
+use mandate_store_sql::SqliteStore;
+use mandate_types::{SystemClock, TenantId};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flush_returns_once_every_detached_event_before_it_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let (key, _) = SigningKey::generate().unwrap();
+    let ledger = Ledger::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(key),
+        LedgerConfig {
+            // Small batches: the detached events span many of them.
+            max_batch: 7,
+            ..LedgerConfig::default()
+        },
+    );
+    // Nothing queued: a flush returns at once.
+    ledger.flush().await.unwrap();
+
+    let tenant = TenantId::generate();
+    for round in 0..5u64 {
+        for i in 0..200u64 {
+            ledger.append_detached(
+                NewEvent::new(tenant, EventKind::ToolCalled, "agent:agt_x")
+                    .with("i", round * 200 + i),
+            );
+        }
+        ledger.flush().await.unwrap();
+        let events = store
+            .audit_events(tenant, &AuditFilter::default(), None, 1_001)
+            .await
+            .unwrap();
+        assert_eq!(
+            events.len() as u64,
+            (round + 1) * 200,
+            "after flush {round}: some detached events are not committed"
+        );
+    }
+}
