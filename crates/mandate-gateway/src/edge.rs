@@ -42,34 +42,28 @@ pub(crate) fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
     mandate_types::net::is_loopback_host(name) || gateway.public_host.as_deref() == Some(name)
 }
 
-/// The token, as the request presents it.
+/// The token, as the request presents it. A refusal's challenge names
+/// `metadata_url`: the RFC 9728 metadata of the resource the request addressed.
 pub(crate) async fn caller(
     gateway: &Gateway,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     audience: &str,
+    metadata_url: &str,
 ) -> Result<Caller, Response> {
-    let metadata_url = if audience.ends_with("/proxy") {
-        format!(
-            "{}/.well-known/oauth-protected-resource/proxy",
-            gateway.config.public_url
-        )
-    } else {
-        gateway.config.resource_metadata_url()
-    };
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Err(unauthorized(&gateway.config, &metadata_url, None));
+        return Err(unauthorized(&gateway.config, metadata_url, None));
     };
     let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
     let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
     if !(dpop_scheme || scheme.eq_ignore_ascii_case("bearer")) || token.trim().is_empty() {
         return Err(unauthorized(
             &gateway.config,
-            &metadata_url,
+            metadata_url,
             Some("use the Bearer or DPoP scheme"),
         ));
     }
@@ -95,7 +89,7 @@ pub(crate) async fn caller(
         Ok(caller) => Ok(caller),
         Err(GatewayError::Unauthenticated { description }) => Err(unauthorized(
             &gateway.config,
-            &metadata_url,
+            metadata_url,
             Some(description.as_deref().unwrap_or("invalid token")),
         )),
         Err(e) => Err(error_response(&e)),

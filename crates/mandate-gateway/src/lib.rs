@@ -104,10 +104,25 @@ impl GatewayConfig {
         format!("{}/proxy", self.public_url)
     }
 
-    /// RFC 9728 metadata of the MCP resource.
-    pub fn resource_metadata_url(&self) -> String {
+    /// RFC 9728 metadata of the MCP resource, or of one server's (`/mcp/{server}`:
+    /// the well-known path inserted before the resource's path, §3.1).
+    pub fn resource_metadata_url(&self, server: Option<&str>) -> String {
+        match server {
+            Some(server) => format!(
+                "{}/.well-known/oauth-protected-resource/mcp/{server}",
+                self.public_url
+            ),
+            None => format!(
+                "{}/.well-known/oauth-protected-resource/mcp",
+                self.public_url
+            ),
+        }
+    }
+
+    /// RFC 9728 metadata of the HTTP proxy resource.
+    pub fn proxy_metadata_url(&self) -> String {
         format!(
-            "{}/.well-known/oauth-protected-resource/mcp",
+            "{}/.well-known/oauth-protected-resource/proxy",
             self.public_url
         )
     }

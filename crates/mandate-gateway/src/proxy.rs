@@ -112,7 +112,8 @@ async fn handle(
         );
     }
     let audience = gateway.config.proxy_resource();
-    let caller = match caller(&gateway, &method, &uri, &headers, &audience).await {
+    let metadata_url = gateway.config.proxy_metadata_url();
+    let caller = match caller(&gateway, &method, &uri, &headers, &audience, &metadata_url).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -70,13 +70,7 @@ impl Exchange<'_> {
                 tool_name,
             } => self.forward(id, listing, &method, params, tool_name).await,
             Plan::StepUp { scope } => {
-                let metadata_url = match self.server {
-                    Some(server) => format!(
-                        "{}/.well-known/oauth-protected-resource/mcp/{server}",
-                        self.gateway.config.public_url
-                    ),
-                    None => self.gateway.config.resource_metadata_url(),
-                };
+                let metadata_url = self.gateway.config.resource_metadata_url(self.server);
                 insufficient_scope(&metadata_url, &scope, id)
             }
         }

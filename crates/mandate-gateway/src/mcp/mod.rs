@@ -140,7 +140,17 @@ pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&s
 
 async fn delete(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap) -> Response {
     let audience = gateway.config.mcp_resource();
-    let caller = match caller(&gateway, &Method::DELETE, &uri, &headers, &audience).await {
+    let metadata_url = gateway.config.resource_metadata_url(None);
+    let caller = match caller(
+        &gateway,
+        &Method::DELETE,
+        &uri,
+        &headers,
+        &audience,
+        &metadata_url,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -197,7 +207,8 @@ async fn serve(
         );
     }
     let audience = gateway.config.mcp_resource();
-    let caller = match caller(&gateway, &method, &uri, &headers, &audience).await {
+    let metadata_url = gateway.config.resource_metadata_url(server.as_deref());
+    let caller = match caller(&gateway, &method, &uri, &headers, &audience, &metadata_url).await {
         Ok(c) => Arc::new(c),
         Err(r) => return r,
     };

@@ -993,6 +993,27 @@ async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
     let body = one.ok(200);
     assert_eq!(body["resource"], format!("{PUBLIC}/mcp/fx"));
     assert_eq!(body["authorization_servers"], json!([PUBLIC]));
+
+    // A request without a token is told the metadata of the resource it addressed.
+    let rpc = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    for (path, metadata) in [
+        (
+            "/mcp",
+            format!("{PUBLIC}/.well-known/oauth-protected-resource/mcp"),
+        ),
+        (
+            "/mcp/fx",
+            format!("{PUBLIC}/.well-known/oauth-protected-resource/mcp/fx"),
+        ),
+    ] {
+        let refused = api.send(Method::POST, path, None, Some(&rpc)).await;
+        assert_eq!(refused.status, 401, "{path}");
+        let challenge = refused.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            challenge.contains(&format!("resource_metadata=\"{metadata}\"")),
+            "{path}: {challenge}"
+        );
+    }
 }
 
 #[tokio::test]
