@@ -8,7 +8,7 @@
 //! | step-up (server opted in) | HTTP 403 + `WWW-Authenticate: Bearer error="insufficient_scope", scope=…` ([`insufficient_scope`]) | — |
 //! | refused (policy, scope, approval, proposal, budget) | -32010 + `data.reason` (`crate::mcp::methods`) | 403  |
 //! | `Unavailable`     | -32603, nothing forwarded (fail closed) | 503 |
-//! | `Upstream`        | -32002                  | 502        |
+//! | `Upstream`        | -32011                  | 502        |
 //! | `Invalid`         | -32602                  | 400        |
 
 use axum::http::{HeaderValue, StatusCode, header};

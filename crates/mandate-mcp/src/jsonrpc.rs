@@ -27,8 +27,10 @@ pub mod code {
     /// for their timeout). -32001 was our code until clients read our refusals as
     /// their own time-outs.
     pub const REFUSED: i64 = -32010;
-    /// The upstream did not answer, or answered with something that is not MCP.
-    pub const UPSTREAM_UNAVAILABLE: i64 = -32002;
+    /// The upstream did not answer, or answered with something that is not MCP. Beside
+    /// `REFUSED`, for the same reasons; it was -32002 until that turned out to be the
+    /// retired "resource not found" of clients before 2026-07-28.
+    pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
     /// MCP 2025-11-25: the client should open a URL (here: where a human approves).
     pub const URL_ELICITATION_REQUIRED: i64 = -32042;
     /// MCP 2026-07-28: request headers disagree with the body.
@@ -263,11 +265,14 @@ mod tests {
         // TypeScript SDK, Python SDK, and the specification's own codes, past and
         // reserved (see `code::REFUSED`).
         let taken = [-32000, -32001, -32002, -32003, -32004, -32042];
-        assert!(!taken.contains(&code::REFUSED));
-        assert!(
-            (-32019..=-32000).contains(&code::REFUSED),
-            "outside the implementations' range"
-        );
+        for ours in [code::REFUSED, code::UPSTREAM_UNAVAILABLE] {
+            assert!(!taken.contains(&ours), "{ours}");
+            assert!(
+                (-32019..=-32000).contains(&ours),
+                "{ours}: outside the implementations' range"
+            );
+        }
+        assert_ne!(code::REFUSED, code::UPSTREAM_UNAVAILABLE);
     }
 
     use super::*;
