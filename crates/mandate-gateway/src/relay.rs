@@ -102,22 +102,13 @@ impl Relay {
         tx.send(Ok(Bytes::from(frame))).await.is_ok()
     }
 
+    /// Sends the call's answer (its outcome was recorded by the call itself).
     pub(crate) async fn finish(
         &self,
         tx: &mpsc::Sender<Result<Bytes, Infallible>>,
         id: Value,
         outcome: Result<Outcome, GatewayError>,
-        tool_name: Option<&str>,
-        started: Instant,
     ) {
-        record_outcome(
-            &self.gateway,
-            &self.caller,
-            &self.listing,
-            tool_name,
-            &outcome,
-            started,
-        );
         let frame = sse::encode_message(&to_response(id, outcome).to_string());
         let _ = tx.send(Ok(Bytes::from(frame))).await;
     }

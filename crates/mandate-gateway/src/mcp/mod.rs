@@ -14,7 +14,10 @@ mod input;
 mod methods;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
@@ -432,15 +435,16 @@ impl Exchange<'_> {
     ) -> Response {
         let (events_tx, mut events) = mpsc::channel::<Value>(64);
         let wants_events = self.accepts_sse && !self.stateless;
-        let started = Instant::now();
-        // The upstream call runs in a task of its own: a client that goes away does not
-        // cancel a call already forwarded.
+        // The call records its own outcome, and is polled here, in the request's task
+        // (no hand-off to another task on the common path); a client that goes away
+        // does not cancel a call already forwarded: it is finished in a task of its own.
         let gateway = self.gateway.clone();
         let caller = self.caller.clone();
         let method_owned = method.to_owned();
         let listing_for_call = listing.clone();
-        let mut call = tokio::spawn(async move {
-            gateway
+        let mut call = Forwarded::new(async move {
+            let started = Instant::now();
+            let outcome = gateway
                 .call_upstream(
                     &listing_for_call,
                     &caller.mandate,
@@ -448,27 +452,33 @@ impl Exchange<'_> {
                     params,
                     wants_events.then_some(events_tx),
                 )
-                .await
+                .await;
+            record_outcome(
+                &gateway,
+                &caller,
+                &listing_for_call,
+                tool_name.as_deref(),
+                &outcome,
+                started,
+            );
+            outcome
         });
         // Whichever comes first: the answer (JSON) or an event (switch to SSE).
         let first = tokio::select! {
             biased;
-            done = &mut call => Err(flatten(done)),
+            done = &mut call => Err(done),
             event = events.recv() => match event {
                 Some(event) => Ok(event),
                 // No events will come (the client takes none): wait for the answer.
-                None => Err(flatten((&mut call).await)),
+                None => Err((&mut call).await),
             },
         };
         match first {
-            Err(outcome) => {
-                self.record_outcome(&listing, tool_name.as_deref(), &outcome, started);
-                json_response(
-                    StatusCode::OK,
-                    &to_response(id, outcome.map(|o| self.shaped(method, o))),
-                    None,
-                )
-            }
+            Err(outcome) => json_response(
+                StatusCode::OK,
+                &to_response(id, outcome.map(|o| self.shaped(method, o))),
+                None,
+            ),
             Ok(first_event) => {
                 let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
                 let relay = Relay {
@@ -477,10 +487,9 @@ impl Exchange<'_> {
                     listing: listing.clone(),
                     caller: self.caller.clone(),
                 };
-                let tool_name = tool_name.clone();
                 tokio::spawn(async move {
                     if !relay.send(&tx, first_event).await {
-                        call.abort();
+                        call.cancel();
                         return;
                     }
                     loop {
@@ -489,13 +498,13 @@ impl Exchange<'_> {
                             event = events.recv() => match event {
                                 Some(event) => {
                                     if !relay.send(&tx, event).await {
-                                        call.abort();
+                                        call.cancel();
                                         return;
                                     }
                                 }
                                 None => {
-                                    let outcome = flatten((&mut call).await);
-                                    relay.finish(&tx, id, outcome, tool_name.as_deref(), started).await;
+                                    let outcome = (&mut call).await;
+                                    relay.finish(&tx, id, outcome).await;
                                     return;
                                 }
                             },
@@ -506,7 +515,7 @@ impl Exchange<'_> {
                                         return;
                                     }
                                 }
-                                relay.finish(&tx, id, flatten(done), tool_name.as_deref(), started).await;
+                                relay.finish(&tx, id, done).await;
                                 return;
                             }
                         }
@@ -525,29 +534,51 @@ impl Exchange<'_> {
             }
         }
     }
+}
 
-    fn record_outcome(
-        &self,
-        listing: &Listing,
-        tool_name: Option<&str>,
-        outcome: &Result<Outcome, GatewayError>,
-        started: Instant,
-    ) {
-        record_outcome(
-            self.gateway,
-            self.caller,
-            listing,
-            tool_name,
-            outcome,
-            started,
-        );
+/// A forwarded call, polled where it is awaited. Dropped before it finished (the client
+/// went away), it is finished in a task of its own, outcome recorded: a call already
+/// forwarded is never cut halfway, and never left unrecorded. [`Forwarded::cancel`]
+/// drops it for good (an event stream whose client went away: its call is abandoned).
+type Answer = Result<Outcome, GatewayError>;
+
+struct Forwarded(Option<Pin<Box<dyn Future<Output = Answer> + Send>>>);
+
+impl Forwarded {
+    fn new(call: impl Future<Output = Answer> + Send + 'static) -> Self {
+        Forwarded(Some(Box::pin(call)))
+    }
+
+    fn cancel(mut self) {
+        self.0 = None;
     }
 }
 
-fn flatten(
-    done: Result<Result<Outcome, GatewayError>, tokio::task::JoinError>,
-) -> Result<Outcome, GatewayError> {
-    done.unwrap_or_else(|_| Err(GatewayError::Unavailable("the call was interrupted".into())))
+impl Future for Forwarded {
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        // Never polled again once it answered (as for any future); if it were, it
+        // would simply not answer twice.
+        let Some(call) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let answer = std::task::ready!(call.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = call.await;
+            });
+        }
+    }
 }
 
 pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Value {
