@@ -42,6 +42,18 @@ pub(crate) fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
     mandate_types::net::is_loopback_host(name) || gateway.public_host.as_deref() == Some(name)
 }
 
+/// The server of a `/mcp/{server}` request, when its name is plain (letters, digits,
+/// `.`, `_`, `-`): it goes into a header.
+fn mcp_server(uri: &Uri) -> Option<&str> {
+    let server = uri.path().strip_prefix("/mcp/")?;
+    let plain = !server.is_empty()
+        && !server.starts_with('.')
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    plain.then_some(server)
+}
+
 /// The token, as the request presents it.
 pub(crate) async fn caller(
     gateway: &Gateway,
@@ -53,6 +65,14 @@ pub(crate) async fn caller(
     let metadata_url = if audience.ends_with("/proxy") {
         format!(
             "{}/.well-known/oauth-protected-resource/proxy",
+            gateway.config.public_url
+        )
+    } else if let Some(server) = mcp_server(uri) {
+        // RFC 9728 §3.3: the metadata a challenge names describes exactly the URL that
+        // was requested, `{public}/mcp/{server}` here — the document its well-known path
+        // gives too, so a client finds one resource whichever way it looks.
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp/{server}",
             gateway.config.public_url
         )
     } else {
