@@ -37,6 +37,9 @@ const PASSWORD: &str = "a long console password";
 const CONFIG: &str = "[tokens]\nmax_lifetime_seconds = 30\n";
 /// Bound on any one wait for a client's next line (two token lifetimes and a loaded CI).
 const LINE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Bound on each browser step: these flows run beside the whole suite on two cores (the
+/// driver's 15 s default was seen exceeded by a first page load there).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct World {
     server: Server,
@@ -193,7 +196,7 @@ async fn run_flow(w: &World, mut command: Command, shots: &str) -> Vec<Value> {
         if let Some(url) = value["authorize"].as_str()
             && browser.is_none()
         {
-            let mut b = Browser::open(&w.server.url, shots);
+            let mut b = Browser::open_patient(&w.server.url, shots, STEP_TIMEOUT);
             consent(&mut b, url);
             browser = Some(b);
         } else if let Some(url) = value["asked"].as_str() {
