@@ -169,6 +169,10 @@ if (query.get('error')) {
 // application's to check.
 const issuer = new URL(url).origin;
 emit({ callback: { code: query.has('code'), state_matches: query.get('state') === provider.expectedState, iss: query.get('iss'), iss_is_server: query.get('iss') === issuer } });
+// A fresh transport redeems the code, as an application that was restarted meanwhile
+// would (the SDK's example reuses the one that threw): it discovers again from the
+// well-known path, so it only works when that path and the 401's challenge name one
+// resource (RFC 9728 §3.3).
 const transport = newTransport();
 await within(transport.finishAuth(query.get('code')), 'finishAuth');
 client = newClient();
