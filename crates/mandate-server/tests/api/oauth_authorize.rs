@@ -993,24 +993,34 @@ async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
     let body = one.ok(200);
     assert_eq!(body["resource"], format!("{PUBLIC}/mcp/fx"));
     assert_eq!(body["authorization_servers"], json!([PUBLIC]));
-
-    // A request without a token is told the metadata of the resource it addressed.
-    let rpc = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    for (path, metadata) in [
-        (
-            "/mcp",
-            format!("{PUBLIC}/.well-known/oauth-protected-resource/mcp"),
-        ),
-        (
-            "/mcp/fx",
-            format!("{PUBLIC}/.well-known/oauth-protected-resource/mcp/fx"),
-        ),
-    ] {
-        let refused = api.send(Method::POST, path, None, Some(&rpc)).await;
-        assert_eq!(refused.status, 401, "{path}");
+    // RFC 9728 §3.3: metadata named by a 401's `resource_metadata` must describe exactly
+    // the URL the client requested. Naming the whole `/mcp` for `/mcp/fx` gave clients
+    // two resources for one server (the challenge's and the well-known path's): the
+    // TypeScript SDK redeemed the code issued for one with the other (invalid_target).
+    for path in ["/mcp", "/mcp/fx"] {
+        let refused = api
+            .raw(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(path)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
         let challenge = refused.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(
-            challenge.contains(&format!("resource_metadata=\"{metadata}\"")),
+        let named = challenge
+            .split("resource_metadata=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("{challenge}"));
+        let metadata = api.get(named.strip_prefix(PUBLIC).unwrap(), "").await;
+        assert_eq!(
+            metadata.ok(200)["resource"],
+            format!("{PUBLIC}{path}"),
             "{path}: {challenge}"
         );
     }

@@ -23,6 +23,16 @@ fn browser_dir() -> PathBuf {
 impl Browser {
     /// A fresh browser (no cookies) on `base`, its screenshots under `name`.
     pub fn open(base: &str, name: &str) -> Browser {
+        Browser::start(base, name, None)
+    }
+
+    /// [`Browser::open`] whose every step may take up to `step` (the driver's default is
+    /// 15 s): for long flows that run beside the whole suite on a loaded machine.
+    pub fn open_patient(base: &str, name: &str, step: std::time::Duration) -> Browser {
+        Browser::start(base, name, Some(step))
+    }
+
+    fn start(base: &str, name: &str, step: Option<std::time::Duration>) -> Browser {
         let dir = browser_dir();
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
@@ -32,7 +42,11 @@ impl Browser {
             .join("screenshots")
             .join(name);
         let _ = std::fs::remove_dir_all(&shots);
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(step) = step {
+            command.env("STEP_TIMEOUT_MS", step.as_millis().to_string());
+        }
+        let mut child = command
             .arg(dir.join("driver.mjs"))
             .arg(base)
             .arg(&shots)
