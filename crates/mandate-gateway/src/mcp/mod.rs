@@ -594,3 +594,60 @@ pub(crate) fn set(value: &mut Value, key: &str, new: Value) {
         map.insert(key.to_owned(), new);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A call that finishes after `after`, flagging `finished`.
+    fn slow(finished: Arc<AtomicBool>, after: Duration) -> Forwarded {
+        Forwarded::new(async move {
+            tokio::time::sleep(after).await;
+            finished.store(true, Ordering::SeqCst);
+            Ok(Ok(json!({"done": true})))
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_call_answers_where_it_is_awaited() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let answer = slow(finished.clone(), Duration::from_millis(1)).await;
+        assert!(matches!(answer, Ok(Ok(_))));
+        assert!(finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_client_went_away_is_finished_anyway() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut call = slow(finished.clone(), Duration::from_millis(50));
+        // Polled once (forwarded), then dropped: the client went away.
+        let polled = tokio::time::timeout(Duration::from_millis(1), &mut call).await;
+        assert!(polled.is_err(), "it cannot have answered yet");
+        drop(call);
+        settle().await;
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the call was cut when its client went away"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_is_abandoned() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut call = slow(finished.clone(), Duration::from_millis(50));
+        let polled = tokio::time::timeout(Duration::from_millis(1), &mut call).await;
+        assert!(polled.is_err());
+        call.cancel();
+        settle().await;
+        assert!(!finished.load(Ordering::SeqCst), "a cancelled call went on");
+    }
+}

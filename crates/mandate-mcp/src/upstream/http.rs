@@ -1,6 +1,7 @@
 //! An upstream over Streamable HTTP (revisions 2025-06-18 and 2025-11-25): one shared
 //! session, started lazily and restarted when the server answers 404 to its id.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
@@ -33,7 +34,9 @@ pub struct HttpUpstream {
     url: reqwest::Url,
     client: reqwest::Client,
     limits: Limits,
-    session: Mutex<Option<Session>>,
+    /// Shared, not copied: every call reads it (its `info` is the upstream's whole
+    /// `initialize` result).
+    session: Mutex<Option<Arc<Session>>>,
     next_id: AtomicI64,
 }
 
@@ -70,11 +73,28 @@ impl HttpUpstream {
         UpstreamError::Protocol(format!("upstream `{}` {what}", self.name))
     }
 
-    async fn session(&self, extra: &ExtraHeaders) -> Result<Session, UpstreamError> {
+    async fn session(&self, extra: &ExtraHeaders) -> Result<Arc<Session>, UpstreamError> {
         let mut guard = self.session.lock().await;
         if let Some(session) = guard.as_ref() {
             return Ok(session.clone());
         }
+        // Callers wait on the lock while one initializes: bound it, so that an upstream
+        // that accepts the connection and never answers holds them no longer.
+        let limit = self.limits.initialize_timeout;
+        let session = tokio::time::timeout(limit, self.initialize(extra))
+            .await
+            .map_err(|_| {
+                self.unavailable(format!(
+                    "did not finish initialize within {} ms",
+                    limit.as_millis()
+                ))
+            })??;
+        let session = Arc::new(session);
+        *guard = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn initialize(&self, extra: &ExtraHeaders) -> Result<Session, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = Message::Request {
             id: Value::from(id),
@@ -104,7 +124,6 @@ impl HttpUpstream {
                 ack.status().as_u16()
             )));
         }
-        *guard = Some(session.clone());
         Ok(session)
     }
 
@@ -327,6 +346,53 @@ impl Upstream for HttpUpstream {
     }
 
     async fn server_info(&self, extra: &ExtraHeaders) -> Result<Value, UpstreamError> {
-        Ok(self.session(extra).await?.info)
+        Ok(self.session(extra).await?.info.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// An upstream that takes connections and never answers: a call is told so once the
+    /// initialize timeout passes, and so is the next one (nobody is left holding the
+    /// session lock).
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_initialize_is_given_up_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let limits = Limits {
+            initialize_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let upstream = HttpUpstream::new("silent", &url, limits).unwrap();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let refused = tokio::time::timeout(
+                Duration::from_secs(5),
+                upstream.request("tools/list", None, &ExtraHeaders::new(), None),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the call hung on a silent upstream"));
+            let waited = started.elapsed();
+            match refused {
+                Err(UpstreamError::Unavailable(message)) => {
+                    assert!(message.contains("initialize"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+        }
+        silent.abort();
     }
 }

@@ -43,6 +43,9 @@ pub type Outcome = Result<Value, Value>;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub connect_timeout: Duration,
+    /// How long an HTTP upstream may take over `initialize` (and its acknowledgement):
+    /// calls wait on the one that initializes, so a silent upstream holds them no longer.
+    pub initialize_timeout: Duration,
     /// The largest response (or SSE event) accepted.
     pub max_message_bytes: usize,
 }
@@ -51,6 +54,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             connect_timeout: Duration::from_secs(5),
+            initialize_timeout: Duration::from_secs(10),
             max_message_bytes: 8 * 1024 * 1024,
         }
     }
