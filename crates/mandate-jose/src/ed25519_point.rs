@@ -108,22 +108,39 @@ fn canonical(a: Fe) -> Fe {
     }
 }
 
+#[cfg(test)]
 fn small(n: u64) -> Fe {
     Fe([n, 0, 0, 0, 0])
 }
 
-/// p - 2, for inversion by Fermat.
+/// p - 2, for inversion by Fermat (the tests check the constants below with it).
+#[cfg(test)]
 const P_MINUS_2: [u64; 4] = [u64::MAX - 20, u64::MAX, u64::MAX, 0x7fff_ffff_ffff_ffff];
-/// (p - 1) / 2, for Euler's criterion.
-const HALF_P_MINUS_1: [u64; 4] = [u64::MAX - 9, u64::MAX, u64::MAX, 0x3fff_ffff_ffff_ffff];
-/// (p + 3) / 8, for the square root candidate.
-const P_PLUS_3_OVER_8: [u64; 4] = [
-    0xffff_ffff_ffff_fffe,
+/// (p - 5) / 8 = 2^252 - 3: the one exponentiation of RFC 8032 §5.1.3's decoding.
+const P_MINUS_5_OVER_8: [u64; 4] = [
+    0xffff_ffff_ffff_fffd,
     u64::MAX,
     u64::MAX,
     0x0fff_ffff_ffff_ffff,
 ];
+/// d = -121665 / 121666, in limbs.
+const D: Fe = Fe([
+    0x0003_4dca_1359_78a3,
+    0x0001_a828_3b15_6ebd,
+    0x0005_e7a2_6001_c029,
+    0x0007_39c6_63a0_3cbb,
+    0x0005_2036_cee2_b6ff,
+]);
+/// sqrt(-1) = 2^((p - 1) / 4), in limbs.
+const SQRT_M1: Fe = Fe([
+    0x0006_1b27_4a0e_a0b0,
+    0x0000_d5a5_fc8f_189d,
+    0x0007_ef5e_9cbd_0c60,
+    0x0007_8595_a680_4c9e,
+    0x0002_b832_4804_fc1d,
+]);
 
+#[cfg(test)]
 fn invert(a: Fe) -> Fe {
     pow(a, P_MINUS_2)
 }
@@ -182,34 +199,27 @@ pub(crate) fn is_valid_public_key(bytes: &[u8; 32]) -> bool {
     if canonical(y) != y {
         return false;
     }
-    // d = -121665 / 121666.
-    let d = mul(sub(ZERO, small(121_665)), invert(small(121_666)));
+    // x^2 = u / v; RFC 8032 §5.1.3 finds the root candidate with one exponentiation
+    // and no inversion: x = u v^3 (u v^7)^((p - 5) / 8).
     let yy = mul(y, y);
     let u = sub(yy, ONE);
-    let v = add(mul(d, yy), ONE);
-    // x^2 = u / v must be a square.
-    let x2 = canonical(mul(u, invert(v)));
-    if x2 == ZERO {
-        if sign {
-            return false;
-        }
-    } else if canonical(pow(x2, HALF_P_MINUS_1)) != ONE {
+    let v = add(mul(D, yy), ONE);
+    let v3 = mul(mul(v, v), v);
+    let uv7 = mul(mul(u, v3), mul(v3, v));
+    let mut x = mul(mul(u, v3), pow(uv7, P_MINUS_5_OVER_8));
+    let vxx = canonical(mul(v, mul(x, x)));
+    if vxx == canonical(u) {
+        // x is a root.
+    } else if vxx == canonical(sub(ZERO, u)) {
+        x = mul(x, SQRT_M1);
+    } else {
+        // u / v is not a square: no point has this y.
         return false;
     }
-    // Recover x (either root will do for the order check), then refuse
-    // points P with 8P = identity.
-    let mut x = pow(x2, P_PLUS_3_OVER_8);
-    if canonical(mul(x, x)) != x2 {
-        // multiply by sqrt(-1) = 2^((p-1)/4)
-        let sqrt_m1 = pow(
-            small(2),
-            [u64::MAX - 4, u64::MAX, u64::MAX, 0x1fff_ffff_ffff_ffff],
-        );
-        x = mul(x, sqrt_m1);
-        if canonical(mul(x, x)) != x2 {
-            return false;
-        }
+    if canonical(x) == ZERO && sign {
+        return false;
     }
+    // Either root will do for the order check: refuse points P with 8P = identity.
     let mut p = Point { x, y, z: ONE };
     for _ in 0..3 {
         p = double(p);
@@ -229,6 +239,100 @@ mod tests {
         reason = "tests fail loudly"
     )]
     use super::*;
+
+    /// (p - 1) / 2, for Euler's criterion (the reference below).
+    const HALF_P_MINUS_1: [u64; 4] = [u64::MAX - 9, u64::MAX, u64::MAX, 0x3fff_ffff_ffff_ffff];
+    /// (p + 3) / 8, the reference's square root candidate.
+    const P_PLUS_3_OVER_8: [u64; 4] = [
+        0xffff_ffff_ffff_fffe,
+        u64::MAX,
+        u64::MAX,
+        0x0fff_ffff_ffff_ffff,
+    ];
+
+    /// The earlier check, step by step (inversions, Euler's criterion, then the root):
+    /// slower, and independent of the single exponentiation the check now uses.
+    fn reference(bytes: &[u8; 32]) -> bool {
+        let (y, sign) = decode(bytes);
+        // y must be canonical (< p).
+        if canonical(y) != y {
+            return false;
+        }
+        // d = -121665 / 121666.
+        let d = mul(sub(ZERO, small(121_665)), invert(small(121_666)));
+        let yy = mul(y, y);
+        let u = sub(yy, ONE);
+        let v = add(mul(d, yy), ONE);
+        // x^2 = u / v must be a square.
+        let x2 = canonical(mul(u, invert(v)));
+        if x2 == ZERO {
+            if sign {
+                return false;
+            }
+        } else if canonical(pow(x2, HALF_P_MINUS_1)) != ONE {
+            return false;
+        }
+        // Recover x (either root will do for the order check), then refuse
+        // points P with 8P = identity.
+        let mut x = pow(x2, P_PLUS_3_OVER_8);
+        if canonical(mul(x, x)) != x2 {
+            // multiply by sqrt(-1) = 2^((p-1)/4)
+            let sqrt_m1 = pow(
+                small(2),
+                [u64::MAX - 4, u64::MAX, u64::MAX, 0x1fff_ffff_ffff_ffff],
+            );
+            x = mul(x, sqrt_m1);
+            if canonical(mul(x, x)) != x2 {
+                return false;
+            }
+        }
+        let mut p = Point { x, y, z: ONE };
+        for _ in 0..3 {
+            p = double(p);
+        }
+        // identity is (0 : Z : Z : 0)
+        let is_identity = canonical(p.x) == ZERO && canonical(sub(p.y, p.z)) == ZERO;
+        !is_identity
+    }
+
+    #[test]
+    fn the_check_agrees_with_the_step_by_step_reference() {
+        // Random strings (about half are points), each with the sign bit both ways,
+        // and the small-order and non-canonical encodings of the other tests.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut points = 0;
+        for _ in 0..400 {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            for sign in [0u8, 0x80] {
+                bytes[31] = (bytes[31] & 0x7f) | sign;
+                let ours = is_valid_public_key(&bytes);
+                assert_eq!(ours, reference(&bytes), "{bytes:02x?}");
+                points += usize::from(ours);
+            }
+        }
+        assert!((300..500).contains(&points), "{points} points of 800");
+    }
+
+    #[test]
+    fn the_constants_are_what_they_say() {
+        let d = mul(sub(ZERO, small(121_665)), invert(small(121_666)));
+        assert!(canonical(d) == D);
+        let sqrt_m1 = pow(
+            small(2),
+            [u64::MAX - 4, u64::MAX, u64::MAX, 0x1fff_ffff_ffff_ffff],
+        );
+        assert!(canonical(sqrt_m1) == SQRT_M1);
+        assert!(canonical(mul(SQRT_M1, SQRT_M1)) == canonical(sub(ZERO, ONE)));
+    }
 
     #[test]
     fn rfc8032_keys_are_points() {
