@@ -82,7 +82,8 @@ fn mul(a: Fe, b: Fe) -> Fe {
     ])
 }
 
-/// a^e, e given as four little-endian 64-bit words.
+/// a^e, e given as four little-endian 64-bit words (the tests' reference).
+#[cfg(test)]
 fn pow(a: Fe, e: [u64; 4]) -> Fe {
     let mut r = ONE;
     for word in e.iter().rev() {
@@ -116,13 +117,38 @@ fn small(n: u64) -> Fe {
 /// p - 2, for inversion by Fermat (the tests check the constants below with it).
 #[cfg(test)]
 const P_MINUS_2: [u64; 4] = [u64::MAX - 20, u64::MAX, u64::MAX, 0x7fff_ffff_ffff_ffff];
-/// (p - 5) / 8 = 2^252 - 3: the one exponentiation of RFC 8032 §5.1.3's decoding.
+/// (p - 5) / 8 = 2^252 - 3, for the tests' plain exponentiation.
+#[cfg(test)]
 const P_MINUS_5_OVER_8: [u64; 4] = [
     0xffff_ffff_ffff_fffd,
     u64::MAX,
     u64::MAX,
     0x0fff_ffff_ffff_ffff,
 ];
+
+/// a squared `n` times.
+fn square_times(a: Fe, n: u32) -> Fe {
+    (0..n).fold(a, |r, _| mul(r, r))
+}
+
+/// a^((p - 5) / 8) = a^(2^252 - 3), the one exponentiation of RFC 8032 §5.1.3's
+/// decoding, by the usual addition chain: 252 squarings and 11 multiplications
+/// instead of square-and-multiply's 500 or so.
+fn pow_p58(a: Fe) -> Fe {
+    let a2 = mul(a, a);
+    let a9 = mul(a, square_times(a2, 2));
+    let a11 = mul(a2, a9);
+    let a_5 = mul(a9, mul(a11, a11)); // a^(2^5 - 1)
+    let a_10 = mul(square_times(a_5, 5), a_5);
+    let a_20 = mul(square_times(a_10, 10), a_10);
+    let a_40 = mul(square_times(a_20, 20), a_20);
+    let a_50 = mul(square_times(a_40, 10), a_10);
+    let a_100 = mul(square_times(a_50, 50), a_50);
+    let a_200 = mul(square_times(a_100, 100), a_100);
+    let a_250 = mul(square_times(a_200, 50), a_50);
+    mul(square_times(a_250, 2), a)
+}
+
 /// d = -121665 / 121666, in limbs.
 const D: Fe = Fe([
     0x0003_4dca_1359_78a3,
@@ -206,7 +232,7 @@ pub(crate) fn is_valid_public_key(bytes: &[u8; 32]) -> bool {
     let v = add(mul(D, yy), ONE);
     let v3 = mul(mul(v, v), v);
     let uv7 = mul(mul(u, v3), mul(v3, v));
-    let mut x = mul(mul(u, v3), pow(uv7, P_MINUS_5_OVER_8));
+    let mut x = mul(mul(u, v3), pow_p58(uv7));
     let vxx = canonical(mul(v, mul(x, x)));
     if vxx == canonical(u) {
         // x is a root.
@@ -320,6 +346,19 @@ mod tests {
             }
         }
         assert!((300..500).contains(&points), "{points} points of 800");
+    }
+
+    #[test]
+    fn the_addition_chain_is_the_exponentiation() {
+        for n in [1u64, 2, 3, 19, 121_666, 0x7_ffff_ffff_ffff] {
+            let a = small(n);
+            assert!(
+                canonical(pow_p58(a)) == canonical(pow(a, P_MINUS_5_OVER_8)),
+                "{n}"
+            );
+        }
+        let big = Fe([MASK, 0x1234_5678_9abc, MASK - 7, 42, MASK >> 1]);
+        assert!(canonical(pow_p58(big)) == canonical(pow(big, P_MINUS_5_OVER_8)));
     }
 
     #[test]
