@@ -1024,6 +1024,28 @@ async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
             "{path}: {challenge}"
         );
     }
+    // A hostile server name (here a quote and a parameter, percent-encoded in the path)
+    // never reaches the challenge: it gets the metadata of /mcp.
+    let hostile = api
+        .raw(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/mcp/x%22,error=%22evil")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(hostile.status, StatusCode::UNAUTHORIZED);
+    let challenge = hostile.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{PUBLIC}/.well-known/oauth-protected-resource/mcp\""
+        )) && !challenge.contains("evil"),
+        "{challenge}"
+    );
 }
 
 #[tokio::test]
