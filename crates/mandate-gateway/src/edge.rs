@@ -42,31 +42,48 @@ pub(crate) fn host_allowed(gateway: &Gateway, headers: &HeaderMap) -> bool {
     mandate_types::net::is_loopback_host(name) || gateway.public_host.as_deref() == Some(name)
 }
 
-/// The token, as the request presents it. A refusal's challenge names
-/// `metadata_url`: the RFC 9728 metadata of the resource the request addressed.
+/// The protected resource a request addressed: the audience its token must name and,
+/// for a refusal's challenge, its RFC 9728 metadata.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Resource<'a> {
+    /// `/mcp`, or `/mcp/{server}` (the name as the path gave it).
+    Mcp { server: Option<&'a str> },
+    /// `/proxy/{server}/…`.
+    Proxy,
+}
+
+/// The token, as the request presents it, for `resource`. A refusal's challenge names
+/// the metadata of that resource (built only then).
 pub(crate) async fn caller(
     gateway: &Gateway,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    audience: &str,
-    metadata_url: &str,
+    resource: Resource<'_>,
 ) -> Result<Caller, Response> {
+    let config = &gateway.config;
+    let refuse = |description: Option<&str>| {
+        let metadata_url = match resource {
+            Resource::Mcp { server } => config.resource_metadata_url(server),
+            Resource::Proxy => config.proxy_metadata_url(),
+        };
+        unauthorized(config, &metadata_url, description)
+    };
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Err(unauthorized(&gateway.config, metadata_url, None));
+        return Err(refuse(None));
     };
     let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
     let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
     if !(dpop_scheme || scheme.eq_ignore_ascii_case("bearer")) || token.trim().is_empty() {
-        return Err(unauthorized(
-            &gateway.config,
-            metadata_url,
-            Some("use the Bearer or DPoP scheme"),
-        ));
+        return Err(refuse(Some("use the Bearer or DPoP scheme")));
     }
+    let audience = match resource {
+        Resource::Mcp { .. } => config.mcp_resource(),
+        Resource::Proxy => config.proxy_resource(),
+    };
     let url = format!(
         "{}{}",
         gateway.config.public_url,
@@ -78,7 +95,7 @@ pub(crate) async fn caller(
         proof: headers.get("dpop").and_then(|v| v.to_str().ok()),
         method: method.as_str(),
         url: &url,
-        audience,
+        audience: &audience,
     };
     match gateway
         .calls
@@ -87,11 +104,9 @@ pub(crate) async fn caller(
         .map_err(GatewayError::from)
     {
         Ok(caller) => Ok(caller),
-        Err(GatewayError::Unauthenticated { description }) => Err(unauthorized(
-            &gateway.config,
-            metadata_url,
-            Some(description.as_deref().unwrap_or("invalid token")),
-        )),
+        Err(GatewayError::Unauthenticated { description }) => Err(refuse(Some(
+            description.as_deref().unwrap_or("invalid token"),
+        ))),
         Err(e) => Err(error_response(&e)),
     }
 }

@@ -110,7 +110,7 @@ impl GatewayConfig {
     /// is not plain (letters, digits, `.`, `_`, `-`) is no server's, and gets the
     /// metadata of `/mcp` instead of reaching the header.
     pub fn resource_metadata_url(&self, server: Option<&str>) -> String {
-        match server.filter(|s| plain_name(s)) {
+        match server.filter(|s| mandate_types::is_plain_name(s)) {
             Some(server) => format!(
                 "{}/.well-known/oauth-protected-resource/mcp/{server}",
                 self.public_url
@@ -307,14 +307,4 @@ impl Forwarder for Upstreams {
     async fn catalogue(&self, server: &ToolServer, within: Duration) -> Result<(), CallError> {
         Ok(self.gateway()?.catalogue_server(server, within).await?)
     }
-}
-
-/// A name that can stand in a URL path and a quoted header parameter as it is.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use mandate_core::calls::{Call, Called, Verdict};
 
 use crate::catalog::HTTP;
-use crate::edge::{caller, host_allowed, origin_allowed};
+use crate::edge::{Resource, caller, host_allowed, origin_allowed};
 use crate::{Gateway, GatewayError};
 
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -111,9 +111,7 @@ async fn handle(
             json!({}),
         );
     }
-    let audience = gateway.config.proxy_resource();
-    let metadata_url = gateway.config.proxy_metadata_url();
-    let caller = match caller(&gateway, &method, &uri, &headers, &audience, &metadata_url).await {
+    let caller = match caller(&gateway, &method, &uri, &headers, Resource::Proxy).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -197,7 +197,7 @@ impl PolicySource {
                     format!("larger than {MAX_FILE_BYTES} bytes"),
                 )));
             }
-            if !is_plain_name(&file.name) {
+            if !mandate_types::is_plain_name(&file.name) {
                 return Err(PolicySetError::one(Problem::in_file(
                     &file.name,
                     "file names are 1 to 128 characters of `a-z A-Z 0-9 . _ -`, not starting with `.`",
@@ -206,15 +206,6 @@ impl PolicySource {
         }
         Ok(())
     }
-}
-
-fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 mod clock;
 mod id;
 mod levels;
+mod name;
 pub mod net;
 mod secret;
 
@@ -21,4 +22,5 @@ pub use id::{
     TenantId, ToolId, ToolServerId,
 };
 pub use levels::{DataClass, MandateMode, RiskTier, UnknownLevel};
+pub use name::is_plain_name;
 pub use secret::Secret;

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::catalog::Listing;
-use crate::edge::{caller, host_allowed, origin_allowed};
+use crate::edge::{Resource, caller, host_allowed, origin_allowed};
 use crate::error::rpc_error;
 use crate::relay::{ChannelStream, Relay, record_outcome};
 use crate::{Gateway, GatewayError};
@@ -142,18 +142,8 @@ pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&s
 }
 
 async fn delete(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap) -> Response {
-    let audience = gateway.config.mcp_resource();
-    let metadata_url = gateway.config.resource_metadata_url(None);
-    let caller = match caller(
-        &gateway,
-        &Method::DELETE,
-        &uri,
-        &headers,
-        &audience,
-        &metadata_url,
-    )
-    .await
-    {
+    let resource = Resource::Mcp { server: None };
+    let caller = match caller(&gateway, &Method::DELETE, &uri, &headers, resource).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -209,9 +199,10 @@ async fn serve(
             "host not allowed",
         );
     }
-    let audience = gateway.config.mcp_resource();
-    let metadata_url = gateway.config.resource_metadata_url(server.as_deref());
-    let caller = match caller(&gateway, &method, &uri, &headers, &audience, &metadata_url).await {
+    let resource = Resource::Mcp {
+        server: server.as_deref(),
+    };
+    let caller = match caller(&gateway, &method, &uri, &headers, resource).await {
         Ok(c) => Arc::new(c),
         Err(r) => return r,
     };
