@@ -27,7 +27,6 @@ import json
 import sys
 import warnings
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 warnings.filterwarnings("ignore", message=r".*deprecated as of 2026-07-28.*")
 
@@ -36,6 +35,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from oauth_loopback import LoopbackRedirect, code_result
 from mcp.shared.exceptions import MCPError
 
 TIMEOUT_S = 120.0
@@ -64,40 +64,11 @@ class MemoryStorage:
         self.client = client_info
 
 
-class Callback:
-    """The redirect URI: one request to /callback, its query handed to the flow."""
-
-    def __init__(self) -> None:
-        self.result: asyncio.Future[dict[str, list[str]]] = asyncio.get_running_loop().create_future()
-        self.port = 0
-
-    async def start(self) -> None:
-        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = (await reader.readline()).decode("latin-1")
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass
-        parts = line.split(" ")
-        target = parts[1] if len(parts) > 1 else "/"
-        url = urlparse(target)
-        if url.path == "/callback" and not self.result.done():
-            self.result.set_result(parse_qs(url.query))
-            body = b"<!doctype html><title>Done</title><p>Authorization complete. You can close this window."
-        else:
-            body = b"<!doctype html><title>Unknown</title><p>Nothing here."
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
-        await writer.drain()
-        writer.close()
+class Callback(LoopbackRedirect):
+    """The redirect URI (oauth_loopback.py), reporting what came back."""
 
     async def wait(self) -> AuthorizationCodeResult:
-        query = await asyncio.wait_for(self.result, TIMEOUT_S)
+        query = await self.query(TIMEOUT_S)
         if "error" in query:
             emit(
                 {
@@ -110,13 +81,7 @@ class Callback:
                 }
             )
             raise SystemExit(1)
-        # RFC 9207: the issuer of the response goes to the SDK, which checks it against
-        # the authorization server's metadata.
-        return AuthorizationCodeResult(
-            code=query["code"][0],
-            state=query.get("state", [None])[0],
-            iss=query.get("iss", [None])[0],
-        )
+        return code_result(query)
 
 
 async def run_step(session: ClientSession, step: dict[str, Any]) -> Any:
