@@ -482,9 +482,9 @@ macro_rules! sql_store {
                 purge_jtis(tx, now).await?;
                 let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
                 let fresh = claim_jtis_in(tx, &claims).await?;
-                for ((entry, _), fresh) in used.iter().zip(fresh) {
-                    if !fresh && let Some(slot) = refused.get_mut(*entry) {
-                        *slot = Some(Refusal::Replay);
+                for ((entry, claim), fresh) in used.iter().zip(fresh) {
+                    if !fresh && let Some(slot @ None) = refused.get_mut(*entry) {
+                        *slot = Some(Refusal::Replay { issuer: claim.issuer.clone() });
                     }
                 }
             }

@@ -298,9 +298,10 @@ impl Entry {
 /// Why an [`Entry`] was refused by the checks in its batch's transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// An assertion it used was used before.
-    #[error("the client assertion was used before")]
-    Replay,
+    /// An assertion it used was used before: the first such, by its issuer (a client's
+    /// id, or a marker such as the DPoP proofs' for uses that are not client assertions).
+    #[error("an assertion of `{issuer}` was used before")]
+    Replay { issuer: String },
     /// The once-only record it spends was used before, has expired, or is unknown.
     #[error("the record was used before or has expired")]
     Used,
@@ -312,7 +313,7 @@ pub enum Refusal {
 impl From<Refusal> for StoreError {
     fn from(refused: Refusal) -> StoreError {
         match refused {
-            Refusal::Replay => StoreError::Conflict {
+            Refusal::Replay { .. } => StoreError::Conflict {
                 what: "client assertion".into(),
             },
             Refusal::Missing { what } => StoreError::Missing { what },

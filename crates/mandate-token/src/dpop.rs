@@ -121,6 +121,10 @@ pub struct DpopProof {
     jti: String,
     iat: i64,
     jwk: Jwk,
+    /// The replay cache's key for `(jkt, jti)`.
+    replay: [u8; 32],
+    /// Unix seconds after which the proof can no longer be accepted.
+    expires: i64,
 }
 
 impl DpopProof {
@@ -131,6 +135,19 @@ impl DpopProof {
 
     pub fn jti(&self) -> &str {
         &self.jti
+    }
+
+    /// A fixed-size name of this proof's one use (`base64url(SHA-256(len ‖ jkt ‖ jti))`,
+    /// 43 characters, whatever the client sent), for a store that refuses the second
+    /// use across replicas.
+    pub fn replay_id(&self) -> String {
+        b64url_encode(&self.replay)
+    }
+
+    /// Unix seconds after which no verifier accepts the proof: its use need not be
+    /// remembered longer.
+    pub fn expires_at(&self) -> i64 {
+        self.expires
     }
 
     pub fn iat(&self) -> i64 {
@@ -213,15 +230,18 @@ impl DpopVerifier {
         let expires = iat
             .saturating_add(self.cfg.max_age_secs)
             .saturating_add(self.cfg.future_skew_secs);
+        let replay = replay_key(&jkt, jti);
         self.replay
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(replay_key(&jkt, jti), expires, req.now)?;
+            .insert(replay, expires, req.now)?;
         Ok(DpopProof {
             jkt,
             jti: jti.to_owned(),
             iat,
             jwk,
+            replay,
+            expires,
         })
     }
 

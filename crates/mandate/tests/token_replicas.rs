@@ -8,7 +8,8 @@
 //! The token service across two replicas of the real binary on one PostgreSQL
 //! database: a token issued by one is accepted by the other (the signing keys are
 //! published in the store), and a revocation — of the token itself, or by ending its
-//! mandate — at one is enforced by the other. Functional only: the bounds are
+//! mandate — at one is enforced by the other; a DPoP proof accepted by one is refused
+//! by the other. Functional only: the bounds are
 //! generous; `bench/revocation-propagation.sh` measures the delay.
 
 use std::path::PathBuf;
@@ -402,6 +403,59 @@ async fn tokens_and_revocations_cross_replicas() {
     )
     .await;
 
+    // 4. A DPoP proof is used once across the replicas: accepted at A, the same proof
+    //    (with a fresh client assertion) is refused at B, whose memory never saw it —
+    //    the proof's use is claimed in the store with the grant it came with.
+    let dpop = SigningKey::generate(Alg::EdDSA, "dpop-1".into()).unwrap();
+    let proof = dpop_proof(&dpop);
+    let (status, issued) = token_with_proof(&a, &agent, &key, &proof).await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["token_type"], "DPoP", "{issued}");
+    for (replica, which) in [(&b, "B"), (&a, "A")] {
+        let (status, refused) = token_with_proof(replica, &agent, &key, &proof).await;
+        assert_eq!(status, 400, "{which} accepted a used DPoP proof: {refused}");
+        assert_eq!(refused["error"], "invalid_dpop_proof", "{which}: {refused}");
+    }
+    // A fresh proof by the same key is fine at B.
+    let (status, issued) = token_with_proof(&b, &agent, &key, &dpop_proof(&dpop)).await;
+    assert_eq!(status, 200, "{issued}");
+
     drop((a, b));
     drop(db);
+}
+
+/// A DPoP proof (RFC 9449) by `key` for a POST to the replicas' token endpoint.
+fn dpop_proof(key: &SigningKey) -> String {
+    let mut header = Map::new();
+    header.insert("typ".into(), json!("dpop+jwt"));
+    header.insert("jwk".into(), key.public_jwk().to_public_json());
+    let claims = json!({
+        "jti": uuid_like(), "htm": "POST", "htu": format!("{PUBLIC_URL}/oauth2/token"),
+        "iat": chrono::Utc::now().timestamp(),
+    });
+    key.sign(header, &serde_json::to_vec(&claims).unwrap())
+        .unwrap()
+}
+
+/// A mandate-less task token from `server`, asked for with `proof` in `DPoP`.
+async fn token_with_proof(
+    server: &Server,
+    agent: &str,
+    key: &SigningKey,
+    proof: &str,
+) -> (u16, Value) {
+    let assertion = assertion(agent, key);
+    let response = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", server.url))
+        .header("DPoP", proof)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -184,7 +184,9 @@ impl TokenService {
         if !decision.allowed {
             return Err(TokenError::AccessDenied(decision.reason));
         }
-        let jkt = self.token_endpoint_dpop(req, DpopRequired::ByClient(grant.dpop_bound))?;
+        let mut used = Vec::new();
+        let jkt =
+            self.token_endpoint_dpop(req, DpopRequired::ByClient(grant.dpop_bound), &mut used)?;
         let granted: Vec<String> = mandate
             .terms
             .scope
@@ -226,7 +228,7 @@ impl TokenService {
             .record_and_sign(
                 token,
                 &agent,
-                &mut Vec::new(),
+                &mut used,
                 OnceWrites {
                     spend: Some(spent.clone()),
                     issue: Some(issue),

@@ -137,7 +137,7 @@ impl TokenService {
         }
         let (client, mut used) = self.authenticate_client(req).await?;
         let issued = match (
-            self.token_endpoint_dpop(req, DpopRequired::ByServer),
+            self.token_endpoint_dpop(req, DpopRequired::ByServer, &mut used),
             self.audience(req),
         ) {
             (Ok(jkt), Ok(audience)) => match grant_type {
@@ -289,10 +289,15 @@ impl TokenService {
     /// (`require_dpop`), or a public client that registered `dpop_bound_access_tokens`
     /// (RFC 9449 §5.2). Public clients that did not may send a proof or not (the
     /// common MCP client libraries send none at the token endpoint).
+    ///
+    /// The proof's use is pushed onto `used`: it is claimed in the store with the rest
+    /// of the request's writes, so a proof replayed at another replica (whose own
+    /// memory has not seen it) is refused there too.
     pub(super) fn token_endpoint_dpop(
         &self,
         req: &TokenRequest,
         required: DpopRequired,
+        used: &mut Vec<UsedAssertion>,
     ) -> Result<Option<String>, TokenError> {
         match req.dpop.as_deref() {
             Some(proof) => {
@@ -306,6 +311,12 @@ impl TokenService {
                         now: self.clock.now().timestamp(),
                     },
                 )?;
+                used.push(UsedAssertion {
+                    issuer: DPOP_PROOF_USES.to_owned(),
+                    jti: proof.replay_id(),
+                    expires_at: chrono::DateTime::from_timestamp(proof.expires_at(), 0)
+                        .unwrap_or_else(|| self.clock.now()),
+                });
                 Ok(Some(proof.jkt().to_owned()))
             }
             None => match required {
@@ -793,6 +804,11 @@ impl TokenService {
     }
 }
 
+/// The issuer under which DPoP proofs presented at the token endpoint are claimed in
+/// the store's used assertions (their `jti` there is [`mandate_token::DpopProof::replay_id`]).
+/// No client id has this form (agents' ids are `agt_…`).
+pub(super) const DPOP_PROOF_USES: &str = "urn:mandate:dpop-proof";
+
 /// What a commit refused for a spent authorization code says (the code's handler then
 /// tells a replay from an expiry).
 pub(super) const SPENT: &str = "the code was used before or has expired";
@@ -821,7 +837,10 @@ pub(super) fn refusal(refused: Refusal, via: Via) -> TokenError {
     match (refused, via) {
         (Refusal::Used, Via::RefreshToken) => TokenError::InvalidGrant(super::refresh::USED.into()),
         (Refusal::Used, _) => TokenError::InvalidGrant(SPENT.into()),
-        (Refusal::Replay, _) => {
+        (Refusal::Replay { issuer }, _) if issuer == DPOP_PROOF_USES => {
+            TokenError::InvalidDpopProof("the proof has been used before (`jti`)".into())
+        }
+        (Refusal::Replay { .. }, _) => {
             TokenError::InvalidClient("the client assertion was used before (`jti` replay)".into())
         }
         (Refusal::Missing { .. }, Via::SubjectToken) => TokenError::InvalidGrant(

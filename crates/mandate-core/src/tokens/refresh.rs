@@ -23,7 +23,7 @@
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{AgentStatus, Mandate, MandateStatus};
 use mandate_policy::{GrantAction, GrantRequest};
-use mandate_store::{Entry, OnceKind, OnceRecord, RevokeTree, SpentOnce};
+use mandate_store::{Entry, OnceKind, OnceRecord, RevokeTree, SpentOnce, UsedAssertion};
 use mandate_token::{TokenError, random_id};
 use mandate_types::{AgentId, HumanId, MandateId, TenantId};
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,8 @@ impl TokenService {
         // A family obtained with DPoP stays bound to its key (checked below); one
         // obtained without a proof was allowed to (the client did not register
         // `dpop_bound_access_tokens`), so its refreshes need none either.
-        let jkt = self.token_endpoint_dpop(req, DpopRequired::ByClient(false))?;
+        let mut used = Vec::new();
+        let jkt = self.token_endpoint_dpop(req, DpopRequired::ByClient(false), &mut used)?;
         if let Some(bound) = &grant.jkt
             && jkt.as_ref() != Some(bound)
         {
@@ -142,7 +143,10 @@ impl TokenService {
             kind: record.kind,
             key_hash: record.key_hash.clone(),
         };
-        match self.refresh_rotated(req, &record, &grant, jkt, spent).await {
+        match self
+            .refresh_rotated(req, &record, &grant, (jkt, used), spent)
+            .await
+        {
             Err(TokenError::InvalidGrant(m)) if m == USED => {
                 // Another request spent it first (a concurrent use), or it just expired.
                 if record.expires_at <= self.clock.now() {
@@ -164,7 +168,7 @@ impl TokenService {
         req: &TokenRequest,
         record: &OnceRecord,
         grant: &RefreshGrant,
-        jkt: Option<String>,
+        (jkt, mut used): (Option<String>, Vec<UsedAssertion>),
         spent: SpentOnce,
     ) -> Result<TokenResponse, TokenError> {
         let now = self.clock.now();
@@ -236,7 +240,7 @@ impl TokenService {
             .record_and_sign(
                 token,
                 &agent,
-                &mut Vec::new(),
+                &mut used,
                 OnceWrites {
                     spend: Some(spent),
                     issue: Some(issue),

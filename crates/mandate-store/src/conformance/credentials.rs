@@ -544,7 +544,12 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     assert_eq!(outcomes.len(), 5);
     let first = outcomes[0].clone().unwrap().unwrap();
     assert_eq!(first.seq, head + 1);
-    assert_eq!(outcomes[1], Err(crate::Refusal::Replay));
+    assert_eq!(
+        outcomes[1],
+        Err(crate::Refusal::Replay {
+            issuer: "agt_1".into()
+        })
+    );
     assert!(matches!(outcomes[2], Err(crate::Refusal::Missing { .. })));
     let fourth = outcomes[3].clone().unwrap().unwrap();
     assert_eq!(
@@ -813,7 +818,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     for task in tasks {
         match task.await.unwrap().remove(0) {
             Ok(Some(_)) => wins += 1,
-            Err(crate::Refusal::Replay) => {}
+            Err(crate::Refusal::Replay { .. }) => {}
             other => panic!("unexpected outcome {other:?}"),
         }
     }
