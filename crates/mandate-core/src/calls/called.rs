@@ -63,6 +63,10 @@ impl Calls {
                 "duration_ms": duration_ms,
             }),
         };
+        let mut data = obj(data);
+        if let Some(trace) = &caller.trace {
+            data.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
+        }
         self.inner.ledger.append_detached(NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::ToolCalled,
@@ -70,7 +74,7 @@ impl Calls {
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
             actor: caller.actor.clone(),
-            data: obj(data),
+            data,
         });
     }
 }

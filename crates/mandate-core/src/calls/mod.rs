@@ -162,6 +162,9 @@ pub struct Caller {
     pub dpop_bound: bool,
     /// Labels for audit records, outermost first.
     pub actor: Vec<String>,
+    /// The trace this request belongs to (see [`crate::trace::begin`]): its trace id
+    /// goes into the `decision` and `tool.called` events.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 impl Caller {
@@ -175,6 +178,7 @@ impl Caller {
             jti: Some(token.jti.clone()),
             dpop_bound: token.cnf_jkt.is_some(),
             actor: token.actors.iter().map(|a| format!("agent:{a}")).collect(),
+            trace: None,
         }
     }
 
