@@ -419,7 +419,7 @@ mod tests {
             "a=b,c",
             "a=,b=c",
             "a=b=c",
-            "a=b ,",
+            "a=b\tc",
             "1a=b",
             "a@=b",
             "a@systemnamethatistoolong=b",
