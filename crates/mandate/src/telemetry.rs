@@ -25,6 +25,9 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Reads a collector's successful answer: why it still refused (rejected records).
+pub type Rejected = fn(&[u8]) -> Option<String>;
+
 /// The OTLP exporters' HTTP client: reqwest, run on our Tokio runtime.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -32,12 +35,12 @@ pub struct Http {
     runtime: tokio::runtime::Handle,
     /// What a 2xx answer must also say: nothing of the batch was rejected
     /// (an OTLP partial success). `None`: not checked (spans).
-    rejected: Option<fn(&[u8]) -> Option<String>>,
+    rejected: Option<Rejected>,
 }
 
 impl Http {
     /// Must be called inside the Tokio runtime that will carry the requests.
-    pub fn new(rejected: Option<fn(&[u8]) -> Option<String>>) -> anyhow::Result<Http> {
+    pub fn new(rejected: Option<Rejected>) -> anyhow::Result<Http> {
         let client = reqwest::Client::builder()
             .timeout(EXPORT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

@@ -125,7 +125,7 @@ impl World {
         let line = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no output: {}", String::from_utf8_lossy(&out.stderr)));
         assert!(line.get("result").is_some(), "the call failed: {line}");
         line

@@ -502,9 +502,7 @@ impl Calls {
         if !caller.chain.is_empty() {
             data.insert("delegation_chain".into(), json!(caller.chain));
         }
-        if let Some(trace) = &caller.trace {
-            data.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
-        }
+        caller.mark_trace(&mut data);
         NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::Decision,
@@ -536,6 +534,15 @@ impl Calls {
                 hidden += 1;
             }
         }
+        let mut data = obj(json!({
+            "action": CallAction::ListTools.as_str(),
+            "jti": caller.jti,
+            "shown": shown.len(),
+            "hidden": hidden,
+            "allowed": true,
+            "outcome": "list",
+        }));
+        caller.mark_trace(&mut data);
         let event = NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::Decision,
@@ -543,14 +550,7 @@ impl Calls {
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
             actor: caller.actor.clone(),
-            data: obj(json!({
-                "action": CallAction::ListTools.as_str(),
-                "jti": caller.jti,
-                "shown": shown.len(),
-                "hidden": hidden,
-                "allowed": true,
-                "outcome": "list",
-            })),
+            data,
         };
         self.append(event).await?;
         Ok(shown)

@@ -64,9 +64,7 @@ impl Calls {
             }),
         };
         let mut data = obj(data);
-        if let Some(trace) = &caller.trace {
-            data.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
-        }
+        caller.mark_trace(&mut data);
         self.inner.ledger.append_detached(NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::ToolCalled,

@@ -168,6 +168,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Writes the request's trace id (32 hex digits) into an event's data, if it has one.
+    pub(crate) fn mark_trace(&self, data: &mut Map<String, Value>) {
+        if let Some(trace) = &self.trace {
+            data.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
+        }
+    }
+
     /// An agent presenting a verified task token.
     pub fn from_token(token: &TaskToken, agent: Agent, mandate: Mandate) -> Caller {
         Caller {
