@@ -30,6 +30,7 @@ mod oauth;
 mod policies;
 pub mod replay;
 mod tokens;
+pub mod trace;
 
 use std::sync::Arc;
 

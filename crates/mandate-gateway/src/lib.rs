@@ -30,6 +30,7 @@ mod relay;
 mod sessions;
 mod webhook;
 
+use mandate_core::trace::TraceContext;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -243,11 +244,20 @@ impl Gateway {
         listing: &Listing,
         mandate: &Mandate,
         method: &str,
-        params: Option<Value>,
+        mut params: Option<Value>,
         events: Option<mpsc::Sender<Value>>,
+        trace: Option<&TraceContext>,
     ) -> Result<Outcome, GatewayError> {
         let connected = self.catalog.connect(&listing.server).await?;
-        let headers = self.credentials.headers(&listing.server, mandate).await?;
+        let mut headers = self.credentials.headers(&listing.server, mandate).await?;
+        // The trace goes on in the HTTP headers and (MCP, SEP-414) in `params._meta`,
+        // where a client's own value is replaced, never passed on as sent.
+        if let Some(trace) = trace {
+            trace.insert_into(&mut headers);
+        }
+        if let Some(params) = params.as_mut() {
+            TraceContext::replace_in_meta(trace, params);
+        }
         let timeout = self.config.call_timeout;
         let server = listing.server.name.clone();
         let work = async {
@@ -300,7 +310,7 @@ impl Forwarder for Upstreams {
         let params = json!({"name": listing.tool.name, "arguments": arguments});
         Ok(self
             .gateway()?
-            .call_upstream(listing, mandate, "tools/call", Some(params), None)
+            .call_upstream(listing, mandate, "tools/call", Some(params), None, None)
             .await?)
     }
 

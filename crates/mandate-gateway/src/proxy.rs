@@ -17,6 +17,8 @@ use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
 use mandate_core::calls::{Call, Called, Verdict};
+use mandate_core::trace::{self, TraceContext};
+use tracing::Instrument as _;
 
 use crate::catalog::HTTP;
 use crate::edge::{Resource, caller, host_allowed, origin_allowed};
@@ -80,7 +82,7 @@ async fn serve_root(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(state, server, String::new(), method, uri, headers, body).await
+    traced(state, server, String::new(), method, uri, headers, body).await
 }
 
 async fn serve(
@@ -91,9 +93,35 @@ async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(state, server, path, method, uri, headers, body).await
+    traced(state, server, path, method, uri, headers, body).await
 }
 
+/// The request's root span, continuing the client's trace context when it sent one.
+async fn traced(
+    state: State<Gateway>,
+    server: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "http_proxy_request",
+        mcp.server = server.as_str(),
+        http.method = method.as_str(),
+    );
+    let context = trace::begin(&span, TraceContext::from_headers(&headers));
+    handle(state, server, path, method, uri, headers, body, context)
+        .instrument(span)
+        .await
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one request, taken apart by axum"
+)]
 async fn handle(
     State(gateway): State<Gateway>,
     server: String,
@@ -102,6 +130,7 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    context: Option<TraceContext>,
 ) -> Response {
     if !origin_allowed(&gateway, &headers) || !host_allowed(&gateway, &headers) {
         return problem(
@@ -111,8 +140,14 @@ async fn handle(
             json!({}),
         );
     }
-    let caller = match caller(&gateway, &method, &uri, &headers, Resource::Proxy).await {
-        Ok(c) => c,
+    let caller = match caller(&gateway, &method, &uri, &headers, Resource::Proxy)
+        .instrument(tracing::info_span!(target: trace::TARGET, "authentication"))
+        .await
+    {
+        Ok(mut c) => {
+            c.trace = context;
+            c
+        }
         Err(r) => return r,
     };
     let not_available = || {
@@ -217,8 +252,14 @@ async fn handle(
     for (name, value) in &credentials {
         request = request.header(name, value);
     }
+    let upstream = tracing::info_span!(target: trace::TARGET, "upstream_call");
+    if let Some(outgoing) = trace::outgoing(&upstream, caller.trace.as_ref()) {
+        let mut trace_headers = HeaderMap::new();
+        outgoing.insert_into(&mut trace_headers);
+        request = request.headers(trace_headers);
+    }
     let started = std::time::Instant::now();
-    let result = request.body(body).send().await;
+    let result = request.body(body).send().instrument(upstream).await;
     let response = match result {
         Ok(r) => r,
         Err(e) => {

@@ -40,7 +40,7 @@ pub enum AuditCommand {
         store: StoreArgs,
     },
     /// Write events as JSON Lines to stdout, or with --otlp send them to an
-    /// OpenTelemetry collector as logs (OTLP/HTTP JSON, batches of 500).
+    /// OpenTelemetry collector as logs (OTLP/HTTP protobuf, batches of 500).
     Export {
         #[command(flatten)]
         filter: FilterArgs,
@@ -170,7 +170,10 @@ impl AuditCommand {
             }
             AuditCommand::Export { filter, otlp } => {
                 let mut stdout = std::io::stdout().lock();
-                let http = reqwest::Client::new();
+                let exporter = otlp
+                    .as_deref()
+                    .map(crate::otlp::Exporter::new)
+                    .transpose()?;
                 let mut after: Option<u64> = None;
                 let mut sent = 0usize;
                 loop {
@@ -181,9 +184,9 @@ impl AuditCommand {
                     }
                     let page = client.get("/v1/audit", &q).await?;
                     let events = items(&page);
-                    match &otlp {
-                        Some(url) => {
-                            crate::otlp::send(&http, url, &events).await?;
+                    match &exporter {
+                        Some(exporter) => {
+                            exporter.send(&events).await?;
                             sent += events.len();
                         }
                         None => {

@@ -52,6 +52,9 @@ struct FileConfig {
     gateway: GatewaySection,
     #[serde(default)]
     console: ConsoleSection,
+    /// `[tracing]`: OpenTelemetry traces over OTLP/HTTP (off unless `enabled`).
+    #[serde(default)]
+    tracing: TracingSection,
     /// After SIGTERM, how long requests in flight may take before they are cut and the
     /// process stops anyway (default 60; 1 to 3600).
     shutdown_grace_seconds: Option<u64>,
@@ -189,6 +192,139 @@ impl OidcSection {
                 .unwrap_or(false),
         })
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TracingSection {
+    /// Default false: nothing of OpenTelemetry is installed.
+    enabled: Option<bool>,
+    /// The collector's OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`.
+    endpoint: Option<String>,
+    /// Headers sent with every export (an API key, say). Never logged.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Headers whose value is read from a file (a mounted secret), trimmed.
+    #[serde(default)]
+    header_files: BTreeMap<String, PathBuf>,
+    /// The share of new traces kept, 0.0 to 1.0 (default 1.0).
+    sampling_ratio: Option<f64>,
+    /// `service.name` of the spans (default `mandate`).
+    service_name: Option<String>,
+}
+
+/// A sampling ratio in 0.0..=1.0 (compared by its bits, so settings stay `Eq`).
+#[derive(Debug, Clone, Copy)]
+pub struct SamplingRatio(f64);
+
+impl SamplingRatio {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl PartialEq for SamplingRatio {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for SamplingRatio {}
+
+/// `[tracing]`, checked, header values read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingSettings {
+    pub endpoint: String,
+    pub headers: Vec<(String, mandate_types::Secret<String>)>,
+    pub sampling_ratio: SamplingRatio,
+    pub service_name: String,
+}
+
+impl TracingSection {
+    /// `None` when tracing is off. Errors name keys and header names, never a value.
+    fn settle(self) -> Result<Option<TracingSettings>, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Value {
+            origin: format!("config key `tracing.{key}`"),
+            message,
+        };
+        if !self.enabled.unwrap_or(false) {
+            return Ok(None);
+        }
+        let endpoint = self
+            .endpoint
+            .ok_or_else(|| bad("endpoint", "is required when tracing is enabled".into()))?;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            || endpoint.contains(char::is_whitespace)
+        {
+            return Err(bad(
+                "endpoint",
+                "must be an http:// or https:// URL (the collector's /v1/traces)".into(),
+            ));
+        }
+        let ratio = self.sampling_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(bad(
+                "sampling_ratio",
+                format!("must be between 0.0 and 1.0 (got {ratio})"),
+            ));
+        }
+        let service_name = self.service_name.unwrap_or_else(|| "mandate".to_owned());
+        if service_name.is_empty() || service_name.len() > 128 {
+            return Err(bad("service_name", "must be 1 to 128 characters".into()));
+        }
+        let mut headers = Vec::new();
+        for (name, value) in self.headers {
+            headers.push((name, mandate_types::Secret::new(value)));
+        }
+        for (name, path) in self.header_files {
+            if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                return Err(bad(
+                    "header_files",
+                    format!("header `{}` is also in tracing.headers", printable(&name)),
+                ));
+            }
+            let value = std::fs::read_to_string(&path).map_err(|e| {
+                bad(
+                    "header_files",
+                    format!(
+                        "header `{}`: cannot read `{}`: {}",
+                        printable(&name),
+                        path.display(),
+                        e.kind()
+                    ),
+                )
+            })?;
+            headers.push((name, mandate_types::Secret::new(value.trim().to_owned())));
+        }
+        for (name, value) in &headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(bad(
+                    "headers",
+                    format!("`{}` is not a header name", printable(name)),
+                ));
+            }
+            if http::HeaderValue::from_str(value.expose()).is_err() {
+                return Err(bad(
+                    "headers",
+                    format!("the value of header `{name}` is not a valid header value (not shown)"),
+                ));
+            }
+        }
+        Ok(Some(TracingSettings {
+            endpoint,
+            headers,
+            sampling_ratio: SamplingRatio(ratio),
+            service_name,
+        }))
+    }
+}
+
+/// A name from the file as an error may show it: printable ASCII, at most 64 characters.
+fn printable(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -438,6 +574,8 @@ pub struct Config {
     pub console_oidc: Option<ConsoleOidcSettings>,
     /// After SIGTERM, how long requests in flight may take (then they are cut).
     pub shutdown_grace_seconds: u64,
+    /// OpenTelemetry traces; `None`: off (the default).
+    pub tracing: Option<TracingSettings>,
 }
 
 /// Flags given to `mandate serve`; they win over everything else.
@@ -637,6 +775,7 @@ impl Config {
             federation: t.federation,
         };
         let gateway = file.gateway.settle()?;
+        let tracing = file.tracing.settle()?;
         let console_oidc = match file.console.oidc {
             Some(section) => Some(section.settle(env)?),
             None if env.var("MANDATE_CONSOLE_OIDC_ISSUER").is_some() => {
@@ -645,6 +784,7 @@ impl Config {
             None => None,
         };
         Ok(Config {
+            tracing,
             console_oidc,
             tokens,
             gateway,
@@ -886,5 +1026,93 @@ mod tests {
             .to_string();
         assert!(err.contains("MANDATE_DATABASE_URL_FILE"), "{err}");
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_checked_when_on() {
+        let (_dir, flags) = file("");
+        assert_eq!(
+            Config::load(&flags, &BTreeMap::new()).unwrap().tracing,
+            None
+        );
+        let (_dir, flags) = file("[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n");
+        assert_eq!(
+            Config::load(&flags, &BTreeMap::new()).unwrap().tracing,
+            None,
+            "an endpoint alone does not turn tracing on"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("otel-key");
+        std::fs::write(&key_file, "s3cret-from-file\n").unwrap();
+        let (_dir, flags) = file(&format!(
+            "[tracing]\nenabled = true\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n\
+             sampling_ratio = 0.25\nservice_name = \"gw-1\"\n\
+             headers = {{ \"x-tenant\" = \"blue\" }}\n\
+             header_files = {{ \"x-api-key\" = \"{}\" }}\n",
+            key_file.display()
+        ));
+        let t = Config::load(&flags, &BTreeMap::new())
+            .unwrap()
+            .tracing
+            .unwrap();
+        assert_eq!(t.endpoint, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(t.sampling_ratio.get(), 0.25);
+        assert_eq!(t.service_name, "gw-1");
+        let key = t.headers.iter().find(|(n, _)| n == "x-api-key").unwrap();
+        assert_eq!(key.1.expose(), "s3cret-from-file");
+        assert!(
+            !format!("{t:?}").contains("s3cret"),
+            "a header value was printed"
+        );
+
+        for (body, key) in [
+            ("enabled = true\n", "tracing.endpoint"),
+            (
+                "enabled = true\nendpoint = \"ftp://x\"\n",
+                "tracing.endpoint",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nsampling_ratio = 1.5\n",
+                "tracing.sampling_ratio",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nsampling_ratio = -0.1\n",
+                "tracing.sampling_ratio",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nsampling_ratio = nan\n",
+                "tracing.sampling_ratio",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nservice_name = \"\"\n",
+                "tracing.service_name",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nheaders = { \"bad name\" = \"v\" }\n",
+                "tracing.headers",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nheader_files = { \"k\" = \"/nonexistent/otel\" }\n",
+                "tracing.header_files",
+            ),
+            (
+                "enabled = true\nendpoint = \"http://x\"\nsampler = \"always\"\n",
+                "tracing.sampler",
+            ),
+        ] {
+            let (_dir, flags) = file(&format!("[tracing]\n{body}"));
+            let err = Config::load(&flags, &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+        // A value that cannot be a header is refused without being shown.
+        let (_dir, flags) = file(
+            "[tracing]\nenabled = true\nendpoint = \"http://x\"\nheaders = { \"x-api-key\" = \"sec\\r\\nret\" }\n",
+        );
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x-api-key") && !err.contains("sec"), "{err}");
     }
 }

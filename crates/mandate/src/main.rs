@@ -11,6 +11,7 @@ mod policy_cli;
 mod replay;
 mod serve;
 mod table;
+mod telemetry;
 mod token_keys;
 
 use std::path::PathBuf;
@@ -123,19 +124,56 @@ async fn serve_command(flags: ServeArgs) -> anyhow::Result<()> {
         policies: flags.policies,
     };
     let config = config::Config::load(&overrides, &config::ProcessEnv)?;
-    init_logging(&config)?;
-    serve::run(config).await
+    let provider = init_logging(&config)?;
+    let served = serve::run(config).await;
+    if let Some(provider) = provider {
+        telemetry::shutdown(provider).await;
+    }
+    served
 }
 
-fn init_logging(config: &config::Config) -> anyhow::Result<()> {
+/// The log subscriber, and with `[tracing]` on, the OpenTelemetry layer beside it (its
+/// provider is returned, to be shut down last). The spans meant for traces
+/// (`mandate_core::trace::TARGET`) never reach the log; with tracing off no layer
+/// wants them, so they are not even created.
+fn init_logging(
+    config: &config::Config,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .map_err(|e| anyhow::anyhow!("MANDATE_LOG / log.level `{}`: {e}", config.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        config::LogFormat::Text => builder.init(),
-        config::LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
+        .map_err(|e| anyhow::anyhow!("MANDATE_LOG / log.level `{}`: {e}", config.log_level))?
+        .add_directive(
+            format!("{}=off", mandate_core::trace::TARGET)
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the trace target's filter: {e}"))?,
+        );
+    let Some(settings) = &config.tracing else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match config.log_format {
+            config::LogFormat::Text => builder.init(),
+            config::LogFormat::Json => builder.json().init(),
+        }
+        return Ok(None);
+    };
+    let provider = telemetry::tracer_provider(settings)?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log_format {
+        config::LogFormat::Text => fmt.with_filter(filter).boxed(),
+        config::LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(telemetry::layer(&provider))
+        .init();
+    mandate_core::trace::install(Box::new(telemetry::OtelTracer));
+    tracing::info!(
+        sampling_ratio = settings.sampling_ratio.get(),
+        "tracing: spans exported over OTLP/HTTP"
+    );
+    Ok(Some(provider))
 }

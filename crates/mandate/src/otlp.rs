@@ -1,49 +1,132 @@
-//! Audit events as OpenTelemetry logs (OTLP/HTTP, JSON encoding): one `LogRecord` per
-//! event, its kind as the body and event name, every field as an attribute (`data` as
-//! a JSON string), so a collector can route and search them. The event's own hash and
-//! `prev_hash` travel along, so exported copies stay checkable against the ledger.
+//! Audit events as OpenTelemetry logs, sent with the SDK's OTLP/HTTP (protobuf) log
+//! exporter: one log record per event, its kind as the body and event name, every field
+//! as an attribute (`data` as a JSON string), so a collector can route and search them.
+//! The event's own hash and `prev_hash` travel along, so exported copies stay checkable
+//! against the ledger.
+//!
+//! Each batch is exported directly (no background processor), so a collector that
+//! refuses a batch — an error status, or a success that reports rejected records —
+//! fails the export with a clear error: nothing is dropped silently.
 
-use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use std::str::FromStr as _;
+use std::time::{Duration, SystemTime};
 
-/// The OTLP resource and scope wrapped around a batch of events.
-pub fn request(events: &[Value]) -> Value {
-    let records: Vec<Value> = events.iter().map(record).collect();
-    json!({
-        "resourceLogs": [{
-            "resource": {"attributes": [
-                attr_str("service.name", "mandate"),
-                attr_str("service.version", env!("CARGO_PKG_VERSION")),
-            ]},
-            "scopeLogs": [{
-                "scope": {"name": "mandate.audit", "version": "1"},
-                "logRecords": records,
-            }],
-        }]
+use anyhow::Context as _;
+use mandate_audit::EventKind;
+use opentelemetry::InstrumentationScope;
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::logs::{
+    LogBatch, LogExporter as _, SdkLogRecord, SdkLogger, SdkLoggerProvider,
+};
+use serde_json::Value;
+
+use crate::telemetry::{Http, audit_resource};
+
+const SCOPE: &str = "mandate.audit";
+
+/// A collector's logs endpoint and what records are made with.
+#[derive(Debug)]
+pub struct Exporter {
+    url: String,
+    exporter: opentelemetry_otlp::LogExporter,
+    scope: InstrumentationScope,
+    logger: SdkLogger,
+    /// Keeps the logger's provider alive (it has no processor: records only).
+    _provider: SdkLoggerProvider,
+}
+
+impl Exporter {
+    /// An exporter to `url` (e.g. `http://127.0.0.1:4318/v1/logs`). Inside a Tokio
+    /// runtime.
+    pub fn new(url: &str) -> anyhow::Result<Exporter> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--otlp must be an http:// or https:// URL");
+        }
+        let mut exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_http_client(Http::new(Some(rejected_records))?)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(url)
+            .with_timeout(Duration::from_secs(30))
+            .build()
+            .with_context(|| format!("cannot set up the OTLP exporter for {url}"))?;
+        exporter.set_resource(&audit_resource());
+        let scope = InstrumentationScope::builder(SCOPE)
+            .with_version("1")
+            .build();
+        let provider = SdkLoggerProvider::builder().build();
+        let logger = provider.logger_with_scope(scope.clone());
+        Ok(Exporter {
+            url: url.to_owned(),
+            exporter,
+            scope,
+            logger,
+            _provider: provider,
+        })
+    }
+
+    /// Sends one batch; an error unless the collector took all of it.
+    pub async fn send(&self, events: &[Value]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<SdkLogRecord> = events.iter().map(|e| record(&self.logger, e)).collect();
+        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            records.iter().map(|r| (r, &self.scope)).collect();
+        self.exporter
+            .export(LogBatch::new(&pairs))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the OTLP collector at {} refused the batch of {} events: {e}",
+                    self.url,
+                    events.len()
+                )
+            })
+    }
+}
+
+/// An OTLP partial success that rejected records, as an error message.
+fn rejected_records(body: &[u8]) -> Option<String> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use prost::Message as _;
+    let partial = ExportLogsServiceResponse::decode(body)
+        .ok()?
+        .partial_success?;
+    (partial.rejected_log_records > 0).then(|| {
+        format!(
+            "{} log records rejected: {}",
+            partial.rejected_log_records,
+            partial.error_message.chars().take(300).collect::<String>()
+        )
     })
 }
 
-fn attr_str(key: &str, value: &str) -> Value {
-    json!({"key": key, "value": {"stringValue": value}})
-}
-
-fn nanos(at: &str) -> String {
+fn time(at: &str) -> SystemTime {
     chrono::DateTime::parse_from_rfc3339(at)
         .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| "0".to_owned())
+        .map(SystemTime::from)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-fn record(event: &Value) -> Value {
+fn text(value: &str) -> AnyValue {
+    AnyValue::String(value.to_owned().into())
+}
+
+fn record(logger: &SdkLogger, event: &Value) -> SdkLogRecord {
+    let mut record = logger.create_log_record();
     let kind = event
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    let mut attributes = vec![attr_str("mandate.event.kind", kind)];
-    if let Some(seq) = event.get("seq").and_then(Value::as_u64) {
-        attributes
-            .push(json!({"key": "mandate.event.seq", "value": {"intValue": seq.to_string()}}));
+    record.add_attribute("mandate.event.kind", text(kind));
+    if let Some(seq) = event
+        .get("seq")
+        .and_then(Value::as_u64)
+        .and_then(|s| i64::try_from(s).ok())
+    {
+        record.add_attribute("mandate.event.seq", AnyValue::Int(seq));
     }
     for (field, key) in [
         ("tenant_id", "mandate.tenant_id"),
@@ -54,102 +137,105 @@ fn record(event: &Value) -> Value {
         ("prev_hash", "mandate.event.prev_hash"),
     ] {
         if let Some(v) = event.get(field).and_then(Value::as_str) {
-            attributes.push(attr_str(key, v));
+            record.add_attribute(key, text(v));
         }
     }
     if let Some(actor) = event.get("actor").and_then(Value::as_array) {
-        let values: Vec<Value> = actor
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|a| json!({"stringValue": a}))
-            .collect();
-        attributes
-            .push(json!({"key": "mandate.actor", "value": {"arrayValue": {"values": values}}}));
+        let values: Vec<AnyValue> = actor.iter().filter_map(Value::as_str).map(text).collect();
+        record.add_attribute("mandate.actor", AnyValue::ListAny(Box::new(values)));
     }
     if let Some(data) = event.get("data") {
-        attributes.push(attr_str("mandate.event.data", &data.to_string()));
+        record.add_attribute("mandate.event.data", text(&data.to_string()));
     }
     let denied = kind == "decision"
         && event.pointer("/data/allowed").and_then(Value::as_bool) == Some(false);
-    let (severity, text) = match kind {
-        "drift.alert" => (13, "WARN"),
-        _ if denied => (13, "WARN"),
-        _ => (9, "INFO"),
+    let (severity, severity_text) = match kind {
+        "drift.alert" => (Severity::Warn, "WARN"),
+        _ if denied => (Severity::Warn, "WARN"),
+        _ => (Severity::Info, "INFO"),
     };
-    let time = event
+    record.set_severity_number(severity);
+    record.set_severity_text(severity_text);
+    if let Ok(known) = EventKind::from_str(kind) {
+        record.set_event_name(known.as_str());
+    }
+    record.set_body(text(kind));
+    let at = event
         .get("at")
         .and_then(Value::as_str)
-        .map(nanos)
-        .unwrap_or_else(|| "0".into());
-    json!({
-        "timeUnixNano": time,
-        "observedTimeUnixNano": time,
-        "severityNumber": severity,
-        "severityText": text,
-        "eventName": kind,
-        "body": {"stringValue": kind},
-        "attributes": attributes,
-    })
-}
-
-/// Sends one batch to a collector's `/v1/logs` endpoint.
-pub async fn send(http: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .json(&request(events))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the OTLP collector at {url}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
-        bail!(
-            "the OTLP collector refused the batch: HTTP {} {body}",
-            status.as_u16()
-        );
-    }
-    Ok(())
+        .map(time)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    record.set_timestamp(at);
+    record.set_observed_timestamp(at);
+    record
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn events_become_log_records_with_every_field() {
+        let provider = SdkLoggerProvider::builder().build();
+        let logger = provider.logger("test");
         let event = json!({
             "seq": 7, "at": "2026-11-23T10:00:00.000001Z", "kind": "decision",
             "tenant_id": "ten_1", "mandate_id": "mnd_1", "actor": ["agent:agt_1"],
             "data": {"allowed": false, "tool": "bank.transfer"},
             "hash": "sha256:aa", "prev_hash": "sha256:bb",
         });
-        let body = request(&[event]);
-        let record = &body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
-        assert_eq!(record["timeUnixNano"], "1795428000000001000");
-        assert_eq!(record["severityText"], "WARN", "a denial is a warning");
-        assert_eq!(record["body"]["stringValue"], "decision");
-        let attrs = record["attributes"].as_array().unwrap();
-        let find = |k: &str| attrs.iter().find(|a| a["key"] == k).cloned().unwrap();
-        assert_eq!(find("mandate.event.seq")["value"]["intValue"], "7");
+        let record = record(&logger, &event);
+        let nanos = record
+            .timestamp()
+            .unwrap()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        assert_eq!(nanos, 1_795_428_000_000_001_000);
         assert_eq!(
-            find("mandate.event.hash")["value"]["stringValue"],
-            "sha256:aa"
+            record.severity_text(),
+            Some("WARN"),
+            "a denial is a warning"
         );
-        assert!(
-            find("mandate.event.data")["value"]["stringValue"]
-                .as_str()
+        assert_eq!(record.event_name(), Some("decision"));
+        assert_eq!(record.body(), Some(&text("decision")));
+        let find = |k: &str| {
+            record
+                .attributes_iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v.clone())
                 .unwrap()
-                .contains("bank.transfer")
+        };
+        assert_eq!(find("mandate.event.seq"), AnyValue::Int(7));
+        assert_eq!(find("mandate.event.hash"), text("sha256:aa"));
+        assert_eq!(find("mandate.event.prev_hash"), text("sha256:bb"));
+        let AnyValue::String(data) = find("mandate.event.data") else {
+            panic!("data is a string")
+        };
+        assert!(data.as_str().contains("bank.transfer"));
+    }
+
+    #[test]
+    fn a_partial_success_that_rejected_records_is_an_error() {
+        use opentelemetry_proto::tonic::collector::logs::v1::{
+            ExportLogsPartialSuccess, ExportLogsServiceResponse,
+        };
+        use prost::Message as _;
+        let refused = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "quota".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert!(
+            rejected_records(&refused)
+                .unwrap()
+                .contains("2 log records")
         );
+        let ok = ExportLogsServiceResponse::default().encode_to_vec();
+        assert_eq!(rejected_records(&ok), None);
+        assert_eq!(rejected_records(b""), None);
     }
 }

@@ -21,6 +21,7 @@ use mandate_policy::{CallAction, CallRequest, Cause, CompiledSet, Decision, Reme
 use mandate_store::CallKey;
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
 
 use super::{
     Call, CallError, Caller, Calls, Execution, Target, Verdict, arguments_hash, obj, redact,
@@ -52,6 +53,16 @@ fn next(decision: &Decision, action: CallAction, has_arguments: bool) -> Next {
         (Cause::Forbidden | Cause::OverBudget | Cause::NotPermitted | Cause::Refused, _) => {
             Next::Deny { hidden: false }
         }
+    }
+}
+
+/// The `outcome` a decision event records for `verdict`.
+fn verdict_outcome(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Allow { .. } => "allow",
+        Verdict::Deny { .. } => "deny",
+        Verdict::Approval(_) => "approval_required",
+        Verdict::Proposal(_) => "proposed",
     }
 }
 
@@ -106,9 +117,18 @@ impl Calls {
     /// Decides an agent's call and records the decision durably; `Err` means nothing
     /// may be forwarded (the decision or its record could not be made).
     pub async fn authorize(&self, caller: &Caller, call: Call<'_>) -> Result<Verdict, CallError> {
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "decision",
+            mcp.server = call.target.server.name.as_str(),
+            tool.name = call.target.tool.name.as_str(),
+            mandate.decision = tracing::field::Empty,
+        );
         let verdict = self
             .decide_and_record(caller, call, Execution::Agent)
+            .instrument(span.clone())
             .await?;
+        span.record("mandate.decision", verdict_outcome(&verdict));
         if let Verdict::Deny { hidden, .. } = &verdict {
             self.count_refusal(caller, *hidden).await;
         }
@@ -154,7 +174,8 @@ impl Calls {
                 &verdict,
                 decision,
             );
-            async move { self.append(event).await.map(|()| verdict) }
+            let span = tracing::info_span!(target: crate::trace::TARGET, "durable_write");
+            async move { self.append(event).instrument(span).await.map(|()| verdict) }
         };
 
         if !caller.scope_covers(&name) {
@@ -201,7 +222,8 @@ impl Calls {
             dpop_bound: caller.dpop_bound,
             now,
         };
-        let mut decision = set.decide_call(&request);
+        let mut decision = tracing::info_span!(target: crate::trace::TARGET, "policy_decision")
+            .in_scope(|| set.decide_call(&request));
         let mut used_approval = None;
         let mut step = next(&decision, action, hash.is_some());
 
@@ -448,29 +470,27 @@ impl Calls {
                 redact(arguments, &self.inner.settings.redact),
             );
         }
-        let (allowed, outcome) = match verdict {
+        let allowed = matches!(verdict, Verdict::Allow { .. });
+        let outcome = verdict_outcome(verdict);
+        match verdict {
             Verdict::Allow { approval } => {
                 if let Some(id) = approval {
                     data.insert("approval_id".into(), json!(id));
                 }
-                (true, "allow")
             }
             Verdict::Deny { reason, hidden, .. } => {
                 data.insert("reason".into(), json!(reason));
                 if *hidden {
                     data.insert("out_of_scope".into(), json!(true));
                 }
-                (false, "deny")
             }
             Verdict::Approval(a) => {
                 data.insert("approval_id".into(), json!(a.id));
-                (false, "approval_required")
             }
             Verdict::Proposal(p) => {
                 data.insert("proposal_id".into(), json!(p.id));
-                (false, "proposed")
             }
-        };
+        }
         data.insert("allowed".into(), json!(allowed));
         data.insert("outcome".into(), json!(outcome));
         if let Some(decision) = decision {
@@ -482,6 +502,7 @@ impl Calls {
         if !caller.chain.is_empty() {
             data.insert("delegation_chain".into(), json!(caller.chain));
         }
+        caller.mark_trace(&mut data);
         NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::Decision,
@@ -513,6 +534,15 @@ impl Calls {
                 hidden += 1;
             }
         }
+        let mut data = obj(json!({
+            "action": CallAction::ListTools.as_str(),
+            "jti": caller.jti,
+            "shown": shown.len(),
+            "hidden": hidden,
+            "allowed": true,
+            "outcome": "list",
+        }));
+        caller.mark_trace(&mut data);
         let event = NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::Decision,
@@ -520,14 +550,7 @@ impl Calls {
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
             actor: caller.actor.clone(),
-            data: obj(json!({
-                "action": CallAction::ListTools.as_str(),
-                "jti": caller.jti,
-                "shown": shown.len(),
-                "hidden": hidden,
-                "allowed": true,
-                "outcome": "list",
-            })),
+            data,
         };
         self.append(event).await?;
         Ok(shown)

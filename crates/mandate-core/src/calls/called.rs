@@ -63,6 +63,8 @@ impl Calls {
                 "duration_ms": duration_ms,
             }),
         };
+        let mut data = obj(data);
+        caller.mark_trace(&mut data);
         self.inner.ledger.append_detached(NewEvent {
             tenant_id: caller.mandate.tenant_id,
             kind: EventKind::ToolCalled,
@@ -70,7 +72,7 @@ impl Calls {
             agent_id: Some(caller.agent.id),
             human_id: Some(caller.mandate.terms.human_id),
             actor: caller.actor.clone(),
-            data: obj(data),
+            data,
         });
     }
 }

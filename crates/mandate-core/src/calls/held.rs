@@ -336,6 +336,7 @@ impl Calls {
             jti: None,
             dpop_bound: false,
             actor,
+            trace: None,
         };
         let verdict = self
             .authorize_execution(

@@ -162,9 +162,19 @@ pub struct Caller {
     pub dpop_bound: bool,
     /// Labels for audit records, outermost first.
     pub actor: Vec<String>,
+    /// The trace this request belongs to (see [`crate::trace::begin`]): its trace id
+    /// goes into the `decision` and `tool.called` events.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 impl Caller {
+    /// Writes the request's trace id (32 hex digits) into an event's data, if it has one.
+    pub(crate) fn mark_trace(&self, data: &mut Map<String, Value>) {
+        if let Some(trace) = &self.trace {
+            data.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
+        }
+    }
+
     /// An agent presenting a verified task token.
     pub fn from_token(token: &TaskToken, agent: Agent, mandate: Mandate) -> Caller {
         Caller {
@@ -175,6 +185,7 @@ impl Caller {
             jti: Some(token.jti.clone()),
             dpop_bound: token.cnf_jkt.is_some(),
             actor: token.actors.iter().map(|a| format!("agent:{a}")).collect(),
+            trace: None,
         }
     }
 

@@ -13,8 +13,10 @@ use mandate_token::{
 };
 use mandate_types::{AgentId, MandateId};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::{TokenService, unavailable};
+use crate::trace::TARGET as TRACE;
 
 /// RFC 8693 grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -135,7 +137,10 @@ impl TokenService {
                 untrusted(grant_type)
             )));
         }
-        let (client, mut used) = self.authenticate_client(req).await?;
+        let (client, mut used) = self
+            .authenticate_client(req)
+            .instrument(tracing::info_span!(target: TRACE, "assertion_check"))
+            .await?;
         let issued = match (
             self.token_endpoint_dpop(req, DpopRequired::ByServer, &mut used),
             self.audience(req),
@@ -400,12 +405,14 @@ impl TokenService {
                 .await;
         };
         let mandate = self.load_mandate(agent, ask.mandate).await?;
-        let decision = self.policies.pdp().current().decide_grant(&GrantRequest {
-            action: GrantAction::ExchangeToken,
-            agent,
-            mandate: &mandate,
-            delegation_chain: &[],
-            now: self.clock.now(),
+        let decision = tracing::info_span!(target: TRACE, "decision").in_scope(|| {
+            self.policies.pdp().current().decide_grant(&GrantRequest {
+                action: GrantAction::ExchangeToken,
+                agent,
+                mandate: &mandate,
+                delegation_chain: &[],
+                now: self.clock.now(),
+            })
         });
         if !decision.allowed {
             return Err(TokenError::AccessDenied(decision.reason));
@@ -556,12 +563,14 @@ impl TokenService {
             chain.push(holder);
             (actors, chain, EventKind::TokenExchanged)
         };
-        let decision = set.decide_grant(&GrantRequest {
-            action: GrantAction::ExchangeToken,
-            agent,
-            mandate: &mandate,
-            delegation_chain: &chain,
-            now,
+        let decision = tracing::info_span!(target: TRACE, "decision").in_scope(|| {
+            set.decide_grant(&GrantRequest {
+                action: GrantAction::ExchangeToken,
+                agent,
+                mandate: &mandate,
+                delegation_chain: &chain,
+                now,
+            })
         });
         if !decision.allowed {
             return Err(TokenError::AccessDenied(decision.reason));
@@ -776,7 +785,13 @@ impl TokenService {
             revoke: None,
             issue: once.issue,
         };
-        if let Err(refused) = self.ledger.commit(entry).await.map_err(unavailable)? {
+        if let Err(refused) = self
+            .ledger
+            .commit(entry)
+            .instrument(tracing::info_span!(target: TRACE, "durable_write"))
+            .await
+            .map_err(unavailable)?
+        {
             let via = match parent {
                 Parent::None => Via::Mandate,
                 Parent::Token(_) => Via::SubjectToken,
@@ -784,10 +799,11 @@ impl TokenService {
             };
             return Err(refusal(refused, via));
         }
-        let access_token = self
-            .ring
-            .load()
-            .sign(mandate_token::ACCESS_TOKEN_TYP, &token.to_claims())?;
+        let access_token = tracing::info_span!(target: TRACE, "signing").in_scope(|| {
+            self.ring
+                .load()
+                .sign(mandate_token::ACCESS_TOKEN_TYP, &token.to_claims())
+        })?;
         Ok(TokenResponse {
             access_token,
             token_type: if token.cnf_jkt.is_some() {

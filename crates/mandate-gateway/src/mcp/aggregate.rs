@@ -172,7 +172,14 @@ impl Exchange<'_> {
             }
             let outcome = self
                 .gateway
-                .call_upstream(listing, &self.caller.mandate, method, params.clone(), None)
+                .call_upstream(
+                    listing,
+                    &self.caller.mandate,
+                    method,
+                    params.clone(),
+                    None,
+                    self.caller.trace.as_ref(),
+                )
                 .await;
             match outcome {
                 Ok(Ok(result)) => return Ok(Plan::Local(Ok(result))),
@@ -221,7 +228,14 @@ impl Exchange<'_> {
             }
             match self
                 .gateway
-                .call_upstream(listing, &self.caller.mandate, method, None, None)
+                .call_upstream(
+                    listing,
+                    &self.caller.mandate,
+                    method,
+                    None,
+                    None,
+                    self.caller.trace.as_ref(),
+                )
                 .await
             {
                 Ok(Ok(result)) => {

@@ -27,11 +27,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mandate_core::calls::Caller;
+use mandate_core::trace::{self, TraceContext};
 use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, Message, code};
 use mandate_mcp::revision::{self, RequestHeaders};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::catalog::Listing;
 use crate::edge::{Resource, caller, host_allowed, origin_allowed};
@@ -199,17 +201,72 @@ async fn serve(
             "host not allowed",
         );
     }
+    // Parsed before the token is checked (a malformed body is still refused after it):
+    // the client's trace context may be in the request's `params._meta`.
+    let parsed = Message::parse(&body);
+    let incoming = TraceContext::from_headers(&headers).or_else(|| match &parsed {
+        Ok(Message::Request { params, .. }) => TraceContext::from_meta(params.as_ref()),
+        _ => None,
+    });
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "mcp_request",
+        mcp.server = server.as_deref(),
+        mcp.method = tracing::field::Empty,
+        mandate.id = tracing::field::Empty,
+        agent.id = tracing::field::Empty,
+    );
+    let context = trace::begin(&span, incoming);
+    serve_in(
+        gateway,
+        server,
+        method,
+        uri,
+        headers,
+        parsed,
+        context,
+        span.clone(),
+    )
+    .instrument(span)
+    .await
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one request, taken apart by axum"
+)]
+async fn serve_in(
+    gateway: Gateway,
+    server: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    parsed: Result<Message, jsonrpc::Malformed>,
+    context: Option<TraceContext>,
+    span: tracing::Span,
+) -> Response {
     let resource = Resource::Mcp {
         server: server.as_deref(),
     };
-    let caller = match caller(&gateway, &method, &uri, &headers, resource).await {
-        Ok(c) => Arc::new(c),
+    let caller = match caller(&gateway, &method, &uri, &headers, resource)
+        .instrument(tracing::info_span!(target: trace::TARGET, "authentication"))
+        .await
+    {
+        Ok(mut c) => {
+            span.record("mandate.id", tracing::field::display(c.mandate.id));
+            span.record("agent.id", tracing::field::display(c.agent.id));
+            c.trace = context;
+            Arc::new(c)
+        }
         Err(r) => return r,
     };
-    let message = match Message::parse(&body) {
+    let message = match parsed {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, &e.message),
     };
+    if let Message::Request { method, .. } = &message {
+        span.record("mcp.method", method.as_str());
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let version = header("mcp-protocol-version");
     if let Some(v) = version
@@ -433,27 +490,39 @@ impl Exchange<'_> {
         let caller = self.caller.clone();
         let method_owned = method.to_owned();
         let listing_for_call = listing.clone();
-        let mut call = Forwarded::new(async move {
-            let started = Instant::now();
-            let outcome = gateway
-                .call_upstream(
+        let upstream = tracing::info_span!(
+            target: trace::TARGET,
+            "upstream_call",
+            mcp.method = method,
+            mcp.server = listing.server.name.as_str(),
+            tool.name = tool_name.as_deref(),
+        );
+        let outgoing = trace::outgoing(&upstream, caller.trace.as_ref());
+        let mut call = Forwarded::new(
+            async move {
+                let started = Instant::now();
+                let outcome = gateway
+                    .call_upstream(
+                        &listing_for_call,
+                        &caller.mandate,
+                        &method_owned,
+                        params,
+                        wants_events.then_some(events_tx),
+                        outgoing.as_ref(),
+                    )
+                    .await;
+                record_outcome(
+                    &gateway,
+                    &caller,
                     &listing_for_call,
-                    &caller.mandate,
-                    &method_owned,
-                    params,
-                    wants_events.then_some(events_tx),
-                )
-                .await;
-            record_outcome(
-                &gateway,
-                &caller,
-                &listing_for_call,
-                tool_name.as_deref(),
-                &outcome,
-                started,
-            );
-            outcome
-        });
+                    tool_name.as_deref(),
+                    &outcome,
+                    started,
+                );
+                outcome
+            }
+            .instrument(upstream),
+        );
         // Whichever comes first: the answer (JSON) or an event (switch to SSE).
         let first = tokio::select! {
             biased;
@@ -465,11 +534,13 @@ impl Exchange<'_> {
             },
         };
         match first {
-            Err(outcome) => json_response(
-                StatusCode::OK,
-                &to_response(id, outcome.map(|o| self.shaped(method, o))),
-                None,
-            ),
+            Err(outcome) => tracing::info_span!(target: trace::TARGET, "response").in_scope(|| {
+                json_response(
+                    StatusCode::OK,
+                    &to_response(id, outcome.map(|o| self.shaped(method, o))),
+                    None,
+                )
+            }),
             Ok(first_event) => {
                 let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
                 let relay = Relay {

@@ -4,9 +4,10 @@
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
 use axum::response::Response;
+use mandate_core::trace::{self, TraceContext};
 use mandate_policy::{Decision, SearchKind, parse_evaluation, parse_evaluations, parse_search};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -66,12 +67,19 @@ fn decision_body(decision: &Decision) -> Value {
 async fn evaluation(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    headers: HeaderMap,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
-    let request = parse_evaluation(&body).map_err(Problem::authzen)?;
-    let set = state.service.authzen_set(&caller)?;
-    Ok(Json(decision_body(&set.decide_access(&request))))
+    let span = tracing::info_span!(target: trace::TARGET, "authzen_evaluation");
+    trace::begin(&span, TraceContext::from_headers(&headers));
+    span.in_scope(|| -> ApiResult<Json<Value>> {
+        let Json(body) = body?;
+        let request = parse_evaluation(&body).map_err(Problem::authzen)?;
+        let set = state.service.authzen_set(&caller)?;
+        let decision = tracing::info_span!(target: trace::TARGET, "decision")
+            .in_scope(|| set.decide_access(&request));
+        Ok(Json(decision_body(&decision)))
+    })
 }
 
 /// Decide a batch: top-level fields are defaults each item overrides field by field;

@@ -12,9 +12,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use mandate_core::trace::{self, TraceContext};
 use mandate_core::{RevokeRequest, TokenRequest, TokenService};
 use mandate_token::TokenError;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -202,10 +204,17 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "token_request",
+        oauth.grant_type = tracing::field::Empty,
+    );
+    trace::begin(&span, TraceContext::from_headers(&headers));
     let tokens = service(&state)?;
     let form = Form::parse(&headers, &body)?;
     let request = form.token_request(&headers)?;
-    let issued = tokens.token(&request).await?;
+    span.record("oauth.grant_type", request.grant_type.as_str());
+    let issued = tokens.token(&request).instrument(span).await?;
     let value = serde_json::to_value(&issued)
         .map_err(|_| TokenError::Unavailable("the response cannot be encoded".into()))?;
     Ok(no_store(value))

@@ -259,30 +259,45 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start() -> Fixture {
-        let mut child = Command::new("python3")
-            .arg(python_dir().join("mcp_fixture_server.py"))
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 must be installed (see .ci/run)");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("LISTENING ") {
-                        break url.trim().to_owned();
-                    }
-                }
-                _ => panic!(
-                    "the MCP fixture did not start; install its packages: pip install -r crates/mandate/tests/python/requirements.txt"
-                ),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        Fixture::start_with(&[])
+    }
+
+    /// With more arguments for `mcp_fixture_server.py` (e.g. `--trace-log PATH`).
+    pub fn start_with(extra: &[&str]) -> Fixture {
+        let (child, url) = listening(
+            Command::new("python3")
+                .arg(python_dir().join("mcp_fixture_server.py"))
+                .args(["--port", "0"])
+                .args(extra)
+                .stderr(Stdio::null()),
+            "the MCP fixture",
+        );
         Fixture { child, url }
     }
+}
+
+/// Spawns a Python helper that prints `LISTENING URL` once it serves: it and its URL.
+fn listening(command: &mut Command, what: &str) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (see .ci/run)");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("LISTENING ") {
+                    break url.trim().to_owned();
+                }
+            }
+            _ => panic!(
+                "{what} did not start; install its packages: pip install -r crates/mandate/tests/python/requirements.txt"
+            ),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
 }
 
 impl Drop for Fixture {
@@ -323,6 +338,53 @@ pub fn mcp_client(url: &str, token: Option<&str>, steps: &Value) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     lines
+}
+
+/// The OTLP/HTTP receiver (`tests/python/otlp_receiver.py`, opentelemetry-proto) on a
+/// free port: what it decoded, one JSON value per span or log record.
+pub struct OtlpReceiver {
+    child: Child,
+    pub url: String,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OtlpReceiver {
+    /// `extra`: `--refuse-logs STATUS` or `--reject-logs N`.
+    pub fn start(extra: &[&str]) -> OtlpReceiver {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        let (child, url) = listening(
+            Command::new("python3")
+                .arg(python_dir().join("otlp_receiver.py"))
+                .arg("--out")
+                .arg(&out)
+                .args(extra),
+            "the OTLP receiver",
+        );
+        OtlpReceiver {
+            child,
+            url,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One request a [`capture`] server received.

@@ -199,15 +199,18 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
         .unwrap();
     assert_eq!(status, "revoked", "{view}");
 
-    // The ledger exported to an OpenTelemetry collector (OTLP/HTTP JSON logs); each
-    // batch must parse as an ExportLogsServiceRequest (opentelemetry-proto, strict).
-    let (collector, batches) = common::capture().await;
-    let out = std::process::Command::new(common::BIN)
-        .args(["audit", "export", "--otlp", &format!("{collector}/v1/logs")])
-        .env("MANDATE_URL", &w.server.url)
-        .env("MANDATE_TOKEN", &w.admin)
-        .output()
-        .unwrap();
+    // The ledger exported to an OpenTelemetry collector (the SDK's OTLP/HTTP protobuf
+    // logs), decoded by opentelemetry-proto: one record per event, with its fields.
+    let collector = common::OtlpReceiver::start(&[]);
+    let export = |url: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["audit", "export", "--otlp", &format!("{url}/v1/logs")])
+            .env("MANDATE_URL", &w.server.url)
+            .env("MANDATE_TOKEN", &w.admin)
+            .output()
+            .unwrap()
+    };
+    let out = export(&collector.url);
     assert!(
         out.status.success(),
         "{}",
@@ -220,44 +223,60 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
         None,
     )
     .await;
-    let expected = all["items"].as_array().unwrap().len();
-    let batches = batches.lock().unwrap().clone();
-    assert!(!batches.is_empty());
-    let mut records = 0;
-    for batch in &batches {
-        assert_eq!(batch.path, "/v1/logs");
-        let parsed = std::process::Command::new("python3")
-            .args(["-c", "import sys\nfrom google.protobuf import json_format\nfrom opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest as R\nm = json_format.Parse(sys.stdin.read(), R())\nprint(sum(len(s.log_records) for r in m.resource_logs for s in r.scope_logs))"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write as _;
-            parsed
-                .stdin
-                .as_ref()
-                .unwrap()
-                .write_all(batch.body.as_bytes())
-                .unwrap();
-        }
-        let out = parsed.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "not OTLP: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        records += String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<usize>()
-            .unwrap();
-    }
+    let events = all["items"].as_array().unwrap();
+    let records = collector.received();
     assert!(
-        records >= expected,
-        "{records} records for {expected} events"
+        records.len() >= events.len(),
+        "{} records for {} events",
+        records.len(),
+        events.len()
     );
-    assert!(batches.iter().any(|b| b.body.contains("drift.alert")));
+    for event in events {
+        let seq = event["seq"].as_i64().unwrap();
+        let record = records
+            .iter()
+            .find(|r| {
+                r["attributes"]["mandate.event.seq"].as_str() == Some(&seq.to_string())
+                    || r["attributes"]["mandate.event.seq"].as_i64() == Some(seq)
+            })
+            .unwrap_or_else(|| panic!("event {seq} not exported"));
+        assert_eq!(record["scope"], "mandate.audit");
+        assert_eq!(record["resource"]["service.name"], "mandate");
+        assert_eq!(record["body"], event["kind"]);
+        assert_eq!(record["event_name"], event["kind"]);
+        assert_eq!(record["attributes"]["mandate.event.kind"], event["kind"]);
+        assert_eq!(record["attributes"]["mandate.event.hash"], event["hash"]);
+        assert_eq!(
+            record["attributes"]["mandate.event.prev_hash"],
+            event["prev_hash"]
+        );
+        assert_eq!(
+            record["attributes"]["mandate.tenant_id"],
+            event["tenant_id"]
+        );
+        assert_ne!(record["time_unix_nano"], 0, "{record}");
+        let data: Value =
+            serde_json::from_str(record["attributes"]["mandate.event.data"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(data, event["data"]);
+    }
+    assert!(records.iter().any(|r| r["body"] == "drift.alert"));
+
+    // A collector that refuses (an error status, or a success rejecting records): the
+    // export fails and says so; nothing is dropped silently.
+    for refusal in [&["--refuse-logs", "400"][..], &["--reject-logs", "1"][..]] {
+        let refusing = common::OtlpReceiver::start(refusal);
+        let out = export(&refusing.url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{refusal:?}: the export claimed success"
+        );
+        assert!(
+            stderr.contains("refused the batch"),
+            "{refusal:?}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

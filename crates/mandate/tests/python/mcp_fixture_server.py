@@ -29,6 +29,8 @@ Usage:
                                    send priming events with `retry: 500`, and let
                                    test_reconnection close its SSE stream mid-call (the
                                    pending server-sse-polling scenario). Off by default.
+  --trace-log PATH (HTTP)          append each request's traceparent / tracestate and
+                                   JSON body to PATH, one JSON line each (tracing tests).
 
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
@@ -627,7 +629,39 @@ class MemoryEventStore:
         return stream_id
 
 
-async def serve_http(port: int, resumable: bool = False) -> None:
+class TraceLog:
+    """ASGI wrapper: appends one JSON line per HTTP request to PATH with the request's
+    `traceparent` / `tracestate` headers and its JSON body (for the tracing tests)."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wanted = (b"traceparent", b"tracestate")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+        chunks: list[bytes] = []
+
+        async def recording() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    try:
+                        body = json.loads(b"".join(chunks) or b"null")
+                    except ValueError:
+                        body = None
+                    with open(self.path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"headers": headers, "body": body}) + "\n")
+            return message
+
+        await self.app(scope, recording, send)
+
+
+async def serve_http(port: int, resumable: bool = False, trace_log: str | None = None) -> None:
     import uvicorn
 
     extra: dict[str, Any] = {}
@@ -639,6 +673,8 @@ async def serve_http(port: int, resumable: bool = False) -> None:
     app = build_server().streamable_http_app(
         streamable_http_path="/mcp", transport_security=LOCAL_SECURITY, **extra
     )
+    if trace_log:
+        app = TraceLog(app, trace_log)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -669,12 +705,17 @@ def main() -> None:
         help="HTTP only: keep SSE events in memory, send priming events with retry: 500 and "
         "let test_reconnection close its stream mid-call (for the server-sse-polling scenario)",
     )
+    parser.add_argument(
+        "--trace-log",
+        metavar="PATH",
+        help="HTTP only: append each request's traceparent / tracestate headers and JSON body to PATH",
+    )
     args = parser.parse_args()
     try:
         if args.stdio:
             asyncio.run(serve_stdio())
         else:
-            asyncio.run(serve_http(args.port, args.resumable))
+            asyncio.run(serve_http(args.port, args.resumable, args.trace_log))
     except KeyboardInterrupt:
         pass
 
