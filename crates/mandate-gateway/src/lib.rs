@@ -144,6 +144,10 @@ pub struct Inner {
     config: GatewayConfig,
     catalog: Catalog,
     sessions: sessions::Sessions,
+    /// Upstream calls waiting on a 2026-07-28 client's answer (`mcp/asked.rs`).
+    asks: mcp::asked::Asks,
+    /// The revocation list a parked call looks at.
+    tokens: Arc<TokenService>,
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
     http: reqwest::Client,
@@ -194,7 +198,7 @@ impl Gateway {
             calls: Calls::new(
                 service,
                 ledger,
-                tokens,
+                tokens.clone(),
                 settings,
                 notifier,
                 Arc::new(Upstreams(me.clone())),
@@ -205,6 +209,8 @@ impl Gateway {
             catalog: Catalog::new(config.clone()),
             config,
             sessions: sessions::Sessions::default(),
+            asks: mcp::asked::Asks::default(),
+            tokens,
             credentials,
             broker,
             http,

@@ -15,6 +15,7 @@ use mandate_policy::CallAction;
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
+use super::asked;
 use super::input::{self, Held, Retry};
 use super::{Exchange, json_response, set};
 use crate::GatewayError;
@@ -88,10 +89,10 @@ impl Exchange<'_> {
             "tools/list" => self.list_tools().await,
             "tools/call" => {
                 let mut params = params;
-                let retry = if self.stateless {
-                    input::take_retry(&mut params)
+                let (retry, asked) = if self.stateless {
+                    (input::take_retry(&mut params), asked::take_ask(&mut params))
                 } else {
-                    None
+                    (None, None)
                 };
                 let call = ToolCall::parse(params)?;
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
@@ -102,6 +103,14 @@ impl Exchange<'_> {
                         .await?;
                     return Ok(Plan::Local(hidden(call.name())));
                 };
+                if let Some(asked) = asked {
+                    // The answer to what the upstream asked during this call, which was
+                    // allowed and forwarded in an earlier round: the same call goes on.
+                    let answer =
+                        asked::answer(gateway, self.caller, listing, asked, self.answerable)
+                            .await?;
+                    return Ok(Plan::Local(answer));
+                }
                 let decided = Call {
                     action: CallAction::CallTool,
                     target: listing.target(),

@@ -10,6 +10,7 @@
 //! request ids of our own.
 
 mod aggregate;
+pub(crate) mod asked;
 mod input;
 mod methods;
 
@@ -29,7 +30,7 @@ use axum::routing::get;
 use mandate_core::calls::Caller;
 use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, Message, code};
-use mandate_mcp::revision::{self, RequestHeaders};
+use mandate_mcp::revision::{self, Answerable, RequestHeaders};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -171,6 +172,8 @@ pub(crate) struct Exchange<'a> {
     /// The client offered URL elicitation: when it initialized (2025-11-25), or in
     /// this request's `_meta` client capabilities (2026-07-28).
     url_elicitation: bool,
+    /// What a 2026-07-28 client declared it can answer when an upstream asks.
+    answerable: Answerable,
     stateless: bool,
     accepts_sse: bool,
 }
@@ -237,6 +240,7 @@ async fn serve(
     let accepts_sse = header("accept").is_some_and(|a| a.contains("text/event-stream"));
     let mut session = None;
     let mut url_elicitation = false;
+    let mut answerable = Answerable::default();
     if !stateless && let Some(id) = header(SESSION_HEADER) {
         let Some((_, capabilities)) = gateway
             .sessions
@@ -255,6 +259,7 @@ async fn serve(
     }
     if let (true, Message::Request { params, .. }) = (stateless, &message) {
         url_elicitation = revision::offers_url_elicitation(params.as_ref());
+        answerable = Answerable::declared(params.as_ref());
     }
     if let (true, Message::Request { method, params, id }) = (stateless, &message)
         && let Err(e) = revision::check_stateless_headers(
@@ -280,6 +285,7 @@ async fn serve(
         server: server.as_deref(),
         session,
         url_elicitation,
+        answerable,
         stateless,
         accepts_sse,
     };
@@ -425,7 +431,9 @@ impl Exchange<'_> {
         tool_name: Option<String>,
     ) -> Response {
         let (events_tx, mut events) = mpsc::channel::<Value>(64);
-        let wants_events = self.accepts_sse && !self.stateless;
+        // A 2026-07-28 client is asked what the upstream asks as input_required
+        // (`asked.rs`); a session client gets it on an event stream.
+        let wants_events = self.accepts_sse || self.stateless;
         // The call records its own outcome, and is polled here, in the request's task
         // (no hand-off to another task on the common path); a client that goes away
         // does not cancel a call already forwarded: it is finished in a task of its own.
@@ -454,6 +462,23 @@ impl Exchange<'_> {
             );
             outcome
         });
+        if self.stateless {
+            // Only a tool call's retry continues a parked call: what an upstream asks
+            // during anything else is refused on the client's behalf.
+            let answerable = if method == "tools/call" {
+                self.answerable
+            } else {
+                Answerable::default()
+            };
+            let answer =
+                asked::first_round(self.gateway, self.caller, listing, call, events, answerable)
+                    .await;
+            return json_response(
+                StatusCode::OK,
+                &to_response(id, answer.map(|o| self.shaped(method, o))),
+                None,
+            );
+        }
         // Whichever comes first: the answer (JSON) or an event (switch to SSE).
         let first = tokio::select! {
             biased;
@@ -531,9 +556,9 @@ impl Exchange<'_> {
 /// went away), it is finished in a task of its own, outcome recorded: a call already
 /// forwarded is never cut halfway, and never left unrecorded. [`Forwarded::cancel`]
 /// drops it for good (an event stream whose client went away: its call is abandoned).
-type Answer = Result<Outcome, GatewayError>;
+pub(crate) type Answer = Result<Outcome, GatewayError>;
 
-struct Forwarded(Option<Pin<Box<dyn Future<Output = Answer> + Send>>>);
+pub(crate) struct Forwarded(Option<Pin<Box<dyn Future<Output = Answer> + Send>>>);
 
 impl Forwarded {
     fn new(call: impl Future<Output = Answer> + Send + 'static) -> Self {
