@@ -95,6 +95,29 @@ impl World {
         audit
     }
 
+    /// The Python `mcp` package's 2026-07-28 client (`mcp_modern_client.py`) on
+    /// `/mcp/fx` with `token`, Alice as the person; `args` name the call. Its lines.
+    fn modern_client(&self, token: &str, args: &[&str]) -> Vec<Value> {
+        let out = std::process::Command::new("python3")
+            .arg(common::python_dir().join("mcp_modern_client.py"))
+            .arg(format!("{}/mcp/fx", self.server.url))
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(args)
+            .args(["--api", &self.server.url, "--person", &self.who.human_token])
+            .output()
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            out.status.success() && !lines.is_empty(),
+            "mcp_modern_client.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines
+    }
+
     /// Alice revokes `mandate`.
     async fn revoke(&self, mandate: &str) {
         let (status, body) = self
@@ -389,29 +412,15 @@ async fn a_2026_07_28_client_shows_the_approval_page_and_its_retry_passes_once()
         .await;
     let token = w.token(&mandate).await;
     let run = || {
-        let out = std::process::Command::new("python3")
-            .arg(common::python_dir().join("mcp_modern_client.py"))
-            .arg(format!("{}/mcp/fx", w.server.url))
-            .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args([
+        w.modern_client(
+            &token,
+            &[
                 "--tool",
                 "delete_everything",
                 "--arguments",
                 r#"{"confirm": true}"#,
-            ])
-            .args(["--api", &w.server.url, "--person", &w.who.human_token])
-            .output()
-            .unwrap();
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(
-            out.status.success() && !lines.is_empty(),
-            "mcp_modern_client.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lines
+            ],
+        )
     };
     let lines = run();
     let asked = lines[0]["asked"]
@@ -1160,6 +1169,29 @@ async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
         "{done}"
     );
 
+    // The Python `mcp` package's own 2026-07-28 client, given an elicitation
+    // callback, meets the same thing and answers it; its SDK's retry returns the
+    // upstream's result made of that answer.
+    let lines = w.modern_client(
+        &token,
+        &[
+            "--tool",
+            "test_elicitation",
+            "--arguments",
+            r#"{"message": "Your name?"}"#,
+            "--answer",
+            r#"{"username": "bob", "email": "bob@example.com"}"#,
+        ],
+    );
+    assert_eq!(lines[1]["message"], "Your name?", "{lines:?}");
+    let text = lines.last().unwrap()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("action=accept") && text.contains("bob@example.com"),
+        "{lines:?}"
+    );
+
     // A client that declared no elicitation is never asked: the upstream hears the
     // refusal and the call ends without a round trip.
     let (_, body) = ask(token.clone(), json!({})).await;
@@ -1186,13 +1218,14 @@ async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
         )
         .await;
         outcomes = found["items"].as_array().cloned().unwrap_or_default();
-        // Elicitation answered, sampling, the undeclared one, and the abandoned one.
-        if outcomes.len() >= 4 {
+        // Elicitation answered (raw and by the SDK), sampling, the undeclared one, and
+        // the abandoned one.
+        if outcomes.len() >= 5 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
     let abandoned = outcomes
         .iter()
         .filter(|e| e["data"]["is_error"] == json!(true))
