@@ -24,6 +24,7 @@
 mod catalog;
 mod edge;
 mod error;
+mod listen;
 mod mcp;
 mod proxy;
 mod relay;
@@ -146,6 +147,8 @@ pub struct Inner {
     sessions: sessions::Sessions,
     /// Upstream calls waiting on a 2026-07-28 client's answer (`mcp/asked.rs`).
     asks: mcp::asked::Asks,
+    /// Open `subscriptions/listen` streams and the poller's last look (`listen.rs`).
+    listeners: listen::Listeners,
     /// The revocation list a parked call looks at.
     tokens: Arc<TokenService>,
     credentials: Arc<dyn Credentials>,
@@ -210,6 +213,7 @@ impl Gateway {
             config,
             sessions: sessions::Sessions::default(),
             asks: mcp::asked::Asks::default(),
+            listeners: listen::Listeners::default(),
             tokens,
             credentials,
             broker,

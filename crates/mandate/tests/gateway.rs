@@ -1235,3 +1235,133 @@ async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
         "the undeclared and the abandoned call failed: {outcomes:?}"
     );
 }
+
+/// Opens a 2026-07-28 `subscriptions/listen` stream for tool list changes on `url`;
+/// what arrives on it is gathered into the returned text.
+async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let mut response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+            "params": {"notifications": {"toolsListChanged": true},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    seen
+}
+
+/// An upstream whose tools change is noticed (the gateway polls the listening
+/// tenants' servers): a 2026-07-28 client listening on that server, whose scope
+/// covers its tools, is told `notifications/tools/list_changed` on its
+/// `subscriptions/listen` stream (after the acknowledgement, tagged with the
+/// stream's id); a caller who cannot see that server hears nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
+    let dynamic = Fixture::start_with(&["--dynamic"]);
+    let other = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let admin = admin_token(dir.path());
+    for (name, fixture) in [("fx", &dynamic), ("other", &other)] {
+        created(
+            &server,
+            "/v1/tool-servers",
+            &admin,
+            json!({"name": name, "transport": {"kind": "mcp_http", "url": fixture.url}}),
+        )
+        .await;
+    }
+    let who = common::human_and_agent(&server, &admin).await;
+    let terms = |tools: Value| {
+        json!({"intent": "Watch the tools", "scope": {"tools": tools},
+            "data_ceiling": "internal", "mode": "execute"})
+    };
+    let sees_fx = common::consented_mandate(
+        &server,
+        &admin,
+        &who,
+        terms(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}])),
+    )
+    .await;
+    let sees_other = common::consented_mandate(
+        &server,
+        &admin,
+        &who,
+        terms(json!([{"tool": "other.echo"}])),
+    )
+    .await;
+    let resource = format!("{}/mcp", server.url);
+    let token = task_token(&server, &who.agent, &who.key, &sees_fx, &resource).await;
+    let stranger = task_token(&server, &who.agent, &who.key, &sees_other, &resource).await;
+    let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
+    let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
+    // The poller's first look at the servers.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, added) = modern_call(
+        &format!("{}/mcp/fx", server.url),
+        &token,
+        "add_tool",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(
+        added["result"]["content"][0]["text"], "added extra",
+        "{added}"
+    );
+    let mut heard = String::new();
+    for _ in 0..100 {
+        heard = told.lock().unwrap().clone();
+        if heard.contains("notifications/tools/list_changed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let messages: Vec<Value> = heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(
+        messages[0]["method"], "notifications/subscriptions/acknowledged",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/tools/list_changed",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{heard}"
+    );
+    let stranger_heard = not_told.lock().unwrap().clone();
+    assert!(stranger_heard.contains("acknowledged"), "{stranger_heard}");
+    assert!(
+        !stranger_heard.contains("list_changed"),
+        "a caller who cannot see the server was told: {stranger_heard}"
+    );
+}

@@ -54,6 +54,15 @@ impl Exchange<'_> {
         if method == "initialize" {
             return self.initialize(id, params).await;
         }
+        if method == "subscriptions/listen" && self.stateless {
+            return match self
+                .gateway
+                .listen(self.caller, self.server, id.clone(), params.as_ref())
+            {
+                Ok(stream) => stream,
+                Err(e) => json_response(StatusCode::OK, &e.response(id), None),
+            };
+        }
         let plan = match self.plan(method, params).await {
             Ok(plan) => plan,
             Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
@@ -83,7 +92,7 @@ impl Exchange<'_> {
             "ping" => Ok(Plan::Local(Ok(json!({})))),
             "server/discover" => Ok(Plan::Local(Ok(json!({
                 "supportedVersions": revision::SUPPORTED,
-                "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
+                "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
                 "serverInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
             })))),
             "tools/list" => self.list_tools().await,

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use crate::catalog::Listing;
 use crate::edge::{Resource, caller, host_allowed, origin_allowed};
 use crate::error::rpc_error;
-use crate::relay::{ChannelStream, Relay, record_outcome};
+use crate::relay::{Relay, event_stream, record_outcome};
 use crate::{Gateway, GatewayError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -537,16 +537,7 @@ impl Exchange<'_> {
                         }
                     }
                 });
-                let body = Body::new(ChannelStream(rx));
-                let mut response = Response::new(body);
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                response
+                event_stream(rx)
             }
         }
     }

@@ -259,9 +259,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start() -> Fixture {
+        Fixture::start_with(&[])
+    }
+
+    /// The fixture with extra command-line flags (`--dynamic`).
+    pub fn start_with(flags: &[&str]) -> Fixture {
         let mut child = Command::new("python3")
             .arg(python_dir().join("mcp_fixture_server.py"))
             .args(["--port", "0"])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

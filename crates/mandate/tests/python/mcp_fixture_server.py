@@ -30,6 +30,11 @@ Usage:
                                    test_reconnection close its SSE stream mid-call (the
                                    pending server-sse-polling scenario). Off by default.
 
+  --dynamic                        add the tool `add_tool`, which adds the tool `extra`
+                                   (an echo) to the list and sends
+                                   notifications/tools/list_changed. Off by default
+                                   (the conformance runner sees the fixed list).
+
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
 than http://localhost|127.0.0.1|[::1] (any port) is answered 403.
@@ -394,6 +399,17 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         return types.CallToolResult(content=[_text(text)])
     if name == "delete_everything":
         return types.CallToolResult(content=[_text(DELETE_EVERYTHING_TEXT)])
+    if name == "add_tool" and "add_tool" in TOOL_NAMES:
+        if "extra" not in TOOL_NAMES:
+            TOOLS.append(types.Tool(name="extra", description="Added by add_tool", input_schema=NO_ARGS))
+            TOOL_NAMES.add("extra")
+        try:
+            await ctx.session.send_tool_list_changed()
+        except Exception:  # noqa: BLE001  nobody listening is no failure
+            pass
+        return types.CallToolResult(content=[_text("added extra")])
+    if name == "extra" and "extra" in TOOL_NAMES:
+        return types.CallToolResult(content=[_text("extra")])
     raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
 
 
@@ -669,7 +685,15 @@ def main() -> None:
         help="HTTP only: keep SSE events in memory, send priming events with retry: 500 and "
         "let test_reconnection close its stream mid-call (for the server-sse-polling scenario)",
     )
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="add the tool add_tool, which adds the tool extra and sends tools/list_changed",
+    )
     args = parser.parse_args()
+    if args.dynamic:
+        TOOLS.append(types.Tool(name="add_tool", description="Adds the tool extra", input_schema=NO_ARGS))
+        TOOL_NAMES.add("add_tool")
     try:
         if args.stdio:
             asyncio.run(serve_stdio())
