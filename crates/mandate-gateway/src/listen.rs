@@ -52,7 +52,8 @@ struct Listener {
     caller: Arc<Caller>,
     /// `Some` on `/mcp/{server}`.
     server: Option<String>,
-    subscription: Value,
+    /// The `subscriptions/listen` request's id; `None` on a session's GET stream.
+    subscription: Option<Value>,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
@@ -74,13 +75,18 @@ fn frame(message: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(sse::encode_message(&message.to_string())))
 }
 
-/// A notification on the stream opened by request `subscription`.
-fn on_stream(method: &str, params: Value, subscription: &Value) -> Value {
+/// A notification on the stream opened by request `subscription` (2026-07-28), or on
+/// a session's GET stream (`None`).
+fn on_stream(method: &str, params: Value, subscription: Option<&Value>) -> Value {
     let mut params = params;
-    if let Some(map) = params.as_object_mut() {
-        map.insert("_meta".into(), json!({SUBSCRIPTION_ID: subscription}));
+    if let (Some(map), Some(id)) = (params.as_object_mut(), subscription) {
+        map.insert("_meta".into(), json!({SUBSCRIPTION_ID: id}));
     }
     json!({"jsonrpc": "2.0", "method": method, "params": params})
+}
+
+fn refused(why: &str) -> GatewayError {
+    GatewayError::Unavailable(why.to_owned())
 }
 
 impl Gateway {
@@ -107,43 +113,65 @@ impl Gateway {
         let ack = on_stream(
             "notifications/subscriptions/acknowledged",
             json!({"notifications": honoured}),
-            &id,
+            Some(&id),
         );
-        let refused = |why: &str| GatewayError::Unavailable(why.to_owned());
         if tx.try_send(frame(&ack)).is_err() {
             return Err(refused("the stream could not be opened"));
         }
         if tools {
-            let mut open = self
-                .listeners
-                .open
-                .lock()
-                .map_err(|_| refused("the stream could not be opened"))?;
-            open.retain(|l| !l.tx.is_closed());
-            let mine = open
-                .iter()
-                .filter(|l| {
-                    l.caller.agent.id == caller.agent.id && l.caller.mandate.id == caller.mandate.id
-                })
-                .count();
-            if mine >= MAX_PER_CALLER || open.len() >= MAX_LISTENERS {
-                return Err(refused("too many subscription streams"));
-            }
-            open.push(Listener {
-                caller: caller.clone(),
-                server: server.map(str::to_owned),
-                subscription: id,
-                tx,
-            });
-            drop(open);
-            if !self.listeners.polling.swap(true, Ordering::SeqCst) {
-                tokio::spawn(poll(self.clone()));
-            }
+            self.keep_listening(caller, server, Some(id), tx)?;
         } else {
             // Nothing honoured: the stream stays open, and says nothing more.
             tokio::spawn(async move { tx.closed().await });
         }
         Ok(event_stream(rx))
+    }
+
+    /// Opens a session client's standalone GET stream (2025-xx), which carries the
+    /// tool list changes it may see.
+    pub(crate) fn listen_in_session(
+        &self,
+        caller: &Arc<Caller>,
+        server: Option<&str>,
+    ) -> Result<Response, GatewayError> {
+        let (tx, rx) = mpsc::channel(16);
+        self.keep_listening(caller, server, None, tx)?;
+        Ok(event_stream(rx))
+    }
+
+    fn keep_listening(
+        &self,
+        caller: &Arc<Caller>,
+        server: Option<&str>,
+        subscription: Option<Value>,
+        tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    ) -> Result<(), GatewayError> {
+        let mut open = self
+            .listeners
+            .open
+            .lock()
+            .map_err(|_| refused("the stream could not be opened"))?;
+        open.retain(|l| !l.tx.is_closed());
+        let mine = open
+            .iter()
+            .filter(|l| {
+                l.caller.agent.id == caller.agent.id && l.caller.mandate.id == caller.mandate.id
+            })
+            .count();
+        if mine >= MAX_PER_CALLER || open.len() >= MAX_LISTENERS {
+            return Err(refused("too many notification streams"));
+        }
+        open.push(Listener {
+            caller: caller.clone(),
+            server: server.map(str::to_owned),
+            subscription,
+            tx,
+        });
+        drop(open);
+        if !self.listeners.polling.swap(true, Ordering::SeqCst) {
+            tokio::spawn(poll(self.clone()));
+        }
+        Ok(())
     }
 
     /// The tenants with an open stream, after closing those whose client left or
@@ -178,7 +206,7 @@ impl Gateway {
                 let notice = on_stream(
                     "notifications/tools/list_changed",
                     json!({}),
-                    &l.subscription,
+                    l.subscription.as_ref(),
                 );
                 // A stream that is full or gone misses it (its client lists again).
                 let _ = l.tx.try_send(frame(&notice));

@@ -1267,11 +1267,55 @@ async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<Strin
     seen
 }
 
+/// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
+/// it is gathered into the returned text.
+async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = client
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    seen
+}
+
 /// An upstream whose tools change is noticed (the gateway polls the listening
 /// tenants' servers): a 2026-07-28 client listening on that server, whose scope
 /// covers its tools, is told `notifications/tools/list_changed` on its
 /// `subscriptions/listen` stream (after the acknowledgement, tagged with the
-/// stream's id); a caller who cannot see that server hears nothing.
+/// stream's id), a session client on its standalone GET stream; a caller who cannot
+/// see that server hears nothing on either.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
     let dynamic = Fixture::start_with(&["--dynamic"]);
@@ -1312,6 +1356,17 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
     let stranger = task_token(&server, &who.agent, &who.key, &sees_other, &resource).await;
     let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
     let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
+    let in_session = session_stream(&format!("{}/mcp", server.url), &token).await;
+    let stranger_in_session = session_stream(&format!("{}/mcp", server.url), &stranger).await;
+    // Without a session there is no standalone stream.
+    let response = reqwest::Client::new()
+        .get(format!("{}/mcp", server.url))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
     // The poller's first look at the servers.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let (status, added) = modern_call(
@@ -1358,6 +1413,26 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
         messages[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
         "{heard}"
     );
+    // The session client's GET stream, the same notification without a subscription.
+    let mut heard = String::new();
+    for _ in 0..50 {
+        heard = in_session.lock().unwrap().clone();
+        if heard.contains("list_changed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let message: Value = heard
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_else(|| panic!("nothing on the session's stream: {heard:?}"));
+    assert_eq!(
+        message,
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}})
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("list_changed"), "{stranger_heard}");
     let stranger_heard = not_told.lock().unwrap().clone();
     assert!(stranger_heard.contains("acknowledged"), "{stranger_heard}");
     assert!(

@@ -47,7 +47,7 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
     Router::new()
         .route(
             "/mcp",
-            get(not_allowed)
+            get(|s: State<Gateway>, u: Uri, h: HeaderMap| stream(s, None, u, h))
                 .post(
                     |s: State<Gateway>, m: Method, u: Uri, h: HeaderMap, b: Bytes| {
                         serve(s, None, m, u, h, b)
@@ -57,16 +57,20 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
         )
         .route(
             "/mcp/{server}",
-            get(not_allowed)
-                .post(
-                    |s: State<Gateway>,
-                     Path(server): Path<String>,
-                     m: Method,
-                     u: Uri,
-                     h: HeaderMap,
-                     b: Bytes| { serve(s, Some(server), m, u, h, b) },
-                )
-                .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
+            get(
+                |s: State<Gateway>, Path(server): Path<String>, u: Uri, h: HeaderMap| {
+                    stream(s, Some(server), u, h)
+                },
+            )
+            .post(
+                |s: State<Gateway>,
+                 Path(server): Path<String>,
+                 m: Method,
+                 u: Uri,
+                 h: HeaderMap,
+                 b: Bytes| { serve(s, Some(server), m, u, h, b) },
+            )
+            .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
@@ -84,13 +88,44 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-async fn not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST, DELETE")],
-        "this endpoint has no standalone event stream",
-    )
-        .into_response()
+/// GET: a session client's standalone event stream (2025-xx), which carries the tool
+/// list changes it may see (`listen.rs`). Without a session there is none: 405.
+async fn stream(
+    State(gateway): State<Gateway>,
+    server: Option<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !origin_allowed(&gateway, &headers) || !host_allowed(&gateway, &headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Some(session) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST, DELETE")],
+            "the standalone event stream belongs to a session",
+        )
+            .into_response();
+    };
+    let resource = Resource::Mcp {
+        server: server.as_deref(),
+    };
+    let caller = match caller(&gateway, &Method::GET, &uri, &headers, resource).await {
+        Ok(c) => Arc::new(c),
+        Err(r) => return r,
+    };
+    if gateway
+        .sessions
+        .touch(session, caller.agent.id, caller.mandate.id)
+        .await
+        .is_none()
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match gateway.listen_in_session(&caller, server.as_deref()) {
+        Ok(stream) => stream,
+        Err(e) => crate::error::error_response(&e),
+    }
 }
 
 /// RFC 9728 protected-resource metadata for the MCP endpoint.
@@ -345,7 +380,7 @@ impl Exchange<'_> {
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str);
         let version = revision::negotiate(requested);
-        let mut capabilities = json!({"tools": {"listChanged": false}});
+        let mut capabilities = json!({"tools": {"listChanged": true}});
         let mut server_info =
             json!({"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")});
         let mut instructions = Value::Null;
@@ -372,7 +407,7 @@ impl Exchange<'_> {
             }
         } else {
             capabilities = json!({
-                "tools": {"listChanged": false},
+                "tools": {"listChanged": true},
                 "resources": {},
                 "prompts": {},
                 "logging": {},
