@@ -1239,7 +1239,7 @@ async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
 /// Opens a 2026-07-28 `subscriptions/listen` stream for tool list changes on `url`;
 /// what arrives on it is gathered into the returned text.
 async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let mut response = reqwest::Client::new()
+    let response = reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
@@ -1254,17 +1254,7 @@ async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<Strin
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let into = seen.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(chunk)) = response.chunk().await {
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk));
-        }
-    });
-    seen
+    gathered(response)
 }
 
 /// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
@@ -1288,7 +1278,7 @@ async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mut
         .to_str()
         .unwrap()
         .to_owned();
-    let mut stream = client
+    let stream = client
         .get(url)
         .bearer_auth(token)
         .header("accept", "text/event-stream")
@@ -1297,6 +1287,30 @@ async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mut
         .send()
         .await
         .unwrap();
+    gathered(stream)
+}
+
+/// The messages gathered from an event stream once its text holds `awaited` (or after
+/// ten seconds), and that text.
+async fn messages_once(seen: &std::sync::Mutex<String>, awaited: &str) -> (String, Vec<Value>) {
+    let mut heard = String::new();
+    for _ in 0..100 {
+        heard = seen.lock().unwrap().clone();
+        if heard.contains(awaited) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let messages = heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    (heard, messages)
+}
+
+/// What an event stream (status 200) sends, gathered into a text as it arrives.
+fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
     assert_eq!(stream.status(), 200);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let into = seen.clone();
@@ -1383,19 +1397,7 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
         added["result"]["content"][0]["text"], "added extra",
         "{added}"
     );
-    let mut heard = String::new();
-    for _ in 0..100 {
-        heard = told.lock().unwrap().clone();
-        if heard.contains("notifications/tools/list_changed") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let messages: Vec<Value> = heard
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
+    let (heard, messages) = messages_once(&told, "notifications/tools/list_changed").await;
     assert_eq!(
         messages[0]["method"], "notifications/subscriptions/acknowledged",
         "{heard}"
@@ -1414,22 +1416,13 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
         "{heard}"
     );
     // The session client's GET stream, the same notification without a subscription.
-    let mut heard = String::new();
-    for _ in 0..50 {
-        heard = in_session.lock().unwrap().clone();
-        if heard.contains("list_changed") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let message: Value = heard
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or_else(|| panic!("nothing on the session's stream: {heard:?}"));
+    let (heard, messages) = messages_once(&in_session, "list_changed").await;
     assert_eq!(
-        message,
-        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}})
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}})
+        ),
+        "{heard}"
     );
     let stranger_heard = stranger_in_session.lock().unwrap().clone();
     assert!(!stranger_heard.contains("list_changed"), "{stranger_heard}");
