@@ -1,20 +1,26 @@
-//! `notifications/tools/list_changed` for MCP 2026-07-28 clients, over the revision's
-//! `subscriptions/listen` stream (which replaces the standalone GET stream).
+//! Tool list changes and resource updates: on a session client's (2025-xx) standalone
+//! GET stream (tool list changes), and for MCP 2026-07-28 clients on the revision's
+//! `subscriptions/listen` stream (which replaces the GET stream).
 //!
 //! ```text
-//!   subscriptions/listen {notifications: {toolsListChanged: true, …}}
+//!   subscriptions/listen {notifications: {toolsListChanged, resourceSubscriptions}}
 //!       ─► authenticated like every request; at most MAX_PER_CALLER streams per agent
 //!          and mandate, MAX_LISTENERS per replica
+//!       ─► resourceSubscriptions: each URI decided as a read on the server's
+//!          `/resources` entry (aggregate.rs `subscribable`); only the allowed kept
 //!       ─► SSE: notifications/subscriptions/acknowledged {notifications: what is
-//!          honoured — toolsListChanged alone}, then each list_changed the caller may
-//!          see, `_meta["io.modelcontextprotocol/subscriptionId"]` = the request's id
-//!   the poller (one task, only while a stream is open): every POLL_INTERVAL, each MCP
-//!   server of a listening tenant is listed (LIST_TIMEOUT each, the listing
-//!   credential); a server whose tool names changed since the last look ─► the
-//!   tenant's catalog snapshot forgotten (the next request rebuilds it) ─► told to
-//!   every stream on /mcp or on /mcp/{that server} whose token's scope covers one of
-//!   the server's tools, before or after the change; nobody else hears of it
-//!   a stream whose client left, or whose token was revoked (its mandate ended): closed
+//!          honoured}, then what the caller may see, each with
+//!          `_meta["io.modelcontextprotocol/subscriptionId"]` = the request's id
+//!   GET /mcp[/{server}] in a session ─► the same, tool list changes only, no `_meta`
+//!   the poller (one task, only while a stream is open), every POLL_INTERVAL:
+//!       streams whose client left or whose token was revoked: closed
+//!       each subscribed resource read (LIST_TIMEOUT); contents changed since the last
+//!          read ─► notifications/resources/updated on that stream
+//!       each MCP server of a listening tenant listed (LIST_TIMEOUT, the listing
+//!          credential); tool names changed since the last look ─► the tenant's
+//!          catalog snapshot forgotten ─► notifications/tools/list_changed to every
+//!          stream on /mcp or /mcp/{that server} whose token's scope covers one of
+//!          the server's tools, before or after the change; nobody else
 //! ```
 //!
 //! Upstreams are polled rather than followed: the gateway holds no long-lived
@@ -24,7 +30,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +43,7 @@ use mandate_types::{TenantId, ToolServerId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::catalog::Listing;
 use crate::relay::event_stream;
 use crate::{Gateway, GatewayError};
 
@@ -49,7 +56,12 @@ const MAX_LISTENERS: usize = 1024;
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
 struct Listener {
+    id: u64,
     caller: Arc<Caller>,
+    /// Told tool list changes (a GET stream always; `toolsListChanged` asked for).
+    tools: bool,
+    /// Resources it subscribed to and may read: the server's `/resources` entry, URI.
+    resources: Vec<(Arc<Listing>, String)>,
     /// `Some` on `/mcp/{server}`.
     server: Option<String>,
     /// The `subscriptions/listen` request's id; `None` on a session's GET stream.
@@ -62,7 +74,21 @@ struct Listener {
 pub(crate) struct Listeners {
     open: Mutex<Vec<Listener>>,
     polling: AtomicBool,
+    next: AtomicU64,
     seen: Mutex<HashMap<ToolServerId, BTreeSet<String>>>,
+    /// The SHA-256 of each subscribed resource's contents at the last look, by
+    /// listener and URI.
+    read: Mutex<HashMap<(u64, String), Vec<u8>>>,
+}
+
+/// A resource a stream subscribed to, as the poller reads it.
+struct Watched {
+    listener: u64,
+    caller: Arc<Caller>,
+    listing: Arc<Listing>,
+    uri: String,
+    subscription: Option<Value>,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
 impl std::fmt::Debug for Listeners {
@@ -98,17 +124,21 @@ impl Gateway {
         server: Option<&str>,
         id: Value,
         params: Option<&Value>,
+        resources: Vec<(Arc<Listing>, String)>,
     ) -> Result<Response, GatewayError> {
         let asked = params.and_then(|p| p.get("notifications"));
         let tools = asked
             .and_then(|n| n.get("toolsListChanged"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let honoured = if tools {
-            json!({"toolsListChanged": true})
-        } else {
-            json!({})
-        };
+        let mut honoured = serde_json::Map::new();
+        if tools {
+            honoured.insert("toolsListChanged".into(), Value::Bool(true));
+        }
+        if !resources.is_empty() {
+            let uris = resources.iter().map(|(_, uri)| Value::from(uri.as_str()));
+            honoured.insert("resourceSubscriptions".into(), uris.collect());
+        }
         let (tx, rx) = mpsc::channel(16);
         let ack = on_stream(
             "notifications/subscriptions/acknowledged",
@@ -118,8 +148,8 @@ impl Gateway {
         if tx.try_send(frame(&ack)).is_err() {
             return Err(refused("the stream could not be opened"));
         }
-        if tools {
-            self.keep_listening(caller, server, Some(id), tx)?;
+        if tools || !resources.is_empty() {
+            self.keep_listening(caller, server, Some(id), (tools, resources), tx)?;
         } else {
             // Nothing honoured: the stream stays open, and says nothing more.
             tokio::spawn(async move { tx.closed().await });
@@ -135,7 +165,7 @@ impl Gateway {
         server: Option<&str>,
     ) -> Result<Response, GatewayError> {
         let (tx, rx) = mpsc::channel(16);
-        self.keep_listening(caller, server, None, tx)?;
+        self.keep_listening(caller, server, None, (true, Vec::new()), tx)?;
         Ok(event_stream(rx))
     }
 
@@ -144,6 +174,7 @@ impl Gateway {
         caller: &Arc<Caller>,
         server: Option<&str>,
         subscription: Option<Value>,
+        (tools, resources): (bool, Vec<(Arc<Listing>, String)>),
         tx: mpsc::Sender<Result<Bytes, Infallible>>,
     ) -> Result<(), GatewayError> {
         let mut open = self
@@ -162,7 +193,10 @@ impl Gateway {
             return Err(refused("too many notification streams"));
         }
         open.push(Listener {
+            id: self.listeners.next.fetch_add(1, Ordering::Relaxed),
             caller: caller.clone(),
+            tools,
+            resources,
             server: server.map(str::to_owned),
             subscription,
             tx,
@@ -186,7 +220,65 @@ impl Gateway {
                     .as_deref()
                     .is_some_and(|jti| self.tokens.is_revoked(jti))
         });
+        if let Ok(mut read) = self.listeners.read.lock() {
+            read.retain(|(id, _), _| open.iter().any(|l| l.id == *id));
+        }
         Some(open.iter().map(|l| l.caller.mandate.tenant_id).collect())
+    }
+
+    /// The resources the open streams subscribed to.
+    fn watched(&self) -> Vec<Watched> {
+        let Ok(open) = self.listeners.open.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for l in open.iter() {
+            for (listing, uri) in &l.resources {
+                out.push(Watched {
+                    listener: l.id,
+                    caller: l.caller.clone(),
+                    listing: listing.clone(),
+                    uri: uri.clone(),
+                    subscription: l.subscription.clone(),
+                    tx: l.tx.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Reads a subscribed resource; tells its stream when the contents changed since
+    /// the last look.
+    async fn look_at(&self, w: Watched) {
+        let read = self.call_upstream(
+            &w.listing,
+            &w.caller.mandate,
+            "resources/read",
+            Some(json!({"uri": w.uri})),
+            None,
+        );
+        let Ok(Ok(Ok(result))) = tokio::time::timeout(LIST_TIMEOUT, read).await else {
+            return;
+        };
+        let contents = result
+            .get("contents")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, contents.as_bytes())
+            .as_ref()
+            .to_vec();
+        let before = match self.listeners.read.lock() {
+            Ok(mut read) => read.insert((w.listener, w.uri.clone()), digest.clone()),
+            Err(_) => return,
+        };
+        if before.is_some_and(|b| b != digest) {
+            let notice = on_stream(
+                "notifications/resources/updated",
+                json!({"uri": w.uri}),
+                w.subscription.as_ref(),
+            );
+            let _ = w.tx.try_send(frame(&notice));
+        }
     }
 
     /// Tells the streams that may see `server`'s tools (`names`: before and after).
@@ -202,7 +294,7 @@ impl Gateway {
                     scope.iter().any(|e| mandate_domain::scope_covers(e, &full))
                 })
             });
-            if l.caller.mandate.tenant_id == tenant && here && sees {
+            if l.tools && l.caller.mandate.tenant_id == tenant && here && sees {
                 let notice = on_stream(
                     "notifications/tools/list_changed",
                     json!({}),
@@ -230,6 +322,9 @@ async fn poll(gateway: Gateway) {
                 return;
             }
             continue;
+        }
+        for watched in gateway.watched() {
+            gateway.look_at(watched).await;
         }
         for tenant in tenants {
             let Ok(servers) = gateway.calls.tool_servers(tenant).await else {

@@ -1239,6 +1239,15 @@ async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
 /// Opens a 2026-07-28 `subscriptions/listen` stream for tool list changes on `url`;
 /// what arrives on it is gathered into the returned text.
 async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    listen_to(url, token, json!({"toolsListChanged": true})).await
+}
+
+/// `listen` with the notifications filter `filter`.
+async fn listen_to(
+    url: &str,
+    token: &str,
+    filter: Value,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
     let response = reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
@@ -1247,7 +1256,7 @@ async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<Strin
         .header("mcp-method", "subscriptions/listen")
         .json(
             &json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
-            "params": {"notifications": {"toolsListChanged": true},
+            "params": {"notifications": filter,
                 "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                     "io.modelcontextprotocol/clientCapabilities": {}}}}),
         )
@@ -1324,6 +1333,60 @@ fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<St
     seen
 }
 
+/// A server in front of the `--dynamic` fixture (`fx`) and, with `other`, a plain one
+/// (`other`); `token(tools)` is a task token of a mandate scoped to `tools`.
+struct Watching {
+    server: Server,
+    admin: String,
+    who: common::Actors,
+    _fixtures: Vec<Fixture>,
+    _dir: tempfile::TempDir,
+}
+
+impl Watching {
+    async fn start(other: bool) -> Watching {
+        let mut fixtures = vec![("fx", Fixture::start_with(&["--dynamic"]))];
+        if other {
+            fixtures.push(("other", Fixture::start()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &[]);
+        let admin = admin_token(dir.path());
+        for (name, fixture) in &fixtures {
+            created(
+                &server,
+                "/v1/tool-servers",
+                &admin,
+                json!({"name": name, "transport": {"kind": "mcp_http", "url": fixture.url}}),
+            )
+            .await;
+        }
+        let who = common::human_and_agent(&server, &admin).await;
+        Watching {
+            server,
+            admin,
+            who,
+            _fixtures: fixtures.into_iter().map(|(_, f)| f).collect(),
+            _dir: dir,
+        }
+    }
+
+    async fn token(&self, tools: Value) -> String {
+        let terms = json!({"intent": "Watch the tools", "scope": {"tools": tools},
+            "data_ceiling": "internal", "mode": "execute"});
+        let mandate = common::consented_mandate(&self.server, &self.admin, &self.who, terms).await;
+        let resource = format!("{}/mcp", self.server.url);
+        task_token(
+            &self.server,
+            &self.who.agent,
+            &self.who.key,
+            &mandate,
+            &resource,
+        )
+        .await
+    }
+}
+
 /// An upstream whose tools change is noticed (the gateway polls the listening
 /// tenants' servers): a 2026-07-28 client listening on that server, whose scope
 /// covers its tools, is told `notifications/tools/list_changed` on its
@@ -1332,42 +1395,12 @@ fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<St
 /// see that server hears nothing on either.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
-    let dynamic = Fixture::start_with(&["--dynamic"]);
-    let other = Fixture::start();
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let admin = admin_token(dir.path());
-    for (name, fixture) in [("fx", &dynamic), ("other", &other)] {
-        created(
-            &server,
-            "/v1/tool-servers",
-            &admin,
-            json!({"name": name, "transport": {"kind": "mcp_http", "url": fixture.url}}),
-        )
+    let w = Watching::start(true).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}]))
         .await;
-    }
-    let who = common::human_and_agent(&server, &admin).await;
-    let terms = |tools: Value| {
-        json!({"intent": "Watch the tools", "scope": {"tools": tools},
-            "data_ceiling": "internal", "mode": "execute"})
-    };
-    let sees_fx = common::consented_mandate(
-        &server,
-        &admin,
-        &who,
-        terms(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}])),
-    )
-    .await;
-    let sees_other = common::consented_mandate(
-        &server,
-        &admin,
-        &who,
-        terms(json!([{"tool": "other.echo"}])),
-    )
-    .await;
-    let resource = format!("{}/mcp", server.url);
-    let token = task_token(&server, &who.agent, &who.key, &sees_fx, &resource).await;
-    let stranger = task_token(&server, &who.agent, &who.key, &sees_other, &resource).await;
+    let stranger = w.token(json!([{"tool": "other.echo"}])).await;
     let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
     let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
     let in_session = session_stream(&format!("{}/mcp", server.url), &token).await;
@@ -1431,5 +1464,62 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
     assert!(
         !stranger_heard.contains("list_changed"),
         "a caller who cannot see the server was told: {stranger_heard}"
+    );
+}
+
+/// A resource a 2026-07-28 client subscribed to on `subscriptions/listen`
+/// (`resourceSubscriptions`, honoured only where its mandate lets it read the
+/// server's resources) is read by the gateway's poller; when its contents change the
+/// stream is told `notifications/resources/updated`. A caller who may not read that
+/// server's resources is not honoured the subscription and hears nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_update_reaches_only_who_may_read_it() {
+    let w = Watching::start(false).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"}]))
+        .await;
+    let stranger = w.token(json!([{"tool": "fx.echo"}])).await;
+    let url = format!("{}/mcp/fx", server.url);
+    let filter = json!({"resourceSubscriptions": ["test://watched-resource"]});
+    let told = listen_to(&url, &token, filter.clone()).await;
+    let not_told = listen_to(&url, &stranger, filter).await;
+    // The poller's first read.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, touched) = modern_call(
+        &url,
+        &token,
+        "touch_resource",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{touched}");
+    let (heard, messages) = messages_once(&told, "notifications/resources/updated").await;
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"resourceSubscriptions": ["test://watched-resource"]}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/resources/updated",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["uri"], "test://watched-resource",
+        "{heard}"
+    );
+    let stranger_heard = not_told.lock().unwrap().clone();
+    let messages: Vec<Value> = stranger_heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(messages.len(), 1, "{stranger_heard}");
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({}),
+        "{stranger_heard}"
     );
 }

@@ -98,6 +98,45 @@ impl Exchange<'_> {
             .await?)
     }
 
+    /// The resources a `subscriptions/listen` names (`resourceSubscriptions`) that the
+    /// caller may read, each decided (and recorded) as a read of that URI on the
+    /// server's `/resources` entry. Only on `/mcp/{server}` (at most
+    /// `MAX_SUBSCRIBED` URIs of at most 2 KiB); elsewhere none is honoured.
+    pub(super) async fn subscribable(
+        &self,
+        params: Option<&Value>,
+    ) -> Result<Vec<(Arc<Listing>, String)>, GatewayError> {
+        const MAX_SUBSCRIBED: usize = 16;
+        let (Some(server), Some(uris)) = (
+            self.server,
+            params
+                .and_then(|p| p.pointer("/notifications/resourceSubscriptions"))
+                .and_then(Value::as_array),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
+        let Some(listing) = snapshot.special(server, RESOURCES) else {
+            return Ok(Vec::new());
+        };
+        let mut honoured = Vec::new();
+        for uri in uris
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|uri| uri.len() <= 2048)
+            .take(MAX_SUBSCRIBED)
+        {
+            let arguments = json!({"method": "resources/read", "target": uri});
+            let verdict = self
+                .authorize_entry(listing, CallAction::ReadResource, &arguments)
+                .await?;
+            if matches!(verdict, Verdict::Allow { .. }) {
+                honoured.push((listing.clone(), uri.to_owned()));
+            }
+        }
+        Ok(honoured)
+    }
+
     /// Decides a resource or prompt request on its server's `/` entry.
     pub(super) async fn on_entry(
         &self,

@@ -55,10 +55,17 @@ impl Exchange<'_> {
             return self.initialize(id, params).await;
         }
         if method == "subscriptions/listen" && self.stateless {
-            return match self
-                .gateway
-                .listen(self.caller, self.server, id.clone(), params.as_ref())
-            {
+            let resources = match self.subscribable(params.as_ref()).await {
+                Ok(resources) => resources,
+                Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
+            };
+            return match self.gateway.listen(
+                self.caller,
+                self.server,
+                id.clone(),
+                params.as_ref(),
+                resources,
+            ) {
                 Ok(stream) => stream,
                 Err(e) => json_response(StatusCode::OK, &e.response(id), None),
             };

@@ -31,9 +31,10 @@ Usage:
                                    pending server-sse-polling scenario). Off by default.
 
   --dynamic                        add the tool `add_tool`, which adds the tool `extra`
-                                   (an echo) to the list and sends
-                                   notifications/tools/list_changed. Off by default
-                                   (the conformance runner sees the fixed list).
+                                   to the list and sends notifications/tools/list_changed,
+                                   and `touch_resource`, which changes the text of
+                                   test://watched-resource. Off by default (the
+                                   conformance runner sees the fixed list).
 
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
@@ -408,6 +409,10 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         except Exception:  # noqa: BLE001  nobody listening is no failure
             pass
         return types.CallToolResult(content=[_text("added extra")])
+    if name == "touch_resource" and "touch_resource" in TOOL_NAMES:
+        global WATCHED_TEXT
+        WATCHED_TEXT = WATCHED_TEXT + " Touched."
+        return types.CallToolResult(content=[_text("touched test://watched-resource")])
     if name == "extra" and "extra" in TOOL_NAMES:
         return types.CallToolResult(content=[_text("extra")])
     raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
@@ -694,6 +699,10 @@ def main() -> None:
     if args.dynamic:
         TOOLS.append(types.Tool(name="add_tool", description="Adds the tool extra", input_schema=NO_ARGS))
         TOOL_NAMES.add("add_tool")
+        TOOLS.append(
+            types.Tool(name="touch_resource", description="Changes test://watched-resource", input_schema=NO_ARGS)
+        )
+        TOOL_NAMES.add("touch_resource")
     try:
         if args.stdio:
             asyncio.run(serve_stdio())
