@@ -11,7 +11,9 @@
 //!       ─► SSE: notifications/subscriptions/acknowledged {notifications: what is
 //!          honoured}, then what the caller may see, each with
 //!          `_meta["io.modelcontextprotocol/subscriptionId"]` = the request's id
-//!   GET /mcp[/{server}] in a session ─► the same, tool list changes only, no `_meta`
+//!   GET /mcp[/{server}] in a session ─► the same, no `_meta`: tool list changes and
+//!       the resources the session subscribed to (`resources/subscribe`, kept in the
+//!       session by aggregate.rs `on_entry` once allowed)
 //!   the poller (one task, only while a stream is open), every POLL_INTERVAL:
 //!       streams whose client left or whose token was revoked: closed
 //!       each subscribed resource read (LIST_TIMEOUT); contents changed since the last
@@ -66,6 +68,8 @@ struct Listener {
     server: Option<String>,
     /// The `subscriptions/listen` request's id; `None` on a session's GET stream.
     subscription: Option<Value>,
+    /// The session of a GET stream, whose resource subscriptions it carries.
+    session: Option<String>,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
@@ -149,7 +153,7 @@ impl Gateway {
             return Err(refused("the stream could not be opened"));
         }
         if tools || !resources.is_empty() {
-            self.keep_listening(caller, server, Some(id), (tools, resources), tx)?;
+            self.keep_listening(caller, server, (Some(id), None), (tools, resources), tx)?;
         } else {
             // Nothing honoured: the stream stays open, and says nothing more.
             tokio::spawn(async move { tx.closed().await });
@@ -163,9 +167,11 @@ impl Gateway {
         &self,
         caller: &Arc<Caller>,
         server: Option<&str>,
+        session: &str,
     ) -> Result<Response, GatewayError> {
         let (tx, rx) = mpsc::channel(16);
-        self.keep_listening(caller, server, None, (true, Vec::new()), tx)?;
+        let session = Some(session.to_owned());
+        self.keep_listening(caller, server, (None, session), (true, Vec::new()), tx)?;
         Ok(event_stream(rx))
     }
 
@@ -173,7 +179,7 @@ impl Gateway {
         &self,
         caller: &Arc<Caller>,
         server: Option<&str>,
-        subscription: Option<Value>,
+        (subscription, session): (Option<Value>, Option<String>),
         (tools, resources): (bool, Vec<(Arc<Listing>, String)>),
         tx: mpsc::Sender<Result<Bytes, Infallible>>,
     ) -> Result<(), GatewayError> {
@@ -197,6 +203,7 @@ impl Gateway {
             caller: caller.clone(),
             tools,
             resources,
+            session,
             server: server.map(str::to_owned),
             subscription,
             tx,
@@ -226,14 +233,24 @@ impl Gateway {
         Some(open.iter().map(|l| l.caller.mandate.tenant_id).collect())
     }
 
-    /// The resources the open streams subscribed to.
-    fn watched(&self) -> Vec<Watched> {
+    /// The resources the open streams subscribed to (a GET stream: its session's).
+    async fn watched(&self) -> Vec<Watched> {
+        let sessions: Vec<String> = match self.listeners.open.lock() {
+            Ok(open) => open.iter().filter_map(|l| l.session.clone()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut of_session = HashMap::new();
+        for session in sessions {
+            let resources = self.sessions.subscribed(&session).await;
+            of_session.insert(session, resources);
+        }
         let Ok(open) = self.listeners.open.lock() else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for l in open.iter() {
-            for (listing, uri) in &l.resources {
+            let in_session = l.session.as_ref().and_then(|s| of_session.get(s));
+            for (listing, uri) in l.resources.iter().chain(in_session.into_iter().flatten()) {
                 out.push(Watched {
                     listener: l.id,
                     caller: l.caller.clone(),
@@ -323,7 +340,7 @@ async fn poll(gateway: Gateway) {
             }
             continue;
         }
-        for watched in gateway.watched() {
+        for watched in gateway.watched().await {
             gateway.look_at(watched).await;
         }
         for tenant in tenants {

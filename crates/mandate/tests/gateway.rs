@@ -1269,6 +1269,16 @@ async fn listen_to(
 /// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
 /// it is gathered into the returned text.
 async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    session_stream_subscribed(url, token, None).await.0
+}
+
+/// `session_stream`, the session first subscribing to `uri` (`resources/subscribe`)
+/// when one is given; the subscription's answer.
+async fn session_stream_subscribed(
+    url: &str,
+    token: &str,
+    uri: Option<&str>,
+) -> (std::sync::Arc<std::sync::Mutex<String>>, Value) {
     let client = reqwest::Client::new();
     let response = client
         .post(url)
@@ -1287,6 +1297,25 @@ async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mut
         .to_str()
         .unwrap()
         .to_owned();
+    let mut subscribed = Value::Null;
+    if let Some(uri) = uri {
+        subscribed = client
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+                "params": {"uri": uri}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
     let stream = client
         .get(url)
         .bearer_auth(token)
@@ -1296,7 +1325,7 @@ async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mut
         .send()
         .await
         .unwrap();
-    gathered(stream)
+    (gathered(stream), subscribed)
 }
 
 /// The messages gathered from an event stream once its text holds `awaited` (or after
@@ -1484,6 +1513,13 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
     let filter = json!({"resourceSubscriptions": ["test://watched-resource"]});
     let told = listen_to(&url, &token, filter.clone()).await;
     let not_told = listen_to(&url, &stranger, filter).await;
+    // Session clients subscribe with resources/subscribe and hear on their GET stream.
+    let watched = "test://watched-resource";
+    let (in_session, subscribed) = session_stream_subscribed(&url, &token, Some(watched)).await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    let (stranger_in_session, refused) =
+        session_stream_subscribed(&url, &stranger, Some(watched)).await;
+    assert_eq!(refused["error"]["code"], REFUSED, "{refused}");
     // The poller's first read.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let (status, touched) = modern_call(
@@ -1522,4 +1558,15 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
         json!({}),
         "{stranger_heard}"
     );
+    let (heard, messages) = messages_once(&in_session, "resources/updated").await;
+    assert_eq!(
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": watched}})
+        ),
+        "{heard}"
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("updated"), "{stranger_heard}");
 }

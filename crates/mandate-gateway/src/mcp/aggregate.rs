@@ -181,7 +181,34 @@ impl Exchange<'_> {
         let verdict = self
             .authorize_entry(listing, action, &json!({"method": method, "target": label}))
             .await?;
+        let subscribe = matches!(method, "resources/subscribe" | "resources/unsubscribe");
         match verdict {
+            Verdict::Allow { .. } if subscribe && self.session.is_some() => {
+                // A session client's subscription is kept here: the gateway reads the
+                // resource and tells the session's GET stream of updates (listen.rs).
+                let (Some(session), Some(uri)) = (
+                    self.session.as_deref(),
+                    label.as_str().filter(|u| u.len() <= 2048),
+                ) else {
+                    return Err(GatewayError::Invalid(
+                        "a resource subscription needs a `uri`".into(),
+                    ));
+                };
+                let owner = (self.caller.agent.id, self.caller.mandate.id);
+                let on = method == "resources/subscribe";
+                if self
+                    .gateway
+                    .sessions
+                    .subscribe(session, owner, listing, uri, on)
+                    .await
+                {
+                    Ok(Plan::Local(Ok(json!({}))))
+                } else {
+                    Err(GatewayError::Invalid(
+                        "this session holds as many resource subscriptions as it may".into(),
+                    ))
+                }
+            }
             Verdict::Allow { .. } => Ok(Plan::Forward {
                 listing: listing.clone(),
                 method: method.to_owned(),

@@ -122,7 +122,7 @@ async fn stream(
     {
         return StatusCode::NOT_FOUND.into_response();
     }
-    match gateway.listen_in_session(&caller, server.as_deref()) {
+    match gateway.listen_in_session(&caller, server.as_deref(), session) {
         Ok(stream) => stream,
         Err(e) => crate::error::error_response(&e),
     }
