@@ -149,8 +149,9 @@ pub struct Inner {
     asks: mcp::asked::Asks,
     /// Open `subscriptions/listen` streams and the poller's last look (`listen.rs`).
     listeners: listen::Listeners,
-    /// The revocation list a parked call looks at.
+    /// The revocation list a parked call or an open stream looks at.
     tokens: Arc<TokenService>,
+    clock: Arc<dyn mandate_types::Clock>,
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
     http: reqwest::Client,
@@ -189,6 +190,7 @@ impl Gateway {
             redact: config.redact.clone(),
             drift: config.drift,
         };
+        let clock = service.clock().clone();
         let notifier = Arc::new(webhook::Notices {
             webhook: config.webhook.clone(),
             public_url: config.public_url.clone(),
@@ -212,6 +214,7 @@ impl Gateway {
             catalog: Catalog::new(config.clone()),
             config,
             sessions: sessions::Sessions::default(),
+            clock,
             asks: mcp::asked::Asks::default(),
             listeners: listen::Listeners::default(),
             tokens,
@@ -220,6 +223,17 @@ impl Gateway {
             http,
         });
         Gateway { inner }
+    }
+
+    /// Whether what `caller` holds open (a parked call, a stream) must end: its token
+    /// is on the revocation list (revoked, or its mandate ended) or its mandate's
+    /// expiry passed.
+    pub(crate) fn caller_ended(&self, caller: &mandate_core::calls::Caller) -> bool {
+        caller
+            .jti
+            .as_deref()
+            .is_some_and(|jti| self.tokens.is_revoked(jti))
+            || self.clock.now() >= caller.mandate.terms.expires_at
     }
 
     /// The gateway's HTTP routes: `/mcp`, `/mcp/{server}`, `/proxy/{server}/…` and the

@@ -15,7 +15,8 @@
 //!       the resources the session subscribed to (`resources/subscribe`, kept in the
 //!       session by aggregate.rs `on_entry` once allowed)
 //!   the poller (one task, only while a stream is open), every POLL_INTERVAL:
-//!       streams whose client left or whose token was revoked: closed
+//!       streams whose client left, whose token was revoked or whose mandate
+//!          expired: closed
 //!       each subscribed resource read (LIST_TIMEOUT); contents changed since the last
 //!          read ─► notifications/resources/updated on that stream
 //!       each MCP server of a listening tenant listed (LIST_TIMEOUT, the listing
@@ -216,17 +217,10 @@ impl Gateway {
     }
 
     /// The tenants with an open stream, after closing those whose client left or
-    /// whose token was revoked.
+    /// whose token was revoked or mandate expired.
     fn listening_tenants(&self) -> Option<BTreeSet<TenantId>> {
         let mut open = self.listeners.open.lock().ok()?;
-        open.retain(|l| {
-            !l.tx.is_closed()
-                && !l
-                    .caller
-                    .jti
-                    .as_deref()
-                    .is_some_and(|jti| self.tokens.is_revoked(jti))
-        });
+        open.retain(|l| !l.tx.is_closed() && !self.caller_ended(&l.caller));
         if let Ok(mut read) = self.listeners.read.lock() {
             read.retain(|(id, _), _| open.iter().any(|l| l.id == *id));
         }

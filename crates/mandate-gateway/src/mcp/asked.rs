@@ -15,8 +15,9 @@
 //!          parked; anything else: "unknown or expired", the parked call untouched
 //!       ─► the answer (≤ MAX_ANSWER_BYTES) goes to the upstream, the same call goes on:
 //!          its answer (complete) or its next request (input_required again)
-//!   no retry within ASK_TTL, the token revoked or the mandate ended meanwhile (the
-//!   revocation list, looked at twice a second), or more than MAX_ROUNDS rounds
+//!   no retry within ASK_TTL, the token revoked or the mandate ended or expired
+//!   meanwhile (`Gateway::caller_ended`, looked at twice a second), or more than
+//!   MAX_ROUNDS rounds
 //!       ─► abandoned: the upstream's request refused, the call left to finish on its
 //!          own (its outcome recorded as any forwarded call's), the client never served
 //! ```
@@ -342,7 +343,7 @@ async fn refuse_request(
 
 /// The task holding a parked call: waits for the client's answer and hands it on,
 /// round after round; abandons the call when the round expires, the token is revoked
-/// or the mandate ends.
+/// or the mandate ends or expires.
 async fn hold(
     gateway: Gateway,
     caller: Arc<Caller>,
@@ -365,7 +366,7 @@ async fn hold(
                 },
                 () = &mut deadline => break Err("the client did not answer in time"),
                 _ = check.tick() => {
-                    if revoked(&gateway, &caller) {
+                    if gateway.caller_ended(&caller) {
                         break Err("the token or its mandate ended while the client was asked");
                     }
                 }
@@ -427,13 +428,6 @@ async fn hold(
             }
         }
     }
-}
-
-fn revoked(gateway: &Gateway, caller: &Caller) -> bool {
-    caller
-        .jti
-        .as_deref()
-        .is_some_and(|jti| gateway.tokens.is_revoked(jti))
 }
 
 /// The retry's side: hands the answer to the parked call and returns what it came to
