@@ -304,7 +304,7 @@ impl Gateway {
 
     /// An upstream's `initialize` result and its tools (all pages, at most 50), within
     /// `deadline`.
-    async fn list_upstream(
+    pub(crate) async fn list_upstream(
         &self,
         server: &ToolServer,
         headers: &mandate_mcp::ExtraHeaders,

@@ -24,6 +24,7 @@
 mod catalog;
 mod edge;
 mod error;
+mod listen;
 mod mcp;
 mod proxy;
 mod relay;
@@ -145,6 +146,13 @@ pub struct Inner {
     config: GatewayConfig,
     catalog: Catalog,
     sessions: sessions::Sessions,
+    /// Upstream calls waiting on a 2026-07-28 client's answer (`mcp/asked.rs`).
+    asks: mcp::asked::Asks,
+    /// Open `subscriptions/listen` streams and the poller's last look (`listen.rs`).
+    listeners: listen::Listeners,
+    /// The revocation list a parked call or an open stream looks at.
+    tokens: Arc<TokenService>,
+    clock: Arc<dyn mandate_types::Clock>,
     credentials: Arc<dyn Credentials>,
     broker: Option<Arc<Broker>>,
     http: reqwest::Client,
@@ -183,6 +191,7 @@ impl Gateway {
             redact: config.redact.clone(),
             drift: config.drift,
         };
+        let clock = service.clock().clone();
         let notifier = Arc::new(webhook::Notices {
             webhook: config.webhook.clone(),
             public_url: config.public_url.clone(),
@@ -195,7 +204,7 @@ impl Gateway {
             calls: Calls::new(
                 service,
                 ledger,
-                tokens,
+                tokens.clone(),
                 settings,
                 notifier,
                 Arc::new(Upstreams(me.clone())),
@@ -206,11 +215,26 @@ impl Gateway {
             catalog: Catalog::new(config.clone()),
             config,
             sessions: sessions::Sessions::default(),
+            clock,
+            asks: mcp::asked::Asks::default(),
+            listeners: listen::Listeners::default(),
+            tokens,
             credentials,
             broker,
             http,
         });
         Gateway { inner }
+    }
+
+    /// Whether what `caller` holds open (a parked call, a stream) must end: its token
+    /// is on the revocation list (revoked, or its mandate ended) or its mandate's
+    /// expiry passed.
+    pub(crate) fn caller_ended(&self, caller: &mandate_core::calls::Caller) -> bool {
+        caller
+            .jti
+            .as_deref()
+            .is_some_and(|jti| self.tokens.is_revoked(jti))
+            || self.clock.now() >= caller.mandate.terms.expires_at
     }
 
     /// The gateway's HTTP routes: `/mcp`, `/mcp/{server}`, `/proxy/{server}/…` and the

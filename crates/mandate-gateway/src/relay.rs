@@ -5,7 +5,9 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use mandate_core::calls::{Called, Caller};
 use mandate_mcp::jsonrpc::{code, error_object};
 use mandate_mcp::{Outcome, sse};
@@ -114,8 +116,21 @@ impl Relay {
     }
 }
 
+/// A response that is an event stream of what `rx` receives.
+pub(crate) fn event_stream(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
+    let mut response = Response::new(Body::new(ChannelStream(rx)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
 /// An mpsc receiver as a body stream of data frames.
-pub(crate) struct ChannelStream(pub(crate) mpsc::Receiver<Result<Bytes, Infallible>>);
+struct ChannelStream(pub(crate) mpsc::Receiver<Result<Bytes, Infallible>>);
 
 impl http_body::Body for ChannelStream {
     type Data = Bytes;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use mandate_mcp::Upstream;
+
+use crate::catalog::Listing;
 use mandate_types::{AgentId, MandateId};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -31,7 +33,13 @@ pub(crate) struct Session {
     pub version: String,
     pub client_capabilities: Value,
     last_used: Instant,
+    /// Resources subscribed to (`resources/subscribe`, allowed): the server's
+    /// `/resources` entry and the URI; their updates go to the session's GET stream.
+    resources: Vec<(Arc<Listing>, String)>,
 }
+
+/// The most resources one session subscribes to.
+const MAX_SUBSCRIBED: usize = 16;
 
 /// Where a client's answer to a relayed request goes.
 #[derive(Debug, Clone)]
@@ -90,6 +98,7 @@ impl Sessions {
                 version: version.to_owned(),
                 client_capabilities,
                 last_used: now,
+                resources: Vec::new(),
             },
         );
         Some(id)
@@ -114,6 +123,49 @@ impl Sessions {
         }
         session.last_used = Instant::now();
         Some((session.version.clone(), session.client_capabilities.clone()))
+    }
+
+    /// Subscribes session `id` (of this agent and mandate) to `uri` on `listing`'s
+    /// server, or (`subscribe` false) ends that subscription; `false` when the session
+    /// is unknown or already holds `MAX_SUBSCRIBED`.
+    pub async fn subscribe(
+        &self,
+        id: &str,
+        (agent, mandate): (AgentId, MandateId),
+        listing: &Arc<Listing>,
+        uri: &str,
+        subscribe: bool,
+    ) -> bool {
+        let mut state = self.inner.lock().await;
+        let Some(session) = state
+            .sessions
+            .get_mut(id)
+            .filter(|s| s.agent == agent && s.mandate == mandate)
+        else {
+            return false;
+        };
+        session
+            .resources
+            .retain(|(l, u)| !(l.tool.id == listing.tool.id && u == uri));
+        if !subscribe {
+            return true;
+        }
+        if session.resources.len() >= MAX_SUBSCRIBED {
+            return false;
+        }
+        session.resources.push((listing.clone(), uri.to_owned()));
+        true
+    }
+
+    /// The resources session `id` subscribed to (none once it is gone).
+    pub async fn subscribed(&self, id: &str) -> Vec<(Arc<Listing>, String)> {
+        self.inner
+            .lock()
+            .await
+            .sessions
+            .get(id)
+            .map(|s| s.resources.clone())
+            .unwrap_or_default()
     }
 
     pub async fn close(&self, id: &str, agent: AgentId, mandate: MandateId) -> bool {

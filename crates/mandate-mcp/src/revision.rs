@@ -63,6 +63,54 @@ pub fn offers_url_elicitation(params: Option<&Value>) -> bool {
         .is_some()
 }
 
+/// What a stateless request's client declared it can answer when an upstream asks
+/// during the call (`clientCapabilities` in its `_meta`): read once per request, by
+/// pointer, nothing copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answerable {
+    /// Form-mode elicitation (`elicitation: {}` means form alone).
+    pub elicitation_form: bool,
+    pub elicitation_url: bool,
+    pub sampling: bool,
+    pub roots: bool,
+}
+
+impl Answerable {
+    pub fn declared(params: Option<&Value>) -> Answerable {
+        let Some(capabilities) = params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+        else {
+            return Answerable::default();
+        };
+        let elicitation = capabilities.get("elicitation");
+        let form = elicitation.and_then(|e| e.get("form")).is_some();
+        let url = elicitation.and_then(|e| e.get("url")).is_some();
+        Answerable {
+            elicitation_form: form || (elicitation.is_some() && !url),
+            elicitation_url: url,
+            sampling: capabilities.get("sampling").is_some(),
+            roots: capabilities.get("roots").is_some(),
+        }
+    }
+
+    /// Whether the client can answer an upstream's request `method` with `params`.
+    pub fn answers(self, method: &str, params: Option<&Value>) -> bool {
+        match method {
+            "elicitation/create" => {
+                match params.and_then(|p| p.get("mode")).and_then(Value::as_str) {
+                    Some("url") => self.elicitation_url,
+                    None | Some("form") => self.elicitation_form,
+                    Some(_) => false,
+                }
+            }
+            "sampling/createMessage" => self.sampling,
+            "roots/list" => self.roots,
+            _ => false,
+        }
+    }
+}
+
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED.contains(&version)
 }
@@ -249,6 +297,30 @@ mod tests {
             Some(&json!({"_meta": {META_PROTOCOL_VERSION: V2026_07_28}})),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn what_a_client_can_answer_is_what_it_declared() {
+        let declared = |caps: Value| {
+            Answerable::declared(Some(&json!({"_meta": {META_CLIENT_CAPABILITIES: caps}})))
+        };
+        let form = json!({"mode": "form", "message": "m"});
+        let url = json!({"mode": "url", "message": "m", "url": "https://x"});
+        let implicit = declared(json!({"elicitation": {}}));
+        assert!(implicit.answers("elicitation/create", Some(&form)));
+        assert!(implicit.answers("elicitation/create", Some(&json!({"message": "m"}))));
+        assert!(!implicit.answers("elicitation/create", Some(&url)));
+        let url_only = declared(json!({"elicitation": {"url": {}}}));
+        assert!(!url_only.answers("elicitation/create", Some(&form)));
+        assert!(url_only.answers("elicitation/create", Some(&url)));
+        let all =
+            declared(json!({"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}}));
+        for method in ["sampling/createMessage", "roots/list"] {
+            assert!(all.answers(method, None));
+            assert!(!implicit.answers(method, None));
+        }
+        assert!(!all.answers("tools/call", None));
+        assert_eq!(Answerable::declared(None), Answerable::default());
     }
 
     #[test]

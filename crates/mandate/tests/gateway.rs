@@ -95,6 +95,41 @@ impl World {
         audit
     }
 
+    /// The Python `mcp` package's 2026-07-28 client (`mcp_modern_client.py`) on
+    /// `/mcp/fx` with `token`, Alice as the person; `args` name the call. Its lines.
+    fn modern_client(&self, token: &str, args: &[&str]) -> Vec<Value> {
+        let out = std::process::Command::new("python3")
+            .arg(common::python_dir().join("mcp_modern_client.py"))
+            .arg(format!("{}/mcp/fx", self.server.url))
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(args)
+            .args(["--api", &self.server.url, "--person", &self.who.human_token])
+            .output()
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            out.status.success() && !lines.is_empty(),
+            "mcp_modern_client.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines
+    }
+
+    /// Alice revokes `mandate`.
+    async fn revoke(&self, mandate: &str) {
+        let (status, body) = self
+            .as_alice(
+                reqwest::Method::POST,
+                &format!("/v1/mandates/{mandate}/revoke"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     async fn as_alice(
         &self,
         method: reqwest::Method,
@@ -336,14 +371,7 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
     }
 
     // Revoking the mandate stops the next call.
-    let (status, body) = w
-        .as_alice(
-            reqwest::Method::POST,
-            &format!("/v1/mandates/{mandate}/revoke"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    w.revoke(&mandate).await;
     // The very next request, on the replica that revoked: 401, not an empty list.
     let response = reqwest::Client::new()
         .post(format!("{}/mcp/fx", w.server.url))
@@ -384,29 +412,15 @@ async fn a_2026_07_28_client_shows_the_approval_page_and_its_retry_passes_once()
         .await;
     let token = w.token(&mandate).await;
     let run = || {
-        let out = std::process::Command::new("python3")
-            .arg(common::python_dir().join("mcp_modern_client.py"))
-            .arg(format!("{}/mcp/fx", w.server.url))
-            .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args([
+        w.modern_client(
+            &token,
+            &[
                 "--tool",
                 "delete_everything",
                 "--arguments",
                 r#"{"confirm": true}"#,
-            ])
-            .args(["--api", &w.server.url, "--person", &w.who.human_token])
-            .output()
-            .unwrap();
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(
-            out.status.success() && !lines.is_empty(),
-            "mcp_modern_client.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lines
+            ],
+        )
     };
     let lines = run();
     let asked = lines[0]["asked"]
@@ -975,4 +989,584 @@ async fn stdio_upstreams_restart_budgets_hold_under_concurrency_and_a_dead_upstr
         6u64.saturating_sub(used),
         "exactly the rest of the budget passes"
     );
+}
+
+/// A stateless (MCP 2026-07-28) `tools/call`, sent as its revision wants it: the
+/// headers, and `_meta` with the revision and the client's capabilities; `extra` is
+/// merged into the params (a retry's `requestState` and `inputResponses`).
+async fn modern_call(
+    url: &str,
+    token: &str,
+    name: &str,
+    arguments: Value,
+    capabilities: Value,
+    extra: Value,
+) -> (u16, Value) {
+    let mut params = json!({
+        "name": name,
+        "arguments": arguments,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": capabilities,
+        },
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        params[key] = value.clone();
+    }
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", name)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// What an upstream asks during a call (elicitation, sampling) reaches a 2026-07-28
+/// client as `input_required` (its request under our key, our request state); the
+/// retry with the answer continues the same upstream call, whose result depends on the
+/// answer. Only the token that made the call can answer, once; unknown states and
+/// oversized answers are refused without spending the round; a client that did not
+/// declare the capability is never asked; a mandate revoked between the rounds
+/// refuses the retry and the gateway abandons the upstream call.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_an_upstream_asks_reaches_a_2026_07_28_client_as_input_required() {
+    let w = world().await;
+    let terms = json!({
+        "intent": "Ask the person through the fixture",
+        "scope": {"tools": [{"tool": "fx.test_elicitation"}, {"tool": "fx.test_sampling"}]},
+        "data_ceiling": "internal",
+        "mode": "execute",
+    });
+    let mandate = w.mandate(terms.clone()).await;
+    let token = w.token(&mandate).await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let form = json!({"elicitation": {}});
+    let ask = |token: String, capabilities: Value| {
+        let url = url.clone();
+        async move {
+            modern_call(
+                &url,
+                &token,
+                "test_elicitation",
+                json!({"message": "Who are you?"}),
+                capabilities,
+                json!({}),
+            )
+            .await
+        }
+    };
+    let retry = |token: String, state: Value, answer: Value| {
+        let url = url.clone();
+        async move {
+            modern_call(
+                &url,
+                &token,
+                "test_elicitation",
+                json!({"message": "Who are you?"}),
+                json!({"elicitation": {}}),
+                json!({"requestState": state, "inputResponses": {"mandate/input": answer}}),
+            )
+            .await
+        }
+    };
+    let (status, asked) = ask(token.clone(), form.clone()).await;
+    assert_eq!(status, 200, "{asked}");
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    let request = &result["inputRequests"]["mandate/input"];
+    assert_eq!(request["method"], "elicitation/create", "{asked}");
+    assert_eq!(request["params"]["message"], "Who are you?", "{asked}");
+    let state = result["requestState"].clone();
+    assert!(
+        state.as_str().unwrap().starts_with("mandate:ask:"),
+        "{asked}"
+    );
+    let accept =
+        json!({"action": "accept", "content": {"username": "alice", "email": "alice@example.com"}});
+
+    // Hostile retries, none of which answers (or spends) the round: another token of
+    // the same mandate, another mandate's token, a state never issued, an oversized
+    // answer.
+    let unknown = |body: &Value| {
+        assert_eq!(body["error"]["code"], -32602, "{body}");
+        assert!(body.get("result").is_none(), "{body}");
+    };
+    let other_token = w.token(&mandate).await;
+    let (_, body) = retry(other_token, state.clone(), accept.clone()).await;
+    unknown(&body);
+    let other_mandate = w.mandate(terms.clone()).await;
+    let other_mandates_token = w.token(&other_mandate).await;
+    let (_, body) = retry(other_mandates_token, state.clone(), accept.clone()).await;
+    unknown(&body);
+    let (_, body) = retry(
+        token.clone(),
+        json!("mandate:ask:AAAAAAAAAAAAAAAAAAAAAA"),
+        accept.clone(),
+    )
+    .await;
+    unknown(&body);
+    let huge =
+        json!({"action": "accept", "content": {"username": "a".repeat(300 * 1024), "email": "x"}});
+    let (_, body) = retry(token.clone(), state.clone(), huge).await;
+    unknown(&body);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger"),
+        "{body}"
+    );
+
+    // The caller's own answer: the same upstream call goes on, and its result is
+    // made of the answer.
+    let (status, done) = retry(token.clone(), state.clone(), accept.clone()).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("action=accept") && text.contains("alice@example.com"),
+        "{done}"
+    );
+    // Answered once.
+    let (_, body) = retry(token.clone(), state.clone(), accept.clone()).await;
+    unknown(&body);
+
+    // Sampling, the same way.
+    let (_, asked) = modern_call(
+        &url,
+        &token,
+        "test_sampling",
+        json!({"prompt": "What is six times seven?"}),
+        json!({"sampling": {}}),
+        json!({}),
+    )
+    .await;
+    let request = &asked["result"]["inputRequests"]["mandate/input"];
+    assert_eq!(request["method"], "sampling/createMessage", "{asked}");
+    let sampled = json!({"role": "assistant", "content": {"type": "text", "text": "forty-two"},
+        "model": "test-model", "stopReason": "endTurn"});
+    let (_, done) = modern_call(
+        &url,
+        &token,
+        "test_sampling",
+        json!({"prompt": "What is six times seven?"}),
+        json!({"sampling": {}}),
+        json!({"requestState": asked["result"]["requestState"], "inputResponses": {"mandate/input": sampled}}),
+    )
+    .await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "LLM response: forty-two",
+        "{done}"
+    );
+
+    // The Python `mcp` package's own 2026-07-28 client, given an elicitation
+    // callback, meets the same thing and answers it; its SDK's retry returns the
+    // upstream's result made of that answer.
+    let lines = w.modern_client(
+        &token,
+        &[
+            "--tool",
+            "test_elicitation",
+            "--arguments",
+            r#"{"message": "Your name?"}"#,
+            "--answer",
+            r#"{"username": "bob", "email": "bob@example.com"}"#,
+        ],
+    );
+    assert_eq!(lines[1]["message"], "Your name?", "{lines:?}");
+    let text = lines.last().unwrap()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("action=accept") && text.contains("bob@example.com"),
+        "{lines:?}"
+    );
+
+    // A client that declared no elicitation is never asked: the upstream hears the
+    // refusal and the call ends without a round trip.
+    let (_, body) = ask(token.clone(), json!({})).await;
+    assert_ne!(body["result"]["resultType"], "input_required", "{body}");
+
+    // Revoked between the rounds: the retry is refused and the gateway abandons the
+    // upstream call (its outcome recorded as an error, not left waiting).
+    let (_, asked) = ask(token.clone(), form.clone()).await;
+    let state = asked["result"]["requestState"].clone();
+    assert!(state.is_string(), "{asked}");
+    w.revoke(&mandate).await;
+    let (status, body) = retry(token.clone(), state, accept).await;
+    assert_eq!(status, 401, "{body}");
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        let (_, found) = http(
+            reqwest::Method::GET,
+            format!(
+                "{}/v1/audit?mandate={mandate}&type=tool.called&limit=50",
+                w.server.url
+            ),
+            &w.admin,
+            None,
+        )
+        .await;
+        outcomes = found["items"].as_array().cloned().unwrap_or_default();
+        // Elicitation answered (raw and by the SDK), sampling, the undeclared one, and
+        // the abandoned one.
+        if outcomes.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    let abandoned = outcomes
+        .iter()
+        .filter(|e| e["data"]["is_error"] == json!(true))
+        .count();
+    assert!(
+        abandoned >= 2,
+        "the undeclared and the abandoned call failed: {outcomes:?}"
+    );
+}
+
+/// Opens a 2026-07-28 `subscriptions/listen` stream for tool list changes on `url`;
+/// what arrives on it is gathered into the returned text.
+async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    listen_to(url, token, json!({"toolsListChanged": true})).await
+}
+
+/// `listen` with the notifications filter `filter`.
+async fn listen_to(
+    url: &str,
+    token: &str,
+    filter: Value,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+            "params": {"notifications": filter,
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    gathered(response)
+}
+
+/// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
+/// it is gathered into the returned text.
+async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    session_stream_subscribed(url, token, None).await.0
+}
+
+/// `session_stream`, the session first subscribing to `uri` (`resources/subscribe`)
+/// when one is given; the subscription's answer.
+async fn session_stream_subscribed(
+    url: &str,
+    token: &str,
+    uri: Option<&str>,
+) -> (std::sync::Arc<std::sync::Mutex<String>>, Value) {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut subscribed = Value::Null;
+    if let Some(uri) = uri {
+        subscribed = client
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+                "params": {"uri": uri}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+    let stream = client
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    (gathered(stream), subscribed)
+}
+
+/// The messages gathered from an event stream once its text holds `awaited` (or after
+/// ten seconds), and that text.
+async fn messages_once(seen: &std::sync::Mutex<String>, awaited: &str) -> (String, Vec<Value>) {
+    let mut heard = String::new();
+    for _ in 0..100 {
+        heard = seen.lock().unwrap().clone();
+        if heard.contains(awaited) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let messages = heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    (heard, messages)
+}
+
+/// What an event stream (status 200) sends, gathered into a text as it arrives.
+fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
+    assert_eq!(stream.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    seen
+}
+
+/// A server in front of the `--dynamic` fixture (`fx`) and, with `other`, a plain one
+/// (`other`); `token(tools)` is a task token of a mandate scoped to `tools`.
+struct Watching {
+    server: Server,
+    admin: String,
+    who: common::Actors,
+    _fixtures: Vec<Fixture>,
+    _dir: tempfile::TempDir,
+}
+
+impl Watching {
+    async fn start(other: bool) -> Watching {
+        let mut fixtures = vec![("fx", Fixture::start_with(&["--dynamic"]))];
+        if other {
+            fixtures.push(("other", Fixture::start()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &[]);
+        let admin = admin_token(dir.path());
+        for (name, fixture) in &fixtures {
+            created(
+                &server,
+                "/v1/tool-servers",
+                &admin,
+                json!({"name": name, "transport": {"kind": "mcp_http", "url": fixture.url}}),
+            )
+            .await;
+        }
+        let who = common::human_and_agent(&server, &admin).await;
+        Watching {
+            server,
+            admin,
+            who,
+            _fixtures: fixtures.into_iter().map(|(_, f)| f).collect(),
+            _dir: dir,
+        }
+    }
+
+    async fn token(&self, tools: Value) -> String {
+        let terms = json!({"intent": "Watch the tools", "scope": {"tools": tools},
+            "data_ceiling": "internal", "mode": "execute"});
+        let mandate = common::consented_mandate(&self.server, &self.admin, &self.who, terms).await;
+        let resource = format!("{}/mcp", self.server.url);
+        task_token(
+            &self.server,
+            &self.who.agent,
+            &self.who.key,
+            &mandate,
+            &resource,
+        )
+        .await
+    }
+}
+
+/// An upstream whose tools change is noticed (the gateway polls the listening
+/// tenants' servers): a 2026-07-28 client listening on that server, whose scope
+/// covers its tools, is told `notifications/tools/list_changed` on its
+/// `subscriptions/listen` stream (after the acknowledgement, tagged with the
+/// stream's id), a session client on its standalone GET stream; a caller who cannot
+/// see that server hears nothing on either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
+    let w = Watching::start(true).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}]))
+        .await;
+    let stranger = w.token(json!([{"tool": "other.echo"}])).await;
+    let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
+    let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
+    let in_session = session_stream(&format!("{}/mcp", server.url), &token).await;
+    let stranger_in_session = session_stream(&format!("{}/mcp", server.url), &stranger).await;
+    // Without a session there is no standalone stream.
+    let response = reqwest::Client::new()
+        .get(format!("{}/mcp", server.url))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    // The poller's first look at the servers.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, added) = modern_call(
+        &format!("{}/mcp/fx", server.url),
+        &token,
+        "add_tool",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(
+        added["result"]["content"][0]["text"], "added extra",
+        "{added}"
+    );
+    let (heard, messages) = messages_once(&told, "notifications/tools/list_changed").await;
+    assert_eq!(
+        messages[0]["method"], "notifications/subscriptions/acknowledged",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/tools/list_changed",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{heard}"
+    );
+    // The session client's GET stream, the same notification without a subscription.
+    let (heard, messages) = messages_once(&in_session, "list_changed").await;
+    assert_eq!(
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}})
+        ),
+        "{heard}"
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("list_changed"), "{stranger_heard}");
+    let stranger_heard = not_told.lock().unwrap().clone();
+    assert!(stranger_heard.contains("acknowledged"), "{stranger_heard}");
+    assert!(
+        !stranger_heard.contains("list_changed"),
+        "a caller who cannot see the server was told: {stranger_heard}"
+    );
+}
+
+/// A resource a 2026-07-28 client subscribed to on `subscriptions/listen`
+/// (`resourceSubscriptions`, honoured only where its mandate lets it read the
+/// server's resources) is read by the gateway's poller; when its contents change the
+/// stream is told `notifications/resources/updated`. A caller who may not read that
+/// server's resources is not honoured the subscription and hears nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_update_reaches_only_who_may_read_it() {
+    let w = Watching::start(false).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"}]))
+        .await;
+    let stranger = w.token(json!([{"tool": "fx.echo"}])).await;
+    let url = format!("{}/mcp/fx", server.url);
+    let filter = json!({"resourceSubscriptions": ["test://watched-resource"]});
+    let told = listen_to(&url, &token, filter.clone()).await;
+    let not_told = listen_to(&url, &stranger, filter).await;
+    // Session clients subscribe with resources/subscribe and hear on their GET stream.
+    let watched = "test://watched-resource";
+    let (in_session, subscribed) = session_stream_subscribed(&url, &token, Some(watched)).await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    let (stranger_in_session, refused) =
+        session_stream_subscribed(&url, &stranger, Some(watched)).await;
+    assert_eq!(refused["error"]["code"], REFUSED, "{refused}");
+    // The poller's first read.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, touched) = modern_call(
+        &url,
+        &token,
+        "touch_resource",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{touched}");
+    let (heard, messages) = messages_once(&told, "notifications/resources/updated").await;
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"resourceSubscriptions": ["test://watched-resource"]}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/resources/updated",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["uri"], "test://watched-resource",
+        "{heard}"
+    );
+    let stranger_heard = not_told.lock().unwrap().clone();
+    let messages: Vec<Value> = stranger_heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(messages.len(), 1, "{stranger_heard}");
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({}),
+        "{stranger_heard}"
+    );
+    let (heard, messages) = messages_once(&in_session, "resources/updated").await;
+    assert_eq!(
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": watched}})
+        ),
+        "{heard}"
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("updated"), "{stranger_heard}");
 }

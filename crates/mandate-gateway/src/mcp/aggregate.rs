@@ -98,6 +98,45 @@ impl Exchange<'_> {
             .await?)
     }
 
+    /// The resources a `subscriptions/listen` names (`resourceSubscriptions`) that the
+    /// caller may read, each decided (and recorded) as a read of that URI on the
+    /// server's `/resources` entry. Only on `/mcp/{server}` (at most
+    /// `MAX_SUBSCRIBED` URIs of at most 2 KiB); elsewhere none is honoured.
+    pub(super) async fn subscribable(
+        &self,
+        params: Option<&Value>,
+    ) -> Result<Vec<(Arc<Listing>, String)>, GatewayError> {
+        const MAX_SUBSCRIBED: usize = 16;
+        let (Some(server), Some(uris)) = (
+            self.server,
+            params
+                .and_then(|p| p.pointer("/notifications/resourceSubscriptions"))
+                .and_then(Value::as_array),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
+        let Some(listing) = snapshot.special(server, RESOURCES) else {
+            return Ok(Vec::new());
+        };
+        let mut honoured = Vec::new();
+        for uri in uris
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|uri| uri.len() <= 2048)
+            .take(MAX_SUBSCRIBED)
+        {
+            let arguments = json!({"method": "resources/read", "target": uri});
+            let verdict = self
+                .authorize_entry(listing, CallAction::ReadResource, &arguments)
+                .await?;
+            if matches!(verdict, Verdict::Allow { .. }) {
+                honoured.push((listing.clone(), uri.to_owned()));
+            }
+        }
+        Ok(honoured)
+    }
+
     /// Decides a resource or prompt request on its server's `/` entry.
     pub(super) async fn on_entry(
         &self,
@@ -142,7 +181,34 @@ impl Exchange<'_> {
         let verdict = self
             .authorize_entry(listing, action, &json!({"method": method, "target": label}))
             .await?;
+        let subscribe = matches!(method, "resources/subscribe" | "resources/unsubscribe");
         match verdict {
+            Verdict::Allow { .. } if subscribe && self.session.is_some() => {
+                // A session client's subscription is kept here: the gateway reads the
+                // resource and tells the session's GET stream of updates (listen.rs).
+                let (Some(session), Some(uri)) = (
+                    self.session.as_deref(),
+                    label.as_str().filter(|u| u.len() <= 2048),
+                ) else {
+                    return Err(GatewayError::Invalid(
+                        "a resource subscription needs a `uri`".into(),
+                    ));
+                };
+                let owner = (self.caller.agent.id, self.caller.mandate.id);
+                let on = method == "resources/subscribe";
+                if self
+                    .gateway
+                    .sessions
+                    .subscribe(session, owner, listing, uri, on)
+                    .await
+                {
+                    Ok(Plan::Local(Ok(json!({}))))
+                } else {
+                    Err(GatewayError::Invalid(
+                        "this session holds as many resource subscriptions as it may".into(),
+                    ))
+                }
+            }
             Verdict::Allow { .. } => Ok(Plan::Forward {
                 listing: listing.clone(),
                 method: method.to_owned(),

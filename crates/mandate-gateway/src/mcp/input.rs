@@ -91,22 +91,26 @@ pub(super) fn take_retry(params: &mut Option<Value>) -> Option<Retry> {
         .and_then(Value::as_str)
         .and_then(Held::parse)?;
     map.remove("requestState");
-    let answer = match map.get_mut("inputResponses").and_then(Value::as_object_mut) {
-        Some(responses) => {
-            let answer = responses.remove(INPUT_KEY);
-            if responses.is_empty() {
-                map.remove("inputResponses");
-            }
-            answer
-        }
-        None => None,
-    };
+    let answer = take_response(map, INPUT_KEY);
     let accepted = answer
         .as_ref()
         .and_then(|a| a.get("action"))
         .and_then(Value::as_str)
         == Some("accept");
     Some(Retry { held, accepted })
+}
+
+/// Takes the response under `key` off a retry's `inputResponses` (dropped when it
+/// holds nothing else), so that it does not go upstream.
+pub(super) fn take_response(params: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    let responses = params
+        .get_mut("inputResponses")
+        .and_then(Value::as_object_mut)?;
+    let answer = responses.remove(key);
+    if responses.is_empty() {
+        params.remove("inputResponses");
+    }
+    answer
 }
 
 /// The `input_required` result asking the client to show the person `url`.

@@ -15,6 +15,7 @@ use mandate_policy::CallAction;
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
+use super::asked;
 use super::input::{self, Held, Retry};
 use super::{Exchange, json_response, set};
 use crate::GatewayError;
@@ -53,6 +54,22 @@ impl Exchange<'_> {
         if method == "initialize" {
             return self.initialize(id, params).await;
         }
+        if method == "subscriptions/listen" && self.stateless {
+            let resources = match self.subscribable(params.as_ref()).await {
+                Ok(resources) => resources,
+                Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
+            };
+            return match self.gateway.listen(
+                self.caller,
+                self.server,
+                id.clone(),
+                params.as_ref(),
+                resources,
+            ) {
+                Ok(stream) => stream,
+                Err(e) => json_response(StatusCode::OK, &e.response(id), None),
+            };
+        }
         let plan = match self.plan(method, params).await {
             Ok(plan) => plan,
             Err(e) => return json_response(StatusCode::OK, &e.response(id), None),
@@ -82,16 +99,16 @@ impl Exchange<'_> {
             "ping" => Ok(Plan::Local(Ok(json!({})))),
             "server/discover" => Ok(Plan::Local(Ok(json!({
                 "supportedVersions": revision::SUPPORTED,
-                "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
+                "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
                 "serverInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
             })))),
             "tools/list" => self.list_tools().await,
             "tools/call" => {
                 let mut params = params;
-                let retry = if self.stateless {
-                    input::take_retry(&mut params)
+                let (retry, asked) = if self.stateless {
+                    (input::take_retry(&mut params), asked::take_ask(&mut params))
                 } else {
-                    None
+                    (None, None)
                 };
                 let call = ToolCall::parse(params)?;
                 let snapshot = gateway.snapshot(&self.caller.mandate).await?;
@@ -102,6 +119,14 @@ impl Exchange<'_> {
                         .await?;
                     return Ok(Plan::Local(hidden(call.name())));
                 };
+                if let Some(asked) = asked {
+                    // The answer to what the upstream asked during this call, which was
+                    // allowed and forwarded in an earlier round: the same call goes on.
+                    let answer =
+                        asked::answer(gateway, self.caller, listing, asked, self.answerable)
+                            .await?;
+                    return Ok(Plan::Local(answer));
+                }
                 let decided = Call {
                     action: CallAction::CallTool,
                     target: listing.target(),

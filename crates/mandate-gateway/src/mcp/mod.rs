@@ -10,6 +10,7 @@
 //! request ids of our own.
 
 mod aggregate;
+pub(crate) mod asked;
 mod input;
 mod methods;
 
@@ -21,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +31,7 @@ use mandate_core::calls::Caller;
 use mandate_core::trace::{self, TraceContext};
 use mandate_mcp::Outcome;
 use mandate_mcp::jsonrpc::{self, Message, code};
-use mandate_mcp::revision::{self, RequestHeaders};
+use mandate_mcp::revision::{self, Answerable, RequestHeaders};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -38,7 +39,7 @@ use tracing::Instrument as _;
 use crate::catalog::Listing;
 use crate::edge::{Resource, caller, host_allowed, origin_allowed};
 use crate::error::rpc_error;
-use crate::relay::{ChannelStream, Relay, record_outcome};
+use crate::relay::{Relay, event_stream, record_outcome};
 use crate::{Gateway, GatewayError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -48,7 +49,7 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
     Router::new()
         .route(
             "/mcp",
-            get(not_allowed)
+            get(|s: State<Gateway>, u: Uri, h: HeaderMap| stream(s, None, u, h))
                 .post(
                     |s: State<Gateway>, m: Method, u: Uri, h: HeaderMap, b: Bytes| {
                         serve(s, None, m, u, h, b)
@@ -58,16 +59,20 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
         )
         .route(
             "/mcp/{server}",
-            get(not_allowed)
-                .post(
-                    |s: State<Gateway>,
-                     Path(server): Path<String>,
-                     m: Method,
-                     u: Uri,
-                     h: HeaderMap,
-                     b: Bytes| { serve(s, Some(server), m, u, h, b) },
-                )
-                .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
+            get(
+                |s: State<Gateway>, Path(server): Path<String>, u: Uri, h: HeaderMap| {
+                    stream(s, Some(server), u, h)
+                },
+            )
+            .post(
+                |s: State<Gateway>,
+                 Path(server): Path<String>,
+                 m: Method,
+                 u: Uri,
+                 h: HeaderMap,
+                 b: Bytes| { serve(s, Some(server), m, u, h, b) },
+            )
+            .delete(|s: State<Gateway>, u: Uri, h: HeaderMap| delete(s, u, h)),
         )
         .route(
             "/.well-known/oauth-protected-resource/mcp",
@@ -85,13 +90,44 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-async fn not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "POST, DELETE")],
-        "this endpoint has no standalone event stream",
-    )
-        .into_response()
+/// GET: a session client's standalone event stream (2025-xx), which carries the tool
+/// list changes it may see (`listen.rs`). Without a session there is none: 405.
+async fn stream(
+    State(gateway): State<Gateway>,
+    server: Option<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !origin_allowed(&gateway, &headers) || !host_allowed(&gateway, &headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Some(session) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST, DELETE")],
+            "the standalone event stream belongs to a session",
+        )
+            .into_response();
+    };
+    let resource = Resource::Mcp {
+        server: server.as_deref(),
+    };
+    let caller = match caller(&gateway, &Method::GET, &uri, &headers, resource).await {
+        Ok(c) => Arc::new(c),
+        Err(r) => return r,
+    };
+    if gateway
+        .sessions
+        .touch(session, caller.agent.id, caller.mandate.id)
+        .await
+        .is_none()
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match gateway.listen_in_session(&caller, server.as_deref(), session) {
+        Ok(stream) => stream,
+        Err(e) => crate::error::error_response(&e),
+    }
 }
 
 /// RFC 9728 protected-resource metadata for the MCP endpoint.
@@ -173,6 +209,8 @@ pub(crate) struct Exchange<'a> {
     /// The client offered URL elicitation: when it initialized (2025-11-25), or in
     /// this request's `_meta` client capabilities (2026-07-28).
     url_elicitation: bool,
+    /// What a 2026-07-28 client declared it can answer when an upstream asks.
+    answerable: Answerable,
     stateless: bool,
     accepts_sse: bool,
 }
@@ -294,6 +332,7 @@ async fn serve_in(
     let accepts_sse = header("accept").is_some_and(|a| a.contains("text/event-stream"));
     let mut session = None;
     let mut url_elicitation = false;
+    let mut answerable = Answerable::default();
     if !stateless && let Some(id) = header(SESSION_HEADER) {
         let Some((_, capabilities)) = gateway
             .sessions
@@ -312,6 +351,7 @@ async fn serve_in(
     }
     if let (true, Message::Request { params, .. }) = (stateless, &message) {
         url_elicitation = revision::offers_url_elicitation(params.as_ref());
+        answerable = Answerable::declared(params.as_ref());
     }
     if let (true, Message::Request { method, params, id }) = (stateless, &message)
         && let Err(e) = revision::check_stateless_headers(
@@ -337,6 +377,7 @@ async fn serve_in(
         server: server.as_deref(),
         session,
         url_elicitation,
+        answerable,
         stateless,
         accepts_sse,
     };
@@ -396,7 +437,7 @@ impl Exchange<'_> {
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str);
         let version = revision::negotiate(requested);
-        let mut capabilities = json!({"tools": {"listChanged": false}});
+        let mut capabilities = json!({"tools": {"listChanged": true}});
         let mut server_info =
             json!({"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")});
         let mut instructions = Value::Null;
@@ -423,7 +464,7 @@ impl Exchange<'_> {
             }
         } else {
             capabilities = json!({
-                "tools": {"listChanged": false},
+                "tools": {"listChanged": true},
                 "resources": {},
                 "prompts": {},
                 "logging": {},
@@ -482,7 +523,9 @@ impl Exchange<'_> {
         tool_name: Option<String>,
     ) -> Response {
         let (events_tx, mut events) = mpsc::channel::<Value>(64);
-        let wants_events = self.accepts_sse && !self.stateless;
+        // A 2026-07-28 client is asked what the upstream asks as input_required
+        // (`asked.rs`); a session client gets it on an event stream.
+        let wants_events = self.accepts_sse || self.stateless;
         // The call records its own outcome, and is polled here, in the request's task
         // (no hand-off to another task on the common path); a client that goes away
         // does not cancel a call already forwarded: it is finished in a task of its own.
@@ -523,6 +566,25 @@ impl Exchange<'_> {
             }
             .instrument(upstream),
         );
+        if self.stateless {
+            // Only a tool call's retry continues a parked call: what an upstream asks
+            // during anything else is refused on the client's behalf.
+            let answerable = if method == "tools/call" {
+                self.answerable
+            } else {
+                Answerable::default()
+            };
+            let answer =
+                asked::first_round(self.gateway, self.caller, listing, call, events, answerable)
+                    .await;
+            return tracing::info_span!(target: trace::TARGET, "response").in_scope(|| {
+                json_response(
+                    StatusCode::OK,
+                    &to_response(id, answer.map(|o| self.shaped(method, o))),
+                    None,
+                )
+            });
+        }
         // Whichever comes first: the answer (JSON) or an event (switch to SSE).
         let first = tokio::select! {
             biased;
@@ -583,16 +645,7 @@ impl Exchange<'_> {
                         }
                     }
                 });
-                let body = Body::new(ChannelStream(rx));
-                let mut response = Response::new(body);
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                response
+                event_stream(rx)
             }
         }
     }
@@ -602,9 +655,9 @@ impl Exchange<'_> {
 /// went away), it is finished in a task of its own, outcome recorded: a call already
 /// forwarded is never cut halfway, and never left unrecorded. [`Forwarded::cancel`]
 /// drops it for good (an event stream whose client went away: its call is abandoned).
-type Answer = Result<Outcome, GatewayError>;
+pub(crate) type Answer = Result<Outcome, GatewayError>;
 
-struct Forwarded(Option<Pin<Box<dyn Future<Output = Answer> + Send>>>);
+pub(crate) struct Forwarded(Option<Pin<Box<dyn Future<Output = Answer> + Send>>>);
 
 impl Forwarded {
     fn new(call: impl Future<Output = Answer> + Send + 'static) -> Self {

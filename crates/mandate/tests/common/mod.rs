@@ -262,7 +262,7 @@ impl Fixture {
         Fixture::start_with(&[])
     }
 
-    /// With more arguments for `mcp_fixture_server.py` (e.g. `--trace-log PATH`).
+    /// With more arguments for `mcp_fixture_server.py` (`--trace-log PATH`, `--dynamic`).
     pub fn start_with(extra: &[&str]) -> Fixture {
         let (child, url) = listening(
             Command::new("python3")

@@ -32,6 +32,12 @@ Usage:
   --trace-log PATH (HTTP)          append each request's traceparent / tracestate and
                                    JSON body to PATH, one JSON line each (tracing tests).
 
+  --dynamic                        add the tool `add_tool`, which adds the tool `extra`
+                                   to the list and sends notifications/tools/list_changed,
+                                   and `touch_resource`, which changes the text of
+                                   test://watched-resource. Off by default (the
+                                   conformance runner sees the fixed list).
+
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
 than http://localhost|127.0.0.1|[::1] (any port) is answered 403.
@@ -396,6 +402,21 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         return types.CallToolResult(content=[_text(text)])
     if name == "delete_everything":
         return types.CallToolResult(content=[_text(DELETE_EVERYTHING_TEXT)])
+    if name == "add_tool" and "add_tool" in TOOL_NAMES:
+        if "extra" not in TOOL_NAMES:
+            TOOLS.append(types.Tool(name="extra", description="Added by add_tool", input_schema=NO_ARGS))
+            TOOL_NAMES.add("extra")
+        try:
+            await ctx.session.send_tool_list_changed()
+        except Exception:  # noqa: BLE001  nobody listening is no failure
+            pass
+        return types.CallToolResult(content=[_text("added extra")])
+    if name == "touch_resource" and "touch_resource" in TOOL_NAMES:
+        global WATCHED_TEXT
+        WATCHED_TEXT = WATCHED_TEXT + " Touched."
+        return types.CallToolResult(content=[_text("touched test://watched-resource")])
+    if name == "extra" and "extra" in TOOL_NAMES:
+        return types.CallToolResult(content=[_text("extra")])
     raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
 
 
@@ -710,7 +731,19 @@ def main() -> None:
         metavar="PATH",
         help="HTTP only: append each request's traceparent / tracestate headers and JSON body to PATH",
     )
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="add the tool add_tool, which adds the tool extra and sends tools/list_changed",
+    )
     args = parser.parse_args()
+    if args.dynamic:
+        TOOLS.append(types.Tool(name="add_tool", description="Adds the tool extra", input_schema=NO_ARGS))
+        TOOL_NAMES.add("add_tool")
+        TOOLS.append(
+            types.Tool(name="touch_resource", description="Changes test://watched-resource", input_schema=NO_ARGS)
+        )
+        TOOL_NAMES.add("touch_resource")
     try:
         if args.stdio:
             asyncio.run(serve_stdio())

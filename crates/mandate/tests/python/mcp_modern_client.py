@@ -12,6 +12,10 @@ approves the approval the page names (POST BASE/v1/approvals/{id}/approve with t
 person's API token; the id is the URL's last segment) and answers `accept`. The SDK
 then retries the call with the answer and the echoed request state.
 
+With --answer JSON, a form-mode elicitation (one an upstream tool asks during the
+call, relayed by the gateway as `input_required`) is accepted with that content;
+without it, it is declined.
+
 Output, one JSON line each: {"asked": URL, "mode": ...} per elicitation, then
 {"result": {...}} (the tool result, wire names) or {"error": {...}}.
 """
@@ -56,7 +60,10 @@ async def run(args: argparse.Namespace) -> int:
         url = getattr(params, "url", None)
         emit({"asked": url, "mode": getattr(params, "mode", None)})
         if not url:
-            return types.ElicitResult(action="decline")
+            if args.answer is None:
+                return types.ElicitResult(action="decline")
+            emit({"message": getattr(params, "message", None)})
+            return types.ElicitResult(action="accept", content=json.loads(args.answer))
         approval = url.rstrip("/").rsplit("/", 1)[-1]
         await asyncio.to_thread(approve, args.api, args.person, approval)
         return types.ElicitResult(action="accept")
@@ -87,6 +94,7 @@ def main() -> int:
     p.add_argument("--arguments", default="{}")
     p.add_argument("--api", required=True, help="where the person's API is (approvals)")
     p.add_argument("--person", required=True, help="the person's API token")
+    p.add_argument("--answer", help="content to accept a form-mode elicitation with (JSON)")
     return asyncio.run(run(p.parse_args()))
 
 
