@@ -129,6 +129,9 @@ impl PostgresStore {
 /// The channel replicas listen on for revocations.
 const REVOCATIONS: &str = "mandate_revocations";
 
+/// Any number of replicas share one PostgreSQL database.
+pub(crate) const SHARED: bool = true;
+
 /// Run in every transaction that revokes grants: PostgreSQL delivers the notification
 /// when (and only if) the transaction commits.
 pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_revocations', '')");

@@ -873,6 +873,10 @@ macro_rules! sql_store {
             fn backend(&self) -> &'static str {
                 $backend
             }
+
+            fn shared(&self) -> bool {
+                SHARED
+            }
         }
     };
 }

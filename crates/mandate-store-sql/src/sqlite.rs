@@ -171,6 +171,9 @@ impl SqliteStore {
     }
 }
 
+/// One process owns an SQLite database: no other replica shares it.
+pub(crate) const SHARED: bool = false;
+
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).
 pub(crate) const NOTIFY_REVOKED: Option<&str> = None;

@@ -509,6 +509,12 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// Which backend this is, for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
+    /// Whether other replicas may share this store (PostgreSQL), so that what one
+    /// replica remembers only in memory another does not know. An embedded store is
+    /// owned by one process: `false`.
+    fn shared(&self) -> bool {
+        false
+    }
     /// A number that changes whenever this replica learns that tool servers or tools
     /// may have changed (its own write, or another replica's notification), so that
     /// what is built from the catalog can be rebuilt at once. A store that does not

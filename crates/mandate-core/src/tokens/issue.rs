@@ -295,9 +295,9 @@ impl TokenService {
     /// (RFC 9449 §5.2). Public clients that did not may send a proof or not (the
     /// common MCP client libraries send none at the token endpoint).
     ///
-    /// The proof's use is pushed onto `used`: it is claimed in the store with the rest
-    /// of the request's writes, so a proof replayed at another replica (whose own
-    /// memory has not seen it) is refused there too.
+    /// On a store that replicas share, the proof's use is pushed onto `used`: it is
+    /// claimed in the store with the rest of the request's writes, so a proof replayed
+    /// at another replica (whose own memory has not seen it) is refused there too.
     pub(super) fn token_endpoint_dpop(
         &self,
         req: &TokenRequest,
@@ -316,12 +316,16 @@ impl TokenService {
                         now: self.clock.now().timestamp(),
                     },
                 )?;
-                used.push(UsedAssertion {
-                    issuer: DPOP_PROOF_USES.to_owned(),
+                // On a store that one process owns, this replica's memory is the
+                // only one that could see the proof again.
+                if self.store.shared() {
+                    used.push(UsedAssertion {
+                        issuer: DPOP_PROOF_USES.to_owned(),
                     jti: proof.replay_id(),
-                    expires_at: chrono::DateTime::from_timestamp(proof.expires_at(), 0)
-                        .unwrap_or_else(|| self.clock.now()),
-                });
+                        expires_at: chrono::DateTime::from_timestamp(proof.expires_at(), 0)
+                            .unwrap_or_else(|| self.clock.now()),
+                    });
+                }
                 Ok(Some(proof.jkt().to_owned()))
             }
             None => match required {

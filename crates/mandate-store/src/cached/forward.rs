@@ -582,6 +582,10 @@ impl Store for CachedStore {
         self.inner.backend()
     }
 
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
     fn catalog_generation(&self) -> u64 {
         self.shared
             .catalog
