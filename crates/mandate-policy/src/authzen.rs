@@ -9,8 +9,11 @@
 //! Request JSON is converted without a schema. Unknown fields are ignored.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid};
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
 use serde_json::{Map, Value};
 
 use crate::compile::CompiledSet;
@@ -454,8 +457,11 @@ impl CompiledSet {
         if let Some(props) = action.properties.as_ref().filter(|p| !p.is_empty()) {
             context.insert("action_properties".into(), Value::Object(props.clone()));
         }
-        let context = Context::from_json_value(Value::Object(context), None)
-            .map_err(|e| format!("the context is not valid: {e}"))?;
+        let context = match plain_record(&context).map(Context::from_pairs) {
+            Some(Ok(context)) => context,
+            _ => Context::from_json_value(Value::Object(context), None)
+                .map_err(|e| format!("the context is not valid: {e}"))?,
+        };
         let entities = if overlays.is_empty() {
             Cow::Borrowed(&self.stored)
         } else {
@@ -484,31 +490,40 @@ impl CompiledSet {
             return Ok(None);
         };
         let invalid = |e: &dyn std::fmt::Display| format!("`{what}.properties` are not valid: {e}");
-        // The request's properties, read by Cedar's own JSON parser.
-        let given = Entity::from_json_value(
-            serde_json::json!({
-                "uid": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() },
-                "attrs": props,
-                "parents": [],
-            }),
-            None,
-        )
-        .map_err(|e| invalid(&e))?;
-        let Some(stored) = self.stored.get(uid) else {
-            return Ok(Some(given));
+        // Plain JSON (no `__entity` / `__extn` escapes, integers only) is made into
+        // Cedar values directly; anything else is read by Cedar's own JSON parser.
+        let given: HashMap<String, RestrictedExpression> = match plain_record(props) {
+            Some(given) => given.into_iter().collect(),
+            None => {
+                let parsed = Entity::from_json_value(
+                    serde_json::json!({
+                        "uid": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() },
+                        "attrs": props,
+                        "parents": [],
+                    }),
+                    None,
+                )
+                .map_err(|e| invalid(&e))?;
+                parsed.into_inner().1
+            }
         };
-        if stored.tags().next().is_some() {
-            // Tags travel only through JSON: the whole entity goes that way.
-            return self
-                .overlay_by_json(stored, props)
-                .map(Some)
-                .map_err(|e| invalid(&e));
-        }
-        // The stored attributes (values already, never parsed again) with the request's
-        // over them; the stored parents.
-        let (_, mut attrs, parents) = stored.clone().into_inner();
-        let (_, given, _) = given.into_inner();
-        attrs.extend(given);
+        let (attrs, parents) = match self.stored.get(uid) {
+            None => (given, HashSet::new()),
+            Some(stored) if stored.tags().next().is_some() => {
+                // Tags travel only through JSON: the whole entity goes that way.
+                return self
+                    .overlay_by_json(stored, props)
+                    .map(Some)
+                    .map_err(|e| invalid(&e));
+            }
+            Some(stored) => {
+                // The stored attributes (values already, never parsed again) with the
+                // request's over them; the stored parents.
+                let (_, mut attrs, parents) = stored.clone().into_inner();
+                attrs.extend(given);
+                (attrs, parents)
+            }
+        };
         Entity::new(uid.clone(), attrs, parents)
             .map(Some)
             .map_err(|e| invalid(&e))
@@ -631,6 +646,46 @@ impl CompiledSet {
     }
 }
 
+/// A JSON object's members as Cedar values, built directly, when every value is plain
+/// JSON that Cedar's JSON parser (without a schema) reads one way only: booleans,
+/// strings, 64-bit integers, arrays (sets) and objects (records) of them. `None` for
+/// anything else — a member whose name starts with `__` (Cedar's `__entity` / `__extn`
+/// escapes), `null`, a number that is not a 64-bit integer — which the caller hands
+/// to Cedar's own parser, so that its rules and its errors stay the only ones. (The
+/// parser tries the escapes on every object, building an error for each miss: a few
+/// per cent of an AuthZEN evaluation.)
+fn plain_record(members: &Map<String, Value>) -> Option<Vec<(String, RestrictedExpression)>> {
+    members
+        .iter()
+        .map(|(name, value)| {
+            if name.starts_with("__") {
+                None
+            } else {
+                plain_value(value).map(|v| (name.clone(), v))
+            }
+        })
+        .collect()
+}
+
+/// One value of [`plain_record`]. The nesting is bounded by serde_json's recursion
+/// limit (128) on what it parsed.
+fn plain_value(value: &Value) -> Option<RestrictedExpression> {
+    match value {
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
+        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
+        Value::Array(items) => items
+            .iter()
+            .map(plain_value)
+            .collect::<Option<Vec<_>>>()
+            .map(RestrictedExpression::new_set),
+        Value::Object(members) => {
+            plain_record(members).and_then(|fields| RestrictedExpression::new_record(fields).ok())
+        }
+        Value::Null => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -726,5 +781,111 @@ mod tests {
             set.overlay_by_json(stored, bad.as_object().unwrap())
                 .is_err()
         );
+    }
+
+    /// An entity of `attrs` read by Cedar's JSON parser, as Cedar writes it back.
+    fn by_cedar(attrs: &Value) -> Result<Value, String> {
+        Entity::from_json_value(
+            json!({ "uid": { "type": "t", "id": "x" }, "attrs": attrs, "parents": [] }),
+            None,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|e| e.to_json_value().map_err(|e| e.to_string()))
+    }
+
+    /// The same entity with its attributes built by [`plain_record`], if it took them.
+    fn by_us(attrs: &Value) -> Option<Value> {
+        let fields = plain_record(attrs.as_object()?)?;
+        let uid: EntityUid = r#"t::"x""#.parse().unwrap();
+        let entity = Entity::new(uid, fields.into_iter().collect(), HashSet::new()).unwrap();
+        Some(entity.to_json_value().unwrap())
+    }
+
+    fn plain_value_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            Just(Value::Null),
+            "[a-z_\\u{e9}\"\\\\]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("(__)?[a-z_]{0,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// What `plain_record` builds is what Cedar's JSON parser would have read, and
+        /// it leaves to that parser exactly what it could read otherwise or refuse.
+        #[test]
+        fn plain_values_mean_what_cedar_s_json_meant(
+            attrs in proptest::collection::btree_map("(__)?[a-z]{0,4}", plain_value_strategy(), 0..5)
+        ) {
+            let attrs = Value::Object(attrs.into_iter().collect());
+            let cedar = by_cedar(&attrs);
+            match by_us(&attrs) {
+                Some(ours) => proptest::prop_assert_eq!(Ok(ours), cedar),
+                // Left to Cedar only for an escape, a null or a number that is not
+                // a 64-bit integer somewhere inside.
+                None => proptest::prop_assert!(needs_cedar(&attrs), "{attrs}"),
+            }
+        }
+    }
+
+    /// Whether a value holds what `plain_record` must leave to Cedar's parser.
+    fn needs_cedar(value: &Value) -> bool {
+        match value {
+            Value::Null => true,
+            Value::Number(n) => n.as_i64().is_none(),
+            Value::Bool(_) | Value::String(_) => false,
+            Value::Array(items) => items.iter().any(needs_cedar),
+            Value::Object(m) => m.iter().any(|(k, v)| k.starts_with("__") || needs_cedar(v)),
+        }
+    }
+
+    #[test]
+    fn plain_values_and_what_is_left_to_cedar() {
+        for (attrs, plain) in [
+            (
+                json!({ "a": true, "b": "x", "c": i64::MIN, "d": i64::MAX }),
+                true,
+            ),
+            (
+                json!({ "s": [1, "two", [false]], "r": { "k": { "deep": [] } } }),
+                true,
+            ),
+            (json!({ "e": {} , "u": "\u{0}é\"" }), true),
+            (json!({ "big": u64::MAX }), false),
+            (json!({ "f": 1.5 }), false),
+            (json!({ "n": null }), false),
+            (
+                json!({ "o": { "__entity": { "type": "t", "id": "y" } } }),
+                false,
+            ),
+            (
+                json!({ "o": { "__extn": { "fn": "ip", "arg": "10.0.0.1" } } }),
+                false,
+            ),
+            (json!({ "__entity": { "type": "t", "id": "y" } }), false),
+            (json!({ "deep": [[[{ "x": [{ "__extn": 1 }] }]]] }), false),
+        ] {
+            let ours = by_us(&attrs);
+            assert_eq!(ours.is_some(), plain, "{attrs}");
+            if let Some(ours) = ours {
+                assert_eq!(Ok(ours), by_cedar(&attrs), "{attrs}");
+            }
+        }
+        // A context too: the same values, the same request meaning.
+        let context = json!({ "a": 1, "b": ["x"], "c": { "d": true } });
+        let pairs = plain_record(context.as_object().unwrap()).unwrap();
+        let ours = Context::from_pairs(pairs).unwrap();
+        let cedar = Context::from_json_value(context, None).unwrap();
+        assert_eq!(format!("{ours:?}"), format!("{cedar:?}"));
     }
 }
