@@ -427,4 +427,34 @@ async fn with_tracing_off_a_valid_client_context_passes_through_and_a_hostile_on
         1,
         "only the valid context is recorded"
     );
+
+    // A context only in the request's `_meta` (read after the token check when tracing
+    // is off): passed on and recorded just the same.
+    let meta_trace = "5bd66ef5095369c7b0d1f8f4bd33716a";
+    let meta_parent = format!("00-{meta_trace}-{CLIENT_SPAN}-01");
+    let resource = format!("{}/mcp", w.server.url);
+    let token = task_token(&w.server, &w.who.agent, &w.who.key, &w.mandate, &resource).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/mcp/fx", w.server.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "meta"},
+                       "_meta": {"traceparent": meta_parent}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let last = w.upstream_calls().last().cloned().unwrap();
+    assert_eq!(last["body"]["params"]["_meta"]["traceparent"], meta_parent);
+    let decisions = w.events("decision").await;
+    assert!(
+        decisions
+            .iter()
+            .any(|e| e["data"]["action"] == "call_tool" && e["data"]["trace_id"] == meta_trace),
+        "the _meta context is recorded"
+    );
 }

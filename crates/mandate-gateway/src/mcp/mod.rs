@@ -239,11 +239,13 @@ async fn serve(
             "host not allowed",
         );
     }
-    // Parsed before the token is checked (a malformed body is still refused after it):
-    // the client's trace context may be in the request's `params._meta`.
-    let parsed = Message::parse(&body);
+    // With tracing on, the body is parsed before the token is checked (a malformed
+    // one is still refused after it): a client's trace context in `params._meta` then
+    // parents every span of the request. With it off nothing is exported, and a body
+    // is parsed only once its token passed; `_meta` is read then.
+    let parsed = trace::enabled().then(|| Message::parse(&body));
     let incoming = TraceContext::from_headers(&headers).or_else(|| match &parsed {
-        Ok(Message::Request { params, .. }) => TraceContext::from_meta(params.as_ref()),
+        Some(Ok(Message::Request { params, .. })) => TraceContext::from_meta(params.as_ref()),
         _ => None,
     });
     let span = tracing::info_span!(
@@ -261,7 +263,7 @@ async fn serve(
         method,
         uri,
         headers,
-        parsed,
+        (parsed, body),
         context,
         span.clone(),
     )
@@ -279,29 +281,35 @@ async fn serve_in(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    parsed: Result<Message, jsonrpc::Malformed>,
+    (parsed, body): (Option<Result<Message, jsonrpc::Malformed>>, Bytes),
     context: Option<TraceContext>,
     span: tracing::Span,
 ) -> Response {
     let resource = Resource::Mcp {
         server: server.as_deref(),
     };
-    let caller = match caller(&gateway, &method, &uri, &headers, resource)
+    let mut caller = match caller(&gateway, &method, &uri, &headers, resource)
         .instrument(tracing::info_span!(target: trace::TARGET, "authentication"))
         .await
     {
-        Ok(mut c) => {
+        Ok(c) => {
             span.record("mandate.id", tracing::field::display(c.mandate.id));
             span.record("agent.id", tracing::field::display(c.agent.id));
-            c.trace = context;
-            Arc::new(c)
+            c
         }
         Err(r) => return r,
     };
-    let message = match parsed {
+    let message = match parsed.unwrap_or_else(|| Message::parse(&body)) {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Value::Null, e.code, &e.message),
     };
+    // Tracing off: a context the client sent in `_meta` (not in the headers) is read
+    // now, to be recorded and passed upstream.
+    caller.trace = context.or_else(|| match &message {
+        Message::Request { params, .. } => TraceContext::from_meta(params.as_ref()),
+        _ => None,
+    });
+    let caller = Arc::new(caller);
     if let Message::Request { method, .. } = &message {
         span.record("mcp.method", method.as_str());
     }
