@@ -1,0 +1,341 @@
+//! Change notifications: an upstream's tool list changes and resource updates told on
+//! `subscriptions/listen` (2026-07-28) and a session's GET stream, only to callers
+//! who may see them.
+
+use super::asks::modern_call;
+use super::*;
+
+/// Opens a 2026-07-28 `subscriptions/listen` stream for tool list changes on `url`;
+/// what arrives on it is gathered into the returned text.
+async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    listen_to(url, token, json!({"toolsListChanged": true})).await
+}
+
+/// `listen` with the notifications filter `filter`.
+async fn listen_to(
+    url: &str,
+    token: &str,
+    filter: Value,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+            "params": {"notifications": filter,
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    gathered(response)
+}
+
+/// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
+/// it is gathered into the returned text.
+async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+    session_stream_subscribed(url, token, None).await.0
+}
+
+/// `session_stream`, the session first subscribing to `uri` (`resources/subscribe`)
+/// when one is given; the subscription's answer.
+async fn session_stream_subscribed(
+    url: &str,
+    token: &str,
+    uri: Option<&str>,
+) -> (std::sync::Arc<std::sync::Mutex<String>>, Value) {
+    let client = reqwest::Client::new();
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut subscribed = Value::Null;
+    if let Some(uri) = uri {
+        subscribed = client
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+                "params": {"uri": uri}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+    let stream = client
+        .get(url)
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    (gathered(stream), subscribed)
+}
+
+/// The messages gathered from an event stream once its text holds `awaited` (or after
+/// ten seconds), and that text.
+async fn messages_once(seen: &std::sync::Mutex<String>, awaited: &str) -> (String, Vec<Value>) {
+    let mut heard = String::new();
+    for _ in 0..100 {
+        heard = seen.lock().unwrap().clone();
+        if heard.contains(awaited) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let messages = heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    (heard, messages)
+}
+
+/// What an event stream (status 200) sends, gathered into a text as it arrives.
+fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
+    assert_eq!(stream.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    seen
+}
+
+/// A server in front of the `--dynamic` fixture (`fx`) and, with `other`, a plain one
+/// (`other`); `token(tools)` is a task token of a mandate scoped to `tools`.
+struct Watching {
+    server: Server,
+    admin: String,
+    who: common::Actors,
+    _fixtures: Vec<Fixture>,
+    _dir: tempfile::TempDir,
+}
+
+impl Watching {
+    async fn start(other: bool) -> Watching {
+        let mut fixtures = vec![("fx", Fixture::start_with(&["--dynamic"]))];
+        if other {
+            fixtures.push(("other", Fixture::start()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &[]);
+        let admin = admin_token(dir.path());
+        for (name, fixture) in &fixtures {
+            created(
+                &server,
+                "/v1/tool-servers",
+                &admin,
+                json!({"name": name, "transport": {"kind": "mcp_http", "url": fixture.url}}),
+            )
+            .await;
+        }
+        let who = common::human_and_agent(&server, &admin).await;
+        Watching {
+            server,
+            admin,
+            who,
+            _fixtures: fixtures.into_iter().map(|(_, f)| f).collect(),
+            _dir: dir,
+        }
+    }
+
+    async fn token(&self, tools: Value) -> String {
+        let terms = json!({"intent": "Watch the tools", "scope": {"tools": tools},
+            "data_ceiling": "internal", "mode": "execute"});
+        let mandate = common::consented_mandate(&self.server, &self.admin, &self.who, terms).await;
+        let resource = format!("{}/mcp", self.server.url);
+        task_token(
+            &self.server,
+            &self.who.agent,
+            &self.who.key,
+            &mandate,
+            &resource,
+        )
+        .await
+    }
+}
+
+/// An upstream whose tools change is noticed (the gateway polls the listening
+/// tenants' servers): a 2026-07-28 client listening on that server, whose scope
+/// covers its tools, is told `notifications/tools/list_changed` on its
+/// `subscriptions/listen` stream (after the acknowledgement, tagged with the
+/// stream's id), a session client on its standalone GET stream; a caller who cannot
+/// see that server hears nothing on either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
+    let w = Watching::start(true).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}]))
+        .await;
+    let stranger = w.token(json!([{"tool": "other.echo"}])).await;
+    let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
+    let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
+    let in_session = session_stream(&format!("{}/mcp", server.url), &token).await;
+    let stranger_in_session = session_stream(&format!("{}/mcp", server.url), &stranger).await;
+    // Without a session there is no standalone stream.
+    let response = reqwest::Client::new()
+        .get(format!("{}/mcp", server.url))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    // The poller's first look at the servers.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, added) = modern_call(
+        &format!("{}/mcp/fx", server.url),
+        &token,
+        "add_tool",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(
+        added["result"]["content"][0]["text"], "added extra",
+        "{added}"
+    );
+    let (heard, messages) = messages_once(&told, "notifications/tools/list_changed").await;
+    assert_eq!(
+        messages[0]["method"], "notifications/subscriptions/acknowledged",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/tools/list_changed",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{heard}"
+    );
+    // The session client's GET stream, the same notification without a subscription.
+    let (heard, messages) = messages_once(&in_session, "list_changed").await;
+    assert_eq!(
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}})
+        ),
+        "{heard}"
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("list_changed"), "{stranger_heard}");
+    let stranger_heard = not_told.lock().unwrap().clone();
+    assert!(stranger_heard.contains("acknowledged"), "{stranger_heard}");
+    assert!(
+        !stranger_heard.contains("list_changed"),
+        "a caller who cannot see the server was told: {stranger_heard}"
+    );
+}
+
+/// A resource a 2026-07-28 client subscribed to on `subscriptions/listen`
+/// (`resourceSubscriptions`, honoured only where its mandate lets it read the
+/// server's resources) is read by the gateway's poller; when its contents change the
+/// stream is told `notifications/resources/updated`. A caller who may not read that
+/// server's resources is not honoured the subscription and hears nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_update_reaches_only_who_may_read_it() {
+    let w = Watching::start(false).await;
+    let server = &w.server;
+    let token = w
+        .token(json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"}]))
+        .await;
+    let stranger = w.token(json!([{"tool": "fx.echo"}])).await;
+    let url = format!("{}/mcp/fx", server.url);
+    let filter = json!({"resourceSubscriptions": ["test://watched-resource"]});
+    let told = listen_to(&url, &token, filter.clone()).await;
+    let not_told = listen_to(&url, &stranger, filter).await;
+    // Session clients subscribe with resources/subscribe and hear on their GET stream.
+    let watched = "test://watched-resource";
+    let (in_session, subscribed) = session_stream_subscribed(&url, &token, Some(watched)).await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    let (stranger_in_session, refused) =
+        session_stream_subscribed(&url, &stranger, Some(watched)).await;
+    assert_eq!(refused["error"]["code"], REFUSED, "{refused}");
+    // The poller's first read.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, touched) = modern_call(
+        &url,
+        &token,
+        "touch_resource",
+        json!({}),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{touched}");
+    let (heard, messages) = messages_once(&told, "notifications/resources/updated").await;
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({"resourceSubscriptions": ["test://watched-resource"]}),
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["method"], "notifications/resources/updated",
+        "{heard}"
+    );
+    assert_eq!(
+        messages[1]["params"]["uri"], "test://watched-resource",
+        "{heard}"
+    );
+    let stranger_heard = not_told.lock().unwrap().clone();
+    let messages: Vec<Value> = stranger_heard
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(messages.len(), 1, "{stranger_heard}");
+    assert_eq!(
+        messages[0]["params"]["notifications"],
+        json!({}),
+        "{stranger_heard}"
+    );
+    let (heard, messages) = messages_once(&in_session, "resources/updated").await;
+    assert_eq!(
+        messages.first(),
+        Some(
+            &json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": watched}})
+        ),
+        "{heard}"
+    );
+    let stranger_heard = stranger_in_session.lock().unwrap().clone();
+    assert!(!stranger_heard.contains("updated"), "{stranger_heard}");
+}
