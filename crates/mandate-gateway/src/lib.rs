@@ -175,7 +175,7 @@ impl Gateway {
         tokens: Arc<TokenService>,
         config: GatewayConfig,
         broker: Option<Arc<Broker>>,
-    ) -> Gateway {
+    ) -> Result<Gateway, GatewayError> {
         let credentials: Arc<dyn Credentials> = match &broker {
             Some(b) => b.clone(),
             None => Arc::new(NoCredentials),
@@ -184,7 +184,10 @@ impl Gateway {
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            // Never a default client in its place: that one follows redirects.
+            .map_err(|e| {
+                GatewayError::Unavailable(format!("the upstream HTTP client cannot be built: {e}"))
+            })?;
         let settings = CallSettings {
             approval_ttl: config.approval_ttl,
             capture_arguments: config.capture_arguments,
@@ -223,7 +226,7 @@ impl Gateway {
             broker,
             http,
         });
-        Gateway { inner }
+        Ok(Gateway { inner })
     }
 
     /// Whether what `caller` holds open (a parked call, a stream) must end: its token

@@ -58,6 +58,12 @@ struct FileConfig {
     /// After SIGTERM, how long requests in flight may take before they are cut and the
     /// process stops anyway (default 60; 1 to 3600).
     shutdown_grace_seconds: Option<u64>,
+    /// Open client connections at most (default 4096; 16 to 1000000); beyond them, 64
+    /// more get the health endpoints only, the rest wait in the backlog.
+    max_connections: Option<usize>,
+    /// How long a request's headers may take to arrive (default 10; 1 to 300); also
+    /// how long a kept-alive connection may sit idle.
+    header_read_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -574,6 +580,10 @@ pub struct Config {
     pub console_oidc: Option<ConsoleOidcSettings>,
     /// After SIGTERM, how long requests in flight may take (then they are cut).
     pub shutdown_grace_seconds: u64,
+    /// The listener's connection cap (see `listen.rs`).
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive.
+    pub header_read_timeout_seconds: u64,
     /// OpenTelemetry traces; `None`: off (the default).
     pub tracing: Option<TracingSettings>,
 }
@@ -718,6 +728,20 @@ impl Config {
                 message: "must be between 1 and 3600".to_owned(),
             });
         }
+        let max_connections = file.max_connections.unwrap_or(4096);
+        if !(16..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::Value {
+                origin: "config key `max_connections`".to_owned(),
+                message: "must be between 16 and 1000000".to_owned(),
+            });
+        }
+        let header_read_timeout_seconds = file.header_read_timeout_seconds.unwrap_or(10);
+        if !(1..=300).contains(&header_read_timeout_seconds) {
+            return Err(ConfigError::Value {
+                origin: "config key `header_read_timeout_seconds`".to_owned(),
+                message: "must be between 1 and 300".to_owned(),
+            });
+        }
         let policies_dir = flags
             .policies
             .clone()
@@ -798,6 +822,8 @@ impl Config {
             log_format,
             expiry_sweep_seconds,
             shutdown_grace_seconds,
+            max_connections,
+            header_read_timeout_seconds,
         })
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod listen;
 mod ops;
 mod otlp;
 mod policy_cli;

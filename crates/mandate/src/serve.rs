@@ -166,12 +166,15 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
     let watcher = tokio::spawn(policies.watch(Duration::from_secs(config.policy_reload_seconds)));
     let (stop, stopped) = oneshot::channel::<()>();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let limits = crate::listen::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+    };
     let task = tokio::spawn(async move {
-        // The peer address lets the console rate-limit sign-ins per client.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // The peer address (ConnectInfo) lets the console rate-limit sign-ins per client.
         let draining = Arc::new(tokio::sync::Notify::new());
         let drain_started = draining.clone();
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serving = crate::listen::serve(listener, app, limits, async move {
             // A dropped sender stops the server too.
             let _ = stopped.await;
             drain_started.notify_one();
@@ -183,7 +186,7 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
         // Requests still running when the grace period ends are cut (their decisions
         // are durable already: nothing is forwarded before its decision is).
         let served = tokio::select! {
-            served = async { serving.await } => served.context("server failed"),
+            () = serving => Ok::<(), anyhow::Error>(()),
             () = async {
                 draining.notified().await;
                 tokio::time::sleep(grace).await;
@@ -425,7 +428,7 @@ async fn build_gateway(
         tokens.clone(),
         settings,
         broker,
-    ))
+    )?)
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -143,13 +143,16 @@ impl Api {
             let tokens = Arc::new(extend(tokens));
             service = service.with_tokens(tokens.clone());
             if with_gateway {
-                gateway = Some(mandate_gateway::Gateway::new(
-                    service.clone(),
-                    ledger,
-                    tokens,
-                    mandate_gateway::GatewayConfig::new(mandate_server::DEFAULT_PUBLIC_URL),
-                    None,
-                ));
+                gateway = Some(
+                    mandate_gateway::Gateway::new(
+                        service.clone(),
+                        ledger,
+                        tokens,
+                        mandate_gateway::GatewayConfig::new(mandate_server::DEFAULT_PUBLIC_URL),
+                        None,
+                    )
+                    .unwrap(),
+                );
             }
         }
         let app = mandate_server::app_with_gateway(
