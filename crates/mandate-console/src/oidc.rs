@@ -11,22 +11,19 @@
 //! ```
 //!
 //! Every refusal lands on the sign-in page with a plain message; the reason is logged
-//! without the code, tokens or the client secret. The pending sign-ins live in this
-//! replica's memory: behind a load balancer the round trip must return to the replica
-//! that started it (sticky sessions), or the person is asked to start again.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! without the code, tokens or the client secret. A pending sign-in is kept in the
+//! store (core's `Service::hold_external_sign_in`: sealed, only the browser's handle
+//! opens it, used once), so the callback may reach any replica behind a load balancer.
 
 use axum::extract::{Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Duration;
 use mandate_core::CoreError;
 use mandate_token::{OidcError, RelyingParty};
 use mandate_types::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layout::Flash;
 use crate::login::{LOGIN_COOKIE, Peer, random, render, safe_next};
@@ -34,8 +31,7 @@ use crate::session::{cookie, cookie_name, same, set_cookie};
 use crate::{Console, UiError};
 
 const FLOW_COOKIE: &str = "mandate_oidc";
-const FLOW_SECONDS: u64 = 600;
-const MAX_PENDING: usize = 10_000;
+const FLOW_SECONDS: i64 = 600;
 
 /// The console's external identity provider.
 #[derive(Debug)]
@@ -47,16 +43,15 @@ pub struct OidcLogin {
     tenant: String,
     /// The ID token claim holding the human's email.
     email_claim: String,
-    pending: Mutex<HashMap<String, Pending>>,
 }
 
-#[derive(Debug)]
+/// What a started sign-in needs at its callback, as held in the store (sealed there).
+#[derive(Serialize, Deserialize)]
 struct Pending {
-    state: Secret<String>,
-    nonce: Secret<String>,
-    code_verifier: Secret<String>,
+    state: String,
+    nonce: String,
+    code_verifier: String,
     next: String,
-    started: Instant,
 }
 
 impl OidcLogin {
@@ -71,33 +66,11 @@ impl OidcLogin {
             display_name: display_name.to_owned(),
             tenant: tenant.to_owned(),
             email_claim: email_claim.to_owned(),
-            pending: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn display_name(&self) -> &str {
         &self.display_name
-    }
-
-    fn keep(&self, handle: String, pending: Pending) -> bool {
-        let Ok(mut map) = self.pending.lock() else {
-            return false;
-        };
-        if map.len() >= MAX_PENDING {
-            map.retain(|_, p| p.started.elapsed() < Duration::from_secs(FLOW_SECONDS));
-            if map.len() >= MAX_PENDING {
-                return false;
-            }
-        }
-        map.insert(handle, pending);
-        true
-    }
-
-    /// The pending sign-in of this handle, once, while it lasts.
-    fn take(&self, handle: &str) -> Option<Pending> {
-        let mut map = self.pending.lock().ok()?;
-        map.remove(handle)
-            .filter(|p| p.started.elapsed() < Duration::from_secs(FLOW_SECONDS))
     }
 }
 
@@ -158,24 +131,43 @@ pub(crate) async fn start(
         }
     };
     let handle = random();
-    let kept = oidc.keep(
-        handle.clone(),
-        Pending {
-            state: authorization.state,
-            nonce: authorization.nonce,
-            code_verifier: authorization.code_verifier,
-            next,
-            started: Instant::now(),
-        },
-    );
-    if !kept {
-        return Err(UiError::TooManyAttempts);
+    let pending = Pending {
+        state: authorization.state.expose().clone(),
+        nonce: authorization.nonce.expose().clone(),
+        code_verifier: authorization.code_verifier.expose().clone(),
+        next: next.clone(),
+    };
+    let held = serde_json::to_string(&pending).map(Secret::new);
+    let held = match held {
+        Ok(held) => {
+            console
+                .service
+                .hold_external_sign_in(
+                    &oidc.tenant,
+                    &handle,
+                    &held,
+                    Duration::seconds(FLOW_SECONDS),
+                )
+                .await
+        }
+        Err(e) => Err(CoreError::Internal(e.to_string())),
+    };
+    if let Err(e) = held {
+        tracing::warn!(error = %e, "console OIDC sign-in cannot be held");
+        return Ok(refuse(
+            &console,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &next,
+            &format!(
+                "The sign-in with {} cannot start right now. Try again shortly.",
+                oidc.display_name
+            ),
+        ));
     }
     let mut response = Redirect::to(authorization.url.as_str()).into_response();
-    let max_age = i64::try_from(FLOW_SECONDS).unwrap_or(600);
     response.headers_mut().append(
         SET_COOKIE,
-        set_cookie(&console, FLOW_COOKIE, &handle, max_age),
+        set_cookie(&console, FLOW_COOKIE, &handle, FLOW_SECONDS),
     );
     Ok(response)
 }
@@ -199,7 +191,24 @@ pub(crate) async fn callback(
     };
     let name = oidc.display_name.clone();
     let again = format!("The sign-in with {name} did not complete. Please try again.");
-    let Some(pending) = cookie(&headers, FLOW_COOKIE).and_then(|h| oidc.take(h)) else {
+    let taken = match cookie(&headers, FLOW_COOKIE) {
+        Some(handle) if handle.len() <= 128 => console.service.take_external_sign_in(handle).await,
+        _ => Ok(None),
+    };
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!(error = %e, "console OIDC callback: the held sign-in cannot be read");
+            return Ok(refuse(
+                &console,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "/ui/",
+                &again,
+            ));
+        }
+    };
+    let pending = taken.and_then(|held| serde_json::from_str::<Pending>(held.expose()).ok());
+    let Some(pending) = pending else {
         tracing::info!("console OIDC callback refused: no pending sign-in for this browser");
         return Ok(refuse(
             &console,
@@ -211,10 +220,7 @@ pub(crate) async fn callback(
         ));
     };
     let next = pending.next.clone();
-    let state_ok = q
-        .state
-        .as_deref()
-        .is_some_and(|s| same(s, pending.state.expose()));
+    let state_ok = q.state.as_deref().is_some_and(|s| same(s, &pending.state));
     if !state_ok {
         tracing::warn!("console OIDC callback refused: state mismatch");
         return Ok(refuse(&console, StatusCode::BAD_REQUEST, &next, &again));
@@ -249,7 +255,12 @@ pub(crate) async fn callback(
     let now = console.service.clock().now().timestamp();
     let verified = oidc
         .relying_party
-        .finish(code, &pending.code_verifier, &pending.nonce, now)
+        .finish(
+            code,
+            &Secret::new(pending.code_verifier),
+            &Secret::new(pending.nonce),
+            now,
+        )
         .await;
     let email = match verified.and_then(|t| t.verified_email(&oidc.email_claim)) {
         Ok(email) => email,

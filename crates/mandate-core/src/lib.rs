@@ -23,6 +23,7 @@ pub mod calls;
 mod catalog;
 mod directory;
 mod error;
+mod external_sign_in;
 mod input;
 mod ledger;
 mod mandates;

@@ -98,12 +98,24 @@ impl GatewayError {
 /// A JSON-RPC error with an HTTP status of its own (a request refused before, or
 /// instead of, its method: `Origin`, session, protocol version, headers).
 pub(crate) fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         jsonrpc::error_response(id, code, message, None).to_string(),
     )
-        .into_response()
+        .into_response();
+    retry_after_if_unavailable(&mut response);
+    response
+}
+
+/// A 503 (the store or the ledger failed; nothing was forwarded) says when to try
+/// again: one second.
+pub(crate) fn retry_after_if_unavailable(response: &mut Response) {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
 }
 
 /// `e` for a request whose id was never read: its HTTP status, its JSON-RPC error.

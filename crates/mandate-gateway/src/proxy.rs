@@ -327,5 +327,7 @@ async fn handle(
 
 fn failure(e: &GatewayError) -> Response {
     let (status, error) = e.http();
-    problem(status, error, &e.to_string(), json!({}))
+    let mut response = problem(status, error, &e.to_string(), json!({}));
+    crate::error::retry_after_if_unavailable(&mut response);
+    response
 }

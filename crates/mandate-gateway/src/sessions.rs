@@ -1,6 +1,10 @@
-//! Client sessions of the session-based revisions (2025-06-18, 2025-11-25), in memory
-//! per replica: a client that reaches another replica is told its session is unknown
-//! (404) and initializes again, as the transport specifies.
+//! Client sessions of the session-based revisions (2025-06-18, 2025-11-25). A session's
+//! id seals its state (core's `Calls::seal_session`: signed by this replica's key), so
+//! every replica can resume it: a replica that does not know an id verifies it and
+//! adopts the session into its memory. What lives only here, per replica: the
+//! resources a session subscribed to and the requests upstreams sent to the client
+//! (elicitation, sampling), both tied to the event stream the client holds open with
+//! this replica; a client that reaches another one subscribes again there.
 //!
 //! A session is bound to the agent and mandate that opened it; a request of another
 //! agent or mandate naming it is treated as naming an unknown session. It also keeps
@@ -15,13 +19,14 @@ use axum::http::HeaderMap;
 use mandate_mcp::Upstream;
 
 use crate::catalog::Listing;
+use mandate_core::calls::{Caller, SessionState};
 use mandate_types::{AgentId, MandateId};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 /// The most sessions one replica keeps; the least recently used goes first.
 const MAX_SESSIONS: usize = 10_000;
-/// A session unused this long is forgotten.
+/// A session unused this long is forgotten here (its sealed id still resumes it).
 const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A server→client request unanswered this long is forgotten.
 const ASK_TTL: Duration = Duration::from_secs(10 * 60);
@@ -62,19 +67,10 @@ struct State {
     next_ask: u64,
 }
 
-/// 128 random bits; without randomness no session is opened.
-fn random_session_id() -> Option<String> {
-    mandate_token::random_id("mcs_").ok()
-}
-
 impl Sessions {
-    pub async fn open(
-        &self,
-        agent: AgentId,
-        mandate: MandateId,
-        version: &str,
-        client_capabilities: Value,
-    ) -> Option<String> {
+    /// Remembers session `id` (sealed by `Calls::seal_session`, here or at another
+    /// replica) with its state.
+    pub async fn open(&self, id: &str, opened: SessionState) {
         let mut state = self.inner.lock().await;
         let now = Instant::now();
         state
@@ -89,23 +85,21 @@ impl Sessions {
         {
             state.sessions.remove(&oldest);
         }
-        let id = random_session_id()?;
         state.sessions.insert(
-            id.clone(),
+            id.to_owned(),
             Session {
-                agent,
-                mandate,
-                version: version.to_owned(),
-                client_capabilities,
+                agent: opened.agent,
+                mandate: opened.mandate,
+                version: opened.version,
+                client_capabilities: opened.capabilities,
                 last_used: now,
                 resources: Vec::new(),
             },
         );
-        Some(id)
     }
 
-    /// The session's revision and client capabilities, if it exists and belongs to
-    /// this agent and mandate.
+    /// The session's revision and client capabilities, if this replica knows it and it
+    /// belongs to this agent and mandate (`Gateway::session` also resumes the others).
     pub async fn touch(
         &self,
         id: &str,
@@ -208,5 +202,40 @@ impl Sessions {
             .await
             .asks
             .remove(&(session.to_owned(), id.to_owned()))
+    }
+}
+
+impl crate::Gateway {
+    /// Session `id` of `caller`: from this replica's memory, or — opened at another
+    /// replica, or forgotten here — its sealed state, verified and adopted. `None` when
+    /// the id is unknown, forged, expired, or of another agent or mandate.
+    pub(crate) async fn session(&self, id: &str, caller: &Caller) -> Option<(String, Value)> {
+        let (agent, mandate) = (caller.agent.id, caller.mandate.id);
+        if let Some(known) = self.sessions.touch(id, agent, mandate).await {
+            return Some(known);
+        }
+        let sealed = self.calls.open_session(id).await?;
+        if sealed.agent != agent || sealed.mandate != mandate {
+            return None;
+        }
+        let known = (sealed.version.clone(), sealed.capabilities.clone());
+        self.sessions.open(id, sealed).await;
+        Some(known)
+    }
+
+    /// Opens a session for `caller` (at `initialize`): its sealed id.
+    pub(crate) async fn open_session(
+        &self,
+        caller: &Caller,
+        version: &str,
+        capabilities: &Value,
+    ) -> Option<String> {
+        let state = SessionState::new(caller.agent.id, caller.mandate.id, version, capabilities);
+        let id = self
+            .calls
+            .seal_session(&state, caller.mandate.terms.expires_at)
+            .ok()?;
+        self.sessions.open(&id, state).await;
+        Some(id)
     }
 }

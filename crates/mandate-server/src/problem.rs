@@ -9,6 +9,9 @@ use mandate_domain::LifecycleError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The problem type of a store or ledger that failed: transient, retried.
+const UNAVAILABLE: &str = "urn:mandate:problem:unavailable";
+
 /// An error response (`application/problem+json`, RFC 9457).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -84,6 +87,11 @@ impl IntoResponse for Problem {
         );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // A store that does not answer is expected back: say when to try again (a
+        // 503 for a part that is off, such as the broker, is not retried).
+        if self.kind == UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -189,8 +197,10 @@ impl From<JsonRejection> for Problem {
                 "payload-too-large",
                 "Payload too large",
                 format!(
-                    "the body exceeds the limit of {} bytes",
-                    crate::MAX_BODY_BYTES
+                    "the body exceeds this endpoint's limit: {} KiB (policy sets {} MiB, AuthZEN {} MiB)",
+                    crate::MAX_BODY_BYTES / 1024,
+                    crate::routes::policies::MAX_POLICY_BODY_BYTES / (1024 * 1024),
+                    crate::routes::authzen::MAX_AUTHZEN_BODY_BYTES / (1024 * 1024),
                 ),
             ),
             other => Problem::bad_request(other.body_text()),

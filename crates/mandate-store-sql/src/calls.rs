@@ -39,6 +39,58 @@ macro_rules! sql_calls {
 
         #[async_trait]
         impl ::mandate_store::Calls for $store {
+            async fn add_drift(
+                &self,
+                tenant: TenantId,
+                mandate: MandateId,
+                add: ::mandate_store::DriftTotals,
+                threshold: u64,
+                now: DateTime<Utc>,
+            ) -> Result<Option<::mandate_store::DriftTotals>, StoreError> {
+                let count = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt("drift count out of range".into()));
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let row = ::sqlx::query(
+                    "INSERT INTO drift_counts (mandate_id, tenant_id, denied, out_of_scope) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (mandate_id) DO UPDATE
+                       SET denied = drift_counts.denied + excluded.denied,
+                           out_of_scope = drift_counts.out_of_scope + excluded.out_of_scope
+                     RETURNING denied, out_of_scope, alerted_at",
+                )
+                .bind(mandate.to_string())
+                .bind(tenant.to_string())
+                .bind(count(add.denied)?)
+                .bind(count(add.out_of_scope)?)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| store_error(e, "drift count"))?;
+                let total = |column: &str| -> Result<u64, StoreError> {
+                    let n: i64 = row.try_get(column).map_err(corrupt)?;
+                    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {column}")))
+                };
+                let totals = ::mandate_store::DriftTotals {
+                    denied: total("denied")?,
+                    out_of_scope: total("out_of_scope")?,
+                };
+                let alerted: Option<i64> = row.try_get("alerted_at").map_err(corrupt)?;
+                let reached = threshold > 0 && totals.denied.saturating_add(totals.out_of_scope) >= threshold;
+                let claimed = if reached && alerted.is_none() {
+                    ::sqlx::query(
+                        "UPDATE drift_counts SET alerted_at = $1 WHERE mandate_id = $2 AND alerted_at IS NULL",
+                    )
+                    .bind(micros(now))
+                    .bind(mandate.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected()
+                        == 1
+                } else {
+                    false
+                };
+                tx.commit().await.map_err(unavailable)?;
+                Ok(claimed.then_some(totals))
+            }
+
             async fn spend(
                 &self,
                 tenant: TenantId,

@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "oauth",
         sql: include_str!("../migrations/postgres/0009_oauth.sql"),
     },
+    Migration {
+        version: 12,
+        name: "drift_counts",
+        sql: include_str!("../migrations/postgres/0012_drift_counts.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

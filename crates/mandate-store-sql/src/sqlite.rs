@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_next_event",
         sql: include_str!("../migrations/sqlite/0010_audit_next_event.sql"),
     },
+    Migration {
+        version: 12,
+        name: "drift_counts",
+        sql: include_str!("../migrations/sqlite/0012_drift_counts.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

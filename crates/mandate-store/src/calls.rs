@@ -35,8 +35,28 @@ pub struct CallKey<'a> {
     pub arguments_hash: &'a str,
 }
 
+/// A mandate's refused attempts, summed across replicas (drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriftTotals {
+    pub denied: u64,
+    pub out_of_scope: u64,
+}
+
 #[async_trait]
 pub trait Calls: Send + Sync {
+    /// Adds refused attempts counted by one replica to a mandate's drift totals. When
+    /// the totals reach `threshold` and no alert was claimed yet, claims it (one
+    /// conditional write: once across replicas) and returns the totals; otherwise
+    /// `None`.
+    async fn add_drift(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+        add: DriftTotals,
+        threshold: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DriftTotals>, StoreError>;
+
     /// Spends `calls` and `amount` of a mandate's budgets if both stay within `limits`;
     /// returns the usage after spending, or `None` (nothing spent) when either would
     /// be exceeded.

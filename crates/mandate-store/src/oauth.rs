@@ -33,6 +33,9 @@ pub enum OnceKind {
     /// A refresh token: used once, when it is rotated (written and spent only in the
     /// ledger's batches, see [`crate::Entry`]).
     RefreshToken,
+    /// A console sign-in through an external identity provider, between its redirect
+    /// and its callback (sealed: only the browser's handle opens it).
+    ConsoleSignIn,
 }
 
 impl OnceKind {
@@ -41,6 +44,7 @@ impl OnceKind {
             OnceKind::AuthorizationRequest => "authorization_request",
             OnceKind::AuthorizationCode => "authorization_code",
             OnceKind::RefreshToken => "refresh_token",
+            OnceKind::ConsoleSignIn => "console_sign_in",
         }
     }
 }

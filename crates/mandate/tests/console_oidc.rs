@@ -9,7 +9,8 @@
 //! `[console.oidc]`, oidc-provider (npm, pinned in `tests/oidc`) on loopback, and a real
 //! browser through the provider's own login and consent screens. A person whose email
 //! is a human's lands in the console signed in as that human; a person whose email is
-//! no one's is refused and gets no session; the client secret never reaches the log.
+//! no one's is refused and gets no session; the client secret never reaches the log; a
+//! sign-in started at one replica finishes at another.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -157,6 +158,83 @@ async fn sign_in_with_an_external_openid_provider() {
         "the client secret reached the log"
     );
     server.stop();
+}
+
+/// Two replicas on one PostgreSQL database; the provider sends the browser back to the
+/// public URL, which is replica B, while the sign-in started at replica A (no sticky
+/// sessions): B finds the held sign-in in the store and finishes it. Nothing the flow
+/// holds is in the database in the clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_started_at_one_replica_finishes_at_another() {
+    let db = common::Database::create("mandate_oidc_replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let (idp_port, b_port) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{b_port}");
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console.oidc]\nissuer = \"http://127.0.0.1:{idp_port}\"\nclient_id = \"mandate-console\"\n\
+             display_name = \"Test IdP\"\ndangerous_allow_insecure_loopback = true\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let flags = ["--config", config, "--database-url", db.url.as_str()];
+    let env = [
+        ("MANDATE_PUBLIC_URL", public.as_str()),
+        ("MANDATE_CONSOLE_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+    ];
+    let a = Server::start_with_env(&dir.path().join("a"), &flags, &env);
+    let b = Server::start_on(
+        &format!("127.0.0.1:{b_port}"),
+        &dir.path().join("b"),
+        &flags,
+        &env,
+    );
+    let _provider = Provider::start(idp_port, &format!("{public}/ui/login/oidc/callback"));
+    let admin = admin_token(&dir.path().join("a"));
+    created(
+        &a,
+        "/v1/humans",
+        &admin,
+        json!({"display_name": "Alice Liddell", "email": "alice@example.com"}),
+    )
+    .await;
+
+    let mut browser = Browser::open(&a.url, "console-oidc-replicas");
+    browser.goto("/ui/");
+    browser.see("Sign in with Test IdP");
+    browser.click("link", "Sign in with Test IdP");
+    let held = std::process::Command::new("psql")
+        .args([
+            db.url.as_str(),
+            "-qtAc",
+            "SELECT data FROM oauth_once WHERE kind = 'console_sign_in'",
+        ])
+        .output()
+        .unwrap();
+    let held = String::from_utf8_lossy(&held.stdout).into_owned();
+    assert_eq!(
+        held.lines().count(),
+        1,
+        "A held the sign-in in the store: {held}"
+    );
+    for secret in ["state", "nonce", "code_verifier", "/ui/"] {
+        assert!(!held.contains(secret), "`{secret}` in the clear: {held}");
+    }
+    browser.step(json!({"do": "fill", "placeholder": "Enter any login", "value": "alice"}));
+    browser.step(json!({"do": "fill", "placeholder": "and password", "value": "whatever"}));
+    browser.click("button", "Sign-in");
+    browser.click("button", "Continue");
+    browser.see("Hello, Alice Liddell");
+    assert!(
+        browser.url().starts_with(&format!("{public}/ui/")),
+        "finished at B: {}",
+        browser.url()
+    );
+    drop(browser);
+    drop((a, b));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,12 +31,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, JWT_BEARER, Server};
+use common::{BIN, JWT_BEARER, Server, jti_of};
 
 /// A small deterministic generator, so a failing round can be replayed from its seed.
 fn next(state: &mut u64) -> u64 {
@@ -160,15 +159,6 @@ const CLIENTS: usize = 8;
 
 fn start(data: &Path) -> Server {
     Server::start_with_env(data, &[], &[("MANDATE_PUBLIC_URL", PUBLIC_URL)])
-}
-
-fn jti_of(token: &str) -> String {
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    let claims: Value = serde_json::from_slice(&bytes).unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }
 
 #[derive(Default)]

@@ -337,6 +337,54 @@ async fn scope_decides_what_is_seen_and_called_and_approvals_pass_once() {
         "a hostile id is refused before any request"
     );
 
+    // Concurrent identical retries of an approved call: one passes; every other is
+    // held anew, told the same as a retry after it would be (the approval to ask for).
+    let url = format!("{}/mcp/fx", w.server.url);
+    let race = json!({"name": "delete_everything", "arguments": {"confirm": "race"}});
+    let held = rpc(&url, &token, "tools/call", race.clone()).await;
+    let first = held["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = w
+        .as_alice(
+            reqwest::Method::POST,
+            &format!("/v1/approvals/{first}/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let retries: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, token, race) = (url.clone(), token.clone(), race.clone());
+            tokio::spawn(async move { rpc(&url, &token, "tools/call", race).await })
+        })
+        .collect();
+    let mut passed = 0;
+    let mut held_anew = std::collections::BTreeSet::new();
+    for retry in retries {
+        let reply = retry.await.unwrap();
+        if reply["result"].is_object() {
+            passed += 1;
+            continue;
+        }
+        assert_eq!(
+            reply["error"]["data"]["reason"], "approval_required",
+            "{reply}"
+        );
+        let id = reply["error"]["data"]["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(id, first, "{reply}");
+        held_anew.insert(id);
+    }
+    assert_eq!(passed, 1, "an approval is used once");
+    assert!(
+        held_anew.len() <= 1,
+        "one new approval for the same call: {held_anew:?}"
+    );
+
     // The aggregated endpoint namespaces names.
     let steps = w.mcp("/mcp", &token, json!([{"op": "list_tools"}, {"op": "call_tool", "name": "fx.echo", "arguments": {"text": "x"}}]));
     assert_eq!(

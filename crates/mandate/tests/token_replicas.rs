@@ -9,7 +9,7 @@
 //! database: a token issued by one is accepted by the other (the signing keys are
 //! published in the store), and a revocation — of the token itself, or by ending its
 //! mandate — at one is enforced by the other; a DPoP proof accepted by one is refused
-//! by the other. Functional only: the bounds are
+//! by the other; an MCP session opened at one is resumed by the other. Functional only: the bounds are
 //! generous; `bench/revocation-propagation.sh` measures the delay.
 
 use std::path::PathBuf;
@@ -95,12 +95,23 @@ fn uuid_like() -> String {
     )
 }
 
-/// A task token from `server`: mandate-less, or bound to `mandate`.
+/// A task token from `server`: mandate-less, or bound to `mandate` (for the admin API).
 async fn task_token(
     server: &Server,
     agent: &str,
     key: &SigningKey,
     mandate: Option<&str>,
+) -> Value {
+    task_token_for(server, agent, key, mandate, PUBLIC_URL).await
+}
+
+/// A task token from `server`: mandate-less, or bound to `mandate` for `resource`.
+async fn task_token_for(
+    server: &Server,
+    agent: &str,
+    key: &SigningKey,
+    mandate: Option<&str>,
+    resource: &str,
 ) -> Value {
     let assertion = assertion(agent, key);
     let details = mandate.map(|m| json!([{"type": "mandate", "mandate_id": m}]).to_string());
@@ -114,7 +125,7 @@ async fn task_token(
         // shows how it reads the token: 403 while live (a token for tools), 401 once
         // on its revocation list.
         form.push(("authorization_details", d.as_str()));
-        form.push(("resource", PUBLIC_URL));
+        form.push(("resource", resource));
     }
     let (status, body) = oauth(format!("{}/oauth2/token", server.url), None, &form).await;
     assert_eq!(status, 200, "{body}");
@@ -420,8 +431,114 @@ async fn tokens_and_revocations_cross_replicas() {
     let (status, issued) = token_with_proof(&b, &agent, &key, &dpop_proof(&dpop)).await;
     assert_eq!(status, 200, "{issued}");
 
+    // 5. An MCP session (2025-06-18, sessions) opened at A is resumed at B, which never
+    //    saw it: its id seals its state, signed by A's published key. A tampered id,
+    //    or the id with a token of another mandate, is an unknown session at either.
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let mut mandates = Vec::new();
+    for intent in ["Read the CRM", "Read it again"] {
+        let mandate = created(
+            post(
+                &a,
+                "/v1/mandates",
+                &admin,
+                json!({"agent_id": agent, "human_id": alice, "intent": intent,
+                       "scope": {"tools": [{"tool": "crm.read"}]}, "data_ceiling": "internal",
+                       "mode": "execute", "expires_at": expires}),
+            )
+            .await,
+        );
+        let (status, body) = post(
+            &a,
+            &format!("/v1/mandates/{mandate}/consent"),
+            &alice_token,
+            json!({"decision": "granted"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        mandates.push(mandate);
+    }
+    let token = mcp_token(&a, &agent, &key, &mandates[0]).await;
+    let other = mcp_token(&a, &agent, &key, &mandates[1]).await;
+    let (status, session, opened) = mcp(
+        &a,
+        &token,
+        None,
+        "initialize",
+        json!({
+        "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "replicas-test", "version": "1"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{opened}");
+    let session = session.expect("initialize opens a session");
+    assert!(
+        session.starts_with("mcs_") && session.is_ascii(),
+        "{session}"
+    );
+    for (replica, which) in [(&b, "B"), (&a, "A")] {
+        let (status, _, listed) =
+            mcp(replica, &token, Some(&session), "tools/list", json!({})).await;
+        assert_eq!(status, 200, "{which} did not resume the session: {listed}");
+        assert!(listed["result"]["tools"].is_array(), "{which}: {listed}");
+    }
+    let mut tampered = session.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (replica, which) in [(&b, "B"), (&a, "A")] {
+        let (status, _, refused) =
+            mcp(replica, &token, Some(&tampered), "tools/list", json!({})).await;
+        assert_eq!(
+            status, 404,
+            "{which} accepted a tampered session id: {refused}"
+        );
+        let (status, _, refused) =
+            mcp(replica, &other, Some(&session), "tools/list", json!({})).await;
+        assert_eq!(
+            status, 404,
+            "{which} let another mandate's token use the session: {refused}"
+        );
+    }
+
     drop((a, b));
     drop(db);
+}
+
+/// A task token from `server` for the MCP endpoint, under `mandate`.
+async fn mcp_token(server: &Server, agent: &str, key: &SigningKey, mandate: &str) -> String {
+    let resource = format!("{PUBLIC_URL}/mcp");
+    task_token_for(server, agent, key, Some(mandate), &resource).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A JSON-RPC request to `server`'s `/mcp` (revision 2025-06-18), in `session` if
+/// given: (status, the session id it answered with, the body).
+async fn mcp(
+    server: &Server,
+    token: &str,
+    session: Option<&str>,
+    method: &str,
+    params: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/mcp", server.url))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+    if let Some(id) = session {
+        request = request.header("mcp-session-id", id);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let opened = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, opened, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A DPoP proof (RFC 9449) by `key` for a POST to the replicas' token endpoint.

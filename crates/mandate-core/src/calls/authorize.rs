@@ -255,7 +255,13 @@ impl Calls {
                     used_approval = Some(approval.id);
                     decision = again;
                 } else {
-                    decision = Decision::refused("the approval for this call was already used");
+                    // A concurrent identical retry used it first: this call is held
+                    // anew, exactly as a retry after it would be (one answer to act on,
+                    // with the approval to ask for).
+                    let held = self
+                        .hold(caller, target, &name, hash, arguments, &decision)
+                        .await?;
+                    return record(held, Some(&decision)).await;
                 }
             } else {
                 decision = again;

@@ -20,7 +20,9 @@ mod authorize;
 mod called;
 mod catalog;
 mod drift;
+mod flusher;
 mod held;
+mod sessions;
 mod step_up;
 mod usage;
 mod vault;
@@ -41,6 +43,7 @@ use crate::{CoreError, Ledger, Service, TokenService};
 pub use called::Called;
 pub use catalog::{Listing, OFFER_LISTING_TIMEOUT};
 pub use drift::DriftPolicy;
+pub use sessions::{SESSION_TYP, SessionState};
 pub use vault::{Broker, Credentials, NoCredentials, SecretInput};
 
 /// The call use cases of one replica.

@@ -182,7 +182,7 @@ impl TokenService {
             now,
         });
         if !decision.allowed {
-            return Err(TokenError::AccessDenied(decision.reason));
+            return Err(TokenError::InvalidGrant(decision.reason));
         }
         let mut used = Vec::new();
         let jkt =

@@ -419,7 +419,7 @@ impl TokenService {
             })
         });
         if !decision.allowed {
-            return Err(TokenError::AccessDenied(decision.reason));
+            return Err(TokenError::InvalidGrant(decision.reason));
         }
         let granted: Vec<String> = mandate
             .terms
@@ -559,7 +559,7 @@ impl TokenService {
                 now,
             });
             if !decision.allowed {
-                return Err(TokenError::AccessDenied(decision.reason));
+                return Err(TokenError::InvalidGrant(decision.reason));
             }
             let mut actors = vec![agent.id];
             actors.extend(parent.actors.iter().copied());
@@ -577,7 +577,7 @@ impl TokenService {
             })
         });
         if !decision.allowed {
-            return Err(TokenError::AccessDenied(decision.reason));
+            return Err(TokenError::InvalidGrant(decision.reason));
         }
         let ask = parse_details(req.authorization_details.as_deref())?;
         if let Some(ask) = &ask

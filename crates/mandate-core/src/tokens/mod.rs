@@ -33,6 +33,7 @@ use mandate_token::{
     RevocationList, TaskToken, TokenError, TrustBundles,
 };
 use mandate_types::Clock;
+use serde_json::{Map, Value};
 
 use crate::{Ledger, PolicyAdmin};
 use verified::{ClientKeyCache, VerifiedTokens};
@@ -248,7 +249,29 @@ impl TokenService {
         &self,
         token: &str,
     ) -> Result<mandate_token::Claims, TokenError> {
-        let first = self.ring.load().verify(token, ACCESS_TOKEN_TYP);
+        self.verify_typed(token, ACCESS_TOKEN_TYP).await
+    }
+
+    /// Signs `claims` with this replica's key as a JWS of type `typ`, which any replica
+    /// verifies ([`TokenService::verify_typed`]). For state a client carries back to
+    /// whichever replica it reaches (an MCP session); never an access token's `typ`.
+    pub fn seal(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, TokenError> {
+        if typ == ACCESS_TOKEN_TYP {
+            return Err(TokenError::InvalidRequest(
+                "sealed state is never an access token".into(),
+            ));
+        }
+        self.ring.load().sign(typ, claims)
+    }
+
+    /// Verifies a JWS of type `typ` signed by any replica's published key (the
+    /// algorithm pinned by that key); no claim is checked here.
+    pub(crate) async fn verify_typed(
+        &self,
+        token: &str,
+        typ: &str,
+    ) -> Result<mandate_token::Claims, TokenError> {
+        let first = self.ring.load().verify(token, typ);
         match first {
             Ok(claims) => Ok(claims),
             Err(KeyError::Rejected(m)) => Err(TokenError::InvalidToken(format!(
@@ -269,17 +292,14 @@ impl TokenService {
                 if due {
                     self.refresh_keys().await?;
                 }
-                self.ring
-                    .load()
-                    .verify(token, ACCESS_TOKEN_TYP)
-                    .map_err(|e| match e {
-                        KeyError::UnknownKid => TokenError::InvalidToken(
-                            "the token was not signed by a key of this issuer".into(),
-                        ),
-                        KeyError::Rejected(m) => {
-                            TokenError::InvalidToken(format!("the token is invalid: {m}"))
-                        }
-                    })
+                self.ring.load().verify(token, typ).map_err(|e| match e {
+                    KeyError::UnknownKid => TokenError::InvalidToken(
+                        "the token was not signed by a key of this issuer".into(),
+                    ),
+                    KeyError::Rejected(m) => {
+                        TokenError::InvalidToken(format!("the token is invalid: {m}"))
+                    }
+                })
             }
         }
     }

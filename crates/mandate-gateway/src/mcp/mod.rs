@@ -116,12 +116,7 @@ async fn stream(
         Ok(c) => Arc::new(c),
         Err(r) => return r,
     };
-    if gateway
-        .sessions
-        .touch(session, caller.agent.id, caller.mandate.id)
-        .await
-        .is_none()
-    {
+    if gateway.session(session, &caller).await.is_none() {
         return StatusCode::NOT_FOUND.into_response();
     }
     match gateway.listen_in_session(&caller, server.as_deref(), session) {
@@ -188,10 +183,15 @@ async fn delete(State(gateway): State<Gateway>, uri: Uri, headers: HeaderMap) ->
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return (StatusCode::BAD_REQUEST, "no Mcp-Session-Id").into_response();
     };
-    if gateway
-        .sessions
-        .close(id, caller.agent.id, caller.mandate.id)
-        .await
+    // Known here, or resumed from its sealed id, then ended here. Another replica
+    // that already holds it keeps it until it idles out, and any replica still
+    // resumes its id until it expires: a session carries no authority of its own
+    // (every request brings its own token, of the session's agent and mandate).
+    if gateway.session(id, &caller).await.is_some()
+        && gateway
+            .sessions
+            .close(id, caller.agent.id, caller.mandate.id)
+            .await
     {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -342,11 +342,7 @@ async fn serve_in(
     let mut url_elicitation = false;
     let mut answerable = Answerable::default();
     if !stateless && let Some(id) = header(SESSION_HEADER) {
-        let Some((_, capabilities)) = gateway
-            .sessions
-            .touch(id, caller.agent.id, caller.mandate.id)
-            .await
-        else {
+        let Some((_, capabilities)) = gateway.session(id, &caller).await else {
             return rpc_error(
                 StatusCode::NOT_FOUND,
                 Value::Null,
@@ -485,13 +481,7 @@ impl Exchange<'_> {
             .unwrap_or_else(|| json!({}));
         let Some(session) = self
             .gateway
-            .sessions
-            .open(
-                self.caller.agent.id,
-                self.caller.mandate.id,
-                version,
-                client_capabilities,
-            )
+            .open_session(self.caller, version, &client_capabilities)
             .await
         else {
             return json_response(

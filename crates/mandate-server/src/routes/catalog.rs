@@ -51,7 +51,7 @@ async fn list_tool_servers(
     Caller(caller): Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> ApiResult<Json<PageBody<ToolServer>>> {
-    let page = paging.request()?;
+    let page = paging.request::<mandate_types::ToolServerId>()?;
     Ok(Json(
         state.service.list_tool_servers(&caller, page).await?.into(),
     ))
@@ -113,6 +113,7 @@ async fn create_tool(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ToolQuery {
     after: Option<String>,
@@ -137,7 +138,7 @@ async fn list_tools(
         after: q.after,
         limit: q.limit,
     }
-    .request()?;
+    .request::<mandate_types::ToolId>()?;
     let filter = ToolFilter {
         server: query_id("server", q.server.as_deref())?,
         risk_tier: q.risk_tier,

@@ -76,6 +76,7 @@ async fn set_password(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HumanQuery {
     after: Option<String>,
@@ -100,7 +101,7 @@ async fn list_humans(
         after: q.after,
         limit: q.limit,
     }
-    .request()?;
+    .request::<mandate_types::HumanId>()?;
     let filter = HumanFilter {
         email: q.email,
         group: q.group,
@@ -167,6 +168,7 @@ async fn create_agent(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AgentQuery {
     after: Option<String>,
@@ -192,7 +194,7 @@ async fn list_agents(
         after: q.after,
         limit: q.limit,
     }
-    .request()?;
+    .request::<mandate_types::AgentId>()?;
     let filter = AgentFilter {
         owner: query_id("owner", q.owner.as_deref())?,
         status: q.status,

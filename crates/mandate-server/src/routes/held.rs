@@ -41,6 +41,7 @@ fn calls(state: &AppState) -> Result<&Calls, Problem> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HeldQuery {
     after: Option<String>,
@@ -53,7 +54,12 @@ struct HeldQuery {
 
 impl HeldQuery {
     /// The page, the status (`what` names its kind in the error) and the mandate.
-    fn read<S>(self, parse: fn(&str) -> Option<S>, what: &str) -> Result<HeldRead<S>, Problem> {
+    /// `I`: the listing's id type, which its cursors are.
+    fn read<S, I: std::str::FromStr>(
+        self,
+        parse: fn(&str) -> Option<S>,
+        what: &str,
+    ) -> Result<HeldRead<S>, Problem> {
         let status = match self.status.as_deref() {
             None => None,
             Some(s) => Some(parse(s).ok_or_else(|| {
@@ -66,7 +72,7 @@ impl HeldQuery {
             after: self.after,
             limit: self.limit,
         }
-        .request()?;
+        .request::<I>()?;
         Ok((page, status, mandate))
     }
 }
@@ -97,7 +103,8 @@ async fn list_approvals(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<HeldQuery>,
 ) -> ApiResult<Json<PageBody<Approval>>> {
-    let (page, status, mandate) = q.read(ApprovalStatus::parse, "an approval")?;
+    let (page, status, mandate) =
+        q.read::<_, mandate_types::ApprovalId>(ApprovalStatus::parse, "an approval")?;
     let filter = ApprovalFilter { status, mandate };
     Ok(Json(
         calls(&state)?
@@ -178,7 +185,8 @@ async fn list_proposals(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<HeldQuery>,
 ) -> ApiResult<Json<PageBody<Proposal>>> {
-    let (page, status, mandate) = q.read(ProposalStatus::parse, "a proposal")?;
+    let (page, status, mandate) =
+        q.read::<_, mandate_types::ProposalId>(ProposalStatus::parse, "a proposal")?;
     let filter = ProposalFilter { status, mandate };
     Ok(Json(
         calls(&state)?

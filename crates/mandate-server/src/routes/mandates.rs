@@ -41,6 +41,7 @@ async fn request_mandate(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MandateQuery {
     after: Option<String>,
@@ -71,7 +72,7 @@ async fn list_mandates(
         after: q.after,
         limit: q.limit,
     }
-    .request()?;
+    .request::<mandate_types::MandateId>()?;
     let filter = MandateFilter {
         status: q.status,
         agent: query_id("agent", q.agent.as_deref())?,

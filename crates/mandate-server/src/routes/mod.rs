@@ -32,6 +32,7 @@ impl<T: ToSchema> From<mandate_store::Page<T>> for PageBody<T> {
 
 /// Paging parameters shared by every listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// The `next` value of the previous page.
@@ -41,7 +42,20 @@ pub struct Paging {
 }
 
 impl Paging {
-    pub fn request(self) -> Result<mandate_store::PageRequest, crate::Problem> {
+    /// The page asked for. A cursor must be an id of the listing's kind (`I`): the
+    /// only cursors this API hands out.
+    pub fn request<I: std::str::FromStr>(
+        self,
+    ) -> Result<mandate_store::PageRequest, crate::Problem> {
+        if self
+            .after
+            .as_deref()
+            .is_some_and(|a| a.parse::<I>().is_err())
+        {
+            return Err(crate::Problem::bad_request(
+                "`after` is not a cursor of this listing: pass the `next` of the previous page",
+            ));
+        }
         mandate_store::PageRequest::new(self.after, self.limit)
             .map_err(|e| crate::Problem::bad_request(e.to_string()))
     }

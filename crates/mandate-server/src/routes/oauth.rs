@@ -309,5 +309,9 @@ async fn api_caller(
         .authenticate(token.trim())
         .await
         .map(Some)
-        .map_err(|_| TokenError::InvalidClient("the API token is not valid".into()).into())
+        .map_err(|e| match e {
+            // The store did not answer: the token may well be valid (503, retry).
+            mandate_core::CoreError::Unavailable(m) => TokenError::Unavailable(m).into(),
+            _ => TokenError::InvalidClient("the API token is not valid".into()).into(),
+        })
 }

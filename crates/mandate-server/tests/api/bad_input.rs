@@ -166,8 +166,23 @@ async fn malformed_bodies() {
         let reply = api
             .raw(raw(method.clone(), &path, &api.admin, ct, body))
             .await;
-        reply.problem(status, slug);
+        let detail = reply.problem(status, slug);
+        if status == 413 {
+            assert!(detail.contains("64 KiB"), "{detail}");
+        }
     }
+    // A policy set may be larger (16 MiB); beyond it, the refusal says so.
+    let reply = api
+        .raw(raw(
+            Method::PUT,
+            "/v1/policies",
+            &api.admin,
+            json,
+            vec![b' '; 17 * 1024 * 1024],
+        ))
+        .await;
+    let detail = reply.problem(413, "payload-too-large");
+    assert!(detail.contains("policy sets 16 MiB"), "{detail}");
     // Deeply nested JSON is refused, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     api.raw(raw(Method::POST, "/v1/mandates", &api.admin, json, deep))
@@ -532,6 +547,16 @@ async fn bad_queries_routes_and_methods() {
         "/v1/mandates?limit=-1",
         "/v1/mandates?limit=ten",
         "/v1/mandates?after=not-a-cursor",
+        // Cursors that pass as characters but are no id of the listing's kind (an
+        // agent's id is not a mandate cursor).
+        "/v1/mandates?after=bogus",
+        "/v1/mandates?after=agt_01a2084501a2084501a2084501a20845",
+        "/v1/agents?after=bogus",
+        "/v1/humans?after=bogus",
+        "/v1/tools?after=bogus",
+        "/v1/tool-servers?after=bogus",
+        "/v1/approvals?after=bogus",
+        "/v1/proposals?after=bogus",
         "/v1/mandates?agent=hum_01a2084501a2084501a2084501a20845",
         "/v1/mandates?colour=blue",
         "/v1/humans?limit=1&limit=2",

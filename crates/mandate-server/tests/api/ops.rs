@@ -2,6 +2,7 @@
 
 use crate::support::Api;
 use axum::http::{Method, header};
+use serde_json::Value;
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -86,6 +87,51 @@ async fn the_openapi_document_describes_every_route() {
         for m in methods {
             assert!(entry.get(*m).is_some(), "{m} {path} is not documented");
         }
+    }
+    // Every parameter is where the request carries it: a path parameter names a
+    // `{segment}` of its path, and every one of the path's segments is declared; the
+    // listings' paging and filters are query parameters.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let declared: Vec<&Value> = operation["parameters"]
+                .as_array()
+                .map(|p| p.iter().collect())
+                .unwrap_or_default();
+            for p in &declared {
+                let (name, place) = (p["name"].as_str().unwrap(), p["in"].as_str().unwrap());
+                assert!(
+                    ["path", "query", "header"].contains(&place),
+                    "{method} {path}: {p}"
+                );
+                assert_eq!(
+                    place == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{method} {path}: `{name}` is declared in {place}"
+                );
+            }
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(|c| c == '{' || c == '}');
+                assert!(
+                    declared
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path"),
+                    "{method} {path}: `{name}` is not declared"
+                );
+            }
+        }
+    }
+    for (path, name) in [
+        ("/v1/mandates", "after"),
+        ("/v1/agents", "limit"),
+        ("/v1/approvals", "status"),
+    ] {
+        let params = paths[path]["get"]["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == name && p["in"] == "query"),
+            "{path}: {params:?}"
+        );
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for name in [

@@ -391,7 +391,7 @@ async fn a_three_agent_chain_only_narrows_and_dies_with_its_mandate() {
     );
     // A third hop is deeper than the mandate allows.
     let deep = s.exchange(3, &c_token, None, "d1").await;
-    let why = oauth_error(&deep, 403, "access_denied");
+    let why = oauth_error(&deep, 400, "invalid_grant");
     assert!(why.contains("deeper"), "{why}");
     // Each hop is recorded.
     let hops = s
@@ -419,7 +419,7 @@ async fn a_three_agent_chain_only_narrows_and_dies_with_its_mandate() {
     let again = s.exchange(1, &a, None, "b2").await;
     oauth_error(&again, 400, "invalid_grant");
     let fresh = s.issue(&mandate, "r2", None).await;
-    let why = oauth_error(&fresh, 403, "access_denied");
+    let why = oauth_error(&fresh, 400, "invalid_grant");
     assert!(why.contains("not active"), "{why}");
 }
 
@@ -587,7 +587,7 @@ async fn mandates_that_are_not_the_agents_or_not_active_grant_nothing() {
     let assertion = s.assertion(3, "o1");
     let details = json!([{"type": "mandate", "mandate_id": mandate}]).to_string();
     let reply = s.client_credentials(&assertion, Some(&details)).await;
-    let why = oauth_error(&reply, 403, "access_denied");
+    let why = oauth_error(&reply, 400, "invalid_grant");
     assert!(why.contains("not granted to this agent"), "{why}");
     // Asking for a tool outside the mandate.
     let assertion = s.assertion(0, "o2");

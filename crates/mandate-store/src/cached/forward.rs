@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::CachedStore;
 use crate::{
     Account, Accounts, AgentFilter, ApiToken, ApprovalFilter, AuditFilter, AuditLog, CallKey,
-    Calls, Catalog, Committed, ConsoleSession, Directory, Entry, Grants, HumanFilter,
+    Calls, Catalog, Committed, ConsoleSession, Directory, DriftTotals, Entry, Grants, HumanFilter,
     MandateFilter, Mandates, OAuthClientRecord, OAuthClients, OnceKind, OnceRecord, Page,
     PageRequest, PolicySets, ProposalFilter, RevocationFeed, SecretCursor, SecretMeta, Store,
     StoreError, StoredPolicySet, StoredRecord, StoredSecret, TokenKey, ToolFilter, Vault,
@@ -332,6 +332,18 @@ impl Grants for CachedStore {
 
 #[async_trait]
 impl Calls for CachedStore {
+    async fn add_drift(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+        add: DriftTotals,
+        threshold: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DriftTotals>, StoreError> {
+        self.inner
+            .add_drift(tenant, mandate, add, threshold, now)
+            .await
+    }
     async fn spend(
         &self,
         tenant: TenantId,

@@ -36,6 +36,52 @@ fn pending(call: HeldCall, expires: DateTime<Utc>) -> Approval {
     }
 }
 
+/// Replicas add their refused attempts; the totals are the sum, and when they reach the
+/// threshold exactly one of the concurrent adders claims the alert — never again.
+pub async fn drift_totals_add_up_and_the_alert_is_claimed_once(store: Arc<dyn Store>) {
+    let m = activated_mandate(&*store).await;
+    let add = |denied, out_of_scope| crate::DriftTotals {
+        denied,
+        out_of_scope,
+    };
+    let never = store
+        .add_drift(m.tenant_id, m.id, add(1, 1), 0, t0())
+        .await
+        .unwrap();
+    assert_eq!(never, None, "a threshold of 0 never alerts");
+    let below = store
+        .add_drift(m.tenant_id, m.id, add(0, 1), 10, t0())
+        .await
+        .unwrap();
+    assert_eq!(below, None, "3 of 10");
+    // 8 replicas add 1 each, concurrently: the one whose addition reaches 10 (or passes
+    // it first) claims the alert, once.
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let store = store.clone();
+        let (tenant, id) = (m.tenant_id, m.id);
+        tasks.push(tokio::spawn(async move {
+            store
+                .add_drift(tenant, id, add(i % 2, 1 - i % 2), 10, t0())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let totals = claimed[0];
+    assert!(totals.denied + totals.out_of_scope >= 10, "{totals:?}");
+    assert!(totals.denied >= 1 && totals.out_of_scope >= 2, "{totals:?}");
+    let after = store
+        .add_drift(m.tenant_id, m.id, add(5, 0), 10, t0())
+        .await
+        .unwrap();
+    assert_eq!(after, None, "claimed once, whatever comes after");
+}
+
 pub async fn budgets_are_spent_atomically_and_approvals_and_proposals_used_once(
     store: Arc<dyn Store>,
 ) {

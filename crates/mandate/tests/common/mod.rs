@@ -30,9 +30,15 @@ impl Server {
     /// Starts with these environment variables set (`MANDATE_DATABASE_URL` and
     /// `MANDATE_PUBLIC_URL` are otherwise cleared, so the caller's shell never leaks in).
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on("127.0.0.1:0", data, extra, env)
+    }
+
+    /// `start_with_env` on a given address (a replica restarted where a load balancer
+    /// expects it).
+    pub fn start_on(listen: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
             .env_remove("MANDATE_DATABASE_URL")
@@ -192,6 +198,17 @@ pub async fn created(server: &Server, path: &str, token: &str, body: Value) -> S
     .await;
     assert_eq!(status, 201, "POST {path}: {reply}");
     id(&reply)
+}
+
+/// The `jti` claim of a JWS compact token (read without verifying: the test's own).
+pub fn jti_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&bytes).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
 }
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -173,31 +173,52 @@ async fn repeated_refusals_raise_a_drift_alert_and_can_revoke_the_mandate() {
         .await;
         assert_eq!(reply["error"]["code"], REFUSED, "{reply}");
     }
-    let (_, alerts) = http(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/audit?mandate={mandate}&type=drift.alert",
-            w.server.url
-        ),
-        &w.admin,
-        None,
-    )
-    .await;
+    // Counts reach the store within a second; the alert is raised there, once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alerts = loop {
+        let (_, alerts) = http(
+            reqwest::Method::GET,
+            format!(
+                "{}/v1/audit?mandate={mandate}&type=drift.alert",
+                w.server.url
+            ),
+            &w.admin,
+            None,
+        )
+        .await;
+        if alerts["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break alerts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drift alert: {alerts}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 1, "{alerts}");
     let alert = &alerts["items"][0];
     assert_eq!(alert["data"]["out_of_scope"], 3, "{alerts}");
     assert_eq!(alert["data"]["action"], "revoke");
-    let (_, view) = http(
-        reqwest::Method::GET,
-        format!("{}/v1/mandates/{mandate}", w.server.url),
-        &w.admin,
-        None,
-    )
-    .await;
-    let status = view["mandate"]["status"]
-        .as_str()
-        .or_else(|| view["status"].as_str())
-        .unwrap();
-    assert_eq!(status, "revoked", "{view}");
+    // The replica that raised the alert revokes right after recording it.
+    loop {
+        let (_, view) = http(
+            reqwest::Method::GET,
+            format!("{}/v1/mandates/{mandate}", w.server.url),
+            &w.admin,
+            None,
+        )
+        .await;
+        let status = view["mandate"]["status"]
+            .as_str()
+            .or_else(|| view["status"].as_str())
+            .unwrap()
+            .to_owned();
+        if status == "revoked" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not revoked: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // The ledger exported to an OpenTelemetry collector (the SDK's OTLP/HTTP protobuf
     // logs), decoded by opentelemetry-proto: one record per event, with its fields.
