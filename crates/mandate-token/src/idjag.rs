@@ -315,12 +315,12 @@ pub fn narrow_by_assertion(granted: &[String], asserted: Option<&[String]>) -> V
     let mut out: Vec<String> = Vec::new();
     let within =
         |t: &String, of: &[String]| crate::profile::scope_is_subset(std::slice::from_ref(t), of);
-    for t in granted.iter().filter(|t| within(*t, asserted)) {
+    for t in granted.iter().filter(|t| within(t, asserted)) {
         if !out.contains(t) {
             out.push(t.clone());
         }
     }
-    for t in asserted.iter().filter(|t| within(*t, granted)) {
+    for t in asserted.iter().filter(|t| within(t, granted)) {
         if !out.iter().any(|o| within(t, std::slice::from_ref(o))) {
             out.push(t.clone());
         }

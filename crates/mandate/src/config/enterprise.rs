@@ -103,7 +103,7 @@ mod tests {
         };
         assert_eq!(table["U1"], "alice@example.com");
         for (text, names) in [
-            (format!("{IDP}"), "person"),
+            (IDP.to_owned(), "person"),
             (format!("{IDP}person = \"guess\"\n"), "person"),
             (format!("{IDP}person = \"subjects\"\n"), "subjects"),
             (
