@@ -180,7 +180,14 @@ impl TokenService {
         let granted = mandate_tools(&mandate);
         let scope = narrow(&granted, None, None)?;
         let audience = self.authorized_audience(&grant.resource);
-        let token = self.mandate_token(&mandate, &agent, audience, scope, jkt.clone())?;
+        let token = self.mandate_token(
+            &mandate,
+            vec![agent.id],
+            &agent,
+            audience,
+            scope,
+            jkt.clone(),
+        )?;
         // The first refresh token of a family whose root is this token's grant.
         let (refresh, issue) = self.new_refresh_token(
             record.tenant_id,

@@ -202,7 +202,7 @@ impl TokenService {
         } else {
             vec![resource.clone()]
         };
-        let token = self.mandate_token(&mandate, &agent, audience, scope, jkt)?;
+        let token = self.mandate_token(&mandate, vec![agent.id], &agent, audience, scope, jkt)?;
         self.record_and_sign(
             token,
             &agent,

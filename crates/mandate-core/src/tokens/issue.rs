@@ -420,7 +420,7 @@ impl TokenService {
             .map_err(TokenError::AccessDenied)?;
         let granted = mandate_tools(&mandate);
         let scope = narrow(&granted, ask.tools, req.scope.as_deref())?;
-        let token = self.mandate_token(&mandate, agent, audience, scope, jkt)?;
+        let token = self.mandate_token(&mandate, vec![agent.id], agent, audience, scope, jkt)?;
         self.record_and_sign(
             token,
             agent,
@@ -572,19 +572,7 @@ impl TokenService {
             ask.and_then(|a| a.tools),
             req.scope.as_deref(),
         )?;
-        let expires = self.expiry(&mandate);
-        let details = mandate_details(&mandate, &scope);
-        let token = self.new_token(
-            mandate.terms.human_id.to_string(),
-            actors,
-            audience,
-            scope,
-            Some(mandate.id),
-            Some(details),
-            jkt,
-            agent,
-            expires,
-        )?;
+        let token = self.mandate_token(&mandate, actors, agent, audience, scope, jkt)?;
         let mut response = self
             .record_and_sign(
                 token,
@@ -689,12 +677,13 @@ impl TokenService {
         (self.clock.now() + self.config.max_lifetime).min(mandate.terms.expires_at)
     }
 
-    /// A first-hand token under `mandate` for `agent` (no delegation): the mandate's
-    /// person as its subject, the mandate's terms as its authorization details,
-    /// expiring with the mandate at the latest.
+    /// A token under `mandate` held by `agent` (`actors`: it first, then whoever
+    /// delegated to it): the mandate's person as its subject, the mandate's terms as
+    /// its authorization details, expiring with the mandate at the latest.
     pub(super) fn mandate_token(
         &self,
         mandate: &Mandate,
+        actors: Vec<AgentId>,
         agent: &Agent,
         audience: Vec<String>,
         scope: Vec<String>,
@@ -703,7 +692,7 @@ impl TokenService {
         let details = mandate_details(mandate, &scope);
         self.new_token(
             mandate.terms.human_id.to_string(),
-            vec![agent.id],
+            actors,
             audience,
             scope,
             Some(mandate.id),

@@ -210,7 +210,7 @@ impl TokenService {
         }
         let scope = narrow(&granted, None, req.scope.as_deref())?;
         let audience = self.authorized_audience(&grant.resource);
-        let token = self.mandate_token(&mandate, &agent, audience, scope, jkt)?;
+        let token = self.mandate_token(&mandate, vec![agent.id], &agent, audience, scope, jkt)?;
         // The next refresh token keeps the family, the binding and the scope granted.
         let (next, issue) = self.new_refresh_token(record.tenant_id, grant, &mandate)?;
         let mut response = self
