@@ -560,3 +560,29 @@ async fn present_public(s: &Authorize, assertion: String) -> Reply {
     )
     .await
 }
+
+#[tokio::test]
+async fn an_id_jag_token_is_bound_to_the_dpop_key_it_was_presented_with() {
+    let e = Enterprise::new().await;
+    let key = SigningKey::generate(Alg::EdDSA, "dpop".into()).unwrap();
+    let proof =
+        e.s.proof(&key, "POST", &format!("{ISSUER}/oauth2/token"), None);
+    let client = e.s.assertion(0, "dpop-client");
+    let jag = e.jag(e.claims());
+    let reply =
+        e.s.form(
+            "/oauth2/token",
+            &[
+                ("grant_type", GRANT),
+                ("client_assertion_type", BEARER),
+                ("client_assertion", client.as_str()),
+                ("assertion", jag.as_str()),
+            ],
+            &[("DPoP", proof.as_str())],
+        )
+        .await;
+    let body = reply.ok(200).clone();
+    assert_eq!(body["token_type"], "DPoP");
+    let (_, c) = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["cnf"]["jkt"], json!(key.public_jwk().thumbprint()));
+}

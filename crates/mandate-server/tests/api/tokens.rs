@@ -223,7 +223,13 @@ impl Setup {
         self.form("/oauth2/token", &params, &[]).await
     }
 
-    fn proof(&self, key: &SigningKey, htm: &str, htu: &str, token: Option<&str>) -> String {
+    pub(crate) fn proof(
+        &self,
+        key: &SigningKey,
+        htm: &str,
+        htu: &str,
+        token: Option<&str>,
+    ) -> String {
         let mut claims = json!({"jti": mandate_token::random_id("p").unwrap(), "htm": htm,
                                 "htu": htu, "iat": now(&self.api)});
         if let Some(t) = token {
