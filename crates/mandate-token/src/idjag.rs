@@ -401,6 +401,40 @@ mod tests {
     }
 
     #[test]
+    fn configuration_is_checked() {
+        let idp = |clients: &[&str]| EnterpriseIdp {
+            issuer: "https://idp.example".into(),
+            jwks_uri: None,
+            tenant: "default".into(),
+            person: PersonMapping::EmailClaim,
+            clients: clients.iter().map(|c| (*c).to_owned()).collect(),
+            dangerous_allow_insecure_loopback: false,
+        };
+        assert!(EnterpriseIdps::new(vec![idp(&["mcl_1"])], US).is_ok());
+        assert!(
+            EnterpriseIdps::new(vec![idp(&[])], US).is_err(),
+            "no clients"
+        );
+        assert!(
+            EnterpriseIdps::new(vec![idp(&[""])], US).is_err(),
+            "empty client"
+        );
+        let twice = vec![idp(&["mcl_1"]), idp(&["mcl_2"])];
+        assert!(EnterpriseIdps::new(twice, US).is_err(), "twice");
+        let mut http = idp(&["mcl_1"]);
+        http.issuer = "http://127.0.0.1:9".into();
+        assert!(EnterpriseIdps::new(vec![http.clone()], US).is_err(), "http");
+        http.dangerous_allow_insecure_loopback = true;
+        assert!(
+            EnterpriseIdps::new(vec![http], US).is_ok(),
+            "http on loopback, tests"
+        );
+        let mut table = idp(&["mcl_1"]);
+        table.person = PersonMapping::Subjects(BTreeMap::new());
+        assert!(EnterpriseIdps::new(vec![table], US).is_err(), "empty table");
+    }
+
+    #[test]
     fn the_assertion_only_narrows() {
         let v = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let granted = v(&["flights.search", "hotels.*"]);
