@@ -273,6 +273,19 @@ impl Federation {
         token: &str,
         now: i64,
     ) -> Result<(String, Claims), TokenError> {
+        self.verify_typed(token, None, &TimeRules::at(now)).await
+    }
+
+    /// [`Federation::verify_claims`] with the header's `typ` required to be `typ`
+    /// (checked with the signature, before any claim is read) and the time checks of
+    /// `times` (whose `now` is also the key cache's clock).
+    pub async fn verify_typed(
+        &self,
+        token: &str,
+        typ: Option<&str>,
+        times: &TimeRules,
+    ) -> Result<(String, Claims), TokenError> {
+        let now = times.now;
         if token.len() > TOKEN_MAX {
             return Err(invalid("the token is too large"));
         }
@@ -305,7 +318,11 @@ impl Federation {
         let key = self.key_for(state, kid, now).await?;
         let alg = pin_alg(header.alg, &key, &state.config.algs)
             .map_err(|m| invalid(format!("the token's {m}")))?;
-        let verified = mandate_jose::verify(token, &key, alg, &Rules::default())
+        let rules = Rules {
+            typ: typ.map(str::to_owned),
+            ..Rules::default()
+        };
+        let verified = mandate_jose::verify(token, &key, alg, &rules)
             .map_err(|e| invalid(format!("the token does not verify: {e}")))?;
 
         let claim_err = |e: ClaimError| invalid(format!("the token: {e}"));
@@ -315,7 +332,7 @@ impl Federation {
             .map_err(claim_err)?;
         let audiences: Vec<&str> = state.config.audiences.iter().map(String::as_str).collect();
         claims.expect_audience(&audiences).map_err(claim_err)?;
-        claims.check_times(&TimeRules::at(now)).map_err(claim_err)?;
+        claims.check_times(times).map_err(claim_err)?;
         Ok((state.config.issuer.clone(), claims))
     }
 

@@ -6,6 +6,7 @@
 //!   task token       ◄─ keys::KeyRing::sign(profile::TaskToken)   (RFC 9068, at+jwt)
 //!   presented token  ─► KeyRing::verify + TaskToken::from_claims ─► RevocationList
 //!   console sign-in  ─► oidc::RelyingParty (code + PKCE) ─► federation keys ─► VerifiedIdToken
+//!   ID-JAG grant     ─► idjag::EnterpriseIdps (an IdP's keys, typ, aud, client_id, resource) ─► IdJag
 //! ```
 //!
 //! Every token is verified (signature with a pinned algorithm, via `mandate-jose`)
@@ -18,6 +19,7 @@ pub mod client_metadata;
 pub mod dpop;
 pub mod error;
 pub mod federation;
+pub mod idjag;
 pub mod keys;
 pub mod oidc;
 pub mod profile;
@@ -35,6 +37,10 @@ pub use client_metadata::{
 pub use dpop::{DpopConfig, DpopProof, DpopRequest, DpopVerifier, access_token_hash};
 pub use error::{TokenError, untrusted};
 pub use federation::{FederatedIssuer, Federation, FederationConfigError, FederationOptions};
+pub use idjag::{
+    EnterpriseIdp, EnterpriseIdps, ID_JAG_TYP, IdJag, IdJagExpect, JWT_BEARER_GRANT, PersonMapping,
+    narrow_by_assertion,
+};
 pub use keys::{KeyError, KeyRing, generate_signing_key, random_id};
 pub use oidc::{
     Authorization, ClientAuth, OidcError, RelyingParty, RelyingPartyConfig, VerifiedIdToken,

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod enterprise;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
 pub const DEFAULT_DATA_DIR: &str = "./mandate-data";
 
@@ -489,6 +491,10 @@ struct TokensSection {
     /// `[[tokens.federation]]`: OIDC issuers whose ID tokens authenticate agents.
     #[serde(default)]
     federation: Vec<FederationSetting>,
+    /// `[[tokens.enterprise_idp]]`: identity providers whose ID-JAGs grant task
+    /// tokens under existing mandates.
+    #[serde(default)]
+    enterprise_idp: Vec<enterprise::EnterpriseIdpSetting>,
 }
 
 /// A SPIFFE trust domain and the file holding its bundle (SPIFFE bundle format or a
@@ -524,6 +530,8 @@ pub struct TokenSettings {
     pub dangerous_allow_http_client_metadata: bool,
     pub spiffe: Vec<SpiffeBundleSetting>,
     pub federation: Vec<FederationSetting>,
+    /// Enterprise identity providers whose ID-JAGs are accepted.
+    pub enterprise_idps: Vec<mandate_token::EnterpriseIdp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -797,6 +805,12 @@ impl Config {
                 .unwrap_or(false),
             spiffe: t.spiffe,
             federation: t.federation,
+            enterprise_idps: t
+                .enterprise_idp
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| s.settle(i))
+                .collect::<Result<_, _>>()?,
         };
         let gateway = file.gateway.settle()?;
         let tracing = file.tracing.settle()?;
@@ -865,7 +879,7 @@ mod tests {
         }
     }
 
-    fn file(text: &str) -> (tempfile::TempDir, Overrides) {
+    pub(super) fn file(text: &str) -> (tempfile::TempDir, Overrides) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mandate.toml");
         std::fs::write(&path, text).unwrap();

@@ -300,6 +300,17 @@ async fn start_tokens(
                 .map_err(|e| anyhow::anyhow!("tokens.federation: {e}"))?;
         tokens = tokens.with_federation(federation);
     }
+    if !settings.enterprise_idps.is_empty() {
+        let idps = mandate_token::EnterpriseIdps::new(
+            settings.enterprise_idps.clone(),
+            tokens.config().issuer.as_str(),
+        )
+        .map_err(|e| anyhow::anyhow!("tokens.enterprise_idp: {e}"))?;
+        for idp in &settings.enterprise_idps {
+            tracing::info!(issuer = %idp.issuer, tenant = %idp.tenant, "ID-JAGs of an enterprise identity provider are accepted");
+        }
+        tokens = tokens.with_enterprise_idps(idps);
+    }
     let tokens = Arc::new(tokens);
     let rotation = tokio::spawn(crate::token_keys::rotate_when_due(
         tokens.clone(),

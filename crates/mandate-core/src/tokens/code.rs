@@ -11,13 +11,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mandate_audit::EventKind;
 use mandate_domain::{AgentStatus, MandateEvent, MandateStatus};
-use mandate_policy::{GrantAction, GrantRequest};
 use mandate_store::{Entry, OnceKind, OnceRecord, Refusal, SpentOnce, StoreError};
 use mandate_token::TokenError;
 use mandate_types::{MandateId, TenantId};
 use sha2::{Digest, Sha256};
 
-use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
+use super::issue::{DpopRequired, OnceWrites, Parent, mandate_tools, narrow};
 use super::refresh::RefreshGrant;
 use super::{TokenService, unavailable};
 use crate::oauth::{CodeGrant, sha256_hex};
@@ -138,7 +137,6 @@ impl TokenService {
         grant: &CodeGrant,
         spent: &SpentOnce,
     ) -> Result<TokenResponse, TokenError> {
-        let now = self.clock.now();
         if grant.client_id != client_id {
             return Err(TokenError::InvalidGrant(
                 "the code was issued to another client".into(),
@@ -174,40 +172,21 @@ impl TokenService {
                 "the code does not match its mandate".into(),
             ));
         }
-        let decision = self.policies.pdp().current().decide_grant(&GrantRequest {
-            action: GrantAction::ExchangeToken,
-            agent: &agent,
-            mandate: &mandate,
-            delegation_chain: &[],
-            now,
-        });
-        if !decision.allowed {
-            return Err(TokenError::InvalidGrant(decision.reason));
-        }
+        self.decide_direct(&agent, &mandate)
+            .map_err(TokenError::InvalidGrant)?;
         let mut used = Vec::new();
         let jkt =
             self.token_endpoint_dpop(req, DpopRequired::ByClient(grant.dpop_bound), &mut used)?;
-        let granted: Vec<String> = mandate
-            .terms
-            .scope
-            .tools
-            .iter()
-            .map(|t| t.tool.clone())
-            .collect();
+        let granted = mandate_tools(&mandate);
         let scope = narrow(&granted, None, None)?;
         let audience = self.authorized_audience(&grant.resource);
-        let expires = self.expiry(&mandate);
-        let details = mandate_details(&mandate, &scope);
-        let token = self.new_token(
-            mandate.terms.human_id.to_string(),
+        let token = self.mandate_token(
+            &mandate,
             vec![agent.id],
+            &agent,
             audience,
             scope,
-            Some(mandate.id),
-            Some(details),
             jkt.clone(),
-            &agent,
-            expires,
         )?;
         // The first refresh token of a family whose root is this token's grant.
         let (refresh, issue) = self.new_refresh_token(
@@ -236,6 +215,7 @@ impl TokenService {
                 Some(&mandate),
                 Parent::None,
                 EventKind::TokenIssued,
+                &[],
             )
             .await?;
         response.refresh_token = Some(refresh);

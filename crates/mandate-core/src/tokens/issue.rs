@@ -7,9 +7,9 @@ use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
 use mandate_policy::{GrantAction, GrantRequest};
 use mandate_store::{Entry, OnceRecord, Refusal, SpentOnce, UsedAssertion};
 use mandate_token::{
-    DpopRequest, Expect, JWT_BEARER, MANDATE_DETAILS_TYPE, REQUEST_MANDATES_SCOPE, TaskToken,
-    TokenError, random_id, scope_is_subset, untrusted, unverified_issuer, verify_client_assertion,
-    verify_jwt_svid,
+    DpopRequest, Expect, JWT_BEARER, JWT_BEARER_GRANT, MANDATE_DETAILS_TYPE,
+    REQUEST_MANDATES_SCOPE, TaskToken, TokenError, random_id, scope_is_subset, untrusted,
+    unverified_issuer, verify_client_assertion, verify_jwt_svid,
 };
 use mandate_types::{AgentId, MandateId};
 use serde_json::{Value, json};
@@ -48,6 +48,8 @@ pub struct TokenRequest {
     pub redirect_uri: Option<String>,
     /// `refresh_token`: the refresh token.
     pub refresh_token: Option<String>,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer`: the ID-JAG (RFC 7523 §2.1).
+    pub assertion: Option<String>,
     /// The `DPoP` header.
     pub dpop: Option<String>,
 }
@@ -97,9 +99,9 @@ pub(super) struct OnceWrites {
 }
 
 /// What the client asked for in `authorization_details`.
-struct MandateAsk {
-    mandate: MandateId,
-    tools: Option<Vec<String>>,
+pub(super) struct MandateAsk {
+    pub mandate: MandateId,
+    pub tools: Option<Vec<String>>,
 }
 
 /// Longest value of any one parameter we read.
@@ -119,6 +121,7 @@ impl TokenService {
             ("code_verifier", &req.code_verifier),
             ("redirect_uri", &req.redirect_uri),
             ("refresh_token", &req.refresh_token),
+            ("assertion", &req.assertion),
         ] {
             if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM) {
                 return Err(TokenError::InvalidRequest(format!("`{name}` is too long")));
@@ -131,9 +134,12 @@ impl TokenService {
         if grant_type == super::REFRESH_TOKEN {
             return self.refresh(req).await;
         }
+        if grant_type == JWT_BEARER_GRANT && self.enterprise.is_some() {
+            return self.id_jag(req).await;
+        }
         if grant_type != "client_credentials" && grant_type != TOKEN_EXCHANGE {
             return Err(TokenError::UnsupportedGrantType(format!(
-                "grant type {} is not supported (use authorization_code, refresh_token, client_credentials or token-exchange)",
+                "grant type {} is not supported (use authorization_code, refresh_token, client_credentials, token-exchange, or jwt-bearer with an ID-JAG where an enterprise identity provider is configured)",
                 untrusted(grant_type)
             )));
         }
@@ -165,7 +171,7 @@ impl TokenService {
     /// Records assertions as used, outside any grant, for a request that was refused
     /// anyway: a replay or a failure to record changes nothing for its answer (a
     /// failure is logged where it happens).
-    async fn spend(&self, used: Vec<UsedAssertion>) {
+    pub(super) async fn spend(&self, used: Vec<UsedAssertion>) {
         let _refused_anyway = self.spend_now(used).await;
     }
 
@@ -405,43 +411,16 @@ impl TokenService {
                     None,
                     Parent::None,
                     EventKind::TokenIssued,
+                    &[],
                 )
                 .await;
         };
         let mandate = self.load_mandate(agent, ask.mandate).await?;
-        let decision = tracing::info_span!(target: TRACE, "decision").in_scope(|| {
-            self.policies.pdp().current().decide_grant(&GrantRequest {
-                action: GrantAction::ExchangeToken,
-                agent,
-                mandate: &mandate,
-                delegation_chain: &[],
-                now: self.clock.now(),
-            })
-        });
-        if !decision.allowed {
-            return Err(TokenError::InvalidGrant(decision.reason));
-        }
-        let granted: Vec<String> = mandate
-            .terms
-            .scope
-            .tools
-            .iter()
-            .map(|t| t.tool.clone())
-            .collect();
+        self.decide_direct(agent, &mandate)
+            .map_err(TokenError::InvalidGrant)?;
+        let granted = mandate_tools(&mandate);
         let scope = narrow(&granted, ask.tools, req.scope.as_deref())?;
-        let expires = self.expiry(&mandate);
-        let details = mandate_details(&mandate, &scope);
-        let token = self.new_token(
-            mandate.terms.human_id.to_string(),
-            vec![agent.id],
-            audience,
-            scope,
-            Some(mandate.id),
-            Some(details),
-            jkt,
-            agent,
-            expires,
-        )?;
+        let token = self.mandate_token(&mandate, vec![agent.id], agent, audience, scope, jkt)?;
         self.record_and_sign(
             token,
             agent,
@@ -450,6 +429,7 @@ impl TokenService {
             Some(&mandate),
             Parent::None,
             EventKind::TokenIssued,
+            &[],
         )
         .await
     }
@@ -592,19 +572,7 @@ impl TokenService {
             ask.and_then(|a| a.tools),
             req.scope.as_deref(),
         )?;
-        let expires = self.expiry(&mandate);
-        let details = mandate_details(&mandate, &scope);
-        let token = self.new_token(
-            mandate.terms.human_id.to_string(),
-            actors,
-            audience,
-            scope,
-            Some(mandate.id),
-            Some(details),
-            jkt,
-            agent,
-            expires,
-        )?;
+        let token = self.mandate_token(&mandate, actors, agent, audience, scope, jkt)?;
         let mut response = self
             .record_and_sign(
                 token,
@@ -614,6 +582,7 @@ impl TokenService {
                 Some(&mandate),
                 Parent::Token(&parent),
                 kind,
+                &[],
             )
             .await?;
         response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
@@ -684,9 +653,54 @@ impl TokenService {
             })
     }
 
+    /// The policies' decision on `agent` holding a token under `mandate` directly (no
+    /// delegation chain, as the first token of a grant): the reason when refused.
+    pub(super) fn decide_direct(&self, agent: &Agent, mandate: &Mandate) -> Result<(), String> {
+        let decision = tracing::info_span!(target: TRACE, "decision").in_scope(|| {
+            self.policies.pdp().current().decide_grant(&GrantRequest {
+                action: GrantAction::ExchangeToken,
+                agent,
+                mandate,
+                delegation_chain: &[],
+                now: self.clock.now(),
+            })
+        });
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(decision.reason)
+        }
+    }
+
     /// Never past the mandate's end, never longer than the configured maximum.
     pub(super) fn expiry(&self, mandate: &Mandate) -> chrono::DateTime<chrono::Utc> {
         (self.clock.now() + self.config.max_lifetime).min(mandate.terms.expires_at)
+    }
+
+    /// A token under `mandate` held by `agent` (`actors`: it first, then whoever
+    /// delegated to it): the mandate's person as its subject, the mandate's terms as
+    /// its authorization details, expiring with the mandate at the latest.
+    pub(super) fn mandate_token(
+        &self,
+        mandate: &Mandate,
+        actors: Vec<AgentId>,
+        agent: &Agent,
+        audience: Vec<String>,
+        scope: Vec<String>,
+        jkt: Option<String>,
+    ) -> Result<TaskToken, TokenError> {
+        let details = mandate_details(mandate, &scope);
+        self.new_token(
+            mandate.terms.human_id.to_string(),
+            actors,
+            audience,
+            scope,
+            Some(mandate.id),
+            Some(details),
+            jkt,
+            agent,
+            self.expiry(mandate),
+        )
     }
 
     #[allow(clippy::too_many_arguments, reason = "the claims of one token, named")]
@@ -723,7 +737,9 @@ impl TokenService {
         })
     }
 
-    /// Records the grant and its audit event (durable), then signs.
+    /// Records the grant and its audit event (durable), then signs. `audit`: more
+    /// fields of the event (what the grant rested on: an ID-JAG's issuer and `jti`,
+    /// never the assertion).
     #[allow(
         clippy::too_many_arguments,
         reason = "what one issuance records, named"
@@ -737,6 +753,7 @@ impl TokenService {
         mandate: Option<&Mandate>,
         parent: Parent<'_>,
         kind: EventKind,
+        audit: &[(&'static str, Value)],
     ) -> Result<TokenResponse, TokenError> {
         let issued_at = chrono::DateTime::from_timestamp(token.issued_at, 0)
             .unwrap_or_else(|| self.clock.now());
@@ -777,6 +794,9 @@ impl TokenService {
             event = event
                 .with("grant_type", "refresh_token")
                 .with("refresh_family", family);
+        }
+        for (name, value) in audit {
+            event = event.with(name, value.clone());
         }
         // One commit: the assertions' use, the grant and its event, in the ledger's
         // batch. The mandate (and the parent) are checked again in that transaction: one
@@ -860,6 +880,9 @@ pub(super) fn refusal(refused: Refusal, via: Via) -> TokenError {
         (Refusal::Replay { issuer }, _) if issuer == DPOP_PROOF_USES => {
             TokenError::InvalidDpopProof("the proof has been used before (`jti`)".into())
         }
+        (Refusal::Replay { issuer }, _) if issuer.starts_with(super::idjag::ID_JAG_USES) => {
+            TokenError::InvalidGrant("the ID-JAG was used before (`jti` replay)".into())
+        }
         (Refusal::Replay { .. }, _) => {
             TokenError::InvalidClient("the client assertion was used before (`jti` replay)".into())
         }
@@ -878,7 +901,7 @@ pub(super) fn refusal(refused: Refusal, via: Via) -> TokenError {
 /// Reads `authorization_details` (RFC 9396): a JSON array; at most one entry of type
 /// `mandate`, naming `mandate_id` and optionally narrowing `tools`. Other types are
 /// refused (we would not honour them).
-fn parse_details(raw: Option<&str>) -> Result<Option<MandateAsk>, TokenError> {
+pub(super) fn parse_details(raw: Option<&str>) -> Result<Option<MandateAsk>, TokenError> {
     let bad = |m: &str| TokenError::InvalidAuthorizationDetails(m.to_owned());
     let Some(raw) = raw else { return Ok(None) };
     let value: Value = mandate_jose::parse_json_strict(raw.as_bytes())
@@ -969,6 +992,17 @@ pub(super) fn narrow(
         out = asked;
     }
     Ok(out)
+}
+
+/// The tools a mandate grants, as a token's scope names them.
+pub(super) fn mandate_tools(mandate: &Mandate) -> Vec<String> {
+    mandate
+        .terms
+        .scope
+        .tools
+        .iter()
+        .map(|t| t.tool.clone())
+        .collect()
 }
 
 /// The `authorization_details` a token carries: the mandate's terms as they bind it.

@@ -8,6 +8,8 @@
 //!                 ─► grant: client_credentials (+ authorization_details naming a mandate)
 //!                           or token-exchange (delegation, or renewal of one's own token);
 //!                           public clients: authorization_code, refresh_token (rotated)
+//!                           an enterprise IdP's ID-JAG (jwt-bearer) under an active
+//!                           mandate of its person for the client's agent (idjag.rs)
 //!                 ─► policy decision (exchange_token, delegate) — never a blind refresh
 //!                 ─► grants row (parent = the token exchanged) ─► token.* audit event
 //!                 ─► sign (at+jwt)
@@ -17,6 +19,7 @@
 
 mod admin;
 mod code;
+mod idjag;
 mod issue;
 mod refresh;
 mod verified;
@@ -29,8 +32,8 @@ use chrono::{DateTime, Duration, Utc};
 use mandate_jose::SigningKey;
 use mandate_store::{Store, TokenKey};
 use mandate_token::{
-    ACCESS_TOKEN_TYP, DpopConfig, DpopRequest, DpopVerifier, Expect, Federation, KeyError, KeyRing,
-    RevocationList, TaskToken, TokenError, TrustBundles,
+    ACCESS_TOKEN_TYP, DpopConfig, DpopRequest, DpopVerifier, EnterpriseIdps, Expect, Federation,
+    KeyError, KeyRing, RevocationList, TaskToken, TokenError, TrustBundles,
 };
 use mandate_types::Clock;
 use serde_json::{Map, Value};
@@ -119,6 +122,7 @@ pub struct TokenService {
     revoked: RevocationList,
     spiffe: TrustBundles,
     federation: Option<Federation>,
+    enterprise: Option<EnterpriseIdps>,
     last_key_refresh: Mutex<Option<Instant>>,
     verified: VerifiedTokens,
     client_keys: ClientKeyCache,
@@ -164,6 +168,7 @@ impl TokenService {
             revoked: RevocationList::new(keep),
             spiffe: TrustBundles::new(),
             federation: None,
+            enterprise: None,
             last_key_refresh: Mutex::new(None),
             verified: VerifiedTokens::default(),
             client_keys: ClientKeyCache::default(),
@@ -187,6 +192,17 @@ impl TokenService {
     pub fn with_federation(mut self, federation: Federation) -> Self {
         self.federation = Some(federation);
         self
+    }
+
+    /// Accepts ID-JAGs (jwt-bearer grants) from these enterprise identity providers.
+    pub fn with_enterprise_idps(mut self, idps: EnterpriseIdps) -> Self {
+        self.enterprise = Some(idps).filter(|i| !i.is_empty());
+        self
+    }
+
+    /// Whether ID-JAGs are accepted (RFC 8414 metadata lists the grant type then).
+    pub fn accepts_id_jag(&self) -> bool {
+        self.enterprise.is_some()
     }
 
     pub fn config(&self) -> &TokenConfig {

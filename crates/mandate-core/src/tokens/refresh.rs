@@ -22,14 +22,13 @@
 
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{AgentStatus, Mandate, MandateStatus};
-use mandate_policy::{GrantAction, GrantRequest};
 use mandate_store::{Entry, OnceKind, OnceRecord, RevokeTree, SpentOnce, UsedAssertion};
 use mandate_token::{TokenError, random_id};
 use mandate_types::{AgentId, HumanId, MandateId, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::code::{authorized_resource, public_client};
-use super::issue::{DpopRequired, OnceWrites, Parent, mandate_details, narrow};
+use super::issue::{DpopRequired, OnceWrites, Parent, narrow};
 use super::{TokenService, unavailable};
 use crate::oauth::sha256_hex;
 use crate::{TokenRequest, TokenResponse};
@@ -193,20 +192,10 @@ impl TokenService {
         {
             return Err(ended());
         }
-        let decision = self.policies.pdp().current().decide_grant(&GrantRequest {
-            action: GrantAction::ExchangeToken,
-            agent: &agent,
-            mandate: &mandate,
-            delegation_chain: &[],
-            now,
-        });
-        if !decision.allowed {
-            // Never a blind refresh: what the policies refuse now is refused.
-            return Err(TokenError::InvalidGrant(format!(
-                "the mandate no longer allows this: {}",
-                decision.reason
-            )));
-        }
+        // Never a blind refresh: what the policies refuse now is refused.
+        self.decide_direct(&agent, &mandate).map_err(|reason| {
+            TokenError::InvalidGrant(format!("the mandate no longer allows this: {reason}"))
+        })?;
         // Within what was granted and what the mandate holds now.
         let granted: Vec<String> = grant
             .scope
@@ -221,19 +210,7 @@ impl TokenService {
         }
         let scope = narrow(&granted, None, req.scope.as_deref())?;
         let audience = self.authorized_audience(&grant.resource);
-        let expires = self.expiry(&mandate);
-        let details = mandate_details(&mandate, &scope);
-        let token = self.new_token(
-            mandate.terms.human_id.to_string(),
-            vec![agent.id],
-            audience,
-            scope,
-            Some(mandate.id),
-            Some(details),
-            jkt,
-            &agent,
-            expires,
-        )?;
+        let token = self.mandate_token(&mandate, vec![agent.id], &agent, audience, scope, jkt)?;
         // The next refresh token keeps the family, the binding and the scope granted.
         let (next, issue) = self.new_refresh_token(record.tenant_id, grant, &mandate)?;
         let mut response = self
@@ -248,6 +225,7 @@ impl TokenService {
                 Some(&mandate),
                 Parent::Family(&grant.family),
                 EventKind::TokenRenewed,
+                &[],
             )
             .await?;
         response.refresh_token = Some(next);

@@ -47,6 +47,15 @@ async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthErr
     let tokens = service(&state)?;
     let issuer = &tokens.config().issuer;
     let auth_algs = ["EdDSA", "ES256", "RS256", "PS256"];
+    let mut grant_types = vec![
+        mandate_core::AUTHORIZATION_CODE,
+        mandate_core::REFRESH_TOKEN,
+        "client_credentials",
+        mandate_core::TOKEN_EXCHANGE,
+    ];
+    if tokens.accepts_id_jag() {
+        grant_types.push(mandate_token::JWT_BEARER_GRANT);
+    }
     Ok(Json(json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth2/token"),
@@ -55,12 +64,7 @@ async fn metadata(State(state): State<AppState>) -> Result<Json<Value>, OAuthErr
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
         "registration_endpoint": format!("{issuer}/oauth2/register"),
-        "grant_types_supported": [
-            mandate_core::AUTHORIZATION_CODE,
-            mandate_core::REFRESH_TOKEN,
-            "client_credentials",
-            mandate_core::TOKEN_EXCHANGE,
-        ],
+        "grant_types_supported": grant_types,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "authorization_response_iss_parameter_supported": true,
@@ -178,6 +182,7 @@ impl Form {
             code_verifier: self.get("code_verifier"),
             redirect_uri: self.get("redirect_uri"),
             refresh_token: self.get("refresh_token"),
+            assertion: self.get("assertion"),
             dpop,
         })
     }
@@ -194,7 +199,7 @@ fn no_store(value: Value) -> Response {
 /// The token endpoint.
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "grant_type, client_assertion_type, client_assertion, scope, authorization_details, resource, subject_token, actor_token, code, code_verifier, redirect_uri, client_id, …"),
+        description = "grant_type, client_assertion_type, client_assertion, assertion (an ID-JAG), scope, authorization_details, resource, subject_token, actor_token, code, code_verifier, redirect_uri, client_id, …"),
     responses(
         (status = 200, body = Object, description = "access_token, token_type (DPoP or Bearer), expires_in, scope, authorization_details"),
         (status = "4XX", body = Object, description = "OAuth error: {error, error_description}"),

@@ -16,6 +16,7 @@ mod console_admin;
 mod lifecycle;
 mod mcp_input_required;
 mod oauth_authorize;
+mod oauth_id_jag;
 mod oauth_offer;
 mod oauth_reconsent;
 mod oauth_refresh;

@@ -18,7 +18,7 @@ pub(crate) const BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt
 
 pub(crate) struct Agent {
     pub(crate) id: String,
-    key: SigningKey,
+    pub(crate) key: SigningKey,
 }
 
 pub(crate) struct Setup {
@@ -28,11 +28,11 @@ pub(crate) struct Setup {
     pub(crate) agents: Vec<Agent>,
 }
 
-fn now(api: &Api) -> i64 {
+pub(crate) fn now(api: &Api) -> i64 {
     api.service.clock().now().timestamp()
 }
 
-fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
+pub(crate) fn sign(key: &SigningKey, header: Value, claims: Value) -> String {
     let (Value::Object(h), Value::Object(c)) = (header, claims) else {
         unreachable!()
     };
@@ -223,7 +223,13 @@ impl Setup {
         self.form("/oauth2/token", &params, &[]).await
     }
 
-    fn proof(&self, key: &SigningKey, htm: &str, htu: &str, token: Option<&str>) -> String {
+    pub(crate) fn proof(
+        &self,
+        key: &SigningKey,
+        htm: &str,
+        htu: &str,
+        token: Option<&str>,
+    ) -> String {
         let mut claims = json!({"jti": mandate_token::random_id("p").unwrap(), "htm": htm,
                                 "htu": htu, "iat": now(&self.api)});
         if let Some(t) = token {
@@ -249,7 +255,7 @@ impl Setup {
     }
 }
 
-fn claims(token: &str) -> (Map<String, Value>, Map<String, Value>) {
+pub(crate) fn claims(token: &str) -> (Map<String, Value>, Map<String, Value>) {
     let mut parts = token.split('.');
     let h = b64url_decode(parts.next().unwrap()).unwrap();
     let p = b64url_decode(parts.next().unwrap()).unwrap();
@@ -260,7 +266,7 @@ fn claims(token: &str) -> (Map<String, Value>, Map<String, Value>) {
 }
 
 #[track_caller]
-fn oauth_error(reply: &Reply, status: u16, code: &str) -> String {
+pub(crate) fn oauth_error(reply: &Reply, status: u16, code: &str) -> String {
     assert_eq!(reply.status.as_u16(), status, "body: {}", reply.body);
     assert_eq!(reply.body["error"], code, "body: {}", reply.body);
     let description = reply.body["error_description"].as_str().unwrap().to_owned();
