@@ -21,7 +21,9 @@
 //!   or none; without them argument constraints are not checked, and the line says so.
 //! - **Approval**: a call recorded as allowed on a used approval (`approval_id`) is
 //!   replayed as approved; every other call as not approved. Executions of proposals
-//!   are not told apart in the ledger and replay as plain calls.
+//!   are not told apart in the ledger and replay as plain calls. A rollback's
+//!   compensating call (`rollback_of`) replays as what it was: a rollback, approved by
+//!   the person who asked for it.
 //! - **DPoP**: bound when the token the event names (`jti`) is a DPoP-bound grant.
 //! - **Time**: the event's time; the delegation chain as recorded.
 //!
@@ -214,6 +216,8 @@ struct Recorded<'e> {
     allowed: bool,
     arguments: Option<&'e Value>,
     approved: bool,
+    /// A rollback's compensating call (the decision names the call it undoes).
+    rollback: bool,
     chain: Vec<AgentId>,
 }
 
@@ -255,7 +259,9 @@ impl<'e> Recorded<'e> {
             tool,
             allowed,
             arguments: data.get("arguments"),
-            approved: allowed && data.contains_key("approval_id"),
+            approved: (allowed && data.contains_key("approval_id"))
+                || data.contains_key("rollback_of"),
+            rollback: data.contains_key("rollback_of"),
             chain,
         })
     }
@@ -417,6 +423,7 @@ impl World {
             amount,
             approved: recorded.approved,
             executing_proposal: false,
+            rollback: recorded.rollback,
             delegation_chain: &recorded.chain,
             dpop_bound,
             now: at,

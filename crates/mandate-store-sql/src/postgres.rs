@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "oauth",
         sql: include_str!("../migrations/postgres/0009_oauth.sql"),
     },
+    Migration {
+        version: 10,
+        name: "rollback_steps",
+        sql: include_str!("../migrations/postgres/0010_rollback_steps.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

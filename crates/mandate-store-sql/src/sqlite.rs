@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_next_event",
         sql: include_str!("../migrations/sqlite/0010_audit_next_event.sql"),
     },
+    Migration {
+        version: 11,
+        name: "rollback_steps",
+        sql: include_str!("../migrations/sqlite/0011_rollback_steps.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
