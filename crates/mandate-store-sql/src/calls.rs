@@ -10,6 +10,16 @@ macro_rules! sql_calls {
             limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
         }
 
+        /// A conditional write's answer: it changed the one row, or the row was not in
+        /// the state it required ([`StoreError::VersionConflict`]).
+        fn changed_once(rows: u64) -> Result<(), StoreError> {
+            if rows == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::VersionConflict)
+            }
+        }
+
         fn approval_row(row: &DbRow) -> Result<::mandate_domain::Approval, StoreError> {
             text_doc(row)
         }
@@ -379,11 +389,7 @@ macro_rules! sql_calls {
                 .execute(self.writer())
                 .await
                 .map_err(unavailable)?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::VersionConflict)
-                }
+                changed_once(done.rows_affected())
             }
 
             async fn claim_rollback_step(
@@ -394,7 +400,7 @@ macro_rules! sql_calls {
                 by: &str,
                 now: DateTime<Utc>,
             ) -> Result<::mandate_store::StepClaim, StoreError> {
-                let seq = i64::try_from(call_seq).map_err(|_| StoreError::Corrupt("sequence number out of range".into()))?;
+                let seq = seq_param(call_seq)?;
                 // One statement: a new row, or a failed one of the same mandate taken again.
                 let claimed = ::sqlx::query(
                     "INSERT INTO rollback_steps (tenant_id, call_seq, mandate_id, state, claimed_by, claimed_at)
@@ -439,7 +445,7 @@ macro_rules! sql_calls {
                 outcome: &::serde_json::Value,
                 now: DateTime<Utc>,
             ) -> Result<(), StoreError> {
-                let seq = i64::try_from(call_seq).map_err(|_| StoreError::Corrupt("sequence number out of range".into()))?;
+                let seq = seq_param(call_seq)?;
                 let state = if succeeded {
                     ::mandate_store::StepState::Done
                 } else {
@@ -457,11 +463,7 @@ macro_rules! sql_calls {
                 .execute(self.writer())
                 .await
                 .map_err(unavailable)?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::VersionConflict)
-                }
+                changed_once(done.rows_affected())
             }
 
             async fn rollback_steps(
@@ -486,7 +488,7 @@ macro_rules! sql_calls {
                         let outcome: Option<String> = row.try_get("outcome").map_err(corrupt)?;
                         Ok(::mandate_store::RollbackStep {
                             tenant_id: tenant,
-                            call_seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative sequence number".into()))?,
+                            call_seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))?,
                             mandate_id: mandate,
                             state: ::mandate_store::StepState::parse(&state)
                                 .ok_or_else(|| StoreError::Corrupt(format!("rollback step state `{state}`")))?,

@@ -16,7 +16,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Actors, Server, admin_token, created, http, task_token};
+use common::{Actors, Server, admin_token, created, http};
 use mandate_demo::bank::Bank;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -90,15 +90,7 @@ impl World {
     }
 
     async fn token(&self, mandate: &str) -> String {
-        let resource = format!("{}/mcp", self.server.url);
-        task_token(
-            &self.server,
-            &self.who.agent,
-            &self.who.key,
-            mandate,
-            &resource,
-        )
-        .await
+        common::mcp_token(&self.server, &self.who, mandate).await
     }
 
     /// A `tools/call` through the gateway (MCP 2026-07-28, stateless): the JSON-RPC answer.
@@ -583,4 +575,125 @@ async fn compensations_are_validated_strictly() {
     let (status, _, body) = patch(json!({"compensation": null})).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("compensation").is_none(), "{body}");
+}
+
+/// A minimal browser for the console: cookies kept by name, no redirects followed.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            cookies: std::collections::BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, String, String) {
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = request
+            .header("cookie", jar.join("; "))
+            .send()
+            .await
+            .unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let (pair, _) = set.to_str().unwrap().split_once(';').unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.insert(k.to_owned(), v.to_owned());
+        }
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, location, response.text().await.unwrap())
+    }
+
+    async fn get(&mut self, path: &str) -> String {
+        let request = self.client.get(format!("{}{path}", self.base));
+        let (status, _, page) = self.send(request).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        page
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let request = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    fn hidden(page: &str, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = page.find(&marker).unwrap() + marker.len();
+        page[at..at + page[at..].find('"').unwrap()].to_owned()
+    }
+}
+
+/// The console's "Roll back" button on the mandate page: shown once a reversible call
+/// was made, it runs the rollback on the signed-in person's authority (refused
+/// without the session's CSRF token), and the timeline shows the step.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_rolls_a_mandate_back_from_its_page() {
+    let w = World::start().await;
+    let m = w.mandate(&["bank.transfer"]).await;
+    let (status, _) = http(
+        Method::PUT,
+        format!("{}/v1/humans/{}/password", w.server.url, w.who.human),
+        &w.admin,
+        Some(json!({"password": "a long console password"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let mut alice = Browser::new(&w.server.url);
+    let login = alice.get("/ui/login?next=/ui/").await;
+    let csrf = Browser::hidden(&login, "csrf");
+    let (status, _, page) = alice
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("next", "/ui/"),
+                ("email", "alice@example.com"),
+                ("password", "a long console password"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let path = format!("/ui/mandates/{m}");
+    assert!(
+        !alice.get(&path).await.contains("Roll back"),
+        "nothing to undo yet"
+    );
+
+    let token = w.token(&m).await;
+    w.transfer(&token, "alice-checking", "bob-checking", 700)
+        .await;
+    let page = alice.get(&path).await;
+    assert!(page.contains("Roll back"), "{page}");
+    let csrf = Browser::hidden(&page, "csrf");
+    let (status, _, _) = alice
+        .post(&format!("{path}/rollback"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(w.count("bob-checking", "alice-checking", 700), 0);
+    let (status, location, page) = alice
+        .post(&format!("{path}/rollback"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 303, "{page}");
+    assert!(location.ends_with("?done=rolled_back"), "{location}");
+    assert_eq!(w.count("bob-checking", "alice-checking", 700), 1);
+    let page = alice.get(&location).await;
+    assert!(page.contains("Rolled back"), "{page}");
+    assert!(page.contains("rollback.step"), "the timeline: {page}");
 }

@@ -699,13 +699,11 @@ impl<'t> Script<'t> {
             Actor::Alice,
             format!("rolls back {mandate} (POST /v1/mandates/{{id}}/rollback)"),
             format!(
-                "bank.transfer of call {} undone by bank.transfer $250.00 bob-checking → \
-                 alice-checking, decided and forwarded by the gateway as a rollback; \
-                 {} irreversible call(s) listed",
-                text(&steps[0], "call_seq"),
-                at(&first.body, "/irreversible")
-                    .as_array()
-                    .map_or(0, Vec::len)
+                "the transfer (event #{}) undone by bank.transfer $250.00 bob-checking → \
+                 alice-checking, decided and forwarded by the gateway as a rollback \
+                 (rollback.step #{} in the ledger, chained to it)",
+                at(&steps[0], "/call_seq"),
+                at(&steps[0], "/event_seq"),
             ),
         );
         let again = self
