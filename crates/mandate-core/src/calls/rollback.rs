@@ -192,7 +192,7 @@ impl Calls {
             Some(seq) => vec![self.called_event(&found, seq).await?],
             None => self.called_events(&found).await?,
         };
-        calls.sort_by(|a, b| b.seq.cmp(&a.seq));
+        calls.sort_by_key(|e| std::cmp::Reverse(e.seq));
         let irreversible: Vec<Irreversible> = calls.iter().filter_map(irreversible).collect();
         if let (Some(seq), Some(why)) = (call, irreversible.first()) {
             return Err(CoreError::invalid(format!(

@@ -702,8 +702,8 @@ impl<'t> Script<'t> {
                 "the transfer (event #{}) undone by bank.transfer $250.00 bob-checking → \
                  alice-checking, decided and forwarded by the gateway as a rollback \
                  (rollback.step #{} in the ledger, chained to it)",
-                at(&steps[0], "/call_seq"),
-                at(&steps[0], "/event_seq"),
+                at(&first.body, "/steps/0/call_seq"),
+                at(&first.body, "/steps/0/event_seq"),
             ),
         );
         let again = self
