@@ -156,6 +156,20 @@ impl World {
         page["items"].as_array().unwrap().clone()
     }
 
+    /// The mandate's `tool.called` events once there are `n` (outcomes are appended
+    /// without waiting for the ledger): at most 5 s.
+    async fn called(&self, mandate: &str, n: usize) -> Vec<Value> {
+        let started = std::time::Instant::now();
+        loop {
+            let called = self.events(mandate, "tool.called").await;
+            if called.len() >= n || started.elapsed().as_secs() >= 5 {
+                assert_eq!(called.len(), n, "{called:?}");
+                return called;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     fn count(&self, from: &str, to: &str, cents: i64) -> usize {
         self.bank
             .transfers()
@@ -219,8 +233,7 @@ async fn a_multi_step_rollback_stops_at_a_failure_and_resumes_without_repeating(
     assert_eq!(w.balance("carol-checking"), 100);
 
     // Each transfer's outcome carries its compensation; the email is irreversible.
-    let called = w.events(&m, "tool.called").await;
-    assert_eq!(called.len(), 4, "{called:?}");
+    let called = w.called(&m, 4).await;
     let transfers: Vec<&Value> = called
         .iter()
         .filter(|e| e["data"]["tool"] == "bank.transfer")
@@ -417,9 +430,7 @@ async fn only_a_party_rolls_back_only_forwarded_calls_and_each_step_runs_once() 
         .unwrap()["seq"]
         .as_u64()
         .unwrap();
-    let other_call = w.events(&other, "tool.called").await[0]["seq"]
-        .as_u64()
-        .unwrap();
+    let other_call = w.called(&other, 1).await[0]["seq"].as_u64().unwrap();
     for seq in [denied_seq, other_call, 999_999, 0] {
         let (status, body) = w
             .rollback(&w.who.human_token, &m, Some(json!({"call": seq})))
@@ -445,9 +456,7 @@ async fn only_a_party_rolls_back_only_forwarded_calls_and_each_step_runs_once() 
     assert_eq!(w.count("bob-checking", "alice-savings", 700), 0);
 
     // Concurrent rollbacks of the one call (Alice's and the admin's): it runs once.
-    let call = w.events(&m, "tool.called").await[0]["seq"]
-        .as_u64()
-        .unwrap();
+    let call = w.called(&m, 1).await[0]["seq"].as_u64().unwrap();
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..8 {
         let url = format!("{}/v1/mandates/{m}/rollback", w.server.url);
@@ -679,6 +688,7 @@ async fn the_console_rolls_a_mandate_back_from_its_page() {
     let token = w.token(&m).await;
     w.transfer(&token, "alice-checking", "bob-checking", 700)
         .await;
+    w.called(&m, 1).await;
     let page = alice.get(&path).await;
     assert!(page.contains("Roll back"), "{page}");
     let csrf = Browser::hidden(&page, "csrf");
