@@ -556,5 +556,16 @@ mod tests {
             .unwrap_or_else(|| panic!("replayable"));
         assert_eq!(recorded.action, CallAction::GetPrompt);
         assert!(!recorded.approved);
+        assert!(!recorded.rollback);
+        // A rollback's compensating call replays as one, approved by its person, even
+        // when the policy refused it.
+        let compensation = event(json!({
+            "action": "call_tool", "tool": "fx.a", "allowed": false, "policies": ["p"],
+            "rollback_of": 12,
+        }));
+        let recorded = Recorded::parse(&compensation)
+            .ok()
+            .unwrap_or_else(|| panic!("replayable"));
+        assert!(recorded.rollback && recorded.approved);
     }
 }
