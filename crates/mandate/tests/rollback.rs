@@ -73,6 +73,10 @@ impl World {
     }
 
     async fn mandate(&self, tools: &[&str]) -> String {
+        self.mandate_with_budget(tools, 1_000_000).await
+    }
+
+    async fn mandate_with_budget(&self, tools: &[&str], max_amount: u64) -> String {
         let tools: Vec<Value> = tools.iter().map(|t| json!({"tool": t})).collect();
         common::consented_mandate(
             &self.server,
@@ -83,7 +87,7 @@ impl World {
                 "scope": {"tools": tools},
                 "data_ceiling": "internal",
                 "mode": "execute",
-                "budgets": {"max_calls": 100, "max_amount": 1_000_000, "currency": "USD"},
+                "budgets": {"max_calls": 100, "max_amount": max_amount, "currency": "USD"},
             }),
         )
         .await
@@ -584,6 +588,57 @@ async fn compensations_are_validated_strictly() {
     let (status, _, body) = patch(json!({"compensation": null})).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("compensation").is_none(), "{body}");
+}
+
+/// A compensating call is decided like any call: it spends the mandate's budget (one
+/// that does not cover it stops the rollback, recorded as a refused rollback decision;
+/// the CLI exits non-zero and says so), and under a revoked mandate it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn compensations_meet_budgets_and_fail_closed_like_any_call() {
+    let w = World::start().await;
+    let m = w.mandate_with_budget(&["bank.transfer"], 1_500).await;
+    let token = w.token(&m).await;
+    w.transfer(&token, "alice-checking", "bob-checking", 1_000)
+        .await;
+    w.called(&m, 1).await;
+    let (ok, table, _) =
+        tokio::task::block_in_place(|| w.server.cli_text(&w.who.human_token, &["rollback", &m]));
+    assert!(!ok, "an incomplete rollback exits non-zero: {table}");
+    assert!(
+        table.contains("failed") && table.contains("rollback stopped"),
+        "{table}"
+    );
+    assert_eq!(w.count("bob-checking", "alice-checking", 1_000), 0);
+    let refused: Vec<Value> = w
+        .events(&m, "decision")
+        .await
+        .into_iter()
+        .filter(|e| e["data"].get("rollback_of").is_some())
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["data"]["allowed"], json!(false));
+    assert!(
+        refused[0]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("budget"),
+        "{refused:?}"
+    );
+
+    // Revoked: its calls are refused, the compensation too (fail closed).
+    let (status, body) = http(
+        Method::POST,
+        format!("{}/v1/mandates/{m}/revoke", w.server.url),
+        &w.who.human_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, report) = w.rollback(&w.who.human_token, &m, None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["complete"], json!(false), "{report}");
+    assert_eq!(report["steps"][0]["status"], "failed", "{report}");
+    assert_eq!(w.count("bob-checking", "alice-checking", 1_000), 0);
 }
 
 /// A minimal browser for the console: cookies kept by name, no redirects followed.
