@@ -50,9 +50,9 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0009_oauth.sql"),
     },
     Migration {
-        version: 10,
+        version: 13,
         name: "rollback_steps",
-        sql: include_str!("../migrations/postgres/0010_rollback_steps.sql"),
+        sql: include_str!("../migrations/postgres/0013_rollback_steps.sql"),
     },
 ];
 

@@ -61,9 +61,9 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_audit_next_event.sql"),
     },
     Migration {
-        version: 11,
+        version: 13,
         name: "rollback_steps",
-        sql: include_str!("../migrations/sqlite/0011_rollback_steps.sql"),
+        sql: include_str!("../migrations/sqlite/0013_rollback_steps.sql"),
     },
 ];
 
