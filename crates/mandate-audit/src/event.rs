@@ -65,6 +65,7 @@ event_kinds! {
     ApprovalUsed => "approval.used",
     ProposalRecorded => "proposal.recorded",
     ProposalExecuted => "proposal.executed",
+    RollbackStep => "rollback.step",
     SecretUsed => "secret.used",
     PolicyChanged => "policy.changed",
     DriftAlert => "drift.alert",

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::layout::{Flash, badge, page, when};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
-fn calls(console: &Console) -> Result<&Calls, UiError> {
+pub(crate) fn calls(console: &Console) -> Result<&Calls, UiError> {
     console.calls.as_ref().ok_or_else(|| {
         UiError::Core(CoreError::Forbidden(
             "This server runs without the gateway, so no call is ever held.".to_owned(),

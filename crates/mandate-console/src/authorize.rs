@@ -171,7 +171,11 @@ fn tool_rows(pending: &PendingAuthorization, d: &Defaults) -> Markup {
                             label for={ "tool-" (i) } { (t.name) }
                             @if t.added { " " strong class="added" { "added" } }
                         }
-                        td { (badge(t.risk_tier.as_str())) }
+                        td {
+                            (badge(t.risk_tier.as_str()))
+                            @if t.reversible { " " span class="muted" { "can be undone" } }
+                            @else if t.risk_tier != RiskTier::Read { " " strong { "cannot be undone" } }
+                        }
                         td { (t.data_class.as_str()) }
                         td { (t.description) }
                     }

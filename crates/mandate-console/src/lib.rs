@@ -124,6 +124,7 @@ pub fn router(console: Console) -> Router {
         .route("/ui/mandates/{id}", get(mandates::show))
         .route("/ui/mandates/{id}/consent", post(mandates::consent))
         .route("/ui/mandates/{id}/end", post(mandates::end))
+        .route("/ui/mandates/{id}/rollback", post(mandates::rollback))
         // The operators' pages: the tenant's admins only; anyone else sees "nothing here".
         .route("/ui/agents", get(agents::list))
         .route("/ui/agents/{id}", get(agents::show))

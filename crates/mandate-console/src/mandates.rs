@@ -1,10 +1,11 @@
 //! Mandates as their humans see them: what awaits consent, a filterable list, and one
 //! mandate's page (terms, consent record, budget used, timeline, delegation tree) with
-//! the buttons to consent, complete and revoke.
+//! the buttons to consent, complete, revoke and roll back.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use mandate_audit::{Event, EventKind};
+use mandate_core::calls::StepStatus;
 use mandate_core::{ConsentRequest, CoreError, EndRequest, MandateView};
 use mandate_domain::{ConsentChannel, ConsentDecision, Mandate, MandateStatus, Principal};
 use mandate_store::{AuditFilter, MandateFilter, PageRequest};
@@ -178,7 +179,7 @@ fn depth(kind: &str) -> u8 {
     match kind {
         "token.issued" | "token.renewed" | "token.revoked" | "approval.requested"
         | "approval.granted" | "approval.denied" | "proposal.recorded" | "proposal.executed"
-        | "drift.alert" => 1,
+        | "drift.alert" | "rollback.step" => 1,
         "token.exchanged" | "decision" | "approval.used" => 2,
         "tool.called" | "secret.used" => 3,
         _ => 0,
@@ -193,8 +194,8 @@ fn timeline(events: &[Event]) -> Markup {
             ol class="timeline" {
                 @for e in events {
                     li class={ "d" (depth(e.kind.as_str())) } {
-                        (when(e.at)) " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
-                        @for key in ["tool", "decision", "outcome", "reason", "channel", "status"] {
+                        "#" (e.seq) " · " (when(e.at)) " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
+                        @for key in ["tool", "decision", "outcome", "reason", "channel", "status", "rollback_of", "call_seq", "result", "detail"] {
                             @if let Some(v) = e.data.get(key) {
                                 " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
                             }
@@ -242,6 +243,9 @@ pub(crate) async fn show(
         Some("revoked") => Some(Flash::Done(
             "Revoked. Every token below it is revoked.".to_owned(),
         )),
+        Some("rolled_back") => Some(Flash::Done(
+            "Rolled back: every call that can be undone is undone (see the timeline).".to_owned(),
+        )),
         _ => None,
     };
     render(&console, &session, &viewer, &view, flash).await
@@ -268,6 +272,9 @@ async fn render(
             1000,
         )
         .await?;
+    let reversible = events
+        .iter()
+        .any(|e| e.kind == EventKind::ToolCalled && e.data.contains_key("compensation"));
     let agent = agent_label(console, m.tenant_id, t.agent_id).await;
     let grantor = human_label(console, m.tenant_id, t.human_id).await;
     let mut consenters = Vec::with_capacity(view.consents.len());
@@ -355,6 +362,14 @@ async fn render(
                     input id="end-reason" type="text" name="reason" maxlength="500";
                     button type="submit" name="ending" value="complete" class="secondary" { "Complete" }
                     button type="submit" name="ending" value="revoke" class="danger" { "Revoke" }
+                }
+            }
+            @if reversible {
+                h2 { "Roll back" }
+                p { "Undo the agent's calls that can be undone, newest first, through the gateway on your authority. Calls already undone are not repeated." }
+                form method="post" action={ "/ui/mandates/" (m.id) "/rollback" } {
+                    (csrf_field(session))
+                    button type="submit" class="danger" { "Roll back" }
                 }
             }
             h2 { "Delegation tree" }
@@ -518,6 +533,58 @@ pub(crate) async fn end(
             | CoreError::Forbidden(_)
             | CoreError::Expired(_)),
         ) => rerender_with(&console, &session, &id, e).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rolls the mandate back (`Calls::rollback`): complete, the page says so; stopped, it
+/// says where and why (status 409), and the button runs it again.
+pub(crate) async fn rollback(
+    State(console): State<Console>,
+    session: Session,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, UiError> {
+    session.check(&form)?;
+    let (view, viewer) = mandate_for(&console, &session, &id).await?;
+    let calls = crate::approvals::calls(&console)?;
+    match calls.rollback(&viewer, view.mandate.id, None).await {
+        Ok(report) if report.complete => Ok(Redirect::to(&format!(
+            "/ui/mandates/{}?done=rolled_back",
+            view.mandate.id
+        ))
+        .into_response()),
+        Ok(report) => {
+            let done = report
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Done)
+                .count();
+            let stopped = report
+                .steps
+                .iter()
+                .find(|s| matches!(s.status, StepStatus::Failed | StepStatus::InProgress));
+            let why = stopped.map_or_else(String::new, |s| {
+                format!(
+                    " It stopped at call {} ({}): {}.",
+                    s.call_seq,
+                    s.tool,
+                    s.detail.as_deref().unwrap_or("failed")
+                )
+            });
+            rerender_with(
+                &console,
+                &session,
+                &id,
+                CoreError::Conflict(format!(
+                    "{done} step(s) undone now.{why} Run the rollback again to continue."
+                )),
+            )
+            .await
+        }
+        Err(e @ (CoreError::Invalid { .. } | CoreError::Conflict(_) | CoreError::Forbidden(_))) => {
+            rerender_with(&console, &session, &id, e).await
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -191,7 +191,7 @@ async fn render(
                     ", openWorldHint " (hint(hints.open_world_hint))
                 }
                 @if let Some(a) = &tool.amount_argument { dt { "Amount argument" } dd { code { (a) } } }
-                @if let Some(c) = &tool.compensating_tool { dt { "Compensating tool" } dd { code { (c) } } }
+                dt { "Reversible" } dd { @if let Some(c) = &tool.compensation { "yes, undone by " code { (c.tool) } } @else { "no (irreversible)" } }
                 dt { "Registered" } dd { (when(tool.created_at)) }
             }
             h2 { "Override tier, tags and data class" }

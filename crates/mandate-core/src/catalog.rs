@@ -1,6 +1,6 @@
-use mandate_domain::{Principal, Tool, ToolServer, ToolServerTransport};
+use mandate_domain::{Compensation, Principal, Tool, ToolServer, ToolServerTransport};
 use mandate_store::{Page, PageRequest, ToolFilter};
-use mandate_types::{DataClass, ToolId, ToolServerId};
+use mandate_types::{DataClass, TenantId, ToolId, ToolServerId};
 
 use crate::input::{check_label, check_tags, check_text, check_url};
 use crate::{CoreError, NewTool, NewToolServer, Service, ToolServerUpdate, ToolUpdate};
@@ -94,22 +94,18 @@ impl Service {
                 "`input_schema` must be a JSON Schema object",
             ));
         }
-        if let Some(c) = &new.compensating_tool {
-            check_label("compensating_tool", c, true)?;
-        }
         if let Some(pointer) = &new.amount_argument {
             check_pointer("amount_argument", pointer)?;
         }
-        if self
-            .store
-            .tool_server(tenant, new.server_id)
-            .await?
-            .is_none()
-        {
+        let Some(server) = self.store.tool_server(tenant, new.server_id).await? else {
             return Err(CoreError::invalid(format!(
                 "`server_id`: tool server `{}` does not exist",
                 new.server_id
             )));
+        };
+        if let Some(c) = &new.compensation {
+            self.check_compensation(tenant, &format!("{}.{}", server.name, new.name), c)
+                .await?;
         }
         let tool = Tool {
             id: ToolId::generate(),
@@ -125,7 +121,7 @@ impl Service {
             tags: new.tags,
             data_class: new.data_class.unwrap_or(DataClass::Internal),
             amount_argument: new.amount_argument,
-            compensating_tool: new.compensating_tool,
+            compensation: new.compensation,
             created_at: self.clock.now(),
         };
         self.store.create_tool(&tool).await?;
@@ -169,8 +165,79 @@ impl Service {
                 tool.amount_argument = Some(pointer);
             }
         }
+        if let Some(compensation) = update.compensation {
+            if let Some(c) = &compensation {
+                let server = self
+                    .store
+                    .tool_server(tool.tenant_id, tool.server_id)
+                    .await?
+                    .ok_or_else(|| CoreError::not_found("tool server", tool.server_id))?;
+                self.check_compensation(
+                    tool.tenant_id,
+                    &format!("{}.{}", server.name, tool.name),
+                    c,
+                )
+                .await?;
+            }
+            tool.compensation = compensation;
+        }
         self.store.update_tool(&tool).await?;
         Ok(tool)
+    }
+
+    /// A compensation's form, and that the tool it names is in the tenant's catalog
+    /// (or is the tool itself, `own`): an unknown tool is refused.
+    async fn check_compensation(
+        &self,
+        tenant: TenantId,
+        own: &str,
+        compensation: &Compensation,
+    ) -> Result<(), CoreError> {
+        compensation.check().map_err(CoreError::invalid)?;
+        if compensation.tool == own {
+            return Ok(());
+        }
+        let Some((server_name, tool_name)) = compensation.target() else {
+            return Err(CoreError::invalid(
+                "`compensation.tool` must name a tool as `server.tool`",
+            ));
+        };
+        let unknown = || {
+            CoreError::invalid(format!(
+                "`compensation.tool`: tool `{}` is not in the catalog",
+                compensation.tool
+            ))
+        };
+        let mut server = None;
+        let mut after = None;
+        for _ in 0..100 {
+            let page = PageRequest::new(after.take(), Some(PageRequest::MAX_LIMIT))
+                .map_err(|e| CoreError::invalid(e.to_string()))?;
+            let listed = self.store.list_tool_servers(tenant, &page).await?;
+            server = listed.items.into_iter().find(|s| s.name == server_name);
+            match (&server, listed.next) {
+                (None, Some(cursor)) => after = Some(cursor.0),
+                _ => break,
+            }
+        }
+        let server = server.ok_or_else(unknown)?;
+        let filter = ToolFilter {
+            server: Some(server.id),
+            risk_tier: None,
+        };
+        for _ in 0..100 {
+            let page = PageRequest::new(after.take(), Some(PageRequest::MAX_LIMIT))
+                .map_err(|e| CoreError::invalid(e.to_string()))?;
+            let listed = self.store.list_tools(tenant, &filter, &page).await?;
+            if listed.items.iter().any(|t| t.name == tool_name) {
+                return Ok(());
+            }
+            match listed.next {
+                Some(cursor) => after = Some(cursor.0),
+                None => break,
+            }
+        }
+        Err(unknown())
     }
 
     pub async fn list_tools(
@@ -184,24 +251,13 @@ impl Service {
     }
 }
 
-/// A JSON pointer (RFC 6901): empty, or `/`-separated tokens with `~0`/`~1` escapes only.
+/// A JSON pointer (RFC 6901): `/`-separated tokens with `~0`/`~1` escapes only.
 pub(crate) fn check_pointer(field: &str, pointer: &str) -> Result<(), CoreError> {
-    let bad = || {
-        CoreError::invalid(format!(
+    if mandate_domain::is_json_pointer(pointer) {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(format!(
             "`{field}` must be a JSON pointer such as `/amount`"
-        ))
-    };
-    if pointer.len() > 256 || !pointer.starts_with('/') {
-        return Err(bad());
+        )))
     }
-    let mut chars = pointer.chars();
-    while let Some(c) = chars.next() {
-        if c.is_control() {
-            return Err(bad());
-        }
-        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-            return Err(bad());
-        }
-    }
-    Ok(())
 }

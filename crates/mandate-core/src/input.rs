@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mandate_domain::{
-    AgentCredentials, AgentStatus, ConsentDecision, ToolAnnotations, ToolServerTransport,
+    AgentCredentials, AgentStatus, Compensation, ConsentDecision, ToolAnnotations,
+    ToolServerTransport,
 };
 use mandate_types::{DataClass, HumanId, RiskTier, ToolServerId};
 use serde::Deserialize;
@@ -90,7 +91,8 @@ pub struct NewTool {
     pub data_class: Option<DataClass>,
     /// A JSON pointer to the call's spend in its arguments (e.g. `/amount_cents`).
     pub amount_argument: Option<String>,
-    pub compensating_tool: Option<String>,
+    /// How a call of this tool is undone (the tool may name itself); absent: irreversible.
+    pub compensation: Option<Compensation>,
 }
 
 /// Operator overrides for a tool; absent fields stay as they are.
@@ -103,6 +105,19 @@ pub struct ToolUpdate {
     pub description: Option<String>,
     /// A JSON pointer to the call's spend in its arguments; `""` clears it.
     pub amount_argument: Option<String>,
+    /// How a call of this tool is undone; `null` declares it irreversible.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Compensation>)]
+    pub compensation: Option<Option<Compensation>>,
+}
+
+/// A field that is present (`null` included): absent fields stay `None` by `default`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A consenter's answer to a mandate.

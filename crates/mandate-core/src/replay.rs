@@ -21,7 +21,9 @@
 //!   or none; without them argument constraints are not checked, and the line says so.
 //! - **Approval**: a call recorded as allowed on a used approval (`approval_id`) is
 //!   replayed as approved; every other call as not approved. Executions of proposals
-//!   are not told apart in the ledger and replay as plain calls.
+//!   are not told apart in the ledger and replay as plain calls. A rollback's
+//!   compensating call (`rollback_of`) replays as what it was: a rollback, approved by
+//!   the person who asked for it.
 //! - **DPoP**: bound when the token the event names (`jti`) is a DPoP-bound grant.
 //! - **Time**: the event's time; the delegation chain as recorded.
 //!
@@ -214,6 +216,8 @@ struct Recorded<'e> {
     allowed: bool,
     arguments: Option<&'e Value>,
     approved: bool,
+    /// A rollback's compensating call (the decision names the call it undoes).
+    rollback: bool,
     chain: Vec<AgentId>,
 }
 
@@ -255,7 +259,9 @@ impl<'e> Recorded<'e> {
             tool,
             allowed,
             arguments: data.get("arguments"),
-            approved: allowed && data.contains_key("approval_id"),
+            approved: (allowed && data.contains_key("approval_id"))
+                || data.contains_key("rollback_of"),
+            rollback: data.contains_key("rollback_of"),
             chain,
         })
     }
@@ -417,6 +423,7 @@ impl World {
             amount,
             approved: recorded.approved,
             executing_proposal: false,
+            rollback: recorded.rollback,
             delegation_chain: &recorded.chain,
             dpop_bound,
             now: at,
@@ -549,5 +556,16 @@ mod tests {
             .unwrap_or_else(|| panic!("replayable"));
         assert_eq!(recorded.action, CallAction::GetPrompt);
         assert!(!recorded.approved);
+        assert!(!recorded.rollback);
+        // A rollback's compensating call replays as one, approved by its person, even
+        // when the policy refused it.
+        let compensation = event(json!({
+            "action": "call_tool", "tool": "fx.a", "allowed": false, "policies": ["p"],
+            "rollback_of": 12,
+        }));
+        let recorded = Recorded::parse(&compensation)
+            .ok()
+            .unwrap_or_else(|| panic!("replayable"));
+        assert!(recorded.rollback && recorded.approved);
     }
 }

@@ -16,12 +16,16 @@
 
 mod approval;
 pub mod canonical;
+mod compensation;
 mod grant;
 mod mandate;
 mod principal;
 mod tool;
 
 pub use approval::{Approval, ApprovalStatus, HeldCall, Proposal, ProposalStatus};
+pub use compensation::{
+    ArgumentSource, Compensation, MAX_COMPENSATION_ARGUMENTS, MAX_POINTER_LEN, is_json_pointer,
+};
 pub use grant::Grant;
 pub use mandate::{
     ApprovalRules, ArgumentConstraint, Budgets, Consent, ConsentChannel, ConsentDecision,

@@ -94,10 +94,17 @@ pub struct Tool {
     /// `/amount_cents`), counted against the mandate's amount budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_argument: Option<String>,
-    /// A tool that undoes this one, for rollback.
+    /// How a call of this tool is undone (rollback); none: the tool is irreversible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compensating_tool: Option<String>,
+    pub compensation: Option<crate::Compensation>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Tool {
+    /// Whether a call of this tool can be undone: its operator declared a compensation.
+    pub fn reversible(&self) -> bool {
+        self.compensation.is_some()
+    }
 }
 
 #[cfg(test)]

@@ -23,20 +23,22 @@ pub(crate) fn record_outcome(
     caller: &Caller,
     listing: &Listing,
     tool_name: Option<&str>,
+    arguments: Option<&Value>,
     outcome: &Result<Outcome, GatewayError>,
     started: Instant,
 ) {
     let Some(name) = tool_name else {
         return;
     };
-    let (result, is_error) = match outcome {
+    let (result, is_error, answer) = match outcome {
         Ok(Ok(r)) => (
             "ok",
             r.get("isError").and_then(Value::as_bool).unwrap_or(false),
+            Some(r),
         ),
-        Ok(Err(_)) => ("error", true),
-        Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true),
-        Err(_) => ("failed", true),
+        Ok(Err(_)) => ("error", true, None),
+        Err(GatewayError::Upstream(_)) => ("upstream_unavailable", true, None),
+        Err(_) => ("failed", true, None),
     };
     gateway.calls.record_called(
         caller,
@@ -45,6 +47,7 @@ pub(crate) fn record_outcome(
             called_as: name,
             result,
             is_error,
+            reversal: arguments.zip(answer),
         },
         started,
     );

@@ -156,7 +156,7 @@ impl World {
                     ][k % 3]
                 },
                 amount_argument: None,
-                compensating_tool: None,
+                compensation: None,
                 created_at: now,
             })
             .collect();
@@ -275,6 +275,7 @@ impl World {
             amount: call.amount,
             approved: call.approved,
             executing_proposal: false,
+            rollback: false,
             delegation_chain: &[],
             dpop_bound: true,
             now: self.now,

@@ -75,6 +75,8 @@ pub struct CallRequest<'a> {
     pub approved: bool,
     /// A human is executing a recorded proposal.
     pub executing_proposal: bool,
+    /// A person is rolling back an earlier call: this call is its compensation.
+    pub rollback: bool,
     /// The agents the caller's authority came through, the mandate's grantee first
     /// (empty for the grantee itself); its length is the delegation depth.
     pub delegation_chain: &'a [AgentId],
@@ -565,6 +567,14 @@ impl CompiledSet {
             (
                 "executing_proposal".to_owned(),
                 RestrictedExpression::new_bool(call.executing_proposal),
+            ),
+            (
+                "rollback".to_owned(),
+                RestrictedExpression::new_bool(call.rollback),
+            ),
+            (
+                "reversible".to_owned(),
+                RestrictedExpression::new_bool(call.tool.reversible()),
             ),
             (
                 "delegation".to_owned(),

@@ -139,7 +139,7 @@ fn case(g: &mut Gen) -> Case {
         tags: g.subset(&TAGS).into_iter().map(str::to_owned).collect(),
         data_class: g.pick(DataClass::ALL),
         amount_argument: None,
-        compensating_tool: None,
+        compensation: None,
         created_at: now(),
     };
     let constraint = ArgumentConstraint {
@@ -237,6 +237,7 @@ fn request(c: &Case) -> CallRequest<'_> {
         amount: c.amount,
         approved: c.approved,
         executing_proposal: c.executing_proposal,
+        rollback: false,
         delegation_chain: &c.chain,
         dpop_bound: c.dpop_bound,
         now: c.now,

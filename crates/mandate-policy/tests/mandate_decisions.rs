@@ -51,7 +51,7 @@ fn tool(server: &ToolServer, name: &str, tier: RiskTier, class: DataClass, tags:
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         data_class: class,
         amount_argument: None,
-        compensating_tool: None,
+        compensation: None,
         created_at: now(),
     }
 }
@@ -200,6 +200,7 @@ fn call<'a>(w: &'a World, tool: &str, args: &'a Value) -> CallRequest<'a> {
         amount: 0,
         approved: false,
         executing_proposal: false,
+        rollback: false,
         delegation_chain: &[],
         dpop_bound: true,
         now: now(),
@@ -746,4 +747,40 @@ fn the_entity_cache_is_safe_to_share_between_threads() {
             });
         }
     });
+}
+
+#[test]
+fn approval_for_irreversible_calls_only_and_rollbacks_seen_as_such() {
+    let set = with_operator(
+        r#"@id("approve-irreversible") @remedy("approval")
+           forbid (principal, action == Mandate::Action::"call_tool", resource)
+           unless { context.reversible || context.approved };
+           @id("no-rollback-of-bookings")
+           forbid (principal, action == Mandate::Action::"call_tool", resource == Mandate::Tool::"flights.book")
+           when { context.rollback && context.amount > 100 };"#,
+    );
+    let mut w = world();
+    let args = good_booking();
+    // No compensation declared: irreversible, so held for a human.
+    let d = decide(&set, &call(&w, "book", &args));
+    denied_by(&d, "approve-irreversible");
+    assert_eq!(d.remedy, Some(Remedy::Approval));
+    // Declared: reversible, so allowed without approval.
+    if let Some(book) = w.tools.get_mut("book") {
+        book.compensation = Some(
+            serde_json::from_value(json!({
+                "tool": "flights.cancel",
+                "arguments": {"booking": {"result": "/structuredContent/id"}}
+            }))
+            .unwrap(),
+        );
+    }
+    assert!(decide(&set, &call(&w, "book", &args)).allowed);
+    // The same call as a rollback's compensation meets the rollback rule.
+    let mut rollback = call(&w, "book", &args);
+    rollback.rollback = true;
+    rollback.amount = 200;
+    denied_by(&decide(&set, &rollback), "no-rollback-of-bookings");
+    rollback.amount = 50;
+    assert!(decide(&set, &rollback).allowed);
 }

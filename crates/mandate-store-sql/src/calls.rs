@@ -10,6 +10,16 @@ macro_rules! sql_calls {
             limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
         }
 
+        /// A conditional write's answer: it changed the one row, or the row was not in
+        /// the state it required ([`StoreError::VersionConflict`]).
+        fn changed_once(rows: u64) -> Result<(), StoreError> {
+            if rows == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::VersionConflict)
+            }
+        }
+
         fn approval_row(row: &DbRow) -> Result<::mandate_domain::Approval, StoreError> {
             text_doc(row)
         }
@@ -431,11 +441,118 @@ macro_rules! sql_calls {
                 .execute(self.writer())
                 .await
                 .map_err(unavailable)?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::VersionConflict)
+                changed_once(done.rows_affected())
+            }
+
+            async fn claim_rollback_step(
+                &self,
+                tenant: TenantId,
+                mandate: MandateId,
+                call_seq: u64,
+                by: &str,
+                now: DateTime<Utc>,
+            ) -> Result<::mandate_store::StepClaim, StoreError> {
+                let seq = seq_param(call_seq)?;
+                // One statement: a new row, or a failed one of the same mandate taken again.
+                let claimed = ::sqlx::query(
+                    "INSERT INTO rollback_steps (tenant_id, call_seq, mandate_id, state, claimed_by, claimed_at)
+                     VALUES ($1, $2, $3, 'running', $4, $5)
+                     ON CONFLICT (tenant_id, call_seq) DO UPDATE
+                       SET state = 'running', claimed_by = excluded.claimed_by,
+                           claimed_at = excluded.claimed_at, finished_at = NULL, outcome = NULL
+                       WHERE rollback_steps.state = 'failed' AND rollback_steps.mandate_id = excluded.mandate_id
+                     RETURNING call_seq",
+                )
+                .bind(tenant.to_string())
+                .bind(seq)
+                .bind(mandate.to_string())
+                .bind(by)
+                .bind(micros(now))
+                .fetch_optional(self.writer())
+                .await
+                .map_err(|e| store_error(e, "rollback step"))?;
+                if claimed.is_some() {
+                    return Ok(::mandate_store::StepClaim::Claimed);
                 }
+                let state: Option<String> = ::sqlx::query_scalar(
+                    "SELECT state FROM rollback_steps WHERE tenant_id = $1 AND call_seq = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(seq)
+                .fetch_optional(self.writer())
+                .await
+                .map_err(unavailable)?;
+                Ok(match state.as_deref() {
+                    Some("done") => ::mandate_store::StepClaim::Done,
+                    // Running, or failed under another mandate (never ours to take).
+                    _ => ::mandate_store::StepClaim::Running,
+                })
+            }
+
+            async fn finish_rollback_step(
+                &self,
+                tenant: TenantId,
+                call_seq: u64,
+                succeeded: bool,
+                outcome: &::serde_json::Value,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let seq = seq_param(call_seq)?;
+                let state = if succeeded {
+                    ::mandate_store::StepState::Done
+                } else {
+                    ::mandate_store::StepState::Failed
+                };
+                let done = ::sqlx::query(
+                    "UPDATE rollback_steps SET state = $1, finished_at = $2, outcome = $3
+                     WHERE tenant_id = $4 AND call_seq = $5 AND state = 'running'",
+                )
+                .bind(state.as_str())
+                .bind(micros(now))
+                .bind(to_text(outcome)?)
+                .bind(tenant.to_string())
+                .bind(seq)
+                .execute(self.writer())
+                .await
+                .map_err(unavailable)?;
+                changed_once(done.rows_affected())
+            }
+
+            async fn rollback_steps(
+                &self,
+                tenant: TenantId,
+                mandate: MandateId,
+            ) -> Result<Vec<::mandate_store::RollbackStep>, StoreError> {
+                let rows = ::sqlx::query(
+                    "SELECT call_seq, state, claimed_by, claimed_at, finished_at, outcome FROM rollback_steps
+                     WHERE tenant_id = $1 AND mandate_id = $2 ORDER BY call_seq",
+                )
+                .bind(tenant.to_string())
+                .bind(mandate.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                rows.iter()
+                    .map(|row| {
+                        let seq: i64 = row.try_get("call_seq").map_err(corrupt)?;
+                        let state: String = row.try_get("state").map_err(corrupt)?;
+                        let finished: Option<i64> = row.try_get("finished_at").map_err(corrupt)?;
+                        let outcome: Option<String> = row.try_get("outcome").map_err(corrupt)?;
+                        Ok(::mandate_store::RollbackStep {
+                            tenant_id: tenant,
+                            call_seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))?,
+                            mandate_id: mandate,
+                            state: ::mandate_store::StepState::parse(&state)
+                                .ok_or_else(|| StoreError::Corrupt(format!("rollback step state `{state}`")))?,
+                            claimed_by: row.try_get("claimed_by").map_err(corrupt)?,
+                            claimed_at: from_micros(row.try_get("claimed_at").map_err(corrupt)?)?,
+                            finished_at: finished.map(from_micros).transpose()?,
+                            outcome: outcome
+                                .map(|o| ::serde_json::from_str(&o).map_err(|e| StoreError::Corrupt(e.to_string())))
+                                .transpose()?,
+                        })
+                    })
+                    .collect()
             }
         }
     };

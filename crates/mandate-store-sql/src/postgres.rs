@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "drift_counts",
         sql: include_str!("../migrations/postgres/0012_drift_counts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "rollback_steps",
+        sql: include_str!("../migrations/postgres/0013_rollback_steps.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "drift_counts",
         sql: include_str!("../migrations/sqlite/0012_drift_counts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "rollback_steps",
+        sql: include_str!("../migrations/sqlite/0013_rollback_steps.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

@@ -25,6 +25,59 @@ pub struct ProposalFilter {
     pub mandate: Option<MandateId>,
 }
 
+/// What claiming a rollback step came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepClaim {
+    /// This run holds the step: it never ran, or its last run failed.
+    Claimed,
+    /// A run completed it: it must never run again.
+    Done,
+    /// Another run holds it: running now, or stopped before it finished (in doubt:
+    /// whether the compensation reached the upstream is unknown, so it is not repeated).
+    Running,
+}
+
+/// The state of one rollback step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Running,
+    Done,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepState> {
+        match s {
+            "running" => Some(StepState::Running),
+            "done" => Some(StepState::Done),
+            "failed" => Some(StepState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One compensated call's record: the call (its `tool.called` event's sequence
+/// number in the tenant's chain), who ran its compensation last, and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackStep {
+    pub tenant_id: TenantId,
+    pub call_seq: u64,
+    pub mandate_id: MandateId,
+    pub state: StepState,
+    pub claimed_by: String,
+    pub claimed_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<Value>,
+}
+
 /// One exact call: the key approvals are bound to.
 #[derive(Debug, Clone, Copy)]
 pub struct CallKey<'a> {
@@ -151,4 +204,34 @@ pub trait Calls: Send + Sync {
         succeeded: bool,
         outcome: &Value,
     ) -> Result<(), StoreError>;
+
+    /// Claims the compensation of the call at `call_seq` (of `mandate`) for one run,
+    /// in one conditional write: a step never claimed, or whose last run failed, is
+    /// [`StepClaim::Claimed`] (now `running`, by `by`); otherwise its state says why not.
+    async fn claim_rollback_step(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+        call_seq: u64,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StepClaim, StoreError>;
+
+    /// Records how a running step ended (`done` or `failed`).
+    /// [`StoreError::VersionConflict`]: it is not running.
+    async fn finish_rollback_step(
+        &self,
+        tenant: TenantId,
+        call_seq: u64,
+        succeeded: bool,
+        outcome: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The rollback steps of `mandate`, by the call's sequence number.
+    async fn rollback_steps(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+    ) -> Result<Vec<RollbackStep>, StoreError>;
 }

@@ -23,7 +23,9 @@ mod vault;
 
 pub use accounts::{Account, Accounts, ConsoleSession};
 pub use cached::{CachedStore, DEFAULT_TTL as DEFAULT_CACHE_TTL};
-pub use calls::{ApprovalFilter, CallKey, Calls, DriftTotals, ProposalFilter};
+pub use calls::{
+    ApprovalFilter, CallKey, Calls, DriftTotals, ProposalFilter, RollbackStep, StepClaim, StepState,
+};
 pub use oauth::{OAuthClientRecord, OAuthClients, OnceKind, OnceRecord};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{

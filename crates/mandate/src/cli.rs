@@ -70,6 +70,16 @@ pub enum ClientCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Undo what an agent did under a mandate: the recorded compensations run newest
+    /// first through the gateway, on your authority. A failed step stops it (exit 1);
+    /// running it again continues and never repeats a step that is done.
+    Rollback {
+        /// The mandate.
+        mandate: String,
+        /// Only this call (its `tool.called` event's sequence number, `mandate audit`).
+        #[arg(long)]
+        call: Option<u64>,
+    },
     /// The audit ledger: list, trace, verify, export.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
@@ -329,10 +339,65 @@ impl ClientCommand {
                 decide(&client, out, &id, "approve", comment).await
             }
             ClientCommand::Deny { id, comment } => decide(&client, out, &id, "deny", comment).await,
+            ClientCommand::Rollback { mandate, call } => {
+                let report = client
+                    .post(
+                        &format!("/v1/mandates/{}/rollback", seg(&mandate)?),
+                        &json!({"call": call}),
+                    )
+                    .await?;
+                out.show(&report, rollback_report)?;
+                if report.get("complete").and_then(Value::as_bool) != Some(true) {
+                    return Err(anyhow!(
+                        "the rollback stopped before its end; run it again to continue"
+                    ));
+                }
+                Ok(())
+            }
             ClientCommand::Audit(c) => c.run(&client, out.json).await,
             ClientCommand::Policy(c) => c.run(out.json).await,
         }
     }
+}
+
+/// A rollback's steps, newest call first, and what could not be undone.
+fn rollback_report(r: &Value) -> String {
+    let steps: Vec<Vec<String>> = items_at(r, "steps")
+        .iter()
+        .map(|s| {
+            ["call_seq", "tool", "compensation", "status", "detail"]
+                .iter()
+                .map(|k| text(s, k))
+                .collect()
+        })
+        .collect();
+    let mut out = table::render(&["call", "tool", "undone by", "status", "detail"], &steps);
+    let irreversible: Vec<Vec<String>> = items_at(r, "irreversible")
+        .iter()
+        .map(|s| {
+            ["call_seq", "tool", "reason"]
+                .iter()
+                .map(|k| text(s, k))
+                .collect()
+        })
+        .collect();
+    if !irreversible.is_empty() {
+        out.push_str("\nnot undone (irreversible):\n");
+        out.push_str(&table::render(&["call", "tool", "reason"], &irreversible));
+    }
+    let complete = r.get("complete").and_then(Value::as_bool) == Some(true);
+    out.push_str(if complete {
+        "\nrollback complete\n"
+    } else {
+        "\nrollback stopped: run it again to continue\n"
+    });
+    out
+}
+
+fn items_at<'v>(v: &'v Value, key: &str) -> &'v [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 const APPROVAL_HEADERS: [&str; 6] = ["id", "tool", "tier", "status", "mandate", "expires"];

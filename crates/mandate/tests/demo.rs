@@ -30,6 +30,7 @@ fn the_demo_runs_every_step_and_prints_no_secrets() {
         "proposal",
         "delegation",
         "revocation",
+        "rollback",
     ] {
         assert!(
             lower.contains(shown),

@@ -68,15 +68,7 @@ impl World {
     }
 
     async fn token(&self, mandate: &str) -> String {
-        let resource = format!("{}/mcp", self.server.url);
-        task_token(
-            &self.server,
-            &self.who.agent,
-            &self.who.key,
-            mandate,
-            &resource,
-        )
-        .await
+        common::mcp_token(&self.server, &self.who, mandate).await
     }
 
     fn mcp(&self, path: &str, token: &str, steps: Value) -> Vec<Value> {

@@ -135,17 +135,17 @@ impl Calls {
         Ok(verdict)
     }
 
-    /// Decides a human's execution of a recorded proposal, like [`Calls::authorize`]
-    /// but lifting the recommend-only limit and the need for approval; refusals are
-    /// not the agent's, so they count for no drift.
+    /// Decides a person's call made on an agent's behalf — executing a recorded
+    /// proposal, or a rollback's compensation — like [`Calls::authorize`] but with what
+    /// that execution lifts (see [`Execution`]); refusals are not the agent's, so they
+    /// count for no drift.
     pub(super) async fn authorize_execution(
         &self,
         executor: &Caller,
         call: Call<'_>,
-        proposal: ProposalId,
+        execution: Execution,
     ) -> Result<Verdict, CallError> {
-        self.decide_and_record(executor, call, Execution::Proposal(proposal))
-            .await
+        self.decide_and_record(executor, call, execution).await
     }
 
     async fn decide_and_record(
@@ -165,7 +165,7 @@ impl Calls {
         let now = self.inner.service.clock().now();
         // The verdict, once its decision event is durable.
         let record = |verdict: Verdict, decision: Option<&Decision>| {
-            let event = self.decision_event(
+            let mut event = self.decision_event(
                 caller,
                 action,
                 &name,
@@ -174,6 +174,10 @@ impl Calls {
                 &verdict,
                 decision,
             );
+            if let Execution::Rollback(of) = execution {
+                // A rollback decision, on the person's authority, naming the call it undoes.
+                event.data.insert("rollback_of".into(), json!(of));
+            }
             let span = tracing::info_span!(target: crate::trace::TARGET, "durable_write");
             async move { self.append(event).instrument(span).await.map(|()| verdict) }
         };
@@ -208,6 +212,7 @@ impl Calls {
         };
         let set = self.inner.service.policies().pdp().current();
         let executing = matches!(execution, Execution::Proposal(_));
+        let rollback = matches!(execution, Execution::Rollback(_));
         let request = CallRequest {
             action,
             agent: &caller.agent,
@@ -216,8 +221,9 @@ impl Calls {
             server: target.server,
             arguments,
             amount,
-            approved: executing,
+            approved: executing || rollback,
             executing_proposal: executing,
+            rollback,
             delegation_chain: &caller.chain,
             dpop_bound: caller.dpop_bound,
             now,
@@ -582,6 +588,7 @@ pub(super) fn listable(
         amount: 0,
         approved: false,
         executing_proposal: false,
+        rollback: false,
         delegation_chain: &caller.chain,
         dpop_bound: caller.dpop_bound,
         now,

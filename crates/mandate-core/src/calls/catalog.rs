@@ -187,7 +187,7 @@ impl Calls {
             tags: Default::default(),
             data_class: DataClass::Internal,
             amount_argument: None,
-            compensating_tool: None,
+            compensation: None,
             created_at: chrono::Utc::now(),
         };
         match store.create_tool(&tool).await {

@@ -13,7 +13,7 @@ use mandate_store::{ApprovalFilter, Page, PageRequest, ProposalFilter, Store, St
 use mandate_types::{ApprovalId, ProposalId};
 use serde_json::{Value, json};
 
-use super::{Call, CallError, Caller, Calls, Verdict, obj, redact};
+use super::{Call, CallError, Caller, Calls, Execution, Listing, Verdict, obj, redact};
 use crate::CoreError;
 
 impl Calls {
@@ -28,8 +28,8 @@ impl Calls {
         p
     }
 
-    /// Whether `caller` may decide on calls under `mandate`.
-    fn may_decide(&self, caller: &Principal, mandate: &Mandate) -> bool {
+    /// Whether `caller` may decide on calls under `mandate` (and roll them back).
+    pub(super) fn may_decide(&self, caller: &Principal, mandate: &Mandate) -> bool {
         match caller {
             Principal::Admin { tenant } => *tenant == mandate.tenant_id,
             Principal::Human { tenant, id } => {
@@ -39,7 +39,7 @@ impl Calls {
         }
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
+    pub(super) fn store(&self) -> &Arc<dyn Store> {
         self.inner.service.store()
     }
 
@@ -64,7 +64,7 @@ impl Calls {
         Ok(mine)
     }
 
-    async fn mandate_of(
+    pub(super) async fn mandate_of(
         &self,
         caller: &Principal,
         id: mandate_types::MandateId,
@@ -325,35 +325,42 @@ impl Calls {
                 Value::Null,
             )));
         };
-        let mut actor = vec![caller.label()];
-        actor.extend(call.delegation_chain.iter().map(|a| format!("agent:{a}")));
-        actor.push(format!("agent:{}", call.agent_id));
-        let executor = Caller {
-            agent,
-            mandate,
-            chain: call.delegation_chain.clone(),
-            scope: None,
-            jti: None,
-            dpop_bound: false,
-            actor,
-            trace: None,
-        };
+        let executor = Caller::executor(caller, agent, mandate, call.delegation_chain.clone());
+        self.execute(
+            &executor,
+            &listing,
+            &call.arguments,
+            Execution::Proposal(proposal.id),
+        )
+        .await
+    }
+
+    /// A person's call on an agent's behalf (`execution`): decided through the same
+    /// path as an agent's call, then forwarded through the gateway if allowed; a
+    /// refusal is answered as the gateway would refuse the agent.
+    pub(super) async fn execute(
+        &self,
+        executor: &Caller,
+        listing: &Listing,
+        arguments: &Value,
+        execution: Execution,
+    ) -> Result<Result<Value, Value>, CallError> {
         let verdict = self
             .authorize_execution(
-                &executor,
+                executor,
                 Call {
                     action: CallAction::CallTool,
                     target: listing.target(),
-                    arguments: &call.arguments,
+                    arguments,
                 },
-                proposal.id,
+                execution,
             )
             .await?;
         match verdict {
             Verdict::Allow { .. } => {
                 self.inner
                     .forwarder
-                    .call_tool(&listing, &executor.mandate, &call.arguments)
+                    .call_tool(listing, &executor.mandate, arguments)
                     .await
             }
             Verdict::Deny { reason, budget, .. } => Ok(Err(refusal(

@@ -22,6 +22,7 @@ mod catalog;
 mod drift;
 mod flusher;
 mod held;
+mod rollback;
 mod sessions;
 mod step_up;
 mod usage;
@@ -43,6 +44,7 @@ use crate::{CoreError, Ledger, Service, TokenService};
 pub use called::Called;
 pub use catalog::{Listing, OFFER_LISTING_TIMEOUT};
 pub use drift::DriftPolicy;
+pub use rollback::{Irreversible, RollbackReport, StepReport, StepStatus};
 pub use sessions::{SESSION_TYP, SessionState};
 pub use vault::{Broker, Credentials, NoCredentials, SecretInput};
 
@@ -178,6 +180,29 @@ impl Caller {
         }
     }
 
+    /// A person (`by`) acting under `mandate` on behalf of `agent`, reached through
+    /// `chain`: no token narrows the mandate's scope; the audit names the person first.
+    pub(crate) fn executor(
+        by: &mandate_domain::Principal,
+        agent: Agent,
+        mandate: Mandate,
+        chain: Vec<AgentId>,
+    ) -> Caller {
+        let mut actor = vec![by.label()];
+        actor.extend(chain.iter().map(|a| format!("agent:{a}")));
+        actor.push(format!("agent:{}", agent.id));
+        Caller {
+            agent,
+            mandate,
+            chain,
+            scope: None,
+            jti: None,
+            dpop_bound: false,
+            actor,
+            trace: None,
+        }
+    }
+
     /// An agent presenting a verified task token.
     pub fn from_token(token: &TaskToken, agent: Agent, mandate: Mandate) -> Caller {
         Caller {
@@ -240,6 +265,10 @@ enum Execution {
     /// A human executing a recorded proposal: the recommend-only limit and the need for
     /// approval are lifted (the human's execution approves these exact arguments).
     Proposal(ProposalId),
+    /// A person rolling back the call recorded at this sequence number: the call is its
+    /// compensation, approved by that person (`context.approved`, `context.rollback`);
+    /// everything else is decided as for any call.
+    Rollback(u64),
 }
 
 /// A `tools/call` request, parsed once where it arrives: the name the client used

@@ -155,6 +155,9 @@ pub struct OfferedTool {
     /// what a re-authorization (a step-up) adds. Always false on a first authorization.
     #[serde(default)]
     pub added: bool,
+    /// Its operator declared how its calls are undone (a rollback can undo them).
+    #[serde(default)]
+    pub reversible: bool,
 }
 
 /// An authorization request held for the human's answer.
@@ -472,6 +475,7 @@ impl Service {
                     data_class: t.data_class,
                     description: t.description.chars().take(300).collect(),
                     added: false,
+                    reversible: t.reversible(),
                 });
             }
         }

@@ -19,6 +19,22 @@ use crate::mcp_server::{CallContext, ToolDef, ToolError, ToolResult, ToolSet};
 
 use args::{DeleteFiles, GetBalance, ListFiles, ReadFile, SendEmail, Transfer};
 
+/// How a `transfer` is undone, as an operator declares it in the catalog (the
+/// `compensation` of `bank.transfer`): a transfer of the same amount the other way,
+/// its memo naming the transfer it reverses (the result's `id`). `send_email` and
+/// `delete_files` have none: they are irreversible.
+pub fn transfer_compensation() -> Value {
+    json!({
+        "tool": "bank.transfer",
+        "arguments": {
+            "from": {"argument": "/to"},
+            "to": {"argument": "/from"},
+            "amount_cents": {"argument": "/amount_cents"},
+            "memo": {"result": "/structuredContent/id"},
+        }
+    })
+}
+
 /// Where the bank reads the time (the outbox stamps messages).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 

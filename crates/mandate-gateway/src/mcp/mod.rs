@@ -539,6 +539,15 @@ impl Exchange<'_> {
             tool.name = tool_name.as_deref(),
         );
         let outgoing = trace::outgoing(&upstream, caller.trace.as_ref());
+        // A reversible tool's arguments are kept for its compensation (copied only then:
+        // the call's own arguments go upstream as they are).
+        let kept = listing.tool.compensation.as_ref().map(|_| {
+            params
+                .as_ref()
+                .and_then(|p| p.get("arguments"))
+                .cloned()
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+        });
         let mut call = Forwarded::new(
             async move {
                 let started = Instant::now();
@@ -557,6 +566,7 @@ impl Exchange<'_> {
                     &caller,
                     &listing_for_call,
                     tool_name.as_deref(),
+                    kept.as_ref(),
                     &outcome,
                     started,
                 );

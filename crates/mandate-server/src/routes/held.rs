@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use mandate_core::calls::Calls;
+use mandate_core::calls::{Calls, RollbackReport};
 use mandate_domain::{Approval, ApprovalStatus, Proposal, ProposalStatus};
 use mandate_store::{ApprovalFilter, ProposalFilter};
 use serde::Deserialize;
@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_proposal))
         .routes(routes!(execute))
         .routes(routes!(reject))
+        .routes(routes!(rollback))
 }
 
 fn calls(state: &AppState) -> Result<&Calls, Problem> {
@@ -244,6 +245,40 @@ async fn reject(
     Ok(Json(
         calls(&state)?
             .execute_proposal(&caller, path_id(&id)?, true)
+            .await?,
+    ))
+}
+
+/// What to roll back: one call (its `tool.called` event's sequence number), or every
+/// compensable call of the mandate when absent.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    call: Option<u64>,
+}
+
+/// Roll back one call or a whole mandate: the recorded compensations run newest first,
+/// each decided and forwarded like any call, on the caller's authority (a person who
+/// must consent to the mandate, or an admin). A failed step stops the rollback
+/// (`complete: false`, the steps not run named); running it again continues and never
+/// repeats a step that is done.
+#[utoipa::path(post, path = "/v1/mandates/{id}/rollback", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Mandate id")),
+    request_body(content = Option<RollbackRequest>),
+    responses(
+        (status = 200, body = RollbackReport),
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn rollback(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Option<ApiJson<RollbackRequest>>,
+) -> ApiResult<Json<RollbackReport>> {
+    let request = body.map(|ApiJson(r)| r).unwrap_or_default();
+    Ok(Json(
+        calls(&state)?
+            .rollback(&caller, path_id(&id)?, request.call)
             .await?,
     ))
 }

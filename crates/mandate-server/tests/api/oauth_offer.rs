@@ -109,6 +109,13 @@ async fn a_server_no_agent_called_offers_its_upstream_tools_with_tiers() {
         row(&page, "bank.delete_files").contains("badge high_impact"),
         "{page}"
     );
+    // No compensation declared: the person is told a call cannot be undone (a read
+    // has nothing to undo).
+    assert!(
+        row(&page, "bank.delete_files").contains("cannot be undone"),
+        "{page}"
+    );
+    assert!(!row(&page, "bank.get_balance").contains("undone"), "{page}");
     assert!(page.contains("bank.transfer"), "{page}");
     assert!(!page.contains("fx.echo"), "another server's tools: {page}");
     assert!(!page.contains("Not reachable"), "{page}");

@@ -78,6 +78,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/mandates/{id}/consent", &["post"]),
         ("/v1/mandates/{id}/complete", &["post"]),
         ("/v1/mandates/{id}/revoke", &["post"]),
+        ("/v1/mandates/{id}/rollback", &["post"]),
         ("/v1/audit", &["get"]),
         ("/v1/audit/verify", &["get"]),
     ] {
@@ -145,6 +146,8 @@ async fn the_openapi_document_describes_every_route() {
         "ConsentRequest",
         "Event",
         "Verification",
+        "RollbackReport",
+        "Compensation",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }

@@ -18,8 +18,9 @@ use crate::{
     Account, Accounts, AgentFilter, ApiToken, ApprovalFilter, AuditFilter, AuditLog, CallKey,
     Calls, Catalog, Committed, ConsoleSession, Directory, DriftTotals, Entry, Grants, HumanFilter,
     MandateFilter, Mandates, OAuthClientRecord, OAuthClients, OnceKind, OnceRecord, Page,
-    PageRequest, PolicySets, ProposalFilter, RevocationFeed, SecretCursor, SecretMeta, Store,
-    StoreError, StoredPolicySet, StoredRecord, StoredSecret, TokenKey, ToolFilter, Vault,
+    PageRequest, PolicySets, ProposalFilter, RevocationFeed, RollbackStep, SecretCursor,
+    SecretMeta, StepClaim, Store, StoreError, StoredPolicySet, StoredRecord, StoredSecret,
+    TokenKey, ToolFilter, Vault,
 };
 
 #[async_trait]
@@ -449,6 +450,37 @@ impl Calls for CachedStore {
         self.inner
             .finish_proposal(tenant, id, succeeded, outcome)
             .await
+    }
+    async fn claim_rollback_step(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+        call_seq: u64,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StepClaim, StoreError> {
+        self.inner
+            .claim_rollback_step(tenant, mandate, call_seq, by, now)
+            .await
+    }
+    async fn finish_rollback_step(
+        &self,
+        tenant: TenantId,
+        call_seq: u64,
+        succeeded: bool,
+        outcome: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .finish_rollback_step(tenant, call_seq, succeeded, outcome, now)
+            .await
+    }
+    async fn rollback_steps(
+        &self,
+        tenant: TenantId,
+        mandate: MandateId,
+    ) -> Result<Vec<RollbackStep>, StoreError> {
+        self.inner.rollback_steps(tenant, mandate).await
     }
 }
 

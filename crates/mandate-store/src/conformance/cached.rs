@@ -209,7 +209,7 @@ pub async fn cache_counts_catalog_changes(inner: Arc<dyn Store>) {
         tags: BTreeSet::new(),
         data_class: DataClass::Internal,
         amount_argument: None,
-        compensating_tool: None,
+        compensation: None,
         created_at: t0(),
     };
     cached.create_tool(&tool).await.unwrap();

@@ -287,3 +287,115 @@ pub async fn budgets_are_spent_atomically_and_approvals_and_proposals_used_once(
     assert_eq!(listed.items.len(), 1);
     assert!(store.proposal(b, proposal.id).await.unwrap().is_none());
 }
+
+/// Rollback steps: of concurrent claims of one step exactly one wins; a done step is
+/// never claimed again; a failed one is claimed again (by one run); a step is only
+/// finished while running; steps are listed per mandate and tenant.
+pub async fn rollback_steps_are_claimed_once_and_done_never_again(store: Arc<dyn Store>) {
+    use crate::{StepClaim, StepState};
+    let m = activated_mandate(&*store).await;
+    let (tenant, id) = (m.tenant_id, m.id);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_rollback_step(tenant, id, 7, &format!("human:{i}"), t0())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claims = Vec::new();
+    for task in tasks {
+        claims.push(task.await.unwrap());
+    }
+    assert_eq!(
+        claims.iter().filter(|c| **c == StepClaim::Claimed).count(),
+        1,
+        "{claims:?}"
+    );
+    assert!(
+        claims
+            .iter()
+            .all(|c| matches!(c, StepClaim::Claimed | StepClaim::Running))
+    );
+    // Failed: claimed again, once.
+    let later = t0() + Duration::seconds(5);
+    store
+        .finish_rollback_step(
+            tenant,
+            7,
+            false,
+            &json!({"error": "insufficient funds"}),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .finish_rollback_step(tenant, 7, true, &json!({}), later)
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    let steps = store.rollback_steps(tenant, id).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].state, StepState::Failed);
+    assert_eq!(steps[0].finished_at, Some(later));
+    assert_eq!(
+        steps[0].outcome,
+        Some(json!({"error": "insufficient funds"}))
+    );
+    assert_eq!(
+        store
+            .claim_rollback_step(tenant, id, 7, "admin", later)
+            .await
+            .unwrap(),
+        StepClaim::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_rollback_step(tenant, id, 7, "admin", later)
+            .await
+            .unwrap(),
+        StepClaim::Running
+    );
+    // Done: never again.
+    store
+        .finish_rollback_step(tenant, 7, true, &json!({"result": "ok"}), later)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .claim_rollback_step(tenant, id, 7, "admin", later)
+                .await
+                .unwrap(),
+            StepClaim::Done
+        );
+    }
+    let steps = store.rollback_steps(tenant, id).await.unwrap();
+    assert_eq!(steps[0].state, StepState::Done);
+    assert_eq!(steps[0].claimed_by, "admin");
+    assert_eq!(steps[0].claimed_at, later);
+    // Another step, and another tenant's step of the same number, apart.
+    assert_eq!(
+        store
+            .claim_rollback_step(tenant, id, 3, "admin", t0())
+            .await
+            .unwrap(),
+        StepClaim::Claimed
+    );
+    let steps = store.rollback_steps(tenant, id).await.unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.call_seq).collect::<Vec<_>>(),
+        vec![3, 7]
+    );
+    let other = TenantId::generate();
+    assert!(store.rollback_steps(other, id).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .finish_rollback_step(other, 3, true, &json!({}), t0())
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+}

@@ -336,7 +336,7 @@ pub async fn tool_servers_and_tools(store: Arc<dyn Store>) {
         tags: BTreeSet::from(["financial".to_owned()]),
         data_class: DataClass::Confidential,
         amount_argument: None,
-        compensating_tool: None,
+        compensation: None,
         created_at: t0(),
     };
     let balance = mk("balance", RiskTier::Read);

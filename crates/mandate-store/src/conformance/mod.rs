@@ -82,6 +82,7 @@ macro_rules! store_conformance {
             token_keys_are_published_retired_and_revocations_announced,
             budgets_are_spent_atomically_and_approvals_and_proposals_used_once,
             drift_totals_add_up_and_the_alert_is_claimed_once,
+            rollback_steps_are_claimed_once_and_done_never_again,
             vault_secrets_are_tenant_scoped_upserted_and_listed,
             vault_pages_across_tenants_and_reseals_by_compare_and_swap,
             accounts_lock_after_failures_and_sessions_expire,

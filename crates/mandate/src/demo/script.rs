@@ -81,6 +81,10 @@ impl<'t> Script<'t> {
             .section("Delegation: the assistant hands a narrower task to a sub-agent");
         let mut delegated = self.delegation(&cast, &token).await?;
 
+        self.t
+            .section("Rollback: Alice undoes what the assistant did");
+        self.rollback(&cast, &mandate).await?;
+
         self.t.section("Revocation: Alice ends the mandate");
         self.revocation(&cast, &mandate, &mut session, &mut delegated)
             .await?;
@@ -115,6 +119,7 @@ impl<'t> Script<'t> {
                     "annotations": {"readOnlyHint": false, "destructiveHint": true, "openWorldHint": false},
                     "tags": ["financial"],
                     "amount_argument": "/amount_cents",
+                    "compensation": mandate_demo::bank::transfer_compensation(),
                 }),
                 201,
                 "catalog bank.transfer",
@@ -122,7 +127,8 @@ impl<'t> Script<'t> {
             .await?;
         self.t.step(
             Actor::Operator,
-            "catalogs bank.transfer as financial: tag `financial`, spend read from /amount_cents",
+            "catalogs bank.transfer as financial: tag `financial`, spend read from /amount_cents, \
+             undone by a transfer back (from/to swapped, same amount_cents)",
             format!("risk tier {}", text(&transfer, "risk_tier")),
         );
 
@@ -662,6 +668,64 @@ impl<'t> Script<'t> {
         Ok(())
     }
 
+    /// Alice rolls the mandate back: the $250.00 transfer is undone by the transfer
+    /// back, through the gateway; a second rollback repeats nothing.
+    async fn rollback(&mut self, cast: &Cast, mandate: &str) -> anyhow::Result<()> {
+        let bob = self.bank.balance("bob-checking");
+        let path = format!("/v1/mandates/{mandate}/rollback");
+        let first = self
+            .api
+            .send(Method::POST, &path, &cast.alice_token, None)
+            .await?;
+        self.expect_status(&first, 200, "the rollback")?;
+        let steps = at(&first.body, "/steps")
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let transfers = self.bank.transfers();
+        let reversed = transfers.last().is_some_and(|t| {
+            t.from == "bob-checking" && t.to == "alice-checking" && t.amount_cents == 25_000
+        });
+        self.t.check(
+            at(&first.body, "/complete").as_bool() == Some(true)
+                && steps.len() == 1
+                && reversed
+                && self.bank.balance("bob-checking") == bob.map(|b| b - 25_000),
+            "the rollback",
+            "one step: $250.00 back from bob-checking to alice-checking",
+            format!("{} and the transfers {transfers:?}", first.body),
+        )?;
+        self.t.step(
+            Actor::Alice,
+            format!("rolls back {mandate} (POST /v1/mandates/{{id}}/rollback)"),
+            format!(
+                "the transfer (event #{}) undone by bank.transfer $250.00 bob-checking → \
+                 alice-checking, decided and forwarded by the gateway as a rollback \
+                 (rollback.step #{} in the ledger, chained to it)",
+                at(&first.body, "/steps/0/call_seq"),
+                at(&first.body, "/steps/0/event_seq"),
+            ),
+        );
+        let again = self
+            .api
+            .send(Method::POST, &path, &cast.alice_token, None)
+            .await?;
+        self.expect_status(&again, 200, "the second rollback")?;
+        self.t.check(
+            at(&again.body, "/steps/0/status").as_str() == Some("already_done")
+                && self.bank.transfers().len() == transfers.len(),
+            "a second rollback",
+            "nothing repeated",
+            again.body.to_string(),
+        )?;
+        self.t.step(
+            Actor::Alice,
+            "rolls back again",
+            "the step is already done: nothing repeated",
+        );
+        Ok(())
+    }
+
     async fn audit(&mut self, mandate: &str) -> anyhow::Result<()> {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut after: Option<u64> = None;
@@ -686,6 +750,7 @@ impl<'t> Script<'t> {
             "approval.requested",
             "approval.granted",
             "tool.called",
+            "rollback.step",
             "mandate.revoked",
         ];
         let missing: Vec<&str> = expected

@@ -263,6 +263,12 @@ pub async fn task_token(
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// A bearer task token for the actors' agent under `mandate`, for the server's `/mcp`.
+pub async fn mcp_token(server: &Server, who: &Actors, mandate: &str) -> String {
+    let resource = format!("{}/mcp", server.url);
+    task_token(server, &who.agent, &who.key, mandate, &resource).await
+}
+
 /// The Python test scripts' directory.
 pub fn python_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
