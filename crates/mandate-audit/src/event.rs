@@ -16,7 +16,7 @@ pub const GENESIS_HASH: &str =
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $variant:ident => $name:literal, )+) => {
         /// What happened. Closed: a new kind is a new variant, named here once.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum EventKind {
             $( $(#[$doc])* #[serde(rename = $name)] $variant, )+
         }
@@ -77,6 +77,21 @@ event_kinds! {
     ToolUpdated => "tool.updated",
     ApiTokenIssued => "api_token.issued",
 }
+
+/// The schema lists the names events are stored and shown with (`policy.changed`),
+/// built from [`EventKind::ALL`]: a derive would list the Rust variants' names, as the
+/// `rename`s reach it through the macro above unseen.
+impl utoipa::PartialSchema for EventKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("What happened."))
+            .enum_values(Some(EventKind::ALL.iter().map(|k| k.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for EventKind {}
 
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -74,6 +74,13 @@ async fn list_events(
         since: q.since,
         until: q.until,
     };
+    // Sequence numbers are stored as 64-bit signed integers: a cursor beyond them is
+    // none this API handed out.
+    if q.after.is_some_and(|after| i64::try_from(after).is_err()) {
+        return Err(Problem::bad_request(
+            "`after` is not a cursor of this listing: pass the `next` of the previous page",
+        ));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(Problem::bad_request(format!(

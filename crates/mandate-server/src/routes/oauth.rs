@@ -228,7 +228,11 @@ async fn token(
 /// Token introspection for resource servers (an admin bearer token).
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth", security(("bearer" = [])),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token"),
-    responses((status = 200, body = Object, description = "`{active: false}` or the token's claims")))]
+    responses(
+        (status = 200, body = Object, description = "`{active: false}` or the token's claims"),
+        (status = "4XX", body = Object, description = "an OAuth error (RFC 6749 §5.2): `error`, `error_description`"),
+        (status = 503, body = Object, description = "`temporarily_unavailable`: the store did not answer; `Retry-After`"),
+    ))]
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -252,7 +256,11 @@ async fn introspect(
 /// 200 for a token that is unknown or not the caller's to revoke (RFC 7009 §2.2).
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token, client_assertion_type, client_assertion | client_id"),
-    responses((status = 200, description = "revoked (or nothing to revoke)")))]
+    responses(
+        (status = 200, description = "revoked (or nothing to revoke)"),
+        (status = "4XX", body = Object, description = "an OAuth error (RFC 6749 §5.2): `error`, `error_description`"),
+        (status = 503, body = Object, description = "`temporarily_unavailable`: the store did not answer; `Retry-After`"),
+    ))]
 async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -58,6 +58,7 @@ fn broker(state: &AppState) -> Result<&std::sync::Arc<Broker>, Problem> {
     responses(
         (status = 200, body = Vec<SecretView>),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "the credential broker is off (no master key), or the store did not answer"),
     ))]
 async fn list_secrets(
     State(state): State<AppState>,
@@ -75,6 +76,7 @@ async fn list_secrets(
     responses(
         (status = 200, body = SecretView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "the credential broker is off (no master key), or the store did not answer"),
     ))]
 async fn put_secret(
     State(state): State<AppState>,
@@ -95,6 +97,7 @@ async fn put_secret(
     responses(
         (status = 204),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "the credential broker is off (no master key), or the store did not answer"),
     ))]
 async fn delete_secret(
     State(state): State<AppState>,

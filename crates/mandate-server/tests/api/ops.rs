@@ -151,6 +151,10 @@ async fn the_openapi_document_describes_every_route() {
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
+    // Event kinds by the names events carry (the derive listed the Rust variants').
+    let kinds = schemas["EventKind"]["enum"].as_array().unwrap();
+    assert!(kinds.contains(&Value::from("policy.changed")), "{kinds:?}");
+    assert!(!kinds.contains(&Value::from("PolicyChanged")), "{kinds:?}");
     // The step-up setting of tool servers.
     for schema in ["ToolServer", "NewToolServer", "ToolServerUpdate"] {
         let kind = schemas[schema]["properties"]["step_up"]["type"].to_string();
