@@ -475,13 +475,7 @@ pub(crate) async fn consent(
                     .into_response(),
             )
         }
-        Err(
-            e @ (CoreError::Invalid { .. }
-            | CoreError::Conflict(_)
-            | CoreError::Lifecycle(_)
-            | CoreError::Forbidden(_)
-            | CoreError::Expired(_)),
-        ) => rerender_with(&console, &session, &id, e).await,
+        Err(e) if shown_on_page(&e) => rerender_with(&console, &session, &id, e).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -526,13 +520,7 @@ pub(crate) async fn end(
         Ok(_) => Ok(
             Redirect::to(&format!("/ui/mandates/{}?done={done}", view.mandate.id)).into_response(),
         ),
-        Err(
-            e @ (CoreError::Invalid { .. }
-            | CoreError::Conflict(_)
-            | CoreError::Lifecycle(_)
-            | CoreError::Forbidden(_)
-            | CoreError::Expired(_)),
-        ) => rerender_with(&console, &session, &id, e).await,
+        Err(e) if shown_on_page(&e) => rerender_with(&console, &session, &id, e).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -582,9 +570,20 @@ pub(crate) async fn rollback(
             )
             .await
         }
-        Err(e @ (CoreError::Invalid { .. } | CoreError::Conflict(_) | CoreError::Forbidden(_))) => {
-            rerender_with(&console, &session, &id, e).await
-        }
+        Err(e) if shown_on_page(&e) => rerender_with(&console, &session, &id, e).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// Refusals a person can act on: shown on the mandate's page, which is rendered again;
+/// anything else is an error page.
+fn shown_on_page(e: &CoreError) -> bool {
+    matches!(
+        e,
+        CoreError::Invalid { .. }
+            | CoreError::Conflict(_)
+            | CoreError::Lifecycle(_)
+            | CoreError::Forbidden(_)
+            | CoreError::Expired(_)
+    )
 }

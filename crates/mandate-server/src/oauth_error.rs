@@ -48,7 +48,6 @@ fn status(error: &TokenError, at: At) -> StatusCode {
     match (error, at) {
         (TokenError::Unavailable(_), _) => StatusCode::SERVICE_UNAVAILABLE,
         (TokenError::InvalidClient(_), _) => StatusCode::UNAUTHORIZED,
-        (TokenError::AccessDenied(_), _) => StatusCode::FORBIDDEN,
         (TokenError::InvalidToken(_) | TokenError::InvalidDpopProof(_), At::Resource) => {
             StatusCode::UNAUTHORIZED
         }

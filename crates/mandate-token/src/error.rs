@@ -32,9 +32,6 @@ pub enum TokenError {
     /// `invalid_target` (RFC 8707 / RFC 8693): the audience or resource is not allowed.
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
-    /// `access_denied`: policy refused it.
-    #[error("access_denied: {0}")]
-    AccessDenied(String),
     /// `invalid_dpop_proof` (RFC 9449).
     #[error("invalid_dpop_proof: {0}")]
     InvalidDpopProof(String),
@@ -61,7 +58,6 @@ impl TokenError {
             TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::InvalidAuthorizationDetails(_) => "invalid_authorization_details",
             TokenError::InvalidTarget(_) => "invalid_target",
-            TokenError::AccessDenied(_) => "access_denied",
             TokenError::InvalidDpopProof(_) => "invalid_dpop_proof",
             TokenError::UseDpopNonce { .. } => "use_dpop_nonce",
             TokenError::InvalidToken(_) => "invalid_token",
@@ -80,7 +76,6 @@ impl TokenError {
             | TokenError::InvalidScope(m)
             | TokenError::InvalidAuthorizationDetails(m)
             | TokenError::InvalidTarget(m)
-            | TokenError::AccessDenied(m)
             | TokenError::InvalidDpopProof(m)
             | TokenError::InvalidToken(m)
             | TokenError::Unavailable(m) => m.clone(),
