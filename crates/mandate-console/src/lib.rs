@@ -55,7 +55,6 @@ pub struct Console {
     pub calls: Option<Calls>,
     /// Where browsers reach this server, e.g. `https://mandate.example.com`.
     pub public_url: Arc<str>,
-    limiter: Arc<login::Limiter>,
     /// "Sign in with …", when an external identity provider is configured.
     oidc: Option<Arc<OidcLogin>>,
 }
@@ -66,7 +65,6 @@ impl Console {
             service,
             calls,
             public_url: Arc::from(public_url.trim_end_matches('/')),
-            limiter: Arc::new(login::Limiter::default()),
             oidc: None,
         }
     }

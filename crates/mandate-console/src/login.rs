@@ -1,11 +1,8 @@
-//! Sign-in and sign-out. Attempts are rate-limited here (per sign-in name and per
-//! client address, in this replica) and accounts lock in the store after repeated
-//! failures (every replica).
+//! Sign-in and sign-out. Attempts are rate-limited per sign-in name and per client
+//! address, and accounts lock after repeated failures; both are counted in the store,
+//! so every replica behind a load balancer counts the same attempts.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -22,35 +19,14 @@ use crate::{Console, Form, Session, UiError};
 
 pub(crate) const LOGIN_COOKIE: &str = "mandate_login";
 const ATTEMPTS_PER_MINUTE: u32 = 10;
-const MAX_TRACKED: usize = 10_000;
 
-/// Sign-in attempts per key in the current minute.
-#[derive(Debug, Default)]
-pub(crate) struct Limiter {
-    seen: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-impl Limiter {
-    /// Counts an attempt under every key; false when any is over its budget.
-    pub(crate) fn allow(&self, keys: &[String]) -> bool {
-        let now = Instant::now();
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
-        if seen.len() > MAX_TRACKED {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let mut allowed = true;
-        for key in keys {
-            let entry = seen.entry(key.clone()).or_insert((now, 0));
-            if now.duration_since(entry.0) >= Duration::from_secs(60) {
-                *entry = (now, 0);
-            }
-            entry.1 = entry.1.saturating_add(1);
-            allowed &= entry.1 <= ATTEMPTS_PER_MINUTE;
-        }
-        allowed
-    }
+/// Counts a sign-in attempt under each of `keys` across every replica (the store
+/// keeps the count); false when any is over [`ATTEMPTS_PER_MINUTE`].
+pub(crate) async fn attempt_allowed(console: &Console, keys: &[String]) -> Result<bool, UiError> {
+    Ok(console
+        .service
+        .attempt_allowed("console-sign-in", keys, ATTEMPTS_PER_MINUTE)
+        .await?)
 }
 
 /// The client's address, when the server recorded it.
@@ -195,7 +171,7 @@ pub(crate) async fn submit(
     if let Some(addr) = peer {
         keys.push(format!("addr:{}", addr.ip()));
     }
-    if !console.limiter.allow(&keys) {
+    if !attempt_allowed(&console, &keys).await? {
         let f = Flash::Error(UiError::TooManyAttempts.shown().1);
         return Ok(render(
             &console,
@@ -276,16 +252,5 @@ mod tests {
             assert_eq!(safe_next(Some(hostile)), "/ui/", "{hostile}");
         }
         assert_eq!(safe_next(None), "/ui/");
-    }
-
-    #[test]
-    fn attempts_are_limited_per_key() {
-        let l = Limiter::default();
-        let keys = vec!["name:a".to_owned()];
-        for _ in 0..ATTEMPTS_PER_MINUTE {
-            assert!(l.allow(&keys));
-        }
-        assert!(!l.allow(&keys));
-        assert!(l.allow(&["name:b".to_owned()]));
     }
 }

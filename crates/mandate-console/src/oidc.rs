@@ -106,7 +106,7 @@ pub(crate) async fn start(
     let keys: Vec<String> = peer
         .map(|a| vec![format!("oidc:{}", a.ip())])
         .unwrap_or_default();
-    if !console.limiter.allow(&keys) {
+    if !crate::login::attempt_allowed(&console, &keys).await? {
         return Ok(refuse(
             &console,
             StatusCode::TOO_MANY_REQUESTS,

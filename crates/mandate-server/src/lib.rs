@@ -48,8 +48,6 @@ pub struct AppState {
     pub calls: Option<Calls>,
     /// The credential broker's vault, when a master key is configured.
     pub vault: Option<Arc<Broker>>,
-    /// Client registrations per address (`POST /oauth2/register`).
-    pub registrations: Arc<routes::register::RegistrationLimiter>,
     openapi: Arc<String>,
 }
 
@@ -152,7 +150,6 @@ pub fn app_with_console(
         public_url: Arc::from(public_url),
         calls: gateway.as_ref().map(|g| g.calls().clone()),
         vault: gateway.as_ref().and_then(|g| g.broker().cloned()),
-        registrations: Arc::default(),
         openapi,
     };
     let mut console =

@@ -168,6 +168,40 @@ macro_rules! sql_accounts {
                     .map_err(unavailable)?;
                 Ok(done.rows_affected())
             }
+
+            async fn count_attempt(
+                &self,
+                key_hash: &str,
+                at: DateTime<Utc>,
+                window: ::chrono::Duration,
+            ) -> Result<u64, StoreError> {
+                // Both backends evaluate every SET expression against the row as it was.
+                let attempts: i64 = ::sqlx::query_scalar(
+                    "INSERT INTO attempt_windows (key_hash, started_at, attempts) VALUES ($1, $2, 1)
+                     ON CONFLICT (key_hash) DO UPDATE SET
+                         attempts = CASE WHEN attempt_windows.started_at <= $3
+                                         THEN 1 ELSE attempt_windows.attempts + 1 END,
+                         started_at = CASE WHEN attempt_windows.started_at <= $3
+                                           THEN excluded.started_at ELSE attempt_windows.started_at END
+                     RETURNING attempts",
+                )
+                .bind(key_hash)
+                .bind(micros(at))
+                .bind(micros(at - window))
+                .fetch_one(self.writer())
+                .await
+                .map_err(unavailable)?;
+                Ok(u64::try_from(attempts).unwrap_or(0))
+            }
+
+            async fn forget_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                let done = ::sqlx::query("DELETE FROM attempt_windows WHERE started_at < $1")
+                    .bind(micros(before))
+                    .execute(self.writer())
+                    .await
+                    .map_err(unavailable)?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }

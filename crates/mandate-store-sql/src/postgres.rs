@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rollback_steps",
         sql: include_str!("../migrations/postgres/0013_rollback_steps.sql"),
     },
+    Migration {
+        version: 14,
+        name: "attempt_windows",
+        sql: include_str!("../migrations/postgres/0014_attempt_windows.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

@@ -66,4 +66,17 @@ pub trait Accounts: Send + Sync {
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Ends every session of a human (a password change); returns how many.
     async fn delete_sessions_of(&self, human: HumanId) -> Result<u64, StoreError>;
+
+    /// Counts one attempt under `key_hash` at `at` and returns how many its window has
+    /// seen, this one included. A window starts with a key's first attempt and lasts
+    /// `window`; the first attempt after it starts the next. One conditional write:
+    /// every replica sharing the store counts into the same row.
+    async fn count_attempt(
+        &self,
+        key_hash: &str,
+        at: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<u64, StoreError>;
+    /// Deletes the counts of windows that started before `before`; returns how many.
+    async fn forget_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -66,6 +66,9 @@ struct FileConfig {
     /// How long a request's headers may take to arrive (default 10; 1 to 300); also
     /// how long a kept-alive connection may sit idle.
     header_read_timeout_seconds: Option<u64>,
+    /// Proxies (addresses or networks, e.g. `10.0.0.0/8`) whose connections name the
+    /// client in `X-Forwarded-For` (default none: the header is ignored).
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -592,6 +595,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a request's headers may take to arrive.
     pub header_read_timeout_seconds: u64,
+    /// Whose `X-Forwarded-For` names the client (see `forwarded.rs`).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
     /// OpenTelemetry traces; `None`: off (the default).
     pub tracing: Option<TracingSettings>,
 }
@@ -750,6 +755,28 @@ impl Config {
                 message: "must be between 1 and 300".to_owned(),
             });
         }
+        // MANDATE_TRUSTED_PROXIES (comma-separated) wins over the file's list.
+        let (proxies_origin, proxies) = match env.var("MANDATE_TRUSTED_PROXIES") {
+            Some(list) => (
+                "MANDATE_TRUSTED_PROXIES",
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => (
+                "config key `trusted_proxies`",
+                file.trusted_proxies.clone().unwrap_or_default(),
+            ),
+        };
+        let trusted_proxies =
+            crate::forwarded::TrustedProxies::parse(&proxies).map_err(|message| {
+                ConfigError::Value {
+                    origin: proxies_origin.to_owned(),
+                    message,
+                }
+            })?;
         let policies_dir = flags
             .policies
             .clone()
@@ -838,6 +865,7 @@ impl Config {
             shutdown_grace_seconds,
             max_connections,
             header_read_timeout_seconds,
+            trusted_proxies,
         })
     }
 }
@@ -915,6 +943,41 @@ mod tests {
         assert_eq!(
             Config::load(&flags, &env).unwrap().listen.to_string(),
             "127.0.0.1:3"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment_and_bad_ones_are_named() {
+        let c = Config::load(&Overrides::default(), &BTreeMap::new()).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        let (_dir, flags) = file("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            crate::forwarded::TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into()]).unwrap()
+        );
+        let env = BTreeMap::from([("MANDATE_TRUSTED_PROXIES", "192.168.0.0/16, 127.0.0.1")]);
+        let c = Config::load(&flags, &env).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            crate::forwarded::TrustedProxies::parse(&["192.168.0.0/16".into(), "127.0.0.1".into()])
+                .unwrap()
+        );
+        let (_dir, flags) = file("trusted_proxies = [\"10.0.0.0/40\"]\n");
+        let err = Config::load(&flags, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
+        let env = BTreeMap::from([("MANDATE_TRUSTED_PROXIES", "proxy.internal")]);
+        let err = Config::load(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("MANDATE_TRUSTED_PROXIES") && err.contains("proxy.internal"),
+            "{err}"
         );
     }
 

@@ -14,11 +14,14 @@
 //!   accepting, and `accept` errors (that limit, reached anyway) are logged and
 //!   retried after a pause instead of spinning.
 //!
-//! Each connection's peer address reaches the handlers as axum's `ConnectInfo`. On
+//! Each request's client address reaches the handlers as axum's `ConnectInfo`: the
+//! connection's peer, or behind a trusted proxy the address it reported
+//! (`forwarded.rs`). On
 //! shutdown, accepting stops and open connections are told to finish after the
 //! request in flight.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,16 +38,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
+use crate::forwarded::TrustedProxies;
+
 /// Connections accepted beyond the cap, to answer health checks.
 pub const OVERFLOW: usize = 64;
 /// How long an overflow connection may take to send its one request's headers.
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The listener's limits (`max_connections`, `header_read_timeout_seconds`).
-#[derive(Debug, Clone, Copy)]
+/// The listener's limits (`max_connections`, `header_read_timeout_seconds`) and whose
+/// `X-Forwarded-For` it believes (`trusted_proxies`).
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, tells
@@ -98,9 +105,15 @@ pub async fn serve(
         }
         at_cap_logged = overflow;
         let router = app.clone();
+        let proxies = limits.trusted_proxies.clone();
         let service =
             TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
+                let client = if proxies.is_empty() {
+                    peer
+                } else {
+                    SocketAddr::new(proxies.client(peer.ip(), request.headers()), peer.port())
+                };
+                request.extensions_mut().insert(ConnectInfo(client));
                 let router = router.clone();
                 async move {
                     if overflow {

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod forwarded;
 mod listen;
 mod ops;
 mod otlp;

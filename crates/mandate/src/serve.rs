@@ -169,9 +169,11 @@ pub async fn start(config: Config, announce: Announce) -> anyhow::Result<Running
     let limits = crate::listen::Limits {
         max_connections: config.max_connections,
         header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     };
     let task = tokio::spawn(async move {
-        // The peer address (ConnectInfo) lets the console rate-limit sign-ins per client.
+        // The client's address (ConnectInfo: the peer, or behind a trusted proxy the
+        // address it reported) lets registrations and sign-ins be limited per client.
         let draining = Arc::new(tokio::sync::Notify::new());
         let drain_started = draining.clone();
         let serving = crate::listen::serve(listener, app, limits, async move {

@@ -329,7 +329,11 @@ fn start_replica(
         &format!("127.0.0.1:{}", ports[i]),
         dirs[i].path(),
         &["--database-url", &db],
-        &[("MANDATE_PUBLIC_URL", public)],
+        // HAProxy (`option forwardfor`) is the one proxy in front, on loopback.
+        &[
+            ("MANDATE_PUBLIC_URL", public),
+            ("MANDATE_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
     )
 }
 
@@ -847,6 +851,7 @@ async fn replicas_behind_haproxy_survive_kills_database_restarts_and_cut_connect
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let w = Arc::new(setup().await);
+    registrations_are_limited_across_replicas(&w).await;
     let load = Arc::new(Load {
         start: Instant::now(),
         tally: Mutex::new(Tally::default()),
@@ -1082,6 +1087,34 @@ async fn replicas_behind_haproxy_survive_kills_database_restarts_and_cut_connect
         problems.join("\n"),
         replica_logs(&w)
     );
+}
+
+/// Dynamic client registrations through the balancer (round robin: each replica sees
+/// a third of them) are counted once for all replicas: 20 per minute per client
+/// address, then 429. The address is the one HAProxy reports in `X-Forwarded-For`:
+/// a client naming another address before it (here the client shares the proxy's
+/// loopback address, so what it writes is the first untrusted hop) is counted apart.
+async fn registrations_are_limited_across_replicas(w: &World) {
+    say("registrations: 25 through the balancer from one address");
+    let register = |forwarded: Option<&'static str>| {
+        let mut request = w
+            .client
+            .post(format!("{}/oauth2/register", w.public))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1:9/callback"]}));
+        if let Some(address) = forwarded {
+            request = request.header("x-forwarded-for", address);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(register(None).await);
+    }
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    println!("  registrations: {created} created, {limited} refused (429) of 25");
+    assert_eq!((created, limited), (20, 5), "{statuses:?}");
+    assert_eq!(register(Some("198.51.100.7")).await, 201);
 }
 
 /// Every audit event: its kind and its `data`.

@@ -1,10 +1,7 @@
 //! `POST /oauth2/register`: dynamic client registration (RFC 7591) for public MCP
 //! clients, rate-limited per client address.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,36 +16,12 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::oauth_error::RegistrationRefused;
 
-/// Registrations one client address may make per minute (in this replica).
+/// Registrations one client address may make per minute, across every replica (the
+/// count is the store's).
 pub const REGISTRATIONS_PER_MINUTE: u32 = 20;
-const MAX_TRACKED: usize = 10_000;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register))
-}
-
-/// Registrations per client address in the current minute.
-#[derive(Debug, Default)]
-pub struct RegistrationLimiter {
-    seen: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
-}
-
-impl RegistrationLimiter {
-    fn allow(&self, addr: Option<IpAddr>) -> bool {
-        let now = Instant::now();
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
-        if seen.len() > MAX_TRACKED {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let entry = seen.entry(addr).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1 <= REGISTRATIONS_PER_MINUTE
-    }
 }
 
 /// Registers a public client (`token_endpoint_auth_method` `none`) of the default
@@ -83,7 +56,15 @@ async fn register(
             ),
         ));
     }
-    if !state.registrations.allow(peer) {
+    // The client's address as the listener resolved it (behind a trusted proxy, the
+    // address the proxy reported).
+    let address = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let allowed = state
+        .service
+        .attempt_allowed("registration", &[address], REGISTRATIONS_PER_MINUTE)
+        .await
+        .map_err(|e| RegistrationRefused::Refused(RegistrationError::Core(e)))?;
+    if !allowed {
         return Err(RegistrationRefused::TooMany);
     }
     let body: Bytes = axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES)

@@ -270,6 +270,28 @@ async fn repeated_failures_lock_the_account_for_a_while() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
 
+/// Ten attempts a minute per sign-in name (counted in the store, so every replica
+/// counts the same attempts); the eleventh is refused before any password is checked.
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_name_for_a_minute() {
+    let w = World::new().await;
+    with_password(&w, &w.alice).await;
+    let mut b = Browser::new(&w.api);
+    for _ in 0..10 {
+        let (r, _) = b.sign_in("nobody@example.com", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let (r, page) = b.sign_in("NOBODY@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.contains("Too many sign-in attempts"), "{page}");
+    // Another name is counted apart.
+    let (r, _) = b.sign_in("alice@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    w.api.clock.advance(Duration::seconds(61));
+    let (r, _) = b.sign_in("nobody@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn consent_and_revocation_through_forms_with_visible_errors() {
     let w = World::new().await;

@@ -978,6 +978,41 @@ async fn registrations_are_rate_limited() {
     );
 }
 
+/// Two replicas (two apps on one store) count into the same window: the limit holds
+/// behind a load balancer; the next minute starts a new window.
+#[tokio::test]
+async fn the_registration_limit_is_shared_by_replicas_and_resets_each_minute() {
+    use tower::ServiceExt as _;
+    let api = Api::with_tokens().await;
+    let other = mandate_server::app_with_gateway(
+        api.service.clone(),
+        mandate_server::Metrics::new("sqlite"),
+        mandate_server::DEFAULT_PUBLIC_URL,
+        None,
+    );
+    let metadata = json!({"redirect_uris": [REDIRECT]});
+    let on_other = || async {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/oauth2/register")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(metadata.to_string()))
+            .unwrap();
+        other.clone().oneshot(request).await.unwrap().status()
+    };
+    for _ in 0..10 {
+        assert_eq!(register(&api, &metadata).await.status, StatusCode::CREATED);
+        assert_eq!(on_other().await, StatusCode::CREATED);
+    }
+    assert_eq!(on_other().await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        register(&api, &metadata).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    api.clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(on_other().await, StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn each_mcp_server_has_protected_resource_metadata_by_path_insertion() {
     let api = Api::with_gateway().await;

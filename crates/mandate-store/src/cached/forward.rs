@@ -569,6 +569,17 @@ impl Accounts for CachedStore {
     async fn delete_sessions_of(&self, human: HumanId) -> Result<u64, StoreError> {
         self.inner.delete_sessions_of(human).await
     }
+    async fn count_attempt(
+        &self,
+        key_hash: &str,
+        at: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_attempt(key_hash, at, window).await
+    }
+    async fn forget_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.forget_attempts(before).await
+    }
 }
 
 #[async_trait]

@@ -123,3 +123,58 @@ pub async fn accounts_lock_after_failures_and_sessions_expire(store: Arc<dyn Sto
     assert!(store.session("s2", t0()).await.unwrap().is_none());
     assert!(store.session("s3", t0()).await.unwrap().is_some());
 }
+
+pub async fn attempts_are_counted_per_key_in_windows_and_forgotten(store: Arc<dyn Store>) {
+    let minute = chrono::Duration::seconds(60);
+    let at = |s: i64| t0() + chrono::Duration::seconds(s);
+    assert_eq!(
+        store.count_attempt("key-a", at(0), minute).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_attempt("key-a", at(30), minute).await.unwrap(),
+        2
+    );
+    // Another key: counted apart.
+    assert_eq!(
+        store.count_attempt("key-b", at(30), minute).await.unwrap(),
+        1
+    );
+    // Concurrent attempts are each counted once: the counts they see are 3..=42.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.count_attempt("key-a", at(59), minute).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (3..=42).collect::<Vec<u64>>());
+    // A window lasts from its first attempt: key-a's ended at 60 s, key-b's runs to 90 s.
+    assert_eq!(
+        store.count_attempt("key-a", at(60), minute).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_attempt("key-b", at(89), minute).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.count_attempt("key-a", at(61), minute).await.unwrap(),
+        2
+    );
+    // Windows that started before the bound are forgotten (key-b's, from 30 s).
+    assert_eq!(store.forget_attempts(at(31)).await.unwrap(), 1);
+    assert_eq!(
+        store.count_attempt("key-b", at(89), minute).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_attempt("key-a", at(62), minute).await.unwrap(),
+        3
+    );
+}

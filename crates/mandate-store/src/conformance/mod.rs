@@ -86,6 +86,7 @@ macro_rules! store_conformance {
             vault_secrets_are_tenant_scoped_upserted_and_listed,
             vault_pages_across_tenants_and_reseals_by_compare_and_swap,
             accounts_lock_after_failures_and_sessions_expire,
+            attempts_are_counted_per_key_in_windows_and_forgotten,
             oauth_clients_agents_and_once_only_records,
         );
     };

@@ -258,7 +258,7 @@ impl Balancer {
             })
             .collect();
         let config = format!(
-            "global\n    maxconn 2000\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 60s\n    timeout http-request 10s\n    retries 3\n    option redispatch 1\n{errorfiles}\nfrontend mandate\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\nbackend replicas\n    balance roundrobin\n    option httpchk\n    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host 127.0.0.1\n    http-check expect status 200\n    default-server inter 250ms fall 2 rise 1\n{servers}"
+            "global\n    maxconn 2000\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n    timeout server 60s\n    timeout http-request 10s\n    retries 3\n    option redispatch 1\n    option forwardfor\n{errorfiles}\nfrontend mandate\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\nbackend replicas\n    balance roundrobin\n    option httpchk\n    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host 127.0.0.1\n    http-check expect status 200\n    default-server inter 250ms fall 2 rise 1\n{servers}"
         );
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, config).unwrap();
