@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rollback_steps",
         sql: include_str!("../migrations/postgres/0013_rollback_steps.sql"),
     },
+    Migration {
+        version: 14,
+        name: "access_reviews",
+        sql: include_str!("../migrations/postgres/0014_access_reviews.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

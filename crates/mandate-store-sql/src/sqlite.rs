@@ -70,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rollback_steps",
         sql: include_str!("../migrations/sqlite/0013_rollback_steps.sql"),
     },
+    Migration {
+        version: 14,
+        name: "access_reviews",
+        sql: include_str!("../migrations/sqlite/0014_access_reviews.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
