@@ -138,8 +138,8 @@ impl<'s> Context<'s> {
             }
         }
         let findings = findings(agent, &unused, &activity);
-        activity.denied.sort_by(|a, b| b.seq.cmp(&a.seq));
-        activity.drift.sort_by(|a, b| b.seq.cmp(&a.seq));
+        activity.denied.sort_by_key(|d| std::cmp::Reverse(d.seq));
+        activity.drift.sort_by_key(|d| std::cmp::Reverse(d.seq));
         let denied = DeniedSummary {
             count: u64::try_from(activity.denied.len()).unwrap_or(u64::MAX),
             latest: activity.denied.iter().take(LATEST).cloned().collect(),
