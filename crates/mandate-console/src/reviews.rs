@@ -129,7 +129,7 @@ fn agent_section(session: &Session, days: u32, a: &AgentReview) -> Markup {
                     @if a.humans_touched.is_empty() { span class="muted" { "none in the window" } }
                     @for (i, h) in a.humans_touched.iter().enumerate() {
                         @if i > 0 { ", " }
-                        span title=(h.id) { (h.name.as_deref().unwrap_or("unknown")) } " (" (h.calls) " calls)"
+                        span title=(h.id) { (h.name.as_deref().unwrap_or("unknown")) } " (" (h.calls) @if h.calls == 1 { " call)" } @else { " calls)" }
                     }
                 }
             }
