@@ -782,6 +782,27 @@ async fn a_person_reviews_only_the_agents_they_own_or_sponsor() {
         .await;
         assert_eq!(status, 422, "{sponsors}: {body}");
     }
+    // The CLI sets sponsors on create and replaces them on an agent.
+    let made = w.server.cli(
+        &w.admin,
+        &[
+            "agent",
+            "create",
+            "--name",
+            "carol-bot",
+            "--owner",
+            &carol,
+            "--sponsor",
+            &bob,
+        ],
+    );
+    assert_eq!(made["sponsors"], json!([bob]));
+    let carol_bot = made["id"].as_str().unwrap().to_owned();
+    assert!(names(&w.review(&bob_token, "").await).contains("carol-bot"));
+    let changed = w.server.cli(&w.admin, &["agent", "sponsors", &carol_bot]);
+    assert_eq!(changed["sponsors"], json!([]));
+    assert!(!names(&w.review(&bob_token, "").await).contains("carol-bot"));
+
     // Bob's own review; an agent may not read reviews.
     assert_eq!(
         names(&w.review(&bob_token, "").await),
