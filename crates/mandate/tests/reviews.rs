@@ -34,10 +34,18 @@ struct World {
     who: Actors,
     _bank: Arc<Bank>,
     _dir: tempfile::TempDir,
+    /// Dropped after the server (fields drop in order).
+    _db: Option<common::Database>,
 }
 
 impl World {
+    /// On the embedded SQLite store.
     async fn start() -> World {
+        World::start_on(None).await
+    }
+
+    /// On PostgreSQL (a fresh database of its own) when `db` names one.
+    async fn start_on(db: Option<common::Database>) -> World {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bank_url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let bank = Arc::new(Bank::new());
@@ -49,7 +57,12 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("mandate.toml");
         std::fs::write(&file, "[gateway]\ndrift_threshold = 3\n").unwrap();
-        let server = Server::start(dir.path(), &["--config", file.to_str().unwrap()]);
+        let mut flags = vec!["--config".to_owned(), file.to_str().unwrap().to_owned()];
+        if let Some(db) = &db {
+            flags.extend(["--database-url".to_owned(), db.url.clone()]);
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = Server::start(dir.path(), &flags);
         let admin = admin_token(dir.path());
         let bank_server = created(
             &server,
@@ -103,6 +116,7 @@ impl World {
             who,
             _bank: bank,
             _dir: dir,
+            _db: db,
         }
     }
 
@@ -271,7 +285,17 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn the_review_reports_unused_scope_and_denied_attempts_exactly() {
-    let w = World::start().await;
+    reports_exactly(World::start().await).await;
+}
+
+#[tokio::test]
+async fn the_review_reports_exactly_on_postgresql_too() {
+    let db = common::Database::create("mandate_reviews");
+    reports_exactly(World::start_on(Some(db)).await).await;
+}
+
+/// The scenario of the module's documentation, on whichever store `w` runs.
+async fn reports_exactly(w: World) {
     let scope = [
         "bank.get_balance",
         "bank.transfer",
