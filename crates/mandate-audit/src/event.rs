@@ -69,6 +69,7 @@ event_kinds! {
     SecretUsed => "secret.used",
     PolicyChanged => "policy.changed",
     DriftAlert => "drift.alert",
+    ReviewFindingMarked => "review.finding_marked",
     HumanCreated => "human.created",
     AgentCreated => "agent.created",
     AgentUpdated => "agent.updated",

@@ -41,6 +41,7 @@ pub fn page(title: &str, session: &Session, flash: Option<&Flash>, body: Markup)
                         a class="brand" href="/ui/" { "Mandate" }
                         a href="/ui/approvals" { "Approvals" }
                         a href="/ui/mandates" { "Mandates" }
+                        a href="/ui/reviews" { "Reviews" }
                         @if admin {
                             a href="/ui/agents" { "Agents" }
                             a href="/ui/tools" { "Tools" }
@@ -148,6 +149,8 @@ ol.timeline { list-style:none; padding-left:0; } ol.timeline li { border-left:3p
 ol.timeline li.d1 { margin-left:1.5rem; } ol.timeline li.d2 { margin-left:3rem; } ol.timeline li.d3 { margin-left:4.5rem; }
 .filters { display:flex; gap:1rem; align-items:end; flex-wrap:wrap; } .filters label { margin-top:0; }
 svg.tree { max-width:100%; height:auto; border:1px solid var(--line); }
+section.review { border-top:2px solid var(--line); margin-top:1.5rem; } form.finding { border-bottom:1px solid var(--line); padding-bottom:.5rem; }
+.badge.unused_scope, .badge.denied_attempts, .badge.drift_alert, .badge.disabled { color:var(--warn); }
 "#;
 
 /// Live regions: an element with `data-live="URL"` is refreshed from that URL every

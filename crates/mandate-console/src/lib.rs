@@ -30,6 +30,7 @@ mod mandates;
 mod oidc;
 mod operators;
 mod policy;
+mod reviews;
 mod session;
 mod tools;
 mod tree;
@@ -123,6 +124,10 @@ pub fn router(console: Console) -> Router {
         .route("/ui/mandates/{id}/consent", post(mandates::consent))
         .route("/ui/mandates/{id}/end", post(mandates::end))
         .route("/ui/mandates/{id}/rollback", post(mandates::rollback))
+        // Access reviews: admins review every agent, anyone else those they own or sponsor.
+        .route("/ui/reviews", get(reviews::show))
+        .route("/ui/reviews/mark", post(reviews::mark))
+        .route("/ui/reviews/revoke", post(reviews::revoke))
         // The operators' pages: the tenant's admins only; anyone else sees "nothing here".
         .route("/ui/agents", get(agents::list))
         .route("/ui/agents/{id}", get(agents::show))

@@ -5,6 +5,9 @@ use mandate_types::{AgentId, HumanId, TenantId};
 use crate::input::{check_credentials, check_email, check_label, check_labels, check_text};
 use crate::{AgentUpdate, CoreError, NewAgent, NewHuman, Service};
 
+/// The most sponsors an agent may have.
+pub const MAX_SPONSORS: usize = 16;
+
 impl Service {
     pub async fn create_human(
         &self,
@@ -81,11 +84,15 @@ impl Service {
                 new.owner
             )));
         }
+        let sponsors = self
+            .checked_sponsors(tenant, new.owner, new.sponsors)
+            .await?;
         let agent = Agent {
             id: AgentId::generate(),
             tenant_id: tenant,
             name: new.name,
             owner: new.owner,
+            sponsors,
             credentials: new.credentials,
             labels: new.labels,
             status: AgentStatus::Active,
@@ -95,12 +102,12 @@ impl Service {
         Ok(agent)
     }
 
-    /// An agent, visible to admins, to its owner, and to itself.
+    /// An agent, visible to admins, to its owner and sponsors, and to itself.
     pub async fn agent(&self, caller: &Principal, id: AgentId) -> Result<Agent, CoreError> {
         let agent = self.store.agent(caller.tenant(), id).await?;
         let visible = |a: &Agent| match caller {
             Principal::Admin { .. } => true,
-            Principal::Human { id: me, .. } => a.owner == *me,
+            Principal::Human { id: me, .. } => a.owner == *me || a.sponsors.contains(me),
             Principal::Agent { id: me, .. } => a.id == *me,
         };
         agent
@@ -158,11 +165,52 @@ impl Service {
         if let Some(status) = update.status {
             agent.status = status;
         }
+        if let Some(sponsors) = update.sponsors {
+            agent.sponsors = self
+                .checked_sponsors(agent.tenant_id, agent.owner, sponsors)
+                .await?;
+        }
         self.store.update_agent(&agent).await?;
         Ok(agent)
     }
 
-    /// Agents: all of the tenant's for admins, a human's own for a human.
+    /// Sponsors as stored: people of the tenant, at most 16, not the owner, each once
+    /// (in the order given).
+    async fn checked_sponsors(
+        &self,
+        tenant: TenantId,
+        owner: HumanId,
+        asked: Vec<HumanId>,
+    ) -> Result<Vec<HumanId>, CoreError> {
+        if asked.len() > MAX_SPONSORS {
+            return Err(CoreError::invalid(format!(
+                "`sponsors` may name at most {MAX_SPONSORS} people"
+            )));
+        }
+        let mut sponsors: Vec<HumanId> = Vec::with_capacity(asked.len());
+        for id in asked {
+            if id == owner {
+                return Err(CoreError::invalid(
+                    "`sponsors`: the owner is accountable already; name other people",
+                ));
+            }
+            if sponsors.contains(&id) {
+                return Err(CoreError::invalid(format!(
+                    "`sponsors`: `{id}` is named twice"
+                )));
+            }
+            if self.store.human(tenant, id).await?.is_none() {
+                return Err(CoreError::invalid(format!(
+                    "`sponsors`: human `{id}` does not exist"
+                )));
+            }
+            sponsors.push(id);
+        }
+        Ok(sponsors)
+    }
+
+    /// Agents: all of the tenant's for admins; for a human, those they own or sponsor
+    /// (`owner` narrows to those they own).
     pub async fn list_agents(
         &self,
         caller: &Principal,
@@ -171,7 +219,14 @@ impl Service {
     ) -> Result<Page<Agent>, CoreError> {
         match caller {
             Principal::Admin { .. } => {}
-            Principal::Human { id, .. } => filter.owner = Some(*id),
+            Principal::Human { id, .. } => {
+                if filter.owner.is_some_and(|asked| asked != *id)
+                    || filter.accountable.is_some_and(|asked| asked != *id)
+                {
+                    return Ok(Page::empty());
+                }
+                filter.accountable = Some(*id);
+            }
             Principal::Agent { .. } => {
                 return Err(CoreError::Forbidden(
                     "agents may not list agents".to_owned(),

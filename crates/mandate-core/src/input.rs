@@ -31,6 +31,10 @@ pub struct NewAgent {
     pub name: String,
     /// The accountable human.
     pub owner: HumanId,
+    /// Other people answerable for the agent (access reviews show it to them); at most
+    /// 16, never the owner.
+    #[serde(default)]
+    pub sponsors: Vec<HumanId>,
     #[serde(default)]
     pub credentials: AgentCredentials,
     #[serde(default)]
@@ -44,6 +48,8 @@ pub struct AgentUpdate {
     pub status: Option<AgentStatus>,
     pub credentials: Option<AgentCredentials>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// Replaces the sponsors (`[]` removes them all).
+    pub sponsors: Option<Vec<HumanId>>,
 }
 
 /// A new upstream.

@@ -31,6 +31,7 @@ mod mandates;
 mod oauth;
 mod policies;
 pub mod replay;
+pub mod reviews;
 mod tokens;
 pub mod trace;
 

@@ -64,6 +64,10 @@ pub struct Agent {
     pub name: String,
     /// The human accountable for this agent.
     pub owner: HumanId,
+    /// Other people answerable for the agent beside its owner: they see it in access
+    /// reviews (`GET /v1/reviews`). Never the owner, no repeats.
+    #[serde(default)]
+    pub sponsors: Vec<HumanId>,
     pub credentials: AgentCredentials,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,

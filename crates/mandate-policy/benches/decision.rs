@@ -106,6 +106,7 @@ impl World {
                 tenant_id: tenant,
                 name: format!("agent-{k}"),
                 owner: HumanId::generate(),
+                sponsors: Vec::new(),
                 credentials: AgentCredentials::default(),
                 labels: BTreeMap::from([
                     ("team".to_owned(), format!("team{}", k % 10)),

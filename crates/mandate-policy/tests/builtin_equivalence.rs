@@ -102,6 +102,7 @@ fn case(g: &mut Gen) -> Case {
         tenant_id: tenant,
         name: "bot".into(),
         owner: HumanId::generate(),
+        sponsors: Vec::new(),
         credentials: AgentCredentials::default(),
         labels: BTreeMap::from([("team".to_owned(), g.pick(&["a", "blocked"]).to_owned())]),
         status: AgentStatus::Active,

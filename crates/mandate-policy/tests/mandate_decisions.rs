@@ -63,6 +63,7 @@ fn world() -> World {
         tenant_id: tenant,
         name: "travel-bot".into(),
         owner: HumanId::generate(),
+        sponsors: Vec::new(),
         credentials: AgentCredentials::default(),
         labels: BTreeMap::from([("team".to_owned(), "travel".to_owned())]),
         status: AgentStatus::Active,

@@ -73,6 +73,7 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8731";
         (name = "authzen", description = "OpenID AuthZEN Authorization API 1.0"),
         (name = "oauth", description = "The token service: metadata, JWKS, token, introspection, revocation"),
         (name = "approvals", description = "Calls held for a human: approvals and proposals"),
+        (name = "reviews", description = "Access reviews: what agents hold and do, findings, revocation"),
     )
 )]
 struct ApiDoc;
@@ -105,6 +106,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::register::routes())
         .merge(routes::held::routes())
         .merge(routes::secrets::routes())
+        .merge(routes::reviews::routes())
         .split_for_parts()
 }
 

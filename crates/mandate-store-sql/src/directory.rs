@@ -4,6 +4,23 @@
 
 macro_rules! sql_directory {
     ($store:ty, $db:ty) => {
+        /// The agent's sponsors as rows (the caller removed the old ones).
+        async fn put_sponsors(
+            tx: &mut ::sqlx::Transaction<'_, $db>,
+            agent: &Agent,
+        ) -> Result<(), StoreError> {
+            for human in &agent.sponsors {
+                ::sqlx::query("INSERT INTO agent_sponsors (tenant_id, agent_id, human_id) VALUES ($1, $2, $3)")
+                    .bind(agent.tenant_id.to_string())
+                    .bind(agent.id.to_string())
+                    .bind(human.to_string())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| store_error(e, "sponsor"))?;
+            }
+            Ok(())
+        }
+
         #[async_trait]
         impl Directory for $store {
             async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -117,6 +134,7 @@ macro_rules! sql_directory {
 
             async fn create_agent(&self, agent: &Agent) -> Result<(), StoreError> {
                 let fed = agent.credentials.federated.as_ref();
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO agents (id, tenant_id, name, owner_id, status, spiffe_id, fed_issuer, fed_subject, doc)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -130,10 +148,11 @@ macro_rules! sql_directory {
                 .bind(fed.map(|f| f.issuer.as_str()))
                 .bind(fed.map(|f| f.subject.as_str()))
                 .bind(Json(agent))
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
-                Ok(())
+                put_sponsors(&mut tx, agent).await?;
+                tx.commit().await.map_err(unavailable)
             }
 
             async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError> {
@@ -148,6 +167,7 @@ macro_rules! sql_directory {
 
             async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
                 let fed = agent.credentials.federated.as_ref();
+                let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let done = ::sqlx::query(
                     "UPDATE agents SET name = $1, owner_id = $2, status = $3, spiffe_id = $4,
                          fed_issuer = $5, fed_subject = $6, doc = $7
@@ -162,12 +182,19 @@ macro_rules! sql_directory {
                 .bind(Json(agent))
                 .bind(agent.id.to_string())
                 .bind(agent.tenant_id.to_string())
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| store_error(e, "agent with this name, SPIFFE ID or federated identity"))?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Missing { what: format!("agent `{}`", agent.id) });
                 }
+                ::sqlx::query("DELETE FROM agent_sponsors WHERE agent_id = $1")
+                    .bind(agent.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                put_sponsors(&mut tx, agent).await?;
+                tx.commit().await.map_err(unavailable)?;
                 self.changed().await;
                 Ok(())
             }
@@ -185,13 +212,16 @@ macro_rules! sql_directory {
                        AND ($3 IS NULL OR owner_id = $3)
                        AND ($4 IS NULL OR status = $4)
                        AND ($5 IS NULL OR name = $5)
-                     ORDER BY id LIMIT $6",
+                       AND ($6 IS NULL OR owner_id = $6
+                            OR id IN (SELECT agent_id FROM agent_sponsors WHERE tenant_id = $1 AND human_id = $6))
+                     ORDER BY id LIMIT $7",
                 )
                 .bind(tenant.to_string())
                 .bind(page.after())
                 .bind(filter.owner.map(|h| h.to_string()))
                 .bind(filter.status.as_ref().and_then(json_text))
                 .bind(filter.name.as_deref())
+                .bind(filter.accountable.map(|h| h.to_string()))
                 .bind(limit_plus_one(page))
                 .fetch_all(&self.pool)
                 .await

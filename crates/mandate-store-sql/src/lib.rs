@@ -22,6 +22,7 @@ mod grants;
 mod oauth;
 mod postgres;
 mod repo;
+mod reviews;
 mod sqlite;
 mod vault;
 

@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "attempt_windows",
         sql: include_str!("../migrations/postgres/0014_attempt_windows.sql"),
     },
+    Migration {
+        version: 15,
+        name: "access_reviews",
+        sql: include_str!("../migrations/postgres/0015_access_reviews.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

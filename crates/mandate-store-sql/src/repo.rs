@@ -805,6 +805,7 @@ macro_rules! sql_store {
         $crate::vault::sql_vault!($store, $db);
         $crate::accounts::sql_accounts!($store, $db);
         $crate::oauth::sql_oauth!($store, $db);
+        $crate::reviews::sql_reviews!($store, $db);
 
         #[async_trait]
         impl PolicySets for $store {

@@ -75,6 +75,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "attempt_windows",
         sql: include_str!("../migrations/sqlite/0014_attempt_windows.sql"),
     },
+    Migration {
+        version: 15,
+        name: "access_reviews",
+        sql: include_str!("../migrations/sqlite/0015_access_reviews.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

@@ -19,6 +19,7 @@ pub mod conformance;
 mod oauth;
 mod page;
 mod ports;
+mod reviews;
 mod vault;
 
 pub use accounts::{Account, Accounts, ConsoleSession};
@@ -34,4 +35,5 @@ pub use ports::{
     RevokeTree, SpentOnce, Store, StoreError, StoredPolicySet, StoredRecord, TokenKey, ToolFilter,
     UsedAssertion,
 };
+pub use reviews::{FindingMark, Reviews};
 pub use vault::{SecretCursor, SecretMeta, StoredSecret, Vault};

@@ -67,6 +67,8 @@ pub struct AgentFilter {
     pub owner: Option<HumanId>,
     pub status: Option<AgentStatus>,
     pub name: Option<String>,
+    /// Its owner or one of its sponsors.
+    pub accountable: Option<HumanId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -500,6 +502,7 @@ pub trait Store:
     + crate::Vault
     + crate::Accounts
     + crate::OAuthClients
+    + crate::Reviews
     + fmt::Debug
     + Send
     + Sync

@@ -80,6 +80,10 @@ pub enum ClientCommand {
         #[arg(long)]
         call: Option<u64>,
     },
+    /// Access reviews: per agent, its mandates, scope against use, denied attempts,
+    /// drift alerts, approvals, credentials and the people whose data it touched;
+    /// `review mark` marks a finding, `review revoke` revokes from the review.
+    Review(crate::review_cli::ReviewArgs),
     /// The audit ledger: list, trace, verify, export.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
@@ -133,6 +137,9 @@ pub enum AgentCommand {
         /// The accountable human's id.
         #[arg(long)]
         owner: String,
+        /// Another person answerable for the agent (repeatable): sees it in reviews.
+        #[arg(long = "sponsor")]
+        sponsors: Vec<String>,
         /// A SPIFFE ID whose JWT-SVIDs authenticate the agent.
         #[arg(long)]
         spiffe_id: Option<String>,
@@ -157,6 +164,13 @@ pub enum AgentCommand {
     Get { id: String },
     /// Stop an agent from authenticating (admin).
     Disable { id: String },
+    /// Set an agent's sponsors (admin): the people named replace the earlier ones;
+    /// none removes them all.
+    Sponsors {
+        id: String,
+        #[arg(long = "sponsor")]
+        sponsors: Vec<String>,
+    },
     /// Let a disabled agent authenticate again (admin).
     Enable { id: String },
     /// Issue an API token for an agent (admin). Shown once.
@@ -354,6 +368,7 @@ impl ClientCommand {
                 }
                 Ok(())
             }
+            ClientCommand::Review(c) => c.run(&client, out.json).await,
             ClientCommand::Audit(c) => c.run(&client, out.json).await,
             ClientCommand::Policy(c) => c.run(out.json).await,
         }
@@ -615,6 +630,7 @@ async fn agent(command: AgentCommand, client: &Client, out: Output) -> anyhow::R
                 "id",
                 "name",
                 "owner",
+                "sponsors",
                 "status",
                 "credentials",
                 "labels",
@@ -626,6 +642,7 @@ async fn agent(command: AgentCommand, client: &Client, out: Output) -> anyhow::R
         AgentCommand::Create {
             name,
             owner,
+            sponsors,
             spiffe_id,
             jwks,
             labels,
@@ -641,8 +658,13 @@ async fn agent(command: AgentCommand, client: &Client, out: Output) -> anyhow::R
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();
-            let body =
-                json!({"name": name, "owner": owner, "credentials": credentials, "labels": labels});
+            let body = json!({
+                "name": name,
+                "owner": owner,
+                "sponsors": sponsors,
+                "credentials": credentials,
+                "labels": labels,
+            });
             out.show(&client.post("/v1/agents", &body).await?, one)
         }
         AgentCommand::List {
@@ -674,6 +696,15 @@ async fn agent(command: AgentCommand, client: &Client, out: Output) -> anyhow::R
                 .patch(
                     &format!("/v1/agents/{}", seg(&id)?),
                     &json!({"status": "disabled"}),
+                )
+                .await?;
+            out.show(&v, one)
+        }
+        AgentCommand::Sponsors { id, sponsors } => {
+            let v = client
+                .patch(
+                    &format!("/v1/agents/{}", seg(&id)?),
+                    &json!({"sponsors": sponsors}),
                 )
                 .await?;
             out.show(&v, one)

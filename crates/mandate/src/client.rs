@@ -30,6 +30,27 @@ impl Client {
         self.send(Method::GET, path, query, None).await
     }
 
+    /// A GET whose answer is text (CSV), not JSON.
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(&url).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach Mandate at {} (is `mandate serve` running? set MANDATE_URL)",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let text = response.text().await.context("cannot read the response")?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        Err(self.failure(status, &text))
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(Method::POST, path, &[], Some(body)).await
     }
@@ -71,20 +92,25 @@ impl Client {
         if status.is_success() {
             return serde_json::from_str(&text).context("the response is not JSON");
         }
-        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Err(self.failure(status, &text))
+    }
+
+    /// A refused request as an error: the problem's `detail`, or the body.
+    fn failure(&self, status: StatusCode, text: &str) -> anyhow::Error {
+        let problem: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let detail = problem
             .get("detail")
             .and_then(Value::as_str)
-            .unwrap_or(text.as_str());
+            .unwrap_or(text);
         let hint = if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
             " (set MANDATE_TOKEN, e.g. `export MANDATE_TOKEN=$(cat mandate-data/admin-token)`)"
         } else {
             ""
         };
-        Err(anyhow!(
+        anyhow!(
             "{} {}: {detail}{hint}",
             status.as_u16(),
             status.canonical_reason().unwrap_or("error")
-        ))
+        )
     }
 }

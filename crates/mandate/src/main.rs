@@ -11,6 +11,7 @@ mod ops;
 mod otlp;
 mod policy_cli;
 mod replay;
+mod review_cli;
 mod serve;
 mod table;
 mod telemetry;

@@ -9,7 +9,8 @@
 //! the real binary, an MCP upstream and an MCP client: a person signs in, consents to
 //! the mandate an agent asked for, watches the agent's high-impact call arrive in the
 //! inbox without reloading, approves it and sees it go through, then revokes the
-//! mandate and the agent's next call fails. An administrator then walks every console
+//! mandate and the agent's next call fails, and reads her agent's access review. An
+//! administrator then walks every console
 //! page: no secret (a broker secret, API tokens, the password) appears on any of them.
 //! Screenshots of every step: `target/tmp/screenshots/`.
 
@@ -210,6 +211,13 @@ async fn consent_approve_and_revoke_in_the_browser() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(refused, "the revoked mandate's token still works");
+
+    // Alice's access review of her agent: the revoked mandate, both tools used, the
+    // approval asked and given.
+    alice.goto("/ui/reviews");
+    alice.see("Access reviews");
+    alice.see("Tidy the fixture's test data");
+    alice.see("1 asked, 1 given");
     drop(alice);
 
     // An administrator walks every page: no secret anywhere.

@@ -891,6 +891,7 @@ impl Service {
             tenant_id: tenant,
             name: format!("oauth-{}-{suffix}", slug.trim_matches('-')),
             owner: human,
+            sponsors: Vec::new(),
             credentials: AgentCredentials::default(),
             labels,
             status: AgentStatus::Active,

@@ -178,7 +178,7 @@ struct AgentQuery {
     name: Option<String>,
 }
 
-/// List agents (admin: all; a human: the agents they own).
+/// List agents (admin: all; a human: the agents they own or sponsor).
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", security(("bearer" = [])),
     params(AgentQuery),
     responses(
@@ -199,6 +199,7 @@ async fn list_agents(
         owner: query_id("owner", q.owner.as_deref())?,
         status: q.status,
         name: q.name,
+        ..AgentFilter::default()
     };
     Ok(Json(
         state
@@ -209,7 +210,7 @@ async fn list_agents(
     ))
 }
 
-/// Get an agent (admin, its owner, or the agent itself).
+/// Get an agent (admin, its owner or a sponsor, or the agent itself).
 #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = String, Path, description = "Agent id")),
     responses(
@@ -224,7 +225,7 @@ async fn get_agent(
     Ok(Json(state.service.agent(&caller, path_id(&id)?).await?))
 }
 
-/// Change an agent's status, credentials or labels (admin).
+/// Change an agent's status, credentials, labels or sponsors (admin).
 #[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = String, Path, description = "Agent id")),
     request_body = AgentUpdate,

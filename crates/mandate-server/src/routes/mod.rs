@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod ops;
 pub mod policies;
 pub mod register;
+pub mod reviews;
 pub mod secrets;
 
 use serde::{Deserialize, Serialize};

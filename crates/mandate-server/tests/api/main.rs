@@ -13,6 +13,7 @@ mod bad_input;
 mod catalog;
 mod console;
 mod console_admin;
+mod console_reviews;
 mod lifecycle;
 mod mcp_input_required;
 mod oauth_authorize;

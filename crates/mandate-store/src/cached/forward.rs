@@ -16,11 +16,11 @@ use serde_json::Value;
 use super::CachedStore;
 use crate::{
     Account, Accounts, AgentFilter, ApiToken, ApprovalFilter, AuditFilter, AuditLog, CallKey,
-    Calls, Catalog, Committed, ConsoleSession, Directory, DriftTotals, Entry, Grants, HumanFilter,
-    MandateFilter, Mandates, OAuthClientRecord, OAuthClients, OnceKind, OnceRecord, Page,
-    PageRequest, PolicySets, ProposalFilter, RevocationFeed, RollbackStep, SecretCursor,
-    SecretMeta, StepClaim, Store, StoreError, StoredPolicySet, StoredRecord, StoredSecret,
-    TokenKey, ToolFilter, Vault,
+    Calls, Catalog, Committed, ConsoleSession, Directory, DriftTotals, Entry, FindingMark, Grants,
+    HumanFilter, MandateFilter, Mandates, OAuthClientRecord, OAuthClients, OnceKind, OnceRecord,
+    Page, PageRequest, PolicySets, ProposalFilter, Reviews, RevocationFeed, RollbackStep,
+    SecretCursor, SecretMeta, StepClaim, Store, StoreError, StoredPolicySet, StoredRecord,
+    StoredSecret, TokenKey, ToolFilter, Vault,
 };
 
 #[async_trait]
@@ -624,6 +624,20 @@ impl OAuthClients for CachedStore {
         now: DateTime<Utc>,
     ) -> Result<Option<(OnceRecord, bool)>, StoreError> {
         self.inner.use_once(kind, key_hash, now).await
+    }
+}
+
+#[async_trait]
+impl Reviews for CachedStore {
+    async fn mark_finding(&self, mark: &FindingMark, audit: &[NewEvent]) -> Result<(), StoreError> {
+        self.inner.mark_finding(mark, audit).await
+    }
+    async fn finding_marks(
+        &self,
+        tenant: TenantId,
+        agents: Option<&[AgentId]>,
+    ) -> Result<Vec<FindingMark>, StoreError> {
+        self.inner.finding_marks(tenant, agents).await
     }
 }
 

@@ -35,6 +35,7 @@ mod credentials;
 mod directory;
 mod mandates;
 mod oauth;
+mod reviews;
 mod vault;
 
 pub use accounts::*;
@@ -45,6 +46,7 @@ pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
 pub use oauth::*;
+pub use reviews::*;
 pub use vault::*;
 
 use crate::{
@@ -88,6 +90,7 @@ macro_rules! store_conformance {
             accounts_lock_after_failures_and_sessions_expire,
             attempts_are_counted_per_key_in_windows_and_forgotten,
             oauth_clients_agents_and_once_only_records,
+            agent_sponsors_and_review_marks,
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -135,6 +138,7 @@ fn agent(tenant_id: TenantId, owner: HumanId, name: &str) -> Agent {
         tenant_id,
         name: name.to_owned(),
         owner,
+        sponsors: Vec::new(),
         credentials: AgentCredentials::default(),
         labels: BTreeMap::new(),
         status: AgentStatus::Active,
