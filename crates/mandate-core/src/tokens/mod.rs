@@ -24,6 +24,7 @@ mod issue;
 mod refresh;
 mod verified;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -126,6 +127,12 @@ pub struct TokenService {
     last_key_refresh: Mutex<Option<Instant>>,
     verified: VerifiedTokens,
     client_keys: ClientKeyCache,
+    /// When the revocation list was last read in full from the store (the instant the
+    /// read began), in milliseconds since `epoch`; see [`TokenService::fresh_revocations`].
+    caught_up: AtomicU64,
+    epoch: Instant,
+    /// One catch-up at a time on the request path.
+    catching_up: tokio::sync::Mutex<()>,
 }
 
 /// A store failure, as the OAuth client sees it.
@@ -172,6 +179,9 @@ impl TokenService {
             last_key_refresh: Mutex::new(None),
             verified: VerifiedTokens::default(),
             client_keys: ClientKeyCache::default(),
+            caught_up: AtomicU64::new(0),
+            epoch: Instant::now(),
+            catching_up: tokio::sync::Mutex::new(()),
             store,
             clock,
             policies,
@@ -344,6 +354,7 @@ impl TokenService {
             }
         };
         own_token_live(&token, now)?;
+        self.fresh_revocations().await?;
         if self.revoked.is_revoked(&token.jti) {
             return Err(TokenError::InvalidToken(
                 "the token has been revoked".into(),
@@ -385,9 +396,42 @@ impl TokenService {
         self.revoked.is_revoked(jti)
     }
 
+    /// How old the revocation list may be when a token is checked against it: twice
+    /// the poll interval, at least a second. The poller keeps it younger; older means
+    /// this replica could not read the store for a while (an outage, a cut connection,
+    /// a stalled poller), and revocations acknowledged elsewhere meanwhile are not in
+    /// it yet.
+    fn revocations_bound(&self) -> StdDuration {
+        (self.config.revocation_poll * 2).max(StdDuration::from_secs(1))
+    }
+
+    fn revocations_age(&self) -> StdDuration {
+        let read_at = StdDuration::from_millis(self.caught_up.load(Ordering::Acquire));
+        self.epoch.elapsed().saturating_sub(read_at)
+    }
+
+    /// Makes sure the revocation list is no older than its bound before a token is
+    /// checked against it: a stale list is read again first (one read at a time; the
+    /// requests waiting meanwhile use its result), and a store that cannot be read
+    /// refuses the token ([`TokenError::Unavailable`]) rather than trust a list that
+    /// may miss a revocation. In steady state it is one atomic load.
+    async fn fresh_revocations(&self) -> Result<(), TokenError> {
+        if self.revocations_age() <= self.revocations_bound() {
+            return Ok(());
+        }
+        let _one = self.catching_up.lock().await;
+        if self.revocations_age() <= self.revocations_bound() {
+            return Ok(());
+        }
+        self.catch_up_revocations().await.map(|_| ())
+    }
+
     /// Reads revocations from the store since the list's watermark (less a margin for
     /// transactions that committed out of timestamp order).
     pub async fn catch_up_revocations(&self) -> Result<usize, TokenError> {
+        // Every revocation acknowledged before this instant is committed, so the read
+        // below sees it: the list is current as of here once the read succeeds.
+        let began = self.epoch.elapsed();
         let now = self.clock.now();
         let window =
             self.config.max_lifetime + Duration::seconds(self.config.skew_seconds.max(0) * 2);
@@ -412,6 +456,8 @@ impl TokenService {
             }
         }
         self.revoked.purge(now);
+        let began = u64::try_from(began.as_millis()).unwrap_or(u64::MAX);
+        self.caught_up.fetch_max(began, Ordering::AcqRel);
         Ok(total)
     }
 

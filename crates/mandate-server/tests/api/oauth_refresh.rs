@@ -489,6 +489,50 @@ async fn what_one_replica_did_to_a_refresh_token_holds_on_another() {
     assert_eq!(err.code(), "invalid_grant", "{err:?}");
 }
 
+/// A replica whose revocation list could not be kept current (here: no poller runs, as
+/// when its database connections were cut) reads it again before it trusts it: a token
+/// revoked elsewhere is refused once the list's bound (a second) has passed, never
+/// served from the stale list.
+#[tokio::test]
+async fn a_replica_reads_revocations_again_before_trusting_a_stale_list() {
+    let s = Setup::new().await;
+    let b = second_replica(&s).await;
+    let (access, _) = first_tokens(&s, None).await;
+    let aud = &claims(&access)["aud"];
+    let audience = aud
+        .as_str()
+        .or_else(|| aud[0].as_str())
+        .unwrap_or_else(|| panic!("aud: {aud}"))
+        .to_owned();
+    let presented = mandate_core::Presented {
+        token: &access,
+        dpop_scheme: false,
+        proof: None,
+        method: "POST",
+        url: &audience,
+        audience: &audience,
+    };
+    b.verify_access(&presented).await.unwrap();
+    // Revoked on replica A (RFC 7009, by an admin); B hears nothing of it.
+    let auth = format!("Bearer {}", s.api.admin);
+    s.api
+        .raw(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/oauth2/revoke")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::AUTHORIZATION, auth)
+                .body(Body::from(format!("token={access}")))
+                .unwrap(),
+        )
+        .await
+        .ok(200);
+    assert!(!active(&s, &access).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let err = b.verify_access(&presented).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_token", "{err:?}");
+}
+
 /// With `require_dpop` on, agents' grants need a proof, but an interactive client's
 /// code and refresh grants need one only when the client registered
 /// `dpop_bound_access_tokens` (RFC 9449 §5.2): the common MCP client libraries send no
