@@ -30,10 +30,5 @@ fuzz_target!(|data: &[u8]| {
             .collect(),
         entities: None,
     };
-    if let Ok(set) = CompiledSet::compile(source.clone()) {
-        // Compiling is deterministic: the same files name the same set.
-        if let Ok(again) = CompiledSet::compile(source) {
-            assert_eq!(set.digest(), again.digest());
-        }
-    }
+    let _ = CompiledSet::compile(source);
 });
