@@ -57,7 +57,8 @@ pub use oauth::{
 pub use policies::{PolicyAdmin, PolicySummary};
 pub use tokens::{
     ACCESS_TOKEN_TYPE, AUTHORIZATION_CODE, Introspection, JWT_TOKEN_TYPE, Presented, REFRESH_TOKEN,
-    RevokeRequest, TOKEN_EXCHANGE, TokenConfig, TokenRequest, TokenResponse, TokenService,
+    RevokeRequest, TOKEN_EXCHANGE, TokenConfig, TokenForm, TokenRequest, TokenResponse,
+    TokenService,
 };
 
 /// The use cases, bound to one store and one clock.

@@ -293,12 +293,7 @@ impl ClientMetadataFetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        let Ok(Value::Object(doc)) = mandate_jose::parse_json_strict(&body) else {
-            return Err("the client metadata document is not a JSON object".into());
-        };
-        if doc.get("client_id").and_then(Value::as_str) != Some(client_id) {
-            return Err("the client metadata document names another client_id".into());
-        }
+        let doc = parse_document(client_id, &body)?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.retain(|_, (at, _)| at.elapsed() < self.options.cache_for);
@@ -309,6 +304,22 @@ impl ClientMetadataFetcher {
         }
         Ok(doc)
     }
+}
+
+/// The document `client_id` names, from the bytes fetched: a strict JSON object (no
+/// duplicate members) whose `client_id` is exactly that URL. What else it says is the
+/// caller's to validate, like any registration.
+pub fn parse_document(
+    client_id: &str,
+    body: &[u8],
+) -> Result<serde_json::Map<String, Value>, String> {
+    let Ok(Value::Object(doc)) = mandate_jose::parse_json_strict(body) else {
+        return Err("the client metadata document is not a JSON object".into());
+    };
+    if doc.get("client_id").and_then(Value::as_str) != Some(client_id) {
+        return Err("the client metadata document names another client_id".into());
+    }
+    Ok(doc)
 }
 
 fn is_loopback(url: &Url) -> bool {

@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 
 /// How many `X-Forwarded-For` entries are walked at most (the rest are not read).
 const MAX_HOPS: usize = 32;
@@ -144,7 +144,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn proxies(list: &[&str]) -> TrustedProxies {
         TrustedProxies::parse(&list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap()

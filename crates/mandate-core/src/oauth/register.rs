@@ -38,6 +38,15 @@ pub struct ClientMetadata {
     pub dpop_bound_access_tokens: bool,
 }
 
+impl ClientMetadata {
+    /// Validates what a client says about itself, the members of a registration
+    /// request (RFC 7591) or of a Client ID Metadata Document, and keeps what we
+    /// understand: what registration and [`Service::document_client`] both use.
+    pub fn from_fields(fields: &Map<String, Value>) -> Result<ClientMetadata, RegistrationError> {
+        parse_metadata(fields)
+    }
+}
+
 /// A client as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredClient {

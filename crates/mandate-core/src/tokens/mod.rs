@@ -19,6 +19,7 @@
 
 mod admin;
 mod code;
+mod form;
 mod idjag;
 mod issue;
 mod refresh;
@@ -44,6 +45,7 @@ use verified::{ClientKeyCache, VerifiedTokens};
 
 pub use admin::{Introspection, RevokeRequest};
 pub use code::AUTHORIZATION_CODE;
+pub use form::TokenForm;
 pub use issue::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest, TokenResponse};
 pub use refresh::REFRESH_TOKEN;
 

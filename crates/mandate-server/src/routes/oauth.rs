@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mandate_core::trace::{self, TraceContext};
-use mandate_core::{RevokeRequest, TokenRequest, TokenService};
+use mandate_core::{RevokeRequest, TokenForm, TokenService};
 use mandate_token::TokenError;
 use serde_json::{Value, json};
 use tracing::Instrument as _;
@@ -96,98 +96,6 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, OAuthError> {
     Ok(response)
 }
 
-/// Parsed form parameters: each name once, but for the repeatable ones.
-struct Form {
-    single: Vec<(String, String)>,
-    resource: Vec<String>,
-    audience: Vec<String>,
-}
-
-impl Form {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, TokenError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(TokenError::InvalidRequest(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
-        }
-        let mut form = Form {
-            single: Vec::new(),
-            resource: Vec::new(),
-            audience: Vec::new(),
-        };
-        for (name, value) in form_urlencoded::parse(body) {
-            let (name, value) = (name.into_owned(), value.into_owned());
-            match name.as_str() {
-                "resource" => form.resource.push(value),
-                "audience" => form.audience.push(value),
-                _ if value.is_empty() => {}
-                _ => {
-                    if form.single.iter().any(|(n, _)| n == &name) {
-                        return Err(TokenError::InvalidRequest(format!(
-                            "parameter {} appears more than once",
-                            mandate_token::untrusted(&name)
-                        )));
-                    }
-                    form.single.push((name, value));
-                }
-            }
-        }
-        Ok(form)
-    }
-
-    fn get(&self, name: &str) -> Option<String> {
-        self.single
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn token_request(&self, headers: &HeaderMap) -> Result<TokenRequest, TokenError> {
-        let mut proofs = headers.get_all("dpop").iter();
-        let dpop = match (proofs.next(), proofs.next()) {
-            (None, _) => None,
-            (Some(v), None) => Some(
-                v.to_str()
-                    .map_err(|_| {
-                        TokenError::InvalidDpopProof("the DPoP header is not ASCII".into())
-                    })?
-                    .to_owned(),
-            ),
-            (Some(_), Some(_)) => {
-                return Err(TokenError::InvalidDpopProof(
-                    "send exactly one DPoP header".into(),
-                ));
-            }
-        };
-        Ok(TokenRequest {
-            grant_type: self.get("grant_type").unwrap_or_default(),
-            client_id: self.get("client_id"),
-            client_assertion_type: self.get("client_assertion_type"),
-            client_assertion: self.get("client_assertion"),
-            scope: self.get("scope"),
-            authorization_details: self.get("authorization_details"),
-            resource: self.resource.clone(),
-            audience: self.audience.clone(),
-            subject_token: self.get("subject_token"),
-            subject_token_type: self.get("subject_token_type"),
-            actor_token: self.get("actor_token"),
-            actor_token_type: self.get("actor_token_type"),
-            requested_token_type: self.get("requested_token_type"),
-            code: self.get("code"),
-            code_verifier: self.get("code_verifier"),
-            redirect_uri: self.get("redirect_uri"),
-            refresh_token: self.get("refresh_token"),
-            assertion: self.get("assertion"),
-            dpop,
-        })
-    }
-}
-
 fn no_store(value: Value) -> Response {
     let mut response = Json(value).into_response();
     let headers = response.headers_mut();
@@ -216,7 +124,7 @@ async fn token(
     );
     trace::begin(&span, TraceContext::from_headers(&headers));
     let tokens = service(&state)?;
-    let form = Form::parse(&headers, &body)?;
+    let form = TokenForm::parse(&headers, &body)?;
     let request = form.token_request(&headers)?;
     span.record("oauth.grant_type", request.grant_type.as_str());
     let issued = tokens.token(&request).instrument(span).await?;
@@ -242,7 +150,7 @@ async fn introspect(
     let caller = api_caller(&state, &headers).await?.ok_or_else(|| {
         TokenError::InvalidClient("introspection needs an admin bearer token".into())
     })?;
-    let form = Form::parse(&headers, &body)?;
+    let form = TokenForm::parse(&headers, &body)?;
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
@@ -267,7 +175,7 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let tokens = service(&state)?;
-    let form = Form::parse(&headers, &body)?;
+    let form = TokenForm::parse(&headers, &body)?;
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("`token` is missing".into()))?;
