@@ -32,19 +32,7 @@ impl Client {
 
     /// A GET whose answer is text (CSV), not JSON.
     pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.get(&url).query(query);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.with_context(|| {
-            format!(
-                "cannot reach Mandate at {} (is `mandate serve` running? set MANDATE_URL)",
-                self.base
-            )
-        })?;
-        let status = response.status();
-        let text = response.text().await.context("cannot read the response")?;
+        let (status, text) = self.exchange(Method::GET, path, query, None).await?;
         if status.is_success() {
             return Ok(text);
         }
@@ -70,6 +58,24 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        let (status, text) = self.exchange(method, path, query, body).await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        if status.is_success() {
+            return serde_json::from_str(&text).context("the response is not JSON");
+        }
+        Err(self.failure(status, &text))
+    }
+
+    /// One request: its status and its body as text.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, String)> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).query(query);
         if let Some(token) = &self.token {
@@ -86,13 +92,7 @@ impl Client {
         })?;
         let status = response.status();
         let text = response.text().await.context("cannot read the response")?;
-        if status == StatusCode::NO_CONTENT {
-            return Ok(Value::Null);
-        }
-        if status.is_success() {
-            return serde_json::from_str(&text).context("the response is not JSON");
-        }
-        Err(self.failure(status, &text))
+        Ok((status, text))
     }
 
     /// A refused request as an error: the problem's `detail`, or the body.

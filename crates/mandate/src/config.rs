@@ -755,28 +755,14 @@ impl Config {
                 message: "must be between 1 and 300".to_owned(),
             });
         }
-        // MANDATE_TRUSTED_PROXIES (comma-separated) wins over the file's list.
-        let (proxies_origin, proxies) = match env.var("MANDATE_TRUSTED_PROXIES") {
-            Some(list) => (
-                "MANDATE_TRUSTED_PROXIES",
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            None => (
-                "config key `trusted_proxies`",
-                file.trusted_proxies.clone().unwrap_or_default(),
-            ),
-        };
-        let trusted_proxies =
-            crate::forwarded::TrustedProxies::parse(&proxies).map_err(|message| {
-                ConfigError::Value {
-                    origin: proxies_origin.to_owned(),
-                    message,
-                }
-            })?;
+        let trusted_proxies = crate::forwarded::TrustedProxies::settle(
+            env.var("MANDATE_TRUSTED_PROXIES").as_deref(),
+            file.trusted_proxies.as_deref(),
+        )
+        .map_err(|(origin, message)| ConfigError::Value {
+            origin: origin.to_owned(),
+            message,
+        })?;
         let policies_dir = flags
             .policies
             .clone()

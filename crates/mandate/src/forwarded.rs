@@ -105,6 +105,27 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
+    /// The list `MANDATE_TRUSTED_PROXIES` names (comma-separated), else the config
+    /// file's `trusted_proxies`; an error says which of the two was wrong, and how.
+    pub fn settle(
+        environment: Option<&str>,
+        file: Option<&[String]>,
+    ) -> Result<Self, (&'static str, String)> {
+        match environment {
+            Some(list) => {
+                let entries: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Self::parse(&entries).map_err(|e| ("MANDATE_TRUSTED_PROXIES", e))
+            }
+            None => Self::parse(file.unwrap_or_default())
+                .map_err(|e| ("config key `trusted_proxies`", e)),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
