@@ -221,6 +221,7 @@ async fn write(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
+        ride_along(&mut rx, &mut batch, max_batch).await;
         // INVARIANT: appenders are answered only after the transaction committed.
         let started = std::time::Instant::now();
         let size = batch.len();
@@ -286,6 +287,34 @@ async fn write(
                     let _ = answer.send(Err(unwritable()));
                 }
             }
+        }
+    }
+}
+
+/// How long events nobody waits on (a call's outcome) wait for an entry someone does.
+const DETACHED_LINGER: Duration = Duration::from_millis(2);
+
+/// A batch of detached events only waits up to [`DETACHED_LINGER`] for an awaited entry
+/// (the next call's decision, a barrier) and rides in its commit: with few clients, a
+/// call's outcome and the next call's decision share one transaction and one fsync
+/// instead of the decision queuing behind the outcome's. Nothing awaited is delayed; a
+/// crash can lose what waits here, as it could lose what waits in the queue (outcomes
+/// are records after the fact; `flush` at shutdown writes them).
+async fn ride_along(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max: usize) {
+    if batch.iter().any(|p| p.done.is_some()) {
+        return;
+    }
+    let deadline = tokio::time::sleep(DETACHED_LINGER);
+    tokio::pin!(deadline);
+    while batch.len() < max {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(batch, max - batch.len()) => {
+                if n == 0 || batch.iter().any(|p| p.done.is_some()) {
+                    return;
+                }
+            }
+            () = &mut deadline => return,
         }
     }
 }

@@ -54,3 +54,42 @@ async fn a_flush_returns_once_every_detached_event_before_it_is_committed() {
         );
     }
 }
+
+/// An outcome nobody waits on rides in the commit of the next entry someone does (one
+/// batch: one transaction, one `at`), and on its own it is still committed at once
+/// after a moment's wait, not left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_detached_event_rides_with_the_next_awaited_one_or_is_written_soon_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let (key, _) = SigningKey::generate().unwrap();
+    let ledger = Ledger::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(key),
+        LedgerConfig::default(),
+    );
+    let tenant = TenantId::generate();
+    let event =
+        |what: &str| NewEvent::new(tenant, EventKind::ToolCalled, "agent:agt_x").with("what", what);
+    ledger.append_detached(event("outcome of call 1"));
+    ledger.append(event("decision of call 2")).await.unwrap();
+    let events = store
+        .audit_events(tenant, &AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        2,
+        "the awaited append returned before the outcome was written"
+    );
+    assert_eq!(events[0].at, events[1].at, "not one batch");
+
+    ledger.append_detached(event("outcome of call 2"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = store
+        .audit_events(tenant, &AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3, "a lone outcome was held back");
+}
