@@ -230,14 +230,16 @@ impl Gateway {
     }
 
     /// Whether what `caller` holds open (a parked call, a stream) must end: its token
-    /// is on the revocation list (revoked, or its mandate ended) or its mandate's
-    /// expiry passed.
+    /// is on the revocation list (revoked, or its mandate ended), its token expired, or
+    /// its mandate's expiry passed.
     pub(crate) fn caller_ended(&self, caller: &mandate_core::calls::Caller) -> bool {
+        let now = self.clock.now();
         caller
             .jti
             .as_deref()
             .is_some_and(|jti| self.tokens.is_revoked(jti))
-            || self.clock.now() >= caller.mandate.terms.expires_at
+            || caller.token_expired(now)
+            || now >= caller.mandate.terms.expires_at
     }
 
     /// The gateway's HTTP routes: `/mcp`, `/mcp/{server}`, `/proxy/{server}/…` and the

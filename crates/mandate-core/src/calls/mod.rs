@@ -164,6 +164,9 @@ pub struct Caller {
     pub scope: Option<Vec<String>>,
     /// The token's `jti`, for the audit record.
     pub jti: Option<String>,
+    /// The token's `exp` (Unix seconds): what the caller holds open (a stream, a parked
+    /// call) ends with it. `None` for a person acting without a token.
+    pub token_expires_at: Option<i64>,
     pub dpop_bound: bool,
     /// Labels for audit records, outermost first.
     pub actor: Vec<String>,
@@ -197,6 +200,7 @@ impl Caller {
             chain,
             scope: None,
             jti: None,
+            token_expires_at: None,
             dpop_bound: false,
             actor,
             trace: None,
@@ -211,10 +215,18 @@ impl Caller {
             chain: token.delegation_chain(),
             scope: Some(token.scope.clone()),
             jti: Some(token.jti.clone()),
+            token_expires_at: Some(token.expires_at),
             dpop_bound: token.cnf_jkt.is_some(),
             actor: token.actors.iter().map(|a| format!("agent:{a}")).collect(),
             trace: None,
         }
+    }
+
+    /// Whether the token this caller presented has expired at `now` (our own tokens
+    /// get no clock skew past their `exp`).
+    pub fn token_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.token_expires_at
+            .is_some_and(|exp| now.timestamp() >= exp)
     }
 
     fn scope_covers(&self, name: &str) -> bool {

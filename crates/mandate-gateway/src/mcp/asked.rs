@@ -15,7 +15,7 @@
 //!          parked; anything else: "unknown or expired", the parked call untouched
 //!       ─► the answer (≤ MAX_ANSWER_BYTES) goes to the upstream, the same call goes on:
 //!          its answer (complete) or its next request (input_required again)
-//!   no retry within ASK_TTL, the token revoked or the mandate ended or expired
+//!   no retry within ASK_TTL, the token revoked or expired, or the mandate ended or expired
 //!   meanwhile (`Gateway::caller_ended`, looked at twice a second), or more than
 //!   MAX_ROUNDS rounds
 //!       ─► abandoned: the upstream's request refused, the call left to finish on its

@@ -127,9 +127,14 @@ fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<St
                 .unwrap()
                 .push_str(&String::from_utf8_lossy(&chunk));
         }
+        // Not an SSE line: what reads the messages never sees it.
+        into.lock().unwrap().push_str(STREAM_ENDED);
     });
     seen
 }
+
+/// Appended to a gathered text once its stream ended.
+const STREAM_ENDED: &str = "\n[the stream ended]\n";
 
 /// A server in front of the `--dynamic` fixture (`fx`) and, with `other`, a plain one
 /// (`other`); `token(tools)` is a task token of a mandate scoped to `tools`.
@@ -143,12 +148,19 @@ struct Watching {
 
 impl Watching {
     async fn start(other: bool) -> Watching {
+        Watching::start_with(other, "").await
+    }
+
+    /// `start`, the server reading `config` (TOML) as its config file.
+    async fn start_with(other: bool, config: &str) -> Watching {
         let mut fixtures = vec![("fx", Fixture::start_with(&["--dynamic"]))];
         if other {
             fixtures.push(("other", Fixture::start()));
         }
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path(), &[]);
+        let file = dir.path().join("mandate.toml");
+        std::fs::write(&file, config).unwrap();
+        let server = Server::start(dir.path(), &["--config", file.to_str().unwrap()]);
         let admin = admin_token(dir.path());
         for (name, fixture) in &fixtures {
             created(
@@ -338,4 +350,51 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
     );
     let stranger_heard = stranger_in_session.lock().unwrap().clone();
     assert!(!stranger_heard.contains("updated"), "{stranger_heard}");
+}
+
+/// What a caller holds open ends with the token that opened it (Mandate's own tokens
+/// get no clock skew past their `exp`), though its mandate runs on: a session's GET
+/// stream and a 2026-07-28 `subscriptions/listen` stream opened with a token of 30 s
+/// stay open until then and are closed by the gateway within its poll (2 s) after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_end_when_their_token_expires() {
+    let w = Watching::start_with(false, "[tokens]\nmax_lifetime_seconds = 30\n").await;
+    let token = w.token(json!([{"tool": "fx.echo"}])).await;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
+    let exp = claims["exp"].as_i64().unwrap();
+    let session = session_stream(&format!("{}/mcp", w.server.url), &token).await;
+    let listening = listen(&format!("{}/mcp/fx", w.server.url), &token).await;
+    let now = || chrono::Utc::now().timestamp();
+    tokio::time::sleep(std::time::Duration::from_secs(
+        u64::try_from(exp - now() - 5).unwrap_or(0),
+    ))
+    .await;
+    assert!(
+        !session.lock().unwrap().contains(STREAM_ENDED),
+        "ended before exp"
+    );
+    assert!(
+        !listening.lock().unwrap().contains(STREAM_ENDED),
+        "ended before exp"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ended = [&session, &listening]
+            .iter()
+            .all(|s| s.lock().unwrap().contains(STREAM_ENDED));
+        if ended {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open 15 s after exp: session {:?}, listening {:?}",
+            session.lock().unwrap(),
+            listening.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let late = now() - exp;
+    assert!(late <= 4, "closed {late} s after exp");
 }
