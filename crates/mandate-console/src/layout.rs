@@ -90,6 +90,28 @@ pub fn when(at: DateTime<Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S UTC")) } }
 }
 
+/// An amount in a currency's minor units as people read it: `25000` USD is
+/// `250.00 USD`, `500` JPY is `500 JPY`, `1234` BHD is `1.234 BHD` (ISO 4217
+/// exponents); without a currency, the number as it is.
+pub fn money(minor: u64, currency: Option<&str>) -> String {
+    let Some(code) = currency else {
+        return minor.to_string();
+    };
+    let digits: u32 = match code.to_ascii_uppercase().as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    };
+    let unit = 10u64.pow(digits);
+    if digits == 0 {
+        return format!("{minor} {code}");
+    }
+    let width = digits as usize;
+    format!("{}.{:0width$} {code}", minor / unit, minor % unit)
+}
+
 /// A status as a labelled badge.
 pub fn badge(text: &str) -> Markup {
     html! { span class={ "badge " (text) } { (text) } }
@@ -171,3 +193,23 @@ const JS: &str = r#"
   });
 })();
 "#;
+
+#[cfg(test)]
+mod money_tests {
+    use super::money;
+
+    #[test]
+    fn amounts_read_in_their_currency() {
+        assert_eq!(money(25_000, Some("USD")), "250.00 USD");
+        assert_eq!(money(50_000, Some("eur")), "500.00 eur");
+        assert_eq!(money(5, Some("USD")), "0.05 USD");
+        assert_eq!(money(0, Some("USD")), "0.00 USD");
+        assert_eq!(money(500, Some("JPY")), "500 JPY");
+        assert_eq!(money(1_234, Some("BHD")), "1.234 BHD");
+        assert_eq!(money(7, Some("CLF")), "0.0007 CLF");
+        assert_eq!(money(25_000, None), "25000");
+        assert_eq!(money(u64::MAX, Some("USD")), "184467440737095516.15 USD");
+        // Whatever an operator wrote as a code is shown as written (escaped by maud).
+        assert_eq!(money(100, Some("<b>")), "1.00 <b>");
+    }
+}

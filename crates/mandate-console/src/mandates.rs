@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::approvals::{agent_label, human_label};
-use crate::layout::{Flash, badge, page, when};
+use crate::layout::{Flash, badge, money, page, when};
 use crate::tree::{Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
@@ -313,7 +313,7 @@ async fn render(
                 dt { "Budget used" } dd {
                     (m.usage.calls) @if m.usage.calls == 1 { " call" } @else { " calls" } @if let Some(max) = t.budgets.max_calls { " of " (max) }
                     @if t.budgets.max_amount.is_some() || m.usage.amount > 0 {
-                        "; amount " (m.usage.amount) @if let Some(max) = t.budgets.max_amount { " of " (max) } @if let Some(c) = &t.budgets.currency { " " (c) }
+                        "; spent " (money(m.usage.amount, t.budgets.currency.as_deref())) @if let Some(max) = t.budgets.max_amount { " of " (money(max, t.budgets.currency.as_deref())) }
                     }
                 }
                 @if !t.owners.is_empty() { dt { "Data owners" } dd { @for o in &t.owners { code { (o) } " " } } }

@@ -313,6 +313,8 @@ async fn consent_and_revocation_through_forms_with_visible_errors() {
         "high_impact",
         "confidential",
         "50000",
+        // The budget in its currency (minor units in the API).
+        "spent 0.00 EUR of 500.00 EUR",
         "Consent",
     ] {
         assert!(page.contains(shown), "{shown} in {page}");
