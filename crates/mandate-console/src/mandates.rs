@@ -12,6 +12,7 @@ use mandate_store::{AuditFilter, MandateFilter, PageRequest};
 use mandate_types::{AgentId, MandateId};
 use maud::{Markup, html};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::approvals::{agent_label, human_label};
 use crate::layout::{Flash, badge, money, page, when};
@@ -186,19 +187,64 @@ fn depth(kind: &str) -> u8 {
     }
 }
 
+/// The data fields a timeline row shows, in this order.
+const SHOWN: [&str; 10] = [
+    "tool",
+    "decision",
+    "outcome",
+    "reason",
+    "channel",
+    "status",
+    "rollback_of",
+    "call_seq",
+    "result",
+    "detail",
+];
+
+/// What a row reads as: its kind, its actor and the fields shown.
+fn reads_as(e: &Event) -> (&str, &[String], Vec<(&str, &Value)>) {
+    let fields = SHOWN
+        .iter()
+        .filter_map(|key| e.data.get(*key).map(|v| (*key, v)))
+        .collect();
+    (e.kind.as_str(), &e.actor, fields)
+}
+
+/// Runs of consecutive events that read the same (an agent retrying one refused call
+/// forty times): each run is its first and last event and how many it holds.
+fn runs(events: &[Event]) -> Vec<(&Event, &Event, usize)> {
+    let mut out: Vec<(&Event, &Event, usize)> = Vec::new();
+    for e in events {
+        match out.last_mut() {
+            Some((first, last, n)) if reads_as(first) == reads_as(e) => {
+                *last = e;
+                *n += 1;
+            }
+            _ => out.push((e, e, 1)),
+        }
+    }
+    out
+}
+
 fn timeline(events: &[Event]) -> Markup {
     html! {
         @if events.is_empty() {
             p class="muted" { "No events yet." }
         } @else {
             ol class="timeline" {
-                @for e in events {
+                @for (e, last, n) in runs(events) {
                     li class={ "d" (depth(e.kind.as_str())) } {
-                        "#" (e.seq) " · " (when(e.at)) " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
-                        @for key in ["tool", "decision", "outcome", "reason", "channel", "status", "rollback_of", "call_seq", "result", "detail"] {
-                            @if let Some(v) = e.data.get(key) {
-                                " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                            }
+                        @if n > 1 {
+                            "#" (e.seq) "–#" (last.seq) " · " (when(e.at)) " – " (when(last.at))
+                        } @else {
+                            "#" (e.seq) " · " (when(e.at))
+                        }
+                        " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
+                        @for (key, v) in reads_as(e).2 {
+                            " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        }
+                        @if n > 1 {
+                            " · " strong class="count" { "×" (n) }
                         }
                     }
                 }
@@ -586,4 +632,56 @@ fn shown_on_page(e: &CoreError) -> bool {
             | CoreError::Forbidden(_)
             | CoreError::Expired(_)
     )
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use chrono::{TimeZone as _, Utc};
+    use mandate_audit::{EventKind, Head, NewEvent};
+    use mandate_types::TenantId;
+
+    use super::*;
+
+    fn chain(news: Vec<NewEvent>) -> Vec<Event> {
+        let mut head = Head::genesis();
+        let at = Utc.with_ymd_and_hms(2026, 12, 5, 9, 0, 0).unwrap();
+        news.into_iter()
+            .map(|n| {
+                let e = Event::chain(&head, n, at);
+                head = e.head();
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn identical_consecutive_events_collapse_with_their_count() {
+        let t = TenantId::generate();
+        let refused = || {
+            NewEvent::new(t, EventKind::Decision, "agent:agt_a")
+                .with("tool", "bank.transfer")
+                .with("outcome", "deny")
+                .with("arguments_hash", "sha256:differs-but-is-not-shown")
+        };
+        let mut news = vec![NewEvent::new(t, EventKind::TokenIssued, "agent:agt_a")];
+        news.extend((0..40).map(|_| refused()));
+        // Another outcome breaks the run; the same again starts a new one.
+        news.push(
+            NewEvent::new(t, EventKind::Decision, "agent:agt_a")
+                .with("tool", "bank.transfer")
+                .with("outcome", "allow"),
+        );
+        news.push(refused());
+        let events = chain(news);
+        let runs = runs(&events);
+        let counts: Vec<usize> = runs.iter().map(|(_, _, n)| *n).collect();
+        assert_eq!(counts, vec![1, 40, 1, 1]);
+        assert_eq!((runs[1].0.seq, runs[1].1.seq), (2, 41));
+        let html = timeline(&events).into_string();
+        assert!(html.contains("#2–#41"), "{html}");
+        assert!(html.contains("×40"), "{html}");
+        assert_eq!(html.matches("<li").count(), 4, "{html}");
+    }
 }
