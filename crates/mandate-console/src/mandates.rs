@@ -2,6 +2,8 @@
 //! mandate's page (terms, consent record, budget used, timeline, delegation tree) with
 //! the buttons to consent, complete, revoke and roll back.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use mandate_audit::{Event, EventKind};
@@ -9,7 +11,7 @@ use mandate_core::calls::StepStatus;
 use mandate_core::{ConsentRequest, CoreError, EndRequest, MandateView};
 use mandate_domain::{ConsentChannel, ConsentDecision, Mandate, MandateStatus, Principal};
 use mandate_store::{AuditFilter, MandateFilter, PageRequest};
-use mandate_types::{AgentId, MandateId};
+use mandate_types::{AgentId, MandateId, TenantId};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -226,7 +228,51 @@ fn runs(events: &[Event]) -> Vec<(&Event, &Event, usize)> {
     out
 }
 
-fn timeline(events: &[Event]) -> Markup {
+/// The names of the agents and people among `events`' actors (`agent:agt_…`,
+/// `human:hum_…`), by label; other labels (an admin token, a system task) are shown as
+/// they are.
+async fn actor_names(
+    console: &Console,
+    tenant: TenantId,
+    events: &[Event],
+) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    for label in events.iter().flat_map(|e| e.actor.iter()) {
+        if names.contains_key(label) {
+            continue;
+        }
+        let name = match label.split_once(':') {
+            Some(("agent", id)) => match id.parse() {
+                Ok(id) => console.service.agent_name(tenant, id).await,
+                Err(_) => None,
+            },
+            Some(("human", id)) => match id.parse() {
+                Ok(id) => console.service.human_name(tenant, id).await,
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(name) = name {
+            names.insert(label.clone(), name);
+        }
+    }
+    names
+}
+
+/// A timeline's actor chain, outermost first: names where known, each label on hover.
+fn actors(labels: &[String], names: &HashMap<String, String>) -> Markup {
+    html! {
+        @for (i, label) in labels.iter().enumerate() {
+            @if i > 0 { " ← " }
+            @match names.get(label) {
+                Some(name) => span title=(label) { (name) },
+                None => (label),
+            }
+        }
+    }
+}
+
+fn timeline(events: &[Event], names: &HashMap<String, String>) -> Markup {
     html! {
         @if events.is_empty() {
             p class="muted" { "No events yet." }
@@ -239,7 +285,7 @@ fn timeline(events: &[Event]) -> Markup {
                         } @else {
                             "#" (e.seq) " · " (when(e.at))
                         }
-                        " · " strong { (e.kind.as_str()) } " by " (e.actor.join(" ← "))
+                        " · " strong { (e.kind.as_str()) } " by " (actors(&e.actor, names))
                         @for (key, v) in reads_as(e).2 {
                             " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
                         }
@@ -328,6 +374,15 @@ async fn render(
         consenters.push(human_label(console, m.tenant_id, c.human_id).await);
     }
     let tree = delegation_tree(console, m, &events).await;
+    let names = actor_names(console, m.tenant_id, &events).await;
+    let mut owners = Vec::with_capacity(t.owners.len());
+    for o in &t.owners {
+        owners.push(human_label(console, m.tenant_id, *o).await);
+    }
+    let mut awaiting = Vec::with_capacity(view.awaiting.len());
+    for h in &view.awaiting {
+        awaiting.push(human_label(console, m.tenant_id, *h).await);
+    }
     let me = session.signed.human.id;
     let my_turn = m.status == MandateStatus::Requested && view.awaiting.contains(&me);
     Ok(page(
@@ -362,7 +417,7 @@ async fn render(
                         "; spent " (money(m.usage.amount, t.budgets.currency.as_deref())) @if let Some(max) = t.budgets.max_amount { " of " (money(max, t.budgets.currency.as_deref())) }
                     }
                 }
-                @if !t.owners.is_empty() { dt { "Data owners" } dd { @for o in &t.owners { code { (o) } " " } } }
+                @if !owners.is_empty() { dt { "Data owners" } dd { (owners.join(", ")) } }
                 @if let Some(nb) = t.not_before { dt { "Not before" } dd { (when(nb)) } }
                 dt { "Expires" } dd { (when(t.expires_at)) }
                 dt { "Delegation depth" } dd { (t.max_delegation_depth) }
@@ -398,7 +453,7 @@ async fn render(
                 }
             }
             @if !view.awaiting.is_empty() {
-                p { "Still waiting for: " @for h in &view.awaiting { code { (h) } " " } }
+                p { "Still waiting for: " (awaiting.join(", ")) }
             }
             @if m.status == MandateStatus::Active {
                 h2 { "End it" }
@@ -421,7 +476,7 @@ async fn render(
             h2 { "Delegation tree" }
             (tree)
             h2 { "Timeline" }
-            (timeline(&events))
+            (timeline(&events, &names))
         },
     ))
 }
@@ -679,7 +734,12 @@ mod timeline_tests {
         let counts: Vec<usize> = runs.iter().map(|(_, _, n)| *n).collect();
         assert_eq!(counts, vec![1, 40, 1, 1]);
         assert_eq!((runs[1].0.seq, runs[1].1.seq), (2, 41));
-        let html = timeline(&events).into_string();
+        let names = HashMap::from([("agent:agt_a".to_owned(), "Travel <bot>".to_owned())]);
+        let html = timeline(&events, &names).into_string();
+        assert!(
+            html.contains(r#"<span title="agent:agt_a">Travel &lt;bot&gt;</span>"#),
+            "{html}"
+        );
         assert!(html.contains("#2–#41"), "{html}");
         assert!(html.contains("×40"), "{html}");
         assert_eq!(html.matches("<li").count(), 4, "{html}");

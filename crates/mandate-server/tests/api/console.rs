@@ -319,6 +319,14 @@ async fn consent_and_revocation_through_forms_with_visible_errors() {
     ] {
         assert!(page.contains(shown), "{shown} in {page}");
     }
+    // Names where a person reads, the ids beside them or on hover: the data owner, and
+    // the agent that asked in the timeline.
+    for shown in [
+        format!("Bob ({})", w.bob),
+        format!(r#"<span title="agent:{}">travel-bot</span>"#, w.agent),
+    ] {
+        assert!(page.contains(&shown), "{shown} in {page}");
+    }
     let csrf = Browser::hidden(&page, "csrf");
     let hash = Browser::hidden(&page, "terms_hash");
     let path = format!("/ui/mandates/{id}/consent");
