@@ -2,7 +2,7 @@
 //! mandate's page (terms, consent record, budget used, timeline, delegation tree) with
 //! the buttons to consent, complete, revoke and roll back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::approvals::{agent_label, human_label};
 use crate::layout::{Flash, badge, money, page, when};
-use crate::tree::{Tree, svg};
+use crate::tree::{NodeState, Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
 pub(crate) fn mandate_rows(mandates: &[Mandate]) -> Markup {
@@ -497,6 +497,63 @@ async fn delegation_tree(console: &Console, m: &Mandate, events: &[Event]) -> Ma
     if tree.is_empty() {
         return html! { p class="muted" { "No token has been issued under this mandate yet." } };
     }
+    // Each hop's scope, and whether it can still act: its tokens' jtis, expiries and
+    // scopes from their events; revocations from `token.revoked` events; a mandate
+    // ended by someone's hand ended every token, one that expired expired them.
+    let revoked: HashSet<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::TokenRevoked)
+        .filter_map(|e| e.data.get("revoked").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let now = console.service.clock().now();
+    let mut held: Vec<Vec<(bool, bool)>> = vec![Vec::new(); tree.nodes.len()];
+    for e in events.iter().filter(|e| {
+        matches!(
+            e.kind,
+            EventKind::TokenIssued | EventKind::TokenExchanged | EventKind::TokenRenewed
+        )
+    }) {
+        let Some(i) = tree.find(e.actor.iter().map(String::as_str)) else {
+            continue;
+        };
+        let jti = e.data.get("jti").and_then(Value::as_str);
+        let expired = e
+            .data
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t <= now);
+        if let (Some(h), Some(node)) = (held.get_mut(i), tree.nodes.get_mut(i)) {
+            h.push((jti.is_some_and(|j| revoked.contains(j)), expired));
+            for tool in e
+                .data
+                .get("scope")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(tool) = tool.as_str()
+                    && !node.scope.iter().any(|s| s == tool)
+                {
+                    node.scope.push(tool.to_owned());
+                }
+            }
+        }
+    }
+    for (node, tokens) in tree.nodes.iter_mut().zip(&held) {
+        node.state = match m.status {
+            MandateStatus::Revoked | MandateStatus::Completed | MandateStatus::Denied => {
+                NodeState::Revoked
+            }
+            MandateStatus::Expired => NodeState::Expired,
+            _ if tokens.is_empty() => NodeState::Live,
+            _ if tokens.iter().all(|(r, _)| *r) => NodeState::Revoked,
+            _ if tokens.iter().all(|(r, x)| *r || *x) => NodeState::Expired,
+            _ => NodeState::Live,
+        };
+    }
     // The agents are named only after the viewer was allowed to see the mandate.
     for node in &mut tree.nodes {
         if let Ok(id) = node.agent.parse::<AgentId>()
@@ -507,7 +564,7 @@ async fn delegation_tree(console: &Console, m: &Mandate, events: &[Event]) -> Ma
     }
     html! {
         (svg(&tree, "Delegation tree of this mandate"))
-        p class="muted" { "Each box is an agent holding tokens under this mandate; a line runs from the agent that delegated to the one that received." }
+        p class="muted" { "Each box is an agent holding tokens under this mandate, with the tools its tokens carry; a line runs from the agent that delegated to the one that received. A dashed grey box can no longer act: its tokens were revoked or expired." }
     }
 }
 

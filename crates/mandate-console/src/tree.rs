@@ -21,6 +21,32 @@ pub(crate) struct Node {
     pub parent: Option<usize>,
     /// Tokens issued to this node (renewals included).
     pub tokens: u32,
+    /// The tools this hop's tokens carried (their `scope`, united), when known.
+    pub scope: Vec<String>,
+    /// Whether this hop still holds a live token.
+    pub state: NodeState,
+}
+
+/// Whether a hop of the tree can still act.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum NodeState {
+    /// At least one of its tokens is neither revoked nor expired (or none is known).
+    #[default]
+    Live,
+    /// Every token it held was revoked (or its mandate ended by someone's hand).
+    Revoked,
+    /// Its tokens expired (none was revoked while any was still live).
+    Expired,
+}
+
+impl NodeState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Live => "live",
+            NodeState::Revoked => "revoked",
+            NodeState::Expired => "expired",
+        }
+    }
 }
 
 /// Nodes in the order first seen; parents always before their children.
@@ -56,6 +82,8 @@ impl Tree {
                             label: agent.to_owned(),
                             parent: last,
                             tokens: 0,
+                            scope: Vec::new(),
+                            state: NodeState::Live,
                         });
                         let i = tree.nodes.len() - 1;
                         at.insert(path.clone(), i);
@@ -75,6 +103,25 @@ impl Tree {
         self.nodes.is_empty()
     }
 
+    /// The node a chain (receiver first, as audit events hold it) lands on.
+    pub fn find<'a>(
+        &self,
+        chain: impl IntoIterator<Item = &'a str, IntoIter: DoubleEndedIterator>,
+    ) -> Option<usize> {
+        let mut at: Option<usize> = None;
+        for actor in chain.into_iter().rev() {
+            let Some(agent) = actor.strip_prefix("agent:") else {
+                continue;
+            };
+            at = Some(
+                self.nodes
+                    .iter()
+                    .position(|n| n.parent == at && n.agent == agent)?,
+            );
+        }
+        at
+    }
+
     /// Every parent → child edge, by index.
     pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.nodes
@@ -88,7 +135,7 @@ impl Tree {
 pub(crate) const COLUMN: f64 = 180.0;
 pub(crate) const LEVEL: f64 = 80.0;
 const BOX_W: f64 = 160.0;
-const BOX_H: f64 = 40.0;
+const BOX_H: f64 = 50.0;
 /// Longer labels are shortened in the picture (the full text is in the tooltip).
 const MAX_LABEL: usize = 22;
 
@@ -157,6 +204,18 @@ pub(crate) fn layout(tree: &Tree) -> Layout {
     }
 }
 
+/// A hop as the description and the tooltip read it: name, state when not live, scope.
+fn described(node: &Node) -> String {
+    let mut text = node.label.clone();
+    if node.state != NodeState::Live {
+        text.push_str(&format!(" ({})", node.state.as_str()));
+    }
+    if !node.scope.is_empty() {
+        text.push_str(&format!(" [{}]", node.scope.join(", ")));
+    }
+    text
+}
+
 fn shortened(label: &str) -> String {
     if label.chars().count() <= MAX_LABEL {
         label.to_owned()
@@ -178,14 +237,14 @@ pub(crate) fn svg(tree: &Tree, title: &str) -> Markup {
             Some(format!(
                 "{} delegated to {}",
                 tree.nodes.get(p)?.label,
-                tree.nodes.get(c)?.label
+                described(tree.nodes.get(c)?)
             ))
         })
         .collect::<Vec<_>>();
     let description = if description.is_empty() {
         tree.nodes
             .iter()
-            .map(|n| format!("{} holds tokens", n.label))
+            .map(|n| format!("{} holds tokens", described(n)))
             .collect::<Vec<_>>()
             .join("; ")
     } else {
@@ -205,12 +264,23 @@ pub(crate) fn svg(tree: &Tree, title: &str) -> Markup {
             }
             @for (i, node) in tree.nodes.iter().enumerate() {
                 @let (x, y) = at(i);
-                g {
-                    title { (node.label) " — " (node.tokens) " token(s)" }
-                    rect x=(x - BOX_W / 2.0) y=(y - BOX_H / 2.0) width=(BOX_W) height=(BOX_H)
-                        rx="4" fill="#ffffff" stroke="#0b4f9c" stroke-width="1.5" {}
-                    text x=(x) y=(y + 5.0) text-anchor="middle" font-size="13" fill="#1a1a1a" {
+                @let live = node.state == NodeState::Live;
+                g class={ "hop " (node.state.as_str()) } {
+                    title { (described(node)) " — " (node.tokens) " token(s)" }
+                    @if live {
+                        rect x=(x - BOX_W / 2.0) y=(y - BOX_H / 2.0) width=(BOX_W) height=(BOX_H)
+                            rx="4" fill="#ffffff" stroke="#0b4f9c" stroke-width="1.5" {}
+                    } @else {
+                        rect x=(x - BOX_W / 2.0) y=(y - BOX_H / 2.0) width=(BOX_W) height=(BOX_H)
+                            rx="4" fill="#eeeeee" stroke="#8a1c1c" stroke-width="1.5"
+                            stroke-dasharray="5 3" {}
+                    }
+                    text x=(x) y=(y - 4.0) text-anchor="middle" font-size="13" fill="#1a1a1a" {
                         (shortened(&node.label))
+                        @if !live { " (" (node.state.as_str()) ")" }
+                    }
+                    text x=(x) y=(y + 14.0) text-anchor="middle" font-size="11" fill="#4a4a4a" {
+                        (shortened(&node.scope.join(", ")))
                     }
                 }
             }
@@ -301,6 +371,41 @@ mod tests {
         assert!(out.starts_with("<svg class=\"tree\" role=\"img\" aria-label=\""));
         assert_eq!(out.matches("<line ").count(), 1);
         assert_eq!(out.matches("<rect ").count(), 2);
+    }
+
+    #[test]
+    fn chains_are_found_on_their_node() {
+        let t = chains(&[&["agent:a"], &["agent:b", "agent:a"], &["agent:b"]]);
+        assert_eq!(t.find(["agent:a"]), Some(0));
+        assert_eq!(t.find(["agent:b", "agent:a"]), Some(1));
+        assert_eq!(t.find(["agent:b"]), Some(2));
+        assert_eq!(t.find(["agent:c", "agent:a"]), None);
+        assert_eq!(t.find(["admin"]), None);
+    }
+
+    #[test]
+    fn ended_hops_are_marked_and_each_hop_shows_its_scope() {
+        let mut t = chains(&[
+            &["agent:a"],
+            &["agent:b", "agent:a"],
+            &["agent:c", "agent:a"],
+        ]);
+        t.nodes[0].scope = vec!["bank.get_balance".into(), "bank.transfer".into()];
+        t.nodes[1].scope = vec!["bank.get_balance".into()];
+        t.nodes[1].state = NodeState::Revoked;
+        t.nodes[2].state = NodeState::Expired;
+        let out = svg(&t, "t").into_string();
+        assert!(out.contains("bank.get_balance, bank.transfer"), "{out}");
+        assert_eq!(out.matches("stroke-dasharray").count(), 2, "{out}");
+        assert!(
+            out.contains("b (revoked)") && out.contains("c (expired)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a delegated to b (revoked) [bank.get_balance]"),
+            "{out}"
+        );
+        assert!(out.contains(r#"class="hop live""#), "{out}");
     }
 
     #[test]

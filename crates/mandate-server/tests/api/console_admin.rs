@@ -842,9 +842,13 @@ async fn the_mandate_page_draws_who_delegated_to_whom() {
     assert!(page.contains("<svg class=\"tree\" role=\"img\""), "{page}");
     assert!(page.contains(">planner</text>"), "{page}");
 
-    s.exchange(1, &token, Some("flights.search"), "tree-2")
-        .await
-        .ok(200);
+    let delegated = s
+        .exchange(1, &token, Some("flights.search"), "tree-2")
+        .await;
+    let delegated = delegated.ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, page) = alice.get(&format!("/ui/mandates/{mandate}")).await;
     let svg = &page[page.find("<svg").unwrap()..page.find("</svg>").unwrap()];
     assert!(
@@ -855,6 +859,28 @@ async fn the_mandate_page_draws_who_delegated_to_whom() {
     assert!(svg.contains("<title>Delegation tree of this mandate</title>"));
     assert_eq!(svg.matches("<line ").count(), 1, "one edge: {svg}");
     assert!(!svg.contains(&token[..20]), "no token in the picture");
+    // Each hop's scope; none ended yet.
+    assert!(svg.contains(">flights.search</text>"), "{svg}");
+    assert!(!svg.contains("stroke-dasharray"), "{svg}");
+
+    // The delegated token revoked: that branch is marked, the root is not.
+    s.api
+        .raw(
+            axum::http::Request::builder()
+                .method(axum::http::Method::POST)
+                .uri("/oauth2/revoke")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", format!("Bearer {}", s.api.admin))
+                .body(axum::body::Body::from(format!("token={delegated}")))
+                .unwrap(),
+        )
+        .await
+        .ok(200);
+    let (_, page) = alice.get(&format!("/ui/mandates/{mandate}")).await;
+    let svg = &page[page.find("<svg").unwrap()..page.find("</svg>").unwrap()];
+    assert!(svg.contains("booker (revoked)"), "{svg}");
+    assert!(svg.contains(">planner</text>"), "{svg}");
+    assert_eq!(svg.matches("stroke-dasharray").count(), 1, "{svg}");
 }
 
 async fn with_password_of(s: &Setup) {
