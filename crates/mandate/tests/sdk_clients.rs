@@ -307,9 +307,12 @@ async fn check_the_day(w: &World, lines: &[Value]) {
         "{lines:#?}"
     );
 
-    // The token expires; the SDK refreshes it, no browser, and the call passes.
+    // The token expires; the SDK refreshes it, no browser, and the call passes. The
+    // refresh comes during the wait when the SDK holds the standalone GET stream (the
+    // gateway closes it when its token expires; reopened with that token, it is
+    // answered 401 and the SDK refreshes), or after it, on the call's 401.
     let waited = find(lines, echoed, "the wait", |l| l["waited"].is_number());
-    let refresh = find(lines, waited, "refresh", |l| {
+    let refresh = find(lines, echoed, "refresh", |l| {
         token_request(l, "refresh_token")
     });
     assert_eq!(lines[refresh]["status"], 200, "{lines:#?}");
@@ -322,9 +325,12 @@ async fn check_the_day(w: &World, lines: &[Value]) {
         renewed["refresh"], first["refresh"],
         "a rotated refresh token"
     );
-    let after = find(lines, refresh, "the call after the refresh", |l| {
-        l["name"] == "echo"
-    });
+    let after = find(
+        lines,
+        refresh.max(waited),
+        "the call after the refresh",
+        |l| l["name"] == "echo",
+    );
     assert_eq!(lines[after]["result"]["isError"], false, "{lines:#?}");
     assert!(lines[after].to_string().contains("after the refresh"));
     assert_eq!(
@@ -367,21 +373,28 @@ async fn check_the_day(w: &World, lines: &[Value]) {
     let last = lines.last().unwrap();
     assert_eq!(last["sent_back_to_authorization"], true, "{last}");
     assert!(last["result"].is_null(), "no call after revocation: {last}");
-    assert_eq!(
-        (refresh + 1..lines.len())
-            .filter(|&i| token_request(&lines[i], "refresh_token") && lines[i]["status"] == 200)
-            .count(),
-        0,
-        "exactly one refresh passed: {lines:#?}"
-    );
+    // Every refresh before the revocation passed (the SDK may refresh again when the
+    // renewed token's stream ends too); none after it.
+    let mut refreshed = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if token_request(line, "refresh_token") {
+            let passed = line["status"] == 200;
+            assert_eq!(passed, i < revoked, "refresh at line {i}: {lines:#?}");
+            refreshed += usize::from(passed);
+        }
+    }
 
-    // The server's side: one renewal in the ledger, the mandate revoked by Alice.
+    // The server's side: a renewal in the ledger per refresh, the mandate revoked by Alice.
     let listed = w.get("/v1/mandates?status=revoked").await;
     let mandate = listed["items"][0]["id"].as_str().unwrap().to_owned();
     let renewals = w
         .get(&format!("/v1/audit?mandate={mandate}&type=token.renewed"))
         .await;
-    assert_eq!(renewals["items"].as_array().unwrap().len(), 1, "{renewals}");
+    assert_eq!(
+        renewals["items"].as_array().unwrap().len(),
+        refreshed,
+        "one renewal per refresh that passed: {renewals}"
+    );
 }
 
 fn typescript_dir() -> std::path::PathBuf {

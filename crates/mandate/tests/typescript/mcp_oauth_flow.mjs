@@ -185,7 +185,9 @@ emit({ op: 'list_tools', result: listed });
 const echoed = await client.callTool({ name: 'echo', arguments: { text: 'through the typescript sdk' } });
 emit({ op: 'call_tool', name: 'echo', result: echoed });
 
-// 3. The access token expires; the next request is answered 401 and the SDK refreshes.
+// 3. The access token expires; the next request is answered 401 and the SDK refreshes
+// (the standalone GET stream, closed by the gateway when its token expires, is such a
+// request when the SDK reopens it).
 async function outliveTheToken() {
   const left = provider.savedAt + (provider.stored.expires_in + 2) * 1000 - Date.now();
   await sleep(Math.max(left, 0));
