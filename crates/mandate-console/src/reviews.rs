@@ -33,8 +33,7 @@ pub(crate) async fn show(
     let days = match parse_days(q.days.as_deref().filter(|d| !d.trim().is_empty())) {
         Ok(days) => days,
         Err(problem) => {
-            let body = render(&console, &session, None, Some(Flash::Error(problem))).await?;
-            return Ok(answer(true, body));
+            return shown_again(&console, &session, None, problem, true).await;
         }
     };
     let flash = match q.done.as_deref() {
@@ -45,6 +44,18 @@ pub(crate) async fn show(
     Ok(render(&console, &session, Some(days), flash)
         .await?
         .into_response())
+}
+
+/// The page again with `message` as an error (status 400 when `bad_input`).
+async fn shown_again(
+    console: &Console,
+    session: &Session,
+    days: Option<u32>,
+    message: String,
+    bad_input: bool,
+) -> Result<Response, UiError> {
+    let body = render(console, session, days, Some(Flash::Error(message))).await?;
+    Ok(answer(bad_input, body))
 }
 
 async fn render(
@@ -271,14 +282,7 @@ pub(crate) async fn mark(
     {
         Ok(_) => Ok(Redirect::to(&format!("/ui/reviews?days={days}&done=marked")).into_response()),
         Err(e @ CoreError::Invalid { .. }) => {
-            let body = render(
-                &console,
-                &session,
-                Some(days),
-                Some(Flash::Error(e.to_string())),
-            )
-            .await?;
-            Ok(answer(true, body))
+            shown_again(&console, &session, Some(days), e.to_string(), true).await
         }
         Err(e) => Err(e.into()),
     }
@@ -324,18 +328,10 @@ pub(crate) async fn revoke(
                     .collect::<Vec<_>>()
                     .join("; ")
             );
-            let body = render(&console, &session, Some(days), Some(Flash::Error(message))).await?;
-            Ok(answer(false, body))
+            shown_again(&console, &session, Some(days), message, false).await
         }
         Err(e @ (CoreError::Forbidden(_) | CoreError::Lifecycle(_) | CoreError::Expired(_))) => {
-            let body = render(
-                &console,
-                &session,
-                Some(days),
-                Some(Flash::Error(e.to_string())),
-            )
-            .await?;
-            Ok(answer(true, body))
+            shown_again(&console, &session, Some(days), e.to_string(), true).await
         }
         Err(e) => Err(e.into()),
     }

@@ -16,21 +16,23 @@ use mandate_store::{AuditFilter, Store};
 use mandate_store_sql::SqliteStore;
 use mandate_types::{SystemClock, TenantId};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flush_returns_once_every_detached_event_before_it_is_committed() {
+/// A ledger on a fresh SQLite store (kept alive by the returned directory).
+async fn ledger_on_sqlite(config: LedgerConfig) -> (tempfile::TempDir, Arc<dyn Store>, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let (key, _) = SigningKey::generate().unwrap();
-    let ledger = Ledger::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(key),
-        LedgerConfig {
-            // Small batches: the detached events span many of them.
-            max_batch: 7,
-            ..LedgerConfig::default()
-        },
-    );
+    let ledger = Ledger::start(store.clone(), Arc::new(SystemClock), Arc::new(key), config);
+    (dir, store, ledger)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flush_returns_once_every_detached_event_before_it_is_committed() {
+    let (_dir, store, ledger) = ledger_on_sqlite(LedgerConfig {
+        // Small batches: the detached events span many of them.
+        max_batch: 7,
+        ..LedgerConfig::default()
+    })
+    .await;
     // Nothing queued: a flush returns at once.
     ledger.flush().await.unwrap();
 
@@ -60,15 +62,7 @@ async fn a_flush_returns_once_every_detached_event_before_it_is_committed() {
 /// after a moment's wait, not left behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_detached_event_rides_with_the_next_awaited_one_or_is_written_soon_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let (key, _) = SigningKey::generate().unwrap();
-    let ledger = Ledger::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(key),
-        LedgerConfig::default(),
-    );
+    let (_dir, store, ledger) = ledger_on_sqlite(LedgerConfig::default()).await;
     let tenant = TenantId::generate();
     let event =
         |what: &str| NewEvent::new(tenant, EventKind::ToolCalled, "agent:agt_x").with("what", what);
