@@ -237,6 +237,7 @@ async fn render(
         AgentStatus::Active => ("disabled", "Disable", "danger"),
         AgentStatus::Disabled => ("active", "Enable", "secondary"),
     };
+    let rows = mandate_rows(console, &mandates.items).await;
     Ok(page(
         &format!("Agent {}", agent.name),
         session,
@@ -258,7 +259,7 @@ async fn render(
             h2 { "Credentials" }
             (credentials(&agent.credentials))
             h2 { "Mandates" }
-            (mandate_rows(&mandates.items))
+            (rows)
             p { a href="/ui/agents" { "All agents" } }
         },
     ))

@@ -14,6 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::layout::{Flash, badge, page, when};
+use crate::names::Names;
 use crate::{Console, Form, Session, UiError, csrf_field};
 
 pub(crate) fn calls(console: &Console) -> Result<&Calls, UiError> {
@@ -160,13 +161,19 @@ fn arguments(call: &HeldCall) -> Markup {
 async fn call_terms(console: &Console, viewer: &Principal, call: &HeldCall) -> Markup {
     let agent = agent_label(console, call.tenant_id, call.agent_id).await;
     let intent = intent_of(console, viewer, call.mandate_id).await;
+    let chain = Names::of_agents(
+        console,
+        call.tenant_id,
+        call.delegation_chain.iter().copied(),
+    )
+    .await;
     html! {
         dl class="terms" {
             dt { "Tool" } dd { (call.tool) }
             dt { "Risk tier" } dd { (badge(call.risk_tier.as_str())) }
             dt { "Agent" } dd { (agent) }
             @if !call.delegation_chain.is_empty() {
-                dt { "Delegated by" } dd { @for a in &call.delegation_chain { (a) " " } }
+                dt { "Delegated by" } dd { @for a in &call.delegation_chain { (chain.agent(*a)) " " } }
             }
             dt { "Mandate" } dd { a href={ "/ui/mandates/" (call.mandate_id) } { (call.mandate_id) } }
             dt { "Intent" } dd { (intent) }

@@ -14,6 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::layout::{Flash, page, when};
+use crate::names::Names;
 use crate::operators::{admin_of, answer};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
@@ -104,7 +105,7 @@ fn value_text(v: &serde_json::Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
-fn rows(events: &[Event]) -> Markup {
+fn rows(events: &[Event], names: &Names) -> Markup {
     html! {
         @if events.is_empty() {
             p class="muted" { "No events match." }
@@ -120,7 +121,7 @@ fn rows(events: &[Event]) -> Markup {
                         td { (when(e.at)) }
                         td { code { (e.kind.as_str()) } }
                         td { @if let Some(m) = e.mandate_id { a href={ "/ui/mandates/" (m) } { code { (m) } } } }
-                        td { (e.actor.join(" ← ")) }
+                        td { (names.actors(&e.actor)) }
                         td {
                             @for key in KEY_FIELDS {
                                 @if let Some(v) = e.data.get(*key) {
@@ -171,6 +172,8 @@ async fn respond(
     } else {
         (Vec::new(), None)
     };
+    let labels: Vec<&String> = events.iter().flat_map(|e| e.actor.iter()).collect();
+    let names = Names::of_labels(console, admin.tenant(), &labels).await;
     let flash = (!problems.is_empty()).then(|| Flash::Error(problems.join(" ")));
     let kind = blank(&q.kind).unwrap_or_default();
     let next_link = next.map(|seq| {
@@ -226,7 +229,7 @@ async fn respond(
                 }
                 button type="submit" class="secondary" { "Search" }
             }
-            (rows(&events))
+            (rows(&events, &names))
             @if let Some(url) = next_link {
                 p { a href=(url) { "Next page" } }
             }

@@ -39,6 +39,7 @@ pub fn page(title: &str, session: &Session, flash: Option<&Flash>, body: Markup)
                 header class="top" {
                     nav aria-label="Console" {
                         a class="brand" href="/ui/" { "Mandate" }
+                        a href="/ui/overview" { "Overview" }
                         a href="/ui/approvals" { "Approvals" }
                         a href="/ui/mandates" { "Mandates" }
                         a href="/ui/reviews" { "Reviews" }
@@ -172,6 +173,12 @@ ol.timeline li.d1 { margin-left:1.5rem; } ol.timeline li.d2 { margin-left:3rem; 
 .filters { display:flex; gap:1rem; align-items:end; flex-wrap:wrap; } .filters label { margin-top:0; }
 svg.tree { max-width:100%; height:auto; border:1px solid var(--line); }
 section.review { border-top:2px solid var(--line); margin-top:1.5rem; } form.finding { border-bottom:1px solid var(--line); padding-bottom:.5rem; }
+svg.chart { max-width:100%; height:auto; } figure { margin:1rem 0; }
+ul.legend { list-style:none; display:flex; gap:1.25rem; padding:0; margin:.25rem 0; flex-wrap:wrap; }
+nav.windows { display:flex; gap:1rem; margin:.5rem 0 1rem; } nav.windows a[aria-current] { font-weight:700; color:var(--fg); text-decoration:none; border-bottom:3px solid var(--accent); }
+table.series td, table.series th { vertical-align:middle; } table.compact { width:auto; margin:.5rem 0; }
+div.burns { display:grid; grid-template-columns:repeat(auto-fill, minmax(27rem, 1fr)); gap:1rem 2rem; }
+details summary { cursor:pointer; color:var(--accent); margin:.5rem 0; }
 .badge.unused_scope, .badge.denied_attempts, .badge.drift_alert, .badge.disabled { color:var(--warn); }
 "#;
 

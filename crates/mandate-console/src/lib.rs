@@ -22,13 +22,16 @@ mod agents;
 mod approvals;
 mod audit;
 mod authorize;
+mod charts;
 mod error;
 mod form;
 mod layout;
 mod login;
 mod mandates;
+mod names;
 mod oidc;
 mod operators;
+mod overview;
 mod policy;
 mod reviews;
 mod session;
@@ -110,6 +113,7 @@ pub fn router(console: Console) -> Router {
         .route("/ui/login/oidc", get(oidc::start))
         .route("/ui/login/oidc/callback", get(oidc::callback))
         .route("/ui/logout", post(login::logout))
+        .route("/ui/overview", get(overview::show))
         .route("/ui/approvals", get(approvals::inbox))
         .route("/ui/approvals/live", get(approvals::live))
         .route("/ui/approvals/{id}", get(approvals::show))

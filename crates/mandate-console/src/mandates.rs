@@ -2,7 +2,7 @@
 //! mandate's page (terms, consent record, budget used, timeline, delegation tree) with
 //! the buttons to consent, complete, revoke and roll back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -11,17 +11,30 @@ use mandate_core::calls::StepStatus;
 use mandate_core::{ConsentRequest, CoreError, EndRequest, MandateView};
 use mandate_domain::{ConsentChannel, ConsentDecision, Mandate, MandateStatus, Principal};
 use mandate_store::{AuditFilter, MandateFilter, PageRequest};
-use mandate_types::{AgentId, MandateId, TenantId};
+use mandate_types::{AgentId, MandateId};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::approvals::{agent_label, human_label};
 use crate::layout::{Flash, badge, money, page, when};
+use crate::names::Names;
 use crate::tree::{NodeState, Tree, svg};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
-pub(crate) fn mandate_rows(mandates: &[Mandate]) -> Markup {
+/// Mandates as a table, their agents by name.
+pub(crate) async fn mandate_rows(console: &Console, mandates: &[Mandate]) -> Markup {
+    let names = match mandates.first() {
+        Some(first) => {
+            Names::of_agents(
+                console,
+                first.tenant_id,
+                mandates.iter().map(|m| m.terms.agent_id),
+            )
+            .await
+        }
+        None => Names::default(),
+    };
     html! {
         @if mandates.is_empty() {
             p class="muted" { "No mandates here." }
@@ -32,7 +45,7 @@ pub(crate) fn mandate_rows(mandates: &[Mandate]) -> Markup {
                     @for m in mandates {
                         tr {
                             td { a href={ "/ui/mandates/" (m.id) } { (m.terms.intent) } }
-                            td { code { (m.terms.agent_id) } }
+                            td { (names.agent(m.terms.agent_id)) }
                             td { (badge(m.status.as_str())) }
                             td { (m.usage.calls) @if let Some(max) = m.terms.budgets.max_calls { " / " (max) } }
                             td { (when(m.terms.expires_at)) }
@@ -73,6 +86,8 @@ pub(crate) async fn home(
         )
         .await?
         .items;
+    let awaiting = mandate_rows(&console, &awaiting).await;
+    let active = mandate_rows(&console, &active).await;
     Ok(page(
         "Console",
         &session,
@@ -81,9 +96,9 @@ pub(crate) async fn home(
             h1 { "Hello, " (session.signed.human.display_name) }
             p { a href="/ui/approvals" { "Open the approvals inbox" } }
             h2 { "Waiting for your consent" }
-            (mandate_rows(&awaiting))
+            (awaiting)
             h2 { "Your active mandates" }
-            (mandate_rows(&active))
+            (active)
         },
     ))
 }
@@ -141,6 +156,7 @@ pub(crate) async fn list(
     };
     let flash = (!problems.is_empty()).then(|| Flash::Error(problems.join(" ")));
     let status_text = q.status.clone().unwrap_or_default();
+    let rows = mandate_rows(&console, &found.items).await;
     let body = page(
         "Mandates",
         &session,
@@ -163,7 +179,7 @@ pub(crate) async fn list(
                 }
                 button type="submit" class="secondary" { "Filter" }
             }
-            (mandate_rows(&found.items))
+            (rows)
             @if let Some(next) = &found.next {
                 p { a href={ "/ui/mandates?status=" (status_text) "&after=" (next.0) } { "Next page" } }
             }
@@ -228,51 +244,7 @@ fn runs(events: &[Event]) -> Vec<(&Event, &Event, usize)> {
     out
 }
 
-/// The names of the agents and people among `events`' actors (`agent:agt_…`,
-/// `human:hum_…`), by label; other labels (an admin token, a system task) are shown as
-/// they are.
-async fn actor_names(
-    console: &Console,
-    tenant: TenantId,
-    events: &[Event],
-) -> HashMap<String, String> {
-    let mut names = HashMap::new();
-    for label in events.iter().flat_map(|e| e.actor.iter()) {
-        if names.contains_key(label) {
-            continue;
-        }
-        let name = match label.split_once(':') {
-            Some(("agent", id)) => match id.parse() {
-                Ok(id) => console.service.agent_name(tenant, id).await,
-                Err(_) => None,
-            },
-            Some(("human", id)) => match id.parse() {
-                Ok(id) => console.service.human_name(tenant, id).await,
-                Err(_) => None,
-            },
-            _ => None,
-        };
-        if let Some(name) = name {
-            names.insert(label.clone(), name);
-        }
-    }
-    names
-}
-
-/// A timeline's actor chain, outermost first: names where known, each label on hover.
-fn actors(labels: &[String], names: &HashMap<String, String>) -> Markup {
-    html! {
-        @for (i, label) in labels.iter().enumerate() {
-            @if i > 0 { " ← " }
-            @match names.get(label) {
-                Some(name) => span title=(label) { (name) },
-                None => (label),
-            }
-        }
-    }
-}
-
-fn timeline(events: &[Event], names: &HashMap<String, String>) -> Markup {
+fn timeline(events: &[Event], names: &Names) -> Markup {
     html! {
         @if events.is_empty() {
             p class="muted" { "No events yet." }
@@ -285,7 +257,7 @@ fn timeline(events: &[Event], names: &HashMap<String, String>) -> Markup {
                         } @else {
                             "#" (e.seq) " · " (when(e.at))
                         }
-                        " · " strong { (e.kind.as_str()) } " by " (actors(&e.actor, names))
+                        " · " strong { (e.kind.as_str()) } " by " (names.actors(&e.actor))
                         @for (key, v) in reads_as(e).2 {
                             " · " (key) "=" (v.as_str().map_or_else(|| v.to_string(), str::to_owned))
                         }
@@ -374,7 +346,9 @@ async fn render(
         consenters.push(human_label(console, m.tenant_id, c.human_id).await);
     }
     let tree = delegation_tree(console, m, &events).await;
-    let names = actor_names(console, m.tenant_id, &events).await;
+    let mut labels: Vec<&String> = events.iter().flat_map(|e| e.actor.iter()).collect();
+    labels.push(&m.requested_by);
+    let names = Names::of_labels(console, m.tenant_id, &labels).await;
     let mut owners = Vec::with_capacity(t.owners.len());
     for o in &t.owners {
         owners.push(human_label(console, m.tenant_id, *o).await);
@@ -421,7 +395,7 @@ async fn render(
                 @if let Some(nb) = t.not_before { dt { "Not before" } dd { (when(nb)) } }
                 dt { "Expires" } dd { (when(t.expires_at)) }
                 dt { "Delegation depth" } dd { (t.max_delegation_depth) }
-                dt { "Requested by" } dd { (m.requested_by) " at " (when(m.created_at)) }
+                dt { "Requested by" } dd { (names.label(&m.requested_by)) " at " (when(m.created_at)) }
                 @if let Some(r) = &m.end_reason { dt { "Ended because" } dd { (r) } }
                 dt { "Terms hash" } dd { code { (m.terms_hash.0) } }
             }
@@ -755,6 +729,7 @@ mod timeline_tests {
     use mandate_types::TenantId;
 
     use super::*;
+    use std::collections::HashMap;
 
     fn chain(news: Vec<NewEvent>) -> Vec<Event> {
         let mut head = Head::genesis();
@@ -791,7 +766,10 @@ mod timeline_tests {
         let counts: Vec<usize> = runs.iter().map(|(_, _, n)| *n).collect();
         assert_eq!(counts, vec![1, 40, 1, 1]);
         assert_eq!((runs[1].0.seq, runs[1].1.seq), (2, 41));
-        let names = HashMap::from([("agent:agt_a".to_owned(), "Travel <bot>".to_owned())]);
+        let names = Names(HashMap::from([(
+            "agent:agt_a".to_owned(),
+            "Travel <bot>".to_owned(),
+        )]));
         let html = timeline(&events, &names).into_string();
         assert!(
             html.contains(r#"<span title="agent:agt_a">Travel &lt;bot&gt;</span>"#),

@@ -17,6 +17,7 @@ use maud::{Markup, html};
 use serde_json::{Map, Value, json};
 
 use crate::layout::{badge, page};
+use crate::names::Names;
 use crate::operators::{admin_of, answer};
 use crate::{Console, Form, Session, UiError, csrf_field};
 
@@ -29,7 +30,8 @@ enum Outcome {
     Valid(PolicySummary),
     Invalid(PolicySetError),
     Decided(Decision),
-    Replayed(ReplayReport),
+    /// The report, and the names of the agents it lists.
+    Replayed(ReplayReport, Names),
     /// Bad input to one of the forms: shown with the form, answered with 400.
     Refused(String),
 }
@@ -89,7 +91,7 @@ fn verdict(allowed: bool) -> &'static str {
     if allowed { "allow" } else { "deny" }
 }
 
-fn replayed(r: &ReplayReport) -> Markup {
+fn replayed(r: &ReplayReport, names: &Names) -> Markup {
     let to_deny = r.changed.iter().filter(|c| c.recorded).count();
     let to_allow = r.changed.len() - to_deny;
     let skipped: usize = r.skipped.values().sum();
@@ -121,7 +123,7 @@ fn replayed(r: &ReplayReport) -> Markup {
                             td { (c.seq) }
                             td { (c.at.to_rfc3339_opts(SecondsFormat::Secs, true)) }
                             td { a href={ "/ui/mandates/" (c.mandate) } { code { (c.mandate) } } }
-                            td { a href={ "/ui/agents/" (c.agent) } { code { (c.agent) } } }
+                            td { a href={ "/ui/agents/" (c.agent) } { (names.agent(c.agent)) } }
                             td { code { (c.tool) } }
                             td { (verdict(c.recorded)) " → " strong { (verdict(c.candidate.allowed)) } }
                             td { (verdict(c.current.allowed)) }
@@ -175,7 +177,7 @@ fn render(
                 },
                 Outcome::Invalid(e) => problems(e),
                 Outcome::Decided(d) => decision(d),
-                Outcome::Replayed(r) => replayed(r),
+                Outcome::Replayed(r, names) => replayed(r, names),
                 Outcome::Refused(m) => html! { p class="flash error" role="alert" { (m) } },
             },
             _ => html! {},
@@ -355,7 +357,11 @@ pub(crate) async fn replay(
                 .replay_policies(&admin, candidate, since)
                 .await
             {
-                Ok(report) => Outcome::Replayed(report),
+                Ok(report) => {
+                    let agents = report.changed.iter().map(|c| c.agent);
+                    let names = Names::of_agents(&console, admin.tenant(), agents).await;
+                    Outcome::Replayed(report, names)
+                }
                 Err(CoreError::PolicySet(e)) => Outcome::Invalid(e),
                 Err(e) => return Err(e.into()),
             }

@@ -18,6 +18,7 @@
 //! id from another tenant is reported exactly like an id that does not exist.
 
 mod accounts;
+pub mod activity;
 mod attempts;
 mod auth;
 pub mod calls;

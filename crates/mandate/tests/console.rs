@@ -14,39 +14,16 @@
 //! page: no secret (a broker secret, API tokens, the password) appears on any of them.
 //! Screenshots of every step: `target/tmp/screenshots/`.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 mod common;
 
 use common::browser::Browser;
-use common::{BIN, Fixture, Server, admin_token, created, http, mcp_client, task_token};
+use common::{Fixture, Server, admin_token, created, http, mcp_client, task_token};
 
 const PASSWORD: &str = "a long console password";
 const PLANTED: &str = "sk-console-must-never-show-0123456789";
-
-/// Sets a console password with the CLI, the password on standard input.
-fn set_password(server: &Server, token: &str, human: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .args(["human", "password", human])
-        .env("MANDATE_URL", &server.url)
-        .env("MANDATE_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mandate human password: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn call(server: &Server, token: &str, name: &str, arguments: Value) -> Value {
     let steps = mcp_client(
@@ -84,7 +61,7 @@ async fn consent_approve_and_revoke_in_the_browser() {
     .await;
     assert_eq!(status, 200);
     let who = common::human_and_agent(&server, &admin).await;
-    set_password(&server, &admin, &who.human, PASSWORD);
+    common::set_password(&server, &admin, &who.human, PASSWORD);
     let operator = created(
         &server,
         "/v1/humans",
@@ -92,7 +69,7 @@ async fn consent_approve_and_revoke_in_the_browser() {
         json!({"display_name": "Olivia Operator", "email": "olivia@example.com", "groups": ["mandate-admins"]}),
     )
     .await;
-    set_password(&server, &admin, &operator, PASSWORD);
+    common::set_password(&server, &admin, &operator, PASSWORD);
 
     // The agent asks for a mandate, as itself.
     let (status, agent_token) = http(

@@ -22,28 +22,9 @@ use serde_json::{Value, json};
 mod common;
 
 use common::browser::Browser;
-use common::{BIN, Fixture, Server, admin_token, created, http, python_dir};
+use common::{Fixture, Server, admin_token, created, http, python_dir};
 
 const PASSWORD: &str = "a long console password";
-
-fn set_password(server: &Server, token: &str, human: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .args(["human", "password", human])
-        .env("MANDATE_URL", &server.url)
-        .env("MANDATE_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mandate human password: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_client_is_authorized_through_the_consent_screen() {
@@ -75,7 +56,7 @@ async fn an_mcp_client_is_authorized_through_the_consent_screen() {
         json!({"display_name": "Alice", "email": "alice@example.com"}),
     )
     .await;
-    set_password(&server, &admin, &alice, PASSWORD);
+    common::set_password(&server, &admin, &alice, PASSWORD);
 
     // The MCP client, run to the point where it needs its person.
     let mut client = Command::new("python3")

@@ -134,28 +134,7 @@ impl World {
 
     /// A `tools/call` through the gateway (MCP 2026-07-28, stateless): the JSON-RPC answer.
     async fn call(&self, token: &str, name: &str, arguments: Value) -> Value {
-        let response = reqwest::Client::new()
-            .post(self.url("/mcp"))
-            .bearer_auth(token)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", name)
-            .json(
-                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-                    "name": name,
-                    "arguments": arguments,
-                    "_meta": {
-                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                        "io.modelcontextprotocol/clientCapabilities": {},
-                    },
-                }}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        response.json().await.unwrap()
+        common::stateless_call(&self.server.url, token, name, arguments).await
     }
 
     /// The review as `token` sees it (`query` without the leading `?`).

@@ -163,6 +163,12 @@ impl Calls {
         let name = tool_name(target.server, target.tool);
         let hash = arguments.map(arguments_hash);
         let now = self.inner.service.clock().now();
+        // The spend the call declares (a call refused for a missing or bad amount is
+        // refused below, after the scope check).
+        let declared = match action {
+            CallAction::CallTool => amount(target.tool, arguments),
+            _ => Ok(0),
+        };
         // The verdict, once its decision event is durable.
         let record = |verdict: Verdict, decision: Option<&Decision>| {
             let mut event = self.decision_event(
@@ -174,6 +180,12 @@ impl Calls {
                 &verdict,
                 decision,
             );
+            if let Ok(spent) = &declared
+                && *spent > 0
+            {
+                // What the call spends of the budget (the overview's burn-down).
+                event.data.insert("amount".into(), json!(spent));
+            }
             if let Execution::Rollback(of) = execution {
                 // A rollback decision, on the person's authority, naming the call it undoes.
                 event.data.insert("rollback_of".into(), json!(of));
@@ -193,22 +205,19 @@ impl Calls {
             )
             .await;
         }
-        let amount = match action {
-            CallAction::CallTool => match amount(target.tool, arguments) {
-                Ok(amount) => amount,
-                Err(reason) => {
-                    return record(
-                        Verdict::Deny {
-                            reason,
-                            hidden: false,
-                            budget: false,
-                        },
-                        None,
-                    )
-                    .await;
-                }
-            },
-            _ => 0,
+        let amount = match &declared {
+            Ok(amount) => *amount,
+            Err(reason) => {
+                return record(
+                    Verdict::Deny {
+                        reason: reason.clone(),
+                        hidden: false,
+                        budget: false,
+                    },
+                    None,
+                )
+                .await;
+            }
         };
         let set = self.inner.service.policies().pdp().current();
         let executing = matches!(execution, Execution::Proposal(_));

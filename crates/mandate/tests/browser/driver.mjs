@@ -8,6 +8,9 @@
 // Commands: {"do":"goto","path"} {"do":"fill","label"|"placeholder","value"} {"do":"check","label"}
 // {"do":"select","label","value"} {"do":"click","role","name"} {"do":"submit","name"} {"do":"see","text"}
 // {"do":"url"} {"do":"text"} {"do":"crawl","forbidden":[...]} {"do":"quit"}
+// Keyboard only: {"do":"press","key":"Tab"|"Enter"|…} {"do":"focused"} (what has the focus: tag,
+// text, href, and whether a focus outline is drawn); {"do":"count","selector"} counts elements.
+// Any command with "shot":false takes no screenshot (long runs of key presses).
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -88,6 +91,19 @@ async function run(c) {
     case 'submit': await page.getByRole('button', { name: c.name, exact: true }).first()
       .evaluate((b) => b.form.requestSubmit(b)); await page.waitForLoadState('load'); break;
     case 'see': await page.getByText(c.text, { exact: false }).first().waitFor({ state: 'visible', timeout: c.timeout_ms }); break;
+    case 'press': await Promise.all([page.waitForLoadState('load'), page.keyboard.press(c.key)]); break;
+    case 'focused': return await page.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      const style = getComputedStyle(e);
+      return {
+        tag: e.tagName.toLowerCase(),
+        text: (e.innerText || e.value || '').trim().slice(0, 200),
+        href: e.getAttribute('href'),
+        outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0,
+      };
+    });
+    case 'count': return await page.locator(c.selector).count();
     case 'url': return page.url();
     case 'text': return await page.innerText('body');
     case 'crawl': return await crawl(c.forbidden || []);
@@ -104,7 +120,7 @@ for await (const line of lines) {
   try { c = JSON.parse(line); } catch (e) { console.log(JSON.stringify({ ok: false, error: `bad command: ${e}` })); continue; }
   try {
     const value = await run(c);
-    const screenshot = c.do === 'quit' ? null : await shot(c.shot || c.do);
+    const screenshot = c.do === 'quit' || c.shot === false ? null : await shot(c.shot || c.do);
     console.log(JSON.stringify({ ok: true, value, url: page.url(), screenshot }));
     if (c.do === 'quit') break;
   } catch (e) {

@@ -125,6 +125,41 @@ impl Browser {
             .to_owned()
     }
 
+    /// How many elements match a CSS selector on the page.
+    pub fn count(&mut self, selector: &str) -> u64 {
+        self.step(json!({"do": "count", "selector": selector}))
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Presses one key, as a person at the keyboard would.
+    #[track_caller]
+    pub fn press(&mut self, key: &str) {
+        self.step(json!({"do": "press", "key": key, "shot": format!("press {key}")}));
+    }
+
+    /// Presses Tab until the focus is on an element whose text is `text` (at most
+    /// `most` times), and checks the focus is drawn; fails if it never gets there.
+    #[track_caller]
+    pub fn tab_to(&mut self, text: &str, most: usize) {
+        let mut seen = Vec::new();
+        for _ in 0..most {
+            self.step(json!({"do": "press", "key": "Tab", "shot": false}));
+            let focused = self.step(json!({"do": "focused", "shot": false}));
+            let here = focused["text"].as_str().unwrap_or_default().to_owned();
+            if here == text {
+                assert_eq!(
+                    focused["outline"], true,
+                    "the focus on {text:?} is not drawn: {focused}"
+                );
+                self.step(json!({"do": "focused", "shot": format!("focus on {text}")}));
+                return;
+            }
+            seen.push(here);
+        }
+        panic!("{most} Tabs never reached {text:?}; the focus went through {seen:?}");
+    }
+
     /// Signs in through the form, from wherever the console sent us.
     #[track_caller]
     pub fn sign_in(&mut self, email: &str, password: &str) {

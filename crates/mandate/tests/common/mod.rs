@@ -575,3 +575,52 @@ pub async fn consented_mandate(
     assert_eq!(status, 200, "{body}");
     id
 }
+
+/// Sets a console password with the CLI (`mandate human password`), the password on
+/// standard input.
+pub fn set_password(server: &Server, token: &str, human: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(["human", "password", human])
+        .env("MANDATE_URL", &server.url)
+        .env("MANDATE_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mandate human password: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `tools/call` through the gateway at `base` (MCP 2026-07-28, stateless): the
+/// JSON-RPC answer.
+pub async fn stateless_call(base: &str, token: &str, name: &str, arguments: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", name)
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": name,
+                "arguments": arguments,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            }}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.json().await.unwrap()
+}
