@@ -67,6 +67,10 @@ event_kinds! {
     ProposalExecuted => "proposal.executed",
     RollbackStep => "rollback.step",
     SecretUsed => "secret.used",
+    /// A call waits for its person to connect to the tool server's provider.
+    ConnectionRequired => "connection.required",
+    ConnectionConnected => "connection.connected",
+    ConnectionRevoked => "connection.revoked",
     PolicyChanged => "policy.changed",
     DriftAlert => "drift.alert",
     ReviewFindingMarked => "review.finding_marked",

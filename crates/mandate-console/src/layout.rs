@@ -43,6 +43,7 @@ pub fn page(title: &str, session: &Session, flash: Option<&Flash>, body: Markup)
                         a href="/ui/approvals" { "Approvals" }
                         a href="/ui/mandates" { "Mandates" }
                         a href="/ui/reviews" { "Reviews" }
+                        a href="/ui/connections" { "Connections" }
                         @if admin {
                             a href="/ui/agents" { "Agents" }
                             a href="/ui/tools" { "Tools" }

@@ -23,6 +23,7 @@ mod approvals;
 mod audit;
 mod authorize;
 mod charts;
+mod connections;
 mod error;
 mod form;
 mod layout;
@@ -61,6 +62,8 @@ pub struct Console {
     pub public_url: Arc<str>,
     /// "Sign in with …", when an external identity provider is configured.
     oidc: Option<Arc<OidcLogin>>,
+    /// The credential broker (people's connections), when a master key is configured.
+    broker: Option<Arc<mandate_core::calls::Broker>>,
 }
 
 impl Console {
@@ -70,7 +73,15 @@ impl Console {
             calls,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             oidc: None,
+            broker: None,
         }
+    }
+
+    /// Shows people their connections to upstream tool servers.
+    #[must_use]
+    pub fn with_broker(mut self, broker: Option<Arc<mandate_core::calls::Broker>>) -> Self {
+        self.broker = broker;
+        self
     }
 
     /// Offers sign-in with an external OpenID Provider beside the password form.
@@ -144,6 +155,10 @@ pub fn router(console: Console) -> Router {
         .route("/ui/policies/replay", post(policy::replay))
         .route("/ui/audit", get(audit::search))
         .route("/ui/audit/verify", post(audit::verify))
+        .route("/ui/connections", get(connections::list))
+        .route("/ui/connections/callback", get(connections::callback))
+        .route("/ui/connections/{id}/connect", get(connections::connect))
+        .route("/ui/connections/{id}/revoke", post(connections::revoke))
         .route(
             "/oauth2/authorize",
             get(authorize::show).post(authorize::answer),

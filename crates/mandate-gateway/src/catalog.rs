@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use mandate_core::calls::Listing;
+use mandate_core::calls::connection_provider;
 use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
 use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
 use mandate_types::{RiskTier, TenantId, ToolServerId};
@@ -214,7 +215,14 @@ impl Gateway {
                     .await?;
                 keep(&mut snapshot.tools, &server, tool, Value::Null);
             } else {
-                let listed = match self.credentials.headers(&server, mandate).await {
+                // A server called as each person is listed without anyone's token:
+                // the snapshot is shared by the whole tenant.
+                let headers = if connection_provider(&server).is_some() {
+                    self.credentials.listing_headers(&server).await
+                } else {
+                    self.credentials.headers(&server, mandate).await
+                };
+                let listed = match headers {
                     Ok(headers) => {
                         self.list_upstream(&server, &headers, self.config.call_timeout)
                             .await

@@ -203,6 +203,9 @@ pub enum Refusal {
     /// Outside the token's scope, and the person could grant it (step-up, HTTP 403):
     /// `data.scope` is what a new consent needs.
     InsufficientScope,
+    /// The tool server acts as the person, who has not connected their account there
+    /// yet: `data.connect_url` is where they do.
+    ConnectionRequired,
 }
 
 impl Refusal {
@@ -215,6 +218,7 @@ impl Refusal {
             Refusal::ApprovalRequired => "approval_required",
             Refusal::Proposed => "proposed",
             Refusal::InsufficientScope => "insufficient_scope",
+            Refusal::ConnectionRequired => "connection_required",
         }
     }
 }

@@ -155,7 +155,8 @@ pub fn app_with_console(
         openapi,
     };
     let mut console =
-        mandate_console::Console::new(state.service.clone(), state.calls.clone(), public_url);
+        mandate_console::Console::new(state.service.clone(), state.calls.clone(), public_url)
+            .with_broker(state.vault.clone());
     if let Some(oidc) = oidc {
         console = console.with_oidc(oidc);
     }

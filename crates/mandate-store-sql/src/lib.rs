@@ -17,6 +17,7 @@
 
 mod accounts;
 mod calls;
+mod connections;
 mod directory;
 mod grants;
 mod oauth;

@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "access_reviews",
         sql: include_str!("../migrations/postgres/0015_access_reviews.sql"),
     },
+    Migration {
+        version: 16,
+        name: "connections",
+        sql: include_str!("../migrations/postgres/0016_connections.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

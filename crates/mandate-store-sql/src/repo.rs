@@ -803,6 +803,7 @@ macro_rules! sql_store {
         $crate::grants::sql_grants!($store, $db);
         $crate::calls::sql_calls!($store, $db);
         $crate::vault::sql_vault!($store, $db);
+        $crate::connections::sql_connections!($store, $db);
         $crate::accounts::sql_accounts!($store, $db);
         $crate::oauth::sql_oauth!($store, $db);
         $crate::reviews::sql_reviews!($store, $db);

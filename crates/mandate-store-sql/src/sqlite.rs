@@ -80,6 +80,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "access_reviews",
         sql: include_str!("../migrations/sqlite/0015_access_reviews.sql"),
     },
+    Migration {
+        version: 16,
+        name: "connections",
+        sql: include_str!("../migrations/sqlite/0016_connections.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.

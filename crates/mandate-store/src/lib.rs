@@ -16,6 +16,7 @@ mod cached;
 mod calls;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod connections;
 mod oauth;
 mod page;
 mod ports;
@@ -27,6 +28,7 @@ pub use cached::{CachedStore, DEFAULT_TTL as DEFAULT_CACHE_TTL};
 pub use calls::{
     ApprovalFilter, CallKey, Calls, DriftTotals, ProposalFilter, RollbackStep, StepClaim, StepState,
 };
+pub use connections::{ConnectionMeta, Connections, StoredConnection};
 pub use oauth::{OAuthClientRecord, OAuthClients, OnceKind, OnceRecord};
 pub use page::{Cursor, Page, PageRequest, PageRequestError};
 pub use ports::{

@@ -36,6 +36,9 @@ pub enum OnceKind {
     /// A console sign-in through an external identity provider, between its redirect
     /// and its callback (sealed: only the browser's handle opens it).
     ConsoleSignIn,
+    /// A person's connection to an upstream provider, between the redirect and the
+    /// callback (its `state`; the PKCE verifier sealed).
+    ConnectionState,
 }
 
 impl OnceKind {
@@ -45,6 +48,7 @@ impl OnceKind {
             OnceKind::AuthorizationCode => "authorization_code",
             OnceKind::RefreshToken => "refresh_token",
             OnceKind::ConsoleSignIn => "console_sign_in",
+            OnceKind::ConnectionState => "connection_state",
         }
     }
 }

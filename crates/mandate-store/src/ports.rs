@@ -500,6 +500,7 @@ pub trait Store:
     + Grants
     + crate::Calls
     + crate::Vault
+    + crate::Connections
     + crate::Accounts
     + crate::OAuthClients
     + crate::Reviews

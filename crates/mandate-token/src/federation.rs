@@ -523,7 +523,7 @@ fn parse_jwks(bytes: &[u8]) -> Result<Vec<(String, Jwk)>, String> {
 
 /// An `https` URL, or `http` to a loopback IP literal when `insecure_loopback`; never
 /// with userinfo or a fragment.
-fn check_url(s: &str, insecure_loopback: bool) -> Result<Url, String> {
+pub(crate) fn check_url(s: &str, insecure_loopback: bool) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("the URL may not carry userinfo".into());

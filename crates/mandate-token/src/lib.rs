@@ -25,6 +25,7 @@ pub mod oidc;
 pub mod profile;
 pub mod revocation;
 pub mod spiffe;
+pub mod upstream;
 
 pub use assertion::{
     Assertion, ClientKeys, JWT_BEARER, unverified_issuer, verify_client_assertion,

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod connections;
+pub use connections::ConnectionProviderSettings;
 mod enterprise;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
@@ -369,6 +371,9 @@ struct GatewaySection {
     /// A PostgreSQL URL (a role with CREATEROLE) where tool servers whose credential is
     /// `postgres-role:ROLE` get a login role per mandate.
     postgres_roles_url: Option<String>,
+    /// `[[gateway.connection_provider]]`: providers people connect their accounts with.
+    #[serde(default)]
+    connection_provider: Vec<connections::ConnectionProviderSetting>,
 }
 
 /// The gateway's settings, checked.
@@ -386,6 +391,8 @@ pub struct GatewaySettings {
     pub postgres_roles_url: Option<String>,
     pub drift_threshold: u32,
     pub drift_revoke: bool,
+    /// Upstream providers for people's connections.
+    pub connection_providers: Vec<ConnectionProviderSettings>,
 }
 
 impl GatewaySection {
@@ -465,6 +472,7 @@ impl GatewaySection {
             postgres_roles_url: self.postgres_roles_url,
             drift_threshold: self.drift_threshold.unwrap_or(0),
             drift_revoke: self.drift_revoke.unwrap_or(false),
+            connection_providers: connections::settle_all(self.connection_provider)?,
         })
     }
 }

@@ -362,6 +362,37 @@ fn console_oidc(config: &Config) -> anyhow::Result<Option<mandate_console::OidcL
     )))
 }
 
+/// People's connections: the configured upstream providers, their callback on us.
+fn connection_settings(
+    config: &Config,
+    service: &Service,
+    ledger: &Ledger,
+) -> anyhow::Result<mandate_core::calls::ConnectionSettings> {
+    let timeout = Duration::from_secs(10);
+    let mut providers = std::collections::BTreeMap::new();
+    for p in &config.gateway.connection_providers {
+        let provider = mandate_token::upstream::Provider::new(p.provider.clone(), timeout)
+            .map_err(|e| anyhow::anyhow!("gateway.connection_provider `{}`: {e}", p.name))?;
+        providers.insert(
+            p.name.clone(),
+            mandate_core::calls::ConnectionProvider {
+                provider: Arc::new(provider),
+                client_secret: p.client_secret.clone(),
+            },
+        );
+        tracing::info!(provider = %p.name, issuer = %p.provider.issuer, "people may connect their accounts at an upstream provider");
+    }
+    Ok(mandate_core::calls::ConnectionSettings {
+        providers,
+        redirect_uri: format!(
+            "{}/ui/connections/callback",
+            config.public_url.trim_end_matches('/')
+        ),
+        ledger: ledger.clone(),
+        clock: service.clock().clone(),
+    })
+}
+
 /// The MCP / HTTP gateway, with the credential broker when a master key is configured.
 async fn build_gateway(
     config: &Config,
@@ -412,11 +443,11 @@ async fn build_gateway(
                 ),
                 None => None,
             };
-            let broker = Arc::new(mandate_core::calls::Broker::new(
-                service.store().clone(),
-                keys,
-                roles,
-            ));
+            let mut broker = mandate_core::calls::Broker::new(service.store().clone(), keys, roles);
+            if !g.connection_providers.is_empty() {
+                broker = broker.with_connections(connection_settings(config, service, ledger)?);
+            }
+            let broker = Arc::new(broker);
             let resealed = broker.reseal_all().await.map_err(|e| {
                 anyhow::anyhow!("credential broker: resealing under the newest key: {e}")
             })?;

@@ -19,6 +19,7 @@
 mod authorize;
 mod called;
 mod catalog;
+mod connections;
 mod drift;
 mod flusher;
 mod held;
@@ -43,6 +44,9 @@ use crate::{CoreError, Ledger, Service, TokenService};
 
 pub use called::Called;
 pub use catalog::{Listing, OFFER_LISTING_TIMEOUT};
+pub use connections::{
+    ConnectionProvider, ConnectionSettings, ConnectionView, connection_provider,
+};
 pub use drift::DriftPolicy;
 pub use rollback::{Irreversible, RollbackReport, StepReport, StepStatus};
 pub use sessions::{SESSION_TYP, SessionState};

@@ -54,3 +54,16 @@ impl Calls {
         Some(scope)
     }
 }
+
+impl Calls {
+    /// Whether the caller may see `target` now (its token's scope and the policies,
+    /// decided as a listing would be, nothing recorded): a call held before it is
+    /// decided (for the person's connection) must not reveal a tool the caller could
+    /// not list.
+    pub fn may_see(&self, caller: &Caller, target: Target<'_>) -> bool {
+        let name = tool_name(target.server, target.tool);
+        let set = self.inner.service.policies().pdp().current();
+        let now = self.inner.service.clock().now();
+        caller.scope_covers(&name) && listable(&set, caller, &caller.mandate, target, now)
+    }
+}

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::CallError;
+use super::connections::connection_provider;
 use crate::CoreError;
 
 #[async_trait]
@@ -61,13 +62,20 @@ impl Credentials for NoCredentials {
 ///   tenant and name as associated data;
 /// - `postgres-role:ROLE` — a login role created for the calling mandate (member of
 ///   `ROLE`, `VALID UNTIL` the mandate's expiry), injected as Basic credentials, and
-///   dropped when the mandate ends ([`Broker::drop_ended`]).
+///   dropped when the mandate ends ([`Broker::drop_ended`]);
+/// - `connection:PROVIDER` — the mandate's person's own connection to the configured
+///   upstream provider, its access token injected as a bearer token (connections.rs).
 pub struct Broker {
-    store: Arc<dyn Store>,
-    keys: MasterKeys,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) keys: MasterKeys,
     roles: Option<Arc<PostgresRoles>>,
     /// Dynamic credentials already made, by mandate: reused until the mandate ends.
     made: Mutex<HashMap<MandateId, (TenantId, DynamicCredential)>>,
+    /// People's connections to upstream providers, when any provider is configured.
+    pub(super) connections: Option<super::connections::ConnectionSettings>,
+    /// One refresh at a time on this replica (another replica's is settled by the
+    /// store's compare-and-swap).
+    pub(super) refreshing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -106,7 +114,7 @@ fn aad(tenant: TenantId, name: &str) -> Vec<u8> {
     format!("{tenant}/{name}").into_bytes()
 }
 
-fn unavailable(what: impl std::fmt::Display) -> CallError {
+pub(super) fn unavailable(what: impl std::fmt::Display) -> CallError {
     tracing::error!(error = %what, "credential broker failed; the call is not forwarded");
     CallError::Unavailable("the upstream's credential is unavailable; nothing was forwarded".into())
 }
@@ -118,6 +126,8 @@ impl Broker {
             keys,
             roles: roles.map(Arc::new),
             made: Mutex::new(HashMap::new()),
+            connections: None,
+            refreshing: Mutex::new(()),
         }
     }
 
@@ -271,7 +281,12 @@ impl Broker {
         dropped
     }
 
-    async fn vault_header(&self, server: &ToolServer, name: &str) -> Result<HeaderMap, CallError> {
+    /// A vault secret of `server`'s tenant, opened: its value and how it is injected.
+    pub(super) async fn vault_secret(
+        &self,
+        server: &ToolServer,
+        name: &str,
+    ) -> Result<(Secret<String>, Injection), CallError> {
         let stored = self
             .store
             .secret(server.tenant_id, name)
@@ -289,8 +304,12 @@ impl Broker {
             .open(&sealed, &aad(server.tenant_id, name))
             .map_err(unavailable)?;
         let secret: SealedSecret = serde_json::from_slice(plain.expose()).map_err(unavailable)?;
-        let value = Secret::new(secret.value);
-        let (header, value) = secret.inject.header(&value).map_err(unavailable)?;
+        Ok((Secret::new(secret.value), secret.inject))
+    }
+
+    async fn vault_header(&self, server: &ToolServer, name: &str) -> Result<HeaderMap, CallError> {
+        let (value, inject) = self.vault_secret(server, name).await?;
+        let (header, value) = inject.header(&value).map_err(unavailable)?;
         let mut headers = HeaderMap::new();
         headers.insert(header, value);
         Ok(headers)
@@ -344,7 +363,10 @@ impl Credentials for Broker {
             Some(r) => match (r.strip_prefix(SECRET_PREFIX), r.strip_prefix(ROLE_PREFIX)) {
                 (Some(name), _) => self.vault_header(server, name).await,
                 (_, Some(role)) => self.role_header(role, mandate).await,
-                _ => self.vault_header(server, r).await,
+                _ => match connection_provider(server) {
+                    Some(provider) => self.connection_header(server, mandate, provider).await,
+                    None => self.vault_header(server, r).await,
+                },
             },
         }
     }
@@ -356,6 +378,9 @@ impl Credentials for Broker {
                 "tool server `{}` takes a credential made per mandate; it is listed once a mandate calls it",
                 server.name
             ))),
+            // A person's token is never used to build what every caller of the tenant
+            // sees: such a server is listed without a credential.
+            Some(_) if connection_provider(server).is_some() => Ok(HeaderMap::new()),
             Some(r) => {
                 self.vault_header(server, r.strip_prefix(SECRET_PREFIX).unwrap_or(r))
                     .await

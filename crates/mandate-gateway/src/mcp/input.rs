@@ -38,19 +38,22 @@
 //! from it (the decision is made again from the store), so a forged state gains
 //! nothing.
 
-use mandate_types::{ApprovalId, ProposalId};
+use mandate_types::{ApprovalId, ProposalId, ToolServerId};
 use serde_json::{Map, Value, json};
 
 /// The key of our one input request.
 pub(super) const INPUT_KEY: &str = "mandate/decision";
 const APPROVAL_STATE: &str = "mandate:approval:";
 const PROPOSAL_STATE: &str = "mandate:proposal:";
+const CONNECTION_STATE: &str = "mandate:connection:";
 
 /// What held the call we asked the client about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Held {
     Approval(ApprovalId),
     Proposal(ProposalId),
+    /// The person's connection to this tool server (the retry is decided afresh).
+    Connection(ToolServerId),
 }
 
 /// A 2026-07-28 retry answering our input request.
@@ -67,12 +70,16 @@ impl Held {
         match self {
             Held::Approval(id) => format!("{APPROVAL_STATE}{id}"),
             Held::Proposal(id) => format!("{PROPOSAL_STATE}{id}"),
+            Held::Connection(id) => format!("{CONNECTION_STATE}{id}"),
         }
     }
 
     fn parse(state: &str) -> Option<Held> {
         if let Some(id) = state.strip_prefix(APPROVAL_STATE) {
             return id.parse().ok().map(Held::Approval);
+        }
+        if let Some(id) = state.strip_prefix(CONNECTION_STATE) {
+            return id.parse().ok().map(Held::Connection);
         }
         state
             .strip_prefix(PROPOSAL_STATE)

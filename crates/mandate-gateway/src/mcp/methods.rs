@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::Response;
 use mandate_core::calls::{Call, ToolCall, Verdict};
-use mandate_domain::{Proposal, ProposalStatus};
+use mandate_domain::{Proposal, ProposalStatus, ToolServer};
 use mandate_mcp::jsonrpc::{self, code, error_object};
 use mandate_mcp::revision;
 use mandate_mcp::{Outcome, Refusal, refusal};
@@ -144,6 +144,23 @@ impl Exchange<'_> {
                     // Never a second proposal for the same call: its state instead.
                     return Ok(Plan::Local(self.proposal_state(&proposal)));
                 }
+                if let Some(broker) = gateway.broker()
+                    && broker
+                        .connection_needed(&listing.server, &self.caller.mandate)
+                        .await?
+                    && gateway.calls.may_see(self.caller, listing.target())
+                {
+                    // Held before it is decided: no budget spent, no approval used,
+                    // and the retry after the person connects is decided afresh.
+                    broker
+                        .connection_required(
+                            &listing.server,
+                            &self.caller.mandate,
+                            self.caller.actor.clone(),
+                        )
+                        .await?;
+                    return Ok(Plan::Local(self.connect(&listing.server, retry)));
+                }
                 let verdict = gateway.calls.authorize(self.caller, decided).await?;
                 match verdict {
                     Verdict::Allow { .. } => {
@@ -236,6 +253,48 @@ impl Exchange<'_> {
             )),
             other => self.refusal(name, other),
         }
+    }
+
+    /// A call held for the person's connection to `server`: to a 2026-07-28 client
+    /// that can show a page, `input_required` with the connect link (unless this
+    /// retry says it declined); to a session client with URL elicitation, -32042; to
+    /// anyone else, the refusal carrying the link.
+    fn connect(&self, server: &ToolServer, retry: Option<Retry>) -> Outcome {
+        let url = self.page("connections", &format!("{}/connect", server.id));
+        let message = format!(
+            "this call acts as the person at `{}`, who has not connected their account there yet; the person opens the link, signs in there, and the call is retried",
+            server.name
+        );
+        if self.stateless && self.url_elicitation && retry.is_none_or(|r| r.accepted) {
+            return Ok(input::input_required(
+                Held::Connection(server.id),
+                &message,
+                &url,
+            ));
+        }
+        let mut data = json!({
+            "remedy": "connect",
+            "server": server.name,
+            "connect_url": url,
+        });
+        if self.url_elicitation && !self.stateless {
+            set(
+                &mut data,
+                "reason",
+                json!(Refusal::ConnectionRequired.as_str()),
+            );
+            set(
+                &mut data,
+                "elicitations",
+                json!([{"mode": "url", "elicitationId": format!("connect-{}", server.id), "url": url, "message": message}]),
+            );
+            return Err(error_object(
+                code::URL_ELICITATION_REQUIRED,
+                message,
+                Some(data),
+            ));
+        }
+        Err(refusal(Refusal::ConnectionRequired, message, data))
     }
 
     /// What a retried proposal has come to: still waiting for a person (asked

@@ -662,3 +662,48 @@ impl Store for CachedStore {
             .wrapping_add(self.inner.catalog_generation())
     }
 }
+
+/// Never cached: a deleted connection must be gone for every replica at once.
+#[async_trait]
+impl crate::Connections for CachedStore {
+    async fn put_connection(&self, c: &crate::StoredConnection) -> Result<(), StoreError> {
+        self.inner.put_connection(c).await
+    }
+    async fn connection(
+        &self,
+        tenant: TenantId,
+        human: HumanId,
+        server: ToolServerId,
+    ) -> Result<Option<crate::StoredConnection>, StoreError> {
+        self.inner.connection(tenant, human, server).await
+    }
+    async fn list_connections(
+        &self,
+        tenant: TenantId,
+        human: HumanId,
+    ) -> Result<Vec<crate::ConnectionMeta>, StoreError> {
+        self.inner.list_connections(tenant, human).await
+    }
+    async fn delete_connection(
+        &self,
+        tenant: TenantId,
+        human: HumanId,
+        server: ToolServerId,
+    ) -> Result<Option<crate::StoredConnection>, StoreError> {
+        self.inner.delete_connection(tenant, human, server).await
+    }
+    async fn replace_connection_sealed(
+        &self,
+        tenant: TenantId,
+        human: HumanId,
+        server: ToolServerId,
+        old: &str,
+        new: &str,
+        new_key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .replace_connection_sealed(tenant, human, server, old, new, new_key_id, at)
+            .await
+    }
+}

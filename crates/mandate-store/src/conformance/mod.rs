@@ -31,6 +31,7 @@ mod accounts;
 mod audit;
 mod cached;
 mod calls;
+mod connections;
 mod credentials;
 mod directory;
 mod mandates;
@@ -42,6 +43,7 @@ pub use accounts::*;
 pub use audit::*;
 pub use cached::*;
 pub use calls::*;
+pub use connections::*;
 pub use credentials::*;
 pub use directory::*;
 pub use mandates::*;
@@ -87,6 +89,7 @@ macro_rules! store_conformance {
             rollback_steps_are_claimed_once_and_done_never_again,
             vault_secrets_are_tenant_scoped_upserted_and_listed,
             vault_pages_across_tenants_and_reseals_by_compare_and_swap,
+            connections_are_per_person_and_server_replaced_and_deleted,
             accounts_lock_after_failures_and_sessions_expire,
             attempts_are_counted_per_key_in_windows_and_forgotten,
             oauth_clients_agents_and_once_only_records,

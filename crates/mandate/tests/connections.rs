@@ -1,0 +1,557 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+//! People's connections to an upstream service, end to end: the real binary with a
+//! `[[gateway.connection_provider]]`, oidc-provider (npm, pinned in `tests/oidc`) as the
+//! service's authorization server, an MCP upstream of ours that asks that server whose
+//! token each call carries, the Python `mcp` client as the agent, and Chromium through
+//! the console and the provider's own login and consent screens.
+//!
+//! Alice's first call is held with the link to connect; she connects in the browser;
+//! the retry reaches the upstream with her token (Bob's calls with his); the token is
+//! refreshed once it nears expiry; disconnecting removes it (revoked at the provider)
+//! and holds the next call again. Hostile: a callback with another person's state, a
+//! replayed callback, malformed states. No access or refresh token the provider issued
+//! appears in any response, the log, the audit ledger or the database files.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::browser::Browser;
+use common::{Actors, Server, admin_token, created, http, mcp_client};
+
+const CLIENT_SECRET: &str = "upstream-client-secret-PLANTED-4c1d9e";
+const PASSWORD: &str = "a long console password";
+const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+/// Access tokens live 8 s at the provider: refreshed 2 s before they expire.
+const ACCESS_TTL: u64 = 8;
+
+/// oidc-provider as the upstream's authorization server, killed when dropped.
+struct Provider {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Provider {
+    fn start(port: u16, redirect_uri: &str, token_log: &Path) -> Provider {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run `npm ci --prefix crates/mandate/tests/oidc` (.ci/run does)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("upstream.mjs"))
+            .args(["--port", &port.to_string()])
+            .args(["--redirect-uri", redirect_uri])
+            .args(["--client-secret", CLIENT_SECRET])
+            .args(["--access-ttl", &ACCESS_TTL.to_string()])
+            .args(["--token-log", token_log.to_str().unwrap()])
+            .args(["--account", "alice", "--account", "bob"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("issuer"),
+            "oidc-provider did not start: {line:?}"
+        );
+        Provider {
+            child,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An MCP upstream of ours (Streamable HTTP, JSON answers): `tools/list` is open,
+/// `tools/call whoami` asks the provider whose bearer token the call carries and
+/// answers that person's `sub` (a call without a valid token is refused). Every
+/// `Authorization` it was sent is kept.
+async fn mcp_upstream(issuer: String) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let (kept, issuer) = (kept.clone(), issuer.clone());
+                async move {
+                    use axum::response::IntoResponse as _;
+                    let Some(id) = body.get("id").cloned() else {
+                        return axum::http::StatusCode::ACCEPTED.into_response();
+                    };
+                    let result = match body["method"].as_str().unwrap_or_default() {
+                        "initialize" => json!({
+                            "protocolVersion": body["params"]["protocolVersion"],
+                            "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "calendar", "version": "1"},
+                        }),
+                        "tools/list" => json!({"tools": [{
+                            "name": "whoami", "description": "whose calendar this is",
+                            "inputSchema": {"type": "object"},
+                            "annotations": {"readOnlyHint": true},
+                        }]}),
+                        "tools/call" => {
+                            let auth = headers
+                                .get("authorization")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
+                            kept.lock().unwrap().push(auth.clone());
+                            let who = reqwest::Client::new()
+                                .get(format!("{issuer}/test/whoami"))
+                                .header("authorization", auth)
+                                .send()
+                                .await
+                                .unwrap();
+                            if who.status() == 200 {
+                                let who: Value = who.json().await.unwrap();
+                                json!({"content": [{"type": "text", "text": who["sub"]}]})
+                            } else {
+                                json!({"isError": true, "content": [{"type": "text", "text": "no valid token"}]})
+                            }
+                        }
+                        _ => json!({}),
+                    };
+                    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                        .into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// A person with a console password, an API token and an agent with a key.
+async fn person(server: &Server, admin: &str, name: &str) -> Actors {
+    let email = format!("{name}@example.com");
+    let human = created(
+        server,
+        "/v1/humans",
+        admin,
+        json!({"display_name": name, "email": email}),
+    )
+    .await;
+    let (status, token) = http(
+        reqwest::Method::POST,
+        format!("{}/v1/humans/{human}/tokens", server.url),
+        admin,
+        Some(json!({"label": "test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let mut child = Command::new(BIN)
+        .args(["human", "password", &human])
+        .env("MANDATE_URL", &server.url)
+        .env("MANDATE_TOKEN", admin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let key = mandate_jose::SigningKey::generate(mandate_jose::Alg::EdDSA, "k1".into()).unwrap();
+    let agent = created(
+        server,
+        "/v1/agents",
+        admin,
+        json!({"name": format!("{name}-helper"), "owner": human,
+               "credentials": {"jwks": [key.public_jwk().to_public_json()]}}),
+    )
+    .await;
+    Actors {
+        human,
+        human_token: token["token"].as_str().unwrap().to_owned(),
+        agent,
+        key,
+    }
+}
+
+/// One `cal.whoami` call with the Python `mcp` client: its result or error.
+async fn whoami(server: &Server, who: &Actors, mandate: &str) -> Value {
+    let token = common::mcp_token(server, who, mandate).await;
+    let url = format!("{}/mcp", server.url);
+    let steps = json!([{"op": "call_tool", "name": "cal.whoami", "arguments": {}}]);
+    tokio::task::spawn_blocking(move || mcp_client(&url, Some(&token), &steps))
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+fn text_of(outcome: &Value) -> &str {
+    outcome["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a text result: {outcome}"))
+}
+
+/// A console session over plain HTTP (cookies by hand, redirects not followed).
+struct Console {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Console {
+    async fn sign_in(server: &Server, email: &str) -> Console {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = http
+            .get(format!("{}/ui/login", server.url))
+            .send()
+            .await
+            .unwrap();
+        let login_cookie = cookies(&page);
+        let html = page.text().await.unwrap();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned();
+        let signed = http
+            .post(format!("{}/ui/login", server.url))
+            .header("cookie", login_cookie)
+            .header("origin", &server.url)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("next", "/ui/"),
+                ("email", email),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 303, "signed in");
+        Console {
+            http,
+            base: server.url.clone(),
+            cookie: cookies(&signed),
+        }
+    }
+
+    /// Status and `Location` of a GET.
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (r.status().as_u16(), location)
+    }
+}
+
+fn cookies(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok()?.split(';').next().map(str::to_owned))
+        .filter(|c| !c.ends_with('='))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn state_of(url: &str) -> String {
+    let url = reqwest::Url::parse(url).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+/// Through the console's connect link and the provider's development screens.
+fn connect_in_browser(server: &Server, email: &str, login: &str, connect_path: &str) {
+    let mut browser = Browser::open(&server.url, &format!("connections-{login}"));
+    browser.sign_in(email, PASSWORD);
+    browser.goto(connect_path);
+    browser.step(json!({"do": "fill", "placeholder": "Enter any login", "value": login}));
+    browser.step(json!({"do": "fill", "placeholder": "and password", "value": "whatever"}));
+    browser.click("button", "Sign-in");
+    browser.click("button", "Continue");
+    browser.see("Connected.");
+    browser.see("calendar.read");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[gateway.connection_provider]]\nname = \"calendar\"\nissuer = \"{issuer}\"\n\
+             client_id = \"mandate-gateway\"\nclient_secret = \"calendar-client\"\n\
+             scopes = [\"openid\", \"calendar.read\"]\ndangerous_allow_insecure_loopback = true\n"
+        ),
+    )
+    .unwrap();
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
+    let data = dir.path().join("data");
+    let server = Server::start_with_env(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
+            ("MANDATE_LOG", "debug"),
+        ],
+    );
+    let token_log = dir.path().join("issued-tokens");
+    let _provider = Provider::start(
+        port,
+        &format!("{}/ui/connections/callback", server.url),
+        &token_log,
+    );
+    let (upstream, seen) = mcp_upstream(issuer.clone()).await;
+    let admin = admin_token(&data);
+    let mut responses = Vec::new();
+
+    let (status, body) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/secrets/calendar-client", server.url),
+        &admin,
+        Some(json!({"value": CLIENT_SECRET, "inject": {"kind": "bearer"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let srv = created(
+        &server,
+        "/v1/tool-servers",
+        &admin,
+        json!({"name": "cal", "transport": {"kind": "mcp_http", "url": upstream},
+               "credential_ref": "connection:calendar"}),
+    )
+    .await;
+    let connect_path = format!("/ui/connections/{srv}/connect");
+    let alice = person(&server, &admin, "alice").await;
+    let bob = person(&server, &admin, "bob").await;
+    let terms = json!({"intent": "read my calendar", "scope": {"tools": [{"tool": "cal.whoami"}]},
+                       "data_ceiling": "internal", "mode": "execute"});
+    let alice_mandate = common::consented_mandate(&server, &admin, &alice, terms.clone()).await;
+    let bob_mandate = common::consented_mandate(&server, &admin, &bob, terms).await;
+
+    // Held: no connection yet. The answer names the link; nothing reached the upstream.
+    let held = whoami(&server, &alice, &alice_mandate).await;
+    assert_eq!(
+        held["error"]["data"]["reason"], "connection_required",
+        "{held}"
+    );
+    assert_eq!(
+        held["error"]["data"]["connect_url"],
+        format!("{}{connect_path}", server.url),
+        "{held}"
+    );
+    responses.push(held);
+    assert!(seen.lock().unwrap().is_empty());
+
+    // Hostile callbacks, over HTTP with the console's cookie.
+    let alice_console = Console::sign_in(&server, "alice@example.com").await;
+    let bob_console = Console::sign_in(&server, "bob@example.com").await;
+    let (status, to_provider) = bob_console.get(&connect_path).await;
+    assert_eq!(status, 303);
+    assert!(
+        to_provider.starts_with(&format!("{issuer}/auth?")),
+        "{to_provider}"
+    );
+    assert!(to_provider.contains("code_challenge_method=S256"));
+    let bobs_state = state_of(&to_provider);
+    // Another person's state: refused, and nothing is connected.
+    let (status, _) = alice_console
+        .get(&format!(
+            "/ui/connections/callback?code=stolen&state={bobs_state}"
+        ))
+        .await;
+    assert_eq!(status, 403, "another person's state is refused");
+    for bad in ["", "x", "%00", &"A".repeat(200), "../../etc"] {
+        let (status, _) = alice_console
+            .get(&format!("/ui/connections/callback?code=c&state={bad}"))
+            .await;
+        assert_eq!(status, 403, "state {bad:?}");
+    }
+    // Replayed: the state is used by its first callback (here with a code the provider
+    // refuses), then refused.
+    let (_, to_provider) = alice_console.get(&connect_path).await;
+    let callback = format!(
+        "/ui/connections/callback?code=not-a-code&state={}",
+        state_of(&to_provider)
+    );
+    let (first, _) = alice_console.get(&callback).await;
+    assert_eq!(first, 400, "the provider refused the code");
+    let (again, _) = alice_console.get(&callback).await;
+    assert_eq!(again, 403, "a replayed callback is refused");
+    // An unknown server, or one that takes no connection.
+    let (status, _) = alice_console
+        .get("/ui/connections/srv_00000000000000000000000000/connect")
+        .await;
+    assert_eq!(status, 404);
+
+    // Alice connects in the browser; her retry passes with her own token.
+    connect_in_browser(&server, "alice@example.com", "alice", &connect_path);
+    let first = whoami(&server, &alice, &alice_mandate).await;
+    assert_eq!(text_of(&first), "alice", "{first}");
+    let again = whoami(&server, &alice, &alice_mandate).await;
+    assert_eq!(text_of(&again), "alice");
+    let tokens_seen = seen.lock().unwrap().clone();
+    assert_eq!(tokens_seen.len(), 2);
+    assert!(tokens_seen[0].starts_with("Bearer "));
+    assert_eq!(tokens_seen[0], tokens_seen[1], "a fresh token is reused");
+    responses.push(first);
+
+    // Bob: held, then his own connection and his own token.
+    let held = whoami(&server, &bob, &bob_mandate).await;
+    assert_eq!(held["error"]["data"]["reason"], "connection_required");
+    connect_in_browser(&server, "bob@example.com", "bob", &connect_path);
+    let bobs = whoami(&server, &bob, &bob_mandate).await;
+    assert_eq!(text_of(&bobs), "bob", "{bobs}");
+    assert_ne!(seen.lock().unwrap().last().unwrap(), &tokens_seen[0]);
+
+    // Refreshed: past the refresh point the access token is renewed with the refresh
+    // token, and the upstream accepts the new one. (Real time: the provider's clock.)
+    tokio::time::sleep(std::time::Duration::from_secs(ACCESS_TTL)).await;
+    let refreshed = whoami(&server, &alice, &alice_mandate).await;
+    assert_eq!(text_of(&refreshed), "alice", "{refreshed}");
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_ne!(last, tokens_seen[0], "the token was refreshed");
+
+    // Alice sees her connection (no token) and disconnects in the browser.
+    let (status, listing) = {
+        let r = alice_console
+            .http
+            .get(format!("{}/ui/connections", server.url))
+            .header("cookie", &alice_console.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(listing.contains("cal") && listing.contains("calendar.read"));
+    responses.push(Value::String(listing));
+    let mut browser = Browser::open(&server.url, "connections-alice-revoke");
+    browser.sign_in("alice@example.com", PASSWORD);
+    browser.goto("/ui/connections");
+    browser.click("button", "Disconnect");
+    browser.see("Disconnected.");
+    drop(browser);
+    // Revoked at the provider too (RFC 7009): the last token no longer works there.
+    let at_provider = reqwest::Client::new()
+        .get(format!("{issuer}/test/whoami"))
+        .header("authorization", &last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_provider.status(), 401, "revoked at the provider");
+    // The next call is held again; Bob's connection is untouched.
+    let held = whoami(&server, &alice, &alice_mandate).await;
+    assert_eq!(held["error"]["data"]["reason"], "connection_required");
+    assert_eq!(text_of(&whoami(&server, &bob, &bob_mandate).await), "bob");
+
+    // Audited, without token material.
+    let (_, audit) = http(
+        reqwest::Method::GET,
+        format!("{}/v1/audit?limit=500", server.url),
+        &admin,
+        None,
+    )
+    .await;
+    let kinds: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in [
+        "connection.required",
+        "connection.connected",
+        "connection.revoked",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    responses.push(audit);
+
+    // Secret scanning: no token the provider issued, nor the client secret, anywhere.
+    let issued: Vec<String> = std::fs::read_to_string(&token_log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        issued.len() >= 5,
+        "access and refresh tokens issued: {}",
+        issued.len()
+    );
+    assert!(
+        issued.iter().any(|t| last.ends_with(t.as_str())),
+        "the token log names what the upstream saw"
+    );
+    let mut planted: Vec<&str> = issued.iter().map(String::as_str).collect();
+    planted.push(CLIENT_SECRET);
+    for response in &responses {
+        let text = response.to_string();
+        for p in &planted {
+            assert!(!text.contains(p), "a response carries a token: {text}");
+        }
+    }
+    let log = server.stop();
+    for p in &planted {
+        assert!(!log.contains(p), "the log carries a token");
+    }
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let file = entry.unwrap().path();
+        if !file.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap();
+        for p in &planted {
+            assert!(
+                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                "{} holds a token in clear",
+                file.display()
+            );
+        }
+    }
+}
