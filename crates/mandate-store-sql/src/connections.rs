@@ -135,10 +135,7 @@ macro_rules! sql_connections {
 
             async fn replace_connection_sealed(
                 &self,
-                tenant: TenantId,
-                human: HumanId,
-                server: ToolServerId,
-                old: &str,
+                current: &::mandate_store::StoredConnection,
                 new: &str,
                 new_key_id: &str,
                 at: DateTime<Utc>,
@@ -150,10 +147,10 @@ macro_rules! sql_connections {
                 .bind(new)
                 .bind(new_key_id)
                 .bind(micros(at))
-                .bind(tenant.to_string())
-                .bind(human.to_string())
-                .bind(server.to_string())
-                .bind(old)
+                .bind(current.tenant_id.to_string())
+                .bind(current.human_id.to_string())
+                .bind(current.server_id.to_string())
+                .bind(&current.sealed)
                 .execute(self.writer())
                 .await
                 .map_err(unavailable)?;

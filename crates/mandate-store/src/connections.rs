@@ -83,15 +83,13 @@ pub trait Connections: Send + Sync {
         human: HumanId,
         server: ToolServerId,
     ) -> Result<Option<StoredConnection>, StoreError>;
-    /// Replaces the sealed tokens only if they are still `old` (compare-and-swap: two
-    /// replicas refreshing at once do not overwrite each other), with `updated_at =
-    /// at`. `false` when they changed or the connection is gone.
+    /// Replaces the sealed tokens of `current`'s connection only if they are still
+    /// `current.sealed` (compare-and-swap: two replicas refreshing at once do not
+    /// overwrite each other), with `updated_at = at`. `false` when they changed or the
+    /// connection is gone.
     async fn replace_connection_sealed(
         &self,
-        tenant: TenantId,
-        human: HumanId,
-        server: ToolServerId,
-        old: &str,
+        current: &StoredConnection,
         new: &str,
         new_key_id: &str,
         at: DateTime<Utc>,

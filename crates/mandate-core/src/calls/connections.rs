@@ -315,15 +315,7 @@ impl Broker {
             self.seal_tokens(stored.tenant_id, stored.human_id, stored.server_id, &tokens)?;
         let replaced = self
             .store
-            .replace_connection_sealed(
-                stored.tenant_id,
-                stored.human_id,
-                stored.server_id,
-                &stored.sealed,
-                &sealed.to_string(),
-                sealed.key_id().as_str(),
-                now,
-            )
+            .replace_connection_sealed(stored, &sealed.to_string(), sealed.key_id().as_str(), now)
             .await?;
         if !replaced {
             // Another replica refreshed (or the person disconnected) meanwhile: theirs.
@@ -585,9 +577,8 @@ impl Broker {
         )
         .await
         .map_err(from_call)?;
-        let tokens = match self.open_tokens(&gone) {
-            Ok(t) => t,
-            Err(_) => return Ok(()),
+        let Ok(tokens) = self.open_tokens(&gone) else {
+            return Ok(());
         };
         let Ok(entry) = self.entry_of(&server) else {
             return Ok(());

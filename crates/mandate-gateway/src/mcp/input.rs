@@ -189,4 +189,31 @@ mod tests {
         let mut forged = Some(json!({"name": "t", "requestState": "mandate:approval:nope"}));
         assert_eq!(take_retry(&mut forged), None);
     }
+
+    #[test]
+    fn a_connection_state_round_trips_and_a_forged_one_is_not_ours() {
+        let server = ToolServerId::generate();
+        let asked = input_required(
+            Held::Connection(server),
+            "connect",
+            "https://x/ui/connections/srv/connect",
+        );
+        let mut params = Some(json!({
+            "name": "cal.whoami",
+            "requestState": asked["requestState"],
+            "inputResponses": {INPUT_KEY: {"action": "accept"}},
+        }));
+        let retry = take_retry(&mut params).unwrap();
+        assert_eq!(retry.held, Held::Connection(server));
+        assert!(retry.accepted);
+        assert_eq!(params.unwrap(), json!({"name": "cal.whoami"}));
+        for forged in [
+            "mandate:connection:",
+            "mandate:connection:srv_nope",
+            "mandate:connection:../x",
+        ] {
+            let mut params = Some(json!({"name": "t", "requestState": forged}));
+            assert_eq!(take_retry(&mut params), None, "{forged}");
+        }
+    }
 }

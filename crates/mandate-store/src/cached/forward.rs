@@ -694,16 +694,13 @@ impl crate::Connections for CachedStore {
     }
     async fn replace_connection_sealed(
         &self,
-        tenant: TenantId,
-        human: HumanId,
-        server: ToolServerId,
-        old: &str,
+        current: &crate::StoredConnection,
         new: &str,
         new_key_id: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.inner
-            .replace_connection_sealed(tenant, human, server, old, new, new_key_id, at)
+            .replace_connection_sealed(current, new, new_key_id, at)
             .await
     }
 }

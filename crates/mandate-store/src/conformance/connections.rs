@@ -110,21 +110,13 @@ pub async fn connections_are_per_person_and_server_replaced_and_deleted(store: A
     let t2 = t1 + Duration::seconds(1);
     assert!(
         !store
-            .replace_connection_sealed(a, alice.id, cal, "v1.k1.n.alice", "x", "k1", t2)
+            .replace_connection_sealed(&conn, "x", "k1", t2)
             .await
             .unwrap()
     );
     assert!(
         store
-            .replace_connection_sealed(
-                a,
-                alice.id,
-                cal,
-                "v1.k2.n.alice2",
-                "v1.k2.n.fresh",
-                "k2",
-                t2
-            )
+            .replace_connection_sealed(&again, "v1.k2.n.fresh", "k2", t2)
             .await
             .unwrap()
     );
@@ -148,7 +140,7 @@ pub async fn connections_are_per_person_and_server_replaced_and_deleted(store: A
     assert_eq!(store.connection(a, alice.id, cal).await.unwrap(), None);
     assert!(
         !store
-            .replace_connection_sealed(a, alice.id, cal, "v1.k2.n.fresh", "y", "k2", t2)
+            .replace_connection_sealed(&gone, "y", "k2", t2)
             .await
             .unwrap()
     );
