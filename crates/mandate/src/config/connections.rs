@@ -98,3 +98,80 @@ pub(super) fn settle_all(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::tests::file;
+    use crate::config::Config;
+
+    const GOOD: &str = "[[gateway.connection_provider]]\nname = \"calendar\"\n\
+        issuer = \"https://as.example/t1\"\nclient_id = \"mandate\"\n\
+        client_secret = \"calendar-client\"\nscopes = [\"calendar.read\"]\n";
+
+    #[test]
+    fn a_provider_is_read_with_its_default_metadata_url() {
+        let (_dir, flags) = file(GOOD);
+        let c = Config::load(&flags, &BTreeMap::new()).unwrap();
+        let p = &c.gateway.connection_providers[0];
+        assert_eq!(p.name, "calendar");
+        assert_eq!(p.client_secret, "calendar-client");
+        assert_eq!(
+            p.provider.metadata_url,
+            "https://as.example/.well-known/oauth-authorization-server/t1"
+        );
+        assert!(!p.provider.dangerous_allow_insecure_loopback);
+        let none = Config::load(&file("").1, &BTreeMap::new()).unwrap();
+        assert!(none.gateway.connection_providers.is_empty());
+    }
+
+    #[test]
+    fn hostile_providers_are_refused_by_key() {
+        for (bad, key) in [
+            (
+                GOOD.replace("https://as.example/t1", "http://as.example"),
+                "issuer",
+            ),
+            (
+                GOOD.replace("https://as.example/t1", "http://127.0.0.1:9"),
+                "issuer",
+            ),
+            (
+                GOOD.replace("name = \"calendar\"", "name = \"a b\""),
+                "name",
+            ),
+            (GOOD.replace("name = \"calendar\"", "name = \"\""), "name"),
+            (
+                GOOD.replace(
+                    "client_secret = \"calendar-client\"",
+                    "client_secret = \"\"",
+                ),
+                "client_secret",
+            ),
+            (
+                GOOD.replace("client_id = \"mandate\"", "client_id = \"\""),
+                "issuer",
+            ),
+            (GOOD.replace("[\"calendar.read\"]", "[\"a b\"]"), "issuer"),
+            (format!("{GOOD}metadata_url = \"ftp://x\"\n"), "issuer"),
+            (
+                format!("{GOOD}client_secret_value = \"s3cret\"\n"),
+                "client_secret_value",
+            ),
+            (format!("{GOOD}{GOOD}"), "name"),
+        ] {
+            let (_dir, flags) = file(&bad);
+            let e = Config::load(&flags, &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        // http on loopback only with the test switch.
+        let local = GOOD.replace("https://as.example/t1", "http://127.0.0.1:9");
+        let (_dir, flags) = file(&format!(
+            "{local}dangerous_allow_insecure_loopback = true\n"
+        ));
+        assert!(Config::load(&flags, &BTreeMap::new()).is_ok());
+    }
+}
