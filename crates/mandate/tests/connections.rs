@@ -315,7 +315,7 @@ fn connect_in_browser(server: &Server, email: &str, login: &str, connect_path: &
     browser.see("calendar.read");
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -441,11 +441,35 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     assert_eq!(tokens_seen[0], tokens_seen[1], "a fresh token is reused");
     responses.push(first);
 
-    // Bob: held, then his own connection and his own token.
-    let held = whoami(&server, &bob, &bob_mandate).await;
-    assert_eq!(held["error"]["data"]["reason"], "connection_required");
+    // Bob, with the SDK's MCP 2026-07-28 client: his call answers input_required with
+    // the connect link; he connects in the browser; the SDK's retry passes with his
+    // own token.
+    let token = common::mcp_token(&server, &bob, &bob_mandate).await;
+    let connected = dir.path().join("bob-connected");
+    let mut modern = Command::new("python3")
+        .arg(common::python_dir().join("mcp_modern_client.py"))
+        .arg(format!("{}/mcp", server.url))
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--tool", "cal.whoami", "--arguments", "{}"])
+        .args(["--wait-for", connected.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read as they come (this blocks one of the runtime's workers; the upstream runs
+    // on another).
+    let mut lines = BufReader::new(modern.stdout.take().unwrap()).lines();
+    let asked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        asked["asked"],
+        format!("{}{connect_path}", server.url),
+        "{asked}"
+    );
+    assert_eq!(asked["mode"], "url");
     connect_in_browser(&server, "bob@example.com", "bob", &connect_path);
-    let bobs = whoami(&server, &bob, &bob_mandate).await;
+    std::fs::write(&connected, b"").unwrap();
+    let bobs: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let _ = modern.wait();
     assert_eq!(text_of(&bobs), "bob", "{bobs}");
     assert_ne!(seen.lock().unwrap().last().unwrap(), &tokens_seen[0]);
 

@@ -12,6 +12,10 @@ approves the approval the page names (POST BASE/v1/approvals/{id}/approve with t
 person's API token; the id is the URL's last segment) and answers `accept`. The SDK
 then retries the call with the answer and the echoed request state.
 
+With --wait-for PATH instead of --api/--person, the person acts elsewhere (the test
+drives a browser through the page, e.g. to connect their account at a service): the
+callback answers `accept` once PATH exists (at most 120 s).
+
 With --answer JSON, a form-mode elicitation (one an upstream tool asks during the
 call, relayed by the gateway as `input_required`) is accepted with that content;
 without it, it is declined.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import urllib.request
 import warnings
@@ -64,6 +69,12 @@ async def run(args: argparse.Namespace) -> int:
                 return types.ElicitResult(action="decline")
             emit({"message": getattr(params, "message", None)})
             return types.ElicitResult(action="accept", content=json.loads(args.answer))
+        if args.wait_for:
+            for _ in range(1200):
+                if os.path.exists(args.wait_for):
+                    return types.ElicitResult(action="accept")
+                await asyncio.sleep(0.1)
+            return types.ElicitResult(action="cancel")
         approval = url.rstrip("/").rsplit("/", 1)[-1]
         await asyncio.to_thread(approve, args.api, args.person, approval)
         return types.ElicitResult(action="accept")
@@ -92,10 +103,14 @@ def main() -> int:
     p.add_argument("--header", action="append", type=parse_header, default=[])
     p.add_argument("--tool", required=True)
     p.add_argument("--arguments", default="{}")
-    p.add_argument("--api", required=True, help="where the person's API is (approvals)")
-    p.add_argument("--person", required=True, help="the person's API token")
+    p.add_argument("--api", help="where the person's API is (approvals)")
+    p.add_argument("--person", help="the person's API token")
+    p.add_argument("--wait-for", help="accept a URL elicitation once this file exists")
     p.add_argument("--answer", help="content to accept a form-mode elicitation with (JSON)")
-    return asyncio.run(run(p.parse_args()))
+    args = p.parse_args()
+    if not args.wait_for and not (args.api and args.person):
+        p.error("--api and --person are required without --wait-for")
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
