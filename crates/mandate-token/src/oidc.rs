@@ -155,12 +155,7 @@ impl RelyingParty {
         let timeout = options.fetch_timeout;
         let issuer = FederatedIssuer::new(config.issuer.clone(), vec![config.client_id.clone()]);
         let federation = Federation::new(vec![issuer], options)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mandate/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = provider_client(timeout)
             .map_err(|e| bad(format!("cannot build the HTTP client: {e}")))?;
         Ok(RelyingParty {
             config,
@@ -375,6 +370,19 @@ impl RelyingParty {
             )),
         }
     }
+}
+
+/// The HTTP client for a provider's endpoints: bounded in time, redirects never
+/// followed (a token request must not be replayed elsewhere).
+pub(crate) fn provider_client(
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("mandate/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// The S256 code challenge of a PKCE verifier (RFC 7636 §4.2).

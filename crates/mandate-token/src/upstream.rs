@@ -253,12 +253,7 @@ impl Provider {
         {
             return Err(bad("a scope is one non-empty word".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mandate/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::oidc::provider_client(timeout)
             .map_err(|e| bad(format!("cannot build the HTTP client: {e}")))?;
         Ok(Provider {
             config,

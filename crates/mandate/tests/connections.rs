@@ -19,15 +19,16 @@
 //! appears in any response, the log, the audit ledger or the database files.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 mod common;
 
+use common::assert_nowhere;
 use common::browser::Browser;
+use common::oidc::{OidcProvider, free_port};
 use common::{Actors, Server, admin_token, created, http, mcp_client};
 
 const CLIENT_SECRET: &str = "upstream-client-secret-PLANTED-4c1d9e";
@@ -35,61 +36,6 @@ const PASSWORD: &str = "a long console password";
 const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 /// Access tokens live 8 s at the provider: refreshed 2 s before they expire.
 const ACCESS_TTL: u64 = 8;
-
-/// oidc-provider as the upstream's authorization server, killed when dropped.
-struct Provider {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Provider {
-    fn start(port: u16, redirect_uri: &str, token_log: &Path) -> Provider {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed: run `npm ci --prefix crates/mandate/tests/oidc` (.ci/run does)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("upstream.mjs"))
-            .args(["--port", &port.to_string()])
-            .args(["--redirect-uri", redirect_uri])
-            .args(["--client-secret", CLIENT_SECRET])
-            .args(["--access-ttl", &ACCESS_TTL.to_string()])
-            .args(["--token-log", token_log.to_str().unwrap()])
-            .args(["--account", "alice", "--account", "bob"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("issuer"),
-            "oidc-provider did not start: {line:?}"
-        );
-        Provider {
-            child,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An MCP upstream of ours (Streamable HTTP, JSON answers): `tools/list` is open,
 /// `tools/call whoami` asks the provider whose bearer token the call carries and
@@ -341,10 +287,25 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
         ],
     );
     let token_log = dir.path().join("issued-tokens");
-    let _provider = Provider::start(
-        port,
-        &format!("{}/ui/connections/callback", server.url),
-        &token_log,
+    let redirect_uri = format!("{}/ui/connections/callback", server.url);
+    let _provider = OidcProvider::start(
+        "upstream.mjs",
+        &[
+            "--port",
+            &port.to_string(),
+            "--redirect-uri",
+            &redirect_uri,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--access-ttl",
+            &ACCESS_TTL.to_string(),
+            "--token-log",
+            token_log.to_str().unwrap(),
+            "--account",
+            "alice",
+            "--account",
+            "bob",
+        ],
     );
     let (upstream, seen) = mcp_upstream(issuer.clone()).await;
     let admin = admin_token(&data);
@@ -554,28 +515,6 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     );
     let mut planted: Vec<&str> = issued.iter().map(String::as_str).collect();
     planted.push(CLIENT_SECRET);
-    for response in &responses {
-        let text = response.to_string();
-        for p in &planted {
-            assert!(!text.contains(p), "a response carries a token: {text}");
-        }
-    }
     let log = server.stop();
-    for p in &planted {
-        assert!(!log.contains(p), "the log carries a token");
-    }
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let file = entry.unwrap().path();
-        if !file.is_file() {
-            continue;
-        }
-        let bytes = std::fs::read(&file).unwrap();
-        for p in &planted {
-            assert!(
-                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
-                "{} holds a token in clear",
-                file.display()
-            );
-        }
-    }
+    assert_nowhere(&planted, &responses, &log, &data);
 }

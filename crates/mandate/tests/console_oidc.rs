@@ -12,74 +12,37 @@
 //! no one's is refused and gets no session; the client secret never reaches the log; a
 //! sign-in started at one replica finishes at another.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
-
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
 use common::browser::Browser;
+use common::oidc::{OidcProvider, free_port};
 use common::{Server, admin_token, created};
 
 const CLIENT_SECRET: &str = "oidc-client-secret-never-shown-0123456789";
 
-/// oidc-provider on 127.0.0.1:`port`, killed when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-    // Kept open: the provider writes nothing more, but a closed pipe would kill it.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Provider {
-    fn start(port: u16, redirect_uri: &str) -> Provider {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed: run `npm ci --prefix crates/mandate/tests/oidc` (.ci/run does)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("provider.mjs"))
-            .args(["--port", &port.to_string()])
-            .args(["--redirect-uri", redirect_uri])
-            .args(["--client-secret", CLIENT_SECRET])
-            .args(["--account", "alice=Alice@Example.COM"])
-            .args(["--account", "mallory=mallory@elsewhere.example"])
-            .args(["--account", "eve=alice@example.com"])
-            .args(["--unverified", "eve"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        let started: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("oidc-provider did not start ({e}): {line:?}"));
-        Provider {
-            child,
-            issuer: started["issuer"].as_str().unwrap().to_owned(),
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// oidc-provider on 127.0.0.1:`port` with the console's client and a few accounts.
+fn start_provider(port: u16, redirect_uri: &str) -> OidcProvider {
+    OidcProvider::start(
+        "provider.mjs",
+        &[
+            "--port",
+            &port.to_string(),
+            "--redirect-uri",
+            redirect_uri,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--account",
+            "alice=Alice@Example.COM",
+            "--account",
+            "mallory=mallory@elsewhere.example",
+            "--account",
+            "eve=alice@example.com",
+            "--unverified",
+            "eve",
+        ],
+    )
 }
 
 /// Through the provider's development screens: any password, then consent.
@@ -112,7 +75,7 @@ async fn sign_in_with_an_external_openid_provider() {
     .unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &["--config", config.to_str().unwrap()]);
-    let provider = Provider::start(port, &format!("{}/ui/login/oidc/callback", server.url));
+    let provider = start_provider(port, &format!("{}/ui/login/oidc/callback", server.url));
     assert_eq!(provider.issuer, format!("http://127.0.0.1:{port}"));
     let admin = admin_token(&data);
     created(
@@ -192,7 +155,7 @@ async fn a_sign_in_started_at_one_replica_finishes_at_another() {
         &flags,
         &env,
     );
-    let _provider = Provider::start(idp_port, &format!("{public}/ui/login/oidc/callback"));
+    let _provider = start_provider(idp_port, &format!("{public}/ui/login/oidc/callback"));
     let admin = admin_token(&dir.path().join("a"));
     created(
         &a,

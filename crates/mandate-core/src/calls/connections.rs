@@ -194,18 +194,16 @@ impl Broker {
         mandate: &Mandate,
         actor: Vec<String>,
     ) -> Result<(), CallError> {
-        let mut event = NewEvent::new(server.tenant_id, EventKind::ConnectionRequired, "");
-        event.actor = actor;
+        let mut event = connection_event(
+            EventKind::ConnectionRequired,
+            server,
+            mandate.terms.human_id,
+            actor,
+            json!({}),
+        );
         event.mandate_id = Some(mandate.id);
         event.agent_id = Some(mandate.terms.agent_id);
-        event.human_id = Some(mandate.terms.human_id);
-        event.data = crate::calls::obj(json!({"server": server.name, "server_id": server.id}));
-        self.settings()?
-            .ledger
-            .append(event)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.audit(event).await
     }
 
     /// The `Authorization: Bearer` header of the person's connection, refreshed first
@@ -479,16 +477,14 @@ impl Broker {
                 updated_at: now,
             })
             .await?;
-        let mut event = NewEvent::new(
-            tenant,
+        let event = connection_event(
             EventKind::ConnectionConnected,
-            format!("human:{human}"),
+            &server,
+            human,
+            vec![format!("human:{human}")],
+            json!({"provider": provider, "scope": scope}),
         );
-        event.human_id = Some(human);
-        event.data = crate::calls::obj(json!({
-            "server": server.name, "server_id": server.id, "provider": provider, "scope": scope,
-        }));
-        settings.ledger.append(event).await?;
+        self.audit(event).await.map_err(from_call)?;
         Ok(ConnectionView {
             server_id: server.id,
             server: server.name,
@@ -606,12 +602,17 @@ impl Broker {
         actor: Vec<String>,
         reason: &str,
     ) -> Result<(), CallError> {
-        let mut event = NewEvent::new(server.tenant_id, EventKind::ConnectionRevoked, "");
-        event.actor = actor;
-        event.human_id = Some(human);
-        event.data = crate::calls::obj(json!({
-            "server": server.name, "server_id": server.id, "reason": reason,
-        }));
+        let event = connection_event(
+            EventKind::ConnectionRevoked,
+            server,
+            human,
+            actor,
+            json!({"reason": reason}),
+        );
+        self.audit(event).await
+    }
+
+    async fn audit(&self, event: NewEvent) -> Result<(), CallError> {
         self.settings()?
             .ledger
             .append(event)
@@ -650,6 +651,24 @@ fn into_sealed(fresh: TokenSet, now: i64, kept_refresh: Option<Secret<String>>) 
             .expires_in
             .map(|s| now.saturating_add(s - (s / 4).min(REFRESH_MARGIN_SECONDS))),
     }
+}
+
+/// An event about `human`'s connection to `server` (never any token material): the
+/// server by name and id, and `data`'s fields.
+fn connection_event(
+    kind: EventKind,
+    server: &ToolServer,
+    human: HumanId,
+    actor: Vec<String>,
+    data: serde_json::Value,
+) -> NewEvent {
+    let mut event = NewEvent::new(server.tenant_id, kind, "");
+    event.actor = actor;
+    event.human_id = Some(human);
+    event.data = crate::calls::obj(data);
+    event.data.insert("server".into(), json!(server.name));
+    event.data.insert("server_id".into(), json!(server.id));
+    event
 }
 
 fn from_call(e: CallError) -> CoreError {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod browser;
+pub mod oidc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 
@@ -441,6 +442,35 @@ pub async fn capture() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captured>
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
+}
+
+/// Asserts that none of `planted` appears in `responses`, the server's `log`, or any
+/// file of its data directory `data` (a SQLite database and its WAL: sealed, never in
+/// clear).
+pub fn assert_nowhere(planted: &[&str], responses: &[Value], log: &str, data: &Path) {
+    for response in responses {
+        let text = response.to_string();
+        for p in planted {
+            assert!(!text.contains(p), "a response carries a secret: {text}");
+        }
+    }
+    for p in planted {
+        assert!(!log.contains(p), "the log carries a secret");
+    }
+    for entry in std::fs::read_dir(data).unwrap() {
+        let file = entry.unwrap().path();
+        if !file.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap();
+        for p in planted {
+            assert!(
+                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                "{} holds a secret in clear",
+                file.display()
+            );
+        }
+    }
 }
 
 /// A fresh database on the test PostgreSQL server, dropped when done.
