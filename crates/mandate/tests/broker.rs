@@ -60,28 +60,13 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
         format!("[gateway]\npostgres_roles_url = \"{ADMIN_URL}\"\n"),
     )
     .unwrap();
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let data = dir.path().join("data");
-    let server = Server::start_with_env(
-        &data,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
-            ("MANDATE_LOG", "debug"),
-        ],
-    );
+    let server = Server::start_with_broker(&data, &config);
     let admin = admin_token(&data);
     let mut responses = Vec::new();
 
     // The secret goes in; what comes back is its name and key id only.
-    let (status, stored) = http(
-        reqwest::Method::PUT,
-        format!("{}/v1/secrets/api-key", server.url),
-        &admin,
-        Some(json!({"value": PLANTED, "inject": {"kind": "bearer"}})),
-    )
-    .await;
-    assert_eq!(status, 200, "{stored}");
+    let stored = common::put_secret(&server, &admin, "api-key", PLANTED).await;
     assert_eq!(stored["key_id"], "k1");
     responses.push(stored);
     let (status, bad) = http(

@@ -276,16 +276,8 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
         ),
     )
     .unwrap();
-    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
     let data = dir.path().join("data");
-    let server = Server::start_with_env(
-        &data,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
-            ("MANDATE_LOG", "debug"),
-        ],
-    );
+    let server = Server::start_with_broker(&data, &config);
     let token_log = dir.path().join("issued-tokens");
     let redirect_uri = format!("{}/ui/connections/callback", server.url);
     let _provider = OidcProvider::start(
@@ -311,14 +303,7 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     let admin = admin_token(&data);
     let mut responses = Vec::new();
 
-    let (status, body) = http(
-        reqwest::Method::PUT,
-        format!("{}/v1/secrets/calendar-client", server.url),
-        &admin,
-        Some(json!({"value": CLIENT_SECRET, "inject": {"kind": "bearer"}})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    responses.push(common::put_secret(&server, &admin, "calendar-client", CLIENT_SECRET).await);
     let srv = created(
         &server,
         "/v1/tool-servers",

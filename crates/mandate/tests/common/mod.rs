@@ -34,6 +34,20 @@ impl Server {
         Server::start_on("127.0.0.1:0", data, extra, env)
     }
 
+    /// With the credential broker on (master key `k1`) and the log at debug level (what
+    /// the secret-scanning tests read), reading the configuration file `config`.
+    pub fn start_with_broker(data: &Path, config: &Path) -> Server {
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        Server::start_with_env(
+            data,
+            &["--config", config.to_str().unwrap()],
+            &[
+                ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
+                ("MANDATE_LOG", "debug"),
+            ],
+        )
+    }
+
     /// `start_with_env` on a given address (a replica restarted where a load balancer
     /// expects it).
     pub fn start_on(listen: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
@@ -471,6 +485,20 @@ pub fn assert_nowhere(planted: &[&str], responses: &[Value], log: &str, data: &P
             );
         }
     }
+}
+
+/// Seals `value` in the vault as secret `name` (as a bearer credential): the answer,
+/// which names it and its key id only.
+pub async fn put_secret(server: &Server, admin: &str, name: &str, value: &str) -> Value {
+    let (status, stored) = http(
+        reqwest::Method::PUT,
+        format!("{}/v1/secrets/{name}", server.url),
+        admin,
+        Some(serde_json::json!({"value": value, "inject": {"kind": "bearer"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    stored
 }
 
 /// A fresh database on the test PostgreSQL server, dropped when done.

@@ -8,6 +8,7 @@
 // Prints one JSON line {"issuer": "http://127.0.0.1:PORT"} once it listens, then serves
 // until its standard input ends (the test's end) or it is killed.
 import Provider from 'oidc-provider';
+import { freePort, serve } from './listen.mjs';
 
 function options(argv) {
   const o = { port: 0, accounts: {}, unverified: new Set() };
@@ -28,13 +29,7 @@ function options(argv) {
 }
 
 const o = options(process.argv.slice(2));
-// Port 0 would make the issuer unknowable before listening: find a free one first.
-const port = o.port || await new Promise((resolve) => {
-  import('node:net').then(({ createServer }) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-});
+const port = o.port || await freePort();
 const issuer = `http://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {
@@ -63,10 +58,5 @@ const provider = new Provider(issuer, {
     };
   },
 });
-provider.on('server_error', (ctx, err) => console.error('oidc-provider server_error', err));
 
-const server = provider.listen(port, '127.0.0.1', () => {
-  console.log(JSON.stringify({ issuer }));
-});
-process.stdin.on('end', () => { server.close(); process.exit(0); });
-process.stdin.resume();
+serve(provider, port, issuer);

@@ -14,6 +14,7 @@
 // and refresh token it issues is appended to the token log, one per line, so that the
 // test can look for them where they must never be.
 import Provider from 'oidc-provider';
+import { freePort, serve } from './listen.mjs';
 
 function options(argv) {
   const o = { accounts: new Set(), accessTtl: 5 };
@@ -35,12 +36,7 @@ function options(argv) {
 }
 
 const o = options(process.argv.slice(2));
-const port = o.port || await new Promise((resolve) => {
-  import('node:net').then(({ createServer }) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-});
+const port = o.port || await freePort();
 const issuer = `http://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {
@@ -63,7 +59,6 @@ const provider = new Provider(issuer, {
     return { accountId: id, async claims() { return { sub: id }; } };
   },
 });
-provider.on('server_error', (ctx, err) => console.error('oidc-provider server_error', err));
 const { appendFileSync } = await import('node:fs');
 for (const saved of ['access_token.saved', 'refresh_token.saved']) {
   provider.on(saved, (token) => { if (o.tokenLog) appendFileSync(o.tokenLog, `${token.jti}\n`); });
@@ -78,8 +73,4 @@ provider.use(async (ctx, next) => {
   ctx.body = { sub: token.accountId, scope: token.scope };
 });
 
-const server = provider.listen(port, '127.0.0.1', () => {
-  console.log(JSON.stringify({ issuer }));
-});
-process.stdin.on('end', () => { server.close(); process.exit(0); });
-process.stdin.resume();
+serve(provider, port, issuer);
