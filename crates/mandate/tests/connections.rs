@@ -352,6 +352,20 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
         ))
         .await;
     assert_eq!(status, 403, "another person's state is refused");
+    // … and left for its person: Bob's own callback still takes it (the provider then
+    // refuses the made-up code), once.
+    let (status, _) = bob_console
+        .get(&format!(
+            "/ui/connections/callback?code=made-up&state={bobs_state}"
+        ))
+        .await;
+    assert_eq!(status, 400, "Bob's state was still his to use");
+    let (status, _) = bob_console
+        .get(&format!(
+            "/ui/connections/callback?code=made-up&state={bobs_state}"
+        ))
+        .await;
+    assert_eq!(status, 403, "and only once");
     for bad in ["", "x", "%00", &"A".repeat(200), "../../etc"] {
         let (status, _) = alice_console
             .get(&format!("/ui/connections/callback?code=c&state={bad}"))

@@ -699,6 +699,50 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn sealed_tokens_open_only_in_their_own_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = mandate_store_sql::SqliteStore::open(dir.path())
+            .await
+            .unwrap();
+        let keys = mandate_broker::MasterKeys::generate().unwrap();
+        let broker = Broker::new(Arc::new(store), keys, None);
+        let (t, h, s) = (
+            TenantId::generate(),
+            HumanId::generate(),
+            ToolServerId::generate(),
+        );
+        let tokens = SealedTokens {
+            access_token: "at-PLANTED".into(),
+            refresh_token: Some("rt-PLANTED".into()),
+            refresh_at: Some(1),
+        };
+        let sealed = broker.seal_tokens(t, h, s, &tokens).unwrap().to_string();
+        assert!(!sealed.contains("PLANTED"));
+        let row = |tenant_id, human_id, server_id| StoredConnection {
+            tenant_id,
+            human_id,
+            server_id,
+            provider: "p".into(),
+            scope: String::new(),
+            sealed: sealed.clone(),
+            key_id: String::new(),
+            connected_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        let opened = broker.open_tokens(&row(t, h, s)).unwrap();
+        assert_eq!(opened.access_token, "at-PLANTED");
+        assert_eq!(opened.refresh_token.as_deref(), Some("rt-PLANTED"));
+        // Copied into another person's, server's or tenant's row: it does not open.
+        for moved in [
+            row(t, HumanId::generate(), s),
+            row(t, h, ToolServerId::generate()),
+            row(TenantId::generate(), h, s),
+        ] {
+            assert!(broker.open_tokens(&moved).is_err());
+        }
+    }
+
     #[test]
     fn aads_bind_tenant_person_and_server() {
         let (t, h, s) = (
