@@ -98,6 +98,15 @@ async fn mcp_upstream(issuer: String) -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
+/// The configuration naming the provider at `issuer` as `calendar`.
+fn provider_config(issuer: &str) -> String {
+    format!(
+        "[[gateway.connection_provider]]\nname = \"calendar\"\nissuer = \"{issuer}\"\n\
+         client_id = \"mandate-gateway\"\nclient_secret = \"calendar-client\"\n\
+         scopes = [\"openid\", \"calendar.read\"]\ndangerous_allow_insecure_loopback = true\n"
+    )
+}
+
 /// A person with a console password, an API token and an agent with a key.
 async fn person(server: &Server, admin: &str, name: &str) -> Actors {
     let email = format!("{name}@example.com");
@@ -150,7 +159,12 @@ async fn person(server: &Server, admin: &str, name: &str) -> Actors {
 /// One `cal.whoami` call with the Python `mcp` client: its result or error.
 async fn whoami(server: &Server, who: &Actors, mandate: &str) -> Value {
     let token = common::mcp_token(server, who, mandate).await;
-    let url = format!("{}/mcp", server.url);
+    whoami_at(&server.url, token).await
+}
+
+/// One `cal.whoami` call at `base` with `token`.
+async fn whoami_at(base: &str, token: String) -> Value {
+    let url = format!("{base}/mcp");
     let steps = json!([{"op": "call_tool", "name": "cal.whoami", "arguments": {}}]);
     tokio::task::spawn_blocking(move || mcp_client(&url, Some(&token), &steps))
         .await
@@ -248,7 +262,8 @@ fn state_of(url: &str) -> String {
         .unwrap()
 }
 
-/// Through the console's connect link and the provider's development screens.
+/// Through the console's connect link (a path of `server`, or a URL) and the
+/// provider's development screens.
 fn connect_in_browser(server: &Server, email: &str, login: &str, connect_path: &str) {
     let mut browser = Browser::open(&server.url, &format!("connections-{login}"));
     browser.sign_in(email, PASSWORD);
@@ -267,15 +282,7 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("mandate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[gateway.connection_provider]]\nname = \"calendar\"\nissuer = \"{issuer}\"\n\
-             client_id = \"mandate-gateway\"\nclient_secret = \"calendar-client\"\n\
-             scopes = [\"openid\", \"calendar.read\"]\ndangerous_allow_insecure_loopback = true\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, provider_config(&issuer)).unwrap();
     let data = dir.path().join("data");
     let server = Server::start_with_broker(&data, &config);
     let token_log = dir.path().join("issued-tokens");
@@ -516,4 +523,107 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     planted.push(CLIENT_SECRET);
     let log = server.stop();
     assert_nowhere(&planted, &responses, &log, &data);
+}
+
+/// Two replicas on one PostgreSQL database, the public URL (the console's origin and
+/// the provider's redirect) being B's: a connection started at A is finished at B (the
+/// state is in the store), calls at either replica carry it, and a disconnect at B
+/// holds the very next call at A (nothing is cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_is_made_used_and_revoked_across_replicas() {
+    let db = common::Database::create("mandate_connections_replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, b_port) = (free_port(), free_port());
+    let (issuer, public) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{b_port}"),
+    );
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(&config, provider_config(&issuer)).unwrap();
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [3u8; 32]);
+    let flags = [
+        "--config",
+        config.to_str().unwrap(),
+        "--database-url",
+        db.url.as_str(),
+    ];
+    let master = format!("k1:{key}");
+    let env = [
+        ("MANDATE_PUBLIC_URL", public.as_str()),
+        ("MANDATE_MASTER_KEY", master.as_str()),
+    ];
+    let a = Server::start_with_env(&dir.path().join("a"), &flags, &env);
+    let b = Server::start_on(
+        &format!("127.0.0.1:{b_port}"),
+        &dir.path().join("b"),
+        &flags,
+        &env,
+    );
+    let redirect_uri = format!("{public}/ui/connections/callback");
+    let _provider = OidcProvider::start(
+        "upstream.mjs",
+        &[
+            "--port",
+            &port.to_string(),
+            "--redirect-uri",
+            &redirect_uri,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--account",
+            "alice",
+        ],
+    );
+    let (upstream, _seen) = mcp_upstream(issuer).await;
+    let admin = admin_token(&dir.path().join("a"));
+    common::put_secret(&a, &admin, "calendar-client", CLIENT_SECRET).await;
+    let srv = created(
+        &a,
+        "/v1/tool-servers",
+        &admin,
+        json!({"name": "cal", "transport": {"kind": "mcp_http", "url": upstream},
+               "credential_ref": "connection:calendar"}),
+    )
+    .await;
+    let alice = person(&a, &admin, "alice").await;
+    let terms = json!({"intent": "read my calendar", "scope": {"tools": [{"tool": "cal.whoami"}]},
+                       "data_ceiling": "internal", "mode": "execute"});
+    let mandate = common::consented_mandate(&a, &admin, &alice, terms).await;
+    let token = common::task_token(
+        &b,
+        &alice.agent,
+        &alice.key,
+        &mandate,
+        &format!("{public}/mcp"),
+    )
+    .await;
+
+    let held = whoami_at(&b.url, token.clone()).await;
+    assert_eq!(
+        held["error"]["data"]["reason"], "connection_required",
+        "{held}"
+    );
+    // Signed in at B (the console's origin); the connection started at A; the provider
+    // sends the browser back to B, which finishes it.
+    connect_in_browser(
+        &b,
+        "alice@example.com",
+        "alice",
+        &format!("{}/ui/connections/{srv}/connect", a.url),
+    );
+    for replica in [&a, &b] {
+        let answer = whoami_at(&replica.url, token.clone()).await;
+        assert_eq!(text_of(&answer), "alice", "{answer}");
+    }
+    let mut browser = Browser::open(&b.url, "connections-replicas-revoke");
+    browser.sign_in("alice@example.com", PASSWORD);
+    browser.goto("/ui/connections");
+    browser.click("button", "Disconnect");
+    browser.see("Disconnected.");
+    drop(browser);
+    let held = whoami_at(&a.url, token).await;
+    assert_eq!(
+        held["error"]["data"]["reason"], "connection_required",
+        "{held}"
+    );
+    drop((a, b));
 }
