@@ -481,6 +481,38 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     assert_eq!(held["error"]["data"]["reason"], "connection_required");
     assert_eq!(text_of(&whoami(&server, &bob, &bob_mandate).await), "bob");
 
+    // Bob's refresh token revoked at the provider behind Mandate's back: once his access
+    // token needs refreshing, the call fails closed and the connection is removed; his
+    // next call is held for him to connect again.
+    let issued = std::fs::read_to_string(&token_log).unwrap();
+    let bobs_refresh = issued
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("refresh_token bob "))
+        .unwrap()
+        .to_owned();
+    let revoked = reqwest::Client::new()
+        .post(format!("{issuer}/token/revocation"))
+        .basic_auth("mandate-gateway", Some(CLIENT_SECRET))
+        .form(&[
+            ("token", bobs_refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_secs(ACCESS_TTL)).await;
+    let failed = whoami(&server, &bob, &bob_mandate).await;
+    assert!(failed["error"]["code"].is_number(), "{failed}");
+    assert_ne!(failed["error"]["data"]["reason"], "connection_required");
+    let held = whoami(&server, &bob, &bob_mandate).await;
+    assert_eq!(
+        held["error"]["data"]["reason"], "connection_required",
+        "{held}"
+    );
+    responses.push(failed);
+
     // Audited, without token material.
     let (_, audit) = http(
         reqwest::Method::GET,
@@ -502,13 +534,28 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
+    let reasons: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "connection.revoked")
+        .filter_map(|e| e["data"]["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"disconnected by the person"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"the provider refused the refresh token"),
+        "{reasons:?}"
+    );
     responses.push(audit);
 
     // Secret scanning: no token the provider issued, nor the client secret, anywhere.
     let issued: Vec<String> = std::fs::read_to_string(&token_log)
         .unwrap()
         .lines()
-        .map(str::to_owned)
+        .filter_map(|l| l.rsplit(' ').next().map(str::to_owned))
         .collect();
     assert!(
         issued.len() >= 5,

@@ -11,8 +11,9 @@
 // until its standard input ends (the test's end) or it is killed. GET /test/whoami with
 // a bearer access token answers {"sub": …} for a token it issued and still honours
 // (the test's MCP upstream asks it whose token a call carried), else 401. Every access
-// and refresh token it issues is appended to the token log, one per line, so that the
-// test can look for them where they must never be.
+// and refresh token it issues is appended to the token log, one per line as
+// `access_token|refresh_token ACCOUNT TOKEN`, so that the test can look for them where
+// they must never be (and revoke one behind Mandate's back).
 import Provider from 'oidc-provider';
 import { freePort, serve } from './listen.mjs';
 
@@ -61,7 +62,10 @@ const provider = new Provider(issuer, {
 });
 const { appendFileSync } = await import('node:fs');
 for (const saved of ['access_token.saved', 'refresh_token.saved']) {
-  provider.on(saved, (token) => { if (o.tokenLog) appendFileSync(o.tokenLog, `${token.jti}\n`); });
+  const kind = saved.split('.')[0];
+  provider.on(saved, (token) => {
+    if (o.tokenLog) appendFileSync(o.tokenLog, `${kind} ${token.accountId} ${token.jti}\n`);
+  });
 }
 
 // Whose access token is this? (What a real API does with its authorization server.)
