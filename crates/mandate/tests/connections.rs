@@ -33,7 +33,6 @@ use common::{Actors, Server, admin_token, created, http, mcp_client};
 
 const CLIENT_SECRET: &str = "upstream-client-secret-PLANTED-4c1d9e";
 const PASSWORD: &str = "a long console password";
-const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 /// Access tokens live 8 s at the provider: refreshed 2 s before they expire.
 const ACCESS_TTL: u64 = 8;
 
@@ -125,20 +124,7 @@ async fn person(server: &Server, admin: &str, name: &str) -> Actors {
     )
     .await;
     assert_eq!(status, 201, "{token}");
-    let mut child = Command::new(BIN)
-        .args(["human", "password", &human])
-        .env("MANDATE_URL", &server.url)
-        .env("MANDATE_TOKEN", admin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    }
-    assert!(child.wait().unwrap().success());
+    common::set_password(server, admin, &human, PASSWORD);
     let key = mandate_jose::SigningKey::generate(mandate_jose::Alg::EdDSA, "k1".into()).unwrap();
     let agent = created(
         server,
