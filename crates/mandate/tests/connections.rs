@@ -33,8 +33,10 @@ use common::{Actors, Server, admin_token, created, http, mcp_client};
 
 const CLIENT_SECRET: &str = "upstream-client-secret-PLANTED-4c1d9e";
 const PASSWORD: &str = "a long console password";
-/// Access tokens live 8 s at the provider: refreshed 2 s before they expire.
-const ACCESS_TTL: u64 = 8;
+/// Access tokens live 16 s at the provider: refreshed 4 s before they expire (a
+/// quarter of their life), so that two calls right after connecting share one, and a
+/// wait of one lifetime sees it refreshed.
+const ACCESS_TTL: u64 = 16;
 
 /// An MCP upstream of ours (Streamable HTTP, JSON answers): `tools/list` is open,
 /// `tools/call whoami` asks the provider whose bearer token the call carries and
@@ -104,6 +106,39 @@ fn provider_config(issuer: &str) -> String {
          client_id = \"mandate-gateway\"\nclient_secret = \"calendar-client\"\n\
          scopes = [\"openid\", \"calendar.read\"]\ndangerous_allow_insecure_loopback = true\n"
     )
+}
+
+/// oidc-provider as the upstream's authorization server (`upstream.mjs`), Mandate its
+/// client, Alice an account; `extra` arguments besides.
+fn upstream_provider(port: u16, redirect_uri: &str, extra: &[&str]) -> OidcProvider {
+    let port = port.to_string();
+    let mut args = vec![
+        "--port",
+        &port,
+        "--redirect-uri",
+        redirect_uri,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--account",
+        "alice",
+    ];
+    args.extend_from_slice(extra);
+    OidcProvider::start("upstream.mjs", &args)
+}
+
+/// Mandate's client secret in the vault and the tool server `cal` that acts as each
+/// person at the provider: its id, and what the vault answered.
+async fn calendar_server(server: &Server, admin: &str, upstream: &str) -> (String, Value) {
+    let stored = common::put_secret(server, admin, "calendar-client", CLIENT_SECRET).await;
+    let srv = created(
+        server,
+        "/v1/tool-servers",
+        admin,
+        json!({"name": "cal", "transport": {"kind": "mcp_http", "url": upstream},
+               "credential_ref": "connection:calendar"}),
+    )
+    .await;
+    (srv, stored)
 }
 
 /// A person with a console password, an API token and an agent with a key.
@@ -273,21 +308,14 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     let server = Server::start_with_broker(&data, &config);
     let token_log = dir.path().join("issued-tokens");
     let redirect_uri = format!("{}/ui/connections/callback", server.url);
-    let _provider = OidcProvider::start(
-        "upstream.mjs",
+    let _provider = upstream_provider(
+        port,
+        &redirect_uri,
         &[
-            "--port",
-            &port.to_string(),
-            "--redirect-uri",
-            &redirect_uri,
-            "--client-secret",
-            CLIENT_SECRET,
             "--access-ttl",
             &ACCESS_TTL.to_string(),
             "--token-log",
             token_log.to_str().unwrap(),
-            "--account",
-            "alice",
             "--account",
             "bob",
         ],
@@ -296,15 +324,8 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
     let admin = admin_token(&data);
     let mut responses = Vec::new();
 
-    responses.push(common::put_secret(&server, &admin, "calendar-client", CLIENT_SECRET).await);
-    let srv = created(
-        &server,
-        "/v1/tool-servers",
-        &admin,
-        json!({"name": "cal", "transport": {"kind": "mcp_http", "url": upstream},
-               "credential_ref": "connection:calendar"}),
-    )
-    .await;
+    let (srv, stored) = calendar_server(&server, &admin, &upstream).await;
+    responses.push(stored);
     let connect_path = format!("/ui/connections/{srv}/connect");
     let alice = person(&server, &admin, "alice").await;
     let bob = person(&server, &admin, "bob").await;
@@ -593,30 +614,10 @@ async fn a_connection_is_made_used_and_revoked_across_replicas() {
         &env,
     );
     let redirect_uri = format!("{public}/ui/connections/callback");
-    let _provider = OidcProvider::start(
-        "upstream.mjs",
-        &[
-            "--port",
-            &port.to_string(),
-            "--redirect-uri",
-            &redirect_uri,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--account",
-            "alice",
-        ],
-    );
+    let _provider = upstream_provider(port, &redirect_uri, &[]);
     let (upstream, _seen) = mcp_upstream(issuer).await;
     let admin = admin_token(&dir.path().join("a"));
-    common::put_secret(&a, &admin, "calendar-client", CLIENT_SECRET).await;
-    let srv = created(
-        &a,
-        "/v1/tool-servers",
-        &admin,
-        json!({"name": "cal", "transport": {"kind": "mcp_http", "url": upstream},
-               "credential_ref": "connection:calendar"}),
-    )
-    .await;
+    let (srv, _) = calendar_server(&a, &admin, &upstream).await;
     let alice = person(&a, &admin, "alice").await;
     let terms = json!({"intent": "read my calendar", "scope": {"tools": [{"tool": "cal.whoami"}]},
                        "data_ceiling": "internal", "mode": "execute"});
