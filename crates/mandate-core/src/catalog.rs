@@ -28,12 +28,13 @@ impl Service {
             }
         }
         if let Some(r) = &new.credential_ref {
-            // `secret:NAME`, `postgres-role:ROLE`, `connection:PROVIDER`, or a bare
-            // secret name.
+            // `secret:NAME`, `postgres-role:ROLE`, `connection:PROVIDER`,
+            // `exchange:NAME`, or a bare secret name.
             let name = r
                 .strip_prefix("secret:")
                 .or_else(|| r.strip_prefix("postgres-role:"))
                 .or_else(|| r.strip_prefix("connection:"))
+                .or_else(|| r.strip_prefix("exchange:"))
                 .unwrap_or(r);
             check_label("credential_ref", name, true)?;
         }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use mandate_core::calls::Listing;
-use mandate_core::calls::connection_provider;
+use mandate_core::calls::per_person_credential;
 use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
 use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
 use mandate_types::{RiskTier, TenantId, ToolServerId};
@@ -217,7 +217,7 @@ impl Gateway {
             } else {
                 // A server called as each person is listed without anyone's token:
                 // the snapshot is shared by the whole tenant.
-                let headers = if connection_provider(&server).is_some() {
+                let headers = if per_person_credential(&server) {
                     self.credentials.listing_headers(&server).await
                 } else {
                     self.credentials.headers(&server, mandate).await

@@ -359,47 +359,19 @@ impl Provider {
         TokenSet::parse(status, &body).map_err(ProviderError::Refused)
     }
 
-    /// POSTs a form with HTTP Basic client authentication (RFC 6749 §2.3.1: each part
-    /// form-encoded before Base64).
     async fn post(
         &self,
         endpoint: Url,
         form: &[(&str, &str)],
         secret: &Secret<String>,
     ) -> Result<(u16, Vec<u8>), ProviderError> {
-        // The serializer is not `Send`: finish the body before anything awaits.
-        let body = {
-            let mut serializer = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in form {
-                serializer.append_pair(k, v);
-            }
-            Secret::new(serializer.finish())
-        };
-        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let basic = Secret::new(STANDARD.encode(format!(
-            "{}:{}",
-            enc(&self.config.client_id),
-            enc(secret.expose())
-        )));
-        let mut authorization =
-            reqwest::header::HeaderValue::from_str(&format!("Basic {}", basic.expose()))
-                .map_err(|_| ProviderError::Config("the client secret cannot be sent".into()))?;
-        authorization.set_sensitive(true);
-        let response = self
-            .http
-            .post(endpoint)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .body(body.expose().clone())
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        Ok((status, read_capped(response).await?))
+        post_form(
+            &self.http,
+            endpoint,
+            form,
+            Some((&self.config.client_id, secret)),
+        )
+        .await
     }
 
     /// The metadata, cached for an hour.
@@ -438,6 +410,49 @@ impl Provider {
     }
 }
 
+/// POSTs a form to a provider's endpoint, with HTTP Basic client authentication when a
+/// client id and secret are given (RFC 6749 §2.3.1: each part form-encoded before
+/// Base64). The body and the header are marked sensitive; nothing is logged.
+pub(crate) async fn post_form(
+    http: &reqwest::Client,
+    endpoint: Url,
+    form: &[(&str, &str)],
+    client: Option<(&str, &Secret<String>)>,
+) -> Result<(u16, Vec<u8>), ProviderError> {
+    // The serializer is not `Send`: finish the body before anything awaits.
+    let body = {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form {
+            serializer.append_pair(k, v);
+        }
+        Secret::new(serializer.finish())
+    };
+    let mut request = http
+        .post(endpoint)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    if let Some((client_id, secret)) = client {
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic =
+            Secret::new(STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret.expose()))));
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Basic {}", basic.expose()))
+                .map_err(|_| ProviderError::Config("the client secret cannot be sent".into()))?;
+        authorization.set_sensitive(true);
+        request = request.header(reqwest::header::AUTHORIZATION, authorization);
+    }
+    let response = request
+        .body(body.expose().clone())
+        .send()
+        .await
+        .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
+    let status = response.status().as_u16();
+    Ok((status, read_capped(response).await?))
+}
+
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
     let too_big =
         || ProviderError::Refused(format!("an answer is larger than {MAX_RESPONSE} bytes"));
@@ -461,5 +476,6 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Provide
     Ok(body)
 }
 
+pub mod outbound;
 #[cfg(test)]
 mod tests;

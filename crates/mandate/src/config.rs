@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 mod connections;
 pub use connections::ConnectionProviderSettings;
+mod exchange;
+pub use exchange::TokenExchangeSettings;
 mod enterprise;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
@@ -374,6 +376,10 @@ struct GatewaySection {
     /// `[[gateway.connection_provider]]`: providers people connect their accounts with.
     #[serde(default)]
     connection_provider: Vec<connections::ConnectionProviderSetting>,
+    /// `[[gateway.token_exchange]]`: authorization servers that issue upstream tokens
+    /// for Mandate's assertions.
+    #[serde(default)]
+    token_exchange: Vec<exchange::TokenExchangeSetting>,
 }
 
 /// The gateway's settings, checked.
@@ -393,6 +399,8 @@ pub struct GatewaySettings {
     pub drift_revoke: bool,
     /// Upstream providers for people's connections.
     pub connection_providers: Vec<ConnectionProviderSettings>,
+    /// Outbound token exchanges.
+    pub token_exchanges: Vec<TokenExchangeSettings>,
 }
 
 impl GatewaySection {
@@ -473,6 +481,7 @@ impl GatewaySection {
             drift_threshold: self.drift_threshold.unwrap_or(0),
             drift_revoke: self.drift_revoke.unwrap_or(false),
             connection_providers: connections::settle_all(self.connection_provider)?,
+            token_exchanges: exchange::settle_all(self.token_exchange)?,
         })
     }
 }

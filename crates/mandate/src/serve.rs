@@ -393,6 +393,35 @@ fn connection_settings(
     })
 }
 
+/// Outbound token exchanges: the configured upstream authorization servers.
+fn exchange_settings(
+    config: &Config,
+    service: &Service,
+    tokens: &Arc<TokenService>,
+) -> anyhow::Result<mandate_core::calls::ExchangeSettings> {
+    let mut exchanges = std::collections::BTreeMap::new();
+    for x in &config.gateway.token_exchanges {
+        let outbound = mandate_token::upstream::outbound::Outbound::new(
+            x.outbound.clone(),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| anyhow::anyhow!("gateway.token_exchange `{}`: {e}", x.name))?;
+        exchanges.insert(
+            x.name.clone(),
+            mandate_core::calls::OutboundExchange {
+                outbound: Arc::new(outbound),
+                client_secret: x.client_secret.clone(),
+            },
+        );
+        tracing::info!(exchange = %x.name, token_endpoint = %x.outbound.token_endpoint, "tool servers may obtain upstream tokens by exchange");
+    }
+    Ok(mandate_core::calls::ExchangeSettings {
+        exchanges,
+        tokens: tokens.clone(),
+        clock: service.clock().clone(),
+    })
+}
+
 /// The MCP / HTTP gateway, with the credential broker when a master key is configured.
 async fn build_gateway(
     config: &Config,
@@ -446,6 +475,9 @@ async fn build_gateway(
             let mut broker = mandate_core::calls::Broker::new(service.store().clone(), keys, roles);
             if !g.connection_providers.is_empty() {
                 broker = broker.with_connections(connection_settings(config, service, ledger)?);
+            }
+            if !g.token_exchanges.is_empty() {
+                broker = broker.with_exchanges(exchange_settings(config, service, tokens)?);
             }
             let broker = Arc::new(broker);
             let resealed = broker.reseal_all().await.map_err(|e| {

@@ -20,7 +20,6 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -37,67 +36,6 @@ const PASSWORD: &str = "a long console password";
 /// quarter of their life), so that two calls right after connecting share one, and a
 /// wait of one lifetime sees it refreshed.
 const ACCESS_TTL: u64 = 16;
-
-/// An MCP upstream of ours (Streamable HTTP, JSON answers): `tools/list` is open,
-/// `tools/call whoami` asks the provider whose bearer token the call carries and
-/// answers that person's `sub` (a call without a valid token is refused). Every
-/// `Authorization` it was sent is kept.
-async fn mcp_upstream(issuer: String) -> (String, Arc<Mutex<Vec<String>>>) {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    let app = axum::Router::new().route(
-        "/mcp",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-                let (kept, issuer) = (kept.clone(), issuer.clone());
-                async move {
-                    use axum::response::IntoResponse as _;
-                    let Some(id) = body.get("id").cloned() else {
-                        return axum::http::StatusCode::ACCEPTED.into_response();
-                    };
-                    let result = match body["method"].as_str().unwrap_or_default() {
-                        "initialize" => json!({
-                            "protocolVersion": body["params"]["protocolVersion"],
-                            "capabilities": {"tools": {}},
-                            "serverInfo": {"name": "calendar", "version": "1"},
-                        }),
-                        "tools/list" => json!({"tools": [{
-                            "name": "whoami", "description": "whose calendar this is",
-                            "inputSchema": {"type": "object"},
-                            "annotations": {"readOnlyHint": true},
-                        }]}),
-                        "tools/call" => {
-                            let auth = headers
-                                .get("authorization")
-                                .map(|v| v.to_str().unwrap().to_owned())
-                                .unwrap_or_default();
-                            kept.lock().unwrap().push(auth.clone());
-                            let who = reqwest::Client::new()
-                                .get(format!("{issuer}/test/whoami"))
-                                .header("authorization", auth)
-                                .send()
-                                .await
-                                .unwrap();
-                            if who.status() == 200 {
-                                let who: Value = who.json().await.unwrap();
-                                json!({"content": [{"type": "text", "text": who["sub"]}]})
-                            } else {
-                                json!({"isError": true, "content": [{"type": "text", "text": "no valid token"}]})
-                            }
-                        }
-                        _ => json!({}),
-                    };
-                    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
-                        .into_response()
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
 
 /// The configuration naming the provider at `issuer` as `calendar`.
 fn provider_config(issuer: &str) -> String {
@@ -320,7 +258,7 @@ async fn people_connect_their_accounts_and_calls_carry_their_own_tokens() {
             "bob",
         ],
     );
-    let (upstream, seen) = mcp_upstream(issuer.clone()).await;
+    let (upstream, seen) = common::oidc::whoami_upstream(issuer.clone()).await;
     let admin = admin_token(&data);
     let mut responses = Vec::new();
 
@@ -615,7 +553,7 @@ async fn a_connection_is_made_used_and_revoked_across_replicas() {
     );
     let redirect_uri = format!("{public}/ui/connections/callback");
     let _provider = upstream_provider(port, &redirect_uri, &[]);
-    let (upstream, _seen) = mcp_upstream(issuer).await;
+    let (upstream, _seen) = common::oidc::whoami_upstream(issuer).await;
     let admin = admin_token(&dir.path().join("a"));
     let (srv, _) = calendar_server(&a, &admin, &upstream).await;
     let alice = person(&a, &admin, "alice").await;

@@ -21,6 +21,7 @@ mod called;
 mod catalog;
 mod connections;
 mod drift;
+mod exchange;
 mod flusher;
 mod held;
 mod rollback;
@@ -48,6 +49,7 @@ pub use connections::{
     ConnectionProvider, ConnectionSettings, ConnectionView, connection_provider,
 };
 pub use drift::DriftPolicy;
+pub use exchange::{ExchangeSettings, OutboundExchange, exchange_of, per_person_credential};
 pub use rollback::{Irreversible, RollbackReport, StepReport, StepStatus};
 pub use sessions::{SESSION_TYP, SessionState};
 pub use vault::{Broker, Credentials, NoCredentials, SecretInput};

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 
 use super::CallError;
 use super::connections::connection_provider;
+use super::exchange::{exchange_of, per_person_credential};
 use crate::CoreError;
 
 #[async_trait]
@@ -65,6 +66,9 @@ impl Credentials for NoCredentials {
 ///   dropped when the mandate ends ([`Broker::drop_ended`]);
 /// - `connection:PROVIDER` — the mandate's person's own connection to the configured
 ///   upstream provider, its access token injected as a bearer token (connections.rs).
+/// - `exchange:NAME` — a token the upstream's authorization server issues for the
+///   mandate's person and agent against assertions Mandate signs (RFC 8693 / RFC 7523;
+///   exchange.rs), injected as a bearer token.
 pub struct Broker {
     pub(super) store: Arc<dyn Store>,
     pub(super) keys: MasterKeys,
@@ -76,6 +80,10 @@ pub struct Broker {
     /// One refresh at a time on this replica (another replica's is settled by the
     /// store's compare-and-swap).
     pub(super) refreshing: Mutex<()>,
+    /// Upstream authorization servers that issue tokens for Mandate's assertions.
+    pub(super) exchanges: Option<super::exchange::ExchangeSettings>,
+    /// Tokens they issued, kept until shortly before they expire.
+    pub(super) kept: super::exchange::Kept,
 }
 
 impl std::fmt::Debug for Broker {
@@ -128,6 +136,8 @@ impl Broker {
             made: Mutex::new(HashMap::new()),
             connections: None,
             refreshing: Mutex::new(()),
+            exchanges: None,
+            kept: super::exchange::Kept::default(),
         }
     }
 
@@ -363,9 +373,10 @@ impl Credentials for Broker {
             Some(r) => match (r.strip_prefix(SECRET_PREFIX), r.strip_prefix(ROLE_PREFIX)) {
                 (Some(name), _) => self.vault_header(server, name).await,
                 (_, Some(role)) => self.role_header(role, mandate).await,
-                _ => match connection_provider(server) {
-                    Some(provider) => self.connection_header(server, mandate, provider).await,
-                    None => self.vault_header(server, r).await,
+                _ => match (connection_provider(server), exchange_of(server)) {
+                    (Some(provider), _) => self.connection_header(server, mandate, provider).await,
+                    (_, Some(name)) => self.exchange_header(server, mandate, name).await,
+                    _ => self.vault_header(server, r).await,
                 },
             },
         }
@@ -380,7 +391,7 @@ impl Credentials for Broker {
             ))),
             // A person's token is never used to build what every caller of the tenant
             // sees: such a server is listed without a credential.
-            Some(_) if connection_provider(server).is_some() => Ok(HeaderMap::new()),
+            Some(_) if per_person_credential(server) => Ok(HeaderMap::new()),
             Some(r) => {
                 self.vault_header(server, r.strip_prefix(SECRET_PREFIX).unwrap_or(r))
                     .await

@@ -137,6 +137,9 @@ pub struct TokenService {
     catching_up: tokio::sync::Mutex<()>,
 }
 
+/// The `typ` of assertions Mandate signs for other services' authorization servers.
+const OUTBOUND_ASSERTION_TYP: &str = "JWT";
+
 /// A store failure, as the OAuth client sees it.
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> TokenError {
     tracing::warn!(error = %e, "token service dependency failed");
@@ -290,6 +293,13 @@ impl TokenService {
             ));
         }
         self.ring.load().sign(typ, claims)
+    }
+
+    /// Signs an assertion Mandate presents to another service's authorization server
+    /// (outbound token exchange, `calls/exchange.rs`): `typ` `JWT`, never verified by
+    /// Mandate itself, and never one of its own access tokens.
+    pub fn sign_assertion(&self, claims: &Map<String, Value>) -> Result<String, TokenError> {
+        self.ring.load().sign(OUTBOUND_ASSERTION_TYP, claims)
     }
 
     /// Verifies a JWS of type `typ` signed by any replica's published key (the

@@ -573,11 +573,22 @@ pub struct Actors {
 }
 
 pub async fn human_and_agent(server: &Server, admin: &str) -> Actors {
+    person_and_agent(server, admin, "Alice", "alice@example.com", "helper").await
+}
+
+/// [`human_and_agent`] for a person of this name and email, and an agent of this name.
+pub async fn person_and_agent(
+    server: &Server,
+    admin: &str,
+    display_name: &str,
+    email: &str,
+    agent_name: &str,
+) -> Actors {
     let human = created(
         server,
         "/v1/humans",
         admin,
-        serde_json::json!({"display_name": "Alice", "email": "alice@example.com"}),
+        serde_json::json!({"display_name": display_name, "email": email}),
     )
     .await;
     let (status, token) = http(
@@ -594,7 +605,7 @@ pub async fn human_and_agent(server: &Server, admin: &str) -> Actors {
         "/v1/agents",
         admin,
         serde_json::json!({
-            "name": "helper",
+            "name": agent_name,
             "owner": human,
             "credentials": {"jwks": [key.public_jwk().to_public_json()]},
         }),
