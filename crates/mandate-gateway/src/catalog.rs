@@ -8,6 +8,11 @@
 //! clients are shown). Snapshots are rebuilt when older than `catalog_ttl`; an upstream
 //! that cannot be listed contributes nothing until it can.
 //!
+//! What an upstream announces (list changes, resource updates) is heard here, for as
+//! long as its connection lives: a tool list change forgets the tenant's snapshot at
+//! once, and every announcement is passed on ([`Catalog::heard`]) to the streams of
+//! this replica (`listen.rs`), which decide who is told.
+//!
 //! Resources and prompts are authorised per server, through catalog entries named
 //! [`RESOURCES`] and [`PROMPTS`] (`files./resources`); plain HTTP servers through
 //! [`HTTP`] with the method and path as arguments.
@@ -18,10 +23,12 @@ use std::time::{Duration, Instant};
 
 pub use mandate_core::calls::Listing;
 use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
-use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
+use mandate_mcp::{
+    Announcement, HttpUpstream, Limits, ListKind, StdioOptions, StdioUpstream, Upstream,
+};
 use mandate_types::{RiskTier, TenantId, ToolServerId};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, broadcast};
 
 use crate::{Gateway, GatewayConfig, GatewayError};
 
@@ -63,12 +70,24 @@ struct Connection {
     permits: Arc<Semaphore>,
 }
 
+type Snapshots = Arc<RwLock<HashMap<TenantId, Arc<Snapshot>>>>;
+
 /// Upstream connections and per-tenant snapshots.
 #[derive(Debug)]
 pub struct Catalog {
     config: GatewayConfig,
     connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
-    snapshots: RwLock<HashMap<TenantId, Arc<Snapshot>>>,
+    snapshots: Snapshots,
+    heard: broadcast::Sender<Notice>,
+}
+
+/// What an upstream announced: `what` is `None` when announcements were missed (the
+/// reader lagged): anything may have changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Notice {
+    pub server: ToolServerId,
+    pub tenant: TenantId,
+    pub what: Option<Announcement>,
 }
 
 /// An upstream with its concurrency limit.
@@ -83,8 +102,43 @@ impl Catalog {
         Catalog {
             config,
             connections: Mutex::new(HashMap::new()),
-            snapshots: RwLock::new(HashMap::new()),
+            snapshots: Snapshots::default(),
+            heard: broadcast::channel(256).0,
         }
+    }
+
+    /// What upstreams announce from now on.
+    pub(crate) fn heard(&self) -> broadcast::Receiver<Notice> {
+        self.heard.subscribe()
+    }
+
+    /// Hears `upstream`'s announcements for as long as it lives: a tool list change
+    /// forgets the tenant's snapshot (the next request lists the upstreams again), and
+    /// each is passed on.
+    fn hear(&self, server: &ToolServer, upstream: &Arc<dyn Upstream>) {
+        let mut announcements = upstream.announcements();
+        let (heard, snapshots) = (self.heard.clone(), self.snapshots.clone());
+        let (id, tenant) = (server.id, server.tenant_id);
+        tokio::spawn(async move {
+            loop {
+                let what = match announcements.recv().await {
+                    Ok(a) => Some(a),
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if matches!(
+                    what,
+                    None | Some(Announcement::ListChanged(ListKind::Tools))
+                ) {
+                    forget(&snapshots, tenant);
+                }
+                let _ = heard.send(Notice {
+                    server: id,
+                    tenant,
+                    what,
+                });
+            }
+        });
     }
 
     /// The connection to an MCP server, made (or remade, when its transport changed).
@@ -128,6 +182,7 @@ impl Catalog {
             permits: Arc::new(Semaphore::new(self.config.max_concurrent_per_upstream)),
         });
         connections.insert(server.id, connection.clone());
+        self.hear(server, &connection.upstream);
         Ok(Connected {
             upstream: connection.upstream.clone(),
             permits: connection.permits.clone(),
@@ -136,10 +191,7 @@ impl Catalog {
 
     /// Forgets a tenant's snapshot (after the operator changed the catalog).
     pub fn invalidate(&self, tenant: TenantId) {
-        self.snapshots
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&tenant);
+        forget(&self.snapshots, tenant);
     }
 
     /// The tenant's snapshot unless it is older than the TTL or the catalog changed
@@ -161,6 +213,13 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tenant, snapshot);
     }
+}
+
+fn forget(snapshots: &Snapshots, tenant: TenantId) {
+    snapshots
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&tenant);
 }
 
 /// Files a catalogued entry under its namespaced name (`server.tool`).
@@ -264,7 +323,7 @@ impl Gateway {
 
     /// Catalogues what an MCP server listed (its tools, and the `/resources` and
     /// `/prompts` entries its capabilities call for) into `into`, by namespaced name.
-    async fn catalogue_listed(
+    pub(crate) async fn catalogue_listed(
         &self,
         server: &ToolServer,
         known: &HashMap<String, mandate_domain::Tool>,

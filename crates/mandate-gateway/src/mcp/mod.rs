@@ -469,8 +469,8 @@ impl Exchange<'_> {
         } else {
             capabilities = json!({
                 "tools": {"listChanged": true},
-                "resources": {},
-                "prompts": {},
+                "resources": {"listChanged": true, "subscribe": true},
+                "prompts": {"listChanged": true},
                 "logging": {},
             });
         }
