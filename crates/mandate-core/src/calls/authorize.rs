@@ -606,22 +606,9 @@ impl Calls {
         }
         let set = self.inner.service.policies().pdp().current();
         let arguments = json!({"method": "resources/read", "target": uri});
-        set.decide_call(&CallRequest {
-            action: CallAction::ReadResource,
-            agent: &caller.agent,
-            mandate: &caller.mandate,
-            tool: entry.tool,
-            server: entry.server,
-            arguments: Some(&arguments),
-            amount: 0,
-            approved: false,
-            executing_proposal: false,
-            rollback: false,
-            delegation_chain: &caller.chain,
-            dpop_bound: caller.dpop_bound,
-            now: self.inner.service.clock().now(),
-        })
-        .allowed
+        let now = self.inner.service.clock().now();
+        let asked = (CallAction::ReadResource, Some(&arguments));
+        permitted(&set, caller, &caller.mandate, entry, asked, now)
     }
 }
 
@@ -634,13 +621,33 @@ pub(super) fn listable(
     target: Target<'_>,
     now: DateTime<Utc>,
 ) -> bool {
+    permitted(
+        set,
+        caller,
+        mandate,
+        target,
+        (CallAction::ListTools, None),
+        now,
+    )
+}
+
+/// Whether the policies plainly permit `action` (with `arguments`) on `target` under
+/// `mandate`: nothing approved, executed or rolled back, nothing spent.
+fn permitted(
+    set: &CompiledSet,
+    caller: &Caller,
+    mandate: &Mandate,
+    target: Target<'_>,
+    (action, arguments): (CallAction, Option<&Value>),
+    now: DateTime<Utc>,
+) -> bool {
     set.decide_call(&CallRequest {
-        action: CallAction::ListTools,
+        action,
         agent: &caller.agent,
         mandate,
         tool: target.tool,
         server: target.server,
-        arguments: None,
+        arguments,
         amount: 0,
         approved: false,
         executing_proposal: false,

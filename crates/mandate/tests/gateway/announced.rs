@@ -4,7 +4,8 @@
 
 use super::asks::modern_call;
 use super::notifications::{
-    STREAM_ENDED, Watching, listen_to, messages_once, session_stream, session_stream_subscribed,
+    SHORT_TOKENS, STREAM_ENDED, Watching, expiry, listen_to, messages_in, messages_once,
+    session_stream, session_stream_subscribed,
 };
 use super::*;
 
@@ -49,9 +50,8 @@ async fn in_session(url: &str, token: &str, session: &str, method: &str, params:
 /// The JSON-RPC answer in a text that is JSON or an event stream.
 fn answer(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        messages_in(text)
+            .into_iter()
             .find(|m| m.get("id").is_some())
             .unwrap_or(Value::Null)
     })
@@ -59,11 +59,9 @@ fn answer(text: &str) -> Value {
 
 /// The messages on a gathered stream with `method`.
 fn with_method(seen: &std::sync::Mutex<String>, method: &str) -> Vec<Value> {
-    seen.lock()
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+    let text = seen.lock().unwrap().clone();
+    messages_in(&text)
+        .into_iter()
         .filter(|m| m["method"] == method)
         .collect()
 }
@@ -378,7 +376,7 @@ async fn a_stdio_upstreams_announcement_is_heard() {
 /// token subscribes again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_subscription_ends_with_the_token_that_made_it() {
-    let w = Watching::start_with(false, "[tokens]\nmax_lifetime_seconds = 30\n").await;
+    let w = Watching::start_with(false, SHORT_TOKENS).await;
     let url = format!("{}/mcp/fx", w.server.url);
     let mandate = w
         .mandate(json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"}]))
@@ -395,20 +393,14 @@ async fn a_session_subscription_ends_with_the_token_that_made_it() {
     )
     .await;
     assert_eq!(answer(&subscribed)["result"], json!({}), "{subscribed}");
-    let exp = |token: &str| {
-        let payload = token.split('.').nth(1).unwrap();
-        let claims: Value =
-            serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
-        claims["exp"].as_i64().unwrap()
-    };
     let now = || chrono::Utc::now().timestamp();
     // Past the first token's expiry, a second one (issued 20 s after it) opens the
     // session's GET stream.
     tokio::time::sleep(std::time::Duration::from_secs(20)).await;
     let second = w.token_of(&mandate).await;
-    assert!(exp(&second) > exp(&first) + 10);
+    assert!(expiry(&second) > expiry(&first) + 10);
     tokio::time::sleep(std::time::Duration::from_secs(
-        u64::try_from(exp(&first) - now() + 1).unwrap_or(0),
+        u64::try_from(expiry(&first) - now() + 1).unwrap_or(0),
     ))
     .await;
     let stream = reqwest::Client::new()

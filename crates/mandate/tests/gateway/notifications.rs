@@ -114,12 +114,16 @@ pub(crate) async fn messages_once(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let messages = heard
-        .lines()
+    let messages = messages_in(&heard);
+    (heard, messages)
+}
+
+/// The JSON messages in the `data:` lines of an event stream's text.
+pub(crate) fn messages_in(text: &str) -> Vec<Value> {
+    text.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
-    (heard, messages)
+        .collect()
 }
 
 /// What an event stream (status 200) sends, gathered into a text as it arrives.
@@ -137,6 +141,17 @@ pub(crate) fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::syn
         into.lock().unwrap().push_str(STREAM_ENDED);
     });
     seen
+}
+
+/// A config whose task tokens live 30 s.
+pub(crate) const SHORT_TOKENS: &str = "[tokens]\nmax_lifetime_seconds = 30\n";
+
+/// A task token's `exp`.
+pub(crate) fn expiry(token: &str) -> i64 {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
+    claims["exp"].as_i64().unwrap()
 }
 
 /// Appended to a gathered text once its stream ended.
@@ -371,14 +386,10 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
         "{heard}"
     );
     let stranger_heard = not_told.lock().unwrap().clone();
-    let messages: Vec<Value> = stranger_heard
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
-    assert_eq!(messages.len(), 1, "{stranger_heard}");
+    let strangers = messages_in(&stranger_heard);
+    assert_eq!(strangers.len(), 1, "{stranger_heard}");
     assert_eq!(
-        messages[0]["params"]["notifications"],
+        strangers[0]["params"]["notifications"],
         json!({}),
         "{stranger_heard}"
     );
@@ -401,12 +412,9 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
 /// stay open until then and are closed by the gateway within its poll (2 s) after it.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_end_when_their_token_expires() {
-    let w = Watching::start_with(false, "[tokens]\nmax_lifetime_seconds = 30\n").await;
+    let w = Watching::start_with(false, SHORT_TOKENS).await;
     let token = w.token(json!([{"tool": "fx.echo"}])).await;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value =
-        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
-    let exp = claims["exp"].as_i64().unwrap();
+    let exp = expiry(&token);
     let session = session_stream(&format!("{}/mcp", w.server.url), &token).await;
     let listening = listen(&format!("{}/mcp/fx", w.server.url), &token).await;
     let now = || chrono::Utc::now().timestamp();
