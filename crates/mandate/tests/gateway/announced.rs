@@ -432,3 +432,64 @@ async fn a_session_subscription_ends_with_the_token_that_made_it() {
         "{heard}"
     );
 }
+
+/// A real MCP client (Python `mcp`, a 2025-11-25 session on `/mcp`, its SDK's own
+/// standalone GET stream) subscribes to a resource on the aggregate endpoint and is
+/// told of its update and of a tool added that it may see; a client whose mandate
+/// does not cover the server's resources is refused the subscription as a read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_mcp_client_hears_of_its_subscriptions_and_tools() {
+    let w = Watching::start(false).await;
+    let mcp = format!("{}/mcp", w.server.url);
+    let token = w
+        .token(
+            json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"},
+            {"tool": "fx.add_tool"}, {"tool": "fx.extra"}]),
+        )
+        .await;
+    let stranger = w.token(json!([{"tool": "fx.echo"}])).await;
+    let watched = "test://watched-resource";
+    let steps = json!([
+        {"op": "subscribe_resource", "uri": watched},
+        {"op": "sleep", "seconds": 3},
+        {"op": "call_tool", "name": "fx.touch_resource"},
+        {"op": "wait_notification", "method": "notifications/resources/updated"},
+        {"op": "call_tool", "name": "fx.add_tool"},
+        {"op": "wait_notification", "method": "notifications/tools/list_changed"},
+        {"op": "list_tools"},
+    ]);
+    let (mcp_url, client_token) = (mcp.clone(), token.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        common::mcp_client(&mcp_url, Some(&client_token), &steps)
+    })
+    .await
+    .unwrap();
+    let all = serde_json::to_string_pretty(&out).unwrap();
+    assert_eq!(out[0]["result"], json!({}), "{all}");
+    assert_eq!(out[3]["result"]["params"]["uri"], watched, "{all}");
+    assert_eq!(
+        out[5]["result"]["method"], "notifications/tools/list_changed",
+        "{all}"
+    );
+    let names: Vec<&str> = out[6]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"fx.extra"), "{all}");
+    let refused = tokio::task::spawn_blocking(move || {
+        common::mcp_client(
+            &mcp,
+            Some(&stranger),
+            &json!([{"op": "subscribe_resource", "uri": watched}]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused[0]["error"]["code"], REFUSED, "{refused:?}");
+    assert_eq!(
+        refused[0]["error"]["data"]["reason"], "not_available",
+        "{refused:?}"
+    );
+}
