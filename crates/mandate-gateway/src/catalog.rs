@@ -72,6 +72,9 @@ struct Connection {
 
 type Snapshots = Arc<RwLock<HashMap<TenantId, Arc<Snapshot>>>>;
 
+/// How often one upstream's announcements are heard at most.
+const HEARD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
 /// Upstream connections and per-tenant snapshots.
 #[derive(Debug)]
 pub struct Catalog {
@@ -114,29 +117,43 @@ impl Catalog {
 
     /// Hears `upstream`'s announcements for as long as it lives: a tool list change
     /// forgets the tenant's snapshot (the next request lists the upstreams again), and
-    /// each is passed on.
+    /// each is passed on. What arrives together is taken as one burst, repeats
+    /// dropped, and an upstream is heard at most once per [`HEARD_AT_MOST_EVERY`]: a
+    /// flood of announcements costs one rebuild and one look, not one each.
     fn hear(&self, server: &ToolServer, upstream: &Arc<dyn Upstream>) {
+        use broadcast::error::{RecvError, TryRecvError};
         let mut announcements = upstream.announcements();
         let (heard, snapshots) = (self.heard.clone(), self.snapshots.clone());
         let (id, tenant) = (server.id, server.tenant_id);
         tokio::spawn(async move {
             loop {
-                let what = match announcements.recv().await {
-                    Ok(a) => Some(a),
-                    Err(broadcast::error::RecvError::Lagged(_)) => None,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                let mut burst = match announcements.recv().await {
+                    Ok(a) => vec![Some(a)],
+                    Err(RecvError::Lagged(_)) => vec![None],
+                    Err(RecvError::Closed) => return,
                 };
-                if matches!(
-                    what,
-                    None | Some(Announcement::ListChanged(ListKind::Tools))
-                ) {
+                loop {
+                    let next = match announcements.try_recv() {
+                        Ok(a) => Some(a),
+                        Err(TryRecvError::Lagged(_)) => None,
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    };
+                    if !burst.contains(&next) {
+                        burst.push(next);
+                    }
+                }
+                let tools = Some(Announcement::ListChanged(ListKind::Tools));
+                if burst.iter().any(|what| what.is_none() || *what == tools) {
                     forget(&snapshots, tenant);
                 }
-                let _ = heard.send(Notice {
-                    server: id,
-                    tenant,
-                    what,
-                });
+                for what in burst {
+                    let _ = heard.send(Notice {
+                        server: id,
+                        tenant,
+                        what,
+                    });
+                }
+                tokio::time::sleep(HEARD_AT_MOST_EVERY).await;
             }
         });
     }
@@ -409,5 +426,96 @@ impl Gateway {
                 server.name
             )))
         })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails loudly")]
+
+    use async_trait::async_trait;
+    use mandate_mcp::{ExtraHeaders, Outcome, UpstreamError};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An upstream that only announces.
+    #[derive(Debug)]
+    struct Announcing(broadcast::Sender<Announcement>);
+
+    #[async_trait]
+    impl Upstream for Announcing {
+        async fn request(
+            &self,
+            _: &str,
+            _: Option<Value>,
+            _: &ExtraHeaders,
+            _: Option<mpsc::Sender<Value>>,
+        ) -> Result<Outcome, UpstreamError> {
+            Err(UpstreamError::Unavailable("no".into()))
+        }
+        async fn notify(
+            &self,
+            _: &str,
+            _: Option<Value>,
+            _: &ExtraHeaders,
+        ) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        async fn respond(
+            &self,
+            _: Value,
+            _: Outcome,
+            _: &ExtraHeaders,
+        ) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        async fn server_info(&self, _: &ExtraHeaders) -> Result<Value, UpstreamError> {
+            Ok(Value::Null)
+        }
+        fn announcements(&self) -> broadcast::Receiver<Announcement> {
+            self.0.subscribe()
+        }
+    }
+
+    /// A flood of announcements is heard as one burst, repeats dropped: the tenant's
+    /// snapshot forgotten, each distinct announcement passed on once.
+    #[tokio::test]
+    async fn a_flood_of_announcements_is_heard_once() {
+        let catalog = Catalog::new(GatewayConfig::new("http://127.0.0.1"));
+        let server = ToolServer {
+            id: ToolServerId::generate(),
+            tenant_id: TenantId::generate(),
+            name: "s".into(),
+            transport: ToolServerTransport::McpHttp {
+                url: "http://127.0.0.1/mcp".into(),
+            },
+            credential_ref: None,
+            step_up: false,
+            created_at: Default::default(),
+        };
+        let (tx, _) = broadcast::channel(1024);
+        let upstream: Arc<dyn Upstream> = Arc::new(Announcing(tx.clone()));
+        let mut heard = catalog.heard();
+        catalog.hear(&server, &upstream);
+        let updated = Announcement::ResourceUpdated {
+            uri: "test://a".into(),
+        };
+        for _ in 0..30 {
+            tx.send(Announcement::ListChanged(ListKind::Tools)).unwrap();
+            tx.send(updated.clone()).unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await {
+            assert_eq!((n.server, n.tenant), (server.id, server.tenant_id));
+            got.push(n.what);
+        }
+        // The first one may be heard on its own before the rest arrive.
+        assert!(got.len() <= 4, "{got:?}");
+        let tools = Some(Announcement::ListChanged(ListKind::Tools));
+        assert!(
+            got.contains(&tools) && got.contains(&Some(updated)),
+            "{got:?}"
+        );
     }
 }
