@@ -493,3 +493,59 @@ async fn a_python_mcp_client_hears_of_its_subscriptions_and_tools() {
         "{refused:?}"
     );
 }
+
+/// A resource's update is told only while its subscriber may still read it: once an
+/// operator policy forbids reading the server's resources, a change that would have
+/// been told (and was, before) reaches neither the session's GET stream nor the
+/// `subscriptions/listen` stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_is_told_only_while_the_subscriber_may_still_read() {
+    let w = Watching::start(false).await;
+    let url = format!("{}/mcp/fx", w.server.url);
+    let token = w
+        .token(json!([{"tool": "fx./resources"}, {"tool": "fx.touch_resource"}]))
+        .await;
+    let watched = "test://watched-resource";
+    let (on_get, subscribed) = session_stream_subscribed(&url, &token, Some(watched)).await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    let told = listen_to(&url, &token, json!({"resourceSubscriptions": [watched]})).await;
+    let touch = || async {
+        let (status, touched) = modern_call(
+            &url,
+            &token,
+            "touch_resource",
+            json!({}),
+            json!({}),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{touched}");
+        assert_eq!(touched["result"]["isError"], false, "{touched}");
+    };
+    // The poller's first read, then a change told to both.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    touch().await;
+    for stream in [&on_get, &told] {
+        let (heard, _) = messages_once(stream, "resources/updated").await;
+        assert_eq!(
+            with_method(stream, "notifications/resources/updated").len(),
+            1,
+            "{heard}"
+        );
+    }
+    w.policies(
+        "@id(\"no-reading\")\nforbid (principal, action == Mandate::Action::\"read_resource\", resource == Mandate::Tool::\"fx./resources\");\n",
+    )
+    .await;
+    touch().await;
+    // The announcement, and a poll after it.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    for stream in [&on_get, &told] {
+        let heard = stream.lock().unwrap().clone();
+        assert_eq!(
+            with_method(stream, "notifications/resources/updated").len(),
+            1,
+            "told after reading was forbidden: {heard}"
+        );
+    }
+}

@@ -202,6 +202,18 @@ impl Watching {
         }
     }
 
+    /// Replaces the operator's policies with one file of Cedar `text`.
+    pub(crate) async fn policies(&self, text: &str) {
+        let (status, body) = common::http(
+            reqwest::Method::PUT,
+            format!("{}/v1/policies", self.server.url),
+            &self.admin,
+            Some(json!({"policies": [{"name": "operator.cedar", "text": text}]})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Adds the `--dynamic` fixture over stdio as tool server `name`.
     pub(crate) async fn add_stdio(&self, name: &str) {
         let fixture = common::python_dir().join("mcp_fixture_server.py");
