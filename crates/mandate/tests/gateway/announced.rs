@@ -9,6 +9,14 @@ use super::notifications::{
 };
 use super::*;
 
+/// Calls `tool` on `url` as a 2026-07-28 client: its result, which must be no error.
+async fn call_ok(url: &str, token: &str, tool: &str, arguments: Value) -> Value {
+    let (status, done) = modern_call(url, token, tool, arguments, json!({}), json!({})).await;
+    assert_eq!(status, 200, "{tool}: {done}");
+    assert_eq!(done["result"]["isError"], false, "{tool}: {done}");
+    done["result"].clone()
+}
+
 /// Opens a 2025-11-25 session on `url`: its id.
 async fn session(url: &str, token: &str) -> String {
     let response = reqwest::Client::new()
@@ -140,17 +148,7 @@ async fn upstream_announcements_are_told_in_our_words_to_who_may_see() {
         ("add_prompt", "notifications/prompts/list_changed"),
         ("add_resource", "notifications/resources/list_changed"),
     ] {
-        let (status, done) = modern_call(
-            &format!("{mcp}/fx"),
-            &token,
-            tool,
-            json!({}),
-            json!({}),
-            json!({}),
-        )
-        .await;
-        assert_eq!(status, 200, "{done}");
-        assert_eq!(done["result"]["isError"], false, "{done}");
+        call_ok(&format!("{mcp}/fx"), &token, tool, json!({})).await;
         let (heard, _) = messages_once(&told, method).await;
         assert_eq!(
             with_method(&told, method),
@@ -196,17 +194,8 @@ async fn upstream_announcements_are_told_in_our_words_to_who_may_see() {
         ),
     ] {
         let arguments = json!({"method": method, "params": params, "related": related});
-        let (status, done) = modern_call(
-            &format!("{mcp}/fx"),
-            &token,
-            "announce",
-            arguments,
-            json!({}),
-            json!({}),
-        )
-        .await;
-        assert_eq!(status, 200, "{method}: {done}");
-        assert_eq!(done["result"]["content"][0]["text"], "announced", "{done}");
+        let done = call_ok(&format!("{mcp}/fx"), &token, "announce", arguments).await;
+        assert_eq!(done["content"][0]["text"], "announced", "{method}: {done}");
     }
     // Two polls' time: a list change that changed nothing is told to nobody.
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
@@ -296,16 +285,7 @@ async fn resources_are_subscribed_to_on_the_aggregate_endpoint() {
     );
     // The poller's first read.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let (status, touched) = modern_call(
-        &format!("{mcp}/fx"),
-        &token,
-        "touch_resource",
-        json!({}),
-        json!({}),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{touched}");
+    call_ok(&format!("{mcp}/fx"), &token, "touch_resource", json!({})).await;
     let (heard, _) = messages_once(&on_get, "resources/updated").await;
     assert_eq!(
         with_method(&on_get, "notifications/resources/updated"),
@@ -509,19 +489,7 @@ async fn an_update_is_told_only_while_the_subscriber_may_still_read() {
     let (on_get, subscribed) = session_stream_subscribed(&url, &token, Some(watched)).await;
     assert_eq!(subscribed["result"], json!({}), "{subscribed}");
     let told = listen_to(&url, &token, json!({"resourceSubscriptions": [watched]})).await;
-    let touch = || async {
-        let (status, touched) = modern_call(
-            &url,
-            &token,
-            "touch_resource",
-            json!({}),
-            json!({}),
-            json!({}),
-        )
-        .await;
-        assert_eq!(status, 200, "{touched}");
-        assert_eq!(touched["result"]["isError"], false, "{touched}");
-    };
+    let touch = || call_ok(&url, &token, "touch_resource", json!({}));
     // The poller's first read, then a change told to both.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     touch().await;
