@@ -8,6 +8,11 @@
 //! clients are shown). Snapshots are rebuilt when older than `catalog_ttl`; an upstream
 //! that cannot be listed contributes nothing until it can.
 //!
+//! What an upstream announces (list changes, resource updates) is heard here, for as
+//! long as its connection lives: a tool list change forgets the tenant's snapshot at
+//! once, and every announcement is passed on ([`Catalog::heard`]) to the streams of
+//! this replica (`listen.rs`), which decide who is told.
+//!
 //! Resources and prompts are authorised per server, through catalog entries named
 //! [`RESOURCES`] and [`PROMPTS`] (`files./resources`); plain HTTP servers through
 //! [`HTTP`] with the method and path as arguments.
@@ -19,10 +24,12 @@ use std::time::{Duration, Instant};
 pub use mandate_core::calls::Listing;
 use mandate_core::calls::per_person_credential;
 use mandate_domain::{Mandate, ToolServer, ToolServerTransport};
-use mandate_mcp::{HttpUpstream, Limits, StdioOptions, StdioUpstream, Upstream};
+use mandate_mcp::{
+    Announcement, HttpUpstream, Limits, ListKind, StdioOptions, StdioUpstream, Upstream,
+};
 use mandate_types::{RiskTier, TenantId, ToolServerId};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, broadcast};
 
 use crate::{Gateway, GatewayConfig, GatewayError};
 
@@ -64,12 +71,27 @@ struct Connection {
     permits: Arc<Semaphore>,
 }
 
+type Snapshots = Arc<RwLock<HashMap<TenantId, Arc<Snapshot>>>>;
+
+/// How often one upstream's announcements are heard at most.
+const HEARD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
 /// Upstream connections and per-tenant snapshots.
 #[derive(Debug)]
 pub struct Catalog {
     config: GatewayConfig,
     connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
-    snapshots: RwLock<HashMap<TenantId, Arc<Snapshot>>>,
+    snapshots: Snapshots,
+    heard: broadcast::Sender<Notice>,
+}
+
+/// What an upstream announced: `what` is `None` when announcements were missed (the
+/// reader lagged): anything may have changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Notice {
+    pub server: ToolServerId,
+    pub tenant: TenantId,
+    pub what: Option<Announcement>,
 }
 
 /// An upstream with its concurrency limit.
@@ -84,8 +106,57 @@ impl Catalog {
         Catalog {
             config,
             connections: Mutex::new(HashMap::new()),
-            snapshots: RwLock::new(HashMap::new()),
+            snapshots: Snapshots::default(),
+            heard: broadcast::channel(256).0,
         }
+    }
+
+    /// What upstreams announce from now on.
+    pub(crate) fn heard(&self) -> broadcast::Receiver<Notice> {
+        self.heard.subscribe()
+    }
+
+    /// Hears `upstream`'s announcements for as long as it lives: a tool list change
+    /// forgets the tenant's snapshot (the next request lists the upstreams again), and
+    /// each is passed on. What arrives together is taken as one burst, repeats
+    /// dropped, and an upstream is heard at most once per [`HEARD_AT_MOST_EVERY`]: a
+    /// flood of announcements costs one rebuild and one look, not one each.
+    fn hear(&self, server: &ToolServer, upstream: &Arc<dyn Upstream>) {
+        use broadcast::error::{RecvError, TryRecvError};
+        let mut announcements = upstream.announcements();
+        let (heard, snapshots) = (self.heard.clone(), self.snapshots.clone());
+        let (id, tenant) = (server.id, server.tenant_id);
+        tokio::spawn(async move {
+            loop {
+                let mut burst = match announcements.recv().await {
+                    Ok(a) => vec![Some(a)],
+                    Err(RecvError::Lagged(_)) => vec![None],
+                    Err(RecvError::Closed) => return,
+                };
+                loop {
+                    let next = match announcements.try_recv() {
+                        Ok(a) => Some(a),
+                        Err(TryRecvError::Lagged(_)) => None,
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    };
+                    if !burst.contains(&next) {
+                        burst.push(next);
+                    }
+                }
+                let tools = Some(Announcement::ListChanged(ListKind::Tools));
+                if burst.iter().any(|what| what.is_none() || *what == tools) {
+                    forget(&snapshots, tenant);
+                }
+                for what in burst {
+                    let _ = heard.send(Notice {
+                        server: id,
+                        tenant,
+                        what,
+                    });
+                }
+                tokio::time::sleep(HEARD_AT_MOST_EVERY).await;
+            }
+        });
     }
 
     /// The connection to an MCP server, made (or remade, when its transport changed).
@@ -129,6 +200,7 @@ impl Catalog {
             permits: Arc::new(Semaphore::new(self.config.max_concurrent_per_upstream)),
         });
         connections.insert(server.id, connection.clone());
+        self.hear(server, &connection.upstream);
         Ok(Connected {
             upstream: connection.upstream.clone(),
             permits: connection.permits.clone(),
@@ -137,10 +209,7 @@ impl Catalog {
 
     /// Forgets a tenant's snapshot (after the operator changed the catalog).
     pub fn invalidate(&self, tenant: TenantId) {
-        self.snapshots
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&tenant);
+        forget(&self.snapshots, tenant);
     }
 
     /// The tenant's snapshot unless it is older than the TTL or the catalog changed
@@ -162,6 +231,13 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tenant, snapshot);
     }
+}
+
+fn forget(snapshots: &Snapshots, tenant: TenantId) {
+    snapshots
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&tenant);
 }
 
 /// Files a catalogued entry under its namespaced name (`server.tool`).
@@ -272,7 +348,7 @@ impl Gateway {
 
     /// Catalogues what an MCP server listed (its tools, and the `/resources` and
     /// `/prompts` entries its capabilities call for) into `into`, by namespaced name.
-    async fn catalogue_listed(
+    pub(crate) async fn catalogue_listed(
         &self,
         server: &ToolServer,
         known: &HashMap<String, mandate_domain::Tool>,
@@ -358,5 +434,96 @@ impl Gateway {
                 server.name
             )))
         })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails loudly")]
+
+    use async_trait::async_trait;
+    use mandate_mcp::{ExtraHeaders, Outcome, UpstreamError};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// An upstream that only announces.
+    #[derive(Debug)]
+    struct Announcing(broadcast::Sender<Announcement>);
+
+    #[async_trait]
+    impl Upstream for Announcing {
+        async fn request(
+            &self,
+            _: &str,
+            _: Option<Value>,
+            _: &ExtraHeaders,
+            _: Option<mpsc::Sender<Value>>,
+        ) -> Result<Outcome, UpstreamError> {
+            Err(UpstreamError::Unavailable("no".into()))
+        }
+        async fn notify(
+            &self,
+            _: &str,
+            _: Option<Value>,
+            _: &ExtraHeaders,
+        ) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        async fn respond(
+            &self,
+            _: Value,
+            _: Outcome,
+            _: &ExtraHeaders,
+        ) -> Result<(), UpstreamError> {
+            Ok(())
+        }
+        async fn server_info(&self, _: &ExtraHeaders) -> Result<Value, UpstreamError> {
+            Ok(Value::Null)
+        }
+        fn announcements(&self) -> broadcast::Receiver<Announcement> {
+            self.0.subscribe()
+        }
+    }
+
+    /// A flood of announcements is heard as one burst, repeats dropped: the tenant's
+    /// snapshot forgotten, each distinct announcement passed on once.
+    #[tokio::test]
+    async fn a_flood_of_announcements_is_heard_once() {
+        let catalog = Catalog::new(GatewayConfig::new("http://127.0.0.1"));
+        let server = ToolServer {
+            id: ToolServerId::generate(),
+            tenant_id: TenantId::generate(),
+            name: "s".into(),
+            transport: ToolServerTransport::McpHttp {
+                url: "http://127.0.0.1/mcp".into(),
+            },
+            credential_ref: None,
+            step_up: false,
+            created_at: Default::default(),
+        };
+        let (tx, _) = broadcast::channel(1024);
+        let upstream: Arc<dyn Upstream> = Arc::new(Announcing(tx.clone()));
+        let mut heard = catalog.heard();
+        catalog.hear(&server, &upstream);
+        let updated = Announcement::ResourceUpdated {
+            uri: "test://a".into(),
+        };
+        for _ in 0..30 {
+            tx.send(Announcement::ListChanged(ListKind::Tools)).unwrap();
+            tx.send(updated.clone()).unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await {
+            assert_eq!((n.server, n.tenant), (server.id, server.tenant_id));
+            got.push(n.what);
+        }
+        // The first one may be heard on its own before the rest arrive.
+        assert!(got.len() <= 4, "{got:?}");
+        let tools = Some(Announcement::ListChanged(ListKind::Tools));
+        assert!(
+            got.contains(&tools) && got.contains(&Some(updated)),
+            "{got:?}"
+        );
     }
 }

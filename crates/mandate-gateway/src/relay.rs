@@ -1,6 +1,8 @@
 //! Relaying a forwarded call: what the upstream sends meanwhile onto the client's SSE
 //! stream (requests for the client get ids of our own), the final answer, and the
-//! call's outcome event.
+//! call's outcome event. What an upstream announces about itself (list changes,
+//! resource updates) never comes this way: mandate-mcp keeps it off the call's events,
+//! and `listen.rs` tells who may see it.
 
 use std::convert::Infallible;
 use std::time::Instant;

@@ -39,9 +39,13 @@ pub(crate) struct Session {
     pub client_capabilities: Value,
     last_used: Instant,
     /// Resources subscribed to (`resources/subscribe`, allowed): the server's
-    /// `/resources` entry and the URI; their updates go to the session's GET stream.
-    resources: Vec<(Arc<Listing>, String)>,
+    /// `/resources` entry, the URI, and who subscribed (the subscription ends with
+    /// that token); their updates go to the session's GET stream.
+    resources: Vec<Subscribed>,
 }
+
+/// A session's resource subscription.
+pub(crate) type Subscribed = (Arc<Listing>, String, Arc<Caller>);
 
 /// The most resources one session subscribes to.
 const MAX_SUBSCRIBED: usize = 16;
@@ -119,40 +123,43 @@ impl Sessions {
         Some((session.version.clone(), session.client_capabilities.clone()))
     }
 
-    /// Subscribes session `id` (of this agent and mandate) to `uri` on `listing`'s
-    /// server, or (`subscribe` false) ends that subscription; `false` when the session
-    /// is unknown or already holds `MAX_SUBSCRIBED`.
+    /// Subscribes session `id` (of `caller`'s agent and mandate) to `uri` on
+    /// `listing`'s server (`listing` `None`: ends the session's subscriptions to
+    /// `uri` on `server`, or on any server when that is `None` too); `false` when the
+    /// session is unknown or already holds `MAX_SUBSCRIBED`.
     pub async fn subscribe(
         &self,
         id: &str,
-        (agent, mandate): (AgentId, MandateId),
-        listing: &Arc<Listing>,
+        caller: &Arc<Caller>,
+        (listing, server): (Option<&Arc<Listing>>, Option<&str>),
         uri: &str,
-        subscribe: bool,
     ) -> bool {
         let mut state = self.inner.lock().await;
         let Some(session) = state
             .sessions
             .get_mut(id)
-            .filter(|s| s.agent == agent && s.mandate == mandate)
+            .filter(|s| s.agent == caller.agent.id && s.mandate == caller.mandate.id)
         else {
             return false;
         };
+        let server = listing.map(|l| l.server.name.as_str()).or(server);
         session
             .resources
-            .retain(|(l, u)| !(l.tool.id == listing.tool.id && u == uri));
-        if !subscribe {
+            .retain(|(l, u, _)| !(u == uri && server.is_none_or(|s| l.server.name == s)));
+        let Some(listing) = listing else {
             return true;
-        }
+        };
         if session.resources.len() >= MAX_SUBSCRIBED {
             return false;
         }
-        session.resources.push((listing.clone(), uri.to_owned()));
+        session
+            .resources
+            .push((listing.clone(), uri.to_owned(), caller.clone()));
         true
     }
 
     /// The resources session `id` subscribed to (none once it is gone).
-    pub async fn subscribed(&self, id: &str) -> Vec<(Arc<Listing>, String)> {
+    pub async fn subscribed(&self, id: &str) -> Vec<Subscribed> {
         self.inner
             .lock()
             .await

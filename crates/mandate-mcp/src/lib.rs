@@ -12,11 +12,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod jsonrpc;
 pub mod revision;
 pub mod sse;
 pub mod upstream;
 
+pub use announce::{Announcement, Heard, ListKind};
 pub use jsonrpc::{Malformed, Message, Refusal, code, refusal};
 pub use upstream::{
     ExtraHeaders, HttpUpstream, Limits, Outcome, StdioOptions, StdioUpstream, Upstream,

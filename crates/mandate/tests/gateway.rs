@@ -14,6 +14,8 @@
 
 use serde_json::{Value, json};
 
+#[path = "gateway/announced.rs"]
+mod announced;
 #[path = "gateway/asks.rs"]
 mod asks;
 mod common;

@@ -578,6 +578,40 @@ impl Calls {
     }
 }
 
+impl Calls {
+    /// Whether `caller` would see one of `targets` in a tool list now: decided as
+    /// [`Calls::visible`] decides (scope, then policies) but recording nothing. Who is
+    /// told that a server's tools changed: only a caller for whom one of the changed
+    /// tools is visible.
+    pub fn sees_any<'a>(
+        &self,
+        caller: &Caller,
+        targets: impl IntoIterator<Item = Target<'a>>,
+    ) -> bool {
+        let now = self.inner.service.clock().now();
+        let set = self.inner.service.policies().pdp().current();
+        targets.into_iter().any(|target| {
+            caller.scope_covers(&tool_name(target.server, target.tool))
+                && listable(&set, caller, &caller.mandate, target, now)
+        })
+    }
+
+    /// Whether `caller` may read `uri` through `entry` (a server's `/resources` entry)
+    /// now: the decision `resources/read` gets, but recorded nowhere and spending
+    /// nothing. A resource's update is told only to a subscriber who may still read it;
+    /// anything but a plain permit (a remedy, a budget) is no.
+    pub fn may_read(&self, caller: &Caller, entry: Target<'_>, uri: &str) -> bool {
+        if !caller.scope_covers(&tool_name(entry.server, entry.tool)) {
+            return false;
+        }
+        let set = self.inner.service.policies().pdp().current();
+        let arguments = json!({"method": "resources/read", "target": uri});
+        let now = self.inner.service.clock().now();
+        let asked = (CallAction::ReadResource, Some(&arguments));
+        permitted(&set, caller, &caller.mandate, entry, asked, now)
+    }
+}
+
 /// Whether the policies let `caller` see `target` in a listing under `mandate` (the
 /// caller's own, or one that would also grant the tool).
 pub(super) fn listable(
@@ -587,13 +621,33 @@ pub(super) fn listable(
     target: Target<'_>,
     now: DateTime<Utc>,
 ) -> bool {
+    permitted(
+        set,
+        caller,
+        mandate,
+        target,
+        (CallAction::ListTools, None),
+        now,
+    )
+}
+
+/// Whether the policies plainly permit `action` (with `arguments`) on `target` under
+/// `mandate`: nothing approved, executed or rolled back, nothing spent.
+fn permitted(
+    set: &CompiledSet,
+    caller: &Caller,
+    mandate: &Mandate,
+    target: Target<'_>,
+    (action, arguments): (CallAction, Option<&Value>),
+    now: DateTime<Utc>,
+) -> bool {
     set.decide_call(&CallRequest {
-        action: CallAction::ListTools,
+        action,
         agent: &caller.agent,
         mandate,
         tool: target.tool,
         server: target.server,
-        arguments: None,
+        arguments,
         amount: 0,
         approved: false,
         executing_proposal: false,

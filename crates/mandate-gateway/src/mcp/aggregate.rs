@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use mandate_core::calls::{Call, Verdict};
+use mandate_mcp::Outcome;
 use mandate_policy::CallAction;
 use serde_json::{Value, json};
 
@@ -14,6 +15,9 @@ use super::methods::{Plan, hidden};
 use super::{Exchange, set};
 use crate::GatewayError;
 use crate::catalog::{Listing, PROMPTS, RESOURCES, Snapshot};
+
+/// The longest resource URI a subscription names.
+const MAX_URI: usize = 2048;
 
 impl Exchange<'_> {
     /// The listings this endpoint serves (one server's, or every server's).
@@ -99,39 +103,44 @@ impl Exchange<'_> {
     }
 
     /// The resources a `subscriptions/listen` names (`resourceSubscriptions`) that the
-    /// caller may read, each decided (and recorded) as a read of that URI on the
-    /// server's `/resources` entry. Only on `/mcp/{server}` (at most
-    /// `MAX_SUBSCRIBED` URIs of at most 2 KiB); elsewhere none is honoured.
+    /// caller may read, each decided (and recorded) as a read of that URI: on
+    /// `/mcp/{server}`, on that server's `/resources` entry; on `/mcp`, found as
+    /// `resources/read` finds it (the first server whose entry allows the read and
+    /// which has the resource). At most `MAX_SUBSCRIBED` URIs of at most 2 KiB.
     pub(super) async fn subscribable(
         &self,
         params: Option<&Value>,
     ) -> Result<Vec<(Arc<Listing>, String)>, GatewayError> {
         const MAX_SUBSCRIBED: usize = 16;
-        let (Some(server), Some(uris)) = (
-            self.server,
-            params
-                .and_then(|p| p.pointer("/notifications/resourceSubscriptions"))
-                .and_then(Value::as_array),
-        ) else {
+        let Some(uris) = params
+            .and_then(|p| p.pointer("/notifications/resourceSubscriptions"))
+            .and_then(Value::as_array)
+        else {
             return Ok(Vec::new());
         };
         let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
-        let Some(listing) = snapshot.special(server, RESOURCES) else {
-            return Ok(Vec::new());
-        };
         let mut honoured = Vec::new();
         for uri in uris
             .iter()
             .filter_map(Value::as_str)
-            .filter(|uri| uri.len() <= 2048)
+            .filter(|uri| uri.len() <= MAX_URI)
             .take(MAX_SUBSCRIBED)
         {
-            let arguments = json!({"method": "resources/read", "target": uri});
-            let verdict = self
-                .authorize_entry(listing, CallAction::ReadResource, &arguments)
-                .await?;
-            if matches!(verdict, Verdict::Allow { .. }) {
-                honoured.push((listing.clone(), uri.to_owned()));
+            let owner = match self.server {
+                Some(server) => {
+                    let Some(listing) = snapshot.special(server, RESOURCES) else {
+                        return Ok(Vec::new());
+                    };
+                    let arguments = json!({"method": "resources/read", "target": uri});
+                    let verdict = self
+                        .authorize_entry(listing, CallAction::ReadResource, &arguments)
+                        .await?;
+                    matches!(verdict, Verdict::Allow { .. }).then(|| listing.clone())
+                }
+                None => self.find_resource(&snapshot, uri).await?.0,
+            };
+            if let Some(listing) = owner {
+                honoured.push((listing, uri.to_owned()));
             }
         }
         Ok(honoured)
@@ -146,6 +155,7 @@ impl Exchange<'_> {
         params: Option<Value>,
     ) -> Result<Plan, GatewayError> {
         let snapshot = self.gateway.snapshot(&self.caller.mandate).await?;
+        let subscribe = matches!(method, "resources/subscribe" | "resources/unsubscribe");
         let (server, params) = match self.server {
             Some(server) => (server.to_owned(), params),
             None if entry == PROMPTS => {
@@ -161,6 +171,9 @@ impl Exchange<'_> {
                 };
                 set(&mut params, "name", json!(prompt));
                 (server.to_owned(), Some(params))
+            }
+            None if subscribe && self.session.is_some() => {
+                return self.subscribe_anywhere(&snapshot, method, params).await;
             }
             None => {
                 // Aggregated resources: the first server whose entry allows it and
@@ -181,33 +194,13 @@ impl Exchange<'_> {
         let verdict = self
             .authorize_entry(listing, action, &json!({"method": method, "target": label}))
             .await?;
-        let subscribe = matches!(method, "resources/subscribe" | "resources/unsubscribe");
         match verdict {
             Verdict::Allow { .. } if subscribe && self.session.is_some() => {
                 // A session client's subscription is kept here: the gateway reads the
                 // resource and tells the session's GET stream of updates (listen.rs).
-                let (Some(session), Some(uri)) = (
-                    self.session.as_deref(),
-                    label.as_str().filter(|u| u.len() <= 2048),
-                ) else {
-                    return Err(GatewayError::Invalid(
-                        "a resource subscription needs a `uri`".into(),
-                    ));
-                };
-                let owner = (self.caller.agent.id, self.caller.mandate.id);
                 let on = method == "resources/subscribe";
-                if self
-                    .gateway
-                    .sessions
-                    .subscribe(session, owner, listing, uri, on)
+                self.keep_subscription(on.then_some(listing), Some(&server), label.as_str())
                     .await
-                {
-                    Ok(Plan::Local(Ok(json!({}))))
-                } else {
-                    Err(GatewayError::Invalid(
-                        "this session holds as many resource subscriptions as it may".into(),
-                    ))
-                }
             }
             Verdict::Allow { .. } => Ok(Plan::Forward {
                 listing: listing.clone(),
@@ -231,29 +224,136 @@ impl Exchange<'_> {
     ) -> Result<Plan, GatewayError> {
         let mut last = hidden(entry);
         for listing in snapshot.tools.values().filter(|l| l.tool.name == entry) {
-            let verdict = self.authorize_entry(listing, action, &json!({"method": method, "target": params.as_ref().and_then(|p| p.get("uri")).cloned()}))
-                .await?;
-            if !matches!(verdict, Verdict::Allow { .. }) {
-                continue;
-            }
-            let outcome = self
-                .gateway
-                .call_upstream(
-                    listing,
-                    &self.caller.mandate,
-                    method,
-                    params.clone(),
-                    None,
-                    self.caller.trace.as_ref(),
-                )
-                .await;
-            match outcome {
-                Ok(Ok(result)) => return Ok(Plan::Local(Ok(result))),
-                Ok(Err(error)) => last = Err(error),
-                Err(e) => last = Err(e.error_object()),
+            match self
+                .try_on(listing, action, method, params.as_ref())
+                .await?
+            {
+                Some(Ok(result)) => return Ok(Plan::Local(Ok(result))),
+                Some(error) => last = error,
+                None => {}
             }
         }
         Ok(Plan::Local(last))
+    }
+
+    /// `method` on one server's `entry` if the caller's decision allows it there
+    /// (`None` otherwise): the upstream's answer.
+    async fn try_on(
+        &self,
+        listing: &Listing,
+        action: CallAction,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<Option<Outcome>, GatewayError> {
+        let target = params.and_then(|p| p.get("uri")).cloned();
+        let verdict = self
+            .authorize_entry(
+                listing,
+                action,
+                &json!({"method": method, "target": target}),
+            )
+            .await?;
+        if !matches!(verdict, Verdict::Allow { .. }) {
+            return Ok(None);
+        }
+        let outcome = self
+            .gateway
+            .call_upstream(
+                listing,
+                &self.caller.mandate,
+                method,
+                params.cloned(),
+                None,
+                self.caller.trace.as_ref(),
+            )
+            .await;
+        Ok(Some(outcome.unwrap_or_else(|e| Err(e.error_object()))))
+    }
+
+    /// The server that serves `uri` to this caller on `/mcp`, found as
+    /// `resources/read` finds it (each server's read decided and recorded, the first
+    /// allowed one that has it), or what that read was answered: the same refusal or
+    /// upstream error a read gets.
+    async fn find_resource(
+        &self,
+        snapshot: &Snapshot,
+        uri: &str,
+    ) -> Result<(Option<Arc<Listing>>, Outcome), GatewayError> {
+        let params = json!({"uri": uri});
+        let mut last = hidden(RESOURCES);
+        for listing in snapshot.tools.values().filter(|l| l.tool.name == RESOURCES) {
+            let read = self
+                .try_on(
+                    listing,
+                    CallAction::ReadResource,
+                    "resources/read",
+                    Some(&params),
+                )
+                .await?;
+            match read {
+                Some(Ok(result)) => return Ok((Some(listing.clone()), Ok(result))),
+                Some(error) => last = error,
+                None => {}
+            }
+        }
+        Ok((None, last))
+    }
+
+    /// `resources/subscribe` | `unsubscribe` in a session on `/mcp`: a subscription is
+    /// decided as a read of the URI on `/mcp` is, and refused as that read would be;
+    /// it is kept for the server that answered the read. Unsubscribing ends the
+    /// session's subscriptions to the URI on every server.
+    async fn subscribe_anywhere(
+        &self,
+        snapshot: &Snapshot,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Plan, GatewayError> {
+        let uri = params
+            .as_ref()
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if method == "resources/unsubscribe" || uri.is_empty() || uri.len() > MAX_URI {
+            return self.keep_subscription(None, None, Some(uri)).await;
+        }
+        match self.find_resource(snapshot, uri).await? {
+            (Some(listing), _) => {
+                self.keep_subscription(Some(&listing), None, Some(uri))
+                    .await
+            }
+            (None, refused) => Ok(Plan::Local(refused)),
+        }
+    }
+
+    /// Keeps (`listing` named) or ends (`None`: on `server`, or on any) the session's
+    /// subscription to `uri`.
+    async fn keep_subscription(
+        &self,
+        listing: Option<&Arc<Listing>>,
+        server: Option<&str>,
+        uri: Option<&str>,
+    ) -> Result<Plan, GatewayError> {
+        let (Some(session), Some(uri)) = (
+            self.session.as_deref(),
+            uri.filter(|u| !u.is_empty() && u.len() <= MAX_URI),
+        ) else {
+            return Err(GatewayError::Invalid(
+                "a resource subscription needs a `uri`".into(),
+            ));
+        };
+        if self
+            .gateway
+            .sessions
+            .subscribe(session, self.caller, (listing, server), uri)
+            .await
+        {
+            Ok(Plan::Local(Ok(json!({}))))
+        } else {
+            Err(GatewayError::Invalid(
+                "this session holds as many resource subscriptions as it may".into(),
+            ))
+        }
     }
 
     /// Lists resources, templates or prompts across the servers the caller may use.

@@ -99,7 +99,9 @@ impl Exchange<'_> {
             "ping" => Ok(Plan::Local(Ok(json!({})))),
             "server/discover" => Ok(Plan::Local(Ok(json!({
                 "supportedVersions": revision::SUPPORTED,
-                "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
+                "capabilities": {"tools": {"listChanged": true},
+                    "resources": {"listChanged": true, "subscribe": true},
+                    "prompts": {"listChanged": true}},
                 "serverInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
             })))),
             "tools/list" => self.list_tools().await,

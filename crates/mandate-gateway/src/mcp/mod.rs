@@ -90,8 +90,9 @@ pub(crate) fn routes(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// GET: a session client's standalone event stream (2025-xx), which carries the tool
-/// list changes it may see (`listen.rs`). Without a session there is none: 405.
+/// GET: a session client's standalone event stream (2025-xx), which carries the list
+/// changes it may see and its session's resource updates (`listen.rs`). Without a
+/// session there is none: 405.
 async fn stream(
     State(gateway): State<Gateway>,
     server: Option<String>,
@@ -469,8 +470,8 @@ impl Exchange<'_> {
         } else {
             capabilities = json!({
                 "tools": {"listChanged": true},
-                "resources": {},
-                "prompts": {},
+                "resources": {"listChanged": true, "subscribe": true},
+                "prompts": {"listChanged": true},
                 "logging": {},
             });
         }

@@ -1,16 +1,21 @@
 //! An upstream over Streamable HTTP (revisions 2025-06-18 and 2025-11-25): one shared
-//! session, started lazily and restarted when the server answers 404 to its id.
+//! session, started lazily and restarted when the server answers 404 to its id. While
+//! the gateway wants the server's announcements, the session's standalone event stream
+//! (a GET) is held open by a task of its own ([`Upstream::follow`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio::time::Instant;
 
 use super::{Limits, Outcome, Upstream, UpstreamError, initialize_params, negotiated_version};
+use crate::announce::{self, Announcement, Heard};
 use crate::jsonrpc::Message;
 use crate::sse::SseParser;
 
@@ -38,7 +43,22 @@ pub struct HttpUpstream {
     /// `initialize` result).
     session: Mutex<Option<Arc<Session>>>,
     next_id: AtomicI64,
+    announced: broadcast::Sender<Announcement>,
+    following: Arc<std::sync::Mutex<Following>>,
 }
+
+/// The standalone stream's state: wanted until, held by a task, refused by the server.
+#[derive(Debug, Default)]
+struct Following {
+    until: Option<Instant>,
+    running: bool,
+    /// The server answered the GET with anything but a stream (405: it offers none):
+    /// not asked again before then.
+    refused_until: Option<Instant>,
+}
+
+/// How long a server that refused its standalone stream is left alone.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
 
 impl HttpUpstream {
     /// `name` is what errors call it (the tool server's name), never the URL's secrets.
@@ -62,6 +82,8 @@ impl HttpUpstream {
             limits,
             session: Mutex::new(None),
             next_id: AtomicI64::new(1),
+            announced: broadcast::channel(announce::CHANNEL).0,
+            following: Arc::default(),
         })
     }
 
@@ -140,20 +162,12 @@ impl HttpUpstream {
         session: Option<&Session>,
         extra: &ExtraHeaders,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self
+        let request = self
             .client
             .post(self.url.clone())
             .header(http::header::ACCEPT, "application/json, text/event-stream")
             .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(session) = session {
-            request = request.header(VERSION_HEADER, session.version.as_str());
-            if let Some(id) = &session.id {
-                request = request.header(SESSION_HEADER, id.clone());
-            }
-        }
-        for (name, value) in extra {
-            request = request.header(name, value);
-        }
+        let request = with_session(request, session, extra);
         let bytes = serde_json::to_vec(body).map_err(|e| self.protocol(e))?;
         request.body(bytes).send().await.map_err(|e| {
             if e.is_connect() {
@@ -211,7 +225,21 @@ impl HttpUpstream {
                             return Ok(outcome);
                         }
                         Message::Response { .. } => {}
-                        _ => {
+                        Message::Notification { method, params } => {
+                            match Heard::of(&method, params.as_ref()) {
+                                Heard::Announced(a) => {
+                                    // Nobody listening is no failure.
+                                    let _ = self.announced.send(a);
+                                }
+                                Heard::Unusable => {}
+                                Heard::Other => {
+                                    if let Some(events) = events {
+                                        let _ = events.send(value).await;
+                                    }
+                                }
+                            }
+                        }
+                        Message::Request { .. } => {
                             if let Some(events) = events {
                                 // A caller that went away no longer wants the events.
                                 let _ = events.send(value).await;
@@ -289,6 +317,109 @@ enum Retry {
     No(UpstreamError),
 }
 
+/// The session's headers and the extra ones on a request.
+fn with_session(
+    mut request: reqwest::RequestBuilder,
+    session: Option<&Session>,
+    extra: &ExtraHeaders,
+) -> reqwest::RequestBuilder {
+    if let Some(session) = session {
+        request = request.header(VERSION_HEADER, session.version.as_str());
+        if let Some(id) = &session.id {
+            request = request.header(SESSION_HEADER, id.clone());
+        }
+    }
+    for (name, value) in extra {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// What the task holding a standalone stream needs (no reference to the upstream).
+struct Follower {
+    name: String,
+    url: reqwest::Url,
+    client: reqwest::Client,
+    max_message_bytes: usize,
+    session: Arc<Session>,
+    extra: ExtraHeaders,
+    announced: broadcast::Sender<Announcement>,
+    following: Arc<std::sync::Mutex<Following>>,
+}
+
+impl Follower {
+    /// Holds the stream open, reopening it after a second when it ends, until it is no
+    /// longer wanted, the session is gone (404) or the server refuses it.
+    async fn run(self) {
+        loop {
+            let wanted = self
+                .following
+                .lock()
+                .ok()
+                .and_then(|f| f.until)
+                .is_some_and(|until| Instant::now() < until);
+            if !wanted {
+                break;
+            }
+            let request = self
+                .client
+                .get(self.url.clone())
+                .header(http::header::ACCEPT, "text/event-stream");
+            let sent = with_session(request, Some(&self.session), &self.extra)
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => {
+                    self.read(response).await;
+                }
+                // The server forgot the session: the next `follow` opens the stream
+                // of the one that replaces it.
+                Ok(response) if response.status() == StatusCode::NOT_FOUND => break,
+                Ok(response) => {
+                    tracing::debug!(upstream = %self.name, status = response.status().as_u16(), "no standalone stream from this upstream");
+                    if let Ok(mut f) = self.following.lock() {
+                        f.refused_until = Some(Instant::now() + REFUSED_FOR);
+                    }
+                    break;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if let Ok(mut f) = self.following.lock() {
+            f.running = false;
+        }
+    }
+
+    /// Reads one stream until it ends or is no longer wanted: announcements go to the
+    /// channel; anything else on it is for no request of ours and is dropped.
+    async fn read(&self, mut response: reqwest::Response) {
+        let mut parser = SseParser::new(self.max_message_bytes);
+        loop {
+            let until = self.following.lock().ok().and_then(|f| f.until);
+            let Some(until) = until.filter(|u| Instant::now() < *u) else {
+                return;
+            };
+            let chunk = match tokio::time::timeout_at(until, response.chunk()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(_) => return,
+            };
+            let Ok(events) = parser.push(&chunk) else {
+                return;
+            };
+            for event in events {
+                let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                    continue;
+                };
+                if let Heard::Announced(a) = Heard::of_message(&value) {
+                    let _ = self.announced.send(a);
+                }
+            }
+        }
+    }
+}
+
 async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
@@ -347,6 +478,41 @@ impl Upstream for HttpUpstream {
 
     async fn server_info(&self, extra: &ExtraHeaders) -> Result<Value, UpstreamError> {
         Ok(self.session(extra).await?.info.clone())
+    }
+
+    fn announcements(&self) -> broadcast::Receiver<Announcement> {
+        self.announced.subscribe()
+    }
+
+    async fn follow(&self, extra: &ExtraHeaders, until: Instant) {
+        {
+            let Ok(mut f) = self.following.lock() else {
+                return;
+            };
+            f.until = Some(f.until.map_or(until, |u| u.max(until)));
+            let refused = f.refused_until.is_some_and(|r| Instant::now() < r);
+            if f.running || refused {
+                return;
+            }
+            f.running = true;
+        }
+        let Ok(session) = self.session(extra).await else {
+            if let Ok(mut f) = self.following.lock() {
+                f.running = false;
+            }
+            return;
+        };
+        let follower = Follower {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            client: self.client.clone(),
+            max_message_bytes: self.limits.max_message_bytes,
+            session,
+            extra: extra.clone(),
+            announced: self.announced.clone(),
+            following: self.following.clone(),
+        };
+        tokio::spawn(follower.run());
     }
 }
 

@@ -6,7 +6,9 @@
 //! session; callers never see the ids used upstream. Messages the server sends while a
 //! request is in flight (progress and log notifications, requests to the client such
 //! as elicitation or sampling) are handed to the caller's `events` channel; the
-//! caller answers the server's requests with [`Upstream::respond`].
+//! caller answers the server's requests with [`Upstream::respond`]. What the server
+//! announces about itself (list changes, resource updates) goes instead to its
+//! announcement channel ([`Upstream::announcements`]), whichever stream it arrives on.
 
 mod http;
 mod stdio;
@@ -16,10 +18,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 pub use self::http::HttpUpstream;
 pub use self::stdio::{StdioOptions, StdioUpstream};
+use crate::announce::Announcement;
 use crate::revision;
 
 /// Headers added to every request to this upstream (e.g. an injected credential).
@@ -90,6 +93,16 @@ pub trait Upstream: Send + Sync + fmt::Debug {
 
     /// The server's `initialize` result (capabilities, serverInfo), connecting if needed.
     async fn server_info(&self, extra: &ExtraHeaders) -> Result<Value, UpstreamError>;
+
+    /// What the server announces about itself from now on. A reader that falls more
+    /// than a few dozen behind is told it lagged: it should look at everything again.
+    fn announcements(&self) -> broadcast::Receiver<Announcement>;
+
+    /// Keeps the server's own stream of announcements open until `until` (extended by
+    /// each call). An HTTP server announces outside any call only on the standalone
+    /// stream a client opens; a stdio server's output is always read, so this does
+    /// nothing there.
+    async fn follow(&self, _extra: &ExtraHeaders, _until: tokio::time::Instant) {}
 }
 
 /// The `initialize` request the gateway sends upstream. It offers sampling and

@@ -17,11 +17,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
 
 use super::{
     ExtraHeaders, Limits, Outcome, Upstream, UpstreamError, initialize_params, negotiated_version,
 };
+use crate::announce::{self, Announcement, Heard};
 use crate::jsonrpc::{self, Message};
 
 /// How to run the server.
@@ -40,11 +41,22 @@ struct Pending {
     events: Option<mpsc::Sender<Value>>,
 }
 
-#[derive(Default)]
 struct Routes {
     pending: HashMap<i64, Pending>,
     /// Our progress token → (the caller's events, the caller's own token).
     progress: HashMap<String, (mpsc::Sender<Value>, Value)>,
+    /// What the server announces about itself, whenever it writes it.
+    announced: broadcast::Sender<Announcement>,
+}
+
+impl Routes {
+    fn new(announced: broadcast::Sender<Announcement>) -> Self {
+        Routes {
+            pending: HashMap::new(),
+            progress: HashMap::new(),
+            announced,
+        }
+    }
 }
 
 /// What the supervisor publishes: the stdin writer and the handshake result while up.
@@ -63,6 +75,7 @@ pub struct StdioUpstream {
     next_id: Arc<AtomicI64>,
     routes: Arc<Mutex<Routes>>,
     state: watch::Receiver<State>,
+    announced: broadcast::Sender<Announcement>,
     _supervisor: tokio::task::JoinHandle<()>,
 }
 
@@ -84,7 +97,8 @@ impl StdioUpstream {
     /// Starts supervising the server; it is spawned at once and restarted when it exits.
     pub fn spawn(name: &str, options: StdioOptions) -> StdioUpstream {
         let (state_tx, state) = watch::channel(State::Starting);
-        let routes = Arc::new(Mutex::new(Routes::default()));
+        let announced = broadcast::channel(announce::CHANNEL).0;
+        let routes = Arc::new(Mutex::new(Routes::new(announced.clone())));
         let next_id = Arc::new(AtomicI64::new(1));
         let supervisor = tokio::spawn(supervise(
             name.to_owned(),
@@ -98,6 +112,7 @@ impl StdioUpstream {
             next_id,
             routes,
             state,
+            announced,
             _supervisor: supervisor,
         }
     }
@@ -222,6 +237,10 @@ impl Upstream for StdioUpstream {
 
     async fn server_info(&self, _extra: &ExtraHeaders) -> Result<Value, UpstreamError> {
         Ok(self.up().await?.1)
+    }
+
+    fn announcements(&self) -> broadcast::Receiver<Announcement> {
+        self.announced.subscribe()
     }
 }
 
@@ -415,6 +434,14 @@ async fn route(message: Message, raw: Value, routes: &Mutex<Routes>, stdin: &mps
             }
         }
         Message::Notification { method, params } => {
+            match Heard::of(&method, params.as_ref()) {
+                Heard::Announced(a) => {
+                    let _ = r.announced.send(a);
+                    return;
+                }
+                Heard::Unusable => return,
+                Heard::Other => {}
+            }
             let token = params
                 .as_ref()
                 .and_then(|p| p.get("progressToken"))

@@ -12,7 +12,7 @@ async fn listen(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<Strin
 }
 
 /// `listen` with the notifications filter `filter`.
-async fn listen_to(
+pub(crate) async fn listen_to(
     url: &str,
     token: &str,
     filter: Value,
@@ -37,13 +37,16 @@ async fn listen_to(
 
 /// Opens a 2025-11-25 session on `url` and its standalone GET stream; what arrives on
 /// it is gathered into the returned text.
-async fn session_stream(url: &str, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+pub(crate) async fn session_stream(
+    url: &str,
+    token: &str,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
     session_stream_subscribed(url, token, None).await.0
 }
 
 /// `session_stream`, the session first subscribing to `uri` (`resources/subscribe`)
 /// when one is given; the subscription's answer.
-async fn session_stream_subscribed(
+pub(crate) async fn session_stream_subscribed(
     url: &str,
     token: &str,
     uri: Option<&str>,
@@ -99,7 +102,10 @@ async fn session_stream_subscribed(
 
 /// The messages gathered from an event stream once its text holds `awaited` (or after
 /// ten seconds), and that text.
-async fn messages_once(seen: &std::sync::Mutex<String>, awaited: &str) -> (String, Vec<Value>) {
+pub(crate) async fn messages_once(
+    seen: &std::sync::Mutex<String>,
+    awaited: &str,
+) -> (String, Vec<Value>) {
     let mut heard = String::new();
     for _ in 0..100 {
         heard = seen.lock().unwrap().clone();
@@ -108,16 +114,20 @@ async fn messages_once(seen: &std::sync::Mutex<String>, awaited: &str) -> (Strin
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let messages = heard
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
+    let messages = messages_in(&heard);
     (heard, messages)
 }
 
+/// The JSON messages in the `data:` lines of an event stream's text.
+pub(crate) fn messages_in(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
 /// What an event stream (status 200) sends, gathered into a text as it arrives.
-fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
+pub(crate) fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
     assert_eq!(stream.status(), 200);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let into = seen.clone();
@@ -133,13 +143,24 @@ fn gathered(mut stream: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<St
     seen
 }
 
+/// A config whose task tokens live 30 s.
+pub(crate) const SHORT_TOKENS: &str = "[tokens]\nmax_lifetime_seconds = 30\n";
+
+/// A task token's `exp`.
+pub(crate) fn expiry(token: &str) -> i64 {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
+    claims["exp"].as_i64().unwrap()
+}
+
 /// Appended to a gathered text once its stream ended.
-const STREAM_ENDED: &str = "\n[the stream ended]\n";
+pub(crate) const STREAM_ENDED: &str = "\n[the stream ended]\n";
 
 /// A server in front of the `--dynamic` fixture (`fx`) and, with `other`, a plain one
 /// (`other`); `token(tools)` is a task token of a mandate scoped to `tools`.
-struct Watching {
-    server: Server,
+pub(crate) struct Watching {
+    pub(crate) server: Server,
     admin: String,
     who: common::Actors,
     _fixtures: Vec<Fixture>,
@@ -147,12 +168,12 @@ struct Watching {
 }
 
 impl Watching {
-    async fn start(other: bool) -> Watching {
+    pub(crate) async fn start(other: bool) -> Watching {
         Watching::start_with(other, "").await
     }
 
     /// `start`, the server reading `config` (TOML) as its config file.
-    async fn start_with(other: bool, config: &str) -> Watching {
+    pub(crate) async fn start_with(other: bool, config: &str) -> Watching {
         let mut fixtures = vec![("fx", Fixture::start_with(&["--dynamic"]))];
         if other {
             fixtures.push(("other", Fixture::start()));
@@ -181,38 +202,77 @@ impl Watching {
         }
     }
 
-    async fn token(&self, tools: Value) -> String {
+    /// Replaces the operator's policies with one file of Cedar `text`.
+    pub(crate) async fn policies(&self, text: &str) {
+        let (status, body) = common::http(
+            reqwest::Method::PUT,
+            format!("{}/v1/policies", self.server.url),
+            &self.admin,
+            Some(json!({"policies": [{"name": "operator.cedar", "text": text}]})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Adds the `--dynamic` fixture over stdio as tool server `name`.
+    pub(crate) async fn add_stdio(&self, name: &str) {
+        let fixture = common::python_dir().join("mcp_fixture_server.py");
+        created(
+            &self.server,
+            "/v1/tool-servers",
+            &self.admin,
+            json!({"name": name, "transport": {"kind": "mcp_stdio", "command": "python3",
+                   "args": [fixture.to_str().unwrap(), "--stdio", "--dynamic"]}}),
+        )
+        .await;
+    }
+
+    pub(crate) async fn token(&self, tools: Value) -> String {
+        let mandate = self.mandate(tools).await;
+        self.token_of(&mandate).await
+    }
+
+    /// A mandate scoped to `tools`, consented.
+    pub(crate) async fn mandate(&self, tools: Value) -> String {
         let terms = json!({"intent": "Watch the tools", "scope": {"tools": tools},
             "data_ceiling": "internal", "mode": "execute"});
-        let mandate = common::consented_mandate(&self.server, &self.admin, &self.who, terms).await;
+        common::consented_mandate(&self.server, &self.admin, &self.who, terms).await
+    }
+
+    /// A new task token of `mandate` for `/mcp`.
+    pub(crate) async fn token_of(&self, mandate: &str) -> String {
         let resource = format!("{}/mcp", self.server.url);
         task_token(
             &self.server,
             &self.who.agent,
             &self.who.key,
-            &mandate,
+            mandate,
             &resource,
         )
         .await
     }
 }
 
-/// An upstream whose tools change is noticed (the gateway polls the listening
-/// tenants' servers): a 2026-07-28 client listening on that server, whose scope
-/// covers its tools, is told `notifications/tools/list_changed` on its
+/// An upstream whose tools change is noticed (it announces the change on the
+/// standalone stream the gateway holds open with it, and the gateway also polls the
+/// listening tenants' servers): a 2026-07-28 client listening on that server, for
+/// whom the added tool is visible, is told `notifications/tools/list_changed` on its
 /// `subscriptions/listen` stream (after the acknowledgement, tagged with the
 /// stream's id), a session client on its standalone GET stream; a caller who cannot
-/// see that server hears nothing on either.
+/// see that server hears nothing on either, and neither does one who sees other tools
+/// of that server but not the one added.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
     let w = Watching::start(true).await;
     let server = &w.server;
     let token = w
-        .token(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}]))
+        .token(json!([{"tool": "fx.echo"}, {"tool": "fx.add_tool"}, {"tool": "fx.extra"}]))
         .await;
     let stranger = w.token(json!([{"tool": "other.echo"}])).await;
+    let bystander = w.token(json!([{"tool": "fx.echo"}])).await;
     let told = listen(&format!("{}/mcp/fx", server.url), &token).await;
     let not_told = listen(&format!("{}/mcp", server.url), &stranger).await;
+    let bystander_told = listen(&format!("{}/mcp/fx", server.url), &bystander).await;
     let in_session = session_stream(&format!("{}/mcp", server.url), &token).await;
     let stranger_in_session = session_stream(&format!("{}/mcp", server.url), &stranger).await;
     // Without a session there is no standalone stream.
@@ -275,6 +335,16 @@ async fn a_tool_list_change_reaches_the_listeners_who_may_see_it() {
         !stranger_heard.contains("list_changed"),
         "a caller who cannot see the server was told: {stranger_heard}"
     );
+    // The tool added is not the bystander's to see: nothing it sees changed.
+    let bystander_heard = bystander_told.lock().unwrap().clone();
+    assert!(
+        bystander_heard.contains("acknowledged"),
+        "{bystander_heard}"
+    );
+    assert!(
+        !bystander_heard.contains("list_changed"),
+        "told of a tool it may not see: {bystander_heard}"
+    );
 }
 
 /// A resource a 2026-07-28 client subscribed to on `subscriptions/listen`
@@ -328,14 +398,10 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
         "{heard}"
     );
     let stranger_heard = not_told.lock().unwrap().clone();
-    let messages: Vec<Value> = stranger_heard
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect();
-    assert_eq!(messages.len(), 1, "{stranger_heard}");
+    let strangers = messages_in(&stranger_heard);
+    assert_eq!(strangers.len(), 1, "{stranger_heard}");
     assert_eq!(
-        messages[0]["params"]["notifications"],
+        strangers[0]["params"]["notifications"],
         json!({}),
         "{stranger_heard}"
     );
@@ -358,12 +424,9 @@ async fn a_resource_update_reaches_only_who_may_read_it() {
 /// stay open until then and are closed by the gateway within its poll (2 s) after it.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_end_when_their_token_expires() {
-    let w = Watching::start_with(false, "[tokens]\nmax_lifetime_seconds = 30\n").await;
+    let w = Watching::start_with(false, SHORT_TOKENS).await;
     let token = w.token(json!([{"tool": "fx.echo"}])).await;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value =
-        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
-    let exp = claims["exp"].as_i64().unwrap();
+    let exp = expiry(&token);
     let session = session_stream(&format!("{}/mcp", w.server.url), &token).await;
     let listening = listen(&format!("{}/mcp/fx", w.server.url), &token).await;
     let now = || chrono::Utc::now().timestamp();

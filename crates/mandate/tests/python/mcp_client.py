@@ -14,6 +14,14 @@ steps.json (or `-` for stdin) is a JSON list of steps, run in order on one sessi
     {"op": "list_prompts"}
     {"op": "get_prompt", "name": "test_prompt_with_arguments", "arguments": {"arg1": "a", "arg2": "b"}}
     {"op": "ping"}
+    {"op": "subscribe_resource", "uri": "test://watched-resource"}
+    {"op": "unsubscribe_resource", "uri": "test://watched-resource"}
+    {"op": "wait_notification", "method": "notifications/resources/updated", "timeout": 10}
+    {"op": "sleep", "seconds": 3}
+
+wait_notification answers the first notification with that method the session received
+(on any stream, the standalone GET stream included) that no earlier wait answered, as
+{"method", "params"}; none within `timeout` seconds is an error.
 
 Output: one JSON line per step on stdout,
 
@@ -94,8 +102,44 @@ def error_obj(exc: BaseException, status: StatusRecorder) -> dict[str, Any]:
     return err
 
 
+class Notifications:
+    """The notifications a session received, in order, for wait_notification."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.taken = 0
+
+    async def __call__(self, message: Any) -> None:
+        method = getattr(message, "method", None)
+        if isinstance(method, str):
+            self.received.append({"method": method, "params": dump(getattr(message, "params", None))})
+
+    async def wait(self, method: str, timeout: float) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for i, n in enumerate(self.received):
+                if i >= self.taken and n["method"] == method:
+                    self.taken = i + 1
+                    return n
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no {method} within {timeout} s")
+            await asyncio.sleep(0.05)
+
+
+NOTIFICATIONS = Notifications()
+
+
 async def run_step(session: ClientSession, step: dict[str, Any]) -> Any:
     op = step.get("op")
+    if op == "subscribe_resource":
+        return await session.subscribe_resource(step["uri"])
+    if op == "unsubscribe_resource":
+        return await session.unsubscribe_resource(step["uri"])
+    if op == "wait_notification":
+        return await NOTIFICATIONS.wait(step["method"], float(step.get("timeout", 10)))
+    if op == "sleep":
+        await asyncio.sleep(float(step["seconds"]))
+        return {}
     if op == "list_tools":
         return await session.list_tools()
     if op == "call_tool":
@@ -136,7 +180,9 @@ async def run(
     try:
         async with open_streams(url, stdio_cmd, headers, status) as streams:
             read_stream, write_stream = streams[0], streams[1]
-            async with ClientSession(read_stream, write_stream, read_timeout_seconds=STEP_TIMEOUT_S) as session:
+            async with ClientSession(
+                read_stream, write_stream, read_timeout_seconds=STEP_TIMEOUT_S, message_handler=NOTIFICATIONS
+            ) as session:
                 try:
                     init = await session.initialize()
                 except Exception as e:  # noqa: BLE001

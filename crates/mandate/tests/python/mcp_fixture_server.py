@@ -34,9 +34,17 @@ Usage:
 
   --dynamic                        add the tool `add_tool`, which adds the tool `extra`
                                    to the list and sends notifications/tools/list_changed,
-                                   and `touch_resource`, which changes the text of
-                                   test://watched-resource. Off by default (the
-                                   conformance runner sees the fixed list).
+                                   `touch_resource`, which changes the text of
+                                   test://watched-resource and sends
+                                   notifications/resources/updated, `add_prompt` and
+                                   `add_resource` (a prompt / resource added, its list
+                                   change sent), `retitle_echo` (echo's description
+                                   changed, tools/list_changed sent on the call's own
+                                   stream) and `announce` {method, params, related},
+                                   which sends that notification as given (on the call's
+                                   stream when `related`). Announcements outside a call
+                                   go to the session's standalone GET stream. Off by
+                                   default (the conformance runner sees the fixed list).
 
 DNS-rebinding protection: over HTTP, a request whose Host is not localhost,
 127.0.0.1 or [::1] (any port) is answered 421, and one with an Origin other
@@ -284,6 +292,16 @@ def _client_has(ctx: Any, capability: str) -> bool:
     return caps is not None and getattr(caps, capability, None) is not None
 
 
+async def _announce(ctx: Any, method: str, params: Any, related: bool = False) -> None:
+    """Sends a notification exactly as given (no model checks its params): on the call's
+    own stream when `related`, else on the session's standalone stream."""
+    channel = ctx.session._request_outbound if related else ctx.session._connection.outbound
+    try:
+        await channel.notify(method, params)
+    except Exception:  # noqa: BLE001  nobody listening is no failure
+        pass
+
+
 def _error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[_text(message)], is_error=True)
 
@@ -414,7 +432,30 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     if name == "touch_resource" and "touch_resource" in TOOL_NAMES:
         global WATCHED_TEXT
         WATCHED_TEXT = WATCHED_TEXT + " Touched."
+        await _announce(ctx, "notifications/resources/updated", {"uri": "test://watched-resource"})
         return types.CallToolResult(content=[_text("touched test://watched-resource")])
+    if name == "add_prompt" and "add_prompt" in TOOL_NAMES:
+        if not any(p.name == "extra_prompt" for p in PROMPTS):
+            PROMPTS.append(types.Prompt(name="extra_prompt", description="Added by add_prompt"))
+        await _announce(ctx, "notifications/prompts/list_changed", None)
+        return types.CallToolResult(content=[_text("added extra_prompt")])
+    if name == "add_resource" and "add_resource" in TOOL_NAMES:
+        if not any(str(r.uri) == "test://extra-resource" for r in RESOURCES):
+            RESOURCES.append(types.Resource(uri="test://extra-resource", name="extra-resource"))
+        await _announce(ctx, "notifications/resources/list_changed", None)
+        return types.CallToolResult(content=[_text("added test://extra-resource")])
+    if name == "retitle_echo" and "retitle_echo" in TOOL_NAMES:
+        for i, tool in enumerate(TOOLS):
+            if tool.name == "echo":
+                TOOLS[i] = tool.model_copy(update={"description": "Echoes its text (retitled)"})
+        await _announce(ctx, "notifications/tools/list_changed", {"secret": "upstream-only"}, related=True)
+        return types.CallToolResult(content=[_text("retitled echo")])
+    if name == "announce" and "announce" in TOOL_NAMES:
+        method = args.get("method")
+        if not isinstance(method, str):
+            raise MCPError(INVALID_PARAMS, "announce needs a string argument 'method'")
+        await _announce(ctx, method, args.get("params"), related=bool(args.get("related")))
+        return types.CallToolResult(content=[_text("announced")])
     if name == "extra" and "extra" in TOOL_NAMES:
         return types.CallToolResult(content=[_text("extra")])
     raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
@@ -744,6 +785,14 @@ def main() -> None:
             types.Tool(name="touch_resource", description="Changes test://watched-resource", input_schema=NO_ARGS)
         )
         TOOL_NAMES.add("touch_resource")
+        for extra, description in [
+            ("add_prompt", "Adds the prompt extra_prompt"),
+            ("add_resource", "Adds the resource test://extra-resource"),
+            ("retitle_echo", "Changes echo's description"),
+            ("announce", "Sends the notification it is given"),
+        ]:
+            TOOLS.append(types.Tool(name=extra, description=description, input_schema={"type": "object"}))
+            TOOL_NAMES.add(extra)
     try:
         if args.stdio:
             asyncio.run(serve_stdio())
