@@ -122,20 +122,7 @@ async fn an_id_jag_grants_under_the_mandate_once_across_replicas() {
             ("assertion", jag.clone()),
         ];
         let url = server.url.clone();
-        async move {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let response = reqwest::Client::new()
-                .post(format!("{url}/oauth2/token"))
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
+        async move { token_request_owned(&url, &form).await }
     };
     let (status, body) = present(&a).await;
     assert_eq!(status, 200, "{body}");
@@ -143,19 +130,7 @@ async fn an_id_jag_grants_under_the_mandate_once_across_replicas() {
         body["scope"], "reports.read",
         "narrowed by the ID-JAG's scope"
     );
-    let payload = body["access_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap();
-    let token: Value =
-        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
-    assert_eq!(token["sub"], who.human.as_str());
-    assert_eq!(
-        token["authorization_details"][0]["mandate_id"],
-        mandate.as_str()
-    );
+    granted_under(&body, &who.human, &mandate);
 
     let (status, body) = present(&b).await;
     assert_eq!(status, 400, "{body}");
@@ -183,4 +158,180 @@ async fn an_id_jag_grants_under_the_mandate_once_across_replicas() {
     for log in [a.drain_log(), b.drain_log()] {
         assert!(!log.contains(signature), "an ID-JAG in the log");
     }
+}
+
+/// The IdP is a real one: oidc-provider (npm, pinned in `tests/oidc`, `idp_jag.mjs`)
+/// with its own key published at its `/jwks`, issuing ID-JAGs by token exchange of the
+/// person's ID token as the draft describes. The MCP client asks it for an ID-JAG for
+/// Mandate and presents that: a task token under the person's mandate, the scope
+/// narrowed; the same ID-JAG again is refused; one the IdP issued for another resource
+/// is refused; an ID token is not an ID-JAG.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_jag_from_an_oidc_provider_grants_under_the_mandate_once() {
+    const CLIENT_SECRET: &str = "idp-client-secret-PLANTED-5e0b";
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MANDATE_PUBLIC_URL", PUBLIC_URL)];
+    let first = Server::start_with_env(dir.path(), &[], &env);
+    let admin = common::admin_token(dir.path());
+    let who = common::human_and_agent(&first, &admin).await;
+    let mandate = common::consented_mandate(
+        &first,
+        &admin,
+        &who,
+        json!({"intent": "read the reports", "scope": {"tools": [{"tool": "reports.read"}]},
+               "data_ceiling": "internal", "mode": "execute"}),
+    )
+    .await;
+    first.stop();
+
+    let idp = common::oidc::OidcProvider::start(
+        "idp_jag.mjs",
+        &[
+            "--client-id",
+            &who.agent,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--account",
+            "00u-alice",
+        ],
+    );
+    let config = dir.path().join("mandate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tokens.enterprise_idp]]\nissuer = \"{0}\"\njwks_uri = \"{0}/jwks\"\n\
+             person = \"subjects\"\nclients = [\"{1}\"]\ndangerous_allow_insecure_loopback = true\n\
+             [tokens.enterprise_idp.subjects]\n\"00u-alice\" = \"alice@example.com\"\n",
+            idp.issuer, who.agent
+        ),
+    )
+    .unwrap();
+    let mut server =
+        Server::start_with_env(dir.path(), &["--config", config.to_str().unwrap()], &env);
+
+    // The client at the IdP: the person's ID token (their single sign-on), exchanged
+    // for an ID-JAG naming Mandate (RFC 8693, requested_token_type id-jag).
+    let http = reqwest::Client::new();
+    let id_jag = |resource: &'static str| {
+        let (http, issuer, agent) = (http.clone(), idp.issuer.clone(), who.agent.clone());
+        async move {
+            let sso: Value = http
+                .get(format!("{issuer}/test/id_token?sub=00u-alice"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let answer = http
+                .post(format!("{issuer}/token"))
+                .basic_auth(&agent, Some(CLIENT_SECRET))
+                .form(&[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    (
+                        "requested_token_type",
+                        "urn:ietf:params:oauth:token-type:id-jag",
+                    ),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:id_token",
+                    ),
+                    ("subject_token", sso["id_token"].as_str().unwrap()),
+                    ("audience", PUBLIC_URL),
+                    ("resource", resource),
+                    ("scope", "reports.read calendar.write"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            let answer: Value = answer.json().await.unwrap();
+            assert_eq!(
+                answer["issued_token_type"],
+                "urn:ietf:params:oauth:token-type:id-jag"
+            );
+            (
+                answer["access_token"].as_str().unwrap().to_owned(),
+                sso["id_token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let present = |assertion: String| {
+        let client = common::assertion(PUBLIC_URL, &who.agent, &who.key);
+        let url = server.url.clone();
+        async move {
+            token_request_owned(
+                &url,
+                &[
+                    ("grant_type", GRANT.to_owned()),
+                    ("client_assertion_type", JWT_BEARER.to_owned()),
+                    ("client_assertion", client),
+                    ("assertion", assertion),
+                ],
+            )
+            .await
+        }
+    };
+
+    let (jag, id_token) = id_jag("http://mandate.idjag.test/mcp").await;
+    let (status, body) = present(jag.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "reports.read", "narrowed by the mandate");
+    granted_under(&body, &who.human, &mandate);
+
+    // Once only.
+    let (status, body) = present(jag.clone()).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "{body}"
+    );
+    // The IdP's ID-JAG for another resource, and the ID token itself, are refused.
+    let (elsewhere, _) = id_jag("https://mcp.elsewhere.example/mcp").await;
+    let (status, body) = present(elsewhere).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_target")),
+        "{body}"
+    );
+    let (status, body) = present(id_token).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "{body}"
+    );
+
+    let signature = jag.rsplit('.').next().unwrap();
+    let log = server.drain_log();
+    assert!(!log.contains(signature), "an ID-JAG in the log");
+    assert!(!log.contains(CLIENT_SECRET));
+}
+
+async fn token_request_owned(url: &str, form: &[(&str, String)]) -> (u16, Value) {
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let response = reqwest::Client::new()
+        .post(format!("{url}/oauth2/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The task token in a token response is the person's, under that mandate.
+fn granted_under(body: &Value, human: &str, mandate: &str) {
+    let payload = body["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let token: Value =
+        serde_json::from_slice(&mandate_jose::b64url_decode(payload).unwrap()).unwrap();
+    assert_eq!(token["sub"], human);
+    assert_eq!(token["authorization_details"][0]["mandate_id"], mandate);
 }
