@@ -50,6 +50,36 @@ pub fn complete(method: &str, mut result: Value) -> Value {
     result
 }
 
+/// The `_meta` keys of a 2026-07-28 request's envelope: what the client says of itself
+/// on every request (revision, identity, capabilities, log level).
+const ENVELOPE: &[&str] = &[
+    META_PROTOCOL_VERSION,
+    META_CLIENT_CAPABILITIES,
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/logLevel",
+];
+
+/// A request's params as the gateway forwards them upstream: without the 2026-07-28
+/// envelope in `_meta`. The gateway speaks to each upstream in a session of its own
+/// (its own revision and capabilities, negotiated by `initialize`); the client's
+/// envelope describes the client's exchange with the gateway, and an upstream of an
+/// older revision may refuse a request that carries it. Every other `_meta` key (a
+/// progress token, a related task) goes on; an emptied `_meta` is dropped.
+pub fn without_envelope(params: Option<Value>) -> Option<Value> {
+    let mut params = params?;
+    if let Some(Value::Object(map)) = params.get_mut("_meta") {
+        for key in ENVELOPE {
+            map.remove(*key);
+        }
+        if map.is_empty()
+            && let Value::Object(p) = &mut params
+        {
+            p.remove("_meta");
+        }
+    }
+    Some(params)
+}
+
 /// The `_meta` key carrying the client's capabilities on stateless requests.
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
@@ -330,5 +360,26 @@ mod tests {
         assert_eq!(negotiate(Some("1999-01-01")), V2025_11_25);
         assert_eq!(negotiate(None), V2025_11_25);
         assert!(is_stateless(V2026_07_28));
+    }
+
+    #[test]
+    fn the_envelope_stays_with_the_gateway() {
+        let params = json!({"name": "t", "arguments": {"a": 1}, "_meta": {
+            META_PROTOCOL_VERSION: V2026_07_28,
+            META_CLIENT_CAPABILITIES: {"elicitation": {"url": {}}},
+            "io.modelcontextprotocol/clientInfo": {"name": "c", "version": "1"},
+            "io.modelcontextprotocol/logLevel": "info",
+            "progressToken": 7,
+        }});
+        assert_eq!(
+            without_envelope(Some(params)),
+            Some(json!({"name": "t", "arguments": {"a": 1}, "_meta": {"progressToken": 7}}))
+        );
+        let only = json!({"name": "t", "_meta": {META_PROTOCOL_VERSION: V2026_07_28}});
+        assert_eq!(without_envelope(Some(only)), Some(json!({"name": "t"})));
+        assert_eq!(without_envelope(None), None);
+        // Not an object: forwarded as it is (the upstream says what it thinks of it).
+        let odd = json!({"name": "t", "_meta": 3});
+        assert_eq!(without_envelope(Some(odd.clone())), Some(odd));
     }
 }

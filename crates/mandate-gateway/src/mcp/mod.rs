@@ -549,6 +549,9 @@ impl Exchange<'_> {
                 .cloned()
                 .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
         });
+        // The client's 2026-07-28 envelope is between it and us: the upstream's session
+        // has its own revision and capabilities.
+        let params = revision::without_envelope(params);
         let mut call = Forwarded::new(
             async move {
                 let started = Instant::now();
