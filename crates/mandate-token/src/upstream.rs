@@ -246,13 +246,7 @@ impl Provider {
                 "`client_id` is empty or holds a control character".into()
             ));
         }
-        if config
-            .scopes
-            .iter()
-            .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(bad("a scope is one non-empty word".into()));
-        }
+        check_scopes(&config.scopes)?;
         let http = crate::oidc::provider_client(timeout)
             .map_err(|e| bad(format!("cannot build the HTTP client: {e}")))?;
         Ok(Provider {
@@ -408,6 +402,19 @@ impl Provider {
         *cached = Some((metadata.clone(), now));
         Ok(metadata)
     }
+}
+
+/// Scopes as configured: each one non-empty word of printable ASCII.
+pub(crate) fn check_scopes(scopes: &[String]) -> Result<(), ProviderError> {
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ProviderError::Config(
+            "a scope is one non-empty word".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// POSTs a form to a provider's endpoint, with HTTP Basic client authentication when a

@@ -13,6 +13,27 @@ mod exchange;
 pub use exchange::TokenExchangeSettings;
 mod enterprise;
 
+/// Settles each entry of an array of tables (`key[index]`), refusing a name used twice.
+fn settle_named<S, T>(
+    key: &str,
+    settings: Vec<S>,
+    settle: impl Fn(S, usize) -> Result<T, ConfigError>,
+    name: impl Fn(&T) -> &String,
+) -> Result<Vec<T>, ConfigError> {
+    let mut out: Vec<T> = Vec::new();
+    for (index, setting) in settings.into_iter().enumerate() {
+        let settled = settle(setting, index)?;
+        if out.iter().any(|p| name(p) == name(&settled)) {
+            return Err(ConfigError::Value {
+                origin: format!("config key `{key}[{index}].name`"),
+                message: format!("`{}` is named twice", name(&settled)),
+            });
+        }
+        out.push(settled);
+    }
+    Ok(out)
+}
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
 pub const DEFAULT_DATA_DIR: &str = "./mandate-data";
 

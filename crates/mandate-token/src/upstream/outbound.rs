@@ -30,7 +30,7 @@ use mandate_types::Secret;
 use reqwest::Url;
 use serde_json::{Map, Value, json};
 
-use super::{ProviderError, TokenSet, post_form};
+use super::{ProviderError, TokenSet, check_scopes, post_form};
 use crate::federation::check_url;
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -120,13 +120,7 @@ impl Outbound {
                 )));
             }
         }
-        if config
-            .scopes
-            .iter()
-            .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(bad("a scope is one non-empty word".into()));
-        }
+        check_scopes(&config.scopes)?;
         let http = crate::oidc::provider_client(timeout)
             .map_err(|e| bad(format!("cannot build the HTTP client: {e}")))?;
         Ok(Outbound {

@@ -85,18 +85,12 @@ impl ConnectionProviderSetting {
 pub(super) fn settle_all(
     settings: Vec<ConnectionProviderSetting>,
 ) -> Result<Vec<ConnectionProviderSettings>, ConfigError> {
-    let mut out: Vec<ConnectionProviderSettings> = Vec::new();
-    for (index, setting) in settings.into_iter().enumerate() {
-        let settled = setting.settle(index)?;
-        if out.iter().any(|p| p.name == settled.name) {
-            return Err(ConfigError::Value {
-                origin: format!("config key `gateway.connection_provider[{index}].name`"),
-                message: format!("`{}` is named twice", settled.name),
-            });
-        }
-        out.push(settled);
-    }
-    Ok(out)
+    super::settle_named(
+        "gateway.connection_provider",
+        settings,
+        ConnectionProviderSetting::settle,
+        |p| &p.name,
+    )
 }
 
 #[cfg(test)]

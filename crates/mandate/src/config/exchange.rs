@@ -91,18 +91,12 @@ impl TokenExchangeSetting {
 pub(super) fn settle_all(
     settings: Vec<TokenExchangeSetting>,
 ) -> Result<Vec<TokenExchangeSettings>, ConfigError> {
-    let mut out: Vec<TokenExchangeSettings> = Vec::new();
-    for (index, setting) in settings.into_iter().enumerate() {
-        let settled = setting.settle(index)?;
-        if out.iter().any(|p| p.name == settled.name) {
-            return Err(ConfigError::Value {
-                origin: format!("config key `gateway.token_exchange[{index}].name`"),
-                message: format!("`{}` is named twice", settled.name),
-            });
-        }
-        out.push(settled);
-    }
-    Ok(out)
+    super::settle_named(
+        "gateway.token_exchange",
+        settings,
+        TokenExchangeSetting::settle,
+        |x| &x.name,
+    )
 }
 
 #[cfg(test)]
