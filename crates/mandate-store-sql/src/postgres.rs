@@ -74,6 +74,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "connections",
         sql: include_str!("../migrations/postgres/0016_connections.sql"),
     },
+    Migration {
+        version: 17,
+        name: "grant_indexes_partial",
+        sql: include_str!("../migrations/postgres/0017_grant_indexes_partial.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

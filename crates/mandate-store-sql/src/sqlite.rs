@@ -85,6 +85,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "connections",
         sql: include_str!("../migrations/sqlite/0016_connections.sql"),
     },
+    Migration {
+        version: 17,
+        name: "grant_indexes_partial",
+        sql: include_str!("../migrations/sqlite/0017_grant_indexes_partial.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
@@ -162,6 +167,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
+            // Statement journals (a multi-row insert inside a batch's transaction keeps
+            // one, to undo that statement alone) in memory: on the default they spill to
+            // a temporary file past 64 KiB, each spill creating, writing and deleting a
+            // file in the middle of the commit. Nothing durable lives there: the WAL
+            // holds the transaction.
+            .pragma("temp_store", "MEMORY")
             .pragma("wal_autocheckpoint", "16384");
         // No ping before each use (sqlx's default): a connection to a file cannot go
         // stale, and the ping is one more hand-off to the connection's thread per query.

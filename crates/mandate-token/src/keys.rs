@@ -144,6 +144,25 @@ pub fn random_id(prefix: &str) -> Result<String, TokenError> {
     Ok(format!("{prefix}{}", mandate_jose::b64url_encode(&bytes)))
 }
 
+/// `prefix` + the time in milliseconds (12 hex digits, so ids sort by time) + 16
+/// random bytes in base64url: as unguessable as [`random_id`], and ids made close in
+/// time sit close together in a database index, so a batch of new grants writes a few
+/// of the index's pages instead of one page each. For ids that name something created
+/// at `at`, where the time is no secret (a token's `jti`: its `iat` says as much).
+pub fn time_ordered_id(
+    prefix: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<String, TokenError> {
+    let mut bytes = [0u8; 16];
+    getrandom(&mut bytes)?;
+    // 48 bits of milliseconds run to the year 10889; before 1970 counts as 0.
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+    Ok(format!(
+        "{prefix}{millis:012x}{}",
+        mandate_jose::b64url_encode(&bytes)
+    ))
+}
+
 fn getrandom(buf: &mut [u8]) -> Result<(), TokenError> {
     use ring::rand::SecureRandom;
     ring::rand::SystemRandom::new()
@@ -159,6 +178,36 @@ mod tests {
     fn ring_with(alg: Alg) -> (KeyRing, Arc<SigningKey>) {
         let key = Arc::new(generate_signing_key(alg).unwrap());
         (KeyRing::new(key.clone(), &[]), key)
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_and_stay_unguessable() {
+        let t0 = chrono::DateTime::from_timestamp_millis(1_765_000_000_123).unwrap();
+        let ids: Vec<String> = (0..40)
+            .map(|i| time_ordered_id("t", t0 + chrono::Duration::milliseconds(i * 997)).unwrap())
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "later ids sort after earlier ones");
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 1 + 12 + 22 && id.starts_with('t'))
+        );
+        let same_ms: std::collections::HashSet<String> = (0..1000)
+            .map(|_| time_ordered_id("t", t0).unwrap())
+            .collect();
+        assert_eq!(
+            same_ms.len(),
+            1000,
+            "the random part tells ids of one millisecond apart"
+        );
+        assert!(ids[0].starts_with(&format!("t{:012x}", 1_765_000_000_123u64)));
+        let before_1970 = chrono::DateTime::from_timestamp_millis(-5).unwrap();
+        assert!(
+            time_ordered_id("t", before_1970)
+                .unwrap()
+                .starts_with("t000000000000")
+        );
     }
 
     #[test]

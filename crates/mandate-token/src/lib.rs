@@ -42,7 +42,7 @@ pub use idjag::{
     EnterpriseIdp, EnterpriseIdps, ID_JAG_TYP, IdJag, IdJagExpect, JWT_BEARER_GRANT, PersonMapping,
     narrow_by_assertion,
 };
-pub use keys::{KeyError, KeyRing, generate_signing_key, random_id};
+pub use keys::{KeyError, KeyRing, generate_signing_key, random_id, time_ordered_id};
 pub use oidc::{
     Authorization, ClientAuth, OidcError, RelyingParty, RelyingPartyConfig, VerifiedIdToken,
 };
