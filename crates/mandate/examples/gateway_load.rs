@@ -17,6 +17,13 @@
 //! - gateway: the same call POSTed to `{server}/mcp/bank` with the task token, in a
 //!   gateway session each connection opened the same way.
 //!
+//! Between the two, unless `--no-proxy`, a third phase sends the same call through a
+//! plain HTTP forwarder (this binary with `--serve-proxy`, its own process): the same
+//! server and client libraries as the gateway (axum/hyper in, a pooled reqwest client
+//! out), nothing else — no token, no policy, no ledger. Its CPU per call is what the
+//! two HTTP legs of any proxy cost on this machine, so what the gateway adds beyond a
+//! proxy reads directly from the same run.
+//!
 //! A call counts when it answers 200 with a JSON-RPC result that is not `isError`.
 //! Prints calls/s and latency percentiles of each phase, the CPU seconds the server,
 //! the upstream and this generator used in each, then what the gateway adds (p50,
@@ -66,10 +73,10 @@ const TARGET_RATIO: f64 = 0.60;
 #[command(about = "tools/call direct to an upstream vs. through the mandate gateway")]
 struct Args {
     /// Where the server listens, e.g. http://127.0.0.1:8080 (also its public URL).
-    #[arg(long, required_unless_present = "serve_upstream")]
+    #[arg(long, required_unless_present_any = ["serve_upstream", "serve_proxy"])]
     url: Option<String>,
     /// An admin API token (or `@FILE` to read it from a file).
-    #[arg(long, required_unless_present = "serve_upstream")]
+    #[arg(long, required_unless_present_any = ["serve_upstream", "serve_proxy"])]
     admin_token: Option<String>,
     /// Measured seconds per phase.
     #[arg(long, default_value_t = 10.0)]
@@ -88,6 +95,13 @@ struct Args {
     /// Only serve the demo bank over MCP on 127.0.0.1 (prints `LISTENING url`).
     #[arg(long)]
     serve_upstream: bool,
+    /// Only forward `POST /mcp` to this upstream MCP URL, as a plain proxy on
+    /// 127.0.0.1 (prints `LISTENING url`).
+    #[arg(long)]
+    serve_proxy: Option<String>,
+    /// Skip the plain-proxy phase.
+    #[arg(long)]
+    no_proxy: bool,
 }
 
 /// Where one phase sends its calls.
@@ -113,6 +127,9 @@ async fn main() {
     if args.serve_upstream {
         return serve_upstream().await;
     }
+    if let Some(upstream) = &args.serve_proxy {
+        return serve_proxy(upstream.clone()).await;
+    }
     let url = args.url.clone().unwrap().trim_end_matches('/').to_owned();
     let admin = admin_token(args.admin_token.as_deref().unwrap());
 
@@ -121,23 +138,11 @@ async fn main() {
         .as_deref()
         .map(|dir| fsync_p50_ms(Path::new(dir)));
 
-    let mut upstream = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--serve-upstream")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let upstream_pid = upstream.id().unwrap().to_string();
-    let mut lines = BufReader::new(upstream.stdout.take().unwrap()).lines();
-    let upstream_url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the upstream exited");
-        if let Some(url) = line.strip_prefix("LISTENING ") {
-            break url.trim().to_owned();
-        }
+    let (mut upstream, upstream_pid, upstream_url) = child(&["--serve-upstream"]).await;
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        Some(child(&["--serve-proxy", &upstream_url]).await)
     };
 
     let setup_started = Instant::now();
@@ -155,8 +160,15 @@ async fn main() {
         endpoint: format!("{url}/mcp/bank"),
         bearer: Some(token),
     };
-    // Fail loudly before measuring if either path does not answer the call.
-    for target in [&direct, &gateway] {
+    let proxied = proxy.as_ref().map(|(_, _, url)| Target {
+        endpoint: url.clone(),
+        bearer: None,
+    });
+    // Fail loudly before measuring if any path does not answer the call.
+    for target in [Some(&direct), proxied.as_ref(), Some(&gateway)]
+        .into_iter()
+        .flatten()
+    {
         let client = reqwest::Client::new();
         let session = initialize(&client, target).await;
         call(&client, target, session.as_deref(), 0)
@@ -169,12 +181,105 @@ async fn main() {
         upstream: upstream_pid,
     };
     let direct = run(&direct, &args, &pids).await;
-    report("direct", &direct);
+    report("direct", &direct, "server");
+    let proxied = match (&proxied, &proxy) {
+        (Some(target), Some((_, pid, _))) => {
+            let pids = Pids {
+                server: Some(pid.clone()),
+                upstream: pids.upstream.clone(),
+            };
+            let phase = run(target, &args, &pids).await;
+            report("proxy", &phase, "proxy");
+            Some(phase)
+        }
+        _ => None,
+    };
     let gateway = run(&gateway, &args, &pids).await;
-    report("gateway", &gateway);
+    report("gateway", &gateway, "server");
     compare(&direct, &gateway, fsync_ms);
+    if let Some(proxied) = &proxied {
+        beside_proxy(&direct, proxied, &gateway);
+    }
 
     upstream.kill().await.unwrap();
+    if let Some((mut proxy, _, _)) = proxy {
+        proxy.kill().await.unwrap();
+    }
+}
+
+/// This binary again with `args`, until it prints `LISTENING url`: the child, its pid
+/// and the URL.
+async fn child(args: &[&str]) -> (tokio::process::Child, String, String) {
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{args:?} exited"));
+        if let Some(url) = line.strip_prefix("LISTENING ") {
+            break url.trim().to_owned();
+        }
+    };
+    (child, pid, url)
+}
+
+/// A plain proxy: `POST /mcp` forwarded to `upstream` with the headers MCP needs, the
+/// answer returned as it came. No authentication, no decision, no record.
+async fn serve_proxy(upstream: String) {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    const FORWARDED: [&str; 4] = ["content-type", "accept", SESSION, "mcp-protocol-version"];
+    async fn forward(
+        State(to): State<Arc<(reqwest::Client, String)>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let (client, upstream) = &*to;
+        let mut request = client.post(upstream).body(body);
+        for name in FORWARDED {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let Ok(answer) = request.send().await else {
+            return StatusCode::BAD_GATEWAY.into_response();
+        };
+        let status = answer.status();
+        let mut back = HeaderMap::new();
+        for name in ["content-type", SESSION] {
+            if let Some(value) = answer.headers().get(name) {
+                back.insert(name, value.clone());
+            }
+        }
+        match answer.bytes().await {
+            Ok(body) => (status, back, body).into_response(),
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    println!("LISTENING http://{address}/mcp");
+    std::io::stdout().flush().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::post(forward))
+        .with_state(Arc::new((client, upstream)));
+    axum::serve(listener, app).await.unwrap();
 }
 
 /// The demo bank over MCP, until killed.
@@ -390,7 +495,7 @@ async fn call(
     Ok(())
 }
 
-fn report(name: &str, phase: &Phase) {
+fn report(name: &str, phase: &Phase, server_label: &str) {
     let q = |p: f64| quantile_ms(&phase.latencies, p);
     let n = phase.latencies.len();
     println!(
@@ -407,7 +512,7 @@ fn report(name: &str, phase: &Phase) {
     );
     let per_call = |cpu: f64| cpu / n.max(1) as f64 * 1e6;
     let server = phase.cpu_server.map_or(String::new(), |cpu| {
-        format!("server {cpu:.2} ({:.0} µs/call)   ", per_call(cpu))
+        format!("{server_label} {cpu:.2} ({:.0} µs/call)   ", per_call(cpu))
     });
     println!(
         "               CPU s       {server}upstream {:.2} ({:.0} µs/call)   generator {:.2} ({:.0} µs/call)",
@@ -447,6 +552,26 @@ fn compare(direct: &Phase, gateway: &Phase, fsync_ms: Option<f64>) {
     println!(
         "   throughput  gateway/direct {ratio:.2}   target ≥ {TARGET_RATIO:.2}: {}",
         verdict(ratio >= TARGET_RATIO)
+    );
+}
+
+/// The gateway beside the plain proxy of the same run: what two HTTP legs cost here,
+/// and what the gateway adds to them.
+fn beside_proxy(direct: &Phase, proxied: &Phase, gateway: &Phase) {
+    let rate = |phase: &Phase| phase.latencies.len() as f64 / phase.seconds;
+    let per_call = |phase: &Phase| {
+        phase
+            .cpu_server
+            .map(|cpu| cpu / phase.latencies.len().max(1) as f64 * 1e6)
+    };
+    let (Some(proxy_cpu), Some(gateway_cpu)) = (per_call(proxied), per_call(gateway)) else {
+        return;
+    };
+    println!(
+        "   plain proxy proxy/direct {:.2}, {proxy_cpu:.0} µs/call   gateway/proxy {:.2}, gateway CPU beyond the proxy's {:+.0} µs/call",
+        rate(proxied) / rate(direct),
+        rate(gateway) / rate(proxied),
+        gateway_cpu - proxy_cpu
     );
 }
 
