@@ -23,6 +23,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use cedar_policy::{Entities, EntityUid};
@@ -57,7 +58,7 @@ impl<'a> AgentFacts<'a> {
         }
     }
 
-    fn into_owned(self) -> AgentFacts<'static> {
+    pub(crate) fn into_owned(self) -> AgentFacts<'static> {
         AgentFacts {
             id: self.id,
             name: Cow::Owned(self.name.into_owned()),
@@ -108,7 +109,7 @@ impl<'a> MandateFacts<'a> {
         }
     }
 
-    fn into_owned(self) -> MandateFacts<'static> {
+    pub(crate) fn into_owned(self) -> MandateFacts<'static> {
         MandateFacts {
             purpose: Cow::Owned(self.purpose.into_owned()),
             approval_tiers: Cow::Owned(self.approval_tiers.into_owned()),
@@ -144,7 +145,7 @@ impl<'a> ToolFacts<'a> {
         format!("{}.{}", self.server, self.tool)
     }
 
-    fn into_owned(self) -> ToolFacts<'static> {
+    pub(crate) fn into_owned(self) -> ToolFacts<'static> {
         ToolFacts {
             server: Cow::Owned(self.server.into_owned()),
             tool: Cow::Owned(self.tool.into_owned()),
@@ -275,17 +276,79 @@ impl CandidateCache {
     }
 }
 
+/// A bounded, shared map of built values. The key only chooses the slot: a value is
+/// handed out only when the caller's `fits` accepts it (its facts equal the
+/// request's), otherwise it is rebuilt and replaces the old one. At most `capacity`
+/// values are kept; when full, an arbitrary one is evicted (the iteration order of a
+/// randomly seeded map is as good as random eviction, and costs no bookkeeping on
+/// hits). A poisoned lock is a miss: the value is built for the caller and not kept.
+pub(crate) struct Bounded<K, V> {
+    entries: RwLock<HashMap<K, Arc<V>>>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> std::fmt::Debug for Bounded<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bounded")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> Bounded<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Bounded {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// The value in `key`'s slot when `fits` accepts it; otherwise one built with
+    /// `build` (outside the lock; two callers missing at once may both build, and the
+    /// later simply replaces the earlier) and kept in that slot.
+    pub(crate) fn get_or_build<E>(
+        &self,
+        key: &K,
+        fits: impl Fn(&V) -> bool,
+        build: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(value) = entries.get(key)
+            && fits(value)
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(build()?);
+        if self.capacity == 0 {
+            return Ok(value);
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= self.capacity
+                && !entries.contains_key(key)
+                && let Some(victim) = entries.keys().next().cloned()
+            {
+                entries.remove(&victim);
+            }
+            entries.insert(key.clone(), value.clone());
+        }
+        Ok(value)
+    }
+}
+
 /// The bounded, shared map of call entities.
 pub(crate) struct EntityCache {
-    entries: RwLock<HashMap<Slot, Arc<CallEntities>>>,
-    capacity: usize,
+    entries: Bounded<Slot, CallEntities>,
 }
 
 impl std::fmt::Debug for EntityCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntityCache")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity)
+            .field("entries", &self.entries)
             .finish()
     }
 }
@@ -299,13 +362,13 @@ impl Default for EntityCache {
 impl EntityCache {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         EntityCache {
-            entries: RwLock::new(HashMap::new()),
-            capacity,
+            entries: Bounded::with_capacity(capacity),
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.read().map(|e| e.len()).unwrap_or(0)
+        self.entries.len()
     }
 
     /// The entry for exactly these facts, built with `build` when there is none (or
@@ -317,27 +380,8 @@ impl EntityCache {
         facts: &CallFacts<'_>,
         build: impl FnOnce() -> Result<CallEntities, String>,
     ) -> Result<Arc<CallEntities>, String> {
-        if let Ok(entries) = self.entries.read()
-            && let Some(entry) = entries.get(&slot)
-            && entry.facts == *facts
-        {
-            return Ok(entry.clone());
-        }
-        let entry = Arc::new(build()?);
-        if self.capacity == 0 {
-            return Ok(entry);
-        }
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= self.capacity && !entries.contains_key(&slot) {
-                // Any entry will do: the iteration order of a randomly seeded map is as
-                // good as random eviction, and costs no bookkeeping on hits.
-                if let Some(victim) = entries.keys().next().copied() {
-                    entries.remove(&victim);
-                }
-            }
-            entries.insert(slot, entry.clone());
-        }
-        Ok(entry)
+        self.entries
+            .get_or_build(&slot, |entry| entry.facts == *facts, build)
     }
 }
 
@@ -438,5 +482,62 @@ mod tests {
         let (slot, facts) = facts(1);
         cache.get_or_build(slot, &facts, || build(&facts)).unwrap();
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_a_miss_not_a_panic() {
+        let map: Bounded<u8, u8> = Bounded::with_capacity(4);
+        map.get_or_build(&1, |_| true, || Ok::<_, ()>(1)).unwrap();
+        let poisoner = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = map.entries.write();
+                panic!("poisoning the lock on purpose");
+            })
+            .join()
+        });
+        assert!(poisoner.is_err());
+        assert!(map.entries.is_poisoned());
+        let mut builds = 0;
+        for _ in 0..3 {
+            let value = map
+                .get_or_build(
+                    &1,
+                    |_| true,
+                    || {
+                        builds += 1;
+                        Ok::<_, ()>(2)
+                    },
+                )
+                .unwrap();
+            assert_eq!(*value, 2);
+        }
+        assert_eq!(builds, 3);
+        assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn a_slot_holds_the_value_for_the_latest_facts_only() {
+        let map: Bounded<u8, (u8, u32)> = Bounded::with_capacity(2);
+        let fits = |facts: u8| move |v: &(u8, u32)| v.0 == facts;
+        let first = map
+            .get_or_build(&1, fits(10), || Ok::<_, ()>((10, 1)))
+            .unwrap();
+        let other = map
+            .get_or_build(&1, fits(11), || Ok::<_, ()>((11, 2)))
+            .unwrap();
+        assert_eq!((*first, *other), ((10, 1), (11, 2)));
+        // The old facts are gone from the slot: asking for them again rebuilds.
+        let again = map
+            .get_or_build(&1, fits(10), || Ok::<_, ()>((10, 3)))
+            .unwrap();
+        assert_eq!(*again, (10, 3));
+        assert_eq!(map.len(), 1);
+        // Full: a new slot evicts one, and the count stays at the capacity.
+        for key in 2..10 {
+            map.get_or_build(&key, fits(key), || Ok::<_, ()>((key, 0)))
+                .unwrap();
+            assert!(map.len() <= 2);
+        }
+        assert_eq!(map.len(), 2);
     }
 }
