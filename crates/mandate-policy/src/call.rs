@@ -613,7 +613,7 @@ impl CompiledSet {
         let entities = base
             .entities
             .clone()
-            .add_entities([parts.server.entity.clone(), tool], None)
+            .add_entities([tool], None)
             .map_err(|e| e.to_string())?;
         Ok(CallEntities::new(
             facts.clone(),

@@ -1,32 +1,34 @@
 //! The Cedar entities of a call's parts, each built once from its own facts and
 //! reused by every call that has that part: the agent with the mandate it acts under
-//! (the base), the tool server, the tool.
+//! and the tool server it calls (the base), and the tool.
 //!
 //! A call's entities (`cache.rs`) are kept per (agent, mandate, tool, server); a
 //! working set larger than that cache keeps missing it. A miss then assembles the
 //! call's entities from parts built already instead of building them all again: the
-//! base (the agent's and the mandate's entities, with the schema's action entities
-//! when those are needed, closed under Cedar's transitive closure once), plus the
-//! server's entity as built and the tool's entity, made from its attributes (built
-//! once per tool) with the parents of this call: its server, and the mandate when the
-//! mandate's scope covers the tool — the one thing about a tool's entity that depends
-//! on the call. Cedar adds the two to a copy of the base (`Entities::add_entities`,
-//! which repairs the closure for the added entities only); the result is the same
-//! entity store `Entities::from_entities` makes of all four at once.
+//! base (the agent's, the mandate's and the server's entities, with the schema's
+//! action entities when those are needed, closed under Cedar's transitive closure
+//! once) and the tool's entity, made from its attributes (built once per tool) with
+//! the parents of this call: its server, and the mandate when the mandate's scope
+//! covers the tool — the one thing about a tool's entity that depends on the mandate.
+//! Cedar adds the tool to a copy of the base (`Entities::add_entities`, which repairs
+//! the closure for the added entity only; the copy shares the base's entities rather
+//! than copying them); the result is the same entity store `Entities::from_entities`
+//! makes of all four at once.
 //!
-//! Why a part can never be stale: as in `cache.rs`, a part is built from one facts
-//! value ([`AgentFacts`] and [`MandateFacts`], a server's name, [`ToolFacts`]) and
-//! keeps an owned copy of it; a lookup compares the call's facts with the part's, and
-//! any difference is a miss that rebuilds and replaces the part. The ids only choose
-//! the slot. The functions that build a part's entities are the ones that built the
-//! whole entry before (`call.rs`), so an assembled entry equals one built from
-//! scratch.
+//! Why a part can never be stale: as in `cache.rs`, a part is built from its facts
+//! alone ([`AgentFacts`], [`MandateFacts`] and the server's name for a base;
+//! [`ToolFacts`] for a tool) and keeps an owned copy of them; a lookup compares the
+//! call's facts with the part's, and any difference is a miss that rebuilds and
+//! replaces the part. The ids only choose the slot. The functions that build a
+//! part's entities are the ones that built the whole entry before (`call.rs`), so an
+//! assembled entry equals one built from scratch.
 //!
 //! Bounds: each kind is a [`Bounded`] map of its own capacity (below); when full, an
-//! arbitrary part is evicted. A base (two entities, the mandate's 14 attributes the
-//! most) costs a few KiB, a server or tool part less; when every map is full they
-//! hold some tens of MiB. Like the call cache, the parts belong to one compiled set.
-//! A poisoned lock is a miss.
+//! arbitrary part is evicted. As measured with the benchmark's world (massif), a base
+//! costs about 8 KiB of heap (Cedar's entities are large: a mandate's has 14
+//! attributes) and a tool part well under 1 KiB, so full maps hold about 64 MiB of
+//! bases and 4 MiB of tools. Like the call cache, the parts belong to one compiled
+//! set. A poisoned lock is a miss.
 
 use std::sync::Arc;
 
@@ -39,28 +41,20 @@ use crate::compile::CompiledSet;
 
 /// (Agent, mandate) bases kept per compiled set: a replica decides under many more
 /// mandates than it has agents or tools.
-pub(crate) const BASE_CAPACITY: usize = 16_384;
-/// Tool servers' entities kept per compiled set.
-pub(crate) const SERVER_CAPACITY: usize = 1_024;
+pub(crate) const BASE_CAPACITY: usize = 4_096;
 /// Tools' attributes kept per compiled set.
-pub(crate) const TOOL_CAPACITY: usize = 8_192;
+pub(crate) const TOOL_CAPACITY: usize = 4_096;
 
-/// The agent's and the mandate's entities (and the schema's action entities when a
-/// call needs them), closed, and the facts they were built from.
+/// The agent's, the mandate's and the tool server's entities (and the schema's action
+/// entities when a call needs them), closed, and the facts they were built from.
 #[derive(Debug)]
 pub(crate) struct Base {
     agent_facts: AgentFacts<'static>,
     mandate_facts: MandateFacts<'static>,
+    server_name: String,
     pub(crate) agent: EntityUid,
     pub(crate) mandate: EntityUid,
     pub(crate) entities: Entities,
-}
-
-/// An entity and the facts it was built from.
-#[derive(Debug)]
-pub(crate) struct Part<F> {
-    facts: F,
-    pub(crate) entity: Entity,
 }
 
 /// A tool's uid and attributes, built once, and the facts they were built from.
@@ -117,29 +111,26 @@ impl ToolPart {
 /// The parts' caches of one compiled set.
 #[derive(Debug)]
 pub(crate) struct Parts {
-    bases: Bounded<(AgentId, MandateId), Base>,
-    servers: Bounded<ToolServerId, Part<String>>,
+    bases: Bounded<(AgentId, MandateId, ToolServerId), Base>,
     tools: Bounded<(ToolId, ToolServerId), ToolPart>,
 }
 
 impl Default for Parts {
     fn default() -> Self {
-        Parts::with_capacities(BASE_CAPACITY, SERVER_CAPACITY, TOOL_CAPACITY)
+        Parts::with_capacities(BASE_CAPACITY, TOOL_CAPACITY)
     }
 }
 
 /// A call's parts, each exactly as its facts describe it.
 pub(crate) struct CallParts {
     pub(crate) base: Arc<Base>,
-    pub(crate) server: Arc<Part<String>>,
     pub(crate) tool: Arc<ToolPart>,
 }
 
 impl Parts {
-    pub(crate) fn with_capacities(bases: usize, servers: usize, tools: usize) -> Self {
+    pub(crate) fn with_capacities(bases: usize, tools: usize) -> Self {
         Parts {
             bases: Bounded::with_capacity(bases),
-            servers: Bounded::with_capacity(servers),
             tools: Bounded::with_capacity(tools),
         }
     }
@@ -156,31 +147,27 @@ impl Parts {
         tool: &ToolFacts<'_>,
     ) -> Result<CallParts, String> {
         let base = self.bases.get_or_build(
-            &(slot.agent, slot.mandate),
-            |base| base.agent_facts == *agent && base.mandate_facts == *mandate,
+            &(slot.agent, slot.mandate, slot.server),
+            |base| {
+                base.agent_facts == *agent
+                    && base.mandate_facts == *mandate
+                    && base.server_name == *tool.server
+            },
             || {
                 let agent_entity = agent_entity(types, agent)?;
                 let mandate_entity = mandate_entity(types, mandate)?;
+                let server_entity = entity(
+                    types.uid(&types.server, &tool.server),
+                    vec![("name", string(&tool.server))],
+                    vec![],
+                )?;
                 Ok::<_, String>(Base {
                     agent: agent_entity.uid(),
                     mandate: mandate_entity.uid(),
-                    entities: set.with_actions([agent_entity, mandate_entity])?,
+                    entities: set.with_actions([agent_entity, mandate_entity, server_entity])?,
                     agent_facts: agent.clone().into_owned(),
                     mandate_facts: mandate.clone().into_owned(),
-                })
-            },
-        )?;
-        let server = self.servers.get_or_build(
-            &slot.server,
-            |part| *part.facts == *tool.server,
-            || {
-                Ok::<_, String>(Part {
-                    entity: entity(
-                        types.uid(&types.server, &tool.server),
-                        vec![("name", string(&tool.server))],
-                        vec![],
-                    )?,
-                    facts: tool.server.clone().into_owned(),
+                    server_name: tool.server.clone().into_owned(),
                 })
             },
         )?;
@@ -189,12 +176,12 @@ impl Parts {
             |part| part.facts == *tool,
             || Ok::<_, String>(ToolPart::new(types, tool)),
         )?;
-        Ok(CallParts { base, server, tool })
+        Ok(CallParts { base, tool })
     }
 
     #[cfg(test)]
-    fn lens(&self) -> [usize; 3] {
-        [self.bases.len(), self.servers.len(), self.tools.len()]
+    fn lens(&self) -> [usize; 2] {
+        [self.bases.len(), self.tools.len()]
     }
 }
 
@@ -267,12 +254,8 @@ mod tests {
             .unwrap()
     }
 
-    fn same(a: &CallParts, b: &CallParts) -> [bool; 3] {
-        [
-            Arc::ptr_eq(&a.base, &b.base),
-            Arc::ptr_eq(&a.server, &b.server),
-            Arc::ptr_eq(&a.tool, &b.tool),
-        ]
+    fn same(a: &CallParts, b: &CallParts) -> [bool; 2] {
+        [Arc::ptr_eq(&a.base, &b.base), Arc::ptr_eq(&a.tool, &b.tool)]
     }
 
     fn attr(entities: &Entities, uid: &EntityUid, name: &str) -> EvalResult {
@@ -290,8 +273,8 @@ mod tests {
         let c = call(1);
         let first = get(&set, &parts, &c);
         let again = get(&set, &parts, &c);
-        assert_eq!(same(&first, &again), [true; 3]);
-        assert_eq!(parts.lens(), [1, 1, 1]);
+        assert_eq!(same(&first, &again), [true; 2]);
+        assert_eq!(parts.lens(), [1, 1]);
     }
 
     #[test]
@@ -303,7 +286,7 @@ mod tests {
 
         c.agent.name = Cow::Owned("renamed agent".into());
         let agent = get(&set, &parts, &c);
-        assert_eq!(same(&first, &agent), [false, true, true]);
+        assert_eq!(same(&first, &agent), [false, true]);
         let base = &agent.base;
         assert_eq!(
             attr(&base.entities, &base.agent, "name"),
@@ -312,7 +295,7 @@ mod tests {
 
         c.mandate.status = "revoked";
         let mandate = get(&set, &parts, &c);
-        assert_eq!(same(&agent, &mandate), [false, true, true]);
+        assert_eq!(same(&agent, &mandate), [false, true]);
         let base = &mandate.base;
         assert_eq!(
             attr(&base.entities, &base.mandate, "status"),
@@ -325,20 +308,25 @@ mod tests {
 
         c.tool.risk_tier = RiskTier::HighImpact;
         let tool = get(&set, &parts, &c);
-        assert_eq!(same(&mandate, &tool), [true, true, false]);
+        assert_eq!(same(&mandate, &tool), [true, false]);
         let entity = tool.tool.entity(None).unwrap();
         assert_eq!(
             entity.attr("risk_tier").unwrap().unwrap(),
             string("high_impact")
         );
 
-        // A renamed server: a new server entity, and the tool (named after its
-        // server, and under it) is rebuilt too.
+        // A renamed server: a new base (with the server's entity), and the tool
+        // (named after its server, and under it) is rebuilt too.
         c.tool.server = Cow::Owned("renamed".into());
         let server = get(&set, &parts, &c);
-        assert_eq!(same(&tool, &server), [true, false, false]);
+        assert_eq!(same(&tool, &server), [false, false]);
+        let renamed = server.tool.entity(None).unwrap();
+        let server_uid = renamed.attr("server").unwrap().unwrap();
+        let EvalResult::EntityUid(server_uid) = server_uid else {
+            panic!("a tool's server is an entity");
+        };
         assert_eq!(
-            server.server.entity.attr("name").unwrap().unwrap(),
+            attr(&server.base.entities, &server_uid, "name"),
             string("renamed")
         );
         assert_eq!(
@@ -351,7 +339,7 @@ mod tests {
                 .unwrap(),
             string(&format!("renamed.{}", c.tool.tool))
         );
-        assert_eq!(parts.lens(), [1, 1, 1]);
+        assert_eq!(parts.lens(), [1, 1]);
     }
 
     #[test]
@@ -360,7 +348,16 @@ mod tests {
         let parts = Parts::default();
         let c = call(1);
         let got = get(&set, &parts, &c);
-        let server = got.server.entity.uid();
+        let EvalResult::EntityUid(server) = got
+            .tool
+            .entity(None)
+            .unwrap()
+            .attr("server")
+            .unwrap()
+            .unwrap()
+        else {
+            panic!("a tool's server is an entity");
+        };
         for in_scope in [false, true] {
             let tool = got
                 .tool
@@ -370,7 +367,7 @@ mod tests {
                 .base
                 .entities
                 .clone()
-                .add_entities([got.server.entity.clone(), tool], None)
+                .add_entities([tool], None)
                 .unwrap();
             assert!(entities.is_ancestor_of(&server, got.tool.uid()));
             assert_eq!(
@@ -384,29 +381,30 @@ mod tests {
     #[test]
     fn each_kind_stays_within_its_capacity_and_evicts() {
         let set = CompiledSet::builtin().unwrap();
-        let parts = Parts::with_capacities(3, 1, 2);
+        let parts = Parts::with_capacities(3, 2);
         let calls: Vec<Call> = (0..10).map(call).collect();
         for c in &calls {
             let got = get(&set, &parts, c);
-            let [bases, servers, tools] = parts.lens();
-            assert!(bases <= 3 && servers <= 1 && tools <= 2);
+            let [bases, tools] = parts.lens();
+            assert!(bases <= 3 && tools <= 2);
             // The part just built is kept (another evicted when full).
-            assert_eq!(same(&got, &get(&set, &parts, c)), [true; 3]);
+            assert_eq!(same(&got, &get(&set, &parts, c)), [true; 2]);
         }
-        assert_eq!(parts.lens(), [3, 1, 2]);
-        // The first call's server was evicted: built again, for its own facts.
+        assert_eq!(parts.lens(), [3, 2]);
+        // The first call's parts were evicted: built again, for its own facts.
         let again = get(&set, &parts, &calls[0]);
-        assert_eq!(again.server.facts, calls[0].tool.server);
+        assert_eq!(again.base.server_name, calls[0].tool.server);
         assert_eq!(again.base.mandate_facts, calls[0].mandate);
+        assert_eq!(again.tool.facts, calls[0].tool);
     }
 
     #[test]
     fn without_capacity_nothing_is_kept() {
         let set = CompiledSet::builtin().unwrap();
-        let parts = Parts::with_capacities(0, 0, 0);
+        let parts = Parts::with_capacities(0, 0);
         let c = call(1);
         let first = get(&set, &parts, &c);
-        assert_eq!(same(&first, &get(&set, &parts, &c)), [false; 3]);
-        assert_eq!(parts.lens(), [0; 3]);
+        assert_eq!(same(&first, &get(&set, &parts, &c)), [false; 2]);
+        assert_eq!(parts.lens(), [0; 2]);
     }
 }
