@@ -4,7 +4,9 @@
 //! transitive closure Cedar computes over them) cost more than deciding. They depend
 //! only on a few facts of the agent, the mandate and the tool, never on the call's
 //! arguments, amount or time, so they are kept per (agent, mandate, tool, server) and
-//! reused; only the request context is built per call.
+//! reused; only the request context is built per call. A miss assembles the entry
+//! from parts built once each (`parts.rs`): the agent, the mandate and the server
+//! closed together once, and the tool.
 //!
 //! Why an entry can never be stale: the entities are built *from* a [`CallFacts`]
 //! value and nothing else, and the entry keeps an owned copy of those facts. A lookup
@@ -16,6 +18,10 @@
 //!
 //! Bounds: at most [`DEFAULT_CAPACITY`] entries per compiled set (one per id tuple; a
 //! changed entity replaces its old entry); when full, an arbitrary entry is evicted.
+//! An entry shares the agent's, mandate's and server's entities with the base it was
+//! assembled from (`parts.rs`), which stay alive while the entry does; so the worst
+//! case, every entry from another evicted base, costs per entry about what an entry
+//! of its own cost before (some 17 KiB).
 //! The cache belongs to one compiled set, so a policy reload starts empty and the
 //! candidate policies kept beside each entry always come from the set that decides.
 //! A poisoned lock is treated as a miss: the entities are built for the call and not
@@ -33,11 +39,16 @@ use mandate_types::{AgentId, DataClass, HumanId, MandateId, RiskTier, ToolId, To
 
 use crate::index::Bucket;
 
-/// Entries kept per compiled set. An entry (four entities and their closure, the
-/// facts, the uids) costs about 17 KiB of heap as measured with the benchmark's world
-/// (Cedar's values are large), so a full cache is about 70 MiB: enough for a replica's
-/// working set of (agent, mandate, tool) triples, not for every triple there is.
-pub(crate) const DEFAULT_CAPACITY: usize = 4_096;
+/// Entries kept per compiled set. What an entry holds of its own (the tool's entity,
+/// the entity map, the facts, the uids) costs about 5 KiB of heap as measured with the
+/// benchmark's world (massif; Cedar's values are large), so a full cache holds about
+/// 85 MiB of its own, plus the bases its entries share (about 9 KiB each, one per
+/// agent, mandate and server in use; see `parts.rs`). With the benchmark's 20 000
+/// distinct calls over 10 000 mandates everything cached came to about 195 MiB of
+/// heap (4 096 self-contained entries of some 17 KiB were about 70 MiB before). Enough
+/// for a replica's working set of (agent, mandate, tool) triples, not for every triple
+/// there is.
+pub(crate) const DEFAULT_CAPACITY: usize = 16_384;
 
 /// What an agent's entity is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]

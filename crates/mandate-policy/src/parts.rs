@@ -23,12 +23,18 @@
 //! part's entities are the ones that built the whole entry before (`call.rs`), so an
 //! assembled entry equals one built from scratch.
 //!
+//! A base is assembled the same way from the pair of the agent's and the server's
+//! entities (closed once per agent and server) and the mandate's entity, so the bases
+//! of one agent's mandates on one server share the pair's entities.
+//!
 //! Bounds: each kind is a [`Bounded`] map of its own capacity (below); when full, an
 //! arbitrary part is evicted. As measured with the benchmark's world (massif), a base
-//! costs about 8 KiB of heap (Cedar's entities are large: a mandate's has 14
-//! attributes) and a tool part well under 1 KiB, so full maps hold about 64 MiB of
-//! bases and 4 MiB of tools. Like the call cache, the parts belong to one compiled
-//! set. A poisoned lock is a miss.
+//! costs about 9 KiB of heap of its own (Cedar's entities are large: a mandate's has
+//! 14 attributes), a pair about 5 KiB, a tool part well under 1 KiB: full maps hold
+//! about 36 MiB of bases, 20 MiB of pairs and 4 MiB of tools. Entries of the call
+//! cache keep the entities of the base they were assembled from alive after the base
+//! is evicted (one base per entry at most; `cache.rs`). Like the call cache, the
+//! parts belong to one compiled set. A poisoned lock is a miss.
 
 use std::sync::Arc;
 
@@ -39,8 +45,10 @@ use crate::cache::{AgentFacts, Bounded, MandateFacts, Slot, ToolFacts};
 use crate::call::{MandateTypes, agent_entity, entity, mandate_entity, rank, string, strings};
 use crate::compile::CompiledSet;
 
-/// (Agent, mandate) bases kept per compiled set: a replica decides under many more
-/// mandates than it has agents or tools.
+/// (Agent, server) pairs kept per compiled set.
+pub(crate) const PAIR_CAPACITY: usize = 4_096;
+/// (Agent, mandate, server) bases kept per compiled set: a replica decides under many
+/// more mandates than it has agents or tools.
 pub(crate) const BASE_CAPACITY: usize = 4_096;
 /// Tools' attributes kept per compiled set.
 pub(crate) const TOOL_CAPACITY: usize = 4_096;
@@ -55,6 +63,16 @@ pub(crate) struct Base {
     pub(crate) agent: EntityUid,
     pub(crate) mandate: EntityUid,
     pub(crate) entities: Entities,
+}
+
+/// The agent's and the tool server's entities (and the schema's action entities when
+/// a call needs them), closed, and the facts they were built from: what the bases of
+/// the agent's mandates on that server share (a base copies it, sharing its entities).
+#[derive(Debug)]
+pub(crate) struct Pair {
+    agent_facts: AgentFacts<'static>,
+    server_name: String,
+    entities: Entities,
 }
 
 /// A tool's uid and attributes, built once, and the facts they were built from.
@@ -111,13 +129,14 @@ impl ToolPart {
 /// The parts' caches of one compiled set.
 #[derive(Debug)]
 pub(crate) struct Parts {
+    pairs: Bounded<(AgentId, ToolServerId), Pair>,
     bases: Bounded<(AgentId, MandateId, ToolServerId), Base>,
     tools: Bounded<(ToolId, ToolServerId), ToolPart>,
 }
 
 impl Default for Parts {
     fn default() -> Self {
-        Parts::with_capacities(BASE_CAPACITY, TOOL_CAPACITY)
+        Parts::with_capacities(PAIR_CAPACITY, BASE_CAPACITY, TOOL_CAPACITY)
     }
 }
 
@@ -128,8 +147,9 @@ pub(crate) struct CallParts {
 }
 
 impl Parts {
-    pub(crate) fn with_capacities(bases: usize, tools: usize) -> Self {
+    pub(crate) fn with_capacities(pairs: usize, bases: usize, tools: usize) -> Self {
         Parts {
+            pairs: Bounded::with_capacity(pairs),
             bases: Bounded::with_capacity(bases),
             tools: Bounded::with_capacity(tools),
         }
@@ -154,17 +174,32 @@ impl Parts {
                     && base.server_name == *tool.server
             },
             || {
-                let agent_entity = agent_entity(types, agent)?;
-                let mandate_entity = mandate_entity(types, mandate)?;
-                let server_entity = entity(
-                    types.uid(&types.server, &tool.server),
-                    vec![("name", string(&tool.server))],
-                    vec![],
+                let pair = self.pairs.get_or_build(
+                    &(slot.agent, slot.server),
+                    |pair| pair.agent_facts == *agent && pair.server_name == *tool.server,
+                    || {
+                        let agent_entity = agent_entity(types, agent)?;
+                        let server_entity = entity(
+                            types.uid(&types.server, &tool.server),
+                            vec![("name", string(&tool.server))],
+                            vec![],
+                        )?;
+                        Ok::<_, String>(Pair {
+                            entities: set.with_actions([agent_entity, server_entity])?,
+                            agent_facts: agent.clone().into_owned(),
+                            server_name: tool.server.clone().into_owned(),
+                        })
+                    },
                 )?;
+                let mandate_entity = mandate_entity(types, mandate)?;
                 Ok::<_, String>(Base {
-                    agent: agent_entity.uid(),
+                    agent: types.uid(&types.agent, &agent.id.to_string()),
                     mandate: mandate_entity.uid(),
-                    entities: set.with_actions([agent_entity, mandate_entity, server_entity])?,
+                    entities: pair
+                        .entities
+                        .clone()
+                        .add_entities([mandate_entity], None)
+                        .map_err(|e| e.to_string())?,
                     agent_facts: agent.clone().into_owned(),
                     mandate_facts: mandate.clone().into_owned(),
                     server_name: tool.server.clone().into_owned(),
@@ -180,8 +215,8 @@ impl Parts {
     }
 
     #[cfg(test)]
-    fn lens(&self) -> [usize; 2] {
-        [self.bases.len(), self.tools.len()]
+    fn lens(&self) -> [usize; 3] {
+        [self.pairs.len(), self.bases.len(), self.tools.len()]
     }
 }
 
@@ -274,7 +309,32 @@ mod tests {
         let first = get(&set, &parts, &c);
         let again = get(&set, &parts, &c);
         assert_eq!(same(&first, &again), [true; 2]);
-        assert_eq!(parts.lens(), [1, 1]);
+        assert_eq!(parts.lens(), [1, 1, 1]);
+    }
+
+    #[test]
+    fn mandates_of_one_agent_on_one_server_share_their_pair() {
+        let set = CompiledSet::builtin().unwrap();
+        let parts = Parts::default();
+        let first = call(1);
+        let mut second = call(2);
+        second.slot.agent = first.slot.agent;
+        second.slot.server = first.slot.server;
+        second.agent = first.agent.clone();
+        second.mandate.grantee = first.agent.id;
+        second.tool.server = first.tool.server.clone();
+        let a = get(&set, &parts, &first);
+        let b = get(&set, &parts, &second);
+        assert_eq!(parts.lens(), [1, 2, 2]);
+        assert!(!Arc::ptr_eq(&a.base, &b.base));
+        assert_eq!(a.base.agent, b.base.agent);
+        assert_ne!(a.base.mandate, b.base.mandate);
+        // Each base holds its own mandate and not the other's.
+        assert!(a.base.entities.get(&b.base.mandate).is_none());
+        assert_eq!(
+            attr(&b.base.entities, &b.base.agent, "name"),
+            string("agent 1")
+        );
     }
 
     #[test]
@@ -339,7 +399,7 @@ mod tests {
                 .unwrap(),
             string(&format!("renamed.{}", c.tool.tool))
         );
-        assert_eq!(parts.lens(), [1, 1]);
+        assert_eq!(parts.lens(), [1, 1, 1]);
     }
 
     #[test]
@@ -381,16 +441,16 @@ mod tests {
     #[test]
     fn each_kind_stays_within_its_capacity_and_evicts() {
         let set = CompiledSet::builtin().unwrap();
-        let parts = Parts::with_capacities(3, 2);
+        let parts = Parts::with_capacities(2, 3, 2);
         let calls: Vec<Call> = (0..10).map(call).collect();
         for c in &calls {
             let got = get(&set, &parts, c);
-            let [bases, tools] = parts.lens();
-            assert!(bases <= 3 && tools <= 2);
+            let [pairs, bases, tools] = parts.lens();
+            assert!(pairs <= 2 && bases <= 3 && tools <= 2);
             // The part just built is kept (another evicted when full).
             assert_eq!(same(&got, &get(&set, &parts, c)), [true; 2]);
         }
-        assert_eq!(parts.lens(), [3, 2]);
+        assert_eq!(parts.lens(), [2, 3, 2]);
         // The first call's parts were evicted: built again, for its own facts.
         let again = get(&set, &parts, &calls[0]);
         assert_eq!(again.base.server_name, calls[0].tool.server);
@@ -401,10 +461,10 @@ mod tests {
     #[test]
     fn without_capacity_nothing_is_kept() {
         let set = CompiledSet::builtin().unwrap();
-        let parts = Parts::with_capacities(0, 0);
+        let parts = Parts::with_capacities(0, 0, 0);
         let c = call(1);
         let first = get(&set, &parts, &c);
         assert_eq!(same(&first, &get(&set, &parts, &c)), [false; 2]);
-        assert_eq!(parts.lens(), [0; 2]);
+        assert_eq!(parts.lens(), [0; 3]);
     }
 }
