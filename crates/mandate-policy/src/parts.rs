@@ -312,6 +312,93 @@ mod tests {
         assert_eq!(parts.lens(), [1, 1, 1]);
     }
 
+    /// The four entities built at once, as before the parts: the reference.
+    fn built_at_once(c: &Call, in_scope: bool) -> Entities {
+        let types = mandate_types().unwrap();
+        let name = c.tool.name();
+        let server = types.uid(&types.server, &c.tool.server);
+        let mandate = types.uid(&types.mandate, &c.mandate.id.to_string());
+        let mut parents = vec![server.clone()];
+        if in_scope {
+            parents.push(mandate);
+        }
+        let tool = entity(
+            types.uid(&types.tool, &name),
+            vec![
+                ("name", crate::call::string(&name)),
+                (
+                    "server",
+                    RestrictedExpression::new_entity_uid(server.clone()),
+                ),
+                ("risk_tier", crate::call::string(c.tool.risk_tier.as_str())),
+                (
+                    "tags",
+                    crate::call::strings(c.tool.tags.iter().map(String::as_str)),
+                ),
+                (
+                    "data_class",
+                    crate::call::string(c.tool.data_class.as_str()),
+                ),
+                (
+                    "data_rank",
+                    rank(mandate_types::DataClass::ALL, &c.tool.data_class),
+                ),
+            ],
+            parents,
+        )
+        .unwrap();
+        Entities::from_entities(
+            [
+                agent_entity(types, &c.agent).unwrap(),
+                mandate_entity(types, &c.mandate).unwrap(),
+                entity(
+                    server,
+                    vec![("name", crate::call::string(&c.tool.server))],
+                    vec![],
+                )
+                .unwrap(),
+                tool,
+            ],
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn assembled_entities_equal_the_four_built_at_once() {
+        let set = CompiledSet::builtin().unwrap();
+        let parts = Parts::default();
+        let mut c = call(1);
+        c.tool.tags = Cow::Owned(BTreeSet::from(["pii".to_owned(), "crm".to_owned()]));
+        c.mandate.approval_tags = Cow::Owned(BTreeSet::from(["payments".to_owned()]));
+        for in_scope in [true, false, true] {
+            let got = get(&set, &parts, &c);
+            let assembled = got
+                .base
+                .entities
+                .clone()
+                .add_entities(
+                    [got.tool
+                        .entity(in_scope.then_some(&got.base.mandate))
+                        .unwrap()],
+                    None,
+                )
+                .unwrap();
+            let reference = built_at_once(&c, in_scope);
+            assert_eq!(assembled.iter().count(), reference.iter().count());
+            for entity in reference.iter() {
+                let uid = entity.uid();
+                let other = assembled.get(&uid).unwrap();
+                assert!(other.deep_eq(entity), "{uid} differs");
+                let ancestors = |e: &Entities| {
+                    e.ancestors(&uid)
+                        .map(|a| a.cloned().collect::<std::collections::HashSet<_>>())
+                };
+                assert_eq!(ancestors(&assembled), ancestors(&reference));
+            }
+        }
+    }
+
     #[test]
     fn mandates_of_one_agent_on_one_server_share_their_pair() {
         let set = CompiledSet::builtin().unwrap();
