@@ -4,7 +4,9 @@
 //! transitive closure Cedar computes over them) cost more than deciding. They depend
 //! only on a few facts of the agent, the mandate and the tool, never on the call's
 //! arguments, amount or time, so they are kept per (agent, mandate, tool, server) and
-//! reused; only the request context is built per call.
+//! reused; only the request context is built per call. A miss assembles the entry
+//! from parts built once each (`parts.rs`): the agent, the mandate and the server
+//! closed together once, and the tool.
 //!
 //! Why an entry can never be stale: the entities are built *from* a [`CallFacts`]
 //! value and nothing else, and the entry keeps an owned copy of those facts. A lookup
@@ -16,6 +18,10 @@
 //!
 //! Bounds: at most [`DEFAULT_CAPACITY`] entries per compiled set (one per id tuple; a
 //! changed entity replaces its old entry); when full, an arbitrary entry is evicted.
+//! An entry shares the agent's, mandate's and server's entities with the base it was
+//! assembled from (`parts.rs`), which stay alive while the entry does; so the worst
+//! case, every entry from another evicted base, costs per entry about what an entry
+//! of its own cost before (some 17 KiB).
 //! The cache belongs to one compiled set, so a policy reload starts empty and the
 //! candidate policies kept beside each entry always come from the set that decides.
 //! A poisoned lock is treated as a miss: the entities are built for the call and not
@@ -23,6 +29,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use cedar_policy::{Entities, EntityUid};
@@ -32,11 +39,16 @@ use mandate_types::{AgentId, DataClass, HumanId, MandateId, RiskTier, ToolId, To
 
 use crate::index::Bucket;
 
-/// Entries kept per compiled set. An entry (four entities and their closure, the
-/// facts, the uids) costs about 17 KiB of heap as measured with the benchmark's world
-/// (Cedar's values are large), so a full cache is about 70 MiB: enough for a replica's
-/// working set of (agent, mandate, tool) triples, not for every triple there is.
-pub(crate) const DEFAULT_CAPACITY: usize = 4_096;
+/// Entries kept per compiled set. What an entry holds of its own (the tool's entity,
+/// the entity map, the facts, the uids) costs about 5 KiB of heap as measured with the
+/// benchmark's world (massif; Cedar's values are large), so a full cache holds about
+/// 85 MiB of its own, plus the bases its entries share (about 9 KiB each, one per
+/// agent, mandate and server in use; see `parts.rs`). With the benchmark's 20 000
+/// distinct calls over 10 000 mandates everything cached came to about 195 MiB of
+/// heap (4 096 self-contained entries of some 17 KiB were about 70 MiB before). Enough
+/// for a replica's working set of (agent, mandate, tool) triples, not for every triple
+/// there is.
+pub(crate) const DEFAULT_CAPACITY: usize = 16_384;
 
 /// What an agent's entity is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +69,7 @@ impl<'a> AgentFacts<'a> {
         }
     }
 
-    fn into_owned(self) -> AgentFacts<'static> {
+    pub(crate) fn into_owned(self) -> AgentFacts<'static> {
         AgentFacts {
             id: self.id,
             name: Cow::Owned(self.name.into_owned()),
@@ -108,7 +120,7 @@ impl<'a> MandateFacts<'a> {
         }
     }
 
-    fn into_owned(self) -> MandateFacts<'static> {
+    pub(crate) fn into_owned(self) -> MandateFacts<'static> {
         MandateFacts {
             purpose: Cow::Owned(self.purpose.into_owned()),
             approval_tiers: Cow::Owned(self.approval_tiers.into_owned()),
@@ -144,7 +156,7 @@ impl<'a> ToolFacts<'a> {
         format!("{}.{}", self.server, self.tool)
     }
 
-    fn into_owned(self) -> ToolFacts<'static> {
+    pub(crate) fn into_owned(self) -> ToolFacts<'static> {
         ToolFacts {
             server: Cow::Owned(self.server.into_owned()),
             tool: Cow::Owned(self.tool.into_owned()),
@@ -275,17 +287,79 @@ impl CandidateCache {
     }
 }
 
+/// A bounded, shared map of built values. The key only chooses the slot: a value is
+/// handed out only when the caller's `fits` accepts it (its facts equal the
+/// request's), otherwise it is rebuilt and replaces the old one. At most `capacity`
+/// values are kept; when full, an arbitrary one is evicted (the iteration order of a
+/// randomly seeded map is as good as random eviction, and costs no bookkeeping on
+/// hits). A poisoned lock is a miss: the value is built for the caller and not kept.
+pub(crate) struct Bounded<K, V> {
+    entries: RwLock<HashMap<K, Arc<V>>>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> std::fmt::Debug for Bounded<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bounded")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> Bounded<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Bounded {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// The value in `key`'s slot when `fits` accepts it; otherwise one built with
+    /// `build` (outside the lock; two callers missing at once may both build, and the
+    /// later simply replaces the earlier) and kept in that slot.
+    pub(crate) fn get_or_build<E>(
+        &self,
+        key: &K,
+        fits: impl Fn(&V) -> bool,
+        build: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(value) = entries.get(key)
+            && fits(value)
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(build()?);
+        if self.capacity == 0 {
+            return Ok(value);
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= self.capacity
+                && !entries.contains_key(key)
+                && let Some(victim) = entries.keys().next().cloned()
+            {
+                entries.remove(&victim);
+            }
+            entries.insert(key.clone(), value.clone());
+        }
+        Ok(value)
+    }
+}
+
 /// The bounded, shared map of call entities.
 pub(crate) struct EntityCache {
-    entries: RwLock<HashMap<Slot, Arc<CallEntities>>>,
-    capacity: usize,
+    entries: Bounded<Slot, CallEntities>,
 }
 
 impl std::fmt::Debug for EntityCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntityCache")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity)
+            .field("entries", &self.entries)
             .finish()
     }
 }
@@ -299,13 +373,13 @@ impl Default for EntityCache {
 impl EntityCache {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         EntityCache {
-            entries: RwLock::new(HashMap::new()),
-            capacity,
+            entries: Bounded::with_capacity(capacity),
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.read().map(|e| e.len()).unwrap_or(0)
+        self.entries.len()
     }
 
     /// The entry for exactly these facts, built with `build` when there is none (or
@@ -317,27 +391,8 @@ impl EntityCache {
         facts: &CallFacts<'_>,
         build: impl FnOnce() -> Result<CallEntities, String>,
     ) -> Result<Arc<CallEntities>, String> {
-        if let Ok(entries) = self.entries.read()
-            && let Some(entry) = entries.get(&slot)
-            && entry.facts == *facts
-        {
-            return Ok(entry.clone());
-        }
-        let entry = Arc::new(build()?);
-        if self.capacity == 0 {
-            return Ok(entry);
-        }
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= self.capacity && !entries.contains_key(&slot) {
-                // Any entry will do: the iteration order of a randomly seeded map is as
-                // good as random eviction, and costs no bookkeeping on hits.
-                if let Some(victim) = entries.keys().next().copied() {
-                    entries.remove(&victim);
-                }
-            }
-            entries.insert(slot, entry.clone());
-        }
-        Ok(entry)
+        self.entries
+            .get_or_build(&slot, |entry| entry.facts == *facts, build)
     }
 }
 
@@ -438,5 +493,62 @@ mod tests {
         let (slot, facts) = facts(1);
         cache.get_or_build(slot, &facts, || build(&facts)).unwrap();
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_a_miss_not_a_panic() {
+        let map: Bounded<u8, u8> = Bounded::with_capacity(4);
+        map.get_or_build(&1, |_| true, || Ok::<_, ()>(1)).unwrap();
+        let poisoner = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = map.entries.write();
+                panic!("poisoning the lock on purpose");
+            })
+            .join()
+        });
+        assert!(poisoner.is_err());
+        assert!(map.entries.is_poisoned());
+        let mut builds = 0;
+        for _ in 0..3 {
+            let value = map
+                .get_or_build(
+                    &1,
+                    |_| true,
+                    || {
+                        builds += 1;
+                        Ok::<_, ()>(2)
+                    },
+                )
+                .unwrap();
+            assert_eq!(*value, 2);
+        }
+        assert_eq!(builds, 3);
+        assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn a_slot_holds_the_value_for_the_latest_facts_only() {
+        let map: Bounded<u8, (u8, u32)> = Bounded::with_capacity(2);
+        let fits = |facts: u8| move |v: &(u8, u32)| v.0 == facts;
+        let first = map
+            .get_or_build(&1, fits(10), || Ok::<_, ()>((10, 1)))
+            .unwrap();
+        let other = map
+            .get_or_build(&1, fits(11), || Ok::<_, ()>((11, 2)))
+            .unwrap();
+        assert_eq!((*first, *other), ((10, 1), (11, 2)));
+        // The old facts are gone from the slot: asking for them again rebuilds.
+        let again = map
+            .get_or_build(&1, fits(10), || Ok::<_, ()>((10, 3)))
+            .unwrap();
+        assert_eq!(*again, (10, 3));
+        assert_eq!(map.len(), 1);
+        // Full: a new slot evicts one, and the count stays at the capacity.
+        for key in 2..10 {
+            map.get_or_build(&key, fits(key), || Ok::<_, ()>((key, 0)))
+                .unwrap();
+            assert!(map.len() <= 2);
+        }
+        assert_eq!(map.len(), 2);
     }
 }

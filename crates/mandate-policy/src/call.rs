@@ -527,9 +527,9 @@ impl CompiledSet {
             server: call.server.id,
         };
         let types = mandate_types()?;
-        let entry = self.call_cache.get_or_build(slot, &facts, || {
-            self.call_entities(types, &facts, &facts.tool.name())
-        })?;
+        let entry = self
+            .call_cache
+            .get_or_build(slot, &facts, || self.call_entities(types, &slot, &facts))?;
         Ok((entry, types))
     }
 
@@ -597,53 +597,30 @@ impl CompiledSet {
     }
 
     /// Builds a call's entities from its facts alone (so that equal facts always mean
-    /// equal entities: see `cache.rs`).
+    /// equal entities: see `cache.rs`), assembled from its parts, each built once from
+    /// its own facts (`parts.rs`): the same entities as all four built at once.
     fn call_entities(
         &self,
         types: &MandateTypes,
+        slot: &Slot,
         facts: &CallFacts<'_>,
-        name: &str,
     ) -> Result<CallEntities, String> {
-        let agent = types.uid(&types.agent, &facts.agent.id.to_string());
-        let mandate = types.uid(&types.mandate, &facts.mandate.id.to_string());
-        let server = types.uid(&types.server, &facts.tool.server);
-        let tool = types.uid(&types.tool, name);
-
-        let mut tool_parents = vec![server.clone()];
-        if facts.in_scope {
-            tool_parents.push(mandate.clone());
-        }
-        let entities = [
-            agent_entity(types, &facts.agent)?,
-            mandate_entity(types, &facts.mandate)?,
-            entity(
-                server.clone(),
-                vec![("name", string(&facts.tool.server))],
-                vec![],
-            )?,
-            entity(
-                tool.clone(),
-                vec![
-                    ("name", string(name)),
-                    ("server", RestrictedExpression::new_entity_uid(server)),
-                    ("risk_tier", string(facts.tool.risk_tier.as_str())),
-                    ("tags", strings(facts.tool.tags.iter().map(String::as_str))),
-                    ("data_class", string(facts.tool.data_class.as_str())),
-                    (
-                        "data_rank",
-                        rank(mandate_types::DataClass::ALL, &facts.tool.data_class),
-                    ),
-                ],
-                tool_parents,
-            )?,
-        ];
-        let entities = self.with_actions(entities)?;
+        let parts = self
+            .parts
+            .get(self, types, slot, &facts.agent, &facts.mandate, &facts.tool)?;
+        let base = &parts.base;
+        let tool = parts.tool.entity(facts.in_scope.then_some(&base.mandate))?;
+        let entities = base
+            .entities
+            .clone()
+            .add_entities([tool], None)
+            .map_err(|e| e.to_string())?;
         Ok(CallEntities::new(
             facts.clone(),
             entities,
-            agent,
-            mandate,
-            tool,
+            base.agent.clone(),
+            base.mandate.clone(),
+            parts.tool.uid().clone(),
         ))
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{CandidateCache, EntityCache};
 use crate::index::Index;
+use crate::parts::Parts;
 use crate::source::{PolicySetError, PolicySource, Problem, SourceFile};
 
 /// Mandate's schema, shipped in the binary.
@@ -97,6 +98,9 @@ pub struct CompiledSet {
     /// The entities of Mandate's call decisions, built once per (agent, mandate, tool)
     /// content and reused while this set decides (`cache.rs`).
     pub(crate) call_cache: EntityCache,
+    /// The entities of the calls' agents, mandates, servers and tools, each built once
+    /// per its own facts: what a miss of `call_cache` is assembled from (`parts.rs`).
+    pub(crate) parts: Parts,
     /// Merged candidate buckets shared by the call cache's entries.
     pub(crate) candidate_cache: CandidateCache,
     /// Policies with their action scope opened (`index::without_action_scope`), made
@@ -124,6 +128,7 @@ impl CompiledSet {
             digest: String::new(),
             operator_policies: 0,
             call_cache: EntityCache::default(),
+            parts: Parts::default(),
             candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
             native_builtins: false,
@@ -224,6 +229,7 @@ impl CompiledSet {
             source,
             digest,
             call_cache: EntityCache::default(),
+            parts: Parts::default(),
             candidate_cache: CandidateCache::default(),
             action_free: RwLock::default(),
             native_builtins,

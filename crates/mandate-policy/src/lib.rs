@@ -19,6 +19,7 @@ mod compile;
 mod engine;
 mod grant;
 mod index;
+mod parts;
 mod pdp;
 mod source;
 
