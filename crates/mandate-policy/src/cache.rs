@@ -397,10 +397,12 @@ impl EntityCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn facts(n: u8) -> (Slot, CallFacts<'static>) {
+    /// A call's slot and facts for tests: the `n`th agent (labelled `env=prod`), a
+    /// mandate of its own, and tool `t{n}` of server `s{n}`, in the mandate's scope.
+    pub(crate) fn sample(n: usize) -> (Slot, CallFacts<'static>) {
         let agent = AgentId::generate();
         let mandate = MandateId::generate();
         let now = Utc::now();
@@ -409,7 +411,7 @@ mod tests {
                 id: agent,
                 name: Cow::Owned(format!("agent {n}")),
                 owner: HumanId::generate(),
-                labels: Cow::Owned(BTreeMap::new()),
+                labels: Cow::Owned(BTreeMap::from([("env".to_owned(), "prod".to_owned())])),
             },
             mandate: MandateFacts {
                 id: mandate,
@@ -428,7 +430,7 @@ mod tests {
                 max_amount: None,
             },
             tool: ToolFacts {
-                server: Cow::Borrowed("s"),
+                server: Cow::Owned(format!("s{n}")),
                 tool: Cow::Owned(format!("t{n}")),
                 risk_tier: RiskTier::Read,
                 tags: Cow::Owned(BTreeSet::new()),
@@ -443,6 +445,10 @@ mod tests {
             server: ToolServerId::generate(),
         };
         (slot, facts)
+    }
+
+    fn facts(n: u8) -> (Slot, CallFacts<'static>) {
+        sample(usize::from(n))
     }
 
     fn build(facts: &CallFacts<'_>) -> Result<CallEntities, String> {

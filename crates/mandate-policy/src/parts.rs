@@ -223,11 +223,10 @@ impl Parts {
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     use cedar_policy::EvalResult;
-    use chrono::Utc;
-    use mandate_types::{DataClass, HumanId, RiskTier};
+    use mandate_types::RiskTier;
 
     use super::*;
     use crate::call::mandate_types;
@@ -240,45 +239,12 @@ mod tests {
     }
 
     fn call(n: usize) -> Call {
-        let agent = AgentId::generate();
-        let mandate = MandateId::generate();
-        let now = Utc::now();
+        let (slot, facts) = crate::cache::tests::sample(n);
         Call {
-            slot: Slot {
-                agent,
-                mandate,
-                tool: ToolId::generate(),
-                server: ToolServerId::generate(),
-            },
-            agent: AgentFacts {
-                id: agent,
-                name: Cow::Owned(format!("agent {n}")),
-                owner: HumanId::generate(),
-                labels: Cow::Owned(BTreeMap::from([("env".to_owned(), "prod".to_owned())])),
-            },
-            mandate: MandateFacts {
-                id: mandate,
-                status: "active",
-                mode: "execute",
-                human: HumanId::generate(),
-                grantee: agent,
-                purpose: Cow::Borrowed(""),
-                not_before: now,
-                expires_at: now,
-                data_ceiling: DataClass::Public,
-                approval_tiers: Cow::Owned(BTreeSet::new()),
-                approval_tags: Cow::Owned(BTreeSet::new()),
-                max_delegation_depth: 0,
-                max_calls: None,
-                max_amount: None,
-            },
-            tool: ToolFacts {
-                server: Cow::Owned(format!("s{n}")),
-                tool: Cow::Owned(format!("t{n}")),
-                risk_tier: RiskTier::Read,
-                tags: Cow::Owned(BTreeSet::new()),
-                data_class: DataClass::Public,
-            },
+            slot,
+            agent: facts.agent,
+            mandate: facts.mandate,
+            tool: facts.tool,
         }
     }
 
