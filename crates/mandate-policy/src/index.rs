@@ -18,7 +18,6 @@
 //! generated policy sets and requests.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, EvalResult, Policy, PolicyId, PolicySet,
@@ -96,63 +95,13 @@ pub(crate) fn without_action_scope(policy: &Policy) -> Option<Policy> {
     Policy::from_json(Some(policy.id().clone()), json).ok()
 }
 
-/// A quick hasher for the index's keys (a multiply-rotate over 8-byte words, as in
-/// the Fx hash). A request's lookups hash about two dozen keys, each an entity uid of
-/// several strings, and the default SipHash made that a measurable part of a
-/// decision. The tables hold only the keys of the operator's own policies (a request
-/// only looks keys up, never adds one), so no outsider can fill a table with keys
-/// that collide; and the hash decides only where a key is looked for, never whether
-/// two keys are equal.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct KeyHasher(u64);
-
-impl KeyHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut buf = [0u8; 8];
-            buf.iter_mut().zip(word).for_each(|(d, s)| *d = *s);
-            self.add(u64::from_le_bytes(buf));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf.iter_mut().zip(rest).for_each(|(d, s)| *d = *s);
-            // The length too, so that trailing zero bytes are not lost.
-            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+/// The index's tables hash with foldhash (already in the build through hashbrown)
+/// instead of SipHash: a request's lookups hash about two dozen keys, each an entity
+/// uid of several strings, and SipHash made that a measurable part of a decision.
+/// Its seed is random per process, the tables hold only the keys of the operator's
+/// own policies (a request only looks keys up, never adds one), and the hash decides
+/// only where a key is looked for, never whether two keys are equal.
+type KeyMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
 type ByResource = KeyMap<Bucket>;
 type ByPrincipal = KeyMap<ByResource>;
 
@@ -340,35 +289,5 @@ fn action_keys(constraint: ActionConstraint) -> Vec<Key> {
             keys.dedup();
             keys
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::hash::BuildHasher;
-
-    use super::*;
-
-    fn hash(key: &Key) -> u64 {
-        BuildHasherDefault::<KeyHasher>::default().hash_one(key)
-    }
-
-    #[test]
-    fn the_key_hasher_is_a_function_of_the_key_and_tells_short_tails_apart() {
-        let uid = |s: &str| Key::Entity(format!(r#"Mandate::Tool::"{s}""#).parse().unwrap());
-        assert_eq!(hash(&uid("srv1.tool1")), hash(&uid("srv1.tool1")));
-        assert_ne!(hash(&uid("srv1.tool1")), hash(&uid("srv1.tool2")));
-        let mut a = KeyHasher::default();
-        a.write(b"a");
-        let mut b = KeyHasher::default();
-        b.write(b"a\0");
-        assert_ne!(a.finish(), b.finish());
-        // Lookups find exactly what was filed, whatever the hash.
-        let mut map = KeyMap::default();
-        for n in 0..1000 {
-            map.insert(uid(&format!("t{n}")), n);
-        }
-        assert!((0..1000).all(|n| map.get(&uid(&format!("t{n}"))) == Some(&n)));
-        assert_eq!(map.get(&uid("t1000")), None);
     }
 }
