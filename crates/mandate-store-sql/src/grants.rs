@@ -263,7 +263,9 @@ macro_rules! sql_grants {
 
             async fn claim_jti(&self, issuer: &str, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, StoreError> {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
-                purge_jtis(&mut tx, now).await?;
+                if self.jtis_purged.due(now) {
+                    purge_jtis(&mut tx, now).await?;
+                }
                 let used = UsedAssertion { issuer: issuer.to_owned(), jti: jti.to_owned(), expires_at };
                 let fresh = claim_jtis_in(&mut tx, &[&used]).await?;
                 tx.commit().await.map_err(unavailable)?;

@@ -65,3 +65,49 @@ struct Migration {
     name: &'static str,
     sql: &'static str,
 }
+
+/// When a periodic clean-up last ran in this process, so that the write path runs it at
+/// most once per [`PurgeClock::EVERY`] instead of in every batch. Shared by clones.
+#[derive(Debug, Clone, Default)]
+struct PurgeClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl PurgeClock {
+    /// Expired assertion uses are kept this much longer at most: they only refuse what
+    /// their `exp` already refuses (an assertion used again after it expired).
+    const EVERY: chrono::Duration = chrono::Duration::seconds(1);
+
+    /// Whether the clean-up is due at `now`; `true` claims it (one caller per period).
+    fn due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = now.timestamp_micros();
+        let last = self.0.load(Ordering::Acquire);
+        now.saturating_sub(last) >= Self::EVERY.num_microseconds().unwrap_or(i64::MAX)
+            && self
+                .0
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PurgeClock;
+
+    #[test]
+    fn a_purge_is_due_once_per_period() {
+        let clock = PurgeClock::default();
+        let t0 = chrono::Utc::now();
+        assert!(clock.due(t0), "the first batch purges");
+        assert!(!clock.due(t0), "claimed: the next one does not");
+        assert!(!clock.due(t0 + chrono::Duration::milliseconds(999)));
+        assert!(clock.due(t0 + PurgeClock::EVERY));
+        // A clock that went back does not purge before a period passed again.
+        assert!(!clock.due(t0));
+        let shared = clock.clone();
+        assert!(
+            shared.due(t0 + PurgeClock::EVERY * 2),
+            "clones share one clock"
+        );
+        assert!(!clock.due(t0 + PurgeClock::EVERY * 2));
+    }
+}

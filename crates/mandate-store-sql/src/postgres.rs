@@ -88,6 +88,8 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// When this process last purged expired assertion uses (see `jti_purge_due`).
+    jtis_purged: crate::PurgeClock,
 }
 
 impl PostgresStore {
@@ -143,7 +145,10 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            jtis_purged: crate::PurgeClock::default(),
+        };
         store
             .run_migrations(MIGRATIONS, Some(MIGRATION_LOCK))
             .await?;

@@ -462,6 +462,44 @@ macro_rules! sql_store {
                     self.remember_head(event.tenant_id, Some(event.head()));
                 }
             }
+
+            /// `batch` chained after the head this process remembers, when that is enough
+            /// to append it as one statement: a single tenant whose head is remembered,
+            /// and few enough events for one INSERT. The database's trigger refuses the
+            /// statement whole if the head moved (see `remembered_head`).
+            fn chained_on_remembered(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Option<(TenantId, Vec<Event>)> {
+                let first = batch.first()?;
+                if batch.len() > AUDIT_ROWS_PER_INSERT || batch.iter().any(|e| e.tenant_id != first.tenant_id) {
+                    return None;
+                }
+                let mut head = self.remembered_head(first.tenant_id)?;
+                let mut chained = Vec::with_capacity(batch.len());
+                for new in batch {
+                    let event = Event::chain(&head, new.clone(), at);
+                    head = event.head();
+                    chained.push(event);
+                }
+                Some((first.tenant_id, chained))
+            }
+
+            /// [`append_in`], as one statement inside `tx` when the head is remembered
+            /// (see `chained_on_remembered`). A refusal by the trigger undoes that statement
+            /// alone; the batch then takes `append_in` in the same transaction.
+            async fn append_remembered_in(
+                &self,
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                batch: &[NewEvent],
+                at: DateTime<Utc>,
+            ) -> Result<Vec<Event>, StoreError> {
+                if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
+                    match events_insert(&chained)?.build().execute(&mut **tx).await {
+                        Ok(_) => return Ok(chained),
+                        Err(e) if e.as_database_error().is_some() => self.remember_head(tenant, None),
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                }
+                append_in(tx, batch, at).await
+            }
         }
 
         /// The checks and writes of a batch's entries inside its transaction, one
@@ -471,6 +509,7 @@ macro_rules! sql_store {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             batch: &[Entry],
             now: DateTime<Utc>,
+            purge: bool,
         ) -> Result<(Vec<Option<Refusal>>, Vec<Option<Vec<String>>>), StoreError> {
             let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
             let used: Vec<(usize, &UsedAssertion)> = batch
@@ -479,7 +518,9 @@ macro_rules! sql_store {
                 .flat_map(|(i, e)| e.assertions.iter().map(move |u| (i, u)))
                 .collect();
             if !used.is_empty() {
-                purge_jtis(tx, now).await?;
+                if purge {
+                    purge_jtis(tx, now).await?;
+                }
                 let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
                 let fresh = claim_jtis_in(tx, &claims).await?;
                 for ((entry, claim), fresh) in used.iter().zip(fresh) {
@@ -549,30 +590,20 @@ macro_rules! sql_store {
                 // fits one statement. Appended as that one statement (autocommit: atomic
                 // and durable on its own); the database's trigger refuses it whole if the
                 // head moved, and then the batch takes the transaction below.
-                if let Some(first) = batch.first()
-                    && batch.len() <= AUDIT_ROWS_PER_INSERT
-                    && batch.iter().all(|e| e.tenant_id == first.tenant_id)
-                    && let Some(mut head) = self.remembered_head(first.tenant_id)
-                {
-                    let mut chained = Vec::with_capacity(batch.len());
-                    for new in batch {
-                        let event = Event::chain(&head, new.clone(), at);
-                        head = event.head();
-                        chained.push(event);
-                    }
+                if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
                     match events_insert(&chained)?.build().execute(self.writer()).await {
                         Ok(_) => {
-                            self.remember_head(first.tenant_id, Some(head));
+                            self.remember_heads(&chained);
                             return Ok(chained);
                         }
                         // Refused by the database (the head moved): nothing was written.
                         Err(e) if e.as_database_error().is_some() => {
-                            self.remember_head(first.tenant_id, None);
+                            self.remember_head(tenant, None);
                         }
                         // Anything else (I/O, a lost connection) may have written it:
                         // never write the batch a second time; the appenders fail closed.
                         Err(e) => {
-                            self.remember_head(first.tenant_id, None);
+                            self.remember_head(tenant, None);
                             return Err(unavailable(e));
                         }
                     }
@@ -588,7 +619,8 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
                 let mut events = Vec::with_capacity(batch.len());
-                let (refusals, revocations) = write_entries(&mut tx, batch, at).await?;
+                let purge = batch.iter().any(|e| !e.assertions.is_empty()) && self.jtis_purged.due(at);
+                let (refusals, revocations) = write_entries(&mut tx, batch, at, purge).await?;
                 let mut recorded_for: Vec<bool> = Vec::with_capacity(batch.len());
                 for ((entry, refused), revoked) in batch.iter().zip(refusals).zip(revocations) {
                     let event = match (&entry.event, revoked) {
@@ -606,7 +638,7 @@ macro_rules! sql_store {
                         Some(refused) => outcomes.push(Err(refused)),
                     }
                 }
-                let recorded = append_in(&mut tx, &events, at).await?;
+                let recorded = self.append_remembered_in(&mut tx, &events, at).await?;
                 tx.commit().await.map_err(unavailable)?;
                 self.remember_heads(&recorded);
                 // The recorded events, in order, go to the entries that had one and passed.

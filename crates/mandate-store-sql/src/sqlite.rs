@@ -103,6 +103,8 @@ pub struct SqliteStore {
     /// Each tenant's chain head as this process last wrote or read it: the ledger's
     /// batches are appended in one statement against it (see `remembered_head`).
     heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
+    /// When this process last purged expired assertion uses (see `jti_purge_due`).
+    jtis_purged: crate::PurgeClock,
 }
 
 impl SqliteStore {
@@ -195,6 +197,7 @@ impl SqliteStore {
             pool,
             writer,
             heads: std::sync::Arc::new(Mutex::new(HashMap::new())),
+            jtis_purged: crate::PurgeClock::default(),
         };
         store.migrate().await?;
         Ok(store)

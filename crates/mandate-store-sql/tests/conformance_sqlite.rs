@@ -98,4 +98,46 @@ async fn one_statement_appends_fall_back_when_the_head_moved() {
     let heads = b.audit_heads().await.unwrap();
     assert_eq!(heads[0].1.seq, 12, "the head follows every insert");
     assert_eq!(heads[0].1.hash, written[11].hash);
+
+    // A batch of entries (a token's writes) appends its events the same way inside its
+    // transaction. When the head moved, only the refused statement is undone: the
+    // batch's other writes (here the use of an assertion) stand, and its events are
+    // chained after the stored head.
+    use mandate_store::{Entry, Grants as _, UsedAssertion};
+    let expires_at = now + chrono::Duration::minutes(5);
+    let entry = |jti: &str| Entry {
+        assertions: vec![UsedAssertion {
+            issuer: "client".into(),
+            jti: jti.into(),
+            expires_at,
+        }],
+        event: batch(1).pop(),
+        ..Entry::default()
+    };
+    written.extend(b.append_events(&batch(1), now).await.unwrap()); // the head moves
+    for jti in ["j1", "j2"] {
+        // j1: refused on the remembered head, then chained in the transaction; j2: one
+        // statement on the head j1 left.
+        let outcome = a.commit_entries(&[entry(jti)], now).await.unwrap();
+        let [Ok(Some(event))] = outcome.as_slice() else {
+            panic!("{outcome:?}");
+        };
+        written.push(event.clone());
+    }
+    let seqs: Vec<u64> = written.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=15).collect::<Vec<u64>>());
+    for jti in ["j1", "j2"] {
+        assert!(
+            !a.claim_jti("client", jti, expires_at, now).await.unwrap(),
+            "the use of {jti} was recorded with its batch"
+        );
+    }
+    let stored = a.audit_records(tenant.id, 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 15, "nothing written twice");
+    let mut verifier = ChainVerifier::new(tenant.id, []);
+    for record in &stored {
+        let event: Event = serde_json::from_str(&record.doc).unwrap();
+        verifier.push(&event).unwrap();
+    }
+    assert_eq!(b.audit_heads().await.unwrap()[0].1.hash, written[14].hash);
 }

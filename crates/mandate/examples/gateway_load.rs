@@ -53,7 +53,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 mod support;
 
-use support::{Api, admin_token, cpu_seconds, quantile_ms};
+use support::{Api, admin_token, cpu_by_thread, cpu_seconds, per_call_by_thread, quantile_ms};
 
 /// The legacy (session) revision both ends speak.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -117,6 +117,8 @@ struct Phase {
     errors: BTreeMap<String, u64>,
     seconds: f64,
     cpu_server: Option<f64>,
+    /// The server's CPU per call by kind of thread.
+    server_threads: Option<String>,
     cpu_upstream: f64,
     cpu_generator: f64,
 }
@@ -362,6 +364,7 @@ async fn run(target: &Target, args: &Args, pids: &Pids) -> Phase {
     }
     tokio::time::sleep_until(measured_from.into()).await;
     let server_before = pids.server.as_deref().map(cpu_seconds);
+    let threads_before = pids.server.as_deref().map(cpu_by_thread);
     let upstream_before = cpu_seconds(&pids.upstream);
     let self_before = cpu_seconds("self");
     tokio::time::sleep_until(until.into()).await;
@@ -370,6 +373,7 @@ async fn run(target: &Target, args: &Args, pids: &Pids) -> Phase {
         .as_deref()
         .zip(server_before)
         .map(|(pid, before)| cpu_seconds(pid) - before);
+    let threads_after = pids.server.as_deref().map(cpu_by_thread);
     let cpu_upstream = cpu_seconds(&pids.upstream) - upstream_before;
     let cpu_generator = cpu_seconds("self") - self_before;
     let mut latencies = Vec::new();
@@ -382,11 +386,15 @@ async fn run(target: &Target, args: &Args, pids: &Pids) -> Phase {
         }
     }
     latencies.sort();
+    let server_threads = threads_before
+        .zip(threads_after)
+        .map(|(before, after)| per_call_by_thread(&before, &after, latencies.len()));
     Phase {
         latencies,
         errors,
         seconds: args.seconds,
         cpu_server,
+        server_threads,
         cpu_upstream,
         cpu_generator,
     }
@@ -521,6 +529,11 @@ fn report(name: &str, phase: &Phase, server_label: &str) {
         phase.cpu_generator,
         per_call(phase.cpu_generator),
     );
+    if let Some(threads) = &phase.server_threads
+        && phase.cpu_server.is_some_and(|cpu| cpu > 0.05)
+    {
+        println!("               {server_label} by thread: {threads}");
+    }
     for (error, count) in &phase.errors {
         println!("               error       {error}: {count}");
     }

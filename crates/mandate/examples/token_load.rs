@@ -41,7 +41,10 @@ use serde_json::{Map, Value, json};
 
 mod support;
 
-use support::{Api, JWT_BEARER, admin_token, assertion, cpu_seconds, quantile_ms};
+use support::{
+    Api, JWT_BEARER, admin_token, assertion, cpu_by_thread, cpu_seconds, per_call_by_thread,
+    quantile_ms,
+};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -106,6 +109,7 @@ async fn main() {
     let audience = format!("{public}/oauth2/token");
     let jti = Arc::new(AtomicU64::new(0));
     let server_before = args.server_pid.as_deref().map(cpu_seconds);
+    let threads_before = args.server_pid.as_deref().map(cpu_by_thread);
     let self_before = cpu_seconds("self");
     let start = Instant::now() + Duration::from_millis(300);
     let duration = Duration::from_secs_f64(args.seconds);
@@ -248,6 +252,12 @@ async fn main() {
             cpu_seconds(pid) - before
         ),
         _ => println!("   CPU s       load generator {generator:.1}"),
+    }
+    if let (Some(pid), Some(before)) = (args.server_pid.as_deref(), threads_before) {
+        println!(
+            "   by thread   server {}",
+            per_call_by_thread(&before, &cpu_by_thread(pid), n).replace("/call", "/token")
+        );
     }
 }
 

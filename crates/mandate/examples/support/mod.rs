@@ -8,6 +8,7 @@
 
 #![allow(dead_code, reason = "each generator uses a subset")]
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -213,7 +214,51 @@ pub fn quantile_ms(sorted: &[Duration], p: f64) -> f64 {
 
 /// User + system CPU seconds of process `pid` (or `self`) so far; 0 if unreadable.
 pub fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// The server's CPU seconds so far by kind of thread, from each thread's name: its async
+/// runtime's workers, its SQLite connections' threads (sqlx runs each connection on one;
+/// the ledger's writes run on the writer's), and the rest (blocking pool, timers). Empty
+/// if unreadable.
+pub fn cpu_by_thread(pid: &str) -> BTreeMap<&'static str, f64> {
+    let mut by_kind = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_kind;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let kind = if name.starts_with("tokio-rt") {
+            "async workers"
+        } else if name.starts_with("sqlx-sqlite") {
+            "SQLite threads"
+        } else {
+            "other threads"
+        };
+        *by_kind.entry(kind).or_default() += stat_cpu_seconds(&path.join("stat").to_string_lossy());
+    }
+    by_kind
+}
+
+/// `after - before` per kind of thread, as `kind N µs/call` for `calls` calls.
+pub fn per_call_by_thread(
+    before: &BTreeMap<&'static str, f64>,
+    after: &BTreeMap<&'static str, f64>,
+    calls: usize,
+) -> String {
+    after
+        .iter()
+        .map(|(kind, cpu)| {
+            let spent = cpu - before.get(kind).copied().unwrap_or(0.0);
+            format!("{kind} {:.0} µs/call", spent / calls.max(1) as f64 * 1e6)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
