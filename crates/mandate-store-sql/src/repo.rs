@@ -458,8 +458,12 @@ macro_rules! sql_store {
             /// Remembers where each tenant's chain stands after `events` committed (the
             /// last event of each tenant wins: events are in chain order).
             fn remember_heads(&self, events: &[Event]) {
-                for event in events {
-                    self.remember_head(event.tenant_id, Some(event.head()));
+                let mut remembered: Vec<TenantId> = Vec::new();
+                for event in events.iter().rev() {
+                    if !remembered.contains(&event.tenant_id) {
+                        remembered.push(event.tenant_id);
+                        self.remember_head(event.tenant_id, Some(event.head()));
+                    }
                 }
             }
 
