@@ -88,7 +88,7 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// When this process last purged expired assertion uses (see `jti_purge_due`).
+    /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
 

@@ -513,7 +513,7 @@ macro_rules! sql_store {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             batch: &[Entry],
             now: DateTime<Utc>,
-            purge: bool,
+            purged: &$crate::PurgeClock,
         ) -> Result<(Vec<Option<Refusal>>, Vec<Option<Vec<String>>>), StoreError> {
             let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
             let used: Vec<(usize, &UsedAssertion)> = batch
@@ -522,7 +522,7 @@ macro_rules! sql_store {
                 .flat_map(|(i, e)| e.assertions.iter().map(move |u| (i, u)))
                 .collect();
             if !used.is_empty() {
-                if purge {
+                if purged.due(now) {
                     purge_jtis(tx, now).await?;
                 }
                 let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
@@ -623,8 +623,7 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await.map_err(unavailable)?;
                 let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
                 let mut events = Vec::with_capacity(batch.len());
-                let purge = batch.iter().any(|e| !e.assertions.is_empty()) && self.jtis_purged.due(at);
-                let (refusals, revocations) = write_entries(&mut tx, batch, at, purge).await?;
+                let (refusals, revocations) = write_entries(&mut tx, batch, at, &self.jtis_purged).await?;
                 let mut recorded_for: Vec<bool> = Vec::with_capacity(batch.len());
                 for ((entry, refused), revoked) in batch.iter().zip(refusals).zip(revocations) {
                     let event = match (&entry.event, revoked) {

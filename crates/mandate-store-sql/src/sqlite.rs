@@ -103,7 +103,7 @@ pub struct SqliteStore {
     /// Each tenant's chain head as this process last wrote or read it: the ledger's
     /// batches are appended in one statement against it (see `remembered_head`).
     heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
-    /// When this process last purged expired assertion uses (see `jti_purge_due`).
+    /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
 

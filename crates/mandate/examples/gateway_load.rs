@@ -388,7 +388,7 @@ async fn run(target: &Target, args: &Args, pids: &Pids) -> Phase {
     latencies.sort();
     let server_threads = threads_before
         .zip(threads_after)
-        .map(|(before, after)| per_call_by_thread(&before, &after, latencies.len()));
+        .map(|(before, after)| per_call_by_thread(&before, &after, latencies.len(), "call"));
     Phase {
         latencies,
         errors,

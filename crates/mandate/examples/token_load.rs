@@ -256,7 +256,7 @@ async fn main() {
     if let (Some(pid), Some(before)) = (args.server_pid.as_deref(), threads_before) {
         println!(
             "   by thread   server {}",
-            per_call_by_thread(&before, &cpu_by_thread(pid), n).replace("/call", "/token")
+            per_call_by_thread(&before, &cpu_by_thread(pid), n, "token")
         );
     }
 }

@@ -241,17 +241,18 @@ pub fn cpu_by_thread(pid: &str) -> BTreeMap<&'static str, f64> {
     by_kind
 }
 
-/// `after - before` per kind of thread, as `kind N µs/call` for `calls` calls.
+/// `after - before` per kind of thread, as `kind N µs/{unit}` for `calls` of them.
 pub fn per_call_by_thread(
     before: &BTreeMap<&'static str, f64>,
     after: &BTreeMap<&'static str, f64>,
     calls: usize,
+    unit: &str,
 ) -> String {
     after
         .iter()
         .map(|(kind, cpu)| {
             let spent = cpu - before.get(kind).copied().unwrap_or(0.0);
-            format!("{kind} {:.0} µs/call", spent / calls.max(1) as f64 * 1e6)
+            format!("{kind} {:.0} µs/{unit}", spent / calls.max(1) as f64 * 1e6)
         })
         .collect::<Vec<_>>()
         .join(" · ")
