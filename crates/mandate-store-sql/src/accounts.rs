@@ -59,7 +59,7 @@ macro_rules! sql_accounts {
                 .bind(&account.login)
                 .bind(&account.password_hash)
                 .bind(micros(account.updated_at))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "sign-in name"))?;
                 Ok(())
@@ -96,7 +96,7 @@ macro_rules! sql_accounts {
                 .bind(human.to_string())
                 .bind(i64::from(lock_after))
                 .bind(micros(lock_until))
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 row.as_ref().map(account_row).transpose()
@@ -108,7 +108,7 @@ macro_rules! sql_accounts {
                      WHERE human_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)",
                 )
                 .bind(human.to_string())
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(())
@@ -128,7 +128,7 @@ macro_rules! sql_accounts {
                 .bind(&session.csrf)
                 .bind(micros(session.created_at))
                 .bind(micros(session.expires_at))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "session"))?;
                 Ok(())
@@ -154,7 +154,7 @@ macro_rules! sql_accounts {
             async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
                 ::sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
                     .bind(id_hash)
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(())
@@ -163,7 +163,7 @@ macro_rules! sql_accounts {
             async fn delete_sessions_of(&self, human: HumanId) -> Result<u64, StoreError> {
                 let done = ::sqlx::query("DELETE FROM console_sessions WHERE human_id = $1")
                     .bind(human.to_string())
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(done.rows_affected())
@@ -188,7 +188,7 @@ macro_rules! sql_accounts {
                 .bind(key_hash)
                 .bind(micros(at))
                 .bind(micros(at - window))
-                .fetch_one(self.writer())
+                .fetch_one(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(u64::try_from(attempts).unwrap_or(0))
@@ -197,7 +197,7 @@ macro_rules! sql_accounts {
             async fn forget_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
                 let done = ::sqlx::query("DELETE FROM attempt_windows WHERE started_at < $1")
                     .bind(micros(before))
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(done.rows_affected())

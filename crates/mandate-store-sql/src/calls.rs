@@ -58,7 +58,8 @@ macro_rules! sql_calls {
                 now: DateTime<Utc>,
             ) -> Result<Option<::mandate_store::DriftTotals>, StoreError> {
                 let count = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt("drift count out of range".into()));
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 let row = ::sqlx::query(
                     "INSERT INTO drift_counts (mandate_id, tenant_id, denied, out_of_scope) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (mandate_id) DO UPDATE
@@ -111,7 +112,8 @@ macro_rules! sql_calls {
             ) -> Result<Option<::mandate_domain::Usage>, StoreError> {
                 let calls = i64::try_from(calls).map_err(|_| StoreError::Corrupt("call count out of range".into()))?;
                 let amount = i64::try_from(amount).map_err(|_| StoreError::Corrupt("amount out of range".into()))?;
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO mandate_usage (mandate_id, tenant_id, calls, amount) VALUES ($1, $2, 0, 0)
                      ON CONFLICT (mandate_id) DO NOTHING",
@@ -153,7 +155,8 @@ macro_rules! sql_calls {
                 now: DateTime<Utc>,
             ) -> Result<::mandate_domain::Approval, StoreError> {
                 let call = &approval.call;
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 // Live rows past their expiry no longer hold the call's place.
                 let stale = ::sqlx::query(
                     "SELECT doc FROM approvals
@@ -276,7 +279,7 @@ macro_rules! sql_calls {
                 approval.decided_by = Some(by.to_owned());
                 approval.decided_at = Some(now);
                 approval.comment = comment.map(str::to_owned);
-                if put_approval_doc(self.writer(), &approval, "pending").await? {
+                if put_approval_doc(&mut *self.writer().await?, &approval, "pending").await? {
                     Ok(Some(approval))
                 } else {
                     Err(StoreError::VersionConflict)
@@ -319,7 +322,7 @@ macro_rules! sql_calls {
                 }
                 approval.status = ::mandate_domain::ApprovalStatus::Used;
                 approval.used_at = Some(now);
-                put_approval_doc(self.writer(), &approval, "approved").await
+                put_approval_doc(&mut *self.writer().await?, &approval, "approved").await
             }
 
             async fn record_proposal(&self, proposal: &::mandate_domain::Proposal) -> Result<(), StoreError> {
@@ -331,7 +334,7 @@ macro_rules! sql_calls {
                 .bind(proposal.call.mandate_id.to_string())
                 .bind(proposal.status.as_str())
                 .bind(to_text(proposal)?)
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "proposal"))?;
                 Ok(())
@@ -405,7 +408,7 @@ macro_rules! sql_calls {
                 .bind(to_text(&proposal)?)
                 .bind(id.to_string())
                 .bind(tenant.to_string())
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 if done.rows_affected() == 1 {
@@ -438,7 +441,7 @@ macro_rules! sql_calls {
                 .bind(to_text(&proposal)?)
                 .bind(id.to_string())
                 .bind(tenant.to_string())
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 changed_once(done.rows_affected())
@@ -468,7 +471,7 @@ macro_rules! sql_calls {
                 .bind(mandate.to_string())
                 .bind(by)
                 .bind(micros(now))
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "rollback step"))?;
                 if claimed.is_some() {
@@ -479,7 +482,7 @@ macro_rules! sql_calls {
                 )
                 .bind(tenant.to_string())
                 .bind(seq)
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(match state.as_deref() {
@@ -512,7 +515,7 @@ macro_rules! sql_calls {
                 .bind(to_text(outcome)?)
                 .bind(tenant.to_string())
                 .bind(seq)
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 changed_once(done.rows_affected())

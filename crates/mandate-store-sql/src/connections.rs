@@ -31,7 +31,8 @@ macro_rules! sql_connections {
                 c: &::mandate_store::StoredConnection,
             ) -> Result<(), StoreError> {
                 // The person and the server must be of the connection's tenant.
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 let owned = ::sqlx::query(
                     "SELECT 1 FROM humans h JOIN tool_servers s ON s.tenant_id = h.tenant_id
                      WHERE h.id = $1 AND s.id = $2 AND h.tenant_id = $3",
@@ -127,7 +128,7 @@ macro_rules! sql_connections {
                 .bind(tenant.to_string())
                 .bind(human.to_string())
                 .bind(server.to_string())
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 row.as_ref().map(stored_connection).transpose()
@@ -151,7 +152,7 @@ macro_rules! sql_connections {
                 .bind(current.human_id.to_string())
                 .bind(current.server_id.to_string())
                 .bind(&current.sealed)
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(done.rows_affected() == 1)

@@ -29,7 +29,7 @@ macro_rules! sql_directory {
                     .bind(&tenant.name)
                     .bind(micros(tenant.created_at))
                     .bind(Json(tenant))
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| store_error(e, "tenant"))?;
                 Ok(())
@@ -59,7 +59,7 @@ macro_rules! sql_directory {
                     .bind(token.tenant_id.to_string())
                     .bind(&token.token_hash)
                     .bind(Json(token))
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| store_error(e, "API token"))?;
                 Ok(())
@@ -75,7 +75,8 @@ macro_rules! sql_directory {
             }
 
             async fn create_human(&self, human: &Human) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 ::sqlx::query("INSERT INTO humans (id, tenant_id, email, doc) VALUES ($1, $2, $3, $4)")
                     .bind(human.id.to_string())
                     .bind(human.tenant_id.to_string())
@@ -134,7 +135,8 @@ macro_rules! sql_directory {
 
             async fn create_agent(&self, agent: &Agent) -> Result<(), StoreError> {
                 let fed = agent.credentials.federated.as_ref();
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO agents (id, tenant_id, name, owner_id, status, spiffe_id, fed_issuer, fed_subject, doc)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -167,7 +169,8 @@ macro_rules! sql_directory {
 
             async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
                 let fed = agent.credentials.federated.as_ref();
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 let done = ::sqlx::query(
                     "UPDATE agents SET name = $1, owner_id = $2, status = $3, spiffe_id = $4,
                          fed_issuer = $5, fed_subject = $6, doc = $7
@@ -266,7 +269,7 @@ macro_rules! sql_directory {
                     .bind(server.tenant_id.to_string())
                     .bind(&server.name)
                     .bind(Json(server))
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(|e| store_error(e, "tool server with this name"))?;
                 self.changed().await;
@@ -289,7 +292,7 @@ macro_rules! sql_directory {
                     .bind(server.id.to_string())
                     .bind(server.tenant_id.to_string())
                     .bind(&server.name)
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 if done.rows_affected() == 0 {
@@ -325,7 +328,7 @@ macro_rules! sql_directory {
                 .bind(&tool.name)
                 .bind(tool.risk_tier.as_str())
                 .bind(Json(tool))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "tool with this name on this server"))?;
                 if done.rows_affected() == 0 {
@@ -353,7 +356,7 @@ macro_rules! sql_directory {
                 .bind(Json(tool))
                 .bind(tool.id.to_string())
                 .bind(tool.tenant_id.to_string())
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 if done.rows_affected() == 0 {

@@ -218,7 +218,8 @@ macro_rules! sql_grants {
         #[async_trait]
         impl Grants for $store {
             async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 if let Some(Some(refused)) = grants_in(&mut tx, &[grant]).await?.pop() {
                     return Err(refused.into());
                 }
@@ -236,7 +237,8 @@ macro_rules! sql_grants {
             }
 
             async fn revoke_grant_tree(&self, tenant: TenantId, jti: &str, at: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 let Some(revoked) = revoke_tree_in(&mut tx, tenant, jti, at).await? else {
                     return Err(StoreError::Missing { what: "grant".into() });
                 };
@@ -262,7 +264,8 @@ macro_rules! sql_grants {
             }
 
             async fn claim_jti(&self, issuer: &str, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<bool, StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 if self.jtis_purged.due(now) {
                     purge_jtis(&mut tx, now).await?;
                 }
@@ -281,7 +284,7 @@ macro_rules! sql_grants {
                 .bind(&key.jwk)
                 .bind(micros(key.created_at))
                 .bind(key.retire_at.map(micros))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(())
@@ -291,7 +294,7 @@ macro_rules! sql_grants {
                 ::sqlx::query("UPDATE token_keys SET retire_at = $1 WHERE kid = $2")
                     .bind(micros(at))
                     .bind(kid)
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(())

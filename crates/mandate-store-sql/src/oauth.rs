@@ -107,7 +107,7 @@ macro_rules! sql_oauth {
                 .bind(client.tenant_id.to_string())
                 .bind(&client.metadata)
                 .bind(micros(client.created_at))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "OAuth client"))?;
                 Ok(())
@@ -167,7 +167,7 @@ macro_rules! sql_oauth {
                 .bind(client_id)
                 .bind(human.to_string())
                 .bind(agent.to_string())
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "OAuth client agent"))?;
                 Ok(())
@@ -177,7 +177,10 @@ macro_rules! sql_oauth {
                 &self,
                 record: &::mandate_store::OnceRecord,
             ) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer)
+                    .await
+                    .map_err(unavailable)?;
                 purge_once_in(
                     &mut tx,
                     record.kind,
@@ -200,7 +203,7 @@ macro_rules! sql_oauth {
                 )
                 .bind(kind.as_str())
                 .bind(key_hash)
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 row.as_ref().map(|r| once_row(kind, r)).transpose()
@@ -212,9 +215,14 @@ macro_rules! sql_oauth {
                 key_hash: &str,
                 now: DateTime<Utc>,
             ) -> Result<Option<(::mandate_store::OnceRecord, bool)>, StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer)
+                    .await
+                    .map_err(unavailable)?;
                 let first = use_once_in(&mut tx, kind, key_hash, now).await?;
                 tx.commit().await.map_err(unavailable)?;
+                // `once` reads on the writer too: let it go first.
+                drop(writer);
                 let record = self.once(kind, key_hash).await?;
                 Ok(record.map(|r| (r, first)))
             }

@@ -1,5 +1,5 @@
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection as _, PgPool};
 
 use crate::{Migration, OpenError};
 
@@ -88,14 +88,56 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The ledger writer's own connection: one task appends the batches, so it holds
+    /// one instead of taking one from the pool per batch (a pooled connection is pinged
+    /// by a task of its own each time it is released: one more round trip to the
+    /// server per batch). Dropped after a failed batch and opened again by the next.
+    ledger: std::sync::Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// How to open the ledger's connection.
+    options: PgConnectOptions,
     /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
 
 impl PostgresStore {
-    /// PostgreSQL takes concurrent writers as they come; row locks order them.
-    pub(crate) fn writer(&self) -> &PgPool {
-        &self.pool
+    /// A connection to write on. PostgreSQL takes concurrent writers as they come; row
+    /// locks order them.
+    pub(crate) async fn writer(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, mandate_store::StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| crate::repo::store_error(e, "record"))
+    }
+
+    /// The ledger's connection, opened if it is not (see `ledger`).
+    pub(crate) async fn ledger_writer(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, PgConnection>, mandate_store::StoreError> {
+        let mut slot = self.ledger.lock().await;
+        if slot.is_none() {
+            let opened = PgConnection::connect_with(&self.options)
+                .await
+                .map_err(|e| crate::repo::store_error(e, "the ledger's connection"))?;
+            *slot = Some(opened);
+        }
+        tokio::sync::MutexGuard::try_map(slot, Option::as_mut).map_err(|_| {
+            mandate_store::StoreError::Unavailable(
+                "the ledger's connection could not be opened".to_owned(),
+            )
+        })
+    }
+
+    /// A ledger batch failed for a reason other than a refusal: its connection is
+    /// closed (it may be broken or mid-transaction) and the next batch opens another.
+    pub(crate) async fn ledger_lost(&self) {
+        *self.ledger.lock().await = None;
+    }
+
+    /// The writers are the pool's connections, which `ping` already checked.
+    pub(crate) async fn check_writer(&self) -> Result<(), mandate_store::StoreError> {
+        Ok(())
     }
 
     /// Replicas append to the same chains: a remembered head would mostly be stale, so
@@ -142,11 +184,13 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
         let store = Self {
             pool,
+            ledger: std::sync::Arc::new(tokio::sync::Mutex::new(None)),
+            options,
             jtis_purged: crate::PurgeClock::default(),
         };
         store

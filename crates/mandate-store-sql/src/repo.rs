@@ -158,7 +158,8 @@ macro_rules! sql_store {
         impl Mandates for $store {
             async fn create_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
                 let (version, _) = version(mandate)?;
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO mandates (id, tenant_id, agent_id, human_id, status, expires_at, version, doc)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -227,14 +228,16 @@ macro_rules! sql_store {
             }
 
             async fn update_mandate(&self, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 update_mandate_in(&mut tx, mandate).await?;
                 append_in(&mut tx, audit, mandate.updated_at).await?;
                 tx.commit().await.map_err(unavailable)
             }
 
             async fn record_consent(&self, consent: &Consent, mandate: &Mandate, audit: &[NewEvent]) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 ::sqlx::query(
                     "INSERT INTO consents (id, tenant_id, mandate_id, human_id, decided_at, doc)
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -584,18 +587,20 @@ macro_rules! sql_store {
             Ok((refused, revoked))
         }
 
-        #[async_trait]
-        impl AuditLog for $store {
-            async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
+        impl $store {
+            /// [`AuditLog::append_events`] on the ledger's connection.
+            async fn append_events_on(
+                &self,
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                batch: &[NewEvent],
+                at: DateTime<Utc>,
+            ) -> Result<Vec<Event>, StoreError> {
                 // The common batch: one tenant, whose head this process remembers, that
                 // fits one statement. Appended as that one statement (autocommit: atomic
                 // and durable on its own); the database's trigger refuses it whole if the
                 // head moved, and then the batch takes the transaction below.
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
-                    match events_insert(&chained)?.build().execute(self.writer()).await {
+                    match events_insert(&chained)?.build().execute(&mut *conn).await {
                         Ok(_) => {
                             self.remember_heads(&chained);
                             return Ok(chained);
@@ -612,15 +617,21 @@ macro_rules! sql_store {
                         }
                     }
                 }
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
                 let events = append_in(&mut tx, batch, at).await?;
                 tx.commit().await.map_err(unavailable)?;
                 self.remember_heads(&events);
                 Ok(events)
             }
 
-            async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+            /// [`AuditLog::commit_entries`] on the ledger's connection.
+            async fn commit_entries_on(
+                &self,
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                batch: &[Entry],
+                at: DateTime<Utc>,
+            ) -> Result<Vec<Committed>, StoreError> {
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
                 let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
                 let mut events = Vec::with_capacity(batch.len());
                 let (refusals, revocations) = write_entries(&mut tx, batch, at, &self.jtis_purged).await?;
@@ -652,6 +663,34 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(outcomes)
+            }
+        }
+
+        #[async_trait]
+        impl AuditLog for $store {
+            async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let appended = {
+                    let mut writer = self.ledger_writer().await?;
+                    self.append_events_on(&mut writer, batch, at).await
+                };
+                if matches!(appended, Err(StoreError::Unavailable(_))) {
+                    self.ledger_lost().await;
+                }
+                appended
+            }
+
+            async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
+                let committed = {
+                    let mut writer = self.ledger_writer().await?;
+                    self.commit_entries_on(&mut writer, batch, at).await
+                };
+                if matches!(committed, Err(StoreError::Unavailable(_))) {
+                    self.ledger_lost().await;
+                }
+                committed
             }
 
             async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {
@@ -731,7 +770,8 @@ macro_rules! sql_store {
             async fn index_audit(&self, max: u32) -> Result<u64, StoreError> {
                 let mut done = 0u64;
                 for (tenant, head) in self.audit_heads().await? {
-                    let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                    let mut writer = self.writer().await?;
+                    let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                     ::sqlx::query("INSERT INTO audit_index_state (tenant_id, indexed) VALUES ($1, 0) ON CONFLICT (tenant_id) DO NOTHING")
                         .bind(tenant.to_string())
                         .execute(&mut *tx)
@@ -793,7 +833,7 @@ macro_rules! sql_store {
                 .bind(checkpoint.tenant_id.to_string())
                 .bind(seq_param(checkpoint.seq)?)
                 .bind(to_text(checkpoint)?)
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(())
@@ -812,7 +852,7 @@ macro_rules! sql_store {
                 ::sqlx::query("INSERT INTO audit_keys (key_id, doc) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING")
                     .bind(&key.key_id)
                     .bind(to_text(key)?)
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(())
@@ -861,7 +901,7 @@ macro_rules! sql_store {
                 .bind(source)
                 .bind(created_by)
                 .bind(micros(at))
-                .fetch_one(self.writer())
+                .fetch_one(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "policy set version"))?;
                 let version: i64 = row.try_get("version").map_err(corrupt)?;
@@ -904,7 +944,7 @@ macro_rules! sql_store {
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
                 ::sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
-                Ok(())
+                self.check_writer().await
             }
 
             fn backend(&self) -> &'static str {

@@ -30,7 +30,8 @@ macro_rules! sql_reviews {
                 mark: &::mandate_store::FindingMark,
                 audit: &[NewEvent],
             ) -> Result<(), StoreError> {
-                let mut tx = self.writer().begin().await.map_err(unavailable)?;
+                let mut writer = self.writer().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *writer).await.map_err(unavailable)?;
                 let agent = ::sqlx::query("SELECT id FROM agents WHERE id = $1 AND tenant_id = $2")
                     .bind(mark.agent_id.to_string())
                     .bind(mark.tenant_id.to_string())

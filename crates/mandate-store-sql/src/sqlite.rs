@@ -4,8 +4,9 @@ use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection as _, SqlitePool};
 
 use crate::{Migration, OpenError};
 
@@ -99,7 +100,11 @@ pub struct SqliteStore {
     /// The one connection that writes. SQLite has one writer at a time anyway; queuing
     /// our writes for one connection beats contending for the file lock (whose busy
     /// handler sleeps in steps of up to 100 ms) and keeps the writer's page cache warm.
-    writer: SqlitePool,
+    /// Held, not pooled: a pool hands every released connection to a task that pings
+    /// its thread, one more round trip on the writer's critical path per write.
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// How to open the writer again if its connection was lost (see `ping`).
+    options: SqliteConnectOptions,
     /// Each tenant's chain head as this process last wrote or read it: the ledger's
     /// batches are appended in one statement against it (see `remembered_head`).
     heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
@@ -108,8 +113,47 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// The writer connection, once the writes queued before this one are done (FIFO).
+    /// Opened again here if a failed [`Self::check_writer`] dropped it.
+    pub(crate) async fn writer(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        let mut slot = self.writer.lock().await;
+        if slot.is_none() {
+            let opened = SqliteConnection::connect_with(&self.options)
+                .await
+                .map_err(|e| crate::repo::store_error(e, "the writer connection"))?;
+            *slot = Some(opened);
+        }
+        tokio::sync::MutexGuard::try_map(slot, Option::as_mut).map_err(|_| {
+            StoreError::Unavailable("the writer connection could not be opened".to_owned())
+        })
+    }
+
+    /// The ledger's batches take the one writer like every other write.
+    pub(crate) async fn ledger_writer(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        self.writer().await
+    }
+
+    /// A ledger batch failed for a reason other than a refusal: the writer connection
+    /// is closed and the next write opens a fresh one (a lost worker thread, a file
+    /// that was replaced, state a failed commit may have left).
+    pub(crate) async fn ledger_lost(&self) {
+        *self.writer.lock().await = None;
+    }
+
+    /// Whether the writer answers; a writer whose connection fails (its thread gone) is
+    /// dropped, to be opened again by the next write.
+    pub(crate) async fn check_writer(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        if let Err(e) = writer.ping().await {
+            drop(writer);
+            *self.writer.lock().await = None;
+            return Err(crate::repo::store_error(e, "the writer connection"));
+        }
+        Ok(())
     }
 
     /// The head this process last saw for `tenant`, if any. Only a guess: the
@@ -178,10 +222,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "16384");
         // No ping before each use (sqlx's default): a connection to a file cannot go
         // stale, and the ping is one more hand-off to the connection's thread per query.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
+        let writer = SqliteConnection::connect_with(&options)
             .await
             .map_err(|source| OpenError::Connect {
                 location: location.clone(),
@@ -190,12 +231,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
         let store = Self {
             pool,
-            writer,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            options,
             heads: std::sync::Arc::new(Mutex::new(HashMap::new())),
             jtis_purged: crate::PurgeClock::default(),
         };
@@ -282,5 +324,32 @@ mod tests {
                 .all(|step| step.contains("sqlite_autoindex_grants_1 (jti=?)")),
             "{plan:?}"
         );
+    }
+
+    /// A ledger batch that failed closes the writer; the next write opens another on
+    /// the same file and the chain goes on where it stood.
+    #[tokio::test]
+    async fn a_lost_writer_is_opened_again_by_the_next_write() {
+        use mandate_audit::{EventKind, NewEvent};
+        use mandate_store::{AuditLog as _, Directory as _, Store as _};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = mandate_domain::Tenant {
+            id: mandate_types::TenantId::generate(),
+            name: "default".into(),
+            created_at: chrono::Utc::now(),
+        };
+        store.create_tenant(&tenant).await.unwrap();
+        let event = || vec![NewEvent::new(tenant.id, EventKind::Decision, "admin")];
+        let now = chrono::Utc::now();
+        let first = store.append_events(&event(), now).await.unwrap();
+        store.ledger_lost().await;
+        assert!(store.writer.lock().await.is_none(), "the writer was closed");
+        let second = store.append_events(&event(), now).await.unwrap();
+        assert_eq!((first[0].seq, second[0].seq), (1, 2));
+        assert_eq!(second[0].prev_hash, first[0].hash);
+        store.ping().await.unwrap();
+        assert!(store.writer.lock().await.is_some());
     }
 }

@@ -40,7 +40,7 @@ macro_rules! sql_vault {
                 .bind(sealed)
                 .bind(key_id)
                 .bind(micros(at))
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(|e| store_error(e, "secret"))?;
                 Ok(())
@@ -85,7 +85,7 @@ macro_rules! sql_vault {
                 let done = ::sqlx::query("DELETE FROM vault_secrets WHERE tenant_id = $1 AND name = $2")
                     .bind(tenant.to_string())
                     .bind(name)
-                    .execute(self.writer())
+                    .execute(&mut *self.writer().await?)
                     .await
                     .map_err(unavailable)?;
                 Ok(done.rows_affected() == 1)
@@ -132,7 +132,7 @@ macro_rules! sql_vault {
                 .bind(tenant.to_string())
                 .bind(name)
                 .bind(old)
-                .execute(self.writer())
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(unavailable)?;
                 Ok(done.rows_affected() == 1)

@@ -62,5 +62,73 @@ async fn drop_stale_schemas(admin: &mut PgConnection) {
     }
 }
 
+/// The ledger holds one connection of its own. When the server ends it (a restart, a
+/// failover, an administrator), at most the batch that found it dead fails — its
+/// appenders are told, nothing is half-written — and the next batch opens another and
+/// continues the chain.
+#[tokio::test]
+async fn the_ledger_opens_a_new_connection_after_its_own_was_ended() {
+    use mandate_audit::{EventKind, NewEvent};
+    use mandate_store::{AuditLog as _, Directory as _};
+
+    let url = std::env::var("MANDATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    let base: PgConnectOptions = url.parse().unwrap();
+    let schema = format!("mandate_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect_with(&base).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let options = base
+        .options([("search_path", schema.as_str())])
+        .application_name(&schema);
+    let store = PostgresStore::connect_with(options).await.unwrap();
+    let tenant = mandate_domain::Tenant {
+        id: mandate_types::TenantId::generate(),
+        name: "default".into(),
+        created_at: chrono::Utc::now(),
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    let event = || vec![NewEvent::new(tenant.id, EventKind::Decision, "admin")];
+    let first = store
+        .append_events(&event(), chrono::Utc::now())
+        .await
+        .unwrap();
+
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the store's connections were ended");
+
+    let mut failures = 0;
+    let second = loop {
+        match store.append_events(&event(), chrono::Utc::now()).await {
+            Ok(events) => break events,
+            Err(e) => {
+                assert!(
+                    matches!(e, mandate_store::StoreError::Unavailable(_)),
+                    "{e}"
+                );
+                failures += 1;
+                assert!(failures < 2, "the ledger did not open a new connection");
+            }
+        }
+    };
+    assert_eq!(
+        (first[0].seq, second[0].seq),
+        (1, 2),
+        "nothing half-written"
+    );
+    assert_eq!(second[0].prev_hash, first[0].hash);
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
 mandate_store::store_conformance!(fresh);
 mandate_store::cached_store_conformance!(fresh);
