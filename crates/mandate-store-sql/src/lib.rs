@@ -30,6 +30,78 @@ mod vault;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// One connection held for a writer instead of taken from a pool per write: sqlx's pool
+/// hands every released connection to a task that pings it (on SQLite one more hand-off
+/// to the connection's thread, on PostgreSQL one more round trip to the server). Whoever
+/// holds the lock writes; the others queue in order. [`Held::close`] drops a connection
+/// that may be broken or mid-transaction, and the next [`Held::lock`] opens another.
+pub(crate) struct Held<C: sqlx::Connection> {
+    slot: std::sync::Arc<tokio::sync::Mutex<Option<C>>>,
+    options: <C as sqlx::Connection>::Options,
+    /// What the connection is for, in errors.
+    what: &'static str,
+}
+
+impl<C: sqlx::Connection> Clone for Held<C> {
+    fn clone(&self) -> Self {
+        Held {
+            slot: self.slot.clone(),
+            options: self.options.clone(),
+            what: self.what,
+        }
+    }
+}
+
+impl<C: sqlx::Connection> std::fmt::Debug for Held<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: sqlx::Connection> Held<C> {
+    /// `conn`, if already open, or one opened with `options` on first use.
+    pub(crate) fn new(
+        conn: Option<C>,
+        options: <C as sqlx::Connection>::Options,
+        what: &'static str,
+    ) -> Self {
+        Held {
+            slot: std::sync::Arc::new(tokio::sync::Mutex::new(conn)),
+            options,
+            what,
+        }
+    }
+
+    /// The connection, once those who asked before are done with it; opened if closed.
+    pub(crate) async fn lock(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, C>, mandate_store::StoreError> {
+        let mut slot = self.slot.lock().await;
+        if slot.is_none() {
+            let opened = C::connect_with(&self.options)
+                .await
+                .map_err(|e| repo::store_error(e, self.what))?;
+            *slot = Some(opened);
+        }
+        tokio::sync::MutexGuard::try_map(slot, Option::as_mut).map_err(|_| {
+            mandate_store::StoreError::Unavailable(format!("{} could not be opened", self.what))
+        })
+    }
+
+    /// Drops the connection; the next [`Held::lock`] opens another.
+    pub(crate) async fn close(&self) {
+        *self.slot.lock().await = None;
+    }
+
+    /// Whether a connection is open now (tests).
+    #[cfg(test)]
+    pub(crate) async fn is_open(&self) -> bool {
+        self.slot.lock().await.is_some()
+    }
+}
+
 /// A store could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

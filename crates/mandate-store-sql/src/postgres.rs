@@ -1,5 +1,5 @@
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::{Connection as _, PgPool};
 
 use crate::{Migration, OpenError};
 
@@ -88,13 +88,9 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7881707082679141)";
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// The ledger writer's own connection: one task appends the batches, so it holds
-    /// one instead of taking one from the pool per batch (a pooled connection is pinged
-    /// by a task of its own each time it is released: one more round trip to the
-    /// server per batch). Dropped after a failed batch and opened again by the next.
-    ledger: std::sync::Arc<tokio::sync::Mutex<Option<PgConnection>>>,
-    /// How to open the ledger's connection.
-    options: PgConnectOptions,
+    /// The ledger writer's own connection ([`crate::Held`]): one task appends the
+    /// batches, so it holds one instead of taking one from the pool per batch.
+    ledger: crate::Held<PgConnection>,
     /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
@@ -111,28 +107,17 @@ impl PostgresStore {
             .map_err(|e| crate::repo::store_error(e, "record"))
     }
 
-    /// The ledger's connection, opened if it is not (see `ledger`).
+    /// The ledger's connection, opened if it is not.
     pub(crate) async fn ledger_writer(
         &self,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, PgConnection>, mandate_store::StoreError> {
-        let mut slot = self.ledger.lock().await;
-        if slot.is_none() {
-            let opened = PgConnection::connect_with(&self.options)
-                .await
-                .map_err(|e| crate::repo::store_error(e, "the ledger's connection"))?;
-            *slot = Some(opened);
-        }
-        tokio::sync::MutexGuard::try_map(slot, Option::as_mut).map_err(|_| {
-            mandate_store::StoreError::Unavailable(
-                "the ledger's connection could not be opened".to_owned(),
-            )
-        })
+        self.ledger.lock().await
     }
 
     /// A ledger batch failed for a reason other than a refusal: its connection is
     /// closed (it may be broken or mid-transaction) and the next batch opens another.
     pub(crate) async fn ledger_lost(&self) {
-        *self.ledger.lock().await = None;
+        self.ledger.close().await;
     }
 
     /// The writers are the pool's connections, which `ping` already checked.
@@ -189,8 +174,7 @@ impl PostgresStore {
             .map_err(|source| OpenError::Connect { location, source })?;
         let store = Self {
             pool,
-            ledger: std::sync::Arc::new(tokio::sync::Mutex::new(None)),
-            options,
+            ledger: crate::Held::new(None, options, "the ledger's connection"),
             jtis_purged: crate::PurgeClock::default(),
         };
         store

@@ -100,11 +100,7 @@ pub struct SqliteStore {
     /// The one connection that writes. SQLite has one writer at a time anyway; queuing
     /// our writes for one connection beats contending for the file lock (whose busy
     /// handler sleeps in steps of up to 100 ms) and keeps the writer's page cache warm.
-    /// Held, not pooled: a pool hands every released connection to a task that pings
-    /// its thread, one more round trip on the writer's critical path per write.
-    writer: std::sync::Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
-    /// How to open the writer again if its connection was lost (see `ping`).
-    options: SqliteConnectOptions,
+    writer: crate::Held<SqliteConnection>,
     /// Each tenant's chain head as this process last wrote or read it: the ledger's
     /// batches are appended in one statement against it (see `remembered_head`).
     heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
@@ -113,21 +109,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// The writer connection, once the writes queued before this one are done (FIFO).
-    /// Opened again here if a failed [`Self::check_writer`] dropped it.
+    /// The writer connection, once the writes queued before this one are done.
     pub(crate) async fn writer(
         &self,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
-        let mut slot = self.writer.lock().await;
-        if slot.is_none() {
-            let opened = SqliteConnection::connect_with(&self.options)
-                .await
-                .map_err(|e| crate::repo::store_error(e, "the writer connection"))?;
-            *slot = Some(opened);
-        }
-        tokio::sync::MutexGuard::try_map(slot, Option::as_mut).map_err(|_| {
-            StoreError::Unavailable("the writer connection could not be opened".to_owned())
-        })
+        self.writer.lock().await
     }
 
     /// The ledger's batches take the one writer like every other write.
@@ -141,7 +127,7 @@ impl SqliteStore {
     /// is closed and the next write opens a fresh one (a lost worker thread, a file
     /// that was replaced, state a failed commit may have left).
     pub(crate) async fn ledger_lost(&self) {
-        *self.writer.lock().await = None;
+        self.writer.close().await;
     }
 
     /// Whether the writer answers; a writer whose connection fails (its thread gone) is
@@ -150,7 +136,7 @@ impl SqliteStore {
         let mut writer = self.writer().await?;
         if let Err(e) = writer.ping().await {
             drop(writer);
-            *self.writer.lock().await = None;
+            self.writer.close().await;
             return Err(crate::repo::store_error(e, "the writer connection"));
         }
         Ok(())
@@ -236,8 +222,7 @@ impl SqliteStore {
             .map_err(|source| OpenError::Connect { location, source })?;
         let store = Self {
             pool,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer))),
-            options,
+            writer: crate::Held::new(Some(writer), options.clone(), "the writer connection"),
             heads: std::sync::Arc::new(Mutex::new(HashMap::new())),
             jtis_purged: crate::PurgeClock::default(),
         };
@@ -345,11 +330,11 @@ mod tests {
         let now = chrono::Utc::now();
         let first = store.append_events(&event(), now).await.unwrap();
         store.ledger_lost().await;
-        assert!(store.writer.lock().await.is_none(), "the writer was closed");
+        assert!(!store.writer.is_open().await, "the writer was closed");
         let second = store.append_events(&event(), now).await.unwrap();
         assert_eq!((first[0].seq, second[0].seq), (1, 2));
         assert_eq!(second[0].prev_hash, first[0].hash);
         store.ping().await.unwrap();
-        assert!(store.writer.lock().await.is_some());
+        assert!(store.writer.is_open().await);
     }
 }
