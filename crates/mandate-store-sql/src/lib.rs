@@ -11,7 +11,8 @@
 //! JSON `doc` column holding each entity whole (`TEXT` in SQLite, `JSONB` in PostgreSQL,
 //! bound through `sqlx::types::Json`). What differs — connecting, the migrations, the
 //! lock that serialises migrations, the revocation notification, the lock a grant holds
-//! on its mandate (`LOCK_LIVE_MANDATES`) and the check of its parent (`LIVE_PARENTS`) —
+//! on its mandate (`LOCK_LIVE_MANDATES`), the check of its parent (`LIVE_PARENTS`) and
+//! what refuses an append on a stale head (`HEAD_MOVED_BY_STATEMENT`) —
 //! lives in each adapter's module. Times are stored as
 //! microseconds since the Unix epoch.
 
@@ -99,6 +100,38 @@ impl<C: sqlx::Connection> Held<C> {
     #[cfg(test)]
     pub(crate) async fn is_open(&self) -> bool {
         self.slot.lock().await.is_some()
+    }
+}
+
+/// Each tenant's chain head as this process last wrote or read it: the ledger's batches
+/// are appended in one statement that continues it (`append_on_head` in `repo.rs`). Only
+/// a guess: the database refuses a statement that does not continue the stored head, so
+/// a stale guess costs one refused statement, never a forked chain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Heads(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<mandate_types::TenantId, mandate_audit::Head>>,
+    >,
+);
+
+impl Heads {
+    pub(crate) fn get(&self, tenant: mandate_types::TenantId) -> Option<mandate_audit::Head> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&tenant)
+            .cloned()
+    }
+
+    pub(crate) fn set(&self, tenant: mandate_types::TenantId, head: Option<mandate_audit::Head>) {
+        let mut heads = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match head {
+            Some(head) => heads.insert(tenant, head),
+            None => heads.remove(&tenant),
+        };
     }
 }
 

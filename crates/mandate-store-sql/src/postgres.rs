@@ -91,6 +91,10 @@ pub struct PostgresStore {
     /// The ledger writer's own connection ([`crate::Held`]): one task appends the
     /// batches, so it holds one instead of taking one from the pool per batch.
     ledger: crate::Held<PgConnection>,
+    /// Where each tenant's chain stands, as this replica last saw it ([`crate::Heads`]).
+    /// Other replicas move it too; a stale head costs one statement that changes
+    /// nothing, and the batch then locks and reads the head.
+    heads: crate::Heads,
     /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
@@ -123,18 +127,6 @@ impl PostgresStore {
     /// The writers are the pool's connections, which `ping` already checked.
     pub(crate) async fn check_writer(&self) -> Result<(), mandate_store::StoreError> {
         Ok(())
-    }
-
-    /// Replicas append to the same chains: a remembered head would mostly be stale, so
-    /// every batch reads (and locks) the head in its transaction.
-    pub(crate) fn remembered_head(
-        &self,
-        _: mandate_types::TenantId,
-    ) -> Option<mandate_audit::Head> {
-        None
-    }
-
-    pub(crate) fn remember_head(&self, _: mandate_types::TenantId, _: Option<mandate_audit::Head>) {
     }
 
     /// Tells every replica's feed that something they may hold in memory changed (an
@@ -175,6 +167,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             ledger: crate::Held::new(None, options, "the ledger's connection"),
+            heads: crate::Heads::default(),
             jtis_purged: crate::PurgeClock::default(),
         };
         store
@@ -198,6 +191,12 @@ pub(crate) const SHARED: bool = true;
 /// Run in every transaction that revokes grants: PostgreSQL delivers the notification
 /// when (and only if) the transaction commits.
 pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_revocations', '')");
+
+/// PostgreSQL has no trigger on the chain: a batch chained on a remembered head moves
+/// the head row itself, only from where it stood (a compare-and-swap under the row's
+/// lock, which orders replicas), and inserts its events only if it did (see
+/// `append_on_head`).
+pub(crate) const HEAD_MOVED_BY_STATEMENT: bool = true;
 
 /// What the check of grants' mandates appends to its `SELECT … FROM mandates`: a share
 /// lock on each row until the transaction ends. A final-state update of a mandate locks
@@ -265,7 +264,81 @@ fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::redact_url;
+
+    /// The one-statement append on PostgreSQL is a compare-and-swap of the head: from
+    /// the stored head it moves the head and inserts the events; from any other it
+    /// changes nothing and raises no error (a surrounding transaction goes on).
+    #[tokio::test]
+    async fn the_one_statement_append_moves_the_head_only_from_where_it_stood() {
+        use mandate_audit::{Event, EventKind, Head, NewEvent};
+        use mandate_store::{AuditLog as _, Directory as _};
+        use sqlx::Connection as _;
+
+        let url = std::env::var("MANDATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let base: super::PgConnectOptions = url.parse().unwrap();
+        let schema = format!("mandate_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = super::PgConnection::connect_with(&base).await.unwrap();
+        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let options = base.options([("search_path", schema.as_str())]);
+        let store = super::PostgresStore::connect_with(options.clone())
+            .await
+            .unwrap();
+        let tenant = mandate_domain::Tenant {
+            id: mandate_types::TenantId::generate(),
+            name: "default".into(),
+            created_at: chrono::Utc::now(),
+        };
+        store.create_tenant(&tenant).await.unwrap();
+        let now = chrono::Utc::now();
+        let new = || NewEvent::new(tenant.id, EventKind::Decision, "admin");
+        let first = store.append_events(&[new()], now).await.unwrap();
+        let stored = first[0].head();
+        let chain = |from: &Head| {
+            let one = Event::chain(from, new(), now);
+            let two = Event::chain(&one.head(), new(), now);
+            vec![one, two]
+        };
+        let mut conn = super::PgConnection::connect_with(&options).await.unwrap();
+
+        let stale = Head {
+            seq: stored.seq,
+            hash: Head::genesis().hash,
+        };
+        assert!(
+            !super::append_on_head(&mut conn, &chain(&stale))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !super::append_on_head(&mut conn, &chain(&Head::genesis()))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.audit_heads().await.unwrap()[0].1,
+            stored,
+            "nothing moved"
+        );
+
+        let chained = chain(&stored);
+        assert!(super::append_on_head(&mut conn, &chained).await.unwrap());
+        assert_eq!(store.audit_heads().await.unwrap()[0].1, chained[1].head());
+        assert_eq!(
+            store.audit_records(tenant.id, 0, 10).await.unwrap().len(),
+            3
+        );
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

@@ -325,16 +325,16 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
-        fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
+        /// The columns of `audit_events` that a row of chained events fills.
+        const EVENT_COLUMNS: &str = "(tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc)";
+
+        /// `VALUES (…), (…)` of chained events, pushed onto `query`.
+        fn push_event_values(query: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[Event]) -> Result<(), StoreError> {
             let mut rows = Vec::with_capacity(chunk.len());
             for e in chunk {
                 rows.push((e, seq_param(e.seq)?, to_text(e)?));
             }
-            let mut insert = ::sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) ",
-            );
-            insert.push_values(rows, |mut b, (e, seq, doc)| {
+            query.push_values(rows, |mut b, (e, seq, doc)| {
                 b.push_bind(e.tenant_id.to_string())
                     .push_bind(seq)
                     .push_bind(micros(e.at))
@@ -345,7 +345,59 @@ macro_rules! sql_store {
                     .push_bind(e.hash.clone())
                     .push_bind(doc);
             });
+            Ok(())
+        }
+
+        /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
+        fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
+            let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events {EVENT_COLUMNS} "));
+            push_event_values(&mut insert, chunk)?;
             Ok(insert)
+        }
+
+        /// Appends `chained` (one tenant's events, chained on the head this process
+        /// remembers) as one statement, if the stored head is still the one they
+        /// continue: `Ok(false)` when it is not, and nothing was written. On SQLite the
+        /// `audit_events_next` trigger refuses the INSERT (an error that undoes that
+        /// statement alone, even inside a transaction); on PostgreSQL the statement moves
+        /// the head row only from where the events start (a compare-and-swap under the
+        /// row's lock) and inserts them only if it did, so a stale head changes nothing
+        /// and raises no error (which would abort a surrounding transaction).
+        async fn append_on_head<'e, E: ::sqlx::Executor<'e, Database = $db>>(
+            executor: E,
+            chained: &[Event],
+        ) -> Result<bool, StoreError> {
+            let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
+                return Ok(true);
+            };
+            let mut statement = if HEAD_MOVED_BY_STATEMENT {
+                let from = first
+                    .seq
+                    .checked_sub(1)
+                    .ok_or_else(|| StoreError::Corrupt("an event chained before the genesis".to_owned()))?;
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("WITH moved AS (UPDATE audit_heads SET seq = ");
+                q.push_bind(seq_param(last.seq)?)
+                    .push(", hash = ")
+                    .push_bind(last.hash.clone())
+                    .push(" WHERE tenant_id = ")
+                    .push_bind(first.tenant_id.to_string())
+                    .push(" AND seq = ")
+                    .push_bind(seq_param(from)?)
+                    .push(" AND hash = ")
+                    .push_bind(first.prev_hash.clone())
+                    .push(format!(" RETURNING 1) INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                push_event_values(&mut q, chained)?;
+                q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
+                q
+            } else {
+                events_insert(chained)?
+            };
+            match statement.build().execute(executor).await {
+                Ok(done) => Ok(!HEAD_MOVED_BY_STATEMENT || done.rows_affected() > 0),
+                // SQLite's trigger refused it: nothing was written.
+                Err(e) if !HEAD_MOVED_BY_STATEMENT && e.as_database_error().is_some() => Ok(false),
+                Err(e) => Err(store_error(e, "audit event")),
+            }
         }
 
         /// Rows per multi-row INSERT: 9 parameters each stays far below both backends'
@@ -458,6 +510,14 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            fn remembered_head(&self, tenant: TenantId) -> Option<Head> {
+                self.heads.get(tenant)
+            }
+
+            fn remember_head(&self, tenant: TenantId, head: Option<Head>) {
+                self.heads.set(tenant, head);
+            }
+
             /// Remembers where each tenant's chain stands after `events` committed (the
             /// last event of each tenant wins: events are in chain order).
             fn remember_heads(&self, events: &[Event]) {
@@ -472,8 +532,7 @@ macro_rules! sql_store {
 
             /// `batch` chained after the head this process remembers, when that is enough
             /// to append it as one statement: a single tenant whose head is remembered,
-            /// and few enough events for one INSERT. The database's trigger refuses the
-            /// statement whole if the head moved (see `remembered_head`).
+            /// and few enough events for one INSERT (see `append_on_head`).
             fn chained_on_remembered(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Option<(TenantId, Vec<Event>)> {
                 let first = batch.first()?;
                 if batch.len() > AUDIT_ROWS_PER_INSERT || batch.iter().any(|e| e.tenant_id != first.tenant_id) {
@@ -490,8 +549,8 @@ macro_rules! sql_store {
             }
 
             /// [`append_in`], as one statement inside `tx` when the head is remembered
-            /// (see `chained_on_remembered`). A refusal by the trigger undoes that statement
-            /// alone; the batch then takes `append_in` in the same transaction.
+            /// (see `chained_on_remembered`). If the head moved, that statement changed
+            /// nothing and the batch takes `append_in` in the same transaction.
             async fn append_remembered_in(
                 &self,
                 tx: &mut ::sqlx::Transaction<'_, $db>,
@@ -499,11 +558,10 @@ macro_rules! sql_store {
                 at: DateTime<Utc>,
             ) -> Result<Vec<Event>, StoreError> {
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
-                    match events_insert(&chained)?.build().execute(&mut **tx).await {
-                        Ok(_) => return Ok(chained),
-                        Err(e) if e.as_database_error().is_some() => self.remember_head(tenant, None),
-                        Err(e) => return Err(unavailable(e)),
+                    if append_on_head(&mut **tx, &chained).await? {
+                        return Ok(chained);
                     }
+                    self.remember_head(tenant, None);
                 }
                 append_in(tx, batch, at).await
             }
@@ -597,23 +655,21 @@ macro_rules! sql_store {
             ) -> Result<Vec<Event>, StoreError> {
                 // The common batch: one tenant, whose head this process remembers, that
                 // fits one statement. Appended as that one statement (autocommit: atomic
-                // and durable on its own); the database's trigger refuses it whole if the
-                // head moved, and then the batch takes the transaction below.
+                // and durable on its own); if the head moved, nothing is written and the
+                // batch takes the transaction below.
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
-                    match events_insert(&chained)?.build().execute(&mut *conn).await {
-                        Ok(_) => {
+                    match append_on_head(&mut *conn, &chained).await {
+                        Ok(true) => {
                             self.remember_heads(&chained);
                             return Ok(chained);
                         }
-                        // Refused by the database (the head moved): nothing was written.
-                        Err(e) if e.as_database_error().is_some() => {
-                            self.remember_head(tenant, None);
-                        }
+                        // The head moved: nothing was written.
+                        Ok(false) => self.remember_head(tenant, None),
                         // Anything else (I/O, a lost connection) may have written it:
                         // never write the batch a second time; the appenders fail closed.
                         Err(e) => {
                             self.remember_head(tenant, None);
-                            return Err(unavailable(e));
+                            return Err(e);
                         }
                     }
                 }

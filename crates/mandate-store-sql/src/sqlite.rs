@@ -1,7 +1,5 @@
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
@@ -101,9 +99,8 @@ pub struct SqliteStore {
     /// our writes for one connection beats contending for the file lock (whose busy
     /// handler sleeps in steps of up to 100 ms) and keeps the writer's page cache warm.
     writer: crate::Held<SqliteConnection>,
-    /// Each tenant's chain head as this process last wrote or read it: the ledger's
-    /// batches are appended in one statement against it (see `remembered_head`).
-    heads: std::sync::Arc<Mutex<HashMap<mandate_types::TenantId, mandate_audit::Head>>>,
+    /// Where each tenant's chain stands, as this process last saw it ([`crate::Heads`]).
+    heads: crate::Heads,
     /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
     jtis_purged: crate::PurgeClock,
 }
@@ -140,32 +137,6 @@ impl SqliteStore {
             return Err(crate::repo::store_error(e, "the writer connection"));
         }
         Ok(())
-    }
-
-    /// The head this process last saw for `tenant`, if any. Only a guess: the
-    /// `audit_events_next` trigger refuses a batch that does not continue the stored
-    /// head, so a stale guess costs one refused statement, never a forked chain.
-    pub(crate) fn remembered_head(
-        &self,
-        tenant: mandate_types::TenantId,
-    ) -> Option<mandate_audit::Head> {
-        self.heads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&tenant)
-            .cloned()
-    }
-
-    pub(crate) fn remember_head(
-        &self,
-        tenant: mandate_types::TenantId,
-        head: Option<mandate_audit::Head>,
-    ) {
-        let mut heads = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
-        match head {
-            Some(head) => heads.insert(tenant, head),
-            None => heads.remove(&tenant),
-        };
     }
 
     /// One process owns an SQLite database: there is no other replica to tell.
@@ -223,7 +194,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: crate::Held::new(Some(writer), options.clone(), "the writer connection"),
-            heads: std::sync::Arc::new(Mutex::new(HashMap::new())),
+            heads: crate::Heads::default(),
             jtis_purged: crate::PurgeClock::default(),
         };
         store.migrate().await?;
@@ -239,6 +210,11 @@ impl SqliteStore {
 
 /// One process owns an SQLite database: no other replica shares it.
 pub(crate) const SHARED: bool = false;
+
+/// SQLite moves a tenant's head in the `audit_events_next` trigger, which refuses an
+/// event that does not continue it: a batch chained on a remembered head is a plain
+/// INSERT, and a stale head makes it fail whole (see `append_on_head`).
+pub(crate) const HEAD_MOVED_BY_STATEMENT: bool = false;
 
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).

@@ -19,6 +19,15 @@ use sqlx::{Connection, PgConnection};
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 async fn fresh() -> Arc<dyn Store> {
+    Arc::new(
+        PostgresStore::connect_with(fresh_schema().await)
+            .await
+            .unwrap(),
+    )
+}
+
+/// Options for a schema of its own in the test database.
+async fn fresh_schema() -> PgConnectOptions {
     let url = std::env::var("MANDATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
     let base: PgConnectOptions = url.parse().unwrap();
     let schema = format!("mandate_test_{}", uuid::Uuid::now_v7().simple());
@@ -30,8 +39,7 @@ async fn fresh() -> Arc<dyn Store> {
         .await
         .unwrap();
     drop_stale_schemas(&mut admin).await;
-    let options = base.options([("search_path", schema.as_str())]);
-    Arc::new(PostgresStore::connect_with(options).await.unwrap())
+    base.options([("search_path", schema.as_str())])
 }
 
 /// Schemas left by earlier runs (a UUIDv7 carries its creation time) older than an hour.
@@ -128,6 +136,17 @@ async fn the_ledger_opens_a_new_connection_after_its_own_was_ended() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+mod replicas;
+
+/// A second replica on the same database moves the head.
+#[tokio::test]
+async fn one_statement_appends_fall_back_when_the_head_moved() {
+    let options = fresh_schema().await;
+    let a = PostgresStore::connect_with(options.clone()).await.unwrap();
+    let b = PostgresStore::connect_with(options).await.unwrap();
+    replicas::one_statement_appends_fall_back_when_the_head_moved(&a, &b).await;
 }
 
 mandate_store::store_conformance!(fresh);
