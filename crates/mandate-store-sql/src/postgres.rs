@@ -274,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn the_one_statement_append_moves_the_head_only_from_where_it_stood() {
         use mandate_audit::{Event, EventKind, Head, NewEvent};
-        use mandate_store::{AuditLog as _, Directory as _};
+        use mandate_store::AuditLog as _;
         use sqlx::Connection as _;
 
         let url = std::env::var("MANDATE_TEST_POSTGRES_URL")
@@ -290,14 +290,9 @@ mod tests {
         let store = super::PostgresStore::connect_with(options.clone())
             .await
             .unwrap();
-        let tenant = mandate_domain::Tenant {
-            id: mandate_types::TenantId::generate(),
-            name: "default".into(),
-            created_at: chrono::Utc::now(),
-        };
-        store.create_tenant(&tenant).await.unwrap();
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
         let now = chrono::Utc::now();
-        let new = || NewEvent::new(tenant.id, EventKind::Decision, "admin");
+        let new = || NewEvent::new(tenant, EventKind::Decision, "admin");
         let first = store.append_events(&[new()], now).await.unwrap();
         let stored = first[0].head();
         let chain = |from: &Head| {
@@ -330,10 +325,7 @@ mod tests {
         let chained = chain(&stored);
         assert!(super::append_on_head(&mut conn, &chained).await.unwrap());
         assert_eq!(store.audit_heads().await.unwrap()[0].1, chained[1].head());
-        assert_eq!(
-            store.audit_records(tenant.id, 0, 10).await.unwrap().len(),
-            3
-        );
+        assert_eq!(store.audit_records(tenant, 0, 10).await.unwrap().len(), 3);
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut admin)
             .await

@@ -510,6 +510,16 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// A ledger batch's result, after closing the ledger's connection if the batch
+            /// failed for a reason other than a refusal (it may be broken, or left
+            /// mid-transaction); the next batch opens another.
+            async fn ledger_outcome<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+                if matches!(result, Err(StoreError::Unavailable(_))) {
+                    self.ledger_lost().await;
+                }
+                result
+            }
+
             fn remembered_head(&self, tenant: TenantId) -> Option<Head> {
                 self.heads.get(tenant)
             }
@@ -732,10 +742,7 @@ macro_rules! sql_store {
                     let mut writer = self.ledger_writer().await?;
                     self.append_events_on(&mut writer, batch, at).await
                 };
-                if matches!(appended, Err(StoreError::Unavailable(_))) {
-                    self.ledger_lost().await;
-                }
-                appended
+                self.ledger_outcome(appended).await
             }
 
             async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
@@ -743,10 +750,7 @@ macro_rules! sql_store {
                     let mut writer = self.ledger_writer().await?;
                     self.commit_entries_on(&mut writer, batch, at).await
                 };
-                if matches!(committed, Err(StoreError::Unavailable(_))) {
-                    self.ledger_lost().await;
-                }
-                committed
+                self.ledger_outcome(committed).await
             }
 
             async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {

@@ -292,17 +292,12 @@ mod tests {
     #[tokio::test]
     async fn a_lost_writer_is_opened_again_by_the_next_write() {
         use mandate_audit::{EventKind, NewEvent};
-        use mandate_store::{AuditLog as _, Directory as _, Store as _};
+        use mandate_store::{AuditLog as _, Store as _};
 
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        let tenant = mandate_domain::Tenant {
-            id: mandate_types::TenantId::generate(),
-            name: "default".into(),
-            created_at: chrono::Utc::now(),
-        };
-        store.create_tenant(&tenant).await.unwrap();
-        let event = || vec![NewEvent::new(tenant.id, EventKind::Decision, "admin")];
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        let event = || vec![NewEvent::new(tenant, EventKind::Decision, "admin")];
         let now = chrono::Utc::now();
         let first = store.append_events(&event(), now).await.unwrap();
         store.ledger_lost().await;

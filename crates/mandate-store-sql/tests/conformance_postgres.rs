@@ -77,7 +77,7 @@ async fn drop_stale_schemas(admin: &mut PgConnection) {
 #[tokio::test]
 async fn the_ledger_opens_a_new_connection_after_its_own_was_ended() {
     use mandate_audit::{EventKind, NewEvent};
-    use mandate_store::{AuditLog as _, Directory as _};
+    use mandate_store::AuditLog as _;
 
     let url = std::env::var("MANDATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
     let base: PgConnectOptions = url.parse().unwrap();
@@ -91,13 +91,8 @@ async fn the_ledger_opens_a_new_connection_after_its_own_was_ended() {
         .options([("search_path", schema.as_str())])
         .application_name(&schema);
     let store = PostgresStore::connect_with(options).await.unwrap();
-    let tenant = mandate_domain::Tenant {
-        id: mandate_types::TenantId::generate(),
-        name: "default".into(),
-        created_at: chrono::Utc::now(),
-    };
-    store.create_tenant(&tenant).await.unwrap();
-    let event = || vec![NewEvent::new(tenant.id, EventKind::Decision, "admin")];
+    let tenant = mandate_store::conformance::tenant(&store, "default").await;
+    let event = || vec![NewEvent::new(tenant, EventKind::Decision, "admin")];
     let first = store
         .append_events(&event(), chrono::Utc::now())
         .await

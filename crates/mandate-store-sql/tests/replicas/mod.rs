@@ -16,15 +16,10 @@ use mandate_store::Store;
 pub async fn one_statement_appends_fall_back_when_the_head_moved(a: &dyn Store, b: &dyn Store) {
     use mandate_audit::{ChainVerifier, Event, EventKind, NewEvent};
 
-    let tenant = mandate_domain::Tenant {
-        id: mandate_types::TenantId::generate(),
-        name: "default".into(),
-        created_at: chrono::Utc::now(),
-    };
-    a.create_tenant(&tenant).await.unwrap();
+    let tenant = mandate_store::conformance::tenant(a, "default").await;
     let batch = |n: usize| -> Vec<NewEvent> {
         (0..n)
-            .map(|i| NewEvent::new(tenant.id, EventKind::Decision, "admin").with("i", i))
+            .map(|i| NewEvent::new(tenant, EventKind::Decision, "admin").with("i", i))
             .collect()
     };
     let now = chrono::Utc::now();
@@ -41,9 +36,9 @@ pub async fn one_statement_appends_fall_back_when_the_head_moved(a: &dyn Store, 
     let verify = |count: usize| {
         let a = &a;
         async move {
-            let stored = a.audit_records(tenant.id, 0, 100).await.unwrap();
+            let stored = a.audit_records(tenant, 0, 100).await.unwrap();
             assert_eq!(stored.len(), count, "nothing written twice");
-            let mut verifier = ChainVerifier::new(tenant.id, []);
+            let mut verifier = ChainVerifier::new(tenant, []);
             for record in &stored {
                 let event: Event = serde_json::from_str(&record.doc).unwrap();
                 verifier.push(&event).unwrap();

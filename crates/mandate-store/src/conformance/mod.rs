@@ -114,7 +114,8 @@ fn t0() -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-async fn tenant(store: &dyn Store, name: &str) -> TenantId {
+/// A new tenant named `name`, created in `store`.
+pub async fn tenant(store: &dyn Store, name: &str) -> TenantId {
     let t = Tenant {
         id: TenantId::generate(),
         name: name.to_owned(),
