@@ -167,6 +167,7 @@ pub struct Event {
     pub tenant_id: TenantId,
     /// 1, 2, 3, … per tenant, without gaps.
     pub seq: u64,
+    #[serde(serialize_with = "mandate_types::serialize_time")]
     pub at: DateTime<Utc>,
     pub kind: EventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,7 +256,9 @@ impl Event {
         }
         key(&mut out, "at");
         // An RFC 3339 time needs no escaping: its JSON string is already canonical.
-        let _ = serde_json::to_writer(&mut out, &self.at);
+        out.push(b'"');
+        out.extend_from_slice(mandate_types::TimeText::new(&self.at).as_bytes());
+        out.push(b'"');
         key(&mut out, "data");
         write_object(&mut out, &self.data);
         if let Some(id) = self.human_id {
@@ -291,10 +294,11 @@ impl Event {
 
     /// What `hash` must be.
     pub fn computed_hash(&self) -> String {
-        format!(
-            "sha256:{}",
-            canonical::hex(&Sha256::digest(self.canonical_bytes()))
-        )
+        let digest = Sha256::digest(self.canonical_bytes());
+        let mut hash = String::with_capacity(7 + 2 * digest.len());
+        hash.push_str("sha256:");
+        canonical::push_hex(&mut hash, &digest);
+        hash
     }
 
     /// This event as the head of its chain.

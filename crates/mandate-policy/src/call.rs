@@ -86,7 +86,11 @@ pub struct CallRequest<'a> {
 
 /// The namespaced name a tool is known by: `{server}.{tool}`.
 pub fn tool_name(server: &ToolServer, tool: &Tool) -> String {
-    format!("{}.{}", server.name, tool.name)
+    let mut name = String::with_capacity(server.name.len() + 1 + tool.name.len());
+    name.push_str(&server.name);
+    name.push('.');
+    name.push_str(&tool.name);
+    name
 }
 
 /// Whether a mandate's scope covers a tool, and whether a call's arguments keep to the

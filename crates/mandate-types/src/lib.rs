@@ -15,6 +15,7 @@ mod levels;
 mod name;
 pub mod net;
 mod secret;
+mod time;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{
@@ -24,3 +25,4 @@ pub use id::{
 pub use levels::{DataClass, MandateMode, RiskTier, UnknownLevel};
 pub use name::is_plain_name;
 pub use secret::Secret;
+pub use time::{TimeText, serialize_time};

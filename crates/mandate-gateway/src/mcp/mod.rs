@@ -163,10 +163,12 @@ fn metadata(gateway: &Gateway, resource: String) -> Response {
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&str>) -> Response {
+    // Straight into bytes: `Value`'s `Display` goes through `core::fmt` for every token.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        Bytes::from(bytes),
     )
         .into_response();
     if let Some(id) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
