@@ -12,7 +12,7 @@
 //! bound through `sqlx::types::Json`). What differs — connecting, the migrations, the
 //! lock that serialises migrations, the revocation notification, the lock a grant holds
 //! on its mandate (`LOCK_LIVE_MANDATES`), the check of its parent (`LIVE_PARENTS`) and
-//! what refuses an append on a stale head (`HEAD_MOVED_BY_STATEMENT`) —
+//! how an append moves the head in one round trip (`DATA_MODIFYING_CTE`) —
 //! lives in each adapter's module. Times are stored as
 //! microseconds since the Unix epoch.
 

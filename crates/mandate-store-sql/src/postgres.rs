@@ -192,11 +192,11 @@ pub(crate) const SHARED: bool = true;
 /// when (and only if) the transaction commits.
 pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_revocations', '')");
 
-/// PostgreSQL has no trigger on the chain: a batch chained on a remembered head moves
-/// the head row itself, only from where it stood (a compare-and-swap under the row's
-/// lock, which orders replicas), and inserts its events only if it did (see
+/// A batch chained on a remembered head is one statement: a common table expression
+/// moves the head row only from where it stood (a compare-and-swap under the row's
+/// lock, which orders replicas) and the events are inserted only if it did (see
 /// `append_on_head`).
-pub(crate) const HEAD_MOVED_BY_STATEMENT: bool = true;
+pub(crate) const DATA_MODIFYING_CTE: bool = true;
 
 /// What the check of grants' mandates appends to its `SELECT … FROM mandates`: a share
 /// lock on each row until the transaction ends. A final-state update of a mandate locks
@@ -268,13 +268,10 @@ mod tests {
 
     use super::redact_url;
 
-    /// The one-statement append on PostgreSQL is a compare-and-swap of the head: from
-    /// the stored head it moves the head and inserts the events; from any other it
-    /// changes nothing and raises no error (a surrounding transaction goes on).
+    /// The one-statement append on PostgreSQL is a compare-and-swap of the head (see
+    /// `check_append_on_head`).
     #[tokio::test]
     async fn the_one_statement_append_moves_the_head_only_from_where_it_stood() {
-        use mandate_audit::{Event, EventKind, Head, NewEvent};
-        use mandate_store::AuditLog as _;
         use sqlx::Connection as _;
 
         let url = std::env::var("MANDATE_TEST_POSTGRES_URL")
@@ -291,41 +288,8 @@ mod tests {
             .await
             .unwrap();
         let tenant = mandate_store::conformance::tenant(&store, "default").await;
-        let now = chrono::Utc::now();
-        let new = || NewEvent::new(tenant, EventKind::Decision, "admin");
-        let first = store.append_events(&[new()], now).await.unwrap();
-        let stored = first[0].head();
-        let chain = |from: &Head| {
-            let one = Event::chain(from, new(), now);
-            let two = Event::chain(&one.head(), new(), now);
-            vec![one, two]
-        };
         let mut conn = super::PgConnection::connect_with(&options).await.unwrap();
-
-        let stale = Head {
-            seq: stored.seq,
-            hash: Head::genesis().hash,
-        };
-        assert!(
-            !super::append_on_head(&mut conn, &chain(&stale))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !super::append_on_head(&mut conn, &chain(&Head::genesis()))
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.audit_heads().await.unwrap()[0].1,
-            stored,
-            "nothing moved"
-        );
-
-        let chained = chain(&stored);
-        assert!(super::append_on_head(&mut conn, &chained).await.unwrap());
-        assert_eq!(store.audit_heads().await.unwrap()[0].1, chained[1].head());
-        assert_eq!(store.audit_records(tenant, 0, 10).await.unwrap().len(), 3);
+        super::check_append_on_head(&store, &mut conn, tenant).await;
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut admin)
             .await

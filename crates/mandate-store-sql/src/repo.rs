@@ -356,48 +356,118 @@ macro_rules! sql_store {
         }
 
         /// Appends `chained` (one tenant's events, chained on the head this process
-        /// remembers) as one statement, if the stored head is still the one they
-        /// continue: `Ok(false)` when it is not, and nothing was written. On SQLite the
-        /// `audit_events_next` trigger refuses the INSERT (an error that undoes that
-        /// statement alone, even inside a transaction); on PostgreSQL the statement moves
-        /// the head row only from where the events start (a compare-and-swap under the
-        /// row's lock) and inserts them only if it did, so a stale head changes nothing
-        /// and raises no error (which would abort a surrounding transaction).
+        /// remembers) in one round trip, if the stored head is still the one they
+        /// continue: `Ok(false)` when it is not, and nothing was written. The head row is
+        /// moved only from where the events start (a compare-and-swap under the row's
+        /// lock, which also orders replicas) and the events are inserted only if it was,
+        /// so a stale head changes nothing and raises no error (which would abort a
+        /// surrounding transaction). PostgreSQL does both in one statement; SQLite, which
+        /// has no data-modifying CTEs, in two statements sent as one script, wrapped in
+        /// a transaction of their own when `own_transaction` (the caller has none; if
+        /// the script fails, the caller must roll back what it may have left open).
         async fn append_on_head<'e, E: ::sqlx::Executor<'e, Database = $db>>(
             executor: E,
             chained: &[Event],
+            own_transaction: bool,
         ) -> Result<bool, StoreError> {
             let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
                 return Ok(true);
             };
-            let mut statement = if HEAD_MOVED_BY_STATEMENT {
-                let from = first
-                    .seq
-                    .checked_sub(1)
-                    .ok_or_else(|| StoreError::Corrupt("an event chained before the genesis".to_owned()))?;
-                let mut q = ::sqlx::QueryBuilder::<$db>::new("WITH moved AS (UPDATE audit_heads SET seq = ");
-                q.push_bind(seq_param(last.seq)?)
-                    .push(", hash = ")
-                    .push_bind(last.hash.clone())
-                    .push(" WHERE tenant_id = ")
-                    .push_bind(first.tenant_id.to_string())
-                    .push(" AND seq = ")
-                    .push_bind(seq_param(from)?)
-                    .push(" AND hash = ")
-                    .push_bind(first.prev_hash.clone())
-                    .push(format!(" RETURNING 1) INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+            let from = first
+                .seq
+                .checked_sub(1)
+                .ok_or_else(|| StoreError::Corrupt("an event chained before the genesis".to_owned()))?;
+            let begin = if DATA_MODIFYING_CTE {
+                "WITH moved AS ("
+            } else if own_transaction {
+                "BEGIN IMMEDIATE; "
+            } else {
+                ""
+            };
+            let mut q = ::sqlx::QueryBuilder::<$db>::new(begin);
+            q.push("UPDATE audit_heads SET seq = ")
+                .push_bind(seq_param(last.seq)?)
+                .push(", hash = ")
+                .push_bind(last.hash.clone())
+                .push(" WHERE tenant_id = ")
+                .push_bind(first.tenant_id.to_string())
+                .push(" AND seq = ")
+                .push_bind(seq_param(from)?)
+                .push(" AND hash = ")
+                .push_bind(first.prev_hash.clone());
+            if DATA_MODIFYING_CTE {
+                q.push(format!(" RETURNING 1) INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(&mut q, chained)?;
                 q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
-                q
             } else {
-                events_insert(chained)?
-            };
-            match statement.build().execute(executor).await {
-                Ok(done) => Ok(!HEAD_MOVED_BY_STATEMENT || done.rows_affected() > 0),
-                // SQLite's trigger refused it: nothing was written.
-                Err(e) if !HEAD_MOVED_BY_STATEMENT && e.as_database_error().is_some() => Ok(false),
-                Err(e) => Err(store_error(e, "audit event")),
+                // `changes()`: the rows the UPDATE just moved (1, or 0 from a stale head).
+                q.push(format!(" RETURNING 1; INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                push_event_values(&mut q, chained)?;
+                q.push(") WHERE changes() = 1");
+                if own_transaction {
+                    q.push("; COMMIT");
+                }
             }
+            // The head moved (and every event went in) or nothing was written.
+            let moved = if DATA_MODIFYING_CTE {
+                q.build().execute(executor).await.map(|done| done.rows_affected() > 0)
+            } else {
+                // Counted by the UPDATE's returned row: a script's `rows_affected` adds
+                // what SQLite reports after BEGIN and COMMIT, the last count it kept.
+                q.build().fetch_all(executor).await.map(|rows| rows.len() == 1)
+            };
+            moved.map_err(|e| store_error(e, "audit event"))
+        }
+
+        /// The checks of [`append_on_head`], run by each adapter's tests on a store
+        /// with one tenant and a connection of its own to the same database: from the
+        /// stored head the batch moves the head and goes in; from any other (a stale
+        /// hash, the genesis) nothing changes and no error is raised, in a transaction
+        /// of its own and inside the caller's, whose other writes then still commit.
+        #[cfg(test)]
+        pub(crate) async fn check_append_on_head(
+            store: &$store,
+            conn: &mut <$db as ::sqlx::Database>::Connection,
+            tenant: TenantId,
+        ) {
+            #![allow(clippy::unwrap_used, reason = "tests")]
+            use ::mandate_store::AuditLog as _;
+            let now = Utc::now();
+            let new = || NewEvent::new(tenant, ::mandate_audit::EventKind::Decision, "admin");
+            let chain = |from: &Head| {
+                let one = Event::chain(from, new(), now);
+                let two = Event::chain(&one.head(), new(), now);
+                vec![one, two]
+            };
+            let stored = store.append_events(&[new()], now).await.unwrap()[0].head();
+            let stale = Head { seq: stored.seq, hash: Head::genesis().hash };
+            for from in [&stale, &Head::genesis()] {
+                assert!(!append_on_head(&mut *conn, &chain(from), true).await.unwrap());
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await.unwrap();
+                assert!(!append_on_head(&mut *tx, &chain(from), false).await.unwrap());
+                // The transaction goes on: a write after the refused append commits.
+                ::sqlx::query("UPDATE audit_heads SET seq = seq WHERE tenant_id = $1")
+                    .bind(tenant.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+            assert_eq!(store.audit_heads().await.unwrap()[0].1, stored, "nothing moved");
+            assert_eq!(store.audit_records(tenant, 0, 10).await.unwrap().len(), 1);
+
+            let chained = chain(&stored);
+            assert!(append_on_head(&mut *conn, &chained, true).await.unwrap());
+            let more = chain(&chained[1].head());
+            let mut tx = ::sqlx::Connection::begin(&mut *conn).await.unwrap();
+            assert!(append_on_head(&mut *tx, &more, false).await.unwrap());
+            tx.commit().await.unwrap();
+            assert_eq!(store.audit_heads().await.unwrap()[0].1, more[1].head());
+            let records = store.audit_records(tenant, 0, 10).await.unwrap();
+            assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+            // The connection is left in autocommit: a write of its own is durable at once.
+            assert!(append_on_head(&mut *conn, &chain(&more[1].head()), true).await.unwrap());
+            assert_eq!(store.audit_records(tenant, 0, 10).await.unwrap().len(), 7);
         }
 
         /// Rows per multi-row INSERT: 9 parameters each stays far below both backends'
@@ -568,7 +638,7 @@ macro_rules! sql_store {
                 at: DateTime<Utc>,
             ) -> Result<Vec<Event>, StoreError> {
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
-                    if append_on_head(&mut **tx, &chained).await? {
+                    if append_on_head(&mut **tx, &chained, false).await? {
                         return Ok(chained);
                     }
                     self.remember_head(tenant, None);
@@ -668,7 +738,7 @@ macro_rules! sql_store {
                 // and durable on its own); if the head moved, nothing is written and the
                 // batch takes the transaction below.
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
-                    match append_on_head(&mut *conn, &chained).await {
+                    match append_on_head(&mut *conn, &chained, true).await {
                         Ok(true) => {
                             self.remember_heads(&chained);
                             return Ok(chained);
@@ -677,8 +747,11 @@ macro_rules! sql_store {
                         Ok(false) => self.remember_head(tenant, None),
                         // Anything else (I/O, a lost connection) may have written it:
                         // never write the batch a second time; the appenders fail closed.
+                        // Nothing is left open on the connection for the next batch (a
+                        // lost one is closed by `ledger_outcome`).
                         Err(e) => {
                             self.remember_head(tenant, None);
+                            let _ = ::sqlx::query("ROLLBACK").execute(&mut *conn).await;
                             return Err(e);
                         }
                     }

@@ -89,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "grant_indexes_partial",
         sql: include_str!("../migrations/sqlite/0017_grant_indexes_partial.sql"),
     },
+    Migration {
+        version: 18,
+        name: "audit_head_cas",
+        sql: include_str!("../migrations/sqlite/0018_audit_head_cas.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
@@ -211,10 +216,12 @@ impl SqliteStore {
 /// One process owns an SQLite database: no other replica shares it.
 pub(crate) const SHARED: bool = false;
 
-/// SQLite moves a tenant's head in the `audit_events_next` trigger, which refuses an
-/// event that does not continue it: a batch chained on a remembered head is a plain
-/// INSERT, and a stale head makes it fail whole (see `append_on_head`).
-pub(crate) const HEAD_MOVED_BY_STATEMENT: bool = false;
+/// SQLite has no data-modifying common table expressions: a batch chained on a
+/// remembered head is two statements sent as one script (one hand-off to the
+/// connection's thread), the head's compare-and-swap and the events' INSERT guarded by
+/// `changes()`, in a transaction of their own when the caller has none (see
+/// `append_on_head`).
+pub(crate) const DATA_MODIFYING_CTE: bool = false;
 
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).
@@ -256,6 +263,25 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::{LIVE_PARENTS, SqliteStore};
+
+    /// On SQLite the append on the remembered head is a script of two statements (the
+    /// head's compare-and-swap, the events' INSERT guarded by `changes()`), in its own
+    /// transaction or the caller's (see `check_append_on_head`).
+    #[tokio::test]
+    async fn the_one_script_append_moves_the_head_only_from_where_it_stood() {
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("mandate.db"))
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        super::check_append_on_head(&store, &mut conn, tenant).await;
+    }
 
     /// SQLite keeps no statistics: the batch's check of live parents must look its
     /// grants up by key, never walk the index of every live grant (it did, at 0.9 ms a
