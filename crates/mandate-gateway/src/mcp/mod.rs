@@ -164,6 +164,8 @@ fn metadata(gateway: &Gateway, resource: String) -> Response {
 
 pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&str>) -> Response {
     // Straight into bytes: `Value`'s `Display` goes through `core::fmt` for every token.
+    // Invariant: serialising a `Value` into a `Vec` cannot fail (its keys are strings
+    // and writing to memory has no I/O error), so the default is never taken.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = (
         status,
