@@ -320,13 +320,17 @@ async fn ride_along(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, 
 }
 
 /// Keeps the ledger's lookup index close behind the appenders, in large chunks: one
-/// pass every 250 ms, and passes back to back only while a backlog of whole chunks
+/// pass every 500 ms, and passes back to back only while a backlog of whole chunks
 /// remains. Chasing the head while appenders run would index a handful of events per
 /// transaction, one commit (and on SQLite one fsync) each, competing with the writer.
+/// A pass writes about one index page per mandate it touches, so fewer, larger passes
+/// write fewer pages per event (`mandate audit load`, 1 024 mandates, SQLite: 5 000
+/// every 250 ms ≈ 49 000 events/s appended and indexed, 20 000 every 500 ms ≈ 59 000);
+/// the chunk bounds how long one pass holds SQLite's writer from the appenders.
 async fn index(store: Arc<dyn Store>, alive: std::sync::Weak<AtomicU64>) {
-    const CHUNK: u32 = 5_000;
+    const CHUNK: u32 = 20_000;
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         if alive.upgrade().is_none() {
             return;
         }
