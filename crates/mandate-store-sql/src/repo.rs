@@ -470,9 +470,11 @@ macro_rules! sql_store {
             assert_eq!(store.audit_records(tenant, 0, 10).await.unwrap().len(), 7);
         }
 
-        /// Rows per multi-row INSERT: 9 parameters each stays far below both backends'
-        /// limits on bound parameters.
-        const AUDIT_ROWS_PER_INSERT: usize = 1_000;
+        /// Rows per multi-row INSERT: 9 parameters each, 18 000 in all, stays below both
+        /// backends' limits on bound parameters (SQLite 32 766, PostgreSQL 65 535). As
+        /// many as the ledger's largest batch (`LedgerConfig::max_batch`), so that a full
+        /// batch still takes the one round trip of `append_on_head`.
+        const AUDIT_ROWS_PER_INSERT: usize = 2_000;
 
         fn seq_param(seq: u64) -> Result<i64, StoreError> {
             i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("sequence number {seq} is out of range")))

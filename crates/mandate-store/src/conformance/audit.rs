@@ -48,6 +48,31 @@ pub async fn audit_chains_per_tenant_in_batch_order(store: Arc<dyn Store>) {
     assert_eq!(heads, want);
 }
 
+/// Batches as large as the ledger makes them (2 000, `LedgerConfig::max_batch`) and
+/// larger: one chain in batch order, whichever way the store writes them (one
+/// statement on a remembered head, or several inserts in a transaction).
+pub async fn large_batches_chain_in_order(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "large").await;
+    let ev = |i: u64| NewEvent::new(t, EventKind::Decision, "agent:x").with("i", i);
+    let mut next = 0u64;
+    let mut last = None;
+    for size in [1u64, 2_000, 4_500, 1_999, 2_001] {
+        let batch: Vec<NewEvent> = (next..next + size).map(ev).collect();
+        let out = store.append_events(&batch, t0()).await.unwrap();
+        assert_eq!(out.len() as u64, size);
+        for (k, e) in out.iter().enumerate() {
+            assert_eq!(e.seq, next + k as u64 + 1);
+            assert_eq!(e.data["i"].as_u64(), Some(next + k as u64));
+        }
+        if let (Some(prev), Some(first)) = (&last, out.first()) {
+            assert_eq!(&first.prev_hash, prev);
+        }
+        last = out.last().map(|e| e.hash.clone());
+        next += size;
+    }
+    assert_eq!(verified(&*store, t).await.seq, next);
+}
+
 pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
     let (m, owners) = seeded_mandate(&*store, 1).await;
     let t = m.tenant_id;

@@ -73,6 +73,7 @@ macro_rules! store_conformance {
             consent_and_mandate_are_written_together,
             due_mandates_are_found_for_expiry,
             audit_chains_per_tenant_in_batch_order,
+            large_batches_chain_in_order,
             audit_filters_and_pages,
             concurrent_appenders_never_fork_a_chain,
             failed_lifecycle_writes_leave_no_event,
