@@ -27,17 +27,8 @@
 # used per phase is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-positional=()
-database_url=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --database-url) database_url=$2; shift ;;
-    --database-url=*) database_url=${1#--database-url=} ;;
-    -*) echo "unknown option $1" >&2; exit 2 ;;
-    *) positional+=("$1") ;;
-  esac
-  shift
-done
+source bench/lib/serve.sh
+bench_args "" "$@"
 duration=${positional[0]:-10}
 connections=${positional[1]:-16}
 
@@ -45,42 +36,7 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p mandate --bin mandate --example gateway_load
 bin=${MANDATE_BIN:-$target/release/mandate}  # MANDATE_BIN: another build, for A/B pairs
 load=$target/release/examples/gateway_load
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-
-store_flags=()
-admin_db=""
-if [ -n "$database_url" ]; then
-  db=${database_url##*/}
-  db=${db%%\?*}
-  case "$db" in
-    *bench*) ;;
-    *) echo "--database-url: the database is dropped and recreated; name one containing 'bench' (got '$db')" >&2; exit 2 ;;
-  esac
-  admin_db="${database_url%/*}/postgres"
-  psql "$admin_db" -qtAc "DROP DATABASE IF EXISTS $db" >/dev/null
-  psql "$admin_db" -qtAc "CREATE DATABASE $db" >/dev/null
-  store_flags=(--database-url "$database_url")
-fi
-
-MANDATE_LOG=${MANDATE_LOG:-warn} \
-  "$bin" serve --data "$work/data" --listen "127.0.0.1:$port" "${store_flags[@]}" >"$work/server.log" 2>&1 &
-server=$!
-cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  if [ -n "$admin_db" ]; then psql "$admin_db" -qtAc "DROP DATABASE IF EXISTS $db" >/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 300); do
-  if [ -s "$work/data/admin-token" ] && curl -sf "$base/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$server" 2>/dev/null; then cat "$work/server.log"; echo "the server exited" >&2; exit 1; fi
-  sleep 0.1
-done
-store=$(curl -sf "$base/readyz" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("store", "?"))')
+bench_serve "$bin" "$database_url"
 
 echo "== gateway overhead: store $store, $connections keep-alive connections, $duration s per phase after 1 s warm-up"
 echo "   command: bash bench/gateway-overhead.sh $duration $connections${database_url:+ --database-url $database_url}"

@@ -219,13 +219,7 @@ async fn embedded_default_cli_flow_sigterm_and_restart() {
     assert_eq!(body["end_reason"], "booked");
     again.stop();
     // Offline verification of the stopped store: the shutdown sealed it with a checkpoint.
-    let out = Command::new(BIN)
-        .args(["audit", "verify", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
+    let report = verified_offline(&data);
     assert!(
         report.contains("intact: 5 events") && !report.contains(" 0 signed checkpoints"),
         "{report}"
@@ -284,17 +278,21 @@ fn audit_load_reports_events_appended_and_indexed() {
         assert!(out.status.success(), "{err}");
         assert!(err.contains("appended 300 durable events"), "{err}");
         assert_eq!(err.contains("appended and indexed"), index, "{err}");
-        let out = Command::new(BIN)
-            .args(["audit", "verify", "--data"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && report.contains("intact: 300 events"),
-            "{report}"
-        );
+        let report = verified_offline(&data);
+        assert!(report.contains("intact: 300 events"), "{report}");
     }
+}
+
+/// `mandate audit verify --data DIR` on a stopped store: its report, once it passed.
+fn verified_offline(data: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    report
 }
 
 /// Two replicas on one PostgreSQL database see each other's writes at once.

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# What one gateway call or one task token costs the server, counted rather than timed,
+# so that a change can be compared before and after on a noisy machine.
+#
+#   bash bench/profile.sh gateway|tokens [SECONDS] [--callgrind]
+#                         [--database-url postgres://…/mandate_profile_bench]
+#   (default: 5 s measured, once the load is running)
+#
+# The load is the one of bench/gateway-overhead.sh (`tools/call` through the gateway on
+# 16 connections; its direct phase runs first and is not counted) or of
+# bench/token-issuance.sh (client_credentials + private_key_jwt, 16 connections, 64
+# agents). Requests are counted from the server's own /metrics (`mandate_http_requests`
+# of the route), read when the window opens and when it closes.
+#
+# Without --callgrind (needs `perf`): per request, each system call made more than once
+# per hundred requests, and context switches. With --callgrind (needs valgrind): the
+# server runs under callgrind, and what is printed is instructions per request and the
+# functions that take most of them (inclusive); callgrind counts the same work the same
+# way from run to run, which a timing on a shared 2-core VM does not. Valgrind does
+# not emulate SHA-NI, so SHA-256 is overcounted there. On PostgreSQL, the database
+# server's own work is not counted (it is another process).
+#
+# MANDATE_BIN: another build, for A/B pairs. --database-url: the database is dropped and
+# created fresh (its name must contain `bench`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib/serve.sh
+bench_args "--callgrind" "$@"
+callgrind=false
+if [[ " ${flags[*]} " == *" --callgrind "* ]]; then callgrind=true; fi
+what=${positional[0]:-}
+seconds=${positional[1]:-5}
+case "$what" in
+  gateway) example=gateway_load; route='/mcp/{server}' ;;
+  tokens) example=token_load; route='/oauth2/token' ;;
+  *) echo "usage: bash bench/profile.sh gateway|tokens [SECONDS] [--callgrind] [--database-url URL]" >&2; exit 2 ;;
+esac
+if $callgrind; then
+  command -v valgrind >/dev/null || { echo "--callgrind needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+else
+  command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf), or use --callgrind" >&2; exit 2; }
+fi
+
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p mandate --bin mandate --example "$example"
+bin=${MANDATE_BIN:-$target/release/mandate}
+load=$target/release/examples/$example
+wrapper=()
+if $callgrind; then
+  cg_dir=$(mktemp -d)
+  wrapper=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$cg_dir/callgrind.out")
+fi
+bench_serve "$bin" "$database_url" "${wrapper[@]}"
+
+# Answered requests of the route so far.
+answered() {
+  curl -sf "$base/metrics" | ROUTE=$route python3 -c '
+import os, re, sys
+route = os.environ["ROUTE"]
+n = 0
+for line in sys.stdin:
+    m = re.match(r"mandate_http_requests_total\{(.*)\} (\d+)", line)
+    if m and f"route=\"{route}\"" in m.group(1):
+        n += int(m.group(2))
+print(n)'
+}
+
+# The load runs well past the window (longer under callgrind, which slows the server).
+slow=1
+if $callgrind; then slow=8; fi
+span=$((seconds * slow + 30))
+case "$what" in
+  gateway) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
+             --warmup 1 --connections 16 --no-proxy >"$work/load.log" 2>&1 & ;;
+  tokens) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
+            --connections 16 --agents 64 >"$work/load.log" 2>&1 & ;;
+esac
+generator=$!
+trap 'kill $generator 2>/dev/null || true; bench_stop; rm -rf "${cg_dir:-/nonexistent}"' EXIT
+
+# Wait until the route is under load (the gateway's direct phase comes first), then 1 s.
+last=$(answered)
+for _ in $(seq 1 1200); do
+  sleep 0.5
+  now=$(answered)
+  [ "$now" -gt $((last + 50)) ] && break
+  last=$now
+  kill -0 "$generator" 2>/dev/null || { cat "$work/load.log"; echo "the load generator exited" >&2; exit 1; }
+done
+sleep 1
+
+echo "== profile: $what, store $store, $seconds s under load$($callgrind && echo ', under callgrind')"
+echo "   command: bash bench/profile.sh $what $seconds$($callgrind && echo ' --callgrind')${database_url:+ --database-url $database_url}"
+if $callgrind; then
+  callgrind_control -z "$server" >/dev/null 2>&1
+  callgrind_control -i on "$server" >/dev/null 2>&1
+  before=$(answered)
+  sleep "$seconds"
+  callgrind_control -i off "$server" >/dev/null 2>&1
+  after=$(answered)
+  callgrind_control -d "$server" >/dev/null 2>&1
+  sleep 2
+  requests=$((after - before))
+  echo "   requests    $requests in the window"
+  out=$(ls -t "$cg_dir"/callgrind.out* | head -1)
+  callgrind_annotate --inclusive=yes "$out" 2>/dev/null \
+    | python3 bench/lib/callgrind_per_request.py "$requests"
+else
+  before=$(answered)
+  # The calls a request can make; a short list keeps perf's attach and detach (per
+  # thread and event) short next to the window.
+  events=context-switches
+  for call in read write readv writev pread64 pwrite64 recvfrom sendto recvmsg sendmsg \
+    fsync fdatasync futex epoll_wait fcntl openat close mmap munmap mprotect madvise \
+    getrandom sched_yield nanosleep clock_nanosleep accept4; do
+    events="$events,syscalls:sys_enter_$call"
+  done
+  started=$(date +%s.%N)
+  perf stat -x, -e "$events" -p "$server" -- sleep "$seconds" 2>"$work/perf.csv"
+  after=$(answered)
+  # perf counts for SECONDS; the requests were read around its attach and detach too:
+  # the window's share of them, at the rate seen over the whole span.
+  took=$(python3 -c "import time; print(f'{time.time() - $started:.2f}')")
+  requests=$(python3 -c "print(round(($after - $before) * $seconds / $took))")
+  echo "   requests    about $requests in the $seconds s window ($((after - before)) over the $took s perf took)"
+  echo "   per request (events seen at least once per 100 requests):"
+  REQ=$requests python3 -c '
+import csv, os, sys
+n = max(int(os.environ["REQ"]), 1)
+rows = []
+for r in csv.reader(open(sys.argv[1])):
+    if len(r) < 3 or not r[0].strip().isdigit():
+        continue
+    rows.append((int(r[0]) / n, r[2].replace("syscalls:sys_enter_", "")))
+rows.sort(reverse=True)
+syscalls = sum(v for v, name in rows if name != "context-switches")
+for v, name in rows:
+    if v >= 0.01:
+        print(f"     {v:7.2f}  {name}")
+print(f"     {syscalls:7.2f}  system calls in all")' "$work/perf.csv"
+fi
+echo "   machine: $(nproc) cores; $(uname -sr)"
