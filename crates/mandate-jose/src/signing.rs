@@ -69,26 +69,27 @@ impl SigningKey {
     /// Generates a fresh key: `EdDSA` or `ES256`.
     pub fn generate(alg: Alg, kid: String) -> Result<SigningKey, JoseError> {
         check_kid(&kid)?;
-        let rng = SystemRandom::new();
+        fn failed<E>(_: E) -> JoseError {
+            JoseError::Crypto("key generation failed".into())
+        }
         let doc = match alg {
             Alg::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(
                 &aws_lc_rs::rand::SystemRandom::new(),
             )
             .map(|doc| doc.as_ref().to_vec())
-            .map_err(|_| ()),
+            .map_err(failed),
             Alg::ES256 => signature::EcdsaKeyPair::generate_pkcs8(
                 &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                &rng,
+                &SystemRandom::new(),
             )
             .map(|doc| doc.as_ref().to_vec())
-            .map_err(|_| ()),
+            .map_err(failed),
             other => {
                 return Err(JoseError::Unsupported(format!(
                     "signing with {other}; only EdDSA and ES256"
                 )));
             }
-        }
-        .map_err(|_| JoseError::Crypto("key generation failed".into()));
+        };
         let mut doc = doc?;
         let key = SigningKey::from_pkcs8(alg, kid, &doc);
         wipe(&mut doc);
