@@ -25,8 +25,8 @@ mod issue;
 mod refresh;
 mod verified;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration as StdDuration, Instant};
 
 use arc_swap::ArcSwap;
@@ -126,7 +126,9 @@ pub struct TokenService {
     spiffe: TrustBundles,
     federation: Option<Federation>,
     enterprise: Option<EnterpriseIdps>,
-    last_key_refresh: Mutex<Option<Instant>>,
+    /// The last read of the published keys prompted by a token naming a key this
+    /// replica had not seen; one such read at a time ([`TokenService::learn_keys`]).
+    key_reread: tokio::sync::Mutex<Option<KeyReread>>,
     verified: VerifiedTokens,
     client_keys: ClientKeyCache,
     /// When the revocation list was last read in full from the store (the instant the
@@ -135,6 +137,17 @@ pub struct TokenService {
     epoch: Instant,
     /// One catch-up at a time on the request path.
     catching_up: tokio::sync::Mutex<()>,
+}
+
+/// The shortest time between two reads of the published keys prompted by tokens that
+/// name a key this replica has not seen.
+const KEY_REREAD_SPACING: StdDuration = StdDuration::from_millis(100);
+
+/// When a read of the published keys began, and whether it succeeded.
+#[derive(Debug, Clone, Copy)]
+struct KeyReread {
+    began: Instant,
+    ok: bool,
 }
 
 /// The `typ` of assertions Mandate signs for other services' authorization servers.
@@ -181,7 +194,7 @@ impl TokenService {
             spiffe: TrustBundles::new(),
             federation: None,
             enterprise: None,
-            last_key_refresh: Mutex::new(None),
+            key_reread: tokio::sync::Mutex::new(None),
             verified: VerifiedTokens::default(),
             client_keys: ClientKeyCache::default(),
             caught_up: AtomicU64::new(0),
@@ -274,8 +287,49 @@ impl TokenService {
         Ok(())
     }
 
-    /// Verifies one of our tokens' signature, refreshing the key set at most once a
-    /// second when it names a key we have not seen (another replica's, or a rotation).
+    /// Verifies `token` again after reading the published keys, for a token naming a
+    /// key this replica had not seen, received at `arrived`. Its key was published
+    /// before it was signed, so any read that began after `arrived` knows it: a read
+    /// made since answers every token that waited for it, and a new one starts no
+    /// sooner than [`KEY_REREAD_SPACING`] after the previous one. A legitimate token
+    /// therefore waits for at most one spacing and one read and is never refused for
+    /// arriving while a read was under way; tokens naming made-up keys cost the store
+    /// at most one read per spacing.
+    async fn verify_with_new_keys(
+        &self,
+        token: &str,
+        typ: &str,
+        arrived: Instant,
+    ) -> Result<mandate_token::Claims, TokenError> {
+        let mut last = self.key_reread.lock().await;
+        let fresh = last.is_some_and(|read| read.began >= arrived);
+        if !fresh {
+            // Another token's read may already have brought this key in.
+            match self.ring.load().verify(token, typ) {
+                Err(KeyError::UnknownKid) => {}
+                known => return known.map_err(refused),
+            }
+            if let Some(read) = *last {
+                let wait = KEY_REREAD_SPACING.saturating_sub(read.began.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let began = Instant::now();
+            let read = self.refresh_keys().await;
+            *last = Some(KeyReread {
+                began,
+                ok: read.is_ok(),
+            });
+            read?;
+        } else if last.is_some_and(|read| !read.ok) {
+            return Err(unavailable("the published token keys could not be read"));
+        }
+        self.ring.load().verify(token, typ).map_err(refused)
+    }
+
+    /// Verifies one of our tokens' signature, reading the published keys again when it
+    /// names a key we have not seen (another replica's, or a rotation).
     pub(crate) async fn verify_signature(
         &self,
         token: &str,
@@ -309,36 +363,11 @@ impl TokenService {
         token: &str,
         typ: &str,
     ) -> Result<mandate_token::Claims, TokenError> {
-        let first = self.ring.load().verify(token, typ);
-        match first {
-            Ok(claims) => Ok(claims),
-            Err(KeyError::Rejected(m)) => Err(TokenError::InvalidToken(format!(
-                "the token is invalid: {m}"
-            ))),
+        match self.ring.load().verify(token, typ) {
             Err(KeyError::UnknownKid) => {
-                let due = {
-                    let mut last = self
-                        .last_key_refresh
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    let due = last.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(1));
-                    if due {
-                        *last = Some(Instant::now());
-                    }
-                    due
-                };
-                if due {
-                    self.refresh_keys().await?;
-                }
-                self.ring.load().verify(token, typ).map_err(|e| match e {
-                    KeyError::UnknownKid => TokenError::InvalidToken(
-                        "the token was not signed by a key of this issuer".into(),
-                    ),
-                    KeyError::Rejected(m) => {
-                        TokenError::InvalidToken(format!("the token is invalid: {m}"))
-                    }
-                })
+                self.verify_with_new_keys(token, typ, Instant::now()).await
             }
+            verified => verified.map_err(refused),
         }
     }
 
@@ -514,6 +543,16 @@ impl TokenService {
                 tracing::warn!(error = %e, "revocation catch-up failed; will retry");
             }
         }
+    }
+}
+
+/// Why a token signed (or not) by none of our published keys is refused.
+fn refused(e: KeyError) -> TokenError {
+    match e {
+        KeyError::UnknownKid => {
+            TokenError::InvalidToken("the token was not signed by a key of this issuer".into())
+        }
+        KeyError::Rejected(m) => TokenError::InvalidToken(format!("the token is invalid: {m}")),
     }
 }
 

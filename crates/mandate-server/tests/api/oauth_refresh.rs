@@ -586,3 +586,59 @@ async fn dpop_at_the_token_endpoint_is_the_clients_registration() {
     let reply = refresh(&s, &s.client, &r1, Some(dpop_proof(&s, &key))).await;
     assert_eq!(reply.ok(200)["token_type"], "DPoP");
 }
+
+/// Replica B verifies tokens signed by keys it has not seen (replica A rotated twice
+/// after B started): two arriving together both pass, though only one read of the
+/// published keys is made for them, and so does one signed by a key published just
+/// after that read. A key nobody published is refused.
+#[tokio::test]
+async fn a_replica_learns_keys_published_after_it_started_without_refusing_any_token() {
+    let s = Setup::new().await;
+    let b = second_replica(&s).await;
+    let a = s.api.service.tokens().unwrap().clone();
+    let rotate_and_issue = |kid: &'static str| {
+        let a = a.clone();
+        let s = &s;
+        async move {
+            a.rotate(SigningKey::generate(Alg::EdDSA, kid.into()).unwrap())
+                .await
+                .unwrap();
+            first_tokens(s, None).await.0
+        }
+    };
+    let mut issued = vec![rotate_and_issue("a-2").await, rotate_and_issue("a-3").await];
+    let verify = |token: &str| {
+        let aud = &claims(token)["aud"];
+        let audience = aud.as_str().or_else(|| aud[0].as_str()).unwrap().to_owned();
+        let token = token.to_owned();
+        let b = &b;
+        async move {
+            let presented = mandate_core::Presented {
+                token: &token,
+                dpop_scheme: false,
+                proof: None,
+                method: "POST",
+                url: &audience,
+                audience: &audience,
+            };
+            b.verify_access(&presented).await
+        }
+    };
+    let (second, third) = tokio::join!(verify(&issued[0]), verify(&issued[1]));
+    second.unwrap();
+    third.unwrap();
+    issued.push(rotate_and_issue("a-4").await);
+    verify(&issued[2]).await.unwrap();
+
+    let forged = SigningKey::generate(Alg::EdDSA, "nobody".into()).unwrap();
+    let (Value::Object(h), Value::Object(c)) = (
+        json!({"typ": "at+jwt"}),
+        serde_json::to_value(claims(&issued[2])).unwrap(),
+    ) else {
+        unreachable!()
+    };
+    let forged = forged.sign(h, &serde_json::to_vec(&c).unwrap()).unwrap();
+    let err = verify(&forged).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_token", "{err:?}");
+    assert!(format!("{err:?}").contains("not signed by a key of this issuer"));
+}
