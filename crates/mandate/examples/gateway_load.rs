@@ -126,6 +126,14 @@ struct Phase {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.serve_upstream || args.serve_proxy.is_some() {
+        // A child of the generator: it ends with the generator, however that ends
+        // (kill_on_drop does not run when the generator is killed).
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     if args.serve_upstream {
         return serve_upstream().await;
     }
@@ -214,6 +222,7 @@ async fn main() {
 async fn child(args: &[&str]) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
