@@ -282,8 +282,11 @@ impl TokenService {
     pub async fn refresh_keys(&self) -> Result<(), TokenError> {
         let now = self.clock.now();
         let published = published_keys(&*self.store, now).await?;
-        let signer = self.ring.load().signer_arc();
-        self.ring.store(Arc::new(KeyRing::new(signer, &published)));
+        // Compare-and-swap on the ring: a rotation stored by another thread after this
+        // one took the signer is kept, never undone (a plain load-then-store put the old
+        // signing key back).
+        self.ring
+            .rcu(|ring| KeyRing::new(ring.signer_arc(), &published));
         Ok(())
     }
 

@@ -881,6 +881,41 @@ async fn a_rotated_key_keeps_verifying_through_the_overlap_then_retires() {
     assert_eq!(s.introspect(&old).await["active"], false);
 }
 
+/// A read of the published keys running beside a rotation never puts the old signing
+/// key back: right after each rotation, and whatever reads are under way, what this
+/// replica signs names the new key. (Both run on two worker threads at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_is_never_undone_by_a_read_of_the_keys_beside_it() {
+    let s = Setup::new().await;
+    let tokens = s.api.service.tokens().unwrap().clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (tokens, stop) = (tokens.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokens.refresh_keys().await.unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..60 {
+        let kid = format!("rotated-{i}");
+        tokens
+            .rotate(SigningKey::generate(Alg::EdDSA, kid.clone()).unwrap())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+            let sealed = tokens.seal("check+jwt", &Map::new()).unwrap();
+            assert_eq!(claims(&sealed).0["kid"], kid.as_str(), "after rotation {i}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+}
+
 /// Registers an agent with these credentials; returns its id.
 async fn agent_with(s: &Setup, name: &str, credentials: Value) -> String {
     s.api
