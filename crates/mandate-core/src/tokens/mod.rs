@@ -127,7 +127,8 @@ pub struct TokenService {
     federation: Option<Federation>,
     enterprise: Option<EnterpriseIdps>,
     /// The last read of the published keys prompted by a token naming a key this
-    /// replica had not seen; one such read at a time ([`TokenService::learn_keys`]).
+    /// replica had not seen; one such read at a time
+    /// ([`TokenService::verify_with_new_keys`]).
     key_reread: tokio::sync::Mutex<Option<KeyReread>>,
     verified: VerifiedTokens,
     client_keys: ClientKeyCache,
