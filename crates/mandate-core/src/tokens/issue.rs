@@ -1,6 +1,7 @@
 //! `/oauth2/token`: client authentication and the grants.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use mandate_audit::{EventKind, NewEvent};
 use mandate_domain::{Agent, AgentStatus, Grant, Mandate};
@@ -604,25 +605,36 @@ impl TokenService {
     }
 
     /// One of our tokens, verified and unexpired (not yet checked for revocation).
+    /// Its signature and claims are checked once per replica (or not at all when this
+    /// replica issued it): see `verified.rs`.
     async fn signed_token(&self, token: &str) -> Result<TaskToken, TokenError> {
-        let claims = self
-            .verify_signature(token)
-            .await
-            .map_err(|e| TokenError::InvalidGrant(e.description()))?;
         let now = self.clock.now().timestamp();
-        let parsed = TaskToken::from_claims(
-            &claims,
-            &Expect {
-                issuer: &self.config.issuer,
-                audience: None,
-                now,
-                skew: self.config.skew_seconds,
-            },
-        )
-        .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+        let parsed = match self.verified.unexpired(token, now) {
+            Some(known) => known,
+            None => {
+                let claims = self
+                    .verify_signature(token)
+                    .await
+                    .map_err(|e| TokenError::InvalidGrant(e.description()))?;
+                let parsed = Arc::new(
+                    TaskToken::from_claims(
+                        &claims,
+                        &Expect {
+                            issuer: &self.config.issuer,
+                            audience: None,
+                            now,
+                            skew: self.config.skew_seconds,
+                        },
+                    )
+                    .map_err(|e| TokenError::InvalidGrant(e.description()))?,
+                );
+                self.verified.put(token, parsed.clone(), now);
+                parsed
+            }
+        };
         super::own_token_live(&parsed, now)
             .map_err(|e| TokenError::InvalidGrant(e.description()))?;
-        Ok(parsed)
+        Ok(TaskToken::clone(&parsed))
     }
 
     /// One of our tokens, verified, unexpired, and live in the store (the
@@ -830,7 +842,11 @@ impl TokenService {
                 .load()
                 .sign(mandate_token::ACCESS_TOKEN_TYP, &token.to_claims())
         })?;
-        Ok(TokenResponse {
+        // What verifying `access_token` would yield is `token` itself (the claims
+        // round-trip exactly): its first use here, a call or an exchange, skips the
+        // signature check. Expiry and revocation are still checked at every use.
+        let authorization_details = token.authorization_details.clone();
+        let response = TokenResponse {
             access_token,
             token_type: if token.cnf_jkt.is_some() {
                 "DPoP"
@@ -840,9 +856,13 @@ impl TokenService {
             expires_in: token.expires_at - token.issued_at,
             scope: token.scope.join(" "),
             issued_token_type: None,
-            authorization_details: token.authorization_details,
+            authorization_details,
             refresh_token: None,
-        })
+        };
+        let now = self.clock.now().timestamp();
+        self.verified
+            .put(&response.access_token, Arc::new(token), now);
+        Ok(response)
     }
 }
 

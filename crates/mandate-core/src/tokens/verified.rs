@@ -1,5 +1,7 @@
-//! Task tokens whose signature and claims this replica already checked, by their exact
-//! text, until they expire: a token presented on every call is verified once.
+//! Task tokens whose signature and claims this replica already checked, or that it
+//! issued itself, by their exact text, until they expire: a token presented on every
+//! call is verified once, and one this replica issued is never verified here (its
+//! first call, its exchange for a narrower token).
 //!
 //! Only what cannot change is remembered (the signed claims, checked once). Every use
 //! still checks the audience it is presented to, its expiry against the clock, the
@@ -26,14 +28,20 @@ impl VerifiedTokens {
     /// The token as verified before, if it still holds for this presentation: same
     /// text, an audience it names, not expired (our own `exp`, no skew).
     pub(crate) fn get(&self, presented: &Presented<'_>, now: i64) -> Option<Arc<TaskToken>> {
-        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        let token = tokens.get(presented.token)?;
-        let live = now < token.expires_at;
-        let for_here = token.audience.iter().any(|a| a == presented.audience);
-        (live && for_here).then(|| token.clone())
+        self.unexpired(presented.token, now)
+            .filter(|token| token.audience.iter().any(|a| a == presented.audience))
     }
 
-    /// Remembers a token that passed every check; drops expired ones when full.
+    /// The token as verified (or issued) before, if it has not expired: for a token
+    /// presented where no audience applies (a subject token at the token endpoint).
+    pub(crate) fn unexpired(&self, text: &str, now: i64) -> Option<Arc<TaskToken>> {
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let token = tokens.get(text)?;
+        (now < token.expires_at).then(|| token.clone())
+    }
+
+    /// Remembers a token that passed every check, or that this replica just signed
+    /// (its claims are what verifying its text yields); drops expired ones when full.
     pub(crate) fn put(&self, text: &str, token: Arc<TaskToken>, now: i64) {
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
         if tokens.len() >= MAX_TOKENS {

@@ -123,15 +123,6 @@ fn mount(api: &mut Api, tokens: mandate_core::TokenService) {
 /// A token service on the api's store (its own ledger writer and key, like another
 /// replica) that accepts the IdP's ID-JAGs for `clients`.
 async fn replica(api: &Api, idp: &Idp, clients: Vec<String>) -> mandate_core::TokenService {
-    let store = api.service.store().clone();
-    let clock = api.service.clock().clone();
-    let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
-    let ledger = mandate_core::Ledger::start(
-        store.clone(),
-        clock.clone(),
-        Arc::new(audit_key),
-        mandate_core::LedgerConfig::default(),
-    );
     let idps = mandate_token::EnterpriseIdps::new(
         vec![mandate_token::EnterpriseIdp {
             issuer: idp.issuer.clone(),
@@ -144,17 +135,9 @@ async fn replica(api: &Api, idp: &Idp, clients: Vec<String>) -> mandate_core::To
         ISSUER,
     )
     .unwrap();
-    mandate_core::TokenService::start(
-        store,
-        clock,
-        api.service.policies().clone(),
-        ledger,
-        mandate_core::TokenConfig::new(ISSUER, [7; 32]),
-        SigningKey::generate(Alg::EdDSA, mandate_token::random_id("k").unwrap()).unwrap(),
-    )
-    .await
-    .unwrap()
-    .with_enterprise_idps(idps)
+    api.second_token_service(ISSUER)
+        .await
+        .with_enterprise_idps(idps)
 }
 
 #[track_caller]

@@ -433,28 +433,8 @@ async fn a_refresh_the_policies_no_longer_allow_is_refused() {
     assert!(why.contains("no longer allows"), "{why}");
 }
 
-/// A second replica's token service on the same store (its own ledger writer, key and
-/// revocation list): what one replica did to a refresh token holds on the other.
 async fn second_replica(s: &Setup) -> mandate_core::TokenService {
-    let store = s.api.service.store().clone();
-    let clock = s.api.service.clock().clone();
-    let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
-    let ledger = mandate_core::Ledger::start(
-        store.clone(),
-        clock.clone(),
-        std::sync::Arc::new(audit_key),
-        mandate_core::LedgerConfig::default(),
-    );
-    mandate_core::TokenService::start(
-        store,
-        clock,
-        s.api.service.policies().clone(),
-        ledger,
-        mandate_core::TokenConfig::new(PUBLIC, [7; 32]),
-        SigningKey::generate(Alg::EdDSA, "replica-b".into()).unwrap(),
-    )
-    .await
-    .unwrap()
+    s.api.second_token_service(PUBLIC).await
 }
 
 fn refresh_request(client: &str, token: &str) -> mandate_core::TokenRequest {

@@ -65,6 +65,35 @@ pub fn start_time() -> DateTime<Utc> {
 }
 
 impl Api {
+    /// Another replica's token service on the same store, issuing as `issuer` (its own
+    /// ledger writer, key, revocation list and memory of verified tokens): what one
+    /// replica did holds on the other, and a token is checked there in full.
+    pub async fn second_token_service(&self, issuer: &str) -> mandate_core::TokenService {
+        let store = self.service.store().clone();
+        let clock = self.service.clock().clone();
+        let (audit_key, _) = mandate_audit::SigningKey::generate().unwrap();
+        let ledger = mandate_core::Ledger::start(
+            store.clone(),
+            clock.clone(),
+            Arc::new(audit_key),
+            mandate_core::LedgerConfig::default(),
+        );
+        mandate_core::TokenService::start(
+            store,
+            clock,
+            self.service.policies().clone(),
+            ledger,
+            mandate_core::TokenConfig::new(issuer, [7; 32]),
+            mandate_jose::SigningKey::generate(
+                mandate_jose::Alg::EdDSA,
+                mandate_token::random_id("k").unwrap(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn new() -> Api {
         Api::build(None).await
     }

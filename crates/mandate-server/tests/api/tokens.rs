@@ -1083,34 +1083,91 @@ async fn server_nonces_are_required_when_configured() {
 async fn our_own_tokens_expire_on_time_without_skew() {
     let s = Setup::new().await;
     let mandate = s.mandate().await;
-    let tokens = s.api.service.tokens().unwrap().clone();
-    fn presented(token: &str) -> mandate_core::Presented<'_> {
-        mandate_core::Presented {
-            token,
-            dpop_scheme: false,
-            proof: None,
-            method: "POST",
-            url: "http://127.0.0.1:8731/mcp",
-            audience: "http://127.0.0.1:8731/mcp",
-        }
-    }
+    let tokens = s.api.service.tokens().unwrap();
+    // Another replica, which saw neither token issued: it checks them in full.
+    let other = &s.api.second_token_service(ISSUER).await;
     let first = s.issue(&mandate, "x1", None).await.ok(200).clone();
     let remembered = first["access_token"].as_str().unwrap().to_owned();
     let lifetime = first["expires_in"].as_i64().unwrap();
     let second = s.issue(&mandate, "x2", None).await.ok(200).clone();
     let fresh = second["access_token"].as_str().unwrap().to_owned();
-    // One second before `exp`: live (and the first one is now remembered as verified).
+    // One second before `exp`: live (and the first one is now remembered as verified
+    // on the other replica too).
     s.api.clock.advance(Duration::seconds(lifetime - 1));
-    tokens.verify_access(&presented(&remembered)).await.unwrap();
+    tokens.verify_access(&at_mcp(&remembered)).await.unwrap();
+    other.verify_access(&at_mcp(&remembered)).await.unwrap();
     assert_eq!(s.introspect(&remembered).await["active"], true);
-    // At `exp`: refused at once, from memory or checked in full — the skew tolerated
-    // for other issuers' clocks does not stretch our own tokens.
+    // At `exp`: refused at once, from memory (the issuing replica remembers both) or
+    // checked in full (the other replica, the second token) — the skew tolerated for
+    // other issuers' clocks does not stretch our own tokens.
     s.api.clock.advance(Duration::seconds(1));
-    for token in [&remembered, &fresh] {
-        let err = tokens.verify_access(&presented(token)).await.unwrap_err();
+    for (replica, token) in [
+        (tokens.as_ref(), &remembered),
+        (tokens.as_ref(), &fresh),
+        (other, &remembered),
+        (other, &fresh),
+    ] {
+        let err = replica.verify_access(&at_mcp(token)).await.unwrap_err();
         assert_eq!(err.description(), "the token has expired", "{err:?}");
         assert_eq!(s.introspect(token).await["active"], false);
     }
+}
+
+/// One of our tokens presented to the gateway's MCP endpoint.
+fn at_mcp(token: &str) -> mandate_core::Presented<'_> {
+    mandate_core::Presented {
+        token,
+        dpop_scheme: false,
+        proof: None,
+        method: "POST",
+        url: "http://127.0.0.1:8731/mcp",
+        audience: "http://127.0.0.1:8731/mcp",
+    }
+}
+
+/// The replica that issued a token remembers it as verified (its first call and its
+/// exchange skip the signature check): what it remembers is exactly what a replica
+/// that never saw the token reads from it in full, and a revocation still refuses it
+/// there, at the gateway and at the token endpoint.
+#[tokio::test]
+async fn an_issued_token_is_remembered_as_checking_it_in_full_reads_it() {
+    let s = Setup::new().await;
+    let mandate = s.mandate().await;
+    let here = s.api.service.tokens().unwrap().clone();
+    let other = s.api.second_token_service(ISSUER).await;
+    let a = s.issue(&mandate, "m1", None).await.ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Delegated and narrowed: an act chain, a parent, a smaller scope.
+    let b = s
+        .exchange(1, &a, Some("flights.search"), "m2")
+        .await
+        .ok(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [&a, &b] {
+        let remembered = here.verify_access(&at_mcp(token)).await.unwrap();
+        let checked = other.verify_access(&at_mcp(token)).await.unwrap();
+        assert_eq!(remembered, checked);
+    }
+    let assertion = s.assertion(1, "m3");
+    s.form(
+        "/oauth2/revoke",
+        &[
+            ("token", &b),
+            ("client_assertion_type", BEARER),
+            ("client_assertion", &assertion),
+        ],
+        &[],
+    )
+    .await
+    .ok(200);
+    let err = here.verify_access(&at_mcp(&b)).await.unwrap_err();
+    assert_eq!(err.description(), "the token has been revoked", "{err:?}");
+    let again = s.exchange(2, &b, None, "m4").await;
+    oauth_error(&again, 400, "invalid_grant");
 }
 
 /// `require_dpop` is the server's rule for its agents' grants: without a proof they are
