@@ -379,7 +379,10 @@ impl TokenService {
     /// by our key), `typ`, issuer, audience, expiry, not revoked; a DPoP-bound token
     /// must come with `Authorization: DPoP` and a proof by its key over this request
     /// (with `ath`). Everything is in memory.
-    pub async fn verify_access(&self, presented: &Presented<'_>) -> Result<TaskToken, TokenError> {
+    pub async fn verify_access(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<Arc<TaskToken>, TokenError> {
         let now = self.clock.now().timestamp();
         let token = match self.verified.get(presented, now) {
             Some(token) => token,
@@ -433,7 +436,7 @@ impl TokenService {
             }
             (None, false) => {}
         }
-        Ok(TaskToken::clone(&token))
+        Ok(token)
     }
 
     /// Whether `jti` is on this replica's revocation list.
