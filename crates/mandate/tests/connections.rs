@@ -27,7 +27,8 @@ mod common;
 
 use common::assert_nowhere;
 use common::browser::Browser;
-use common::oidc::{OidcProvider, free_port};
+use common::free_port;
+use common::oidc::OidcProvider;
 use common::{Actors, Server, admin_token, created, http, mcp_client};
 
 const CLIENT_SECRET: &str = "upstream-client-secret-PLANTED-4c1d9e";

@@ -17,7 +17,8 @@ use serde_json::json;
 mod common;
 
 use common::browser::Browser;
-use common::oidc::{OidcProvider, free_port};
+use common::free_port;
+use common::oidc::OidcProvider;
 use common::{Server, admin_token, created};
 
 const CLIENT_SECRET: &str = "oidc-client-secret-never-shown-0123456789";

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::oidc::{OidcProvider, free_port, whoami_upstream};
+use common::free_port;
+use common::oidc::{OidcProvider, whoami_upstream};
 use common::{Server, admin_token, assert_nowhere, created, http, stateless_call};
 
 const EXCHANGE_SECRET: &str = "exchange-client-secret-PLANTED-77ab1f";

@@ -51,8 +51,9 @@ mod common;
 #[path = "scale_out/parts.rs"]
 mod parts;
 
+use common::free_port;
 use common::{JWT_BEARER, Server, jti_of};
-use parts::{Balancer, Postgres, Toxic, Upstream, free_port};
+use parts::{Balancer, Postgres, Toxic, Upstream};
 
 /// Prints a step of the run with the time since the process started (the output is
 /// the test's report; `--nocapture` shows it as it happens).

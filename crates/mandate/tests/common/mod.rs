@@ -15,6 +15,38 @@ pub mod oidc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mandate");
 
+/// A loopback port for a process the test starts later, chosen so that nothing else
+/// takes it in between: below the kernel's ephemeral range (where every `bind(…:0)`
+/// listener and every outgoing connection's local port come from — a port taken from
+/// there and released could be handed to one of those before its process binds it),
+/// never twice in this process, and free when checked.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (from, to) = (10_000u16, ephemeral_low);
+    assert!(to > from + 1_000, "the ephemeral range starts at {to}");
+    let mut given = GIVEN.lock().unwrap();
+    // Where to start looking differs per call and per process (test binaries run side
+    // by side), then a stride walks the range.
+    let mut start = std::collections::hash_map::RandomState::new().build_hasher();
+    start.write_u32(std::process::id());
+    let start = start.finish();
+    let span = u64::from(to - from);
+    for i in 0..span {
+        let port = from + u16::try_from(start.wrapping_add(i.wrapping_mul(7_919)) % span).unwrap();
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {from} and {to}");
+}
+
 /// A running `mandate serve`, killed if the test fails before stopping it.
 pub struct Server {
     child: Child,

@@ -54,14 +54,6 @@ impl Drop for OidcProvider {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An MCP upstream of ours (Streamable HTTP, JSON answers): `tools/list` is open,
 /// `tools/call whoami` asks the provider whose bearer token the call carries and
 /// answers that person's `sub` (and, as structured content, all the provider says

@@ -56,7 +56,7 @@ impl Postgres {
         let pg = Postgres {
             bin,
             data: dir.path().join("data"),
-            port: free_port(),
+            port: crate::common::free_port(),
             as_postgres,
             _dir: dir,
         };
@@ -162,14 +162,6 @@ impl Drop for Postgres {
             Command::new(program).args(args).output()
         };
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A TCP proxy to `target` that can be cut: while cut, every open connection is closed
