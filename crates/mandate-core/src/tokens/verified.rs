@@ -1,7 +1,7 @@
 //! Task tokens whose signature and claims this replica already checked, or that it
-//! issued itself, by their exact text, until they expire: a token presented on every
-//! call is verified once, and one this replica issued is never verified here (its
-//! first call, its exchange for a narrower token).
+//! issued itself, by the SHA-256 of their exact text, until they expire: a token
+//! presented on every call is verified once, and one this replica issued is never
+//! verified here (its first call, its exchange for a narrower token).
 //!
 //! Only what cannot change is remembered (the signed claims, checked once). Every use
 //! still checks the audience it is presented to, its expiry against the clock, the
@@ -19,9 +19,17 @@ use super::Presented;
 /// Tokens kept at most; past this the map is emptied (each is verified again once).
 const MAX_TOKENS: usize = 50_000;
 
+/// Tokens by the SHA-256 of their exact text: a 32-byte key instead of a copy of a
+/// kilobyte of text per token (an equal digest of different texts is a SHA-256
+/// collision).
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedTokens {
-    tokens: RwLock<HashMap<Box<str>, Arc<TaskToken>>>,
+    tokens: RwLock<HashMap<[u8; 32], Arc<TaskToken>>>,
+}
+
+fn key(text: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 impl VerifiedTokens {
@@ -35,14 +43,16 @@ impl VerifiedTokens {
     /// The token as verified (or issued) before, if it has not expired: for a token
     /// presented where no audience applies (a subject token at the token endpoint).
     pub(crate) fn unexpired(&self, text: &str, now: i64) -> Option<Arc<TaskToken>> {
+        let key = key(text);
         let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        let token = tokens.get(text)?;
+        let token = tokens.get(&key)?;
         (now < token.expires_at).then(|| token.clone())
     }
 
     /// Remembers a token that passed every check, or that this replica just signed
     /// (its claims are what verifying its text yields); drops expired ones when full.
     pub(crate) fn put(&self, text: &str, token: Arc<TaskToken>, now: i64) {
+        let key = key(text);
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
         if tokens.len() >= MAX_TOKENS {
             tokens.retain(|_, t| now < t.expires_at);
@@ -50,7 +60,7 @@ impl VerifiedTokens {
                 tokens.clear();
             }
         }
-        tokens.insert(text.into(), token);
+        tokens.insert(key, token);
     }
 }
 
