@@ -2,7 +2,7 @@
 # Durable audit appends per second (events shaped like tool-call decisions: a mandate,
 # an agent, the tool, the deciding policies, an argument hash; 1 024 distinct mandates) through the group-commit writer, on SQLite and on
 # PostgreSQL, with a release build. Each acknowledged event is committed (SQLite: WAL,
-# synchronous=FULL; PostgreSQL: synchronous_commit as configured, default on). With the
+# fsync'd before anyone is answered; PostgreSQL: synchronous_commit as configured, default on). With the
 # lookup index, the figure that counts is "appended and indexed": the time until the
 # index has caught up with the last event, not only until the last append.
 #

@@ -16,7 +16,7 @@
 # then through a plain forwarder (the generator's own `--serve-proxy` process: axum in,
 # reqwest out, no token, policy or ledger — the floor any proxy pays for its two HTTP
 # legs here), then to `{server}/mcp/bank` with the token. Every gateway call is a decision made
-# durable in the ledger before it is forwarded (SQLite: WAL, synchronous=FULL;
+# durable in the ledger before it is forwarded (SQLite: WAL, fsync'd before the answer;
 # PostgreSQL: synchronous_commit as configured). It prints both phases, what the
 # gateway adds against PRODUCT.md §11, and the fsync latency of the data directory.
 #

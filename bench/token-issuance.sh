@@ -14,7 +14,7 @@
 # (unique `jti`). `--dpop` adds a fresh DPoP proof to every request; `--exchange`
 # measures RFC 8693 renewals instead (each new token is the next subject token).
 # Every issued token is a grants row, a recorded assertion `jti` and a durable audit
-# event (SQLite: WAL, synchronous=FULL; PostgreSQL: synchronous_commit as configured).
+# event (SQLite: WAL, fsync'd before the answer; PostgreSQL: synchronous_commit as configured).
 #
 # --database-url: the database named there is DROPPED and created fresh (and dropped
 # again at the end), so its name must contain `bench`.

@@ -2,18 +2,27 @@
 //! back: queries, traces and verification.
 //!
 //! ```text
-//!   append(e) ─┐                       ┌─► store.append_events(batch)  (one transaction,
-//!   append(e) ─┼─► channel ─► writer ──┤                                 one fsync)
-//!   append(e) ─┘   (bounded)  drains    └─► each appender is answered only after the
-//!                             up to N       commit: Ok(event) = durable; Err = nothing
-//!                                           was recorded, so the caller must not act
+//!   append(e) ─┐                       ┌─► store.append_events_unsynced(batch)
+//!   append(e) ─┼─► channel ─► writer ──┤     (one transaction)
+//!   append(e) ─┘   (bounded)  drains   │   store.sync()  (one fsync, while the next
+//!                             up to N  │     batch commits)
+//!                                      └─► each appender is answered only after the
+//!                                          sync: Ok(event) = durable; Err = it may not
+//!                                          be recorded, so the caller must not act
 //! ```
 //!
 //! A token's writes ride the same batch: [`Ledger::commit`] takes an [`Entry`] (the
 //! client assertions it used, the grant it issued, its event), and a batch holding any
-//! such entry is committed with [`mandate_store::AuditLog::commit_entries`] — still one
-//! transaction and one fsync, with each entry's checks (a replayed `jti`, a mandate that
-//! ended) made inside it.
+//! such entry is committed with [`mandate_store::AuditLog::commit_entries_unsynced`] —
+//! still one transaction and one fsync, with each entry's checks (a replayed `jti`, a
+//! mandate that ended) made inside it.
+//!
+//! A committed batch is visible before it is durable (on SQLite, where the sync is apart
+//! from the commit): the next batch chains on it, and a reader may see it. Nothing is
+//! acted on before the sync: no appender is answered, no token handed out. A power loss
+//! in between loses a suffix of the chain, never a hole (the WAL's frames are checked in
+//! order on recovery); a checkpoint signed over such a head is written by a commit that
+//! syncs the WAL first, so it is durable only with the events it signs.
 //!
 //! A third task indexes recorded events for queries, in large chunks behind the writer.
 //!
@@ -31,7 +40,7 @@ use mandate_audit::{
 use mandate_domain::Principal;
 use mandate_store::{AuditFilter, Committed, Entry, Store};
 use mandate_types::{Clock, MandateId, TenantId};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::{CoreError, Service};
 
@@ -213,16 +222,28 @@ impl Ledger {
     }
 }
 
+/// Batches committed and not yet durable at once: one is synced while the next
+/// commits (see [`mandate_store::AuditLog::sync`]). More would only make smaller
+/// batches when syncs are slow.
+const UNSYNCED_BATCHES: usize = 2;
+
 async fn write(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
 ) {
+    let unsynced = Arc::new(Semaphore::new(UNSYNCED_BATCHES));
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        // The batch forms while an earlier one is made durable.
+        let Ok(slot) = unsynced.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, max_batch).await == 0 {
+            return;
+        }
         ride_along(&mut rx, &mut batch, max_batch).await;
-        // INVARIANT: appenders are answered only after the transaction committed.
         let started = std::time::Instant::now();
         let size = batch.len();
         // Barriers (`flush`) write nothing; they are answered with the batch's fate.
@@ -239,7 +260,10 @@ async fn write(
         } else if batch.iter().any(|p| p.entry.has_writes()) {
             let (entries, answers): (Vec<Entry>, Vec<_>) =
                 batch.drain(..).map(|p| (p.entry, p.done)).unzip();
-            (store.commit_entries(&entries, clock.now()).await, answers)
+            (
+                store.commit_entries_unsynced(&entries, clock.now()).await,
+                answers,
+            )
         } else {
             // Events only (the common batch): the store's fastest append.
             let (events, answers): (Vec<NewEvent>, Vec<_>) = batch
@@ -247,7 +271,7 @@ async fn write(
                 .filter_map(|p| p.entry.event.map(|e| (e, p.done)))
                 .unzip();
             let written = store
-                .append_events(&events, clock.now())
+                .append_events_unsynced(&events, clock.now())
                 .await
                 .map(|recorded| recorded.into_iter().map(|e| Ok(Some(e))).collect());
             (written, answers)
@@ -255,37 +279,55 @@ async fn write(
         tracing::trace!(
             events = size,
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "audit batch written"
+            "audit batch committed"
         );
-        let failed = !matches!(&written, Ok(outcomes) if outcomes.len() == answers.len());
-        for barrier in barriers {
-            let _ = barrier.send(if failed {
-                Err(unwritable())
-            } else {
-                Ok(Ok(None))
-            });
+        let store = store.clone();
+        tokio::spawn(async move {
+            // INVARIANT: appenders are answered only once their batch is durable.
+            let written = match written {
+                Ok(outcomes) => store.sync().await.map(|()| outcomes),
+                Err(e) => Err(e),
+            };
+            answer(written, answers, barriers);
+            drop(slot);
+        });
+    }
+}
+
+/// Tells each appender of a batch, and each barrier that rode in it, what became of it.
+fn answer(
+    written: Result<Vec<Committed>, mandate_store::StoreError>,
+    answers: Vec<Option<oneshot::Sender<Result<Committed, CoreError>>>>,
+    barriers: Vec<oneshot::Sender<Result<Committed, CoreError>>>,
+) {
+    let failed = !matches!(&written, Ok(outcomes) if outcomes.len() == answers.len());
+    for barrier in barriers {
+        let _ = barrier.send(if failed {
+            Err(unwritable())
+        } else {
+            Ok(Ok(None))
+        });
+    }
+    match written {
+        Ok(outcomes) if outcomes.len() == answers.len() => {
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                if let Some(answer) = answer {
+                    let _ = answer.send(Ok(outcome));
+                }
+            }
         }
-        match written {
-            Ok(outcomes) if outcomes.len() == answers.len() => {
-                for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    if let Some(answer) = answer {
-                        let _ = answer.send(Ok(outcome));
-                    }
-                }
+        Ok(_) => {
+            tracing::error!("the store recorded a different number of audit entries");
+            for answer in answers.into_iter().flatten() {
+                let _ = answer.send(Err(CoreError::Internal(
+                    "audit batch size mismatch".to_owned(),
+                )));
             }
-            Ok(_) => {
-                tracing::error!("the store recorded a different number of audit entries");
-                for answer in answers.into_iter().flatten() {
-                    let _ = answer.send(Err(CoreError::Internal(
-                        "audit batch size mismatch".to_owned(),
-                    )));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, entries = answers.len(), "audit ledger write failed; refusing the actions");
-                for answer in answers.into_iter().flatten() {
-                    let _ = answer.send(Err(unwritable()));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, entries = answers.len(), "audit ledger write failed; refusing the actions");
+            for answer in answers.into_iter().flatten() {
+                let _ = answer.send(Err(unwritable()));
             }
         }
     }

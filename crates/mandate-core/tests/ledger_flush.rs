@@ -87,3 +87,49 @@ async fn a_detached_event_rides_with_the_next_awaited_one_or_is_written_soon_alo
         .unwrap();
     assert_eq!(events.len(), 3, "a lone outcome was held back");
 }
+
+/// A batch is committed and then made durable apart (on SQLite, the WAL is synced
+/// while the next batch commits): an appender whose batch could not be synced is told
+/// it failed, as one whose commit failed is, and the ledger goes on once syncing works.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).await.unwrap());
+    let (key, _) = SigningKey::generate().unwrap();
+    let ledger = Ledger::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(key),
+        LedgerConfig::default(),
+    );
+    let tenant = TenantId::generate();
+    let event = |i: u64| NewEvent::new(tenant, EventKind::Decision, "agent:agt_x").with("i", i);
+    ledger.append(event(1)).await.unwrap();
+
+    // The files stay open (the commit succeeds) but cannot be found to be synced.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    assert!(
+        ledger.append(event(2)).await.is_err(),
+        "an event that was not made durable was acknowledged"
+    );
+    assert!(
+        ledger.flush().await.is_err(),
+        "a barrier passed a failed sync"
+    );
+
+    std::fs::rename(&moved, &data).unwrap();
+    let recorded = ledger.append(event(3)).await.unwrap();
+    let events = store
+        .audit_events(tenant, &AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.last().map(|e| e.seq), Some(recorded.seq));
+    // The event whose sync failed was committed: the chain runs on through it.
+    assert_eq!(events.len(), 3);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "the chain broke");
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!                 ┌──────────────── repo.rs (one body of portable SQL) ───────────────┐
-//!   dyn Store ◄── │ SqliteStore   (embedded default; WAL, synchronous=FULL)           │
+//!   dyn Store ◄── │ SqliteStore   (embedded default; WAL, every commit fsync'd)       │
 //!                 │ PostgresStore (scale-out; any number of replicas on one database) │
 //!                 └────────────────────────────────────────────────────────────────────┘
 //! ```
@@ -27,6 +27,7 @@ mod repo;
 mod reviews;
 mod sqlite;
 mod vault;
+mod wal;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -737,7 +737,7 @@ macro_rules! sql_store {
             ) -> Result<Vec<Event>, StoreError> {
                 // The common batch: one tenant, whose head this process remembers, that
                 // fits one statement. Appended as that one statement (autocommit: atomic
-                // and durable on its own); if the head moved, nothing is written and the
+                // on its own; durable once synced); if the head moved, nothing is written and the
                 // batch takes the transaction below.
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
                     match append_on_head(&mut *conn, &chained, true).await {
@@ -810,6 +810,24 @@ macro_rules! sql_store {
         #[async_trait]
         impl AuditLog for $store {
             async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
+                let events = self.append_events_unsynced(batch, at).await?;
+                if !events.is_empty() {
+                    self.sync_commits().await?;
+                }
+                Ok(events)
+            }
+
+            async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
+                let committed = self.commit_entries_unsynced(batch, at).await?;
+                self.sync_commits().await?;
+                Ok(committed)
+            }
+
+            async fn sync(&self) -> Result<(), StoreError> {
+                self.sync_commits().await
+            }
+
+            async fn append_events_unsynced(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
                 if batch.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -820,7 +838,7 @@ macro_rules! sql_store {
                 self.ledger_outcome(appended).await
             }
 
-            async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
+            async fn commit_entries_unsynced(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
                 let committed = {
                     let mut writer = self.ledger_writer().await?;
                     self.commit_entries_on(&mut writer, batch, at).await

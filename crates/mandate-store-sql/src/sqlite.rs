@@ -96,7 +96,8 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The embedded store: one SQLite file in WAL mode, fsync'd on every commit.
+/// The embedded store: one SQLite file in WAL mode, every commit fsync'd before it is
+/// acknowledged (the ledger's batches by [`crate::wal`], apart from their commit).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -104,6 +105,14 @@ pub struct SqliteStore {
     /// our writes for one connection beats contending for the file lock (whose busy
     /// handler sleeps in steps of up to 100 ms) and keeps the writer's page cache warm.
     writer: crate::Held<SqliteConnection>,
+    /// Whether the writer connection commits without an fsync (`synchronous=NORMAL`):
+    /// set for the ledger's batches, made durable by `wal` apart from their commit; every
+    /// other write sets `FULL` back first. Read and written only under the writer's lock.
+    /// It may say NORMAL of a connection that is FULL (one opened again), never the
+    /// reverse: it is set before the statement that turns syncing off.
+    unsynced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The thread that makes the ledger's commits durable.
+    wal: crate::wal::WalSync,
     /// Where each tenant's chain stands, as this process last saw it ([`crate::Heads`]).
     heads: crate::Heads,
     /// When this process last purged expired assertion uses ([`crate::PurgeClock`]).
@@ -111,18 +120,56 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// The writer connection, once the writes queued before this one are done.
+    /// The writer connection, once the writes queued before this one are done; its
+    /// commits are durable when they return (`synchronous=FULL`).
     pub(crate) async fn writer(
         &self,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
-        self.writer.lock().await
+        self.writer_syncing(true).await
     }
 
-    /// The ledger's batches take the one writer like every other write.
+    /// The ledger's batches take the one writer like every other write, but commit
+    /// without an fsync: they are durable once [`SqliteStore::sync_commits`] returns.
     pub(crate) async fn ledger_writer(
         &self,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
-        self.writer().await
+        self.writer_syncing(false).await
+    }
+
+    async fn writer_syncing(
+        &self,
+        sync: bool,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut writer = self.writer.lock().await?;
+        if self.unsynced.load(Relaxed) != sync {
+            return Ok(writer);
+        }
+        let pragma = if sync {
+            "PRAGMA synchronous = FULL"
+        } else {
+            // Said before it is done: a failure leaves the flag on the safe side.
+            self.unsynced.store(true, Relaxed);
+            "PRAGMA synchronous = NORMAL"
+        };
+        sqlx::query(pragma)
+            .execute(&mut *writer)
+            .await
+            .map_err(|e| crate::repo::store_error(e, "the writer connection"))?;
+        if sync {
+            self.unsynced.store(false, Relaxed);
+        }
+        Ok(writer)
+    }
+
+    /// Makes the ledger's commits that returned before the call durable (see
+    /// [`crate::wal`]). A failed sync closes the writer, as a failed batch does.
+    pub(crate) async fn sync_commits(&self) -> Result<(), StoreError> {
+        let synced = self.wal.sync().await;
+        if synced.is_err() {
+            self.ledger_lost().await;
+        }
+        synced
     }
 
     /// A ledger batch failed for a reason other than a refusal: the writer connection
@@ -196,9 +243,15 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|source| OpenError::Connect { location, source })?;
+        let wal = crate::wal::WalSync::start(&file).map_err(|source| OpenError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let store = Self {
             pool,
             writer: crate::Held::new(Some(writer), options.clone(), "the writer connection"),
+            unsynced: std::sync::Arc::default(),
+            wal,
             heads: crate::Heads::default(),
             jtis_purged: crate::PurgeClock::default(),
         };
@@ -310,6 +363,39 @@ mod tests {
             plan.iter()
                 .all(|step| step.contains("sqlite_autoindex_grants_1 (jti=?)")),
             "{plan:?}"
+        );
+    }
+
+    /// The ledger's batches commit without an fsync (they are synced apart); every other
+    /// write on the writer connection commits with one, whatever came before it.
+    #[tokio::test]
+    async fn only_the_ledger_commits_without_syncing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        async fn level(conn: &mut sqlx::SqliteConnection) -> i64 {
+            sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(conn)
+                .await
+                .unwrap()
+        }
+        const FULL: i64 = 2;
+        const NORMAL: i64 = 1;
+        assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
+        for _ in 0..2 {
+            assert_eq!(
+                level(&mut store.ledger_writer().await.unwrap()).await,
+                NORMAL
+            );
+            assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
+        }
+        // A writer opened again starts syncing every commit, and the ledger's turns it off.
+        let _ = store.ledger_writer().await.unwrap();
+        store.ledger_lost().await;
+        assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
+        store.ledger_lost().await;
+        assert_eq!(
+            level(&mut store.ledger_writer().await.unwrap()).await,
+            NORMAL
         );
     }
 

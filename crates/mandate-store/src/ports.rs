@@ -352,6 +352,34 @@ pub trait AuditLog: Send + Sync {
         batch: &[Entry],
         at: DateTime<Utc>,
     ) -> Result<Vec<Committed>, StoreError>;
+    /// [`AuditLog::append_events`], returning once the batch is committed: visible to
+    /// readers, and durable only once a [`AuditLog::sync`] that began after it returns.
+    /// For the ledger's writer, which answers nobody before that and commits its next
+    /// batch while this one is made durable. On a store whose commits are durable when
+    /// they return, the same as `append_events`.
+    async fn append_events_unsynced(
+        &self,
+        batch: &[NewEvent],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.append_events(batch, at).await
+    }
+    /// [`AuditLog::commit_entries`], returning once the batch is committed, as
+    /// [`AuditLog::append_events_unsynced`] does.
+    async fn commit_entries_unsynced(
+        &self,
+        batch: &[Entry],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        self.commit_entries(batch, at).await
+    }
+    /// Makes every commit that returned before this call durable: what the `_unsynced`
+    /// appends left to do. An error means they may not be: whoever waits on them must be
+    /// told they failed. Nothing to do on a store whose commits are durable when they
+    /// return.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Every tenant's chain head.
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError>;
     /// Brings the lookup index up to date behind the appenders, at most `max` events per

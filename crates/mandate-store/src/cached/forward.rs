@@ -220,10 +220,27 @@ impl AuditLog for CachedStore {
         at: DateTime<Utc>,
     ) -> Result<Vec<Committed>, StoreError> {
         let done = self.inner.commit_entries(batch, at).await;
-        if batch.iter().any(|e| e.revoke.is_some()) {
-            self.revoked_here();
-        }
+        self.revoked_by(batch);
         done
+    }
+    async fn append_events_unsynced(
+        &self,
+        batch: &[NewEvent],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.append_events_unsynced(batch, at).await
+    }
+    async fn commit_entries_unsynced(
+        &self,
+        batch: &[Entry],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let done = self.inner.commit_entries_unsynced(batch, at).await;
+        self.revoked_by(batch);
+        done
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
     }
     async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {
         self.inner.audit_heads().await

@@ -40,7 +40,7 @@ use mandate_domain::{Agent, Mandate, Usage};
 use mandate_types::{AgentId, MandateId, TenantId};
 use tokio::sync::watch;
 
-use crate::{RevocationFeed, Store, StoreError};
+use crate::{Entry, RevocationFeed, Store, StoreError};
 
 /// How long an entry is trusted without a notification, by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
@@ -216,6 +216,14 @@ impl CachedStore {
 
     fn revoked_here(&self) {
         self.shared.local.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A ledger batch was committed (or may have been): if it revoked grants, this
+    /// process's revocation list catches up now instead of at the next poll.
+    fn revoked_by(&self, batch: &[Entry]) {
+        if batch.iter().any(|e| e.revoke.is_some()) {
+            self.revoked_here();
+        }
     }
 
     fn feed(&self, inner: Option<Box<dyn RevocationFeed>>) -> Box<dyn RevocationFeed> {
