@@ -737,8 +737,8 @@ macro_rules! sql_store {
             ) -> Result<Vec<Event>, StoreError> {
                 // The common batch: one tenant, whose head this process remembers, that
                 // fits one statement. Appended as that one statement (autocommit: atomic
-                // on its own; durable once synced); if the head moved, nothing is written and the
-                // batch takes the transaction below.
+                // on its own, durable once synced); if the head moved, nothing is written
+                // and the batch takes the transaction below.
                 if let Some((tenant, chained)) = self.chained_on_remembered(batch, at) {
                     match append_on_head(&mut *conn, &chained, true).await {
                         Ok(true) => {
