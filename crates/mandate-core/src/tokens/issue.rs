@@ -628,7 +628,7 @@ impl TokenService {
                     )
                     .map_err(|e| TokenError::InvalidGrant(e.description()))?,
                 );
-                self.verified.put(token, parsed.clone(), now);
+                self.verified.put(token, parsed.clone());
                 parsed
             }
         };
@@ -859,9 +859,7 @@ impl TokenService {
             authorization_details,
             refresh_token: None,
         };
-        let now = self.clock.now().timestamp();
-        self.verified
-            .put(&response.access_token, Arc::new(token), now);
+        self.verified.put(&response.access_token, Arc::new(token));
         Ok(response)
     }
 }

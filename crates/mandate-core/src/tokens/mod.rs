@@ -397,7 +397,7 @@ impl TokenService {
                         skew: self.config.skew_seconds,
                     },
                 )?);
-                self.verified.put(presented.token, token.clone(), now);
+                self.verified.put(presented.token, token.clone());
                 token
             }
         };

@@ -16,15 +16,44 @@ use serde_json::Value;
 
 use super::Presented;
 
-/// Tokens kept at most; past this the map is emptied (each is verified again once).
-const MAX_TOKENS: usize = 50_000;
+/// Tokens remembered per generation. The memory holds two generations: when the newer
+/// is full it becomes the older and the older is dropped, so at most twice this many
+/// tokens are held (a kilobyte or a few each), making room costs no scan, and a token
+/// still in use is moved back into the newer generation the first time it is presented
+/// from the older one. One dropped is verified again once, the next time it is presented.
+const GENERATION: usize = 4_096;
 
 /// Tokens by the SHA-256 of their exact text: a 32-byte key instead of a copy of a
 /// kilobyte of text per token (an equal digest of different texts is a SHA-256
 /// collision).
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedTokens {
-    tokens: RwLock<HashMap<[u8; 32], Arc<TaskToken>>>,
+    tokens: RwLock<Generations>,
+}
+
+type Generation = HashMap<[u8; 32], Arc<TaskToken>>;
+
+#[derive(Debug, Default)]
+struct Generations {
+    newer: Generation,
+    older: Generation,
+}
+
+impl Generations {
+    /// Inserts into the newer generation; when it is full, it first becomes the older,
+    /// and what was older is returned, to be dropped once the lock is released.
+    #[must_use]
+    fn insert(&mut self, key: [u8; 32], token: Arc<TaskToken>) -> Generation {
+        let dropped = if self.newer.len() >= GENERATION {
+            let full = std::mem::replace(&mut self.newer, HashMap::with_capacity(GENERATION));
+            std::mem::replace(&mut self.older, full)
+        } else {
+            Generation::new()
+        };
+        self.older.remove(&key);
+        self.newer.insert(key, token);
+        dropped
+    }
 }
 
 fn key(text: &str) -> [u8; 32] {
@@ -44,23 +73,44 @@ impl VerifiedTokens {
     /// presented where no audience applies (a subject token at the token endpoint).
     pub(crate) fn unexpired(&self, text: &str, now: i64) -> Option<Arc<TaskToken>> {
         let key = key(text);
-        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        let token = tokens.get(&key)?;
-        (now < token.expires_at).then(|| token.clone())
+        let (token, older) = {
+            let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+            match tokens.newer.get(&key) {
+                Some(token) => (token.clone(), false),
+                None => (tokens.older.get(&key)?.clone(), true),
+            }
+        };
+        if now >= token.expires_at {
+            return None;
+        }
+        if older {
+            // Still in use: kept through the next turn of the generations.
+            let dropped = self
+                .tokens
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, token.clone());
+            drop(dropped);
+        }
+        Some(token)
     }
 
     /// Remembers a token that passed every check, or that this replica just signed
-    /// (its claims are what verifying its text yields); drops expired ones when full.
-    pub(crate) fn put(&self, text: &str, token: Arc<TaskToken>, now: i64) {
+    /// (its claims are what verifying its text yields).
+    pub(crate) fn put(&self, text: &str, token: Arc<TaskToken>) {
         let key = key(text);
-        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
-        if tokens.len() >= MAX_TOKENS {
-            tokens.retain(|_, t| now < t.expires_at);
-            if tokens.len() >= MAX_TOKENS {
-                tokens.clear();
-            }
-        }
-        tokens.insert(key, token);
+        let dropped = self
+            .tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, token);
+        drop(dropped);
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        tokens.newer.len() + tokens.older.len()
     }
 }
 
@@ -108,6 +158,55 @@ mod tests {
     use mandate_jose::{Alg, SigningKey};
 
     use super::*;
+
+    fn token(expires_at: i64) -> Arc<TaskToken> {
+        Arc::new(TaskToken {
+            issuer: "https://mandate.test".into(),
+            jti: "j".into(),
+            tenant: mandate_types::TenantId::generate(),
+            subject: "alice".into(),
+            actors: vec![AgentId::generate()],
+            audience: vec!["https://mandate.test/mcp".into()],
+            issued_at: 0,
+            expires_at,
+            scope: vec!["bank.get_balance".into()],
+            mandate: None,
+            authorization_details: None,
+            cnf_jkt: None,
+        })
+    }
+
+    #[test]
+    fn tokens_in_use_stay_remembered_and_the_memory_is_bounded() {
+        let memory = VerifiedTokens::default();
+        memory.put("in use", token(100));
+        memory.put("unused", token(100));
+        memory.put("expired", token(10));
+        assert!(
+            memory.unexpired("expired", 10).is_none(),
+            "expired at its exp"
+        );
+        assert!(memory.unexpired("never seen", 10).is_none());
+        for round in 0..5 {
+            for i in 0..GENERATION {
+                memory.put(&format!("{round}-{i}"), token(100));
+            }
+            assert!(
+                memory.held() <= 2 * GENERATION,
+                "{} tokens held",
+                memory.held()
+            );
+            assert!(
+                memory.unexpired("in use", 50).is_some(),
+                "a token presented every generation was forgotten in round {round}"
+            );
+        }
+        assert!(
+            memory.unexpired("unused", 50).is_none(),
+            "a token nobody presents is dropped after two generations"
+        );
+        assert!(memory.unexpired("4-0", 50).is_some());
+    }
 
     #[test]
     fn client_keys_follow_the_agents_registered_jwks() {
