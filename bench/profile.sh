@@ -2,18 +2,20 @@
 # What one gateway call or one task token costs the server, counted rather than timed,
 # so that a change can be compared before and after on a noisy machine.
 #
-#   bash bench/profile.sh gateway|tokens [SECONDS] [--callgrind]
+#   bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind]
 #                         [--database-url postgres://…/mandate_profile_bench]
-#   (default: 5 s measured, once the load is running)
+#   (default: 5 s measured, once the load is running, on 16 connections)
 #
-# The load is the one of bench/gateway-overhead.sh (`tools/call` through the gateway on
-# 16 connections; its direct phase runs first and is not counted) or of
-# bench/token-issuance.sh (client_credentials + private_key_jwt, 16 connections, 64
-# agents). Requests are counted from the server's own /metrics (`mandate_http_requests`
+# The load is the one of bench/gateway-overhead.sh (`tools/call` through the gateway;
+# its direct phase runs first and is not counted) or of bench/token-issuance.sh
+# (client_credentials + private_key_jwt, 64 agents), on CONNECTIONS keep-alive
+# connections: 1 shows what a lone request costs, where the hand-offs between threads
+# weigh most. Requests are counted from the server's own /metrics (`mandate_http_requests`
 # of the route), read when the window opens and when it closes.
 #
 # Without --callgrind (needs `perf`): per request, each system call made more than once
-# per hundred requests, and context switches. With --callgrind (needs valgrind): the
+# per hundred requests, and context switches, in all and by group of threads (the
+# async workers, the SQLite connections' threads, the WAL's sync thread, the rest). With --callgrind (needs valgrind): the
 # server runs under callgrind, and what is printed is instructions per request and the
 # functions that take most of them (inclusive); callgrind counts the same work the same
 # way from run to run, which a timing on a shared 2-core VM does not. Valgrind does
@@ -30,10 +32,11 @@ callgrind=false
 if [[ " ${flags[*]} " == *" --callgrind "* ]]; then callgrind=true; fi
 what=${positional[0]:-}
 seconds=${positional[1]:-5}
+connections=${positional[2]:-16}
 case "$what" in
   gateway) example=gateway_load; route='/mcp/{server}' ;;
   tokens) example=token_load; route='/oauth2/token' ;;
-  *) echo "usage: bash bench/profile.sh gateway|tokens [SECONDS] [--callgrind] [--database-url URL]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind] [--database-url URL]" >&2; exit 2 ;;
 esac
 if $callgrind; then
   command -v valgrind >/dev/null || { echo "--callgrind needs valgrind (apt-get install valgrind)" >&2; exit 2; }
@@ -71,9 +74,9 @@ if $callgrind; then slow=8; fi
 span=$((seconds * slow + 30))
 case "$what" in
   gateway) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
-             --warmup 1 --connections 16 --no-proxy >"$work/load.log" 2>&1 & ;;
+             --warmup 1 --connections "$connections" --no-proxy >"$work/load.log" 2>&1 & ;;
   tokens) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
-            --connections 16 --agents 64 >"$work/load.log" 2>&1 & ;;
+            --connections "$connections" --agents 64 >"$work/load.log" 2>&1 & ;;
 esac
 generator=$!
 trap 'kill $generator 2>/dev/null || true; bench_stop; rm -rf "${cg_dir:-/nonexistent}"' EXIT
@@ -89,8 +92,8 @@ for _ in $(seq 1 1200); do
 done
 sleep 1
 
-echo "== profile: $what, store $store, $seconds s under load$($callgrind && echo ', under callgrind')"
-echo "   command: bash bench/profile.sh $what $seconds$($callgrind && echo ' --callgrind')${database_url:+ --database-url $database_url}"
+echo "== profile: $what, store $store, $connections connections, $seconds s under load$($callgrind && echo ', under callgrind')"
+echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${database_url:+ --database-url $database_url}"
 if $callgrind; then
   callgrind_control -z "$server" >/dev/null 2>&1
   callgrind_control -i on "$server" >/dev/null 2>&1
@@ -116,7 +119,7 @@ else
     events="$events,syscalls:sys_enter_$call"
   done
   started=$(date +%s.%N)
-  perf stat -x, -e "$events" -p "$server" -- sleep "$seconds" 2>"$work/perf.csv"
+  perf stat --per-thread -x, -e "$events" -p "$server" -- sleep "$seconds" 2>"$work/perf.csv"
   after=$(answered)
   # perf counts for SECONDS; the requests were read around its attach and detach too:
   # the window's share of them, at the rate seen over the whole span.
@@ -125,18 +128,35 @@ else
   echo "   requests    about $requests in the $seconds s window ($((after - before)) over the $took s perf took)"
   echo "   per request (events seen at least once per 100 requests):"
   REQ=$requests python3 -c '
-import csv, os, sys
+import collections, csv, os, sys
 n = max(int(os.environ["REQ"]), 1)
-rows = []
+switches = "context-switches"
+# perf --per-thread names each row comm-tid; comm is cut to 15 characters.
+groups = [("tokio-rt-worker", "async workers"), ("sqlx-sqlite-wor", "SQLite connections"),
+          ("mandate-wal-syn", "WAL sync"), ("", "other threads")]
+by = collections.defaultdict(collections.Counter)
 for r in csv.reader(open(sys.argv[1])):
-    if len(r) < 3 or not r[0].strip().isdigit():
+    if len(r) < 4 or not r[1].strip().isdigit():
         continue
-    rows.append((int(r[0]) / n, r[2].replace("syscalls:sys_enter_", "")))
-rows.sort(reverse=True)
-syscalls = sum(v for v, name in rows if name != "context-switches")
+    comm = r[0].rsplit("-", 1)[0]
+    group = next(name for prefix, name in groups if comm.startswith(prefix))
+    by[group][r[3].replace("syscalls:sys_enter_", "")] += int(r[1])
+total = collections.Counter()
+for counts in by.values():
+    total.update(counts)
+rows = sorted(((v / n, name) for name, v in total.items()), reverse=True)
 for v, name in rows:
     if v >= 0.01:
         print(f"     {v:7.2f}  {name}")
-print(f"     {syscalls:7.2f}  system calls in all")' "$work/perf.csv"
+def calls(c):
+    return sum(v for name, v in c.items() if name != switches)
+print(f"     {calls(total) / n:7.2f}  system calls in all")
+print("   by thread group (context switches · system calls · the calls made at least 0.5 times):")
+for _, group in groups:
+    c = by.get(group)
+    if not c:
+        continue
+    top = " ".join(f"{name} {v / n:.2f}" for name, v in c.most_common() if name != switches and v / n >= 0.5)
+    print(f"     {group:20} {c[switches] / n:6.2f} · {calls(c) / n:6.2f} · {top}")' "$work/perf.csv"
 fi
 echo "   machine: $(nproc) cores; $(uname -sr)"
