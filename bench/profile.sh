@@ -15,12 +15,13 @@
 #
 # Without --callgrind (needs `perf`): per request, each system call made more than once
 # per hundred requests, and context switches, in all and by group of threads (the
-# async workers, the SQLite connections' threads, the WAL's sync thread, the rest). With --callgrind (needs valgrind): the
-# server runs under callgrind, and what is printed is instructions per request and the
-# functions that take most of them (inclusive); callgrind counts the same work the same
-# way from run to run, which a timing on a shared 2-core VM does not. Valgrind does
-# not emulate SHA-NI, so SHA-256 is overcounted there. On PostgreSQL, the database
-# server's own work is not counted (it is another process).
+# groups of the other scripts' CPU by thread, with the WAL's sync thread apart from the
+# rest). With --callgrind (needs valgrind): the server runs under callgrind, and what
+# is printed is instructions per request and the functions that take most of them
+# (inclusive); callgrind counts the same work the same way from run to run, which a
+# timing on a shared 2-core VM does not. Valgrind does not emulate SHA-NI, so SHA-256
+# is overcounted there. On PostgreSQL, the database server's own work is not counted
+# (it is another process).
 #
 # MANDATE_BIN: another build, for A/B pairs. --database-url: the database is dropped and
 # created fresh (its name must contain `bench`).
@@ -131,8 +132,9 @@ else
 import collections, csv, os, sys
 n = max(int(os.environ["REQ"]), 1)
 switches = "context-switches"
-# perf --per-thread names each row comm-tid; comm is cut to 15 characters.
-groups = [("tokio-rt-worker", "async workers"), ("sqlx-sqlite-wor", "SQLite connections"),
+# perf --per-thread names each row comm-tid; comm is cut to 15 characters. The groups
+# are those of `cpu_by_thread` (crates/mandate/examples/support), WAL sync apart.
+groups = [("tokio-rt", "async workers"), ("sqlx-sqlite", "SQLite threads"),
           ("mandate-wal-syn", "WAL sync"), ("", "other threads")]
 by = collections.defaultdict(collections.Counter)
 for r in csv.reader(open(sys.argv[1])):
