@@ -12,6 +12,9 @@
 #
 # Sets: work (a temporary directory, removed at exit; the data directory is $work/data),
 # base (http://127.0.0.1:PORT), server (the server's pid), store (sqlite | postgres).
+# MANDATE_LOG sets the server's log filter (default warn) and KEEP_LOG=FILE keeps its log
+# there: MANDATE_LOG=warn,mandate_core::ledger=trace logs each ledger batch's size and
+# commit time ("audit batch committed events=… micros=…").
 # A --database-url names a database that is DROPPED and created fresh (and dropped again
 # at exit), so its name must contain `bench`.
 
@@ -74,5 +77,6 @@ bench_stop() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   if [ -n "$bench_admin_db" ]; then psql "$bench_admin_db" -qtAc "DROP DATABASE IF EXISTS $bench_db" >/dev/null || true; fi
+  if [ -n "${KEEP_LOG:-}" ]; then cp "$work/server.log" "$KEEP_LOG" || true; fi
   rm -rf "$work"
 }

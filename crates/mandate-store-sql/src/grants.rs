@@ -20,36 +20,17 @@ macro_rules! sql_grants {
             let mut mandates: Vec<String> = grants.iter().filter_map(|g| g.mandate_id.map(|m| m.to_string())).collect();
             mandates.sort_unstable();
             mandates.dedup();
-            let mut live: ::std::collections::HashMap<(String, String), i64> = ::std::collections::HashMap::new();
+            let mut live = LiveMandates::default();
             if !mandates.is_empty() {
-                let mut q = ::sqlx::QueryBuilder::<$db>::new(
-                    // The status is compared here, not in SQL: SQLite's planner, without
-                    // statistics, preferred the index on status (every active mandate)
-                    // to the list of keys.
-                    "SELECT id, tenant_id, expires_at, status FROM mandates WHERE id IN (",
-                );
-                let mut ids = q.separated(", ");
-                for id in &mandates {
-                    ids.push_bind(id.clone());
-                }
-                q.push(")").push(LOCK_LIVE_MANDATES);
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("");
+                push_live_mandates(&mut q, &mandates);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
-                    let status: String = row.try_get("status").map_err(corrupt)?;
-                    if status != "active" {
-                        continue;
-                    }
-                    live.insert(
-                        (row.try_get("id").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?),
-                        row.try_get("expires_at").map_err(corrupt)?,
-                    );
+                    live.read(&row)?;
                 }
             }
             for (slot, grant) in refused.iter_mut().zip(grants) {
-                if let Some(mandate) = grant.mandate_id {
-                    let key = (mandate.to_string(), grant.tenant_id.to_string());
-                    if !live.get(&key).is_some_and(|expires| *expires > micros(grant.issued_at)) {
-                        *slot = Some(Refusal::Missing { what: "live mandate".into() });
-                    }
+                if let Some(why) = live.refusal(grant) {
+                    *slot = Some(why);
                 }
             }
             // Then the parents: checked live in one statement, serialised against a
@@ -83,26 +64,76 @@ macro_rules! sql_grants {
             }
             let written: Vec<&Grant> = grants.iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(g, _)| *g).collect();
             for chunk in written.chunks(GRANT_ROWS_PER_INSERT) {
-                let mut rows = Vec::with_capacity(chunk.len());
-                for g in chunk {
-                    rows.push((*g, to_text(*g)?));
-                }
-                let mut insert = ::sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ",
-                );
-                insert.push_values(rows, |mut b, (g, doc)| {
-                    b.push_bind(g.jti.clone())
-                        .push_bind(g.tenant_id.to_string())
-                        .push_bind(g.mandate_id.map(|m| m.to_string()))
-                        .push_bind(g.agent_id.to_string())
-                        .push_bind(g.parent_jti.clone())
-                        .push_bind(micros(g.expires_at))
-                        .push_bind(g.revoked_at.map(micros))
-                        .push_bind(doc);
-                });
+                let mut insert = ::sqlx::QueryBuilder::<$db>::new("");
+                push_grants_insert(&mut insert, chunk)?;
                 insert.build().execute(&mut **tx).await.map_err(|e| store_error(e, "grant"))?;
             }
             Ok(refused)
+        }
+
+        /// `INSERT INTO grants …` of `chunk` (at most `GRANT_ROWS_PER_INSERT`), pushed onto `q`.
+        fn push_grants_insert(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for g in chunk {
+                rows.push((*g, to_text(*g)?));
+            }
+            q.push("INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ");
+            q.push_values(rows, |mut b, (g, doc)| {
+                b.push_bind(g.jti.clone())
+                    .push_bind(g.tenant_id.to_string())
+                    .push_bind(g.mandate_id.map(|m| m.to_string()))
+                    .push_bind(g.agent_id.to_string())
+                    .push_bind(g.parent_jti.clone())
+                    .push_bind(micros(g.expires_at))
+                    .push_bind(g.revoked_at.map(micros))
+                    .push_bind(doc);
+            });
+            Ok(())
+        }
+
+        /// The read of the mandates new grants depend on, pushed onto `q`; each row is
+        /// read by [`LiveMandates::read`]. The status is compared there, not in SQL:
+        /// SQLite's planner, without statistics, preferred the index on status (every
+        /// active mandate) to the list of keys.
+        fn push_live_mandates(q: &mut ::sqlx::QueryBuilder<'static, $db>, ids: &[String]) {
+            q.push("SELECT id, tenant_id, expires_at, status FROM mandates WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(id.clone());
+            }
+            q.push(")").push(LOCK_LIVE_MANDATES);
+        }
+
+        /// The active mandates among those read (id, tenant) and when each ends (micros).
+        #[derive(Default)]
+        struct LiveMandates(::std::collections::HashMap<(String, String), i64>);
+
+        impl LiveMandates {
+            /// Whether `row` is a row of [`push_live_mandates`]'s read (a script's other
+            /// statements return other columns).
+            fn is_mandate_row(row: &DbRow) -> bool {
+                row.try_column("status").is_ok()
+            }
+
+            fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {
+                let status: String = row.try_get("status").map_err(corrupt)?;
+                if status == "active" {
+                    self.0.insert(
+                        (row.try_get("id").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?),
+                        row.try_get("expires_at").map_err(corrupt)?,
+                    );
+                }
+                Ok(())
+            }
+
+            /// Why `grant` may not be written: its mandate is not active, or ends before
+            /// the grant was issued.
+            fn refusal(&self, grant: &Grant) -> Option<Refusal> {
+                let mandate = grant.mandate_id?;
+                let key = (mandate.to_string(), grant.tenant_id.to_string());
+                (!self.0.get(&key).is_some_and(|expires| *expires > micros(grant.issued_at)))
+                    .then(|| Refusal::Missing { what: "live mandate".into() })
+            }
         }
 
         /// Revokes `jti` and every grant delegated from it inside `tx` (see
@@ -187,19 +218,42 @@ macro_rules! sql_grants {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             used: &[&UsedAssertion],
         ) -> Result<Vec<bool>, StoreError> {
-            let mut inserted: ::std::collections::HashSet<(String, String)> = ::std::collections::HashSet::new();
+            let mut claimed = Claimed::default();
             for chunk in used.chunks(JTI_ROWS_PER_INSERT) {
-                let mut q = ::sqlx::QueryBuilder::<$db>::new("INSERT INTO used_jtis (issuer, jti, expires_at) ");
-                q.push_values(chunk, |mut b, u| {
-                    b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
-                });
-                q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("");
+                push_jti_claims(&mut q, chunk);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
-                    inserted.insert((row.try_get("issuer").map_err(corrupt)?, row.try_get("jti").map_err(corrupt)?));
+                    claimed.read(&row)?;
                 }
             }
-            // `remove`: a second use of one assertion within `used` is a replay too.
-            Ok(used.iter().map(|u| inserted.remove(&(u.issuer.clone(), u.jti.clone()))).collect())
+            Ok(claimed.fresh(used))
+        }
+
+        /// The claim of `chunk`'s assertions (at most `JTI_ROWS_PER_INSERT`), pushed onto
+        /// `q`: the rows it returns, read by [`Claimed::read`], are the claims that were new.
+        fn push_jti_claims(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
+            q.push("INSERT INTO used_jtis (issuer, jti, expires_at) ");
+            q.push_values(chunk, |mut b, u| {
+                b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
+            });
+            q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+        }
+
+        /// The assertions [`push_jti_claims`] recorded for the first time.
+        #[derive(Default)]
+        struct Claimed(::std::collections::HashSet<(String, String)>);
+
+        impl Claimed {
+            fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {
+                self.0.insert((row.try_get("issuer").map_err(corrupt)?, row.try_get("jti").map_err(corrupt)?));
+                Ok(())
+            }
+
+            /// Per assertion of `used`, whether this was its first use. `remove`: a second
+            /// use of one assertion within `used` is a replay too.
+            fn fresh(mut self, used: &[&UsedAssertion]) -> Vec<bool> {
+                used.iter().map(|u| self.0.remove(&(u.issuer.clone(), u.jti.clone()))).collect()
+            }
         }
 
         /// Rows per multi-row INSERT of assertion uses (3 parameters each).
@@ -207,12 +261,15 @@ macro_rules! sql_grants {
 
         /// Forgets assertions that expired before `now` (they can no longer be replayed).
         async fn purge_jtis(tx: &mut ::sqlx::Transaction<'_, $db>, now: DateTime<Utc>) -> Result<(), StoreError> {
-            ::sqlx::query("DELETE FROM used_jtis WHERE expires_at < $1")
-                .bind(micros(now))
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
+            let mut q = ::sqlx::QueryBuilder::<$db>::new("");
+            push_jti_purge(&mut q, now);
+            q.build().execute(&mut **tx).await.map_err(unavailable)?;
             Ok(())
+        }
+
+        /// The statement of [`purge_jtis`], pushed onto `q`.
+        fn push_jti_purge(q: &mut ::sqlx::QueryBuilder<'static, $db>, now: DateTime<Utc>) {
+            q.push("DELETE FROM used_jtis WHERE expires_at < ").push_bind(micros(now));
         }
 
         #[async_trait]

@@ -20,6 +20,7 @@ mod accounts;
 mod calls;
 mod connections;
 mod directory;
+mod entries;
 mod grants;
 mod oauth;
 mod postgres;

@@ -204,6 +204,10 @@ pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_
 /// `append_on_head`).
 pub(crate) const DATA_MODIFYING_CTE: bool = true;
 
+/// PostgreSQL's extended protocol takes one statement per query: a ledger batch's entries
+/// go statement by statement (see `entries`).
+pub(crate) const BATCH_SCRIPTS: bool = false;
+
 /// What the check of grants' mandates appends to its `SELECT … FROM mandates`: a share
 /// lock on each row until the transaction ends. A final-state update of a mandate locks
 /// the row for update: it waits for the grants to commit (and then revokes them with the

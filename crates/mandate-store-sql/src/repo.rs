@@ -370,21 +370,42 @@ macro_rules! sql_store {
             chained: &[Event],
             own_transaction: bool,
         ) -> Result<bool, StoreError> {
-            let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
+            if chained.is_empty() {
                 return Ok(true);
+            }
+            let mut q = ::sqlx::QueryBuilder::<$db>::new(if own_transaction && !DATA_MODIFYING_CTE {
+                "BEGIN IMMEDIATE; "
+            } else {
+                ""
+            });
+            push_on_head(&mut q, chained)?;
+            if own_transaction && !DATA_MODIFYING_CTE {
+                q.push("; COMMIT");
+            }
+            // The head moved (and every event went in) or nothing was written.
+            let moved = if DATA_MODIFYING_CTE {
+                q.build().execute(executor).await.map(|done| done.rows_affected() > 0)
+            } else {
+                // Counted by the UPDATE's returned row: a script's `rows_affected` adds
+                // what SQLite reports after BEGIN and COMMIT, the last count it kept.
+                q.build().fetch_all(executor).await.map(|rows| rows.len() == 1)
+            };
+            moved.map_err(|e| store_error(e, "audit event"))
+        }
+
+        /// The statement(s) of [`append_on_head`] for `chained` (not empty), pushed onto
+        /// `q`: on SQLite two, of which the head's UPDATE returns one row if it moved.
+        fn push_on_head(q: &mut ::sqlx::QueryBuilder<'static, $db>, chained: &[Event]) -> Result<(), StoreError> {
+            let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
+                return Err(StoreError::Corrupt("an empty batch chained on a head".to_owned()));
             };
             let from = first
                 .seq
                 .checked_sub(1)
                 .ok_or_else(|| StoreError::Corrupt("an event chained before the genesis".to_owned()))?;
-            let begin = if DATA_MODIFYING_CTE {
-                "WITH moved AS ("
-            } else if own_transaction {
-                "BEGIN IMMEDIATE; "
-            } else {
-                ""
-            };
-            let mut q = ::sqlx::QueryBuilder::<$db>::new(begin);
+            if DATA_MODIFYING_CTE {
+                q.push("WITH moved AS (");
+            }
             q.push("UPDATE audit_heads SET seq = ")
                 .push_bind(seq_param(last.seq)?)
                 .push(", hash = ")
@@ -397,26 +418,15 @@ macro_rules! sql_store {
                 .push_bind(first.prev_hash.clone());
             if DATA_MODIFYING_CTE {
                 q.push(format!(" RETURNING 1) INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
-                push_event_values(&mut q, chained)?;
+                push_event_values(q, chained)?;
                 q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
             } else {
                 // `changes()`: the rows the UPDATE just moved (1, or 0 from a stale head).
                 q.push(format!(" RETURNING 1; INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
-                push_event_values(&mut q, chained)?;
+                push_event_values(q, chained)?;
                 q.push(") WHERE changes() = 1");
-                if own_transaction {
-                    q.push("; COMMIT");
-                }
             }
-            // The head moved (and every event went in) or nothing was written.
-            let moved = if DATA_MODIFYING_CTE {
-                q.build().execute(executor).await.map(|done| done.rows_affected() > 0)
-            } else {
-                // Counted by the UPDATE's returned row: a script's `rows_affected` adds
-                // what SQLite reports after BEGIN and COMMIT, the last count it kept.
-                q.build().fetch_all(executor).await.map(|rows| rows.len() == 1)
-            };
-            moved.map_err(|e| store_error(e, "audit event"))
+            Ok(())
         }
 
         /// The checks of [`append_on_head`], run by each adapter's tests on a store
@@ -649,84 +659,6 @@ macro_rules! sql_store {
             }
         }
 
-        /// The checks and writes of a batch's entries inside its transaction, one
-        /// statement per step for the whole batch (see [`Entry`] for the order and what a
-        /// refusal leaves): per entry, `None` when it passed or why it was refused.
-        async fn write_entries(
-            tx: &mut ::sqlx::Transaction<'_, $db>,
-            batch: &[Entry],
-            now: DateTime<Utc>,
-            purged: &$crate::PurgeClock,
-        ) -> Result<(Vec<Option<Refusal>>, Vec<Option<Vec<String>>>), StoreError> {
-            let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
-            let used: Vec<(usize, &UsedAssertion)> = batch
-                .iter()
-                .enumerate()
-                .flat_map(|(i, e)| e.assertions.iter().map(move |u| (i, u)))
-                .collect();
-            if !used.is_empty() {
-                if purged.due(now) {
-                    purge_jtis(tx, now).await?;
-                }
-                let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
-                let fresh = claim_jtis_in(tx, &claims).await?;
-                for ((entry, claim), fresh) in used.iter().zip(fresh) {
-                    if !fresh && let Some(slot @ None) = refused.get_mut(*entry) {
-                        *slot = Some(Refusal::Replay { issuer: claim.issuer.clone() });
-                    }
-                }
-            }
-            for (entry, slot) in batch.iter().zip(refused.iter_mut()) {
-                if let (None, Some(once)) = (&slot, &entry.once)
-                    && !use_once_in(tx, once.kind, &once.key_hash, now).await?
-                {
-                    *slot = Some(Refusal::Used);
-                }
-            }
-            let grants: Vec<(usize, &Grant)> = batch
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| refused.get(*i).is_some_and(Option::is_none))
-                .filter_map(|(i, e)| e.grant.as_ref().map(|g| (i, g)))
-                .collect();
-            if !grants.is_empty() {
-                let written: Vec<&Grant> = grants.iter().map(|(_, g)| *g).collect();
-                for ((entry, _), outcome) in grants.iter().zip(grants_in(tx, &written).await?) {
-                    if let (Some(slot), Some(why)) = (refused.get_mut(*entry), outcome) {
-                        *slot = Some(why);
-                    }
-                }
-            }
-            let mut revoked: Vec<Option<Vec<String>>> = vec![None; batch.len()];
-            for ((entry, slot), done) in batch.iter().zip(refused.iter_mut()).zip(revoked.iter_mut()) {
-                if let (None, Some(tree)) = (&slot, &entry.revoke) {
-                    match revoke_tree_in(tx, tree.tenant_id, &tree.jti, now).await? {
-                        Some(jtis) => *done = Some(jtis),
-                        None => *slot = Some(Refusal::Missing { what: "grant".into() }),
-                    }
-                }
-            }
-            let issued: Vec<&::mandate_store::OnceRecord> = batch
-                .iter()
-                .zip(&refused)
-                .filter(|(_, r)| r.is_none())
-                .filter_map(|(e, _)| e.issue.as_ref())
-                .collect();
-            if !issued.is_empty() {
-                // Issued records live long (a refresh token, until its mandate ends):
-                // those of their kinds that expired a day ago go now.
-                let mut kinds: Vec<::mandate_store::OnceKind> = issued.iter().map(|r| r.kind).collect();
-                kinds.dedup();
-                for kind in kinds {
-                    purge_once_in(tx, kind, now - ::chrono::Duration::days(1)).await?;
-                }
-                for record in issued {
-                    insert_once_in(tx, record).await?;
-                }
-            }
-            Ok((refused, revoked))
-        }
-
         impl $store {
             /// [`AuditLog::append_events`] on the ledger's connection.
             async fn append_events_on(
@@ -763,47 +695,6 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(unavailable)?;
                 self.remember_heads(&events);
                 Ok(events)
-            }
-
-            /// [`AuditLog::commit_entries`] on the ledger's connection.
-            async fn commit_entries_on(
-                &self,
-                conn: &mut <$db as ::sqlx::Database>::Connection,
-                batch: &[Entry],
-                at: DateTime<Utc>,
-            ) -> Result<Vec<Committed>, StoreError> {
-                let mut tx = ::sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
-                let mut outcomes: Vec<Committed> = Vec::with_capacity(batch.len());
-                let mut events = Vec::with_capacity(batch.len());
-                let (refusals, revocations) = write_entries(&mut tx, batch, at, &self.jtis_purged).await?;
-                let mut recorded_for: Vec<bool> = Vec::with_capacity(batch.len());
-                for ((entry, refused), revoked) in batch.iter().zip(refusals).zip(revocations) {
-                    let event = match (&entry.event, revoked) {
-                        // A revocation's event names what it revoked now; none: no event.
-                        (Some(event), Some(jtis)) if !jtis.is_empty() => Some(event.clone().with("revoked", jtis)),
-                        (_, Some(_)) => None,
-                        (event, None) => event.clone(),
-                    };
-                    recorded_for.push(refused.is_none() && event.is_some());
-                    match refused {
-                        None => {
-                            events.extend(event);
-                            outcomes.push(Ok(None));
-                        }
-                        Some(refused) => outcomes.push(Err(refused)),
-                    }
-                }
-                let recorded = self.append_remembered_in(&mut tx, &events, at).await?;
-                tx.commit().await.map_err(unavailable)?;
-                self.remember_heads(&recorded);
-                // The recorded events, in order, go to the entries that had one and passed.
-                let mut recorded = recorded.into_iter();
-                for (outcome, recorded_here) in outcomes.iter_mut().zip(recorded_for) {
-                    if let (Ok(slot), true) = (outcome, recorded_here) {
-                        *slot = recorded.next();
-                    }
-                }
-                Ok(outcomes)
             }
         }
 
@@ -1029,6 +920,7 @@ macro_rules! sql_store {
 
         $crate::directory::sql_directory!($store, $db);
         $crate::grants::sql_grants!($store, $db);
+        $crate::entries::sql_entries!($store, $db);
         $crate::calls::sql_calls!($store, $db);
         $crate::vault::sql_vault!($store, $db);
         $crate::connections::sql_connections!($store, $db);

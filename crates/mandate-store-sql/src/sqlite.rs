@@ -276,6 +276,11 @@ pub(crate) const SHARED: bool = false;
 /// `append_on_head`).
 pub(crate) const DATA_MODIFYING_CTE: bool = false;
 
+/// SQLite runs a script of statements with bound parameters in one hand-off to the
+/// connection's thread: a ledger batch of token entries goes as three scripts instead of
+/// six statements (see `entries`).
+pub(crate) const BATCH_SCRIPTS: bool = true;
+
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).
 pub(crate) const NOTIFY_REVOKED: Option<&str> = None;
@@ -334,6 +339,89 @@ mod tests {
             .await
             .unwrap();
         super::check_append_on_head(&store, &mut conn, tenant).await;
+    }
+
+    /// A batch of token entries goes as scripts on the head this process remembers; when
+    /// another process moved the head meanwhile, the scripts write nothing (not even the
+    /// assertions' claims) and the batch commits by the general path, chained on the
+    /// head as it is.
+    #[tokio::test]
+    async fn scripted_entries_on_a_moved_head_write_nothing_and_go_the_general_way() {
+        use mandate_audit::{EventKind, NewEvent};
+        use mandate_store::{AuditLog as _, Entry, Grants as _, UsedAssertion};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let other = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        let now = chrono::Utc::now();
+        let event = || NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
+        let entry = |n: &str| Entry {
+            assertions: vec![UsedAssertion {
+                issuer: "agt_1".into(),
+                jti: format!("j-{n}"),
+                expires_at: now + chrono::Duration::minutes(5),
+            }],
+            grant: Some(mandate_domain::Grant {
+                jti: format!("g-{n}"),
+                tenant_id: tenant,
+                mandate_id: None,
+                agent_id: mandate_types::AgentId::generate(),
+                parent_jti: None,
+                depth: 0,
+                scope: vec![],
+                cnf_jkt: None,
+                issued_at: now,
+                expires_at: now + chrono::Duration::minutes(5),
+                revoked_at: None,
+            }),
+            event: Some(event()),
+            ..Entry::default()
+        };
+        store.append_events(&[event()], now).await.unwrap();
+        // The remembered head: scripted, with a replay refused inside the batch.
+        let done = {
+            let mut writer = store.ledger_writer().await.unwrap();
+            let batch = [entry("1"), entry("1")];
+            store
+                .commit_entries_scripted(&mut writer, &batch, now)
+                .await
+                .unwrap()
+        };
+        let done = done.expect("the common batch takes the scripts");
+        assert_eq!(done[0].clone().unwrap().unwrap().seq, 2);
+        assert!(matches!(
+            done[1],
+            Err(mandate_store::Refusal::Replay { .. })
+        ));
+        store.sync_commits().await.unwrap();
+
+        // Another process appends: the head this one remembers is stale.
+        let moved = other.append_events(&[event()], now).await.unwrap();
+        let stale = {
+            let mut writer = store.ledger_writer().await.unwrap();
+            store
+                .commit_entries_scripted(&mut writer, &[entry("2")], now)
+                .await
+                .unwrap()
+        };
+        assert!(stale.is_none());
+        assert!(store.grant(tenant, "g-2").await.unwrap().is_none());
+        assert_eq!(store.audit_heads().await.unwrap()[0].1, moved[0].head());
+        // The claim was rolled back with the rest: the general path claims it now.
+        let done = store.commit_entries(&[entry("2")], now).await.unwrap();
+        let recorded = done[0].clone().unwrap().unwrap();
+        assert_eq!(
+            (recorded.seq, recorded.prev_hash),
+            (4, moved[0].hash.clone())
+        );
+        assert!(store.grant(tenant, "g-2").await.unwrap().is_some());
+        assert!(
+            !store
+                .claim_jti("agt_1", "j-2", now + chrono::Duration::minutes(5), now)
+                .await
+                .unwrap()
+        );
     }
 
     /// SQLite keeps no statistics: the batch's check of live parents must look its

@@ -489,54 +489,49 @@ fn issued(m: &Mandate, jti: &str) -> NewEvent {
         .with("jti", jti)
 }
 
-/// Entries of one batch: each commits its assertions, its grant and its event together;
-/// a refused one writes neither grant nor event (its assertions stay used), the others
-/// commit around it with an unbroken chain; a batch that fails writes nothing at all.
-pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<dyn Store>) {
-    let live = activated_mandate(&*store).await;
-    let ended = another_active_mandate(&*store, &live).await;
-    end_mandate(
-        &*store,
-        &ended,
-        MandateEvent::Revoke { reason: None },
-        t0() + Duration::minutes(1),
-    )
-    .await;
-    let before = store.audit_records(live.tenant_id, 0, 1_000).await.unwrap();
-    let head = before.last().map_or(0, |r| r.seq);
-    let at = t0() + Duration::minutes(2);
-    let mut late = grant_under(&ended, "e-3", None, 0);
+/// One batch of every kind of entry (`round` names its jtis) committed after the
+/// chain's `head`: the new head.
+async fn mixed_batch_commits_what_passed(
+    store: &dyn Store,
+    live: &Mandate,
+    ended: &Mandate,
+    at: DateTime<Utc>,
+    head: u64,
+    round: &str,
+) -> u64 {
+    let id = |name: &str| format!("{round}-{name}");
+    let mut late = grant_under(ended, &id("e-3"), None, 0);
     late.issued_at = at;
     let batch = vec![
         crate::Entry {
-            assertions: vec![used("j1")],
+            assertions: vec![used(&id("j1"))],
             once: None,
             revoke: None,
             issue: None,
-            grant: Some(grant_under(&live, "e-1", None, 0)),
-            event: Some(issued(&live, "e-1")),
+            grant: Some(grant_under(live, &id("e-1"), None, 0)),
+            event: Some(issued(live, &id("e-1"))),
         },
         // The same assertion again, in the same batch: a replay.
         crate::Entry {
-            assertions: vec![used("j1")],
+            assertions: vec![used(&id("j1"))],
             once: None,
             revoke: None,
             issue: None,
-            grant: Some(grant_under(&live, "e-2", None, 0)),
-            event: Some(issued(&live, "e-2")),
+            grant: Some(grant_under(live, &id("e-2"), None, 0)),
+            event: Some(issued(live, &id("e-2"))),
         },
         // Under a revoked mandate: refused, but its assertion is spent.
         crate::Entry {
-            assertions: vec![used("j3")],
+            assertions: vec![used(&id("j3"))],
             once: None,
             revoke: None,
             issue: None,
             grant: Some(late),
-            event: Some(issued(&ended, "e-3")),
+            event: Some(issued(ended, &id("e-3"))),
         },
-        crate::Entry::event(issued(&live, "e-4")),
+        crate::Entry::event(issued(live, &id("e-4"))),
         crate::Entry {
-            assertions: vec![used("j5")],
+            assertions: vec![used(&id("j5"))],
             ..crate::Entry::default()
         },
     ];
@@ -559,13 +554,31 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     );
     assert_eq!(fourth.prev_hash, first.hash);
     assert_eq!(outcomes[4], Ok(None));
-    assert!(store.grant(live.tenant_id, "e-1").await.unwrap().is_some());
-    assert!(store.grant(live.tenant_id, "e-2").await.unwrap().is_none());
-    assert!(store.grant(live.tenant_id, "e-3").await.unwrap().is_none());
-    for jti in ["j1", "j3", "j5"] {
+    assert!(
+        store
+            .grant(live.tenant_id, &id("e-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .grant(live.tenant_id, &id("e-2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .grant(live.tenant_id, &id("e-3"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for jti in [id("j1"), id("j3"), id("j5")] {
         assert!(
             !store
-                .claim_jti("agt_1", jti, t0() + Duration::minutes(5), at)
+                .claim_jti("agt_1", &jti, t0() + Duration::minutes(5), at)
                 .await
                 .unwrap(),
             "{jti} was used"
@@ -576,7 +589,30 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .await
         .unwrap();
     assert_eq!(after.len(), 2, "only the committed entries' events");
+    head + 2
+}
 
+/// Entries of one batch: each commits its assertions, its grant and its event together;
+/// a refused one writes neither grant nor event (its assertions stay used), the others
+/// commit around it with an unbroken chain; a batch that fails writes nothing at all.
+pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<dyn Store>) {
+    let live = activated_mandate(&*store).await;
+    let ended = another_active_mandate(&*store, &live).await;
+    end_mandate(
+        &*store,
+        &ended,
+        MandateEvent::Revoke { reason: None },
+        t0() + Duration::minutes(1),
+    )
+    .await;
+    let before = store.audit_records(live.tenant_id, 0, 1_000).await.unwrap();
+    let mut head = before.last().map_or(0, |r| r.seq);
+    let at = t0() + Duration::minutes(2);
+    // Twice: the second batch follows one this store committed (an adapter may take
+    // another way for it, e.g. chaining on a head it remembers).
+    for round in ["a", "b"] {
+        head = mixed_batch_commits_what_passed(&*store, &live, &ended, at, head, round).await;
+    }
     // A batch the database refuses (a grant whose jti is taken) writes nothing, not even
     // the entries before the one that failed.
     let failing = vec![
@@ -593,8 +629,8 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
             once: None,
             revoke: None,
             issue: None,
-            grant: Some(grant_under(&live, "e-1", None, 0)),
-            event: Some(issued(&live, "e-1 again")),
+            grant: Some(grant_under(&live, "a-e-1", None, 0)),
+            event: Some(issued(&live, "a-e-1 again")),
         },
     ];
     assert!(store.commit_entries(&failing, at).await.is_err());
@@ -603,7 +639,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .audit_records(live.tenant_id, head, 1_000)
         .await
         .unwrap();
-    assert_eq!(unchanged.len(), 2);
+    assert_eq!(unchanged.len(), 0);
     assert!(
         store
             .claim_jti("agt_1", "j6", t0() + Duration::minutes(5), at)
@@ -616,7 +652,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .commit_entries(&[crate::Entry::event(issued(&live, "e-8"))], at)
         .await
         .unwrap();
-    assert_eq!(next[0].clone().unwrap().unwrap().seq, head + 3);
+    assert_eq!(next[0].clone().unwrap().unwrap().seq, head + 1);
 
     // An authorization code spent by the entry that issues with it: once. A second
     // entry spending it, in the same batch or a later one, is refused with nothing
@@ -824,14 +860,14 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
     }
     assert_eq!(wins, 1);
     let raced = store
-        .audit_records(live.tenant_id, head + 3, 1_000)
+        .audit_records(live.tenant_id, head + 1, 1_000)
         .await
         .unwrap();
     assert_eq!(raced.len(), 1);
 
     // A revocation's entry: the tree revoked in the batch, its event naming what was
     // revoked now; nothing left to revoke, no event; an unknown grant, refused.
-    let child = grant_under(&live, "e-1-child", Some("e-1"), 1);
+    let child = grant_under(&live, "e-1-child", Some("a-e-1"), 1);
     store.insert_grant(&child).await.unwrap();
     let revoke = |jti: &str| crate::Entry {
         revoke: Some(crate::RevokeTree {
@@ -844,7 +880,7 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         ..crate::Entry::default()
     };
     let revoked = store
-        .commit_entries(&[revoke("e-1"), revoke("e-1"), revoke("nope")], at)
+        .commit_entries(&[revoke("a-e-1"), revoke("a-e-1"), revoke("nope")], at)
         .await
         .unwrap();
     let event = revoked[0].clone().unwrap().unwrap();
@@ -855,10 +891,10 @@ pub async fn entries_commit_their_writes_with_their_event_or_nothing(store: Arc<
         .map(|v| v.as_str().unwrap())
         .collect();
     named.sort_unstable();
-    assert_eq!(named, ["e-1", "e-1-child"]);
+    assert_eq!(named, ["a-e-1", "e-1-child"]);
     assert_eq!(revoked[1], Ok(None), "nothing left to revoke: no event");
     assert!(matches!(revoked[2], Err(crate::Refusal::Missing { .. })));
-    for jti in ["e-1", "e-1-child"] {
+    for jti in ["a-e-1", "e-1-child"] {
         let g = store.grant(live.tenant_id, jti).await.unwrap().unwrap();
         assert!(g.revoked_at.is_some(), "{jti}");
     }
