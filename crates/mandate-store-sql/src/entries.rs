@@ -6,18 +6,21 @@
 //! Every step is one statement for the whole batch. On SQLite, where a statement is a
 //! hand-off to the connection's thread and back, and the ledger's writer waits for each
 //! while appenders queue, the common batch (assertions, grants under mandates, events)
-//! goes as three scripts instead of six statements:
+//! goes as two scripts instead of six statements:
 //!
 //! ```text
-//!   1. BEGIN IMMEDIATE; [purge expired jtis;] claim the jtis; read the mandates
-//!   2. insert the grants that passed; move the head from where the events start; insert
-//!      the events if it moved
-//!   3. COMMIT                    (the head had moved: ROLLBACK, and the general path)
+//!   1. BEGIN IMMEDIATE; [purge expired jtis;] claim the jtis; read the mandates; read
+//!      the chain's head
+//!   2. move the head from there to the last event; insert the events if it moved; insert
+//!      the grants that passed if the head is at the last event; COMMIT
 //! ```
 //!
-//! BEGIN IMMEDIATE takes the write lock before the mandates are read, so the check is
-//! serialised against the update that ends a mandate exactly as on the general path
-//! (whose first statement, the jtis' INSERT, takes it there).
+//! BEGIN IMMEDIATE takes the write lock before anything is read, so the mandates' check
+//! is serialised against the update that ends a mandate exactly as on the general path
+//! (whose first statement, the jtis' INSERT, takes it there), and the head read is the
+//! head: the compare-and-swap that moves it cannot fail. Were it to fail all the same,
+//! neither events nor grants would be written, only the claims, and the batch fails
+//! (nothing is issued; a claimed assertion without its token is what a refusal leaves).
 
 macro_rules! sql_entries {
     ($store:ty, $db:ty) => {
@@ -177,6 +180,34 @@ macro_rules! sql_entries {
             }
         }
 
+        /// The second script of [`commit_entries_scripted`](Self::commit_entries_scripted):
+        /// `chained` moves the head and goes in only from where it starts; `written` goes in
+        /// only if the head then is at `chained`'s last event (without events, always);
+        /// then COMMIT. It returns one row if the head moved.
+        fn commit_script(chained: &[Event], written: &[&Grant]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
+            let mut q = ::sqlx::QueryBuilder::<$db>::new("");
+            if let Some(last) = chained.last() {
+                push_on_head(&mut q, chained)?;
+                if !written.is_empty() {
+                    q.push("; INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) SELECT * FROM (");
+                    push_grant_values(&mut q, written)?;
+                    q.push(") WHERE EXISTS (SELECT 1 FROM audit_heads WHERE tenant_id = ")
+                        .push_bind(last.tenant_id.to_string())
+                        .push(" AND seq = ")
+                        .push_bind(seq_param(last.seq)?)
+                        .push(" AND hash = ")
+                        .push_bind(last.hash.clone())
+                        .push(")");
+                }
+                q.push("; ");
+            } else if !written.is_empty() {
+                push_grants_insert(&mut q, written)?;
+                q.push("; ");
+            }
+            q.push("COMMIT");
+            Ok(q)
+        }
+
         impl $store {
             /// [`AuditLog::commit_entries`] on the ledger's connection.
             async fn commit_entries_on(
@@ -204,26 +235,22 @@ macro_rules! sql_entries {
                 Ok(outcomes.recorded(recorded))
             }
 
-            /// [`Self::commit_entries_on`] for the common batch, in three scripts (see the
+            /// [`Self::commit_entries_on`] for the common batch, in two scripts (see the
             /// module's header): `None` when the batch is not of that shape (an entry that
             /// spends or issues a once-only record, revokes, or delegates from a parent
-            /// grant; events of several tenants, or of one whose head this process does not
-            /// remember) or the head moved, with nothing written: the batch then takes the
-            /// general path. Any error rolls the transaction back.
+            /// grant; events of several tenants, or of one with no chain yet), with nothing
+            /// written: the batch then takes the general path. An error before the second
+            /// script's COMMIT rolls everything back.
             async fn commit_entries_scripted(
                 &self,
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 batch: &[Entry],
                 at: DateTime<Utc>,
             ) -> Result<Option<Vec<Committed>>, StoreError> {
-                let mut tenants = batch
-                    .iter()
-                    .filter_map(|e| e.event.as_ref())
-                    .map(|e| e.tenant_id);
+                let mut tenants = batch.iter().filter_map(|e| e.event.as_ref()).map(|e| e.tenant_id);
                 let tenant = tenants.next();
                 let common = batch.len() <= AUDIT_ROWS_PER_INSERT
                     && tenants.all(|t| Some(t) == tenant)
-                    && tenant.is_none_or(|t| self.remembered_head(t).is_some())
                     && batch.iter().all(|e| {
                         e.once.is_none()
                             && e.revoke.is_none()
@@ -231,20 +258,14 @@ macro_rules! sql_entries {
                             && e.grant.as_ref().is_none_or(|g| g.parent_jti.is_none())
                     });
                 let used = assertions_used(batch);
-                let grants: Vec<(usize, &Grant)> = batch
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, e)| e.grant.as_ref().map(|g| (i, g)))
-                    .collect();
-                if !common
-                    || used.len() > JTI_ROWS_PER_INSERT
-                    || grants.len() > GRANT_ROWS_PER_INSERT
-                {
+                let grants: Vec<(usize, &Grant)> =
+                    batch.iter().enumerate().filter_map(|(i, e)| e.grant.as_ref().map(|g| (i, g))).collect();
+                if !common || used.len() > JTI_ROWS_PER_INSERT || grants.len() > GRANT_ROWS_PER_INSERT {
                     return Ok(None);
                 }
-                let done = self.scripted(conn, batch, &used, &grants, at).await;
+                let done = self.scripted(conn, batch, tenant, &used, &grants, at).await;
                 if !matches!(done, Ok(Some(_))) {
-                    // Nothing of it stays: an error, or a head that moved.
+                    // Nothing of it stays (past the COMMIT this finds no transaction).
                     let _ = ::sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 }
                 done
@@ -254,11 +275,13 @@ macro_rules! sql_entries {
                 &self,
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 batch: &[Entry],
+                tenant: Option<TenantId>,
                 used: &[(usize, &UsedAssertion)],
                 grants: &[(usize, &Grant)],
                 at: DateTime<Utc>,
             ) -> Result<Option<Vec<Committed>>, StoreError> {
-                // 1. The write lock, the jtis' claims and the mandates, read in one go.
+                // 1. The write lock; the jtis' claims, the mandates and the chain's head,
+                // read under it.
                 let mut q = ::sqlx::QueryBuilder::<$db>::new("BEGIN IMMEDIATE");
                 let claims: Vec<&UsedAssertion> = used.iter().map(|(_, u)| *u).collect();
                 if !claims.is_empty() {
@@ -269,19 +292,26 @@ macro_rules! sql_entries {
                     q.push("; ");
                     push_jti_claims(&mut q, &claims);
                 }
-                let mandates: Vec<String> = grants
-                    .iter()
-                    .filter_map(|(_, g)| g.mandate_id.map(|m| m.to_string()))
-                    .collect();
+                let mandates: Vec<String> =
+                    grants.iter().filter_map(|(_, g)| g.mandate_id.map(|m| m.to_string())).collect();
                 if !mandates.is_empty() {
                     q.push("; ");
                     push_live_mandates(&mut q, &mandates);
                 }
+                if let Some(tenant) = tenant {
+                    q.push("; SELECT seq, hash FROM audit_heads WHERE tenant_id = ").push_bind(tenant.to_string());
+                }
                 let mut claimed = Claimed::default();
                 let mut live = LiveMandates::default();
+                let mut head = None;
                 for row in q.build().fetch_all(&mut *conn).await.map_err(unavailable)? {
                     if LiveMandates::is_mandate_row(&row) {
                         live.read(&row)?;
+                    } else if row.try_column("hash").is_ok() {
+                        head = Some(Head {
+                            seq: seq_column(&row)?,
+                            hash: row.try_get("hash").map_err(corrupt)?,
+                        });
                     } else {
                         claimed.read(&row)?;
                     }
@@ -290,52 +320,34 @@ macro_rules! sql_entries {
                 refuse_replays(used, claimed.fresh(&claims), &mut refused);
                 let mut written: Vec<&Grant> = Vec::with_capacity(grants.len());
                 for (entry, grant) in grants {
-                    let Some(slot @ None) = refused.get_mut(*entry) else {
-                        continue;
-                    };
+                    let Some(slot @ None) = refused.get_mut(*entry) else { continue };
                     match live.refusal(grant) {
                         Some(why) => *slot = Some(why),
                         None => written.push(*grant),
                     }
                 }
-
-                // 2. The grants that passed and the events, on the remembered head.
                 let outcomes = Outcomes::new(batch, refused, vec![None; batch.len()]);
-                let chained = match self.chained_on_remembered(&outcomes.events, at) {
-                    Some((_, chained)) => chained,
+                let chained = match head {
+                    Some(head) => chain_on(head, &outcomes.events, at),
                     None if outcomes.events.is_empty() => Vec::new(),
+                    // A tenant's first event creates its head: the general way does that.
                     None => return Ok(None),
                 };
-                let mut q = ::sqlx::QueryBuilder::<$db>::new("");
-                if !written.is_empty() {
-                    push_grants_insert(&mut q, &written)?;
-                }
-                if !chained.is_empty() {
-                    if !written.is_empty() {
-                        q.push("; ");
-                    }
-                    push_on_head(&mut q, &chained)?;
-                }
-                if !written.is_empty() || !chained.is_empty() {
-                    // Rows: the head's UPDATE returns one if it moved (the grants' INSERT none).
-                    let rows = q
-                        .build()
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(|e| store_error(e, "grant"))?;
-                    if !chained.is_empty() && rows.len() != 1 {
-                        if let Some(first) = chained.first() {
-                            self.remember_head(first.tenant_id, None);
-                        }
-                        return Ok(None);
-                    }
-                }
 
-                // 3.
-                ::sqlx::query("COMMIT")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(unavailable)?;
+                // 2. The events on that head, the grants that passed only if the head
+                // moved to the events' last (it cannot fail to, under the lock; if it
+                // did, the COMMIT keeps nothing but the jtis' claims), and the COMMIT.
+                let mut q = commit_script(&chained, &written)?;
+                // Rows: the head's UPDATE returns one if it moved.
+                let rows = q.build().fetch_all(&mut *conn).await.map_err(|e| store_error(e, "grant"))?;
+                if let Some(first) = chained.first()
+                    && rows.len() != 1
+                {
+                    self.remember_head(first.tenant_id, None);
+                    return Err(StoreError::Unavailable(
+                        "the audit chain's head moved under the writer's lock".to_owned(),
+                    ));
+                }
                 self.remember_heads(&chained);
                 Ok(Some(outcomes.recorded(chained)))
             }

@@ -73,11 +73,16 @@ macro_rules! sql_grants {
 
         /// `INSERT INTO grants …` of `chunk` (at most `GRANT_ROWS_PER_INSERT`), pushed onto `q`.
         fn push_grants_insert(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
+            q.push("INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ");
+            push_grant_values(q, chunk)
+        }
+
+        /// `VALUES (…), (…)` of grants, pushed onto `q`.
+        fn push_grant_values(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
             let mut rows = Vec::with_capacity(chunk.len());
             for g in chunk {
                 rows.push((*g, to_text(*g)?));
             }
-            q.push("INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ");
             q.push_values(rows, |mut b, (g, doc)| {
                 b.push_bind(g.jti.clone())
                     .push_bind(g.tenant_id.to_string())

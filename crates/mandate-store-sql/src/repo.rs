@@ -393,6 +393,17 @@ macro_rules! sql_store {
             moved.map_err(|e| store_error(e, "audit event"))
         }
 
+        /// `batch` (one tenant's events) chained after `head`.
+        fn chain_on(mut head: Head, batch: &[NewEvent], at: DateTime<Utc>) -> Vec<Event> {
+            let mut chained = Vec::with_capacity(batch.len());
+            for new in batch {
+                let event = Event::chain(&head, new.clone(), at);
+                head = event.head();
+                chained.push(event);
+            }
+            chained
+        }
+
         /// The statement(s) of [`append_on_head`] for `chained` (not empty), pushed onto
         /// `q`: on SQLite two, of which the head's UPDATE returns one row if it moved.
         fn push_on_head(q: &mut ::sqlx::QueryBuilder<'static, $db>, chained: &[Event]) -> Result<(), StoreError> {
@@ -630,14 +641,8 @@ macro_rules! sql_store {
                 if batch.len() > AUDIT_ROWS_PER_INSERT || batch.iter().any(|e| e.tenant_id != first.tenant_id) {
                     return None;
                 }
-                let mut head = self.remembered_head(first.tenant_id)?;
-                let mut chained = Vec::with_capacity(batch.len());
-                for new in batch {
-                    let event = Event::chain(&head, new.clone(), at);
-                    head = event.head();
-                    chained.push(event);
-                }
-                Some((first.tenant_id, chained))
+                let head = self.remembered_head(first.tenant_id)?;
+                Some((first.tenant_id, chain_on(head, batch, at)))
             }
 
             /// [`append_in`], as one statement inside `tx` when the head is remembered

@@ -341,22 +341,23 @@ mod tests {
         super::check_append_on_head(&store, &mut conn, tenant).await;
     }
 
-    /// A batch of token entries goes as scripts on the head this process remembers; when
-    /// another process moved the head meanwhile, the scripts write nothing (not even the
-    /// assertions' claims) and the batch commits by the general path, chained on the
-    /// head as it is.
+    /// A batch of token entries goes as two scripts, chained on the head read under the
+    /// write lock: one another process moved is followed, not forked; a tenant with no
+    /// chain yet takes the general way, the scripts having written nothing (not even
+    /// the assertions' claims).
     #[tokio::test]
-    async fn scripted_entries_on_a_moved_head_write_nothing_and_go_the_general_way() {
+    async fn scripted_entries_chain_on_the_head_as_it_is_and_leave_new_chains_alone() {
         use mandate_audit::{EventKind, NewEvent};
         use mandate_store::{AuditLog as _, Entry, Grants as _, UsedAssertion};
+        use mandate_types::TenantId;
 
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let other = SqliteStore::open(dir.path()).await.unwrap();
         let tenant = mandate_store::conformance::tenant(&store, "default").await;
         let now = chrono::Utc::now();
-        let event = || NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
-        let entry = |n: &str| Entry {
+        let event = |tenant| NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
+        let entry = |tenant: TenantId, n: &str| Entry {
             assertions: vec![UsedAssertion {
                 issuer: "agt_1".into(),
                 jti: format!("j-{n}"),
@@ -375,53 +376,116 @@ mod tests {
                 expires_at: now + chrono::Duration::minutes(5),
                 revoked_at: None,
             }),
-            event: Some(event()),
+            event: Some(event(tenant)),
             ..Entry::default()
         };
-        store.append_events(&[event()], now).await.unwrap();
-        // The remembered head: scripted, with a replay refused inside the batch.
-        let done = {
-            let mut writer = store.ledger_writer().await.unwrap();
-            let batch = [entry("1"), entry("1")];
-            store
-                .commit_entries_scripted(&mut writer, &batch, now)
-                .await
-                .unwrap()
+        let scripted = |batch: Vec<Entry>| {
+            let store = store.clone();
+            async move {
+                let mut writer = store.ledger_writer().await.unwrap();
+                store
+                    .commit_entries_scripted(&mut writer, &batch, now)
+                    .await
+                    .unwrap()
+            }
         };
-        let done = done.expect("the common batch takes the scripts");
+        store.append_events(&[event(tenant)], now).await.unwrap();
+        // Scripted, with a replay refused inside the batch.
+        let done = scripted(vec![entry(tenant, "1"), entry(tenant, "1")])
+            .await
+            .expect("the common batch takes the scripts");
         assert_eq!(done[0].clone().unwrap().unwrap().seq, 2);
         assert!(matches!(
             done[1],
             Err(mandate_store::Refusal::Replay { .. })
         ));
-        store.sync_commits().await.unwrap();
+        assert!(store.grant(tenant, "g-1").await.unwrap().is_some());
 
-        // Another process appends: the head this one remembers is stale.
-        let moved = other.append_events(&[event()], now).await.unwrap();
-        let stale = {
-            let mut writer = store.ledger_writer().await.unwrap();
-            store
-                .commit_entries_scripted(&mut writer, &[entry("2")], now)
-                .await
-                .unwrap()
-        };
-        assert!(stale.is_none());
-        assert!(store.grant(tenant, "g-2").await.unwrap().is_none());
-        assert_eq!(store.audit_heads().await.unwrap()[0].1, moved[0].head());
-        // The claim was rolled back with the rest: the general path claims it now.
-        let done = store.commit_entries(&[entry("2")], now).await.unwrap();
+        // Another process appends: the head this one remembers is stale, the one it
+        // reads under the lock is not.
+        let moved = other.append_events(&[event(tenant)], now).await.unwrap();
+        let done = scripted(vec![entry(tenant, "2")]).await.unwrap();
         let recorded = done[0].clone().unwrap().unwrap();
-        assert_eq!(
-            (recorded.seq, recorded.prev_hash),
-            (4, moved[0].hash.clone())
-        );
+        assert_eq!((recorded.seq, &recorded.prev_hash), (4, &moved[0].hash));
+        assert_eq!(store.audit_heads().await.unwrap()[0].1, recorded.head());
         assert!(store.grant(tenant, "g-2").await.unwrap().is_some());
-        assert!(
-            !store
-                .claim_jti("agt_1", "j-2", now + chrono::Duration::minutes(5), now)
+
+        // A tenant without a chain: nothing written, then the general way.
+        let new = mandate_store::conformance::tenant(&store, "new").await;
+        assert!(scripted(vec![entry(new, "3")]).await.is_none());
+        assert!(store.grant(new, "g-3").await.unwrap().is_none());
+        let done = store.commit_entries(&[entry(new, "3")], now).await.unwrap();
+        assert_eq!(done[0].clone().unwrap().unwrap().seq, 1);
+        assert!(store.grant(new, "g-3").await.unwrap().is_some());
+        for jti in ["j-1", "j-2", "j-3"] {
+            let expires = now + chrono::Duration::minutes(5);
+            assert!(
+                !store.claim_jti("agt_1", jti, expires, now).await.unwrap(),
+                "{jti}"
+            );
+        }
+    }
+
+    /// The second script writes a batch's grants only with its events: from a head that
+    /// is not the stored one, neither goes in (and nothing else changes); from the
+    /// stored one, both do.
+    #[tokio::test]
+    async fn the_commit_script_writes_grants_only_with_their_events() {
+        use mandate_audit::{Event, EventKind, Head, NewEvent};
+        use mandate_store::{AuditLog as _, Grants as _};
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        let now = chrono::Utc::now();
+        let new = || NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
+        let stored = store.append_events(&[new()], now).await.unwrap()[0].head();
+        let grant = |jti: &str| mandate_domain::Grant {
+            jti: jti.to_owned(),
+            tenant_id: tenant,
+            mandate_id: None,
+            agent_id: mandate_types::AgentId::generate(),
+            parent_jti: None,
+            depth: 0,
+            scope: vec![],
+            cnf_jkt: None,
+            issued_at: now,
+            expires_at: now + chrono::Duration::minutes(5),
+            revoked_at: None,
+        };
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("mandate.db"))
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let stale = Head {
+            seq: stored.seq,
+            hash: Head::genesis().hash,
+        };
+        for (from, jti, moved) in [(&stale, "g-stale", false), (&stored, "g-moved", true)] {
+            let chained = vec![Event::chain(from, new(), now)];
+            let g = grant(jti);
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
                 .await
+                .unwrap();
+            let rows = super::commit_script(&chained, &[&g])
                 .unwrap()
-        );
+                .build()
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(rows.len() == 1, moved, "{jti}");
+            assert_eq!(
+                store.grant(tenant, jti).await.unwrap().is_some(),
+                moved,
+                "{jti}"
+            );
+            let records = store.audit_records(tenant, 0, 10).await.unwrap();
+            assert_eq!(records.len(), if moved { 2 } else { 1 }, "{jti}");
+        }
     }
 
     /// SQLite keeps no statistics: the batch's check of live parents must look its
