@@ -5,12 +5,13 @@
 //!
 //! Every step is one statement for the whole batch. On SQLite, where a statement is a
 //! hand-off to the connection's thread and back, and the ledger's writer waits for each
-//! while appenders queue, the common batch (assertions, grants under mandates, events)
+//! while appenders queue, the common batch (assertions, grants under mandates and parent
+//! grants, events)
 //! goes as two scripts instead of six statements:
 //!
 //! ```text
 //!   1. BEGIN IMMEDIATE; [purge expired jtis;] claim the jtis; read the mandates; read
-//!      the chain's head
+//!      the parent grants; read the chain's head
 //!   2. move the head from there to the last event; insert the events if it moved; insert
 //!      the grants that passed if the head is at the last event; COMMIT
 //! ```
@@ -237,8 +238,8 @@ macro_rules! sql_entries {
 
             /// [`Self::commit_entries_on`] for the common batch, in two scripts (see the
             /// module's header): `None` when the batch is not of that shape (an entry that
-            /// spends or issues a once-only record, revokes, or delegates from a parent
-            /// grant; events of several tenants, or of one with no chain yet), with nothing
+            /// spends or issues a once-only record, or revokes; events of several tenants,
+            /// or of one with no chain yet), with nothing
             /// written: the batch then takes the general path. An error before the second
             /// script's COMMIT rolls everything back.
             async fn commit_entries_scripted(
@@ -251,12 +252,7 @@ macro_rules! sql_entries {
                 let tenant = tenants.next();
                 let common = batch.len() <= AUDIT_ROWS_PER_INSERT
                     && tenants.all(|t| Some(t) == tenant)
-                    && batch.iter().all(|e| {
-                        e.once.is_none()
-                            && e.revoke.is_none()
-                            && e.issue.is_none()
-                            && e.grant.as_ref().is_none_or(|g| g.parent_jti.is_none())
-                    });
+                    && batch.iter().all(|e| e.once.is_none() && e.revoke.is_none() && e.issue.is_none());
                 let used = assertions_used(batch);
                 let grants: Vec<(usize, &Grant)> =
                     batch.iter().enumerate().filter_map(|(i, e)| e.grant.as_ref().map(|g| (i, g))).collect();
@@ -298,11 +294,20 @@ macro_rules! sql_entries {
                     q.push("; ");
                     push_live_mandates(&mut q, &mandates);
                 }
+                let mut parents: Vec<&str> = grants.iter().filter_map(|(_, g)| g.parent_jti.as_deref()).collect();
+                parents.sort_unstable();
+                parents.dedup();
+                if !parents.is_empty() {
+                    q.push("; ");
+                    push_live_parents(&mut q, &parents);
+                }
                 if let Some(tenant) = tenant {
                     q.push("; SELECT seq, hash FROM audit_heads WHERE tenant_id = ").push_bind(tenant.to_string());
                 }
+                // Each statement's rows, told apart by their columns.
                 let mut claimed = Claimed::default();
                 let mut live = LiveMandates::default();
+                let mut live_parents = LiveParents::default();
                 let mut head = None;
                 for row in q.build().fetch_all(&mut *conn).await.map_err(unavailable)? {
                     if LiveMandates::is_mandate_row(&row) {
@@ -312,8 +317,10 @@ macro_rules! sql_entries {
                             seq: seq_column(&row)?,
                             hash: row.try_get("hash").map_err(corrupt)?,
                         });
-                    } else {
+                    } else if row.try_column("issuer").is_ok() {
                         claimed.read(&row)?;
+                    } else {
+                        live_parents.read(&row)?;
                     }
                 }
                 let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
@@ -321,7 +328,7 @@ macro_rules! sql_entries {
                 let mut written: Vec<&Grant> = Vec::with_capacity(grants.len());
                 for (entry, grant) in grants {
                     let Some(slot @ None) = refused.get_mut(*entry) else { continue };
-                    match live.refusal(grant) {
+                    match live.refusal(grant).or_else(|| live_parents.refusal(grant)) {
                         Some(why) => *slot = Some(why),
                         None => written.push(*grant),
                     }

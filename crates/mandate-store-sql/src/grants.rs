@@ -43,23 +43,17 @@ macro_rules! sql_grants {
                 .collect();
             parents.sort_unstable();
             parents.dedup();
-            let mut live_parents: ::std::collections::HashSet<(String, String)> = ::std::collections::HashSet::new();
+            let mut live_parents = LiveParents::default();
             if !parents.is_empty() {
-                let mut q = ::sqlx::QueryBuilder::<$db>::new(LIVE_PARENTS.0);
-                let mut ids = q.separated(", ");
-                for jti in &parents {
-                    ids.push_bind(jti.to_string());
-                }
-                q.push(LIVE_PARENTS.1);
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("");
+                push_live_parents(&mut q, &parents);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
-                    live_parents.insert((row.try_get("jti").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?));
+                    live_parents.read(&row)?;
                 }
             }
             for (slot, grant) in refused.iter_mut().zip(grants) {
-                if let (None, Some(parent)) = (&slot, &grant.parent_jti)
-                    && !live_parents.contains(&(parent.clone(), grant.tenant_id.to_string()))
-                {
-                    *slot = Some(Refusal::Missing { what: "live parent grant".into() });
+                if slot.is_none() {
+                    *slot = live_parents.refusal(grant);
                 }
             }
             let written: Vec<&Grant> = grants.iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(g, _)| *g).collect();
@@ -107,6 +101,35 @@ macro_rules! sql_grants {
                 list.push_bind(id.clone());
             }
             q.push(")").push(LOCK_LIVE_MANDATES);
+        }
+
+        /// The check that `jtis` (parents of new grants) are live, pushed onto `q`; each
+        /// row is read by [`LiveParents::read`].
+        fn push_live_parents(q: &mut ::sqlx::QueryBuilder<'static, $db>, jtis: &[&str]) {
+            q.push(LIVE_PARENTS.0);
+            let mut ids = q.separated(", ");
+            for jti in jtis {
+                ids.push_bind(jti.to_string());
+            }
+            q.push(LIVE_PARENTS.1);
+        }
+
+        /// The live grants among the parents checked (jti, tenant).
+        #[derive(Default)]
+        struct LiveParents(::std::collections::HashSet<(String, String)>);
+
+        impl LiveParents {
+            fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {
+                self.0.insert((row.try_get("jti").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?));
+                Ok(())
+            }
+
+            /// Why `grant` may not be written: its parent is not live (or not its tenant's).
+            fn refusal(&self, grant: &Grant) -> Option<Refusal> {
+                let parent = grant.parent_jti.as_ref()?;
+                (!self.0.contains(&(parent.clone(), grant.tenant_id.to_string())))
+                    .then(|| Refusal::Missing { what: "live parent grant".into() })
+            }
         }
 
         /// The active mandates among those read (id, tenant) and when each ends (micros).

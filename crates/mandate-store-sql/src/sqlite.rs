@@ -401,12 +401,32 @@ mod tests {
         ));
         assert!(store.grant(tenant, "g-1").await.unwrap().is_some());
 
+        // Delegated grants: under a live parent, written; under an unknown one, refused.
+        let child = |n: &str, parent: &str| {
+            let mut e = entry(tenant, n);
+            if let Some(g) = e.grant.as_mut() {
+                g.parent_jti = Some(parent.to_owned());
+                g.depth = 1;
+            }
+            e
+        };
+        let done = scripted(vec![child("c1", "g-1"), child("c2", "nope")])
+            .await
+            .unwrap();
+        assert!(matches!(done[0], Ok(Some(_))));
+        assert!(matches!(
+            done[1],
+            Err(mandate_store::Refusal::Missing { .. })
+        ));
+        assert!(store.grant(tenant, "g-c1").await.unwrap().is_some());
+        assert!(store.grant(tenant, "g-c2").await.unwrap().is_none());
+
         // Another process appends: the head this one remembers is stale, the one it
         // reads under the lock is not.
         let moved = other.append_events(&[event(tenant)], now).await.unwrap();
         let done = scripted(vec![entry(tenant, "2")]).await.unwrap();
         let recorded = done[0].clone().unwrap().unwrap();
-        assert_eq!((recorded.seq, &recorded.prev_hash), (4, &moved[0].hash));
+        assert_eq!((recorded.seq, &recorded.prev_hash), (5, &moved[0].hash));
         assert_eq!(store.audit_heads().await.unwrap()[0].1, recorded.head());
         assert!(store.grant(tenant, "g-2").await.unwrap().is_some());
 
