@@ -239,9 +239,9 @@ macro_rules! sql_entries {
             /// [`Self::commit_entries_on`] for the common batch, in two scripts (see the
             /// module's header): `None` when the batch is not of that shape (an entry that
             /// spends or issues a once-only record, or revokes; events of several tenants,
-            /// or of one with no chain yet), with nothing
-            /// written: the batch then takes the general path. An error before the second
-            /// script's COMMIT rolls everything back.
+            /// or of one with no chain yet), with nothing written: the batch then takes the
+            /// general path. An error before the second script's COMMIT rolls everything
+            /// back.
             async fn commit_entries_scripted(
                 &self,
                 conn: &mut <$db as ::sqlx::Database>::Connection,

@@ -426,14 +426,33 @@ pub async fn revocation_wins_every_race(store: Arc<dyn Store>) {
                 parent,
                 u8::from(parent.is_some()),
             );
-            let (store, start) = (store.clone(), start.clone());
+            let (store, start, mandate) = (store.clone(), start.clone(), m.clone());
             writers.push(tokio::spawn(async move {
                 start.wait().await;
                 // Some writers start a little after the revocation.
                 for _ in 0..(i % 4) {
                     tokio::task::yield_now().await;
                 }
-                let result = store.insert_grant(&grant).await;
+                // A third of them as a token's entry in a ledger batch (its assertion,
+                // grant and event in one transaction), the rest alone.
+                let result = if i % 3 == 2 {
+                    let entry = crate::Entry {
+                        assertions: vec![used(&grant.jti)],
+                        event: Some(issued(&mandate, &grant.jti)),
+                        grant: Some(grant.clone()),
+                        ..crate::Entry::default()
+                    };
+                    match store.commit_entries(&[entry], t0()).await {
+                        Ok(mut outcomes) => match outcomes.pop() {
+                            Some(Ok(Some(_))) => Ok(()),
+                            Some(Err(refused)) => Err(refused.into()),
+                            other => panic!("an entry's outcome: {other:?}"),
+                        },
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    store.insert_grant(&grant).await
+                };
                 (grant.jti, result)
             }));
         }
