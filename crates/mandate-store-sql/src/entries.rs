@@ -1,7 +1,7 @@
 //! A ledger batch's entries (what a token writes: the assertions it used, its grant,
 //! its event; see [`mandate_store::Entry`]) committed in one transaction. Expanded inside
 //! `sql_store!`, so it uses that expansion's helpers (`unavailable`, `micros`, …) and
-//! those of `sql_grants!` (`push_jti_claims`, `LiveMandates`, …).
+//! those of `sql_grants!` (`push_jti_claims`, `LiveMandates`, `Pairs`, …).
 //!
 //! Every step is one statement for the whole batch. On SQLite, where a statement is a
 //! hand-off to the connection's thread and back, and the ledger's writer waits for each
@@ -305,9 +305,9 @@ macro_rules! sql_entries {
                     q.push("; SELECT seq, hash FROM audit_heads WHERE tenant_id = ").push_bind(tenant.to_string());
                 }
                 // Each statement's rows, told apart by their columns.
-                let mut claimed = Claimed::default();
+                let mut claimed = Pairs::default();
                 let mut live = LiveMandates::default();
-                let mut live_parents = LiveParents::default();
+                let mut live_parents = Pairs::default();
                 let mut head = None;
                 for row in q.build().fetch_all(&mut *conn).await.map_err(unavailable)? {
                     if LiveMandates::is_mandate_row(&row) {
@@ -318,9 +318,9 @@ macro_rules! sql_entries {
                             hash: row.try_get("hash").map_err(corrupt)?,
                         });
                     } else if row.try_column("issuer").is_ok() {
-                        claimed.read(&row)?;
+                        claimed.read(&row, CLAIMED)?;
                     } else {
-                        live_parents.read(&row)?;
+                        live_parents.read(&row, LIVE_PARENT)?;
                     }
                 }
                 let mut refused: Vec<Option<Refusal>> = vec![None; batch.len()];
@@ -328,7 +328,7 @@ macro_rules! sql_entries {
                 let mut written: Vec<&Grant> = Vec::with_capacity(grants.len());
                 for (entry, grant) in grants {
                     let Some(slot @ None) = refused.get_mut(*entry) else { continue };
-                    match live.refusal(grant).or_else(|| live_parents.refusal(grant)) {
+                    match live.refusal(grant).or_else(|| live_parents.parent_refusal(grant)) {
                         Some(why) => *slot = Some(why),
                         None => written.push(*grant),
                     }

@@ -43,17 +43,17 @@ macro_rules! sql_grants {
                 .collect();
             parents.sort_unstable();
             parents.dedup();
-            let mut live_parents = LiveParents::default();
+            let mut live_parents = Pairs::default();
             if !parents.is_empty() {
                 let mut q = ::sqlx::QueryBuilder::<$db>::new("");
                 push_live_parents(&mut q, &parents);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
-                    live_parents.read(&row)?;
+                    live_parents.read(&row, LIVE_PARENT)?;
                 }
             }
             for (slot, grant) in refused.iter_mut().zip(grants) {
                 if slot.is_none() {
-                    *slot = live_parents.refusal(grant);
+                    *slot = live_parents.parent_refusal(grant);
                 }
             }
             let written: Vec<&Grant> = grants.iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(g, _)| *g).collect();
@@ -104,7 +104,7 @@ macro_rules! sql_grants {
         }
 
         /// The check that `jtis` (parents of new grants) are live, pushed onto `q`; each
-        /// row is read by [`LiveParents::read`].
+        /// row is read as [`LIVE_PARENT`].
         fn push_live_parents(q: &mut ::sqlx::QueryBuilder<'static, $db>, jtis: &[&str]) {
             q.push(LIVE_PARENTS.0);
             let mut ids = q.separated(", ");
@@ -114,18 +114,30 @@ macro_rules! sql_grants {
             q.push(LIVE_PARENTS.1);
         }
 
-        /// The live grants among the parents checked (jti, tenant).
+        /// Pairs of text columns read from rows: the claims [`push_jti_claims`] recorded
+        /// for the first time ([`CLAIMED`]), the live grants among the parents checked
+        /// ([`LIVE_PARENT`]).
         #[derive(Default)]
-        struct LiveParents(::std::collections::HashSet<(String, String)>);
+        struct Pairs(::std::collections::HashSet<(String, String)>);
 
-        impl LiveParents {
-            fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {
-                self.0.insert((row.try_get("jti").map_err(corrupt)?, row.try_get("tenant_id").map_err(corrupt)?));
+        const CLAIMED: (&str, &str) = ("issuer", "jti");
+        const LIVE_PARENT: (&str, &str) = ("jti", "tenant_id");
+
+        impl Pairs {
+            fn read(&mut self, row: &DbRow, (first, second): (&str, &str)) -> Result<(), StoreError> {
+                self.0.insert((row.try_get(first).map_err(corrupt)?, row.try_get(second).map_err(corrupt)?));
                 Ok(())
             }
 
-            /// Why `grant` may not be written: its parent is not live (or not its tenant's).
-            fn refusal(&self, grant: &Grant) -> Option<Refusal> {
+            /// Claims read: per assertion of `used`, whether this was its first use.
+            /// `remove`: a second use of one assertion within `used` is a replay too.
+            fn fresh(mut self, used: &[&UsedAssertion]) -> Vec<bool> {
+                used.iter().map(|u| self.0.remove(&(u.issuer.clone(), u.jti.clone()))).collect()
+            }
+
+            /// Live parents read: why `grant` may not be written (its parent is not live,
+            /// or not its tenant's).
+            fn parent_refusal(&self, grant: &Grant) -> Option<Refusal> {
                 let parent = grant.parent_jti.as_ref()?;
                 (!self.0.contains(&(parent.clone(), grant.tenant_id.to_string())))
                     .then(|| Refusal::Missing { what: "live parent grant".into() })
@@ -246,42 +258,25 @@ macro_rules! sql_grants {
             tx: &mut ::sqlx::Transaction<'_, $db>,
             used: &[&UsedAssertion],
         ) -> Result<Vec<bool>, StoreError> {
-            let mut claimed = Claimed::default();
+            let mut claimed = Pairs::default();
             for chunk in used.chunks(JTI_ROWS_PER_INSERT) {
                 let mut q = ::sqlx::QueryBuilder::<$db>::new("");
                 push_jti_claims(&mut q, chunk);
                 for row in q.build().fetch_all(&mut **tx).await.map_err(unavailable)? {
-                    claimed.read(&row)?;
+                    claimed.read(&row, CLAIMED)?;
                 }
             }
             Ok(claimed.fresh(used))
         }
 
         /// The claim of `chunk`'s assertions (at most `JTI_ROWS_PER_INSERT`), pushed onto
-        /// `q`: the rows it returns, read by [`Claimed::read`], are the claims that were new.
+        /// `q`: the rows it returns ([`CLAIMED`]) are the claims that were new.
         fn push_jti_claims(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
             q.push("INSERT INTO used_jtis (issuer, jti, expires_at) ");
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
             });
             q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
-        }
-
-        /// The assertions [`push_jti_claims`] recorded for the first time.
-        #[derive(Default)]
-        struct Claimed(::std::collections::HashSet<(String, String)>);
-
-        impl Claimed {
-            fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {
-                self.0.insert((row.try_get("issuer").map_err(corrupt)?, row.try_get("jti").map_err(corrupt)?));
-                Ok(())
-            }
-
-            /// Per assertion of `used`, whether this was its first use. `remove`: a second
-            /// use of one assertion within `used` is a replay too.
-            fn fresh(mut self, used: &[&UsedAssertion]) -> Vec<bool> {
-                used.iter().map(|u| self.0.remove(&(u.issuer.clone(), u.jti.clone()))).collect()
-            }
         }
 
         /// Rows per multi-row INSERT of assertion uses (3 parameters each).

@@ -341,6 +341,27 @@ mod tests {
         super::check_append_on_head(&store, &mut conn, tenant).await;
     }
 
+    /// A grant of no mandate (nothing to check it against but its tenant), issued `now`.
+    fn grant(
+        tenant: mandate_types::TenantId,
+        jti: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> mandate_domain::Grant {
+        mandate_domain::Grant {
+            jti: jti.to_owned(),
+            tenant_id: tenant,
+            mandate_id: None,
+            agent_id: mandate_types::AgentId::generate(),
+            parent_jti: None,
+            depth: 0,
+            scope: vec![],
+            cnf_jkt: None,
+            issued_at: now,
+            expires_at: now + chrono::Duration::minutes(5),
+            revoked_at: None,
+        }
+    }
+
     /// A batch of token entries goes as two scripts, chained on the head read under the
     /// write lock: one another process moved is followed, not forked; a tenant with no
     /// chain yet takes the general way, the scripts having written nothing (not even
@@ -363,19 +384,7 @@ mod tests {
                 jti: format!("j-{n}"),
                 expires_at: now + chrono::Duration::minutes(5),
             }],
-            grant: Some(mandate_domain::Grant {
-                jti: format!("g-{n}"),
-                tenant_id: tenant,
-                mandate_id: None,
-                agent_id: mandate_types::AgentId::generate(),
-                parent_jti: None,
-                depth: 0,
-                scope: vec![],
-                cnf_jkt: None,
-                issued_at: now,
-                expires_at: now + chrono::Duration::minutes(5),
-                revoked_at: None,
-            }),
+            grant: Some(grant(tenant, &format!("g-{n}"), now)),
             event: Some(event(tenant)),
             ..Entry::default()
         };
@@ -461,19 +470,6 @@ mod tests {
         let now = chrono::Utc::now();
         let new = || NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
         let stored = store.append_events(&[new()], now).await.unwrap()[0].head();
-        let grant = |jti: &str| mandate_domain::Grant {
-            jti: jti.to_owned(),
-            tenant_id: tenant,
-            mandate_id: None,
-            agent_id: mandate_types::AgentId::generate(),
-            parent_jti: None,
-            depth: 0,
-            scope: vec![],
-            cnf_jkt: None,
-            issued_at: now,
-            expires_at: now + chrono::Duration::minutes(5),
-            revoked_at: None,
-        };
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("mandate.db"))
             .busy_timeout(std::time::Duration::from_secs(5));
@@ -486,7 +482,7 @@ mod tests {
         };
         for (from, jti, moved) in [(&stale, "g-stale", false), (&stored, "g-moved", true)] {
             let chained = vec![Event::chain(from, new(), now)];
-            let g = grant(jti);
+            let g = grant(tenant, jti, now);
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut conn)
                 .await
