@@ -67,9 +67,12 @@ macro_rules! sql_grants {
 
         /// `INSERT INTO grants …` of `chunk` (at most `GRANT_ROWS_PER_INSERT`), pushed onto `q`.
         fn push_grants_insert(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
-            q.push("INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) ");
+            q.push(format!("INSERT INTO grants {GRANT_COLUMNS} "));
             push_grant_values(q, chunk)
         }
+
+        /// The columns of a grant's row, in the order of [`push_grant_values`].
+        const GRANT_COLUMNS: &str = "(jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc)";
 
         /// `VALUES (…), (…)` of grants, pushed onto `q`.
         fn push_grant_values(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
@@ -95,12 +98,19 @@ macro_rules! sql_grants {
         /// SQLite's planner, without statistics, preferred the index on status (every
         /// active mandate) to the list of keys.
         fn push_live_mandates(q: &mut ::sqlx::QueryBuilder<'static, $db>, ids: &[String]) {
+            push_live_mandates_after(q, ids, "");
+        }
+
+        /// [`push_live_mandates`], whose rows are read (and on PostgreSQL locked) only
+        /// once `after` holds: a condition that reads a common table expression of the
+        /// statement makes that one run first.
+        fn push_live_mandates_after(q: &mut ::sqlx::QueryBuilder<'static, $db>, ids: &[String], after: &str) {
             q.push("SELECT id, tenant_id, expires_at, status FROM mandates WHERE id IN (");
             let mut list = q.separated(", ");
             for id in ids {
                 list.push_bind(id.clone());
             }
-            q.push(")").push(LOCK_LIVE_MANDATES);
+            q.push(")").push(after).push(LOCK_LIVE_MANDATES);
         }
 
         /// The check that `jtis` (parents of new grants) are live, pushed onto `q`; each
@@ -149,10 +159,10 @@ macro_rules! sql_grants {
         struct LiveMandates(::std::collections::HashMap<(String, String), i64>);
 
         impl LiveMandates {
-            /// Whether `row` is a row of [`push_live_mandates`]'s read (a script's other
-            /// statements return other columns).
+            /// Whether `row` is a row of [`push_live_mandates`]'s read: the others of a
+            /// script, or of a union with it, have no `status` or a null one.
             fn is_mandate_row(row: &DbRow) -> bool {
-                row.try_column("status").is_ok()
+                row.try_get::<Option<String>, _>("status").ok().flatten().is_some()
             }
 
             fn read(&mut self, row: &DbRow) -> Result<(), StoreError> {

@@ -378,7 +378,7 @@ macro_rules! sql_store {
             } else {
                 ""
             });
-            push_on_head(&mut q, chained)?;
+            push_on_head(&mut q, chained, &[])?;
             if own_transaction && !DATA_MODIFYING_CTE {
                 q.push("; COMMIT");
             }
@@ -406,7 +406,14 @@ macro_rules! sql_store {
 
         /// The statement(s) of [`append_on_head`] for `chained` (not empty), pushed onto
         /// `q`: on SQLite two, of which the head's UPDATE returns one row if it moved.
-        fn push_on_head(q: &mut ::sqlx::QueryBuilder<'static, $db>, chained: &[Event]) -> Result<(), StoreError> {
+        /// `grants` go in with the events or not at all: on PostgreSQL as one more
+        /// common table expression guarded like the events' INSERT; on SQLite as a third
+        /// statement, written only if the head then stands at the last event.
+        fn push_on_head(
+            q: &mut ::sqlx::QueryBuilder<'static, $db>,
+            chained: &[Event],
+            grants: &[&Grant],
+        ) -> Result<(), StoreError> {
             let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
                 return Err(StoreError::Corrupt("an empty batch chained on a head".to_owned()));
             };
@@ -428,7 +435,13 @@ macro_rules! sql_store {
                 .push(" AND hash = ")
                 .push_bind(first.prev_hash.clone());
             if DATA_MODIFYING_CTE {
-                q.push(format!(" RETURNING 1) INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                q.push(" RETURNING 1)");
+                if !grants.is_empty() {
+                    q.push(format!(", granted AS (INSERT INTO grants {GRANT_COLUMNS} SELECT * FROM ("));
+                    push_grant_values(q, grants)?;
+                    q.push(format!(") AS granted {GRANT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved))"));
+                }
+                q.push(format!(" INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(q, chained)?;
                 q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
             } else {
@@ -436,6 +449,17 @@ macro_rules! sql_store {
                 q.push(format!(" RETURNING 1; INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(q, chained)?;
                 q.push(") WHERE changes() = 1");
+                if !grants.is_empty() {
+                    q.push(format!("; INSERT INTO grants {GRANT_COLUMNS} SELECT * FROM ("));
+                    push_grant_values(q, grants)?;
+                    q.push(") WHERE EXISTS (SELECT 1 FROM audit_heads WHERE tenant_id = ")
+                        .push_bind(last.tenant_id.to_string())
+                        .push(" AND seq = ")
+                        .push_bind(seq_param(last.seq)?)
+                        .push(" AND hash = ")
+                        .push_bind(last.hash.clone())
+                        .push(")");
+                }
             }
             Ok(())
         }

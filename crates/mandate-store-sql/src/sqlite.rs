@@ -273,13 +273,9 @@ pub(crate) const SHARED: bool = false;
 /// remembered head is two statements sent as one script (one hand-off to the
 /// connection's thread), the head's compare-and-swap and the events' INSERT guarded by
 /// `changes()`, in a transaction of their own when the caller has none (see
-/// `append_on_head`).
+/// `append_on_head`). A script of statements with bound parameters is one hand-off too:
+/// a ledger batch of token entries goes as two scripts (see `entries`).
 pub(crate) const DATA_MODIFYING_CTE: bool = false;
-
-/// SQLite runs a script of statements with bound parameters in one hand-off to the
-/// connection's thread: a ledger batch of token entries goes as three scripts instead of
-/// six statements (see `entries`).
-pub(crate) const BATCH_SCRIPTS: bool = true;
 
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).
@@ -341,118 +337,17 @@ mod tests {
         super::check_append_on_head(&store, &mut conn, tenant).await;
     }
 
-    /// A grant of no mandate (nothing to check it against but its tenant), issued `now`.
-    fn grant(
-        tenant: mandate_types::TenantId,
-        jti: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> mandate_domain::Grant {
-        mandate_domain::Grant {
-            jti: jti.to_owned(),
-            tenant_id: tenant,
-            mandate_id: None,
-            agent_id: mandate_types::AgentId::generate(),
-            parent_jti: None,
-            depth: 0,
-            scope: vec![],
-            cnf_jkt: None,
-            issued_at: now,
-            expires_at: now + chrono::Duration::minutes(5),
-            revoked_at: None,
-        }
-    }
-
     /// A batch of token entries goes as two scripts, chained on the head read under the
     /// write lock: one another process moved is followed, not forked; a tenant with no
     /// chain yet takes the general way, the scripts having written nothing (not even
     /// the assertions' claims).
     #[tokio::test]
     async fn scripted_entries_chain_on_the_head_as_it_is_and_leave_new_chains_alone() {
-        use mandate_audit::{EventKind, NewEvent};
-        use mandate_store::{AuditLog as _, Entry, Grants as _, UsedAssertion};
-        use mandate_types::TenantId;
-
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let other = SqliteStore::open(dir.path()).await.unwrap();
         let tenant = mandate_store::conformance::tenant(&store, "default").await;
-        let now = chrono::Utc::now();
-        let event = |tenant| NewEvent::new(tenant, EventKind::TokenIssued, "agent:test");
-        let entry = |tenant: TenantId, n: &str| Entry {
-            assertions: vec![UsedAssertion {
-                issuer: "agt_1".into(),
-                jti: format!("j-{n}"),
-                expires_at: now + chrono::Duration::minutes(5),
-            }],
-            grant: Some(grant(tenant, &format!("g-{n}"), now)),
-            event: Some(event(tenant)),
-            ..Entry::default()
-        };
-        let scripted = |batch: Vec<Entry>| {
-            let store = store.clone();
-            async move {
-                let mut writer = store.ledger_writer().await.unwrap();
-                store
-                    .commit_entries_scripted(&mut writer, &batch, now)
-                    .await
-                    .unwrap()
-            }
-        };
-        store.append_events(&[event(tenant)], now).await.unwrap();
-        // Scripted, with a replay refused inside the batch.
-        let done = scripted(vec![entry(tenant, "1"), entry(tenant, "1")])
-            .await
-            .expect("the common batch takes the scripts");
-        assert_eq!(done[0].clone().unwrap().unwrap().seq, 2);
-        assert!(matches!(
-            done[1],
-            Err(mandate_store::Refusal::Replay { .. })
-        ));
-        assert!(store.grant(tenant, "g-1").await.unwrap().is_some());
-
-        // Delegated grants: under a live parent, written; under an unknown one, refused.
-        let child = |n: &str, parent: &str| {
-            let mut e = entry(tenant, n);
-            if let Some(g) = e.grant.as_mut() {
-                g.parent_jti = Some(parent.to_owned());
-                g.depth = 1;
-            }
-            e
-        };
-        let done = scripted(vec![child("c1", "g-1"), child("c2", "nope")])
-            .await
-            .unwrap();
-        assert!(matches!(done[0], Ok(Some(_))));
-        assert!(matches!(
-            done[1],
-            Err(mandate_store::Refusal::Missing { .. })
-        ));
-        assert!(store.grant(tenant, "g-c1").await.unwrap().is_some());
-        assert!(store.grant(tenant, "g-c2").await.unwrap().is_none());
-
-        // Another process appends: the head this one remembers is stale, the one it
-        // reads under the lock is not.
-        let moved = other.append_events(&[event(tenant)], now).await.unwrap();
-        let done = scripted(vec![entry(tenant, "2")]).await.unwrap();
-        let recorded = done[0].clone().unwrap().unwrap();
-        assert_eq!((recorded.seq, &recorded.prev_hash), (5, &moved[0].hash));
-        assert_eq!(store.audit_heads().await.unwrap()[0].1, recorded.head());
-        assert!(store.grant(tenant, "g-2").await.unwrap().is_some());
-
-        // A tenant without a chain: nothing written, then the general way.
-        let new = mandate_store::conformance::tenant(&store, "new").await;
-        assert!(scripted(vec![entry(new, "3")]).await.is_none());
-        assert!(store.grant(new, "g-3").await.unwrap().is_none());
-        let done = store.commit_entries(&[entry(new, "3")], now).await.unwrap();
-        assert_eq!(done[0].clone().unwrap().unwrap().seq, 1);
-        assert!(store.grant(new, "g-3").await.unwrap().is_some());
-        for jti in ["j-1", "j-2", "j-3"] {
-            let expires = now + chrono::Duration::minutes(5);
-            assert!(
-                !store.claim_jti("agt_1", jti, expires, now).await.unwrap(),
-                "{jti}"
-            );
-        }
+        super::check_commit_common(&store, &other, tenant).await;
     }
 
     /// The second script writes a batch's grants only with its events: from a head that
@@ -482,7 +377,7 @@ mod tests {
         };
         for (from, jti, moved) in [(&stale, "g-stale", false), (&stored, "g-moved", true)] {
             let chained = vec![Event::chain(from, new(), now)];
-            let g = grant(tenant, jti, now);
+            let g = super::test_grant(tenant, jti, now);
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut conn)
                 .await
