@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mandate_jose::{Alg, Jwk, Rules, SigningKey, peek_header, verify};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::claims::Claims;
@@ -96,7 +97,7 @@ impl KeyRing {
     }
 
     /// Signs `claims` as a JWT with header `typ`.
-    pub fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, TokenError> {
+    pub fn sign<T: Serialize + ?Sized>(&self, typ: &str, claims: &T) -> Result<String, TokenError> {
         let mut header = Map::new();
         header.insert("typ".into(), Value::String(typ.to_owned()));
         let payload = serde_json::to_vec(claims)

@@ -16,7 +16,8 @@
 use std::str::FromStr;
 
 use mandate_types::{AgentId, MandateId, TenantId};
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::claims::{Claims, TimeRules};
 use crate::error::TokenError;
@@ -62,33 +63,13 @@ impl TaskToken {
         self.actors.iter().skip(1).rev().copied().collect()
     }
 
-    /// The claims set to sign.
+    /// The claims set to sign, as a map (it serialises as [`TaskToken`] does).
     pub fn to_claims(&self) -> Map<String, Value> {
-        let mut c = Map::new();
-        c.insert("iss".into(), json!(self.issuer));
-        c.insert("sub".into(), json!(self.subject));
-        c.insert("aud".into(), json!(self.audience));
-        c.insert("iat".into(), json!(self.issued_at));
-        c.insert("exp".into(), json!(self.expires_at));
-        c.insert("jti".into(), json!(self.jti));
-        c.insert("tenant".into(), json!(self.tenant.to_string()));
-        if let Some(first) = self.actors.first() {
-            c.insert("client_id".into(), json!(first.to_string()));
+        match serde_json::to_value(self) {
+            Ok(Value::Object(claims)) => claims,
+            // A map of string keys is all the serialisation below writes.
+            _ => Map::new(),
         }
-        if let Some(act) = nest_actors(&self.actors) {
-            c.insert("act".into(), act);
-        }
-        c.insert("scope".into(), json!(self.scope.join(" ")));
-        if let Some(m) = self.mandate {
-            c.insert("mandate".into(), json!(m.to_string()));
-        }
-        if let Some(d) = &self.authorization_details {
-            c.insert("authorization_details".into(), d.clone());
-        }
-        if let Some(jkt) = &self.cnf_jkt {
-            c.insert("cnf".into(), json!({ "jkt": jkt }));
-        }
-        c
     }
 
     /// Reads a verified token's claims, checking issuer, audience and times.
@@ -181,17 +162,82 @@ pub struct Expect<'a> {
     pub skew: i64,
 }
 
-fn nest_actors(actors: &[AgentId]) -> Option<Value> {
-    let mut nested: Option<Value> = None;
-    for agent in actors.iter().rev() {
-        let mut obj = Map::new();
-        obj.insert("sub".into(), json!(agent.to_string()));
-        if let Some(inner) = nested.take() {
-            obj.insert("act".into(), inner);
+/// The claims set to sign, written straight from the token (no map is built on the way
+/// to the signature):
+/// `iss, sub, aud, iat, exp, jti, tenant, [client_id, act,] scope, [mandate,]
+/// [authorization_details,] [cnf]`.
+impl Serialize for TaskToken {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut claims = serializer.serialize_map(None)?;
+        claims.serialize_entry("iss", &self.issuer)?;
+        claims.serialize_entry("sub", &self.subject)?;
+        claims.serialize_entry("aud", &self.audience)?;
+        claims.serialize_entry("iat", &self.issued_at)?;
+        claims.serialize_entry("exp", &self.expires_at)?;
+        claims.serialize_entry("jti", &self.jti)?;
+        claims.serialize_entry("tenant", &Shown(&self.tenant))?;
+        if let Some(first) = self.actors.first() {
+            claims.serialize_entry("client_id", &Shown(first))?;
+            claims.serialize_entry("act", &Actors(&self.actors))?;
         }
-        nested = Some(Value::Object(obj));
+        claims.serialize_entry("scope", &Joined(&self.scope))?;
+        if let Some(mandate) = &self.mandate {
+            claims.serialize_entry("mandate", &Shown(mandate))?;
+        }
+        if let Some(details) = &self.authorization_details {
+            claims.serialize_entry("authorization_details", details)?;
+        }
+        if let Some(jkt) = &self.cnf_jkt {
+            claims.serialize_entry("cnf", &Confirmation(jkt))?;
+        }
+        claims.end()
     }
-    nested
+}
+
+/// An id, written as the string it displays as.
+struct Shown<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+/// Scope values, space-separated (RFC 9068 `scope`).
+struct Joined<'a>(&'a [String]);
+
+impl Serialize for Joined<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.join(" "))
+    }
+}
+
+/// The `act` chain, the first actor outermost (RFC 8693 §4.1):
+/// `{"sub": a0, "act": {"sub": a1, …}}`.
+struct Actors<'a>(&'a [AgentId]);
+
+impl Serialize for Actors<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut act = serializer.serialize_map(None)?;
+        if let Some((first, inner)) = self.0.split_first() {
+            act.serialize_entry("sub", &Shown(first))?;
+            if !inner.is_empty() {
+                act.serialize_entry("act", &Actors(inner))?;
+            }
+        }
+        act.end()
+    }
+}
+
+/// `cnf` with the DPoP key's thumbprint (RFC 9449 §6).
+struct Confirmation<'a>(&'a str);
+
+impl Serialize for Confirmation<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut cnf = serializer.serialize_map(Some(1))?;
+        cnf.serialize_entry("jkt", self.0)?;
+        cnf.end()
+    }
 }
 
 fn flatten_actors(act: &Value) -> Result<Vec<AgentId>, String> {
@@ -228,6 +274,7 @@ pub fn scope_is_subset(child: &[String], parent: &[String]) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
     use super::*;
+    use serde_json::json;
 
     fn token() -> TaskToken {
         TaskToken {
@@ -270,6 +317,40 @@ mod tests {
         let back = TaskToken::from_claims(&claims, &expect(1100)).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.delegation_chain(), vec![t.actors[2], t.actors[1]]);
+    }
+
+    /// What is signed, byte for byte: the claims in their order, ids as strings, the
+    /// chain nested with the current actor outermost; a token with no actor, mandate,
+    /// details or key has none of those claims.
+    #[test]
+    fn the_signed_claims_are_written_in_one_layout() {
+        let t = token();
+        let [a0, a1, a2] = [t.actors[0], t.actors[1], t.actors[2]];
+        let (tenant, mandate) = (t.tenant, t.mandate.unwrap());
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            format!(
+                r#"{{"iss":"https://as","sub":"hum_1","aud":["https://as/mcp"],"iat":1000,"exp":1300,"jti":"tabc","tenant":"{tenant}","client_id":"{a0}","act":{{"sub":"{a0}","act":{{"sub":"{a1}","act":{{"sub":"{a2}"}}}}}},"scope":"crm.read crm.*","mandate":"{mandate}","authorization_details":[{{"type":"mandate"}}],"cnf":{{"jkt":"jkt"}}}}"#
+            )
+        );
+        let bare = TaskToken {
+            actors: vec![],
+            scope: vec![REQUEST_MANDATES_SCOPE.into()],
+            mandate: None,
+            authorization_details: None,
+            cnf_jkt: None,
+            ..t
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            format!(
+                r#"{{"iss":"https://as","sub":"hum_1","aud":["https://as/mcp"],"iat":1000,"exp":1300,"jti":"tabc","tenant":"{tenant}","scope":"mandates:request"}}"#
+            )
+        );
+        assert_eq!(
+            Value::Object(bare.to_claims()),
+            serde_json::to_value(&bare).unwrap()
+        );
     }
 
     #[test]

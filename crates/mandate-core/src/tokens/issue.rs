@@ -840,7 +840,7 @@ impl TokenService {
         let access_token = tracing::info_span!(target: TRACE, "signing").in_scope(|| {
             self.ring
                 .load()
-                .sign(mandate_token::ACCESS_TOKEN_TYP, &token.to_claims())
+                .sign(mandate_token::ACCESS_TOKEN_TYP, &token)
         })?;
         // What verifying `access_token` would yield is `token` itself (the claims
         // round-trip exactly): its first use here, a call or an exchange, skips the
