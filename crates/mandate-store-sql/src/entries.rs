@@ -408,6 +408,65 @@ macro_rules! sql_entries {
             assert_eq!(store.audit_records(tenant, 0, 100).await.unwrap().len(), 6);
         }
 
+        /// A batch whose INSERT fails halfway (a row squats a sequence number the batch
+        /// reaches) leaves nothing of itself: not the rows before the failing one (which
+        /// SQLite's `OR FAIL` keeps until the rollback), not the head's move, not the
+        /// claims or grants of a token batch; and the next batch, once the squatter is
+        /// gone, is written from the stored head.
+        #[cfg(test)]
+        pub(crate) async fn check_half_written_batches_leave_nothing(store: &$store, tenant: TenantId) {
+            #![allow(clippy::unwrap_used, reason = "tests")]
+            use ::mandate_store::{AuditLog as _, Grants as _};
+            let now = Utc::now();
+            let event = || NewEvent::new(tenant, ::mandate_audit::EventKind::TokenIssued, "agent:test");
+            let entry = |n: &str| Entry {
+                assertions: vec![UsedAssertion {
+                    issuer: "agt_1".into(),
+                    jti: format!("j-{n}"),
+                    expires_at: now + ::chrono::Duration::minutes(5),
+                }],
+                grant: Some(test_grant(tenant, &format!("g-{n}"), now)),
+                event: Some(event()),
+                ..Entry::default()
+            };
+            let seqs = || async {
+                let records = store.audit_records(tenant, 0, 100).await.unwrap();
+                records.iter().map(|r| r.seq).collect::<Vec<_>>()
+            };
+            let first = store.append_events(&[event()], now).await.unwrap();
+            assert_eq!(first[0].seq, 1);
+            ::sqlx::query(&format!("INSERT INTO audit_events {EVENT_COLUMNS} VALUES ($1, 3, 0, 'decision', NULL, NULL, NULL, 'squat', '{{}}')"))
+                .bind(tenant.to_string())
+                .execute(&store.pool)
+                .await
+                .unwrap();
+
+            // Events only: the second of three collides.
+            assert!(store.append_events(&[event(), event(), event()], now).await.is_err());
+            assert_eq!(seqs().await, [1, 3]);
+            assert_eq!(store.audit_heads().await.unwrap()[0].1, first[0].head());
+
+            // Token entries: the second's event collides.
+            assert!(store.commit_entries(&[entry("a"), entry("b")], now).await.is_err());
+            assert_eq!(seqs().await, [1, 3]);
+            assert_eq!(store.audit_heads().await.unwrap()[0].1, first[0].head());
+            for n in ["a", "b"] {
+                assert!(store.grant(tenant, &format!("g-{n}")).await.unwrap().is_none(), "{n}");
+            }
+
+            ::sqlx::query("DELETE FROM audit_events WHERE hash = 'squat'")
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            // The claims were not kept: the same entries now go in, chained on seq 1.
+            let done = store.commit_entries(&[entry("a"), entry("b")], now).await.unwrap();
+            let recorded: Vec<_> = done.into_iter().map(|d| d.unwrap().unwrap()).collect();
+            assert_eq!((recorded[0].seq, &recorded[0].prev_hash), (2, &first[0].hash));
+            assert_eq!(recorded[1].seq, 3);
+            assert!(store.grant(tenant, "g-b").await.unwrap().is_some());
+            assert_eq!(store.append_events(&[event()], now).await.unwrap()[0].seq, 4);
+        }
+
         impl $store {
             /// [`AuditLog::commit_entries`] on the ledger's connection.
             async fn commit_entries_on(

@@ -67,7 +67,7 @@ macro_rules! sql_grants {
 
         /// `INSERT INTO grants …` of `chunk` (at most `GRANT_ROWS_PER_INSERT`), pushed onto `q`.
         fn push_grants_insert(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&Grant]) -> Result<(), StoreError> {
-            q.push(format!("INSERT INTO grants {GRANT_COLUMNS} "));
+            q.push(format!("{INSERT_ROWS} grants {GRANT_COLUMNS} "));
             push_grant_values(q, chunk)
         }
 
@@ -282,7 +282,7 @@ macro_rules! sql_grants {
         /// The claim of `chunk`'s assertions (at most `JTI_ROWS_PER_INSERT`), pushed onto
         /// `q`: the rows it returns ([`CLAIMED`]) are the claims that were new.
         fn push_jti_claims(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
-            q.push("INSERT INTO used_jtis (issuer, jti, expires_at) ");
+            q.push(format!("{INSERT_ROWS} used_jtis (issuer, jti, expires_at) "));
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
             });

@@ -206,6 +206,9 @@ pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_
 /// instead of six (see `entries`).
 pub(crate) const DATA_MODIFYING_CTE: bool = true;
 
+/// How the batches' multi-row INSERTs begin (SQLite's differs: see there).
+pub(crate) const INSERT_ROWS: &str = "INSERT INTO";
+
 /// What the check of grants' mandates appends to its `SELECT … FROM mandates`: a share
 /// lock on each row until the transaction ends. A final-state update of a mandate locks
 /// the row for update: it waits for the grants to commit (and then revokes them with the
@@ -343,6 +346,17 @@ mod tests {
         let other = schema.store().await;
         let tenant = mandate_store::conformance::tenant(&store, "default").await;
         super::check_commit_common(&store, &other, tenant).await;
+        schema.drop().await;
+    }
+
+    /// A batch whose INSERT fails halfway leaves nothing (one statement or one
+    /// transaction, rolled back).
+    #[tokio::test]
+    async fn a_batch_that_fails_halfway_leaves_nothing() {
+        let schema = Schema::new().await;
+        let store = schema.store().await;
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        super::check_half_written_batches_leave_nothing(&store, tenant).await;
         schema.drop().await;
     }
 

@@ -350,7 +350,7 @@ macro_rules! sql_store {
 
         /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
         fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
-            let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO audit_events {EVENT_COLUMNS} "));
+            let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {EVENT_COLUMNS} "));
             push_event_values(&mut insert, chunk)?;
             Ok(insert)
         }
@@ -437,20 +437,20 @@ macro_rules! sql_store {
             if DATA_MODIFYING_CTE {
                 q.push(" RETURNING 1)");
                 if !grants.is_empty() {
-                    q.push(format!(", granted AS (INSERT INTO grants {GRANT_COLUMNS} SELECT * FROM ("));
+                    q.push(format!(", granted AS ({INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
                     push_grant_values(q, grants)?;
                     q.push(format!(") AS granted {GRANT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved))"));
                 }
-                q.push(format!(" INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                q.push(format!(" {INSERT_ROWS} audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(q, chained)?;
                 q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
             } else {
                 // `changes()`: the rows the UPDATE just moved (1, or 0 from a stale head).
-                q.push(format!(" RETURNING 1; INSERT INTO audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                q.push(format!(" RETURNING 1; {INSERT_ROWS} audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(q, chained)?;
                 q.push(") WHERE changes() = 1");
                 if !grants.is_empty() {
-                    q.push(format!("; INSERT INTO grants {GRANT_COLUMNS} SELECT * FROM ("));
+                    q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
                     push_grant_values(q, grants)?;
                     q.push(") WHERE EXISTS (SELECT 1 FROM audit_heads WHERE tenant_id = ")
                         .push_bind(last.tenant_id.to_string())
