@@ -94,6 +94,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_head_cas",
         sql: include_str!("../migrations/sqlite/0018_audit_head_cas.sql"),
     },
+    Migration {
+        version: 19,
+        name: "grants_parent_deferred",
+        sql: include_str!("../migrations/sqlite/0019_grants_parent_deferred.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, every commit fsync'd before it is
@@ -284,8 +289,8 @@ pub(crate) const DATA_MODIFYING_CTE: bool = false;
 /// about 5 % of a task token's CPU on SQLite). Nothing needs that undo: a failed
 /// statement fails its whole script or transaction, which is rolled back
 /// (`commit_common_scripted`, `append_on_head`'s callers, a dropped transaction). A
-/// grant's parent (an immediate foreign key) still keeps the journal for the grants'
-/// INSERT that has one.
+/// grant's parent is a deferred foreign key here, checked at COMMIT, for the same
+/// reason (an immediate one keeps the journal too; migration 19).
 pub(crate) const INSERT_ROWS: &str = "INSERT OR FAIL INTO";
 
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
@@ -418,6 +423,105 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let tenant = mandate_store::conformance::tenant(&store, "default").await;
         super::check_half_written_batches_leave_nothing(&store, tenant).await;
+    }
+
+    /// Migration 19 rebuilds `grants` of a database that has rows: every grant (its
+    /// parent link too) is kept, and a grant whose parent is missing still never
+    /// commits (the foreign key is checked at COMMIT now, in a transaction and on its
+    /// own). The assertions' claims, untouched, still refuse a replay.
+    #[tokio::test]
+    async fn the_batch_tables_are_rebuilt_with_their_rows_and_their_checks() {
+        use mandate_store::Grants as _;
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("mandate.db"))
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE mandate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for m in super::MIGRATIONS.iter().filter(|m| m.version < 19) {
+            sqlx::raw_sql(m.sql).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO mandate_migrations VALUES ($1, $2, 0)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let now = chrono::Utc::now();
+        let tenant: mandate_types::TenantId =
+            "ten_00000000000000000000000000000001".parse().unwrap();
+        let grant = |jti: &str, parent: Option<&str>| {
+            let mut g = super::test_grant(tenant, jti, now);
+            g.parent_jti = parent.map(str::to_owned);
+            g
+        };
+        let (root, child) = (grant("g-root", None), grant("g-child", Some("g-root")));
+        for g in [&root, &child] {
+            sqlx::query("INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) VALUES ($1, $2, NULL, 'agt_1', $3, 0, NULL, $4)")
+                .bind(&g.jti)
+                .bind(tenant.to_string())
+                .bind(&g.parent_jti)
+                .bind(serde_json::to_string(g).unwrap())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let later = now + chrono::Duration::minutes(5);
+        sqlx::query(
+            "INSERT INTO used_jtis (issuer, jti, expires_at) VALUES ('agt_1', 'j-used', $1)",
+        )
+        .bind(later.timestamp_micros())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let kept = store.grant(tenant, "g-child").await.unwrap().unwrap();
+        assert_eq!(kept.parent_jti.as_deref(), Some("g-root"));
+        assert!(store.grant(tenant, "g-root").await.unwrap().is_some());
+        assert!(
+            !store
+                .claim_jti("agt_1", "j-used", later, now)
+                .await
+                .unwrap(),
+            "a replay"
+        );
+        assert!(store.claim_jti("agt_1", "j-new", later, now).await.unwrap());
+        let schema: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'grants'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert!(
+            schema.contains(r#"REFERENCES "grants" (jti) DEFERRABLE INITIALLY DEFERRED"#),
+            "{schema}"
+        );
+
+        let orphan = "INSERT INTO grants (jti, tenant_id, mandate_id, agent_id, parent_jti, expires_at, revoked_at, doc) VALUES ('g-orphan', 'ten_x', NULL, 'agt_1', 'g-none', 0, NULL, '{}')";
+        let mut conn = store.pool.acquire().await.unwrap();
+        assert!(
+            sqlx::query(orphan).execute(&mut *conn).await.is_err(),
+            "on its own"
+        );
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query(orphan).execute(&mut *tx).await.unwrap();
+        assert!(tx.commit().await.is_err(), "at COMMIT");
+        drop(conn);
+        assert!(store.grant(tenant, "g-orphan").await.unwrap().is_none());
+        let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM grants WHERE jti = 'g-orphan'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0);
     }
 
     /// SQLite keeps no statistics: the batch's check of live parents must look its
