@@ -17,6 +17,12 @@
 //!      the grants that passed if the head is at the last event; COMMIT
 //! ```
 //!
+//! Before those, a batch whose entries all pass (the common case) is tried as one
+//! script on the head this process remembers (`optimistic`): the head's compare-and-swap
+//! also checks that no assertion was used before and every mandate is live, and each
+//! INSERT after it (events, claims, grants) is guarded by the count the one before
+//! wrote, so a head that did not move writes nothing and the two scripts take over.
+//!
 //! BEGIN IMMEDIATE takes the write lock before anything is read, so the mandates' check
 //! is serialised against the update that ends a mandate exactly as on the general path
 //! (whose first statement, the jtis' INSERT, takes it there), and the head read is the
@@ -216,6 +222,10 @@ macro_rules! sql_entries {
             q.push("COMMIT");
             Ok(q)
         }
+
+        /// The most assertions, and the most mandates, a batch may carry to be tried as
+        /// one script (see `optimistic`): each is a term of the head's condition.
+        const OPTIMISTIC_ROWS: usize = 64;
 
         /// A batch of the common shape (see [`Common::of`]): what it claims, the grants
         /// it writes and what those depend on.
@@ -520,12 +530,126 @@ macro_rules! sql_entries {
                 common: &Common<'_>,
                 at: DateTime<Utc>,
             ) -> Result<Option<Vec<Committed>>, StoreError> {
-                let done = self.scripted(conn, common, at).await;
+                let done = match self.optimistic(conn, common, at).await {
+                    Ok(None) => self.scripted(conn, common, at).await,
+                    done => done,
+                };
                 if !matches!(done, Ok(Some(_))) {
                     // Nothing of it stays (past the COMMIT this finds no transaction).
                     let _ = ::sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 }
                 done
+            }
+
+            /// A [`Common`] batch as one script, if every entry of it passes (the common
+            /// case): chained on the head this process remembers, the head moved only if
+            /// no assertion was used before, every mandate is active, of the batch's
+            /// tenant and ends after the last grant's issue (stricter than each grant's
+            /// own check: a batch refused here takes the exact way), and then the events,
+            /// grants and claims written with it, all under BEGIN IMMEDIATE as in
+            /// [`scripted`](Self::scripted). `Ok(None)`, with nothing written (the
+            /// transaction commits nothing), when the way cannot be taken or a check
+            /// failed: the two scripts then judge each entry.
+            async fn optimistic(
+                &self,
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                common: &Common<'_>,
+                at: DateTime<Utc>,
+            ) -> Result<Option<Vec<Committed>>, StoreError> {
+                let Some(tenant) = common.tenant else { return Ok(None) };
+                let mut seen = ::std::collections::HashSet::with_capacity(common.claims.len());
+                let taken = common.claims.len() <= OPTIMISTIC_ROWS
+                    && common.mandates.len() <= OPTIMISTIC_ROWS
+                    && common.parents.is_empty()
+                    && common.grants.iter().all(|(_, g)| g.tenant_id == tenant)
+                    && common.claims.iter().all(|u| seen.insert((u.issuer.as_str(), u.jti.as_str())));
+                let head = self.remembered_head(tenant);
+                let (true, Some(head)) = (taken, head) else { return Ok(None) };
+                let n = common.batch.len();
+                let outcomes = Outcomes::new(common.batch, vec![None; n], vec![None; n]);
+                let chained = chain_on(head, &outcomes.events, at);
+                if chained.is_empty() {
+                    return Ok(None);
+                }
+                let written: Vec<&Grant> = common.grants.iter().map(|(_, g)| *g).collect();
+                let mut mandates = common.mandates.clone();
+                mandates.sort_unstable();
+                mandates.dedup();
+                let issued = common.grants.iter().map(|(_, g)| micros(g.issued_at)).max();
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("BEGIN IMMEDIATE; ");
+                if !common.claims.is_empty() && self.jtis_purged.due(at) {
+                    push_jti_purge(&mut q, at);
+                    q.push("; ");
+                }
+                push_on_head_if(&mut q, &chained, &[], |q| {
+                    if !common.claims.is_empty() {
+                        q.push(" AND NOT EXISTS (SELECT 1 FROM used_jtis WHERE ");
+                        let mut terms = q.separated(" OR ");
+                        for u in &common.claims {
+                            terms
+                                .push("(issuer = ")
+                                .push_bind_unseparated(u.issuer.clone())
+                                .push_unseparated(" AND jti = ")
+                                .push_bind_unseparated(u.jti.clone())
+                                .push_unseparated(")");
+                        }
+                        q.push(")");
+                    }
+                    if let (false, Some(issued)) = (mandates.is_empty(), issued) {
+                        // The unary `+`s keep SQLite on the list of keys (see `push_live_mandates`).
+                        q.push(" AND (SELECT count(*) FROM mandates WHERE id IN (");
+                        let mut ids = q.separated(", ");
+                        for id in &mandates {
+                            ids.push_bind(id.clone());
+                        }
+                        q.push(") AND +tenant_id = ")
+                            .push_bind(tenant.to_string())
+                            .push(" AND +status = 'active' AND +expires_at > ")
+                            .push_bind(issued)
+                            .push(") = ")
+                            .push_bind(i64::try_from(mandates.len()).unwrap_or(i64::MAX));
+                    }
+                })?;
+                // Each INSERT only if the one before wrote all its rows: none, from a
+                // head that did not move, and nothing after.
+                let mut before = chained.len();
+                if !common.claims.is_empty() {
+                    q.push(format!("; {INSERT_ROWS} used_jtis (issuer, jti, expires_at) SELECT * FROM ("));
+                    q.push_values(&common.claims, |mut b, u| {
+                        b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
+                    });
+                    q.push(")");
+                    push_if_written(&mut q, before)?;
+                    before = common.claims.len();
+                }
+                if !written.is_empty() {
+                    q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
+                    push_grant_values(&mut q, &written)?;
+                    q.push(")");
+                    push_if_written(&mut q, before)?;
+                }
+                // The head as it stands, to go on from if this did not move it.
+                q.push("; SELECT seq, hash FROM audit_heads WHERE tenant_id = ").push_bind(tenant.to_string());
+                q.push("; COMMIT");
+                // Rows: the head's UPDATE returns one if it moved (everything went in);
+                // the head's, with its hash.
+                let (mut moved, mut stored) = (false, None);
+                for row in q.build().fetch_all(&mut *conn).await.map_err(|e| store_error(e, "grant"))? {
+                    if row.try_column("hash").is_ok() {
+                        stored = Some(Head {
+                            seq: seq_column(&row)?,
+                            hash: row.try_get("hash").map_err(corrupt)?,
+                        });
+                    } else {
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    self.remember_head(tenant, stored);
+                    return Ok(None);
+                }
+                self.remember_heads(&chained);
+                Ok(Some(outcomes.recorded(chained)))
             }
 
             async fn scripted(

@@ -414,6 +414,17 @@ macro_rules! sql_store {
             chained: &[Event],
             grants: &[&Grant],
         ) -> Result<(), StoreError> {
+            push_on_head_if(q, chained, grants, |_| ())
+        }
+
+        /// [`push_on_head`], the head moved only if `checks` (conditions pushed after
+        /// the compare-and-swap's, each starting with ` AND `) hold too.
+        fn push_on_head_if(
+            q: &mut ::sqlx::QueryBuilder<'static, $db>,
+            chained: &[Event],
+            grants: &[&Grant],
+            checks: impl FnOnce(&mut ::sqlx::QueryBuilder<'static, $db>),
+        ) -> Result<(), StoreError> {
             let (Some(first), Some(last)) = (chained.first(), chained.last()) else {
                 return Err(StoreError::Corrupt("an empty batch chained on a head".to_owned()));
             };
@@ -434,6 +445,7 @@ macro_rules! sql_store {
                 .push_bind(seq_param(from)?)
                 .push(" AND hash = ")
                 .push_bind(first.prev_hash.clone());
+            checks(q);
             if DATA_MODIFYING_CTE {
                 q.push(" RETURNING 1)");
                 if !grants.is_empty() {
@@ -452,15 +464,19 @@ macro_rules! sql_store {
                 if !grants.is_empty() {
                     q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
                     push_grant_values(q, grants)?;
-                    q.push(") WHERE EXISTS (SELECT 1 FROM audit_heads WHERE tenant_id = ")
-                        .push_bind(last.tenant_id.to_string())
-                        .push(" AND seq = ")
-                        .push_bind(seq_param(last.seq)?)
-                        .push(" AND hash = ")
-                        .push_bind(last.hash.clone())
-                        .push(")");
+                    q.push(")");
+                    push_if_written(q, chained.len())?;
                 }
             }
+            Ok(())
+        }
+
+        /// ` WHERE` the statement before wrote exactly `rows` rows (at least one), pushed
+        /// onto `q`: on SQLite, what a script writes only with the events that moved the
+        /// head (a head that did not move wrote no event, and so nothing after it).
+        fn push_if_written(q: &mut ::sqlx::QueryBuilder<'static, $db>, rows: usize) -> Result<(), StoreError> {
+            let rows = i64::try_from(rows.max(1)).map_err(|_| StoreError::Corrupt("a batch too large to count".to_owned()))?;
+            q.push(" WHERE changes() = ").push_bind(rows);
             Ok(())
         }
 

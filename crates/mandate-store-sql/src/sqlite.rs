@@ -415,6 +415,147 @@ mod tests {
         }
     }
 
+    /// The one-script way of a token batch (`optimistic`): taken when every entry
+    /// passes, everything written with the events; and when any check would refuse an
+    /// entry (a used assertion, a mandate ended, ending before the grant's issue or of
+    /// another tenant, a head another process moved) it writes nothing at all, and the
+    /// two scripts then judge the batch exactly.
+    #[tokio::test]
+    async fn the_one_script_batch_writes_all_of_itself_or_nothing() {
+        use mandate_audit::{EventKind, NewEvent};
+        use mandate_store::{AuditLog as _, Entry, Grants as _, UsedAssertion};
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let other = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = mandate_store::conformance::tenant(&store, "default").await;
+        let elsewhere = mandate_store::conformance::tenant(&store, "elsewhere").await;
+        let now = chrono::Utc::now();
+        let mandate = |status: &str,
+                       tenant: mandate_types::TenantId,
+                       ends: chrono::DateTime<chrono::Utc>| {
+            let id = mandate_types::MandateId::generate();
+            let row = format!(
+                "INSERT INTO mandates (id, tenant_id, agent_id, human_id, status, expires_at, version, doc)
+                 VALUES ('{id}', '{tenant}', 'agt_x', 'hum_x', '{status}', {}, 1, '{{}}')",
+                ends.timestamp_micros()
+            );
+            (id, row)
+        };
+        let day = now + chrono::Duration::days(1);
+        let (live, a) = mandate("active", tenant, day);
+        let (ended, b) = mandate("revoked", tenant, day);
+        let (soon, c) = mandate("active", tenant, now - chrono::Duration::seconds(1));
+        let (foreign, d) = mandate("active", elsewhere, day);
+        let mut raw = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("mandate.db"))
+                .foreign_keys(false),
+        )
+        .await
+        .unwrap();
+        for row in [a, b, c, d] {
+            sqlx::query(&row).execute(&mut raw).await.unwrap();
+        }
+        let entry = |n: &str, mandate: mandate_types::MandateId| {
+            let mut grant = super::test_grant(tenant, &format!("g-{n}"), now);
+            grant.mandate_id = Some(mandate);
+            Entry {
+                assertions: vec![UsedAssertion {
+                    issuer: "agt_1".into(),
+                    jti: format!("j-{n}"),
+                    expires_at: now + chrono::Duration::minutes(5),
+                }],
+                grant: Some(grant),
+                event: Some(
+                    NewEvent::new(tenant, EventKind::TokenIssued, "agent:test").with("n", n),
+                ),
+                ..Entry::default()
+            }
+        };
+        let one_script = |batch: Vec<Entry>| {
+            let store = &store;
+            async move {
+                let common = super::Common::of(&batch).unwrap();
+                let mut writer = store.ledger_writer().await.unwrap();
+                store.optimistic(&mut writer, &common, now).await.unwrap()
+            }
+        };
+        let claims = || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM used_jtis")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            n
+        };
+        let head = || async { store.audit_heads().await.unwrap()[0].1.clone() };
+
+        // No remembered head yet: not taken.
+        assert!(one_script(vec![entry("1", live)]).await.is_none());
+        let first = store
+            .append_events(
+                &[NewEvent::new(tenant, EventKind::TokenIssued, "agent:test")],
+                now,
+            )
+            .await
+            .unwrap();
+        let done = one_script(vec![entry("1", live), entry("2", live)])
+            .await
+            .unwrap();
+        let recorded: Vec<_> = done.into_iter().map(|d| d.unwrap().unwrap()).collect();
+        assert_eq!((recorded[0].seq, recorded[1].seq), (2, 3));
+        assert_eq!(recorded[0].prev_hash, first[0].hash);
+        assert_eq!(head().await, recorded[1].head());
+        for jti in ["g-1", "g-2"] {
+            assert!(store.grant(tenant, jti).await.unwrap().is_some(), "{jti}");
+        }
+        assert_eq!(claims().await, 2);
+
+        // Each would refuse an entry: nothing of the batch is written.
+        let refused = [
+            ("a used assertion", vec![entry("3", live), entry("1", live)]),
+            (
+                "an ended mandate",
+                vec![entry("4", live), entry("5", ended)],
+            ),
+            ("a mandate ending before the issue", vec![entry("6", soon)]),
+            ("another tenant's mandate", vec![entry("7", foreign)]),
+            (
+                "the same assertion twice",
+                vec![entry("8", live), entry("8", live)],
+            ),
+        ];
+        for (why, batch) in refused {
+            assert!(one_script(batch).await.is_none(), "{why}");
+            assert_eq!(head().await, recorded[1].head(), "{why}");
+            assert_eq!(claims().await, 2, "{why}");
+            assert_eq!(
+                store.audit_records(tenant, 0, 100).await.unwrap().len(),
+                3,
+                "{why}"
+            );
+        }
+        for jti in ["g-3", "g-4", "g-5", "g-6", "g-7", "g-8"] {
+            assert!(store.grant(tenant, jti).await.unwrap().is_none(), "{jti}");
+        }
+
+        // Another process moved the head (with an event exactly like the next one):
+        // nothing written; the two scripts follow the stored head.
+        let next = || vec![entry("9", live)];
+        let copy = next().remove(0).event.unwrap();
+        other.append_events(&[copy], now).await.unwrap();
+        assert!(one_script(next()).await.is_none());
+        assert!(store.grant(tenant, "g-9").await.unwrap().is_none());
+        assert_eq!(claims().await, 2);
+        let done = store.commit_entries(&next(), now).await.unwrap();
+        assert_eq!(done[0].clone().unwrap().unwrap().seq, 5);
+        // And from there the one script again.
+        let done = one_script(vec![entry("10", live)]).await.unwrap();
+        assert_eq!(done[0].clone().unwrap().unwrap().seq, 6);
+        assert_eq!(claims().await, 4);
+    }
+
     /// The batches' INSERTs stop at a failing row without undoing the statement
     /// (`INSERT_ROWS`): the rollback that follows leaves nothing of the batch.
     #[tokio::test]
