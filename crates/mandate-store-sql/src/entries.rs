@@ -281,10 +281,7 @@ macro_rules! sql_entries {
                 if LiveMandates::is_mandate_row(row) {
                     self.live.read(row)
                 } else if row.try_column("hash").is_ok() {
-                    self.head = Some(Head {
-                        seq: seq_column(row)?,
-                        hash: row.try_get("hash").map_err(corrupt)?,
-                    });
+                    self.head = Some(head_of(row)?);
                     Ok(())
                 } else if row.try_column("issuer").is_ok() {
                     self.claimed.read(row, CLAIMED)
@@ -615,19 +612,12 @@ macro_rules! sql_entries {
                 let mut before = chained.len();
                 if !common.claims.is_empty() {
                     q.push(format!("; {INSERT_ROWS} used_jtis (issuer, jti, expires_at) SELECT * FROM ("));
-                    q.push_values(&common.claims, |mut b, u| {
-                        b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
-                    });
+                    push_jti_values(&mut q, &common.claims);
                     q.push(")");
                     push_if_written(&mut q, before)?;
                     before = common.claims.len();
                 }
-                if !written.is_empty() {
-                    q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
-                    push_grant_values(&mut q, &written)?;
-                    q.push(")");
-                    push_if_written(&mut q, before)?;
-                }
+                push_grants_if_written(&mut q, &written, before)?;
                 // The head as it stands, to go on from if this did not move it.
                 q.push("; SELECT seq, hash FROM audit_heads WHERE tenant_id = ").push_bind(tenant.to_string());
                 q.push("; COMMIT");
@@ -636,10 +626,7 @@ macro_rules! sql_entries {
                 let (mut moved, mut stored) = (false, None);
                 for row in q.build().fetch_all(&mut *conn).await.map_err(|e| store_error(e, "grant"))? {
                     if row.try_column("hash").is_ok() {
-                        stored = Some(Head {
-                            seq: seq_column(&row)?,
-                            hash: row.try_get("hash").map_err(corrupt)?,
-                        });
+                        stored = Some(head_of(&row)?);
                     } else {
                         moved = true;
                     }

@@ -283,10 +283,15 @@ macro_rules! sql_grants {
         /// `q`: the rows it returns ([`CLAIMED`]) are the claims that were new.
         fn push_jti_claims(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
             q.push(format!("{INSERT_ROWS} used_jtis (issuer, jti, expires_at) "));
+            push_jti_values(q, chunk);
+            q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+        }
+
+        /// `VALUES (…), (…)` of assertion uses, in `used_jtis`' column order, pushed onto `q`.
+        fn push_jti_values(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
             q.push_values(chunk, |mut b, u| {
                 b.push_bind(u.issuer.clone()).push_bind(u.jti.clone()).push_bind(micros(u.expires_at));
             });
-            q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
         }
 
         /// Rows per multi-row INSERT of assertion uses (3 parameters each).

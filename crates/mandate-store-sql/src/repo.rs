@@ -461,14 +461,21 @@ macro_rules! sql_store {
                 q.push(format!(" RETURNING 1; {INSERT_ROWS} audit_events {EVENT_COLUMNS} SELECT * FROM ("));
                 push_event_values(q, chained)?;
                 q.push(") WHERE changes() = 1");
-                if !grants.is_empty() {
-                    q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
-                    push_grant_values(q, grants)?;
-                    q.push(")");
-                    push_if_written(q, chained.len())?;
-                }
+                push_grants_if_written(q, grants, chained.len())?;
             }
             Ok(())
+        }
+
+        /// `; INSERT` of `grants` (none: nothing) if the statement before wrote exactly
+        /// `rows` rows (see [`push_if_written`]), pushed onto `q`.
+        fn push_grants_if_written(q: &mut ::sqlx::QueryBuilder<'static, $db>, grants: &[&Grant], rows: usize) -> Result<(), StoreError> {
+            if grants.is_empty() {
+                return Ok(());
+            }
+            q.push(format!("; {INSERT_ROWS} grants {GRANT_COLUMNS} SELECT * FROM ("));
+            push_grant_values(q, grants)?;
+            q.push(")");
+            push_if_written(q, rows)
         }
 
         /// ` WHERE` the statement before wrote exactly `rows` rows (at least one), pushed
@@ -546,6 +553,14 @@ macro_rules! sql_store {
             u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))
         }
 
+        /// A chain's head read as a row (`seq`, `hash`).
+        fn head_of(row: &DbRow) -> Result<Head, StoreError> {
+            Ok(Head {
+                seq: seq_column(row)?,
+                hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        }
+
         fn records(rows: &[DbRow]) -> Result<Vec<StoredRecord>, StoreError> {
             rows.iter()
                 .map(|row| {
@@ -613,10 +628,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(unavailable)?;
-                let mut head = Head {
-                    seq: seq_column(&row)?,
-                    hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                };
+                let mut head = head_of(&row)?;
                 let mut chained = Vec::new();
                 for (slot, new) in placed.iter_mut().zip(batch).filter(|(_, e)| e.tenant_id == tenant) {
                     let event = Event::chain(&head, new.clone(), at);
@@ -792,10 +804,7 @@ macro_rules! sql_store {
                         let tenant: String = row.try_get("tenant_id").map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         Ok((
                             tenant.parse().map_err(|e: ::mandate_types::IdError| StoreError::Corrupt(e.to_string()))?,
-                            Head {
-                                seq: seq_column(row)?,
-                                hash: row.try_get("hash").map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                            },
+                            head_of(row)?,
                         ))
                     })
                     .collect()
