@@ -23,8 +23,9 @@
 # is overcounted there. On PostgreSQL, the database server's own work is not counted
 # (it is another process).
 #
-# MANDATE_BIN: another build, for A/B pairs. --database-url: the database is dropped and
-# created fresh (its name must contain `bench`).
+# MANDATE_BIN: another build, for A/B pairs. CALLGRIND_OUT=FILE: keep the callgrind
+# profile there. --database-url: the database is dropped and created fresh (its name
+# must contain `bench`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/serve.sh
@@ -107,6 +108,8 @@ if $callgrind; then
   requests=$((after - before))
   echo "   requests    $requests in the window"
   out=$(ls -t "$cg_dir"/callgrind.out* | head -1)
+  # CALLGRIND_OUT=FILE keeps the profile (for callgrind_annotate's exclusive costs).
+  if [ -n "${CALLGRIND_OUT:-}" ]; then cp "$out" "$CALLGRIND_OUT"; fi
   callgrind_annotate --inclusive=yes "$out" 2>/dev/null \
     | python3 bench/lib/callgrind_per_request.py "$requests"
 else
