@@ -116,7 +116,9 @@ impl Relay {
         id: Value,
         outcome: Result<Outcome, GatewayError>,
     ) {
-        let frame = sse::encode_message(&to_response(id, outcome).to_string());
+        // Invariant: a `Message` always serialises (see `json_response`).
+        let message = serde_json::to_string(&to_response(id, outcome)).unwrap_or_default();
+        let frame = sse::encode_message(&message);
         let _ = tx.send(Ok(Bytes::from(frame))).await;
     }
 }

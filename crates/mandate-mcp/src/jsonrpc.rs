@@ -141,29 +141,72 @@ impl Message {
         }
     }
 
-    pub fn to_value(&self) -> Value {
+    /// The message as a JSON value, its parts moved rather than copied.
+    pub fn into_value(self) -> Value {
         match self {
             Message::Request { id, method, params } => {
                 let mut m = Map::new();
                 m.insert("jsonrpc".into(), json!("2.0"));
-                m.insert("id".into(), id.clone());
-                m.insert("method".into(), json!(method));
+                m.insert("id".into(), id);
+                m.insert("method".into(), Value::String(method));
                 if let Some(p) = params {
-                    m.insert("params".into(), p.clone());
+                    m.insert("params".into(), p);
                 }
                 Value::Object(m)
             }
             Message::Notification { method, params } => {
                 let mut m = Map::new();
                 m.insert("jsonrpc".into(), json!("2.0"));
-                m.insert("method".into(), json!(method));
+                m.insert("method".into(), Value::String(method));
                 if let Some(p) = params {
-                    m.insert("params".into(), p.clone());
+                    m.insert("params".into(), p);
                 }
                 Value::Object(m)
             }
-            Message::Response { id, outcome } => response(id.clone(), outcome.clone()),
+            Message::Response { id, outcome } => response(id, outcome),
         }
+    }
+}
+
+/// The message as sent, written straight from its parts (`serde_json::to_vec(&message)`):
+/// the members of [`Message::into_value`], in its order, with nothing copied first.
+impl serde::Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            jsonrpc: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'a Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            method: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            params: Option<&'a Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            result: Option<&'a Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a Value>,
+        }
+        let (id, method, params, result, error) = match self {
+            Message::Request { id, method, params } => {
+                (Some(id), Some(method.as_str()), params.as_ref(), None, None)
+            }
+            Message::Notification { method, params } => {
+                (None, Some(method.as_str()), params.as_ref(), None, None)
+            }
+            Message::Response { id, outcome } => match outcome {
+                Ok(result) => (Some(id), None, None, Some(result), None),
+                Err(error) => (Some(id), None, None, None, Some(error)),
+            },
+        };
+        Wire {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+            result,
+            error,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -363,7 +406,29 @@ mod tests {
     fn messages_round_trip() {
         let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","arguments":{"x":1}}});
         let m = Message::from_value(body.clone()).unwrap();
-        assert_eq!(m.to_value(), body);
+        let sent = |m: &Message| serde_json::from_slice::<Value>(&serde_json::to_vec(m).unwrap());
+        assert_eq!(sent(&m).unwrap(), body);
+        assert_eq!(m.into_value(), body);
+        // The members in JSON-RPC's usual order, whatever order a map keeps.
+        let call = Message::Request {
+            id: json!(7),
+            method: "tools/call".into(),
+            params: Some(json!({"name": "a"})),
+        };
+        assert_eq!(
+            serde_json::to_string(&call).unwrap(),
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a"}}"#
+        );
+        for body in [
+            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}),
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            json!({"jsonrpc":"2.0","id":"a","result":{"tools":[]}}),
+            json!({"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}),
+        ] {
+            let m = Message::from_value(body.clone()).unwrap();
+            assert_eq!(sent(&m).unwrap(), body);
+            assert_eq!(m.into_value(), body);
+        }
         assert_eq!(
             error_response(json!(1), code::REFUSED, "no", None),
             json!({"jsonrpc":"2.0","id":1,"error":{"code":-32010,"message":"no"}})

@@ -76,8 +76,9 @@ struct Wal {
     db: PathBuf,
     wal: PathBuf,
     dir: PathBuf,
-    /// The `-wal` file whose directory entry is known durable (its inode).
-    known: Option<u64>,
+    /// The `-wal` file, kept open from one sync to the next while it is the file at
+    /// its path, with its id (inode); its directory entry is known durable.
+    held: Option<(File, u64)>,
 }
 
 impl Wal {
@@ -90,28 +91,56 @@ impl Wal {
             dir: db
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_owned),
-            known: None,
+            held: None,
         }
     }
 
+    /// Syncs the file at the WAL's path as it is now, after the commits to make durable
+    /// returned: the held file when the path still names it (one `stat` instead of
+    /// opening and closing it again), else the file found there. An inode cannot be
+    /// reused while it is held open, so the same id is the same file.
     fn sync(&mut self) -> io::Result<()> {
+        let now = match path_id(&self.wal) {
+            Ok(id) => id,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.sync_db(),
+            Err(e) => return Err(e),
+        };
+        if let Some((file, id)) = &self.held
+            && Some(*id) == now
+        {
+            return file.sync_data();
+        }
+        self.held = None;
         let file = match File::open(&self.wal) {
             Ok(file) => file,
-            // Checkpointed into the database and removed: what it held is there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.known = None;
-                return File::open(&self.db)?.sync_data();
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.sync_db(),
             Err(e) => return Err(e),
         };
         file.sync_data()?;
         let id = file_id(&file)?;
-        if self.known != Some(id) {
-            sync_dir(&self.dir)?;
-            self.known = Some(id);
-        }
+        sync_dir(&self.dir)?;
+        self.held = Some((file, id));
         Ok(())
     }
+
+    /// Checkpointed into the database and removed: what the WAL held is there.
+    fn sync_db(&mut self) -> io::Result<()> {
+        self.held = None;
+        File::open(&self.db)?.sync_data()
+    }
+}
+
+/// The id of the file a path names now (`None` where ids are not known: the file is
+/// then opened again for each sync).
+#[cfg(unix)]
+fn path_id(path: &Path) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::MetadataExt as _;
+    Ok(Some(std::fs::metadata(path)?.ino()))
+}
+
+#[cfg(not(unix))]
+fn path_id(path: &Path) -> io::Result<Option<u64>> {
+    std::fs::metadata(path).map(|_| None)
 }
 
 #[cfg(unix)]
@@ -140,7 +169,7 @@ fn sync_dir(_: &Path) -> io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
-    use super::WalSync;
+    use super::{Wal, WalSync};
 
     /// A sync succeeds with or without a `-wal` file beside the database, and fails
     /// (never answers "durable") when neither can be opened.
@@ -165,5 +194,40 @@ mod tests {
         for done in waiting {
             done.await.unwrap().unwrap();
         }
+    }
+
+    /// The WAL file is held open between syncs only while its path still names it: a
+    /// file put in its place is the one synced next, and without a WAL the database is.
+    #[cfg(unix)]
+    #[test]
+    fn the_held_wal_is_the_file_at_its_path() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("mandate.db");
+        let path = dir.path().join("mandate.db-wal");
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let held = |wal: &Wal| wal.held.as_ref().map(|(_, id)| *id);
+        std::fs::write(&db, b"db").unwrap();
+        let mut wal = Wal::new(&db);
+        wal.sync().unwrap();
+        assert_eq!(held(&wal), None, "no WAL: the database was synced");
+        std::fs::write(&path, b"first").unwrap();
+        wal.sync().unwrap();
+        let first = ino(&path);
+        assert_eq!(held(&wal), Some(first));
+        wal.sync().unwrap();
+        assert_eq!(held(&wal), Some(first), "the same file, kept");
+        // Replaced while the old one is still held open: a new inode, which is synced.
+        let moved = dir.path().join("old-wal");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, b"second").unwrap();
+        assert_ne!(ino(&path), first);
+        wal.sync().unwrap();
+        assert_eq!(held(&wal), Some(ino(&path)));
+        std::fs::remove_file(&path).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(held(&wal), None, "removed: the database was synced");
+        std::fs::remove_file(&db).unwrap();
+        assert!(wal.sync().is_err(), "neither file: never durable");
     }
 }

@@ -162,10 +162,15 @@ fn metadata(gateway: &Gateway, resource: String) -> Response {
     .into_response()
 }
 
-pub(crate) fn json_response(status: StatusCode, body: &Value, session: Option<&str>) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &(impl serde::Serialize + ?Sized),
+    session: Option<&str>,
+) -> Response {
     // Straight into bytes: `Value`'s `Display` goes through `core::fmt` for every token.
-    // Invariant: serialising a `Value` into a `Vec` cannot fail (its keys are strings
-    // and writing to memory has no I/O error), so the default is never taken.
+    // Invariant: serialising a `Value` or a `Message` into a `Vec` cannot fail (their
+    // keys are strings and writing to memory has no I/O error), so the default is
+    // never taken.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = (
         status,
@@ -712,10 +717,10 @@ impl Drop for Forwarded {
     }
 }
 
-pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Value {
-    match outcome {
-        Ok(outcome) => jsonrpc::response(id, outcome),
-        Err(e) => e.response(id),
+pub(crate) fn to_response(id: Value, outcome: Result<Outcome, GatewayError>) -> Message {
+    Message::Response {
+        id,
+        outcome: outcome.unwrap_or_else(|e| Err(e.error_object())),
     }
 }
 

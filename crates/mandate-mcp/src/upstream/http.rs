@@ -122,8 +122,7 @@ impl HttpUpstream {
             id: Value::from(id),
             method: "initialize".into(),
             params: Some(initialize_params()),
-        }
-        .to_value();
+        };
         let response = self.post(&body, None, extra).await?;
         let session_id = response.headers().get(SESSION_HEADER).cloned();
         let outcome = self.read_response(response, &Value::from(id), None).await?;
@@ -137,8 +136,7 @@ impl HttpUpstream {
         let initialized = Message::Notification {
             method: "notifications/initialized".into(),
             params: None,
-        }
-        .to_value();
+        };
         let ack = self.post(&initialized, Some(&session), extra).await?;
         if !ack.status().is_success() {
             return Err(self.protocol(format!(
@@ -158,7 +156,7 @@ impl HttpUpstream {
 
     async fn post(
         &self,
-        body: &Value,
+        body: &Message,
         session: Option<&Session>,
         extra: &ExtraHeaders,
     ) -> Result<reqwest::Response, UpstreamError> {
@@ -264,7 +262,7 @@ impl HttpUpstream {
 
     async fn send_once(
         &self,
-        message: &Value,
+        message: &Message,
         id: Option<&Value>,
         extra: &ExtraHeaders,
         events: Option<&mpsc::Sender<Value>>,
@@ -295,7 +293,7 @@ impl HttpUpstream {
 
     async fn send(
         &self,
-        message: Value,
+        message: Message,
         id: Option<&Value>,
         extra: &ExtraHeaders,
         events: Option<&mpsc::Sender<Value>>,
@@ -445,8 +443,7 @@ impl Upstream for HttpUpstream {
             id: id.clone(),
             method: method.to_owned(),
             params,
-        }
-        .to_value();
+        };
         self.send(message, Some(&id), extra, events.as_ref())
             .await?
             .ok_or_else(|| self.protocol("did not answer"))
@@ -461,8 +458,7 @@ impl Upstream for HttpUpstream {
         let message = Message::Notification {
             method: method.to_owned(),
             params,
-        }
-        .to_value();
+        };
         self.send(message, None, extra, None).await.map(|_| ())
     }
 
@@ -472,7 +468,7 @@ impl Upstream for HttpUpstream {
         outcome: Outcome,
         extra: &ExtraHeaders,
     ) -> Result<(), UpstreamError> {
-        let message = Message::Response { id, outcome }.to_value();
+        let message = Message::Response { id, outcome };
         self.send(message, None, extra, None).await.map(|_| ())
     }
 

@@ -142,7 +142,7 @@ impl StdioUpstream {
     async fn write(
         &self,
         stdin: &mpsc::Sender<String>,
-        message: &Value,
+        message: &Message,
     ) -> Result<(), UpstreamError> {
         let line =
             serde_json::to_string(message).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
@@ -189,8 +189,7 @@ impl Upstream for StdioUpstream {
             id: Value::from(id),
             method: method.to_owned(),
             params,
-        }
-        .to_value();
+        };
         let sent = self.write(&stdin, &message).await;
         let outcome = match sent {
             Ok(()) => answer.await.map_err(|_| {
@@ -219,8 +218,7 @@ impl Upstream for StdioUpstream {
         let message = Message::Notification {
             method: method.to_owned(),
             params,
-        }
-        .to_value();
+        };
         self.write(&stdin, &message).await
     }
 
@@ -231,8 +229,7 @@ impl Upstream for StdioUpstream {
         _extra: &ExtraHeaders,
     ) -> Result<(), UpstreamError> {
         let (stdin, _) = self.up().await?;
-        self.write(&stdin, &Message::Response { id, outcome }.to_value())
-            .await
+        self.write(&stdin, &Message::Response { id, outcome }).await
     }
 
     async fn server_info(&self, _extra: &ExtraHeaders) -> Result<Value, UpstreamError> {
@@ -337,8 +334,7 @@ async fn run_once(
         id: Value::from(init_id),
         method: "initialize".into(),
         params: Some(initialize_params()),
-    }
-    .to_value();
+    };
     let init_line = serde_json::to_string(&init).map_err(|e| e.to_string())?;
     line_tx
         .send(init_line)
@@ -362,8 +358,7 @@ async fn run_once(
         let initialized = Message::Notification {
             method: "notifications/initialized".into(),
             params: None,
-        }
-        .to_value();
+        };
         let line = serde_json::to_string(&initialized).map_err(|e| e.to_string())?;
         line_tx
             .send(line)
@@ -456,7 +451,7 @@ async fn route(message: Message, raw: Value, routes: &Mutex<Routes>, stdin: &mps
                     method,
                     params: Some(params),
                 }
-                .to_value();
+                .into_value();
                 let _ = events.try_send(message);
             } else if let [only] = r.pending.values().collect::<Vec<_>>()[..]
                 && let Some(events) = &only.events
