@@ -335,13 +335,14 @@ macro_rules! sql_store {
                 rows.push((e, seq_param(e.seq)?, to_text(e)?));
             }
             query.push_values(rows, |mut b, (e, seq, doc)| {
-                b.push_bind(e.tenant_id.to_string())
+                // `encode` rather than `to_string`: no trip through `core::fmt` per id.
+                b.push_bind(e.tenant_id.encode().as_str().to_owned())
                     .push_bind(seq)
                     .push_bind(micros(e.at))
                     .push_bind(e.kind.as_str())
-                    .push_bind(e.mandate_id.map(|id| id.to_string()))
-                    .push_bind(e.agent_id.map(|id| id.to_string()))
-                    .push_bind(e.human_id.map(|id| id.to_string()))
+                    .push_bind(e.mandate_id.map(|id| id.encode().as_str().to_owned()))
+                    .push_bind(e.agent_id.map(|id| id.encode().as_str().to_owned()))
+                    .push_bind(e.human_id.map(|id| id.encode().as_str().to_owned()))
                     .push_bind(e.hash.clone())
                     .push_bind(doc);
             });
