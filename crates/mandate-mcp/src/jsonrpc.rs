@@ -140,36 +140,12 @@ impl Message {
             Message::Response { .. } => None,
         }
     }
-
-    /// The message as a JSON value, its parts moved rather than copied.
-    pub fn into_value(self) -> Value {
-        match self {
-            Message::Request { id, method, params } => {
-                let mut m = Map::new();
-                m.insert("jsonrpc".into(), json!("2.0"));
-                m.insert("id".into(), id);
-                m.insert("method".into(), Value::String(method));
-                if let Some(p) = params {
-                    m.insert("params".into(), p);
-                }
-                Value::Object(m)
-            }
-            Message::Notification { method, params } => {
-                let mut m = Map::new();
-                m.insert("jsonrpc".into(), json!("2.0"));
-                m.insert("method".into(), Value::String(method));
-                if let Some(p) = params {
-                    m.insert("params".into(), p);
-                }
-                Value::Object(m)
-            }
-            Message::Response { id, outcome } => response(id, outcome),
-        }
-    }
 }
 
-/// The message as sent, written straight from its parts (`serde_json::to_vec(&message)`):
-/// the members of [`Message::into_value`], in its order, with nothing copied first.
+/// The message as sent, written straight from its parts (`serde_json::to_vec(&message)`,
+/// or `serde_json::to_value` where a `Value` is wanted): `jsonrpc`, then `id`,
+/// `method`, `params`, `result`, `error` as the kind of message has them, with nothing
+/// copied first.
 impl serde::Serialize for Message {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(serde::Serialize)]
@@ -408,7 +384,7 @@ mod tests {
         let m = Message::from_value(body.clone()).unwrap();
         let sent = |m: &Message| serde_json::from_slice::<Value>(&serde_json::to_vec(m).unwrap());
         assert_eq!(sent(&m).unwrap(), body);
-        assert_eq!(m.into_value(), body);
+        assert_eq!(serde_json::to_value(&m).unwrap(), body);
         // The members in JSON-RPC's usual order, whatever order a map keeps.
         let call = Message::Request {
             id: json!(7),
@@ -427,7 +403,7 @@ mod tests {
         ] {
             let m = Message::from_value(body.clone()).unwrap();
             assert_eq!(sent(&m).unwrap(), body);
-            assert_eq!(m.into_value(), body);
+            assert_eq!(serde_json::to_value(&m).unwrap(), body);
         }
         assert_eq!(
             error_response(json!(1), code::REFUSED, "no", None),

@@ -450,9 +450,11 @@ async fn route(message: Message, raw: Value, routes: &Mutex<Routes>, stdin: &mps
                 let message = Message::Notification {
                     method,
                     params: Some(params),
+                };
+                // A `Message` always serialises (its keys are strings).
+                if let Ok(message) = serde_json::to_value(&message) {
+                    let _ = events.try_send(message);
                 }
-                .into_value();
-                let _ = events.try_send(message);
             } else if let [only] = r.pending.values().collect::<Vec<_>>()[..]
                 && let Some(events) = &only.events
             {
