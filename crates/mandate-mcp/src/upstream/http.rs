@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{HeaderMap, HeaderValue};
-use reqwest::StatusCode;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast, mpsc};
 use tokio::time::Instant;
 
+use super::client::{self, Client, SendError};
 use super::{Limits, Outcome, Upstream, UpstreamError, initialize_params, negotiated_version};
 use crate::announce::{self, Announcement, Heard};
 use crate::jsonrpc::Message;
@@ -22,8 +24,8 @@ use crate::sse::SseParser;
 /// Headers added to each request (credentials are marked sensitive by whoever builds them).
 pub type ExtraHeaders = HeaderMap;
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -35,9 +37,8 @@ struct Session {
 #[derive(Debug)]
 pub struct HttpUpstream {
     name: String,
-    /// Parsed once: a request clones it instead of parsing the text again.
-    url: reqwest::Url,
-    client: reqwest::Client,
+    endpoint: Endpoint,
+    client: Client,
     limits: Limits,
     /// Shared, not copied: every call reads it (its `info` is the upstream's whole
     /// `initialize` result).
@@ -63,21 +64,24 @@ const REFUSED_FOR: Duration = Duration::from_secs(60);
 impl HttpUpstream {
     /// `name` is what errors call it (the tool server's name), never the URL's secrets.
     pub fn new(name: &str, url: &str, limits: Limits) -> Result<Self, UpstreamError> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| UpstreamError::Protocol(format!("upstream `{name}`: bad URL: {e}")))?;
+        let bad = |what: &str| UpstreamError::Protocol(format!("upstream `{name}`: {what}"));
+        let mut parsed = url::Url::parse(url).map_err(|e| bad(&format!("bad URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(UpstreamError::Protocol(format!(
-                "upstream `{name}`: the URL must be http or https"
-            )));
+            return Err(bad("the URL must be http or https"));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(limits.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let basic = basic_credential(&mut parsed)
+            .map_err(|()| bad("the URL's user name or password is not UTF-8"))?;
+        // Never sent: a fragment is the client's own.
+        parsed.set_fragment(None);
+        let uri = parsed
+            .as_str()
+            .parse::<Uri>()
+            .map_err(|e| bad(&format!("bad URL: {e}")))?;
+        let client = Client::new(limits.connect_timeout)
             .map_err(|e| UpstreamError::Unavailable(format!("upstream `{name}`: {e}")))?;
         Ok(HttpUpstream {
             name: name.to_owned(),
-            url: parsed,
+            endpoint: Endpoint { uri, basic },
             client,
             limits,
             session: Mutex::new(None),
@@ -124,7 +128,7 @@ impl HttpUpstream {
             params: Some(initialize_params()),
         };
         let response = self.post(&body, None, extra).await?;
-        let session_id = response.headers().get(SESSION_HEADER).cloned();
+        let session_id = response.headers().get(&SESSION_HEADER).cloned();
         let outcome = self.read_response(response, &Value::from(id), None).await?;
         let info = outcome.map_err(|e| self.protocol(format!("refused initialize: {e}")))?;
         let version = negotiated_version(&info)?;
@@ -159,37 +163,40 @@ impl HttpUpstream {
         body: &Message,
         session: Option<&Session>,
         extra: &ExtraHeaders,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header(http::header::ACCEPT, "application/json, text/event-stream")
-            .header(http::header::CONTENT_TYPE, "application/json");
-        let request = with_session(request, session, extra);
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let headers = self.endpoint.headers(
+            HeaderValue::from_static("application/json, text/event-stream"),
+            Some(HeaderValue::from_static("application/json")),
+            session,
+            extra,
+        );
         let bytes = serde_json::to_vec(body).map_err(|e| self.protocol(e))?;
-        request.body(bytes).send().await.map_err(|e| {
-            if e.is_connect() {
-                self.unavailable("is unreachable")
-            } else if e.is_timeout() {
-                self.unavailable("timed out")
-            } else {
-                self.unavailable("failed")
-            }
-        })
+        self.client
+            .send(
+                Method::POST,
+                &self.endpoint.uri,
+                headers,
+                Bytes::from(bytes),
+            )
+            .await
+            .map_err(|e| match e {
+                SendError::Connect => self.unavailable("is unreachable"),
+                SendError::Failed => self.unavailable("failed"),
+            })
     }
 
     /// Reads a response to the request `id`: one JSON message, or an SSE stream whose
     /// other messages go to `events` until the response arrives.
     async fn read_response(
         &self,
-        mut response: reqwest::Response,
+        mut response: Response<Incoming>,
         id: &Value,
         events: Option<&mpsc::Sender<Value>>,
     ) -> Result<Outcome, UpstreamError> {
         let status = response.status();
         if !status.is_success() {
             // A JSON-RPC error body (e.g. 400 with -32602) is still the server's answer.
-            let body = read_limited(&mut response, self.limits.max_message_bytes)
+            let body = read_limited(response.body_mut(), self.limits.max_message_bytes)
                 .await
                 .unwrap_or_default();
             if let Ok(Message::Response { outcome, .. }) = Message::parse(&body) {
@@ -199,15 +206,14 @@ impl HttpUpstream {
         }
         let content_type = response
             .headers()
-            .get(http::header::CONTENT_TYPE)
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
             let mut parser = SseParser::new(self.limits.max_message_bytes);
             loop {
-                let chunk = response
-                    .chunk()
+                let chunk = client::chunk(response.body_mut())
                     .await
                     .map_err(|_| self.unavailable("broke off its event stream"))?;
                 let Some(chunk) = chunk else {
@@ -248,7 +254,7 @@ impl HttpUpstream {
             }
         }
         if content_type.starts_with("application/json") {
-            let body = read_limited(&mut response, self.limits.max_message_bytes)
+            let body = read_limited(response.body_mut(), self.limits.max_message_bytes)
                 .await
                 .map_err(|e| self.protocol(e))?;
             return match Message::parse(&body) {
@@ -315,29 +321,80 @@ enum Retry {
     No(UpstreamError),
 }
 
-/// The session's headers and the extra ones on a request.
-fn with_session(
-    mut request: reqwest::RequestBuilder,
-    session: Option<&Session>,
-    extra: &ExtraHeaders,
-) -> reqwest::RequestBuilder {
-    if let Some(session) = session {
-        request = request.header(VERSION_HEADER, session.version.as_str());
-        if let Some(id) = &session.id {
-            request = request.header(SESSION_HEADER, id.clone());
+/// Where an upstream's requests go, parsed once (a request clones the URI instead of
+/// parsing the text again), and the Basic credential its URL carried, if any.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    uri: Uri,
+    basic: Option<HeaderValue>,
+}
+
+impl Endpoint {
+    /// A request's headers: what it accepts, its body's type, the URL's credential, the
+    /// session's headers and the extra ones (appended: an extra header never replaces
+    /// one of ours).
+    fn headers(
+        &self,
+        accept: HeaderValue,
+        content_type: Option<HeaderValue>,
+        session: Option<&Session>,
+        extra: &ExtraHeaders,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(5 + extra.len());
+        headers.insert(header::ACCEPT, accept);
+        if let Some(content_type) = content_type {
+            headers.insert(header::CONTENT_TYPE, content_type);
         }
+        if let Some(basic) = &self.basic {
+            headers.insert(header::AUTHORIZATION, basic.clone());
+        }
+        if let Some(session) = session {
+            // The version was negotiated from revisions we know, all header-safe.
+            if let Ok(version) = HeaderValue::from_str(&session.version) {
+                headers.insert(VERSION_HEADER, version);
+            }
+            if let Some(id) = &session.id {
+                headers.insert(SESSION_HEADER, id.clone());
+            }
+        }
+        for (name, value) in extra {
+            headers.append(name, value.clone());
+        }
+        headers
     }
-    for (name, value) in extra {
-        request = request.header(name, value);
+}
+
+/// Takes a user name and password out of `url` (which keeps neither) as the Basic
+/// credential sent with each request, marked sensitive so that no log shows it; `Err`
+/// when they do not decode to UTF-8.
+fn basic_credential(url: &mut url::Url) -> Result<Option<HeaderValue>, ()> {
+    use base64::Engine as _;
+    use percent_encoding::percent_decode_str;
+
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(None);
     }
-    request
+    let user = percent_decode_str(url.username())
+        .decode_utf8()
+        .map_err(|_| ())?;
+    let password = match url.password() {
+        Some(p) => percent_decode_str(p).decode_utf8().map_err(|_| ())?,
+        None => "".into(),
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).map_err(|_| ())?;
+    value.set_sensitive(true);
+    // An http(s) URL has an authority, so neither can fail.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok(Some(value))
 }
 
 /// What the task holding a standalone stream needs (no reference to the upstream).
 struct Follower {
     name: String,
-    url: reqwest::Url,
-    client: reqwest::Client,
+    endpoint: Endpoint,
+    client: Client,
     max_message_bytes: usize,
     session: Arc<Session>,
     extra: ExtraHeaders,
@@ -359,12 +416,15 @@ impl Follower {
             if !wanted {
                 break;
             }
-            let request = self
+            let headers = self.endpoint.headers(
+                HeaderValue::from_static("text/event-stream"),
+                None,
+                Some(&self.session),
+                &self.extra,
+            );
+            let sent = self
                 .client
-                .get(self.url.clone())
-                .header(http::header::ACCEPT, "text/event-stream");
-            let sent = with_session(request, Some(&self.session), &self.extra)
-                .send()
+                .send(Method::GET, &self.endpoint.uri, headers, Bytes::new())
                 .await;
             match sent {
                 Ok(response) if response.status().is_success() => {
@@ -391,18 +451,19 @@ impl Follower {
 
     /// Reads one stream until it ends or is no longer wanted: announcements go to the
     /// channel; anything else on it is for no request of ours and is dropped.
-    async fn read(&self, mut response: reqwest::Response) {
+    async fn read(&self, mut response: Response<Incoming>) {
         let mut parser = SseParser::new(self.max_message_bytes);
         loop {
             let until = self.following.lock().ok().and_then(|f| f.until);
             let Some(until) = until.filter(|u| Instant::now() < *u) else {
                 return;
             };
-            let chunk = match tokio::time::timeout_at(until, response.chunk()).await {
-                Err(_) => continue,
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(_) => return,
-            };
+            let chunk =
+                match tokio::time::timeout_at(until, client::chunk(response.body_mut())).await {
+                    Err(_) => continue,
+                    Ok(Ok(Some(chunk))) => chunk,
+                    Ok(_) => return,
+                };
             let Ok(events) = parser.push(&chunk) else {
                 return;
             };
@@ -418,9 +479,9 @@ impl Follower {
     }
 }
 
-async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+async fn read_limited(response: &mut Incoming, max: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = client::chunk(response).await.map_err(|e| e.to_string())? {
         if body.len() + chunk.len() > max {
             return Err(format!("sent a response larger than {max} bytes"));
         }
@@ -500,7 +561,7 @@ impl Upstream for HttpUpstream {
         };
         let follower = Follower {
             name: self.name.clone(),
-            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
             client: self.client.clone(),
             max_message_bytes: self.limits.max_message_bytes,
             session,
@@ -556,5 +617,118 @@ mod tests {
             assert!(waited < Duration::from_secs(5), "waited {waited:?}");
         }
         silent.abort();
+    }
+
+    #[test]
+    fn a_url_that_cannot_name_an_upstream_is_refused_without_echoing_it() {
+        for url in [
+            "not a url",
+            "ftp://127.0.0.1/mcp",
+            "file:///etc/passwd",
+            "http://someone:hunt%FFer2@127.0.0.1/mcp",
+        ] {
+            match HttpUpstream::new("u", url, Limits::default()) {
+                Err(UpstreamError::Protocol(message)) => {
+                    assert!(!message.contains("hunt"), "{url}: {message}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        // A fragment is never sent; the URL is still usable.
+        let upstream = HttpUpstream::new("u", "http://127.0.0.1:9/mcp#part", Limits::default());
+        assert_eq!(upstream.unwrap().endpoint.uri, "http://127.0.0.1:9/mcp");
+    }
+
+    /// A URL's user name and password become a Basic credential, marked sensitive, and
+    /// leave the URI the requests are sent to.
+    #[test]
+    fn a_urls_credential_is_sent_as_basic_and_kept_out_of_the_uri() {
+        for (url, expected) in [
+            ("http://someone:hunter2@127.0.0.1/mcp", "someone:hunter2"),
+            ("https://hunter2@tools.example/mcp", "hunter2:"),
+            ("http://:hunter2@127.0.0.1/mcp", ":hunter2"),
+            ("http://a%40b:p%3Aw%20d@127.0.0.1/mcp", "a@b:p:w d"),
+        ] {
+            use base64::Engine as _;
+
+            let upstream = HttpUpstream::new("u", url, Limits::default()).unwrap();
+            assert!(!upstream.endpoint.uri.to_string().contains('@'), "{url}");
+            let headers = upstream.endpoint.headers(
+                HeaderValue::from_static("*/*"),
+                None,
+                None,
+                &ExtraHeaders::new(),
+            );
+            let basic = headers.get(header::AUTHORIZATION).unwrap();
+            assert!(basic.is_sensitive(), "{url}");
+            let encoded = basic.to_str().unwrap().strip_prefix("Basic ").unwrap();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap();
+            assert_eq!(String::from_utf8(decoded).unwrap(), expected, "{url}");
+        }
+        let plain = HttpUpstream::new("u", "http://127.0.0.1/mcp", Limits::default()).unwrap();
+        assert!(plain.endpoint.basic.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_nobody_listens_on_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        drop(listener);
+        let upstream = HttpUpstream::new("gone", &url, Limits::default()).unwrap();
+        match upstream
+            .request("tools/list", None, &ExtraHeaders::new(), None)
+            .await
+        {
+            Err(UpstreamError::Unavailable(message)) => {
+                assert_eq!(message, "upstream `gone` is unreachable");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A 3xx is no answer: the request is not sent again elsewhere, so the credentials
+    /// on it never reach the place a redirect names.
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        use std::sync::atomic::AtomicUsize;
+
+        let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+        let hits = elsewhere_hits.clone();
+        let elsewhere = axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { "{}" }
+        });
+        let elsewhere_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}/mcp", elsewhere_listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(elsewhere_listener, elsewhere).await });
+        let redirecting = axum::Router::new().fallback(move || {
+            let target = target.clone();
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, target)],
+                    "",
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+        let upstream = HttpUpstream::new("moved", &url, Limits::default()).unwrap();
+        let mut extra = ExtraHeaders::new();
+        extra.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        match upstream.request("tools/list", None, &extra, None).await {
+            Err(UpstreamError::Unavailable(message)) => {
+                assert_eq!(message, "upstream `moved` answered HTTP 307");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
     }
 }

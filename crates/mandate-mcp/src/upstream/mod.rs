@@ -10,6 +10,7 @@
 //! announces about itself (list changes, resource updates) goes instead to its
 //! announcement channel ([`Upstream::announcements`]), whichever stream it arrives on.
 
+mod client;
 mod http;
 mod stdio;
 
