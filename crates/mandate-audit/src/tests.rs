@@ -218,5 +218,13 @@ proptest! {
         if with_ids.2 { new = new.human(mandate_types::HumanId::generate()); }
         let event = Event::chain(&Head::genesis(), new, t);
         prop_assert_eq!(event.canonical_bytes(), event.canonical_bytes_generic());
+
+        // Read back from its stored form (as verification reads it), it is the same
+        // event: the same encoding, the same hash. A float must come back exactly.
+        let stored = serde_json::to_string(&event).unwrap();
+        let read: Event = serde_json::from_str(&stored).unwrap();
+        prop_assert_eq!(serde_json::to_string(&read).unwrap(), stored);
+        prop_assert_eq!(read.computed_hash(), event.hash.clone());
+        prop_assert_eq!(&read, &event);
     }
 }
