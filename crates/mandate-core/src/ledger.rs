@@ -11,6 +11,11 @@
 //!                                          be recorded, so the caller must not act
 //! ```
 //!
+//! The split pays only when another batch can commit during the sync: a batch that
+//! finds nothing queued behind it and no earlier batch being synced is committed
+//! durably instead ([`mandate_store::AuditLog::append_events`], on SQLite one commit
+//! with its own fsync), and its appenders are answered when that returns.
+//!
 //! A token's writes ride the same batch: [`Ledger::commit`] takes an [`Entry`] (the
 //! client assertions it used, the grant it issued, its event), and a batch holding any
 //! such entry is committed with [`mandate_store::AuditLog::commit_entries_unsynced`] —
@@ -57,6 +62,13 @@ pub struct LedgerConfig {
     pub checkpoint_every: Duration,
     /// Whether this process keeps the lookup index up to date (one replica is enough).
     pub index: bool,
+    /// Whether every batch is made durable apart from its commit ([`Store::sync`],
+    /// overlapping the next batch's commit), even when nothing waits behind it. By
+    /// default only batches with work queued behind them are: a batch that finds the
+    /// queue empty and no earlier batch being synced commits durably (on SQLite its
+    /// own fsync), which spares a lone appender the hand-off to the sync thread and
+    /// back.
+    pub sync_apart: bool,
 }
 
 impl Default for LedgerConfig {
@@ -67,6 +79,7 @@ impl Default for LedgerConfig {
             checkpoint_every_events: 10_000,
             checkpoint_every: Duration::from_secs(10),
             index: true,
+            sync_apart: false,
         }
     }
 }
@@ -114,6 +127,7 @@ impl Ledger {
             clock.clone(),
             rx,
             config.max_batch.max(1),
+            config.sync_apart,
         ));
         tokio::spawn(checkpoint(
             store,
@@ -232,6 +246,7 @@ async fn write(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Pending>,
     max_batch: usize,
+    sync_apart: bool,
 ) {
     let unsynced = Arc::new(Semaphore::new(UNSYNCED_BATCHES));
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
@@ -244,6 +259,12 @@ async fn write(
             return;
         }
         ride_along(&mut rx, &mut batch, max_batch).await;
+        // Nothing else waits and no earlier batch is being synced: no batch would
+        // commit during this one's sync, so its commit syncs itself (on SQLite the
+        // writer's own fsync; no hand-off to the sync thread and back). Everything
+        // committed before it is durable by then too.
+        let durable =
+            !sync_apart && rx.is_empty() && unsynced.available_permits() + 1 == UNSYNCED_BATCHES;
         let started = std::time::Instant::now();
         let size = batch.len();
         // Barriers (`flush`) write nothing; they are answered with the batch's fate.
@@ -260,27 +281,38 @@ async fn write(
         } else if batch.iter().any(|p| p.entry.has_writes()) {
             let (entries, answers): (Vec<Entry>, Vec<_>) =
                 batch.drain(..).map(|p| (p.entry, p.done)).unzip();
-            (
-                store.commit_entries_unsynced(&entries, clock.now()).await,
-                answers,
-            )
+            let written = if durable {
+                store.commit_entries(&entries, clock.now()).await
+            } else {
+                store.commit_entries_unsynced(&entries, clock.now()).await
+            };
+            (written, answers)
         } else {
             // Events only (the common batch): the store's fastest append.
             let (events, answers): (Vec<NewEvent>, Vec<_>) = batch
                 .drain(..)
                 .filter_map(|p| p.entry.event.map(|e| (e, p.done)))
                 .unzip();
-            let written = store
-                .append_events_unsynced(&events, clock.now())
-                .await
-                .map(|recorded| recorded.into_iter().map(|e| Ok(Some(e))).collect());
+            let written = if durable {
+                store.append_events(&events, clock.now()).await
+            } else {
+                store.append_events_unsynced(&events, clock.now()).await
+            };
+            let written =
+                written.map(|recorded| recorded.into_iter().map(|e| Ok(Some(e))).collect());
             (written, answers)
         };
         tracing::trace!(
             events = size,
+            durable,
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "audit batch committed"
         );
+        if durable {
+            answer(written, answers, barriers);
+            drop(slot);
+            continue;
+        }
         let store = store.clone();
         tokio::spawn(async move {
             // INVARIANT: appenders are answered only once their batch is durable.
@@ -288,8 +320,10 @@ async fn write(
                 Ok(outcomes) => store.sync().await.map(|()| outcomes),
                 Err(e) => Err(e),
             };
-            answer(written, answers, barriers);
+            // Durable (or failed) before anyone hears of it: the next batch sees no
+            // sync under way once an appender is answered.
             drop(slot);
+            answer(written, answers, barriers);
         });
     }
 }

@@ -88,9 +88,10 @@ async fn a_detached_event_rides_with_the_next_awaited_one_or_is_written_soon_alo
     assert_eq!(events.len(), 3, "a lone outcome was held back");
 }
 
-/// A batch is committed and then made durable apart (on SQLite, the WAL is synced
-/// while the next batch commits): an appender whose batch could not be synced is told
-/// it failed, as one whose commit failed is, and the ledger goes on once syncing works.
+/// A batch committed and then made durable apart (on SQLite, the WAL is synced by
+/// its own thread while the next batch commits): an appender whose batch could not be
+/// synced is told it failed, as one whose commit failed is, and the ledger goes on
+/// once syncing works.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +102,11 @@ async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
         store.clone(),
         Arc::new(SystemClock),
         Arc::new(key),
-        LedgerConfig::default(),
+        // Every batch synced apart, as batches with others queued behind them are.
+        LedgerConfig {
+            sync_apart: true,
+            ..LedgerConfig::default()
+        },
     );
     let tenant = TenantId::generate();
     let event = |i: u64| NewEvent::new(tenant, EventKind::Decision, "agent:agt_x").with("i", i);
@@ -128,6 +133,60 @@ async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
     assert_eq!(events.last().map(|e| e.seq), Some(recorded.seq));
     // The event whose sync failed was committed: the chain runs on through it.
     assert_eq!(events.len(), 3);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "the chain broke");
+    }
+}
+
+/// A batch with nothing queued behind it and no batch being synced is committed
+/// durably by itself (on SQLite its commit fsyncs the WAL through the open file): it
+/// never waits for the sync thread, which looks the WAL up by its path. With the data
+/// directory moved away, such an append is still acknowledged, where one synced apart
+/// is refused (the test above); and the chain goes on through both kinds of batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_batch_commits_durably_without_the_sync_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).await.unwrap());
+    let (key, _) = SigningKey::generate().unwrap();
+    let ledger = Ledger::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(key),
+        LedgerConfig {
+            // One event a batch: appenders at once queue behind each other.
+            max_batch: 1,
+            ..LedgerConfig::default()
+        },
+    );
+    let tenant = TenantId::generate();
+    let event =
+        move |i: u64| NewEvent::new(tenant, EventKind::Decision, "agent:agt_x").with("i", i);
+    ledger.append(event(0)).await.unwrap();
+
+    // Many at once: batches with others behind them are synced apart.
+    let appends: Vec<_> = (1..=40)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.append(event(i)).await })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+
+    let moved = dir.path().join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    let alone = ledger.append(event(41)).await;
+    std::fs::rename(&moved, &data).unwrap();
+    alone.expect("a lone batch was sent to the sync thread");
+
+    let events = store
+        .audit_events(tenant, &AuditFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 42);
     for pair in events.windows(2) {
         assert_eq!(pair[1].seq, pair[0].seq + 1);
         assert_eq!(pair[1].prev_hash, pair[0].hash, "the chain broke");

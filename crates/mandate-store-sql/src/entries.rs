@@ -349,7 +349,7 @@ macro_rules! sql_entries {
                 ..Entry::default()
             };
             let common = |batch: Vec<Entry>| async move {
-                let mut writer = store.ledger_writer().await.unwrap();
+                let mut writer = store.ledger_writer(false).await.unwrap();
                 store.commit_common(&mut writer, &batch, now).await.unwrap()
             };
             let claimed = |jti: &'static str| async move {

@@ -111,9 +111,11 @@ impl PostgresStore {
             .map_err(|e| crate::repo::store_error(e, "record"))
     }
 
-    /// The ledger's connection, opened if it is not.
+    /// The ledger's connection, opened if it is not. Its commits are durable when they
+    /// return, `durable` or not.
     pub(crate) async fn ledger_writer(
         &self,
+        _durable: bool,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, PgConnection>, mandate_store::StoreError> {
         self.ledger.lock().await
     }

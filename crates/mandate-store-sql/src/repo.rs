@@ -659,6 +659,38 @@ macro_rules! sql_store {
             /// A ledger batch's result, after closing the ledger's connection if the batch
             /// failed for a reason other than a refusal (it may be broken, or left
             /// mid-transaction); the next batch opens another.
+            /// Appends a ledger batch on the ledger's writer; `durable`: its commit syncs
+            /// (else it is durable once a later [`AuditLog::sync`] returns).
+            async fn append_ledger(
+                &self,
+                batch: &[NewEvent],
+                at: DateTime<Utc>,
+                durable: bool,
+            ) -> Result<Vec<Event>, StoreError> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let appended = {
+                    let mut writer = self.ledger_writer(durable).await?;
+                    self.append_events_on(&mut writer, batch, at).await
+                };
+                self.ledger_outcome(appended).await
+            }
+
+            /// Commits a batch of entries on the ledger's writer, as [`Self::append_ledger`].
+            async fn commit_ledger(
+                &self,
+                batch: &[Entry],
+                at: DateTime<Utc>,
+                durable: bool,
+            ) -> Result<Vec<Committed>, StoreError> {
+                let committed = {
+                    let mut writer = self.ledger_writer(durable).await?;
+                    self.commit_entries_on(&mut writer, batch, at).await
+                };
+                self.ledger_outcome(committed).await
+            }
+
             async fn ledger_outcome<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
                 if matches!(result, Err(StoreError::Unavailable(_))) {
                     self.ledger_lost().await;
@@ -758,18 +790,14 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl AuditLog for $store {
+            // Durable when they return: on SQLite the commit itself syncs the WAL
+            // (`synchronous=FULL`), with no hand-off to the sync thread.
             async fn append_events(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
-                let events = self.append_events_unsynced(batch, at).await?;
-                if !events.is_empty() {
-                    self.sync_commits().await?;
-                }
-                Ok(events)
+                self.append_ledger(batch, at, true).await
             }
 
             async fn commit_entries(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
-                let committed = self.commit_entries_unsynced(batch, at).await?;
-                self.sync_commits().await?;
-                Ok(committed)
+                self.commit_ledger(batch, at, true).await
             }
 
             async fn sync(&self) -> Result<(), StoreError> {
@@ -777,22 +805,11 @@ macro_rules! sql_store {
             }
 
             async fn append_events_unsynced(&self, batch: &[NewEvent], at: DateTime<Utc>) -> Result<Vec<Event>, StoreError> {
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let appended = {
-                    let mut writer = self.ledger_writer().await?;
-                    self.append_events_on(&mut writer, batch, at).await
-                };
-                self.ledger_outcome(appended).await
+                self.append_ledger(batch, at, false).await
             }
 
             async fn commit_entries_unsynced(&self, batch: &[Entry], at: DateTime<Utc>) -> Result<Vec<Committed>, StoreError> {
-                let committed = {
-                    let mut writer = self.ledger_writer().await?;
-                    self.commit_entries_on(&mut writer, batch, at).await
-                };
-                self.ledger_outcome(committed).await
+                self.commit_ledger(batch, at, false).await
             }
 
             async fn audit_heads(&self) -> Result<Vec<(TenantId, Head)>, StoreError> {

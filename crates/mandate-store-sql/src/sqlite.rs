@@ -133,12 +133,16 @@ impl SqliteStore {
         self.writer_syncing(true).await
     }
 
-    /// The ledger's batches take the one writer like every other write, but commit
-    /// without an fsync: they are durable once [`SqliteStore::sync_commits`] returns.
+    /// The ledger's batches take the one writer like every other write. Unless
+    /// `durable`, they commit without an fsync and are durable once
+    /// [`SqliteStore::sync_commits`] returns; a `durable` batch's commit syncs the WAL
+    /// itself (the writer has nothing else to do meanwhile: no hand-off to the sync
+    /// thread and back).
     pub(crate) async fn ledger_writer(
         &self,
+        durable: bool,
     ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
-        self.writer_syncing(false).await
+        self.writer_syncing(durable).await
     }
 
     async fn writer_syncing(
@@ -478,7 +482,7 @@ mod tests {
             let store = &store;
             async move {
                 let common = super::Common::of(&batch).unwrap();
-                let mut writer = store.ledger_writer().await.unwrap();
+                let mut writer = store.ledger_writer(false).await.unwrap();
                 store.optimistic(&mut writer, &common, now).await.unwrap()
             }
         };
@@ -695,8 +699,9 @@ mod tests {
         );
     }
 
-    /// The ledger's batches commit without an fsync (they are synced apart); every other
-    /// write on the writer connection commits with one, whatever came before it.
+    /// The ledger's batches commit without an fsync when they are synced apart, and
+    /// with one when they are durable on their own; every other write on the writer
+    /// connection commits with one, whatever came before it.
     #[tokio::test]
     async fn only_the_ledger_commits_without_syncing() {
         let dir = tempfile::tempdir().unwrap();
@@ -712,18 +717,26 @@ mod tests {
         assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
         for _ in 0..2 {
             assert_eq!(
-                level(&mut store.ledger_writer().await.unwrap()).await,
+                level(&mut store.ledger_writer(false).await.unwrap()).await,
                 NORMAL
             );
             assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
+            assert_eq!(
+                level(&mut store.ledger_writer(false).await.unwrap()).await,
+                NORMAL
+            );
+            assert_eq!(
+                level(&mut store.ledger_writer(true).await.unwrap()).await,
+                FULL
+            );
         }
         // A writer opened again starts syncing every commit, and the ledger's turns it off.
-        let _ = store.ledger_writer().await.unwrap();
+        let _ = store.ledger_writer(false).await.unwrap();
         store.ledger_lost().await;
         assert_eq!(level(&mut store.writer().await.unwrap()).await, FULL);
         store.ledger_lost().await;
         assert_eq!(
-            level(&mut store.ledger_writer().await.unwrap()).await,
+            level(&mut store.ledger_writer(false).await.unwrap()).await,
             NORMAL
         );
     }
