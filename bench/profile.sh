@@ -2,7 +2,7 @@
 # What one gateway call or one task token costs the server, counted rather than timed,
 # so that a change can be compared before and after on a noisy machine.
 #
-#   bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind]
+#   bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind] [--dpop]
 #                         [--database-url postgres://…/mandate_profile_bench]
 #   (default: 5 s measured, once the load is running, on 16 connections)
 #
@@ -29,9 +29,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/serve.sh
-bench_args "--callgrind" "$@"
+bench_args "--callgrind --dpop" "$@"
 callgrind=false
 if [[ " ${flags[*]} " == *" --callgrind "* ]]; then callgrind=true; fi
+# --dpop (tokens): every token request carries a fresh DPoP proof, as in
+# bench/token-issuance.sh --dpop.
+dpop=()
+if [[ " ${flags[*]} " == *" --dpop "* ]]; then dpop=(--dpop); fi
 what=${positional[0]:-}
 seconds=${positional[1]:-5}
 connections=${positional[2]:-16}
@@ -78,7 +82,7 @@ case "$what" in
   gateway) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
              --warmup 1 --connections "$connections" --no-proxy >"$work/load.log" 2>&1 & ;;
   tokens) "$load" --url "$base" --admin-token "@$work/data/admin-token" --seconds "$span" \
-            --connections "$connections" --agents 64 >"$work/load.log" 2>&1 & ;;
+            --connections "$connections" --agents 64 "${dpop[@]}" >"$work/load.log" 2>&1 & ;;
 esac
 generator=$!
 trap 'kill $generator 2>/dev/null || true; bench_stop; rm -rf "${cg_dir:-/nonexistent}"' EXIT
@@ -95,7 +99,7 @@ done
 sleep 1
 
 echo "== profile: $what, store $store, $connections connections, $seconds s under load$($callgrind && echo ', under callgrind')"
-echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${database_url:+ --database-url $database_url}"
+echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${dpop[*]:+ --dpop}${database_url:+ --database-url $database_url}"
 if $callgrind; then
   callgrind_control -z "$server" >/dev/null 2>&1
   callgrind_control -i on "$server" >/dev/null 2>&1

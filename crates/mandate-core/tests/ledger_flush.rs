@@ -19,10 +19,16 @@ use mandate_types::{SystemClock, TenantId};
 /// A ledger on a fresh SQLite store (kept alive by the returned directory).
 async fn ledger_on_sqlite(config: LedgerConfig) -> (tempfile::TempDir, Arc<dyn Store>, Ledger) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let (store, ledger) = ledger_in(dir.path(), config).await;
+    (dir, store, ledger)
+}
+
+/// A ledger on an SQLite store in `data`.
+async fn ledger_in(data: &std::path::Path, config: LedgerConfig) -> (Arc<dyn Store>, Ledger) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data).await.unwrap());
     let (key, _) = SigningKey::generate().unwrap();
     let ledger = Ledger::start(store.clone(), Arc::new(SystemClock), Arc::new(key), config);
-    (dir, store, ledger)
+    (store, ledger)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,18 +102,15 @@ async fn a_detached_event_rides_with_the_next_awaited_one_or_is_written_soon_alo
 async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).await.unwrap());
-    let (key, _) = SigningKey::generate().unwrap();
-    let ledger = Ledger::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(key),
+    let (store, ledger) = ledger_in(
+        &data,
         // Every batch synced apart, as batches with others queued behind them are.
         LedgerConfig {
             sync_apart: true,
             ..LedgerConfig::default()
         },
-    );
+    )
+    .await;
     let tenant = TenantId::generate();
     let event = |i: u64| NewEvent::new(tenant, EventKind::Decision, "agent:agt_x").with("i", i);
     ledger.append(event(1)).await.unwrap();
@@ -148,18 +151,15 @@ async fn an_event_whose_sync_failed_is_refused_and_the_ledger_recovers() {
 async fn a_lone_batch_commits_durably_without_the_sync_thread() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).await.unwrap());
-    let (key, _) = SigningKey::generate().unwrap();
-    let ledger = Ledger::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(key),
+    let (store, ledger) = ledger_in(
+        &data,
         LedgerConfig {
             // One event a batch: appenders at once queue behind each other.
             max_batch: 1,
             ..LedgerConfig::default()
         },
-    );
+    )
+    .await;
     let tenant = TenantId::generate();
     let event =
         move |i: u64| NewEvent::new(tenant, EventKind::Decision, "agent:agt_x").with("i", i);

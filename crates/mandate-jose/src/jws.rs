@@ -240,7 +240,7 @@ fn check_rules(raw: &RawHeader, key: &Jwk, rules: &Rules) -> Result<(), JoseErro
                 "header `jwk` (embedded key) is not allowed here".into(),
             ));
         }
-        let embedded = Jwk::from_public_json(embedded)
+        let embedded = Jwk::from_public_json_beside(embedded, key)
             .map_err(|e| JoseError::HeaderRejected(format!("embedded `jwk`: {e}")))?;
         if embedded.thumbprint() != key.thumbprint() {
             return Err(JoseError::HeaderRejected(

@@ -21,7 +21,7 @@
 //! accepts this trade-off; require nonces to shorten the window further).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
@@ -166,6 +166,7 @@ pub struct DpopVerifier {
     cfg: DpopConfig,
     nonce_key: hmac::Key,
     replay: Mutex<ReplayCache>,
+    keys: Mutex<KeyCache>,
 }
 
 impl DpopVerifier {
@@ -176,6 +177,7 @@ impl DpopVerifier {
             cfg,
             nonce_key,
             replay,
+            keys: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -202,7 +204,7 @@ impl DpopVerifier {
         if !self.cfg.algs.contains(&alg) {
             return Err(invalid(format!("algorithm {alg} is not accepted for DPoP")));
         }
-        let jwk = embedded_key(header.jwk.as_ref())?;
+        let jwk = self.embedded_key(header.jwk.as_ref())?;
         let rules = Rules {
             max_len: self.cfg.max_len,
             allow_embedded_jwk: true,
@@ -266,6 +268,32 @@ impl DpopVerifier {
                 "the access token is bound to another DPoP key".into(),
             ))
         }
+    }
+
+    /// The proof's key, from the header's `jwk` member: public, and a key its parser
+    /// accepts. A client signs every proof with the same key, and parsing it again
+    /// would check again that it is a point of its curve (for Ed25519 a square root
+    /// in the field: a tenth of a proof's cost), so keys that parsed are kept by the
+    /// member's exact JSON text; what differs in any byte is parsed on its own.
+    fn embedded_key(&self, jwk: Option<&Value>) -> Result<Jwk, TokenError> {
+        let Some(value) = jwk else {
+            return Err(invalid("header `jwk` is missing"));
+        };
+        let Some(members) = value.as_object() else {
+            return Err(invalid("header `jwk` is not an object"));
+        };
+        if PRIVATE_MEMBERS.iter().any(|m| members.contains_key(*m)) {
+            return Err(invalid("header `jwk` holds private key material"));
+        }
+        let text = value.to_string();
+        let keys = || self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = keys().get(&text) {
+            return Ok(key);
+        }
+        let key =
+            Jwk::from_public_json(value).map_err(|e| invalid(format!("header `jwk`: {e}")))?;
+        keys().insert(text, key.clone());
+        Ok(key)
     }
 
     fn nonce_lifetime(&self) -> i64 {
@@ -376,19 +404,6 @@ fn check_shape(proof: &str, max_len: usize) -> Result<(), TokenError> {
 
 /// The `jwk` header as a public key. `Jwk::from_public_json` already refuses private
 /// material; the member check is kept so that a change there cannot let one through.
-fn embedded_key(jwk: Option<&Value>) -> Result<Jwk, TokenError> {
-    let Some(value) = jwk else {
-        return Err(invalid("header `jwk` is missing"));
-    };
-    let Some(members) = value.as_object() else {
-        return Err(invalid("header `jwk` is not an object"));
-    };
-    if PRIVATE_MEMBERS.iter().any(|m| members.contains_key(*m)) {
-        return Err(invalid("header `jwk` holds private key material"));
-    }
-    Jwk::from_public_json(value).map_err(|e| invalid(format!("header `jwk`: {e}")))
-}
-
 fn check_htm(claims: &Claims, method: &str) -> Result<(), TokenError> {
     let htm = claims.required_str("htm").map_err(|e| invalid(e.0))?;
     if htm != method {
@@ -595,6 +610,29 @@ fn replay_key(jkt: &str, jti: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(ctx.finish().as_ref());
     key
+}
+
+/// Proof keys that parsed, by the exact JSON text of their `jwk` member: only public
+/// keys, at most [`KeyCache::CAPACITY`] of them (emptied when full, so a client with
+/// ever new keys costs what it did without the cache).
+#[derive(Debug, Default)]
+struct KeyCache {
+    keys: HashMap<String, Jwk>,
+}
+
+impl KeyCache {
+    const CAPACITY: usize = 4_096;
+
+    fn get(&self, text: &str) -> Option<Jwk> {
+        self.keys.get(text).cloned()
+    }
+
+    fn insert(&mut self, text: String, key: Jwk) {
+        if self.keys.len() >= Self::CAPACITY {
+            self.keys.clear();
+        }
+        self.keys.insert(text, key);
+    }
 }
 
 /// The `(jkt, jti)` pairs seen, each until its proof can no longer be accepted.

@@ -386,6 +386,58 @@ fn jwk_must_be_present_public_and_the_signing_key() {
     refused(check(&verifier(), &proof), "private");
 }
 
+/// A client signs every proof with one key, which the verifier parses once and keeps
+/// by the `jwk` member's exact text: every proof is still checked in full, a member
+/// set that differs in anything is parsed on its own (and refused if it must be), and
+/// a key that was refused is refused every time.
+#[test]
+fn one_key_many_proofs_and_only_the_exact_key_text_is_reused() {
+    let v = verifier();
+    let k = key(Alg::EdDSA);
+    for i in 0..5 {
+        let proof = good(&k, &format!("j-{i}"));
+        assert!(check(&v, &proof).is_ok(), "proof {i} by a known key");
+        // A reused key does not excuse a bad signature or a replay.
+        let mut tampered = proof.clone();
+        tampered.pop();
+        tampered.push(if proof.ends_with('A') { 'B' } else { 'A' });
+        assert!(check(&v, &tampered).is_err(), "tampered proof {i}");
+        refused(check(&v, &proof), "used before");
+    }
+
+    // The same `x`, but members that make it another (unusable) key.
+    let body = claims("other", "POST", URL, NOW);
+    let jwk = k.public_jwk().to_public_json();
+    for variant in [
+        with(jwk.clone(), "crv", json!("Ed448")),
+        with(jwk.clone(), "kty", json!("EC")),
+        with(jwk.clone(), "alg", json!("ES256")),
+    ] {
+        let proof = forge(
+            &k,
+            &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": variant}),
+            &body,
+        );
+        assert!(
+            check(&v, &proof).is_err(),
+            "a variant of a known key was taken for it: {variant}"
+        );
+    }
+
+    // The identity point is no key, however often it is presented.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let bad = with(jwk, "x", json!(b64url_encode(&identity)));
+    for i in 0..2 {
+        let proof = forge(
+            &k,
+            &json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": bad}),
+            &claims(&format!("bad-{i}"), "POST", URL, NOW),
+        );
+        refused(check(&v, &proof), "curve point");
+    }
+}
+
 #[test]
 fn tampered_signature_and_payload_are_refused() {
     let k = key(Alg::ES256);
