@@ -180,14 +180,27 @@ impl Gateway {
             Some(b) => b.clone(),
             None => Arc::new(NoCredentials),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
+        // Upstreams behind `/proxy` get the credentials the vault injects: only to the
+        // registered address, so no redirect and no proxy from the environment
+        // (`HTTP_PROXY` and friends). Webhook notices carry no credential (their body
+        // is signed) and may need an egress proxy: theirs is the environment's.
+        let client = |no_proxy: bool| {
+            let builder = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none());
+            if no_proxy {
+                builder.no_proxy()
+            } else {
+                builder
+            }
             .build()
             // Never a default client in its place: that one follows redirects.
             .map_err(|e| {
                 GatewayError::Unavailable(format!("the upstream HTTP client cannot be built: {e}"))
-            })?;
+            })
+        };
+        let http = client(true)?;
+        let webhook_http = client(false)?;
         let settings = CallSettings {
             approval_ttl: config.approval_ttl,
             capture_arguments: config.capture_arguments,
@@ -199,7 +212,7 @@ impl Gateway {
             webhook: config.webhook.clone(),
             public_url: config.public_url.clone(),
             clock: service.clock().clone(),
-            http: http.clone(),
+            http: webhook_http,
         });
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| Inner {
             // The core executes proposals through this gateway; it holds it weakly, so

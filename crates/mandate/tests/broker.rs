@@ -61,7 +61,20 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with_broker(&data, &config);
+    // A proxy from the environment is not where injected credentials go: requests
+    // through `/proxy` go to the registered address only.
+    let (trap, trapped) = common::capture().await;
+    let server = Server::start_with_broker_env(
+        &data,
+        &config,
+        &[
+            ("HTTP_PROXY", &trap),
+            ("http_proxy", &trap),
+            ("HTTPS_PROXY", &trap),
+            ("ALL_PROXY", &trap),
+            ("NO_PROXY", ""),
+        ],
+    );
     let admin = admin_token(&data);
     let mut responses = Vec::new();
 
@@ -140,6 +153,10 @@ async fn secrets_are_injected_and_appear_nowhere_else_and_roles_live_with_their_
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    assert!(
+        trapped.lock().unwrap().is_empty(),
+        "a request with injected credentials went through the environment's proxy"
+    );
     let basic = auth(&seen);
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(basic.strip_prefix("Basic ").unwrap())

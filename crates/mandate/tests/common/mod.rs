@@ -69,15 +69,19 @@ impl Server {
     /// With the credential broker on (master key `k1`) and the log at debug level (what
     /// the secret-scanning tests read), reading the configuration file `config`.
     pub fn start_with_broker(data: &Path, config: &Path) -> Server {
+        Server::start_with_broker_env(data, config, &[])
+    }
+
+    /// `start_with_broker` with these environment variables set too.
+    pub fn start_with_broker_env(data: &Path, config: &Path, env: &[(&str, &str)]) -> Server {
         let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
-        Server::start_with_env(
-            data,
-            &["--config", config.to_str().unwrap()],
-            &[
-                ("MANDATE_MASTER_KEY", &format!("k1:{key}")),
-                ("MANDATE_LOG", "debug"),
-            ],
-        )
+        let master = format!("k1:{key}");
+        let mut all = vec![
+            ("MANDATE_MASTER_KEY", master.as_str()),
+            ("MANDATE_LOG", "debug"),
+        ];
+        all.extend_from_slice(env);
+        Server::start_with_env(data, &["--config", config.to_str().unwrap()], &all)
     }
 
     /// `start_with_env` on a given address (a replica restarted where a load balancer
