@@ -6,7 +6,9 @@
 //! A snapshot per tenant maps namespaced names (`server.tool`) to the catalog entry
 //! (risk tier, data class — what policy reads) and the upstream's own definition (what
 //! clients are shown). Snapshots are rebuilt when older than `catalog_ttl`; an upstream
-//! that cannot be listed contributes nothing until it can.
+//! that cannot be listed (tried twice) contributes nothing until it can, and a snapshot
+//! that lacks one is rebuilt after [`INCOMPLETE_TTL`] instead, so a blip in an upstream
+//! does not hide its tools for the whole TTL.
 //!
 //! What an upstream announces (list changes, resource updates) is heard here, for as
 //! long as its connection lives: a tool list change forgets the tenant's snapshot at
@@ -44,6 +46,9 @@ pub const HTTP: &str = "/http";
 #[derive(Debug)]
 pub struct Snapshot {
     at: Instant,
+    /// False when an upstream could not be listed: the snapshot is kept for
+    /// [`INCOMPLETE_TTL`] at most.
+    complete: bool,
     /// The store's catalog generation it was built at: a change made since rebuilds it.
     generation: u64,
     pub servers: BTreeMap<String, ToolServer>,
@@ -221,7 +226,14 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner);
         snapshots
             .get(&tenant)
-            .filter(|s| s.generation == generation && s.at.elapsed() < self.config.catalog_ttl)
+            .filter(|s| {
+                let ttl = if s.complete {
+                    self.config.catalog_ttl
+                } else {
+                    self.config.catalog_ttl.min(INCOMPLETE_TTL)
+                };
+                s.generation == generation && s.at.elapsed() < ttl
+            })
             .cloned()
     }
 
@@ -232,6 +244,10 @@ impl Catalog {
             .insert(tenant, snapshot);
     }
 }
+
+/// How long a snapshot that lacks an upstream it could not list is used: the next
+/// request after it tries that upstream again.
+pub const INCOMPLETE_TTL: Duration = Duration::from_secs(1);
 
 fn forget(snapshots: &Snapshots, tenant: TenantId) {
     snapshots
@@ -277,6 +293,7 @@ impl Gateway {
         }
         let mut snapshot = Snapshot {
             at: Instant::now(),
+            complete: true,
             generation,
             servers: BTreeMap::new(),
             tools: BTreeMap::new(),
@@ -299,10 +316,7 @@ impl Gateway {
                     self.credentials.headers(&server, mandate).await
                 };
                 let listed = match headers {
-                    Ok(headers) => {
-                        self.list_upstream(&server, &headers, self.config.call_timeout)
-                            .await
-                    }
+                    Ok(headers) => self.list_for_snapshot(&server, &headers).await,
                     Err(e) => Err(e.into()),
                 };
                 match listed {
@@ -318,6 +332,7 @@ impl Gateway {
                         snapshot.info.insert(server.name.clone(), info);
                     }
                     Err(e) => {
+                        snapshot.complete = false;
                         tracing::warn!(server = %server.name, error = %e, "cannot list an upstream's tools; its tools are unavailable until it answers");
                     }
                 }
@@ -388,6 +403,27 @@ impl Gateway {
 
     /// An upstream's `initialize` result and its tools (all pages, at most 50), within
     /// `deadline`.
+    /// Lists an upstream for a snapshot, and once more at once when the first attempt
+    /// failed before the deadline: a pooled connection the upstream closed just as it
+    /// was reused fails a request that a new connection answers. Listing reads only, so
+    /// asking again is safe; a listing that ran out of time is not tried again.
+    async fn list_for_snapshot(
+        &self,
+        server: &ToolServer,
+        headers: &mandate_mcp::ExtraHeaders,
+    ) -> Result<(Value, Vec<Value>), GatewayError> {
+        let deadline = self.config.call_timeout;
+        let started = Instant::now();
+        match self.list_upstream(server, headers, deadline).await {
+            Err(e) if started.elapsed() < deadline => {
+                tracing::debug!(server = %server.name, error = %e, "listing an upstream failed; asking once more");
+                let left = deadline.saturating_sub(started.elapsed());
+                self.list_upstream(server, headers, left).await
+            }
+            listed => listed,
+        }
+    }
+
     pub(crate) async fn list_upstream(
         &self,
         server: &ToolServer,

@@ -556,6 +556,73 @@ async fn catalog_changes_and_unlimited_usage_are_seen_at_once() {
     assert_eq!(used, 1, "the call was not counted");
 }
 
+/// The tools the tenant's `/mcp` lists to `token`, sorted.
+async fn listed_tools(w: &World, token: &str) -> Vec<String> {
+    let listed = rpc(
+        &format!("{}/mcp", w.server.url),
+        token,
+        "tools/list",
+        json!({}),
+    )
+    .await;
+    tool_names(&listed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
+    let w = world().await;
+    let mandate = w
+        .mandate(json!({
+            "intent": "Echo through a server that starts late",
+            "scope": {"tools": [{"tool": "fx.echo"}, {"tool": "late.echo"}]},
+            "data_ceiling": "internal", "mode": "execute",
+        }))
+        .await;
+    let token = w.token(&mandate).await;
+    // A server registered at an address where nothing listens yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": "late", "transport": {"kind": "mcp_http",
+            "url": format!("http://127.0.0.1:{port}/mcp")}}),
+    )
+    .await;
+    // Twice: the first list catalogues fx's tools, which makes the next one rebuild;
+    // the second is a snapshot that lacks `late`, and stays current otherwise.
+    for _ in 0..2 {
+        assert_eq!(listed_tools(&w, &token).await, ["fx.echo"]);
+    }
+    // It starts: its tools are listed and callable well within the catalog's 30 s TTL
+    // (the snapshot that lacked it used to be kept that long).
+    let _late = Fixture::start_with(&["--port", &port.to_string()]);
+    let started = std::time::Instant::now();
+    loop {
+        let names = listed_tools(&w, &token).await;
+        if names == ["fx.echo", "late.echo"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let called = rpc(
+        &format!("{}/mcp/late", w.server.url),
+        &token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "late"}}),
+    )
+    .await;
+    assert_eq!(called["result"]["content"][0]["text"], "late", "{called}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn recommend_only_mandates_record_proposals_a_human_executes_once() {
     let w = world().await;

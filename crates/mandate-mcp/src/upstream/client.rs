@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -28,6 +28,11 @@ pub(super) enum SendError {
     /// The connection broke before a response came.
     Failed,
 }
+
+/// How long an idle connection stays in the pool: under the 5 s after which common
+/// servers (uvicorn, Node) close an idle keep-alive connection, so a request is not
+/// sent on one the upstream is closing at that moment.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// One upstream's connection pool.
 #[derive(Debug, Clone)]
@@ -49,7 +54,10 @@ impl Client {
             .enable_http1()
             .wrap_connector(tcp);
         Ok(Client {
-            pool: Pool::builder(TokioExecutor::new()).build(connector),
+            pool: Pool::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                .build(connector),
         })
     }
 
