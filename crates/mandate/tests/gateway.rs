@@ -69,6 +69,21 @@ impl World {
         common::consented_mandate(&self.server, &self.admin, &self.who, terms).await
     }
 
+    /// A consented `execute` mandate for `intent` over `tools` (internal data), and a
+    /// token for it.
+    async fn executing(&self, intent: &str, tools: &[&str]) -> (String, String) {
+        let scope: Vec<Value> = tools.iter().map(|t| json!({"tool": t})).collect();
+        let mandate = self
+            .mandate(json!({
+                "intent": intent,
+                "scope": {"tools": scope},
+                "data_ceiling": "internal", "mode": "execute",
+            }))
+            .await;
+        let token = self.token(&mandate).await;
+        (mandate, token)
+    }
+
     async fn token(&self, mandate: &str) -> String {
         common::mcp_token(&self.server, &self.who, mandate).await
     }
@@ -496,29 +511,11 @@ async fn a_2026_07_28_client_shows_the_approval_page_and_its_retry_passes_once()
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_and_unlimited_usage_are_seen_at_once() {
     let w = world().await;
-    let mandate = w
-        .mandate(json!({
-            "intent": "Echo through two servers",
-            "scope": {"tools": [{"tool": "fx.echo"}, {"tool": "fx2.echo"}]},
-            "data_ceiling": "internal", "mode": "execute",
-        }))
+    let (mandate, token) = w
+        .executing("Echo through two servers", &["fx.echo", "fx2.echo"])
         .await;
-    let token = w.token(&mandate).await;
     // The tenant's tool list is built now, without `fx2`.
-    let listed = rpc(
-        &format!("{}/mcp", w.server.url),
-        &token,
-        "tools/list",
-        json!({}),
-    )
-    .await;
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["fx.echo"], "{listed}");
+    assert_eq!(listed_tools(&w, &token).await, ["fx.echo"]);
     created(
         &w.server,
         "/v1/tool-servers",
@@ -527,13 +524,7 @@ async fn catalog_changes_and_unlimited_usage_are_seen_at_once() {
     )
     .await;
     // The next request sees the new server (it used to wait for the list's expiry).
-    let called = rpc(
-        &format!("{}/mcp/fx2", w.server.url),
-        &token,
-        "tools/call",
-        json!({"name": "echo", "arguments": {"text": "again"}}),
-    )
-    .await;
+    let called = echo(&w, &token, "fx2", "again").await;
     assert!(called["error"].is_null(), "{called}");
     assert_eq!(called["result"]["content"][0]["text"], "again", "{called}");
 
@@ -568,17 +559,26 @@ async fn listed_tools(w: &World, token: &str) -> Vec<String> {
     tool_names(&listed)
 }
 
+/// `echo` of `server` called through its own endpoint with `text`: the answer.
+async fn echo(w: &World, token: &str, server: &str, text: &str) -> Value {
+    rpc(
+        &format!("{}/mcp/{server}", w.server.url),
+        token,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": text}}),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
     let w = world().await;
-    let mandate = w
-        .mandate(json!({
-            "intent": "Echo through a server that starts late",
-            "scope": {"tools": [{"tool": "fx.echo"}, {"tool": "late.echo"}]},
-            "data_ceiling": "internal", "mode": "execute",
-        }))
+    let (_, token) = w
+        .executing(
+            "Echo through a server that starts late",
+            &["fx.echo", "late.echo"],
+        )
         .await;
-    let token = w.token(&mandate).await;
     // A server registered at an address where nothing listens yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -613,13 +613,7 @@ async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let called = rpc(
-        &format!("{}/mcp/late", w.server.url),
-        &token,
-        "tools/call",
-        json!({"name": "echo", "arguments": {"text": "late"}}),
-    )
-    .await;
+    let called = echo(&w, &token, "late", "late").await;
     assert_eq!(called["result"]["content"][0]["text"], "late", "{called}");
 }
 
