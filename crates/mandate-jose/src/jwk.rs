@@ -256,13 +256,7 @@ impl Jwk {
             Material::Ed25519 { x, .. } => Some(x),
             _ => None,
         };
-        let jwk = Jwk::parse(v, known)?;
-        if jwk.is_private() {
-            return Err(JoseError::KeyRejected(
-                "private key material where a public key is expected".into(),
-            ));
-        }
-        Ok(jwk)
+        Jwk::parse(v, known)?.public_only()
     }
 
     /// [`Jwk::from_json`]; `known`: an Ed25519 point already known to be valid.
@@ -371,13 +365,17 @@ impl Jwk {
     /// Like [`Jwk::from_json`], but refuses any private key material
     /// (including symmetric keys): for keys that arrive from outside.
     pub fn from_public_json(v: &Value) -> Result<Jwk, JoseError> {
-        let jwk = Jwk::from_json(v)?;
-        if jwk.is_private() {
+        Jwk::from_json(v)?.public_only()
+    }
+
+    /// This key, refused if it holds private (or secret) material.
+    fn public_only(self) -> Result<Jwk, JoseError> {
+        if self.is_private() {
             return Err(JoseError::KeyRejected(
                 "private key material where a public key is expected".into(),
             ));
         }
-        Ok(jwk)
+        Ok(self)
     }
 
     /// Parses a JWK Set (`{"keys": [...]}`) strictly: every key must parse,
