@@ -10,6 +10,18 @@
 //! that lacks one is rebuilt after [`INCOMPLETE_TTL`] instead, so a blip in an upstream
 //! does not hide its tools for the whole TTL.
 //!
+//! Nobody waits on a slow upstream more than once:
+//! - a tenant's upstreams are listed at once, so a build waits for the slowest, not for
+//!   the sum;
+//! - a snapshot past its TTL whose catalog has not changed is still answered while one
+//!   rebuild runs behind it (one per tenant at a time), for [`STALE_AT_MOST`] past its
+//!   TTL at most; a build is waited for only when there is no snapshot, when the
+//!   catalog changed (an operator's change is seen on the next request) or when an
+//!   upstream announced a tool list change;
+//! - a build someone waits for gives an upstream whose last listing failed
+//!   [`RETRY_WAIT`] (not the call timeout); a rebuild behind the answer gives it the
+//!   whole call timeout.
+//!
 //! What an upstream announces (list changes, resource updates) is heard here, for as
 //! long as its connection lives: a tool list change forgets the tenant's snapshot at
 //! once, and every announcement is passed on ([`Catalog::heard`]) to the streams of
@@ -19,7 +31,7 @@
 //! [`RESOURCES`] and [`PROMPTS`] (`files./resources`); plain HTTP servers through
 //! [`HTTP`] with the method and path as arguments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -87,6 +99,9 @@ pub struct Catalog {
     config: GatewayConfig,
     connections: Mutex<HashMap<ToolServerId, Arc<Connection>>>,
     snapshots: Snapshots,
+    refreshing: Refreshing,
+    /// MCP servers whose last listing failed.
+    failing: Mutex<HashSet<ToolServerId>>,
     heard: broadcast::Sender<Notice>,
 }
 
@@ -97,6 +112,36 @@ pub(crate) struct Notice {
     pub server: ToolServerId,
     pub tenant: TenantId,
     pub what: Option<Announcement>,
+}
+
+/// A tenant's snapshot as the cache holds it.
+enum Cached {
+    /// Within its TTL, at the catalog's current generation.
+    Current(Arc<Snapshot>),
+    /// Past its TTL (but not past [`STALE_AT_MOST`] beyond it), the catalog unchanged:
+    /// answered while a rebuild runs behind it.
+    Expired(Arc<Snapshot>),
+    /// None, too old, or built before a change to the catalog: build and wait.
+    Missing,
+}
+
+/// Tenants whose snapshot is being rebuilt behind the answers; one rebuild each.
+type Refreshing = Arc<Mutex<HashSet<TenantId>>>;
+
+/// A tenant's place in [`Refreshing`], given back when the rebuild ends, however it
+/// ends.
+struct RefreshGuard {
+    refreshing: Refreshing,
+    tenant: TenantId,
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.tenant);
+    }
 }
 
 /// An upstream with its concurrency limit.
@@ -112,6 +157,8 @@ impl Catalog {
             config,
             connections: Mutex::new(HashMap::new()),
             snapshots: Snapshots::default(),
+            refreshing: Refreshing::default(),
+            failing: Mutex::new(HashSet::new()),
             heard: broadcast::channel(256).0,
         }
     }
@@ -217,37 +264,100 @@ impl Catalog {
         forget(&self.snapshots, tenant);
     }
 
-    /// The tenant's snapshot unless it is older than the TTL or the catalog changed
-    /// since it was built (it is at `generation` now).
-    fn cached(&self, tenant: TenantId, generation: u64) -> Option<Arc<Snapshot>> {
+    /// The tenant's snapshot, and whether it may be answered with (see [`Cached`]);
+    /// the catalog is at `generation` now.
+    fn cached(&self, tenant: TenantId, generation: u64) -> Cached {
         let snapshots = self
             .snapshots
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        snapshots
+        let Some(s) = snapshots
             .get(&tenant)
-            .filter(|s| {
-                let ttl = if s.complete {
-                    self.config.catalog_ttl
-                } else {
-                    self.config.catalog_ttl.min(INCOMPLETE_TTL)
-                };
-                s.generation == generation && s.at.elapsed() < ttl
-            })
-            .cloned()
+            .filter(|s| s.generation == generation)
+        else {
+            return Cached::Missing;
+        };
+        let ttl = if s.complete {
+            self.config.catalog_ttl
+        } else {
+            self.config.catalog_ttl.min(INCOMPLETE_TTL)
+        };
+        let age = s.at.elapsed();
+        if age < ttl {
+            Cached::Current(s.clone())
+        } else if age < ttl.saturating_add(self.stale_at_most()) {
+            Cached::Expired(s.clone())
+        } else {
+            Cached::Missing
+        }
     }
 
+    /// How long past its TTL a snapshot is answered with while it is rebuilt:
+    /// [`STALE_AT_MOST`], or twice the call timeout (a rebuild's listings may take
+    /// one) when that is longer.
+    fn stale_at_most(&self) -> Duration {
+        STALE_AT_MOST.max(self.config.call_timeout.saturating_mul(2))
+    }
+
+    /// Keeps `snapshot` unless the one kept meanwhile is newer (built later, or at a
+    /// later generation): a rebuild behind the answers may end after a build that
+    /// someone waited for.
     fn keep(&self, tenant: TenantId, snapshot: Arc<Snapshot>) {
-        self.snapshots
+        let mut snapshots = self
+            .snapshots
             .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newer_kept = snapshots
+            .get(&tenant)
+            .is_some_and(|s| s.generation > snapshot.generation || s.at > snapshot.at);
+        if !newer_kept {
+            snapshots.insert(tenant, snapshot);
+        }
+    }
+
+    /// The tenant's place for a rebuild behind the answers; `None` while one runs.
+    fn refresh(&self, tenant: TenantId) -> Option<RefreshGuard> {
+        let fresh = self
+            .refreshing
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(tenant, snapshot);
+            .insert(tenant);
+        fresh.then(|| RefreshGuard {
+            refreshing: self.refreshing.clone(),
+            tenant,
+        })
+    }
+
+    /// Whether `server`'s last listing failed.
+    fn failing(&self, server: ToolServerId) -> bool {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&server)
+    }
+
+    /// Remembers how `server`'s listing went.
+    fn listed(&self, server: ToolServerId, ok: bool) {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        if ok {
+            failing.remove(&server);
+        } else {
+            failing.insert(server);
+        }
     }
 }
 
 /// How long a snapshot that lacks an upstream it could not list is used: the next
 /// request after it tries that upstream again.
 pub const INCOMPLETE_TTL: Duration = Duration::from_secs(1);
+
+/// How long past its TTL a snapshot is still answered with while it is rebuilt behind
+/// the answers, at least (twice the call timeout when that is longer). Past that (a rebuild that keeps failing, a store that is down), the
+/// next request builds one and waits for it.
+pub const STALE_AT_MOST: Duration = Duration::from_secs(120);
+
+/// How long a build someone waits for waits on an upstream whose last listing failed.
+pub const RETRY_WAIT: Duration = Duration::from_secs(2);
 
 fn forget(snapshots: &Snapshots, tenant: TenantId) {
     snapshots
@@ -282,15 +392,46 @@ fn valid_tool_name(name: &str) -> bool {
 }
 
 impl Gateway {
-    /// The caller's tenant's catalog, rebuilt from the upstreams when stale.
+    /// The caller's tenant's catalog: the one kept while it is current; past its TTL
+    /// the one kept still, while it is rebuilt behind the answer; otherwise built from
+    /// the upstreams (see the module's notes).
     pub async fn snapshot(&self, mandate: &Mandate) -> Result<Arc<Snapshot>, GatewayError> {
-        let tenant = mandate.tenant_id;
         // Read before the upstreams are listed: a change made while they are is not
         // lost (at worst the next request builds once more).
         let generation = self.calls.catalog_generation();
-        if let Some(s) = self.catalog.cached(tenant, generation) {
-            return Ok(s);
+        match self.catalog.cached(mandate.tenant_id, generation) {
+            Cached::Current(s) => Ok(s),
+            Cached::Expired(s) => {
+                self.rebuild_behind(mandate, generation);
+                Ok(s)
+            }
+            Cached::Missing => self.build_snapshot(mandate, generation, true).await,
         }
+    }
+
+    /// Rebuilds the tenant's snapshot in a task of its own, unless one already is.
+    fn rebuild_behind(&self, mandate: &Mandate, generation: u64) {
+        let Some(guard) = self.catalog.refresh(mandate.tenant_id) else {
+            return;
+        };
+        let (gateway, mandate) = (self.clone(), mandate.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = gateway.build_snapshot(&mandate, generation, false).await {
+                tracing::warn!(error = %e, "cannot rebuild a tenant's catalog; the previous one is used a while longer");
+            }
+        });
+    }
+
+    /// Builds the tenant's snapshot at `generation` and keeps it. `waited`: someone
+    /// waits for it (see [`RETRY_WAIT`]).
+    async fn build_snapshot(
+        &self,
+        mandate: &Mandate,
+        generation: u64,
+        waited: bool,
+    ) -> Result<Arc<Snapshot>, GatewayError> {
+        let tenant = mandate.tenant_id;
         let mut snapshot = Snapshot {
             at: Instant::now(),
             complete: true,
@@ -299,42 +440,45 @@ impl Gateway {
             tools: BTreeMap::new(),
             info: BTreeMap::new(),
         };
-        for server in self.calls.tool_servers(tenant).await? {
+        let servers = self.calls.tool_servers(tenant).await?;
+        // Every MCP server is listed at once; what they listed is catalogued in order.
+        let listings: Vec<_> = servers
+            .iter()
+            .map(|server| {
+                if let ToolServerTransport::Http { .. } = server.transport {
+                    return None;
+                }
+                let (gateway, server, mandate) = (self.clone(), server.clone(), mandate.clone());
+                Some(tokio::spawn(async move {
+                    gateway.list_for_snapshot(&server, &mandate, waited).await
+                }))
+            })
+            .collect();
+        for (server, listing) in servers.into_iter().zip(listings) {
             let known = self.calls.catalogued(&server).await?;
-            if let ToolServerTransport::Http { .. } = server.transport {
+            let Some(listing) = listing else {
                 let tool = self
                     .calls
                     .ensure_listed(&server, &known, HTTP, &Value::Null, Some(RiskTier::Write))
                     .await?;
                 keep(&mut snapshot.tools, &server, tool, Value::Null);
-            } else {
-                // A server called as each person is listed without anyone's token:
-                // the snapshot is shared by the whole tenant.
-                let headers = if per_person_credential(&server) {
-                    self.credentials.listing_headers(&server).await
-                } else {
-                    self.credentials.headers(&server, mandate).await
-                };
-                let listed = match headers {
-                    Ok(headers) => self.list_for_snapshot(&server, &headers).await,
-                    Err(e) => Err(e.into()),
-                };
-                match listed {
-                    Ok((info, definitions)) => {
-                        self.catalogue_listed(
-                            &server,
-                            &known,
-                            definitions,
-                            &info,
-                            &mut snapshot.tools,
-                        )
+                snapshot.servers.insert(server.name.clone(), server);
+                continue;
+            };
+            let listed = listing.await.unwrap_or_else(|e| {
+                Err(GatewayError::Unavailable(format!(
+                    "listing an upstream ended abnormally: {e}"
+                )))
+            });
+            match listed {
+                Ok((info, definitions)) => {
+                    self.catalogue_listed(&server, &known, definitions, &info, &mut snapshot.tools)
                         .await?;
-                        snapshot.info.insert(server.name.clone(), info);
-                    }
-                    Err(e) => {
-                        snapshot.complete = false;
-                        tracing::warn!(server = %server.name, error = %e, "cannot list an upstream's tools; its tools are unavailable until it answers");
-                    }
+                    snapshot.info.insert(server.name.clone(), info);
+                }
+                Err(e) => {
+                    snapshot.complete = false;
+                    tracing::warn!(server = %server.name, error = %e, "cannot list an upstream's tools; its tools are unavailable until it answers");
                 }
             }
             snapshot.servers.insert(server.name.clone(), server);
@@ -401,29 +545,44 @@ impl Gateway {
         Ok(())
     }
 
-    /// An upstream's `initialize` result and its tools (all pages, at most 50), within
-    /// `deadline`.
-    /// Lists an upstream for a snapshot, and once more at once when the first attempt
-    /// failed before the deadline: a pooled connection the upstream closed just as it
-    /// was reused fails a request that a new connection answers. Listing reads only, so
-    /// asking again is safe; a listing that ran out of time is not tried again.
+    /// Lists an upstream for a snapshot, with the headers its listing carries, and once
+    /// more at once when the first attempt failed before the deadline: a pooled
+    /// connection the upstream closed just as it was reused fails a request that a new
+    /// connection answers. Listing reads only, so asking again is safe; a listing that
+    /// ran out of time is not tried again. The deadline is the call timeout, or
+    /// [`RETRY_WAIT`] when someone waits (`waited`) and the server's last listing failed.
     async fn list_for_snapshot(
         &self,
         server: &ToolServer,
-        headers: &mandate_mcp::ExtraHeaders,
+        mandate: &Mandate,
+        waited: bool,
     ) -> Result<(Value, Vec<Value>), GatewayError> {
-        let deadline = self.config.call_timeout;
+        // A server called as each person is listed without anyone's token: the
+        // snapshot is shared by the whole tenant.
+        let headers = if per_person_credential(server) {
+            self.credentials.listing_headers(server).await
+        } else {
+            self.credentials.headers(server, mandate).await
+        }?;
+        let mut deadline = self.config.call_timeout;
+        if waited && self.catalog.failing(server.id) {
+            deadline = deadline.min(RETRY_WAIT);
+        }
         let started = Instant::now();
-        match self.list_upstream(server, headers, deadline).await {
+        let listed = match self.list_upstream(server, &headers, deadline).await {
             Err(e) if started.elapsed() < deadline => {
                 tracing::debug!(server = %server.name, error = %e, "listing an upstream failed; asking once more");
                 let left = deadline.saturating_sub(started.elapsed());
-                self.list_upstream(server, headers, left).await
+                self.list_upstream(server, &headers, left).await
             }
             listed => listed,
-        }
+        };
+        self.catalog.listed(server.id, listed.is_ok());
+        listed
     }
 
+    /// An upstream's `initialize` result and its tools (all pages, at most 50), within
+    /// `deadline`.
     pub(crate) async fn list_upstream(
         &self,
         server: &ToolServer,

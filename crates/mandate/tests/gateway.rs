@@ -570,6 +570,18 @@ async fn echo(w: &World, token: &str, server: &str, text: &str) -> Value {
     .await
 }
 
+/// Registers an MCP server `name` at `http://127.0.0.1:{port}/mcp`.
+async fn register_at(w: &World, name: &str, port: u16) {
+    created(
+        &w.server,
+        "/v1/tool-servers",
+        &w.admin,
+        json!({"name": name, "transport": {"kind": "mcp_http",
+            "url": format!("http://127.0.0.1:{port}/mcp")}}),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
     let w = world().await;
@@ -585,14 +597,7 @@ async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
         .local_addr()
         .unwrap()
         .port();
-    created(
-        &w.server,
-        "/v1/tool-servers",
-        &w.admin,
-        json!({"name": "late", "transport": {"kind": "mcp_http",
-            "url": format!("http://127.0.0.1:{port}/mcp")}}),
-    )
-    .await;
+    register_at(&w, "late", port).await;
     // Twice: the first list catalogues fx's tools, which makes the next one rebuild;
     // the second is a snapshot that lacks `late`, and stays current otherwise.
     for _ in 0..2 {
@@ -615,6 +620,56 @@ async fn an_upstream_that_could_not_be_listed_is_asked_again_soon() {
     }
     let called = echo(&w, &token, "late", "late").await;
     assert_eq!(called["result"]["content"][0]["text"], "late", "{called}");
+}
+
+/// An upstream that accepts connections and never answers: listing it runs into the
+/// call timeout (6 s here). The tenant's other tools are listed and callable all the
+/// while, and no request waits that long for it more than once: a build someone waits
+/// for gives it 2 s once it has failed, and a snapshot past its TTL is answered while
+/// it is rebuilt behind the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_upstream_keeps_no_one_waiting_twice() {
+    use std::time::{Duration, Instant};
+    let w = world_with("[gateway]\ncall_timeout_seconds = 6\n").await;
+    let (_, token) = w
+        .executing("Echo beside a server that hangs", &["fx.echo", "hang.echo"])
+        .await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    register_at(&w, "hang", port).await;
+    let timed = |started: Instant| started.elapsed();
+    // The first build waits for the call timeout; fx's tools are listed with it.
+    let started = Instant::now();
+    assert_eq!(listed_tools(&w, &token).await, ["fx.echo"]);
+    let first = timed(started);
+    // Cataloguing fx's tools changed the catalog: this build is waited for, and gives
+    // the server that failed 2 s, not 6.
+    let started = Instant::now();
+    assert_eq!(listed_tools(&w, &token).await, ["fx.echo"]);
+    let second = timed(started);
+    assert!(
+        second < Duration::from_secs(5),
+        "waited {second:?} (first {first:?})"
+    );
+    // Past the 1 s an incomplete snapshot is kept: answered at once, rebuilt behind.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(listed_tools(&w, &token).await, ["fx.echo"]);
+        let called = echo(&w, &token, "fx", "beside").await;
+        assert_eq!(called["result"]["content"][0]["text"], "beside", "{called}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let five = timed(started);
+    // Each would take at least 2 s if it waited on the upstream (10 s in all).
+    assert!(five < Duration::from_secs(6), "five rounds took {five:?}");
+    eprintln!("first {first:?}, second {second:?}, five rounds {five:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
