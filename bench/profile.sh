@@ -3,7 +3,7 @@
 # so that a change can be compared before and after on a noisy machine.
 #
 #   bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind] [--dpop]
-#                         [--database-url postgres://…/mandate_profile_bench]
+#                         [--wal-pages] [--database-url postgres://…/mandate_profile_bench]
 #   (default: 5 s measured, once the load is running, on 16 connections)
 #
 # The load is the one of bench/gateway-overhead.sh (`tools/call` through the gateway;
@@ -23,13 +23,17 @@
 # is overcounted there. On PostgreSQL, the database server's own work is not counted
 # (it is another process).
 #
+# --wal-pages (SQLite): after the window, which B-trees each commit wrote, per commit
+# (bench/lib/wal_pages.py over a copy of the database and its WAL taken under load):
+# what the fsync of a batch carries, and which indexes scatter it.
+#
 # MANDATE_BIN: another build, for A/B pairs. CALLGRIND_OUT=FILE: keep the callgrind
 # profile there. --database-url: the database is dropped and created fresh (its name
 # must contain `bench`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/serve.sh
-bench_args "--callgrind --dpop" "$@"
+bench_args "--callgrind --dpop --wal-pages" "$@"
 callgrind=false
 if [[ " ${flags[*]} " == *" --callgrind "* ]]; then callgrind=true; fi
 # --dpop (tokens): every token request carries a fresh DPoP proof, as in
@@ -99,7 +103,7 @@ done
 sleep 1
 
 echo "== profile: $what, store $store, $connections connections, $seconds s under load$($callgrind && echo ', under callgrind')"
-echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${dpop[*]:+ --dpop}${database_url:+ --database-url $database_url}"
+echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${dpop[*]:+ --dpop}$([[ " ${flags[*]} " == *" --wal-pages "* ]] && echo ' --wal-pages')${database_url:+ --database-url $database_url}"
 if $callgrind; then
   callgrind_control -z "$server" >/dev/null 2>&1
   callgrind_control -i on "$server" >/dev/null 2>&1
@@ -167,5 +171,16 @@ for _, group in groups:
         continue
     top = " ".join(f"{name} {v / n:.2f}" for name, v in c.most_common() if name != switches and v / n >= 0.5)
     print(f"     {group:20} {c[switches] / n:6.2f} · {calls(c) / n:6.2f} · {top}")' "$work/perf.csv"
+fi
+if [[ " ${flags[*]} " == *" --wal-pages "* ]]; then
+  if [ "$store" != sqlite ]; then
+    echo "   --wal-pages: SQLite only" >&2
+  else
+    command -v sqlite3 >/dev/null || { echo "--wal-pages needs sqlite3 (apt-get install sqlite3)" >&2; exit 2; }
+    mkdir -p "$work/wal"
+    cp "$work/data/mandate.db" "$work/data/mandate.db-wal" "$work/wal/"
+    echo "   what each commit wrote (the WAL's last 4000 pages):"
+    python3 bench/lib/wal_pages.py "$work/wal"
+  fi
 fi
 echo "   machine: $(nproc) cores; $(uname -sr)"
