@@ -352,8 +352,9 @@ impl Catalog {
 pub const INCOMPLETE_TTL: Duration = Duration::from_secs(1);
 
 /// How long past its TTL a snapshot is still answered with while it is rebuilt behind
-/// the answers, at least (twice the call timeout when that is longer). Past that (a rebuild that keeps failing, a store that is down), the
-/// next request builds one and waits for it.
+/// the answers, at least (twice the call timeout when that is longer). Past that (a
+/// rebuild that keeps failing, a store that is down), the next request builds one and
+/// waits for it.
 pub const STALE_AT_MOST: Duration = Duration::from_secs(120);
 
 /// How long a build someone waits for waits on an upstream whose last listing failed.
