@@ -1,5 +1,6 @@
 """Pages an SQLite commit of ledger events writes, by table layout: what a change to
-`audit_events` would save before it is made.
+`audit_events` would save before it is made. (Measured before migration 0020, which
+took the third layout: `today` below is the layout before it.)
 
     python3 bench/ledger-layout.py [COMMITS]     (default 1500 commits per case)
 

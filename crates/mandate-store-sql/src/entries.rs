@@ -442,11 +442,9 @@ macro_rules! sql_entries {
             };
             let first = store.append_events(&[event()], now).await.unwrap();
             assert_eq!(first[0].seq, 1);
-            ::sqlx::query(&format!("INSERT INTO audit_events {EVENT_COLUMNS} VALUES ($1, 3, 0, 'decision', NULL, NULL, NULL, 'squat', '{{}}')"))
-                .bind(tenant.to_string())
-                .execute(&store.pool)
-                .await
-                .unwrap();
+            // Written as the store writes events (on SQLite with its key), outside the chain.
+            let squatter = Event::chain(&Head { seq: 2, hash: "squat".into() }, event(), now);
+            events_insert(std::slice::from_ref(&squatter)).unwrap().build().execute(&store.pool).await.unwrap();
 
             // Events only: the second of three collides.
             assert!(store.append_events(&[event(), event(), event()], now).await.is_err());
@@ -461,7 +459,8 @@ macro_rules! sql_entries {
                 assert!(store.grant(tenant, &format!("g-{n}")).await.unwrap().is_none(), "{n}");
             }
 
-            ::sqlx::query("DELETE FROM audit_events WHERE hash = 'squat'")
+            ::sqlx::query("DELETE FROM audit_events WHERE hash = $1")
+                .bind(&squatter.hash)
                 .execute(&store.pool)
                 .await
                 .unwrap();

@@ -208,6 +208,10 @@ pub(crate) const NOTIFY_REVOKED: Option<&str> = Some("SELECT pg_notify('mandate_
 /// instead of six (see `entries`).
 pub(crate) const DATA_MODIFYING_CTE: bool = true;
 
+/// `audit_events` is keyed by (tenant_id, seq) here, as written (SQLite's differs: see
+/// there).
+pub(crate) const EVENTS_KEYED: bool = false;
+
 /// How the batches' multi-row INSERTs begin (SQLite's differs: see there).
 pub(crate) const INSERT_ROWS: &str = "INSERT INTO";
 

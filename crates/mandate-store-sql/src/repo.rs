@@ -349,8 +349,71 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// What follows `INSERT … audit_events` for rows given as `VALUES (…), (…)` and
+        /// a closing parenthesis: where `audit_events` is keyed by one integer
+        /// (`EVENTS_KEYED`), each row's key made from its tenant's number and its
+        /// sequence number (a tenant without a head gets none, and the row is refused).
+        const EVENT_ROWS: &str = if EVENTS_KEYED {
+            "(id, tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) \
+             SELECT (SELECT num FROM audit_heads WHERE tenant_id = column1) * 1099511627776 + column2, * FROM ("
+        } else {
+            "(tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) SELECT * FROM ("
+        };
+
+        /// The highest sequence number a keyed `audit_events` holds (2^40 - 1).
+        const MAX_SEQ: u64 = (1 << 40) - 1;
+
+        /// How a row of `audit_mandate_index` (`r`) finds its event (`e`).
+        const EVENT_OF_INDEX_ROW: &str = if EVENTS_KEYED {
+            "e.id = (SELECT num FROM audit_heads h WHERE h.tenant_id = r.tenant_id) * 1099511627776 + r.seq AND e.tenant_id = r.tenant_id"
+        } else {
+            "e.tenant_id = r.tenant_id AND e.seq = r.seq"
+        };
+
+        /// The order of one tenant's events.
+        const EVENT_ORDER: &str = if EVENTS_KEYED { "id" } else { "seq" };
+
+        /// `tenant`'s events after `after` and up to `upto` (all after it: `None`), as a
+        /// condition on `audit_events` pushed onto `q`: on a keyed table a range of its
+        /// key, and the tenant's id besides.
+        fn push_events_between(
+            q: &mut ::sqlx::QueryBuilder<'_, $db>,
+            tenant: TenantId,
+            after: u64,
+            upto: Option<u64>,
+        ) -> Result<(), StoreError> {
+            let tenant = tenant.to_string();
+            if EVENTS_KEYED {
+                let key = " * 1099511627776 + ";
+                q.push("id > (SELECT num FROM audit_heads WHERE tenant_id = ")
+                    .push_bind(tenant.clone())
+                    .push(")")
+                    .push(key)
+                    .push_bind(seq_param(after.min(MAX_SEQ))?)
+                    .push(" AND id <= (SELECT num FROM audit_heads WHERE tenant_id = ")
+                    .push_bind(tenant.clone())
+                    .push(")")
+                    .push(key)
+                    .push_bind(seq_param(upto.unwrap_or(MAX_SEQ).min(MAX_SEQ))?)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant);
+            } else {
+                q.push("tenant_id = ").push_bind(tenant).push(" AND seq > ").push_bind(seq_param(after)?);
+                if let Some(upto) = upto {
+                    q.push(" AND seq <= ").push_bind(seq_param(upto)?);
+                }
+            }
+            Ok(())
+        }
+
         /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
         fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
+            if EVENTS_KEYED {
+                let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {EVENT_ROWS}"));
+                push_event_values(&mut insert, chunk)?;
+                insert.push(")");
+                return Ok(insert);
+            }
             let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {EVENT_COLUMNS} "));
             push_event_values(&mut insert, chunk)?;
             Ok(insert)
@@ -459,7 +522,7 @@ macro_rules! sql_store {
                 q.push(format!(") AS chained {EVENT_COLUMNS} WHERE EXISTS (SELECT 1 FROM moved)"));
             } else {
                 // `changes()`: the rows the UPDATE just moved (1, or 0 from a stale head).
-                q.push(format!(" RETURNING 1; {INSERT_ROWS} audit_events {EVENT_COLUMNS} SELECT * FROM ("));
+                q.push(format!(" RETURNING 1; {INSERT_ROWS} audit_events {EVENT_ROWS}"));
                 push_event_values(q, chained)?;
                 q.push(") WHERE changes() = 1");
                 push_grants_if_written(q, grants, chained.len())?;
@@ -852,7 +915,7 @@ macro_rules! sql_store {
                     && after < indexed
                 {
                     let mut q = ::sqlx::QueryBuilder::<$db>::new(
-                        "SELECT e.doc FROM audit_mandate_index r JOIN audit_events e ON e.tenant_id = r.tenant_id AND e.seq = r.seq WHERE r.tenant_id = ",
+                        format!("SELECT e.doc FROM audit_mandate_index r JOIN audit_events e ON {EVENT_OF_INDEX_ROW} WHERE r.tenant_id = "),
                     );
                     q.push_bind(tenant.to_string());
                     q.push(" AND r.mandate_id = ").push_bind(mandate.to_string());
@@ -870,11 +933,10 @@ macro_rules! sql_store {
                 // mandate is named.
                 let left = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(events.len());
                 if left > 0 {
-                    let mut q = ::sqlx::QueryBuilder::<$db>::new("SELECT doc FROM audit_events WHERE tenant_id = ");
-                    q.push_bind(tenant.to_string());
-                    q.push(" AND seq > ").push_bind(seq_param(scan_from)?);
+                    let mut q = ::sqlx::QueryBuilder::<$db>::new("SELECT doc FROM audit_events WHERE ");
+                    push_events_between(&mut q, tenant, scan_from, None)?;
                     push_audit_filter(&mut q, "", filter);
-                    q.push(" ORDER BY seq LIMIT ").push_bind(i64::try_from(left).unwrap_or(i64::MAX));
+                    q.push(format!(" ORDER BY {EVENT_ORDER} LIMIT ")).push_bind(i64::try_from(left).unwrap_or(i64::MAX));
                     let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
                     for row in &rows {
                         events.push(text_doc(row)?);
@@ -904,18 +966,13 @@ macro_rules! sql_store {
                     if upto <= from {
                         continue;
                     }
-                    ::sqlx::query(
+                    let mut q = ::sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO audit_mandate_index (tenant_id, mandate_id, seq)
-                         SELECT tenant_id, mandate_id, seq FROM audit_events
-                         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 AND mandate_id IS NOT NULL
-                         ORDER BY mandate_id, seq",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(seq_param(from)?)
-                    .bind(seq_param(upto)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                         SELECT tenant_id, mandate_id, seq FROM audit_events WHERE ",
+                    );
+                    push_events_between(&mut q, tenant, from, Some(upto))?;
+                    q.push(" AND mandate_id IS NOT NULL ORDER BY mandate_id, seq");
+                    q.build().execute(&mut *tx).await.map_err(unavailable)?;
                     ::sqlx::query("UPDATE audit_index_state SET indexed = $1 WHERE tenant_id = $2")
                         .bind(seq_param(upto)?)
                         .bind(tenant.to_string())
@@ -929,15 +986,10 @@ macro_rules! sql_store {
             }
 
             async fn audit_records(&self, tenant: TenantId, after: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
-                let rows = ::sqlx::query(
-                    "SELECT seq, doc FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                )
-                .bind(tenant.to_string())
-                .bind(seq_param(after)?)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
+                let mut q = ::sqlx::QueryBuilder::<$db>::new("SELECT seq, doc FROM audit_events WHERE ");
+                push_events_between(&mut q, tenant, after, None)?;
+                q.push(format!(" ORDER BY {EVENT_ORDER} LIMIT ")).push_bind(i64::from(limit));
+                let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
                 records(&rows)
             }
 

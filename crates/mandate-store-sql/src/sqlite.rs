@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "grants_parent_deferred",
         sql: include_str!("../migrations/sqlite/0019_grants_parent_deferred.sql"),
     },
+    Migration {
+        version: 20,
+        name: "audit_events_keyed",
+        sql: include_str!("../migrations/sqlite/0020_audit_events_keyed.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, every commit fsync'd before it is
@@ -296,6 +301,11 @@ pub(crate) const DATA_MODIFYING_CTE: bool = false;
 /// grant's parent is a deferred foreign key here, checked at COMMIT, for the same
 /// reason (an immediate one keeps the journal too; migration 19).
 pub(crate) const INSERT_ROWS: &str = "INSERT OR FAIL INTO";
+
+/// `audit_events` is keyed by one integer here (migration 20): its tenant's number in
+/// `audit_heads` times 2^40 plus its sequence number, so that its rows are its only
+/// B-tree. Statements find a tenant's events by a range of that key.
+pub(crate) const EVENTS_KEYED: bool = true;
 
 /// SQLite has no notification channel: revocations are seen by polling (and, in the one
 /// process that owns the file, directly).
@@ -580,26 +590,7 @@ mod tests {
         use sqlx::Connection as _;
 
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("mandate.db"))
-            .create_if_missing(true)
-            .foreign_keys(true);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
-        sqlx::raw_sql("CREATE TABLE mandate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        for m in super::MIGRATIONS.iter().filter(|m| m.version < 19) {
-            sqlx::raw_sql(m.sql).execute(&mut conn).await.unwrap();
-            sqlx::query("INSERT INTO mandate_migrations VALUES ($1, $2, 0)")
-                .bind(m.version)
-                .bind(m.name)
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
+        let mut conn = before_migration(dir.path(), 19).await;
         let now = chrono::Utc::now();
         let tenant: mandate_types::TenantId =
             "ten_00000000000000000000000000000001".parse().unwrap();
@@ -667,6 +658,150 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(orphans, 0);
+    }
+
+    /// A connection to a new database in `dir` with the migrations before `version`
+    /// applied, as a store of that time left it.
+    async fn before_migration(dir: &std::path::Path, version: i64) -> sqlx::SqliteConnection {
+        use sqlx::Connection as _;
+
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("mandate.db"))
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE mandate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for m in super::MIGRATIONS.iter().filter(|m| m.version < version) {
+            sqlx::raw_sql(m.sql).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO mandate_migrations VALUES ($1, $2, 0)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn
+    }
+
+    /// A ledger written before migration 20 keeps every event under the new key: each
+    /// tenant's chain reads back whole and in order, goes on from its head, and is
+    /// indexed by mandate; the keys of two tenants do not mix, and a row whose key is
+    /// not its own sequence number is refused.
+    #[tokio::test]
+    async fn the_ledger_is_keyed_anew_with_every_event() {
+        use mandate_audit::{Event, EventKind, Head, NewEvent};
+        use mandate_store::{AuditFilter, AuditLog as _};
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = before_migration(dir.path(), 20).await;
+        let now = chrono::Utc::now();
+        let mandate: mandate_types::MandateId = mandate_types::MandateId::generate();
+        let new = |tenant| {
+            let mut event = NewEvent::new(tenant, EventKind::Decision, "agent:test");
+            event.mandate_id = Some(mandate);
+            event
+        };
+        let mut chains = Vec::new();
+        for (n, tenant) in [
+            (3, "ten_0000000000000000000000000000000b"),
+            (2, "ten_0000000000000000000000000000000a"),
+        ] {
+            let tenant: mandate_types::TenantId = tenant.parse().unwrap();
+            let mut head = Head::genesis();
+            let mut chain = Vec::new();
+            for _ in 0..n {
+                let event = Event::chain(&head, new(tenant), now);
+                head = event.head();
+                sqlx::query("INSERT INTO audit_events (tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) VALUES ($1, $2, 0, 'decision', $3, NULL, NULL, $4, $5)")
+                    .bind(tenant.to_string())
+                    .bind(i64::try_from(event.seq).unwrap())
+                    .bind(mandate.to_string())
+                    .bind(&event.hash)
+                    .bind(serde_json::to_string(&event).unwrap())
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                chain.push(event);
+            }
+            sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, $2, $3)")
+                .bind(tenant.to_string())
+                .bind(i64::try_from(head.seq).unwrap())
+                .bind(&head.hash)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            chains.push((tenant, chain));
+        }
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        for (tenant, chain) in &chains {
+            let records = store.audit_records(*tenant, 0, 100).await.unwrap();
+            let docs: Vec<_> = chain
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap())
+                .collect();
+            assert_eq!(
+                records.iter().map(|r| &r.doc).collect::<Vec<_>>(),
+                docs.iter().collect::<Vec<_>>()
+            );
+            let last = chain.last().unwrap();
+            let next = store.append_events(&[new(*tenant)], now).await.unwrap();
+            assert_eq!(
+                (next[0].seq, &next[0].prev_hash),
+                (last.seq + 1, &last.hash)
+            );
+            let tail = store.audit_records(*tenant, last.seq, 100).await.unwrap();
+            assert_eq!(
+                tail.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [last.seq + 1]
+            );
+        }
+        assert_eq!(store.index_audit(100).await.unwrap(), 7);
+        for (tenant, chain) in &chains {
+            let filter = AuditFilter {
+                mandate: Some(mandate),
+                ..AuditFilter::default()
+            };
+            let found = store
+                .audit_events(*tenant, &filter, None, 100)
+                .await
+                .unwrap();
+            let seqs: Vec<u64> = found.iter().map(|e| e.seq).collect();
+            let all: Vec<u64> = (1..=chain.len() as u64 + 1).collect();
+            assert_eq!(seqs, all);
+            assert!(found.iter().all(|e| e.tenant_id == *tenant));
+        }
+        let keys: Vec<(i64, i64)> = sqlx::query_as("SELECT id, seq FROM audit_events ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 7);
+        assert!(
+            keys.iter()
+                .all(|(id, seq)| id % (1 << 40) == *seq && *id >> 40 >= 1),
+            "{keys:?}"
+        );
+        let squat = "INSERT INTO audit_events (id, tenant_id, seq, at, kind, hash, doc) VALUES ($1, 'ten_x', $2, 0, 'decision', 'h', '{}')";
+        for (id, seq) in [(keys[0].0 + 9, 8), (9, 9)] {
+            assert!(
+                sqlx::query(squat)
+                    .bind(id)
+                    .bind(seq)
+                    .execute(&store.pool)
+                    .await
+                    .is_err(),
+                "{id} {seq}"
+            );
+        }
+        let unkeyed = "INSERT INTO audit_events (tenant_id, seq, at, kind, hash, doc) VALUES ('ten_x', 9, 0, 'decision', 'h', '{}')";
+        assert!(sqlx::query(unkeyed).execute(&store.pool).await.is_err());
     }
 
     /// SQLite keeps no statistics: the batch's check of live parents must look its
