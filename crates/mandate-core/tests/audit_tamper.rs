@@ -143,7 +143,8 @@ async fn removed_or_forged_events_are_caught_at_the_first_bad_seq() {
         panic!("a gap verifies")
     };
     assert_eq!(b.seq, 4);
-    sqlx::query("INSERT INTO audit_events (tenant_id, seq, at, kind, hash, doc) VALUES ($1, 4, 0, 'decision', 'x', $2)")
+    // Put back as the store keys it (its tenant's number × 2^40 + seq).
+    sqlx::query("INSERT INTO audit_events (id, tenant_id, seq, at, kind, hash, doc) VALUES ((SELECT num FROM audit_heads WHERE tenant_id = $1) * 1099511627776 + 4, $1, 4, 0, 'decision', 'x', $2)")
         .bind(l.tenant.to_string())
         .bind(&rows[3].1)
         .execute(&mut l.db)
