@@ -360,7 +360,8 @@ macro_rules! sql_store {
             "(tenant_id, seq, at, kind, mandate_id, agent_id, human_id, hash, doc) SELECT * FROM ("
         };
 
-        /// The highest sequence number a keyed `audit_events` holds (2^40 - 1).
+        /// The highest sequence number a keyed `audit_events` holds (2^40 - 1; the SQL
+        /// here and migration 20 write 2^40 as `1099511627776`).
         const MAX_SEQ: u64 = (1 << 40) - 1;
 
         /// How a row of `audit_mandate_index` (`r`) finds its event (`e`).
@@ -408,14 +409,13 @@ macro_rules! sql_store {
 
         /// One multi-row INSERT of chained events (at most `AUDIT_ROWS_PER_INSERT`).
         fn events_insert(chunk: &[Event]) -> Result<::sqlx::QueryBuilder<'static, $db>, StoreError> {
-            if EVENTS_KEYED {
-                let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {EVENT_ROWS}"));
-                push_event_values(&mut insert, chunk)?;
-                insert.push(")");
-                return Ok(insert);
-            }
-            let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {EVENT_COLUMNS} "));
+            // Keyed: each row's key is worked out in the statement (`EVENT_ROWS`).
+            let rows = if EVENTS_KEYED { EVENT_ROWS } else { EVENT_COLUMNS };
+            let mut insert = ::sqlx::QueryBuilder::<$db>::new(format!("{INSERT_ROWS} audit_events {rows} "));
             push_event_values(&mut insert, chunk)?;
+            if EVENTS_KEYED {
+                insert.push(")");
+            }
             Ok(insert)
         }
 
