@@ -583,7 +583,9 @@ macro_rules! sql_entries {
                         let mut terms = q.separated(" OR ");
                         for u in &common.claims {
                             terms
-                                .push("(issuer = ")
+                                .push("(expires_at = ")
+                                .push_bind_unseparated(micros(u.expires_at))
+                                .push_unseparated(" AND issuer = ")
                                 .push_bind_unseparated(u.issuer.clone())
                                 .push_unseparated(" AND jti = ")
                                 .push_bind_unseparated(u.jti.clone())

@@ -284,7 +284,7 @@ macro_rules! sql_grants {
         fn push_jti_claims(q: &mut ::sqlx::QueryBuilder<'static, $db>, chunk: &[&UsedAssertion]) {
             q.push(format!("{INSERT_ROWS} used_jtis (issuer, jti, expires_at) "));
             push_jti_values(q, chunk);
-            q.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+            q.push(" ON CONFLICT (expires_at, issuer, jti) DO NOTHING RETURNING issuer, jti");
         }
 
         /// `VALUES (…), (…)` of assertion uses, in `used_jtis`' column order, pushed onto `q`.

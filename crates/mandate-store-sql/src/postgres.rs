@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "grant_indexes_partial",
         sql: include_str!("../migrations/postgres/0017_grant_indexes_partial.sql"),
     },
+    Migration {
+        version: 21,
+        name: "used_jtis_by_expiry",
+        sql: include_str!("../migrations/postgres/0021_used_jtis_by_expiry.sql"),
+    },
 ];
 
 /// Serialises migrations across replicas starting at once ("mandate" in ASCII).

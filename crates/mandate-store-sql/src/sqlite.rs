@@ -104,6 +104,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_events_keyed",
         sql: include_str!("../migrations/sqlite/0020_audit_events_keyed.sql"),
     },
+    Migration {
+        version: 21,
+        name: "used_jtis_by_expiry",
+        sql: include_str!("../migrations/sqlite/0021_used_jtis_by_expiry.sql"),
+    },
 ];
 
 /// The embedded store: one SQLite file in WAL mode, every commit fsync'd before it is
@@ -583,7 +588,7 @@ mod tests {
     /// Migration 19 rebuilds `grants` of a database that has rows: every grant (its
     /// parent link too) is kept, and a grant whose parent is missing still never
     /// commits (the foreign key is checked at COMMIT now, in a transaction and on its
-    /// own). The assertions' claims, untouched, still refuse a replay.
+    /// own). The assertions' claims, rebuilt by migration 21, still refuse a replay.
     #[tokio::test]
     async fn the_batch_tables_are_rebuilt_with_their_rows_and_their_checks() {
         use mandate_store::Grants as _;

@@ -443,7 +443,8 @@ pub trait Grants: Send + Sync {
         limit: u32,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
     /// Records that `issuer` used assertion `jti`, valid until `expires_at`. `false`
-    /// when it was used before (a replay). Expired records are purged on the way.
+    /// when it was used before (a replay: the same issuer, `jti` and `exp`, which an
+    /// assertion presented again carries). Expired records are purged on the way.
     async fn claim_jti(
         &self,
         issuer: &str,

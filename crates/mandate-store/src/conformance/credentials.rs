@@ -205,18 +205,32 @@ pub async fn client_assertion_jtis_are_accepted_once(store: Arc<dyn Store>) {
         store.claim_jti("agt_2", "j1", exp, t0()).await.unwrap(),
         "per issuer"
     );
+    // A claim is the assertion's (issuer, jti, exp): a replay carries the same signed
+    // `exp`. The same jti with another `exp` is another assertion, which only its signer
+    // can make; the store keys claims by expiry first (a batch's claims then land
+    // together), and that one is not a replay.
+    assert!(
+        store
+            .claim_jti("agt_1", "j1", exp + Duration::seconds(1), t0())
+            .await
+            .unwrap(),
+        "another assertion"
+    );
+    assert!(
+        !store
+            .claim_jti("agt_1", "j1", exp + Duration::seconds(1), t0())
+            .await
+            .unwrap(),
+        "its replay"
+    );
     // Once expired the record is purged; the assertion itself is then refused for its
     // `exp` by the caller, so accepting the jti again is harmless.
     assert!(
         store
-            .claim_jti(
-                "agt_1",
-                "j1",
-                exp + Duration::minutes(5),
-                exp + Duration::seconds(1)
-            )
+            .claim_jti("agt_1", "j1", exp, exp + Duration::seconds(1))
             .await
-            .unwrap()
+            .unwrap(),
+        "purged"
     );
     // Concurrent claims of one jti: exactly one wins.
     let mut tasks = Vec::new();
