@@ -3,7 +3,8 @@
 # so that a change can be compared before and after on a noisy machine.
 #
 #   bash bench/profile.sh gateway|tokens [SECONDS] [CONNECTIONS] [--callgrind] [--dpop]
-#                         [--wal-pages] [--database-url postgres://…/mandate_profile_bench]
+#                         [--wal-pages] [--cpu-groups]
+#                         [--database-url postgres://…/mandate_profile_bench]
 #   (default: 5 s measured, once the load is running, on 16 connections)
 #
 # The load is the one of bench/gateway-overhead.sh (`tools/call` through the gateway;
@@ -23,6 +24,12 @@
 # is overcounted there. On PostgreSQL, the database server's own work is not counted
 # (it is another process).
 #
+# --cpu-groups (without --callgrind): the server is also sampled by `perf record` over
+# the window, and its CPU is summed by kind of work (bench/lib/cpu_groups.py: the
+# signatures, SQLite, the kernel's switching of threads, its file writes, the network,
+# allocation, JSON, HTTP, …), in % and in µs per request (the server's CPU over the
+# window, from /proc, divided by the requests answered in it).
+#
 # --wal-pages (SQLite): after the window, which B-trees each commit wrote, per commit
 # (bench/lib/wal_pages.py over a copy of the database and its WAL taken under load):
 # what the fsync of a batch carries, and which indexes scatter it.
@@ -33,7 +40,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/serve.sh
-bench_args "--callgrind --dpop --wal-pages" "$@"
+bench_args "--callgrind --dpop --wal-pages --cpu-groups" "$@"
 callgrind=false
 if [[ " ${flags[*]} " == *" --callgrind "* ]]; then callgrind=true; fi
 # --dpop (tokens): every token request carries a fresh DPoP proof, as in
@@ -103,7 +110,7 @@ done
 sleep 1
 
 echo "== profile: $what, store $store, $connections connections, $seconds s under load$($callgrind && echo ', under callgrind')"
-echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${dpop[*]:+ --dpop}$([[ " ${flags[*]} " == *" --wal-pages "* ]] && echo ' --wal-pages')${database_url:+ --database-url $database_url}"
+echo "   command: bash bench/profile.sh $what $seconds $connections$($callgrind && echo ' --callgrind')${dpop[*]:+ --dpop}$([[ " ${flags[*]} " == *" --wal-pages "* ]] && echo ' --wal-pages')$([[ " ${flags[*]} " == *" --cpu-groups "* ]] && echo ' --cpu-groups')${database_url:+ --database-url $database_url}"
 if $callgrind; then
   callgrind_control -z "$server" >/dev/null 2>&1
   callgrind_control -i on "$server" >/dev/null 2>&1
@@ -130,9 +137,21 @@ else
     getrandom sched_yield nanosleep clock_nanosleep accept4; do
     events="$events,syscalls:sys_enter_$call"
   done
+  groups=false
+  if [[ " ${flags[*]} " == *" --cpu-groups "* ]]; then groups=true; fi
+  # The server's CPU so far, user and system, in clock ticks (/proc/PID/stat, fields 14
+  # and 15; the command name in field 2 may hold spaces, so count after its ')').
+  ticks() { sed 's/.*) //' "/proc/$server/stat" | awk '{print $12 + $13}'; }
+  cpu_before=$(ticks)
+  if $groups; then
+    perf record -q -F 999 -o "$work/perf.data" -p "$server" -- sleep "$seconds" >/dev/null 2>&1 &
+    recorder=$!
+  fi
   started=$(date +%s.%N)
   perf stat --per-thread -x, -e "$events" -p "$server" -- sleep "$seconds" 2>"$work/perf.csv"
   after=$(answered)
+  cpu_after=$(ticks)
+  if $groups; then wait "$recorder" || true; fi
   # perf counts for SECONDS; the requests were read around its attach and detach too:
   # the window's share of them, at the rate seen over the whole span.
   took=$(python3 -c "import time; print(f'{time.time() - $started:.2f}')")
@@ -171,6 +190,11 @@ for _, group in groups:
         continue
     top = " ".join(f"{name} {v / n:.2f}" for name, v in c.most_common() if name != switches and v / n >= 0.5)
     print(f"     {group:20} {c[switches] / n:6.2f} · {calls(c) / n:6.2f} · {top}")' "$work/perf.csv"
+  if $groups; then
+    per_request=$(python3 -c "import os; print(f'{($cpu_after - $cpu_before) / os.sysconf(\"SC_CLK_TCK\") * 1e6 / max($after - $before, 1):.1f}')")
+    echo "   where the server's CPU went ($per_request µs per request over the window; self time by function, grouped):"
+    python3 bench/lib/cpu_groups.py "$work/perf.data" "$per_request"
+  fi
 fi
 if [[ " ${flags[*]} " == *" --wal-pages "* ]]; then
   if [ "$store" != sqlite ]; then

@@ -96,7 +96,8 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, OAuthError> {
     Ok(response)
 }
 
-fn no_store(value: Value) -> Response {
+/// `value` as JSON (serialised straight into the body), not to be cached.
+fn no_store<T: serde::Serialize>(value: T) -> Response {
     let mut response = Json(value).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -128,9 +129,7 @@ async fn token(
     let request = form.token_request(&headers)?;
     span.record("oauth.grant_type", request.grant_type.as_str());
     let issued = tokens.token(&request).instrument(span).await?;
-    let value = serde_json::to_value(&issued)
-        .map_err(|_| TokenError::Unavailable("the response cannot be encoded".into()))?;
-    Ok(no_store(value))
+    Ok(no_store(issued))
 }
 
 /// Token introspection for resource servers (an admin bearer token).
